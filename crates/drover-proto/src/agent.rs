@@ -1,0 +1,333 @@
+//! An agent as clients see it: its spec, its state and the data valid in that state.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AgentId, AgentSpec};
+
+/// The name of an agent's state, as it appears on the wire and in filters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    /// Created; the process is being started.
+    Starting,
+    /// The process runs.
+    Running,
+    /// The process group is stopped with SIGSTOP.
+    Paused,
+    /// SIGTERM was sent; SIGKILL follows when the grace ends.
+    Stopping,
+    /// The process exited by itself with a code (terminal).
+    Exited,
+    /// The process was ended by a signal (terminal).
+    Killed,
+    /// The process could not be started (terminal).
+    FailedToStart,
+    /// The daemon restarted and the process was gone or no longer its own (terminal).
+    Lost,
+}
+
+impl AgentState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [AgentState; 8] = [
+        AgentState::Starting,
+        AgentState::Running,
+        AgentState::Paused,
+        AgentState::Stopping,
+        AgentState::Exited,
+        AgentState::Killed,
+        AgentState::FailedToStart,
+        AgentState::Lost,
+    ];
+
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::Starting => "starting",
+            AgentState::Running => "running",
+            AgentState::Paused => "paused",
+            AgentState::Stopping => "stopping",
+            AgentState::Exited => "exited",
+            AgentState::Killed => "killed",
+            AgentState::FailedToStart => "failed_to_start",
+            AgentState::Lost => "lost",
+        }
+    }
+
+    /// The state for a wire string.
+    pub fn parse(s: &str) -> Option<AgentState> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+
+    /// True for states an agent never leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            AgentState::Exited | AgentState::Killed | AgentState::FailedToStart | AgentState::Lost
+        )
+    }
+}
+
+/// An agent's state with the data valid in it. Times are unix nanoseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentStatus {
+    /// Created; no process yet.
+    Starting,
+    /// The process runs.
+    Running {
+        /// Its pid (also its process group id).
+        pid: u32,
+        /// When it started.
+        started_at: i64,
+    },
+    /// The process group is stopped.
+    Paused {
+        /// Its pid.
+        pid: u32,
+        /// When it started.
+        started_at: i64,
+    },
+    /// Stopping with a grace period.
+    Stopping {
+        /// Its pid.
+        pid: u32,
+        /// When it started.
+        started_at: i64,
+    },
+    /// Exited by itself.
+    Exited {
+        /// The exit code.
+        code: i32,
+        /// When it started.
+        started_at: i64,
+        /// When it was reaped.
+        ended_at: i64,
+    },
+    /// Ended by a signal.
+    Killed {
+        /// The signal number.
+        signal: i32,
+        /// When it started.
+        started_at: i64,
+        /// When it was reaped.
+        ended_at: i64,
+    },
+    /// Never started.
+    FailedToStart {
+        /// Why.
+        error: String,
+        /// When the attempt failed.
+        ended_at: i64,
+    },
+    /// Gone across a daemon restart.
+    Lost {
+        /// Its last known pid.
+        pid: Option<u32>,
+        /// When it started, if it had.
+        started_at: Option<i64>,
+        /// When the daemon noticed.
+        ended_at: i64,
+    },
+}
+
+impl AgentStatus {
+    /// The state's name.
+    pub fn state(&self) -> AgentState {
+        match self {
+            AgentStatus::Starting => AgentState::Starting,
+            AgentStatus::Running { .. } => AgentState::Running,
+            AgentStatus::Paused { .. } => AgentState::Paused,
+            AgentStatus::Stopping { .. } => AgentState::Stopping,
+            AgentStatus::Exited { .. } => AgentState::Exited,
+            AgentStatus::Killed { .. } => AgentState::Killed,
+            AgentStatus::FailedToStart { .. } => AgentState::FailedToStart,
+            AgentStatus::Lost { .. } => AgentState::Lost,
+        }
+    }
+
+    /// The pid, while the agent has (or last had) a process.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            AgentStatus::Running { pid, .. }
+            | AgentStatus::Paused { pid, .. }
+            | AgentStatus::Stopping { pid, .. } => Some(*pid),
+            AgentStatus::Lost { pid, .. } => *pid,
+            _ => None,
+        }
+    }
+
+    /// When the process started, if it did.
+    pub fn started_at(&self) -> Option<i64> {
+        match self {
+            AgentStatus::Running { started_at, .. }
+            | AgentStatus::Paused { started_at, .. }
+            | AgentStatus::Stopping { started_at, .. }
+            | AgentStatus::Exited { started_at, .. }
+            | AgentStatus::Killed { started_at, .. } => Some(*started_at),
+            AgentStatus::Lost { started_at, .. } => *started_at,
+            AgentStatus::Starting | AgentStatus::FailedToStart { .. } => None,
+        }
+    }
+
+    /// When the agent reached its terminal state.
+    pub fn ended_at(&self) -> Option<i64> {
+        match self {
+            AgentStatus::Exited { ended_at, .. }
+            | AgentStatus::Killed { ended_at, .. }
+            | AgentStatus::FailedToStart { ended_at, .. }
+            | AgentStatus::Lost { ended_at, .. } => Some(*ended_at),
+            _ => None,
+        }
+    }
+
+    /// The exit code, once exited.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            AgentStatus::Exited { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The signal, once killed.
+    pub fn signal(&self) -> Option<i32> {
+        match self {
+            AgentStatus::Killed { signal, .. } => Some(*signal),
+            _ => None,
+        }
+    }
+
+    /// The failure, once failed to start.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            AgentStatus::FailedToStart { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// One agent, as every reply and the registry carry it. On the wire it is one flat map:
+/// `id`, `name`, `backend`, `state`, `pid`, `created_at`, `started_at`, `ended_at`, `exit_code`,
+/// `signal`, `error`, `labels`, `spec`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "AgentInfoWire", try_from = "AgentInfoWire")]
+pub struct AgentInfo {
+    /// The agent's id.
+    pub id: AgentId,
+    /// Its name, if it has one.
+    pub name: Option<String>,
+    /// The backend that rendered its command.
+    pub backend: String,
+    /// Its state and the data valid in it.
+    pub status: AgentStatus,
+    /// When it was created, unix nanoseconds.
+    pub created_at: i64,
+    /// Its labels (a copy of the spec's, for convenience).
+    pub labels: BTreeMap<String, String>,
+    /// The spec it was spawned from.
+    pub spec: AgentSpec,
+}
+
+impl AgentInfo {
+    /// The state's name.
+    pub fn state(&self) -> AgentState {
+        self.status.state()
+    }
+}
+
+/// The flat wire layout of [`AgentInfo`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct AgentInfoWire {
+    id: AgentId,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    backend: String,
+    state: AgentState,
+    #[serde(default)]
+    pid: Option<u32>,
+    #[serde(default)]
+    created_at: i64,
+    #[serde(default)]
+    started_at: Option<i64>,
+    #[serde(default)]
+    ended_at: Option<i64>,
+    #[serde(default)]
+    exit_code: Option<i32>,
+    #[serde(default)]
+    signal: Option<i32>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    spec: AgentSpec,
+}
+
+impl From<AgentInfo> for AgentInfoWire {
+    fn from(info: AgentInfo) -> Self {
+        AgentInfoWire {
+            id: info.id,
+            name: info.name,
+            backend: info.backend,
+            state: info.status.state(),
+            pid: info.status.pid(),
+            created_at: info.created_at,
+            started_at: info.status.started_at(),
+            ended_at: info.status.ended_at(),
+            exit_code: info.status.exit_code(),
+            signal: info.status.signal(),
+            error: info.status.error().map(str::to_owned),
+            labels: info.labels,
+            spec: info.spec,
+        }
+    }
+}
+
+impl TryFrom<AgentInfoWire> for AgentInfo {
+    type Error = String;
+
+    fn try_from(wire: AgentInfoWire) -> Result<Self, Self::Error> {
+        let missing = |field: &str| format!("agent in state {} lacks {field}", wire.state.as_str());
+        let status = match wire.state {
+            AgentState::Starting => AgentStatus::Starting,
+            AgentState::Running | AgentState::Paused | AgentState::Stopping => {
+                let pid = wire.pid.ok_or_else(|| missing("pid"))?;
+                let started_at = wire.started_at.ok_or_else(|| missing("started_at"))?;
+                match wire.state {
+                    AgentState::Running => AgentStatus::Running { pid, started_at },
+                    AgentState::Paused => AgentStatus::Paused { pid, started_at },
+                    _ => AgentStatus::Stopping { pid, started_at },
+                }
+            }
+            AgentState::Exited => AgentStatus::Exited {
+                code: wire.exit_code.ok_or_else(|| missing("exit_code"))?,
+                started_at: wire.started_at.ok_or_else(|| missing("started_at"))?,
+                ended_at: wire.ended_at.ok_or_else(|| missing("ended_at"))?,
+            },
+            AgentState::Killed => AgentStatus::Killed {
+                signal: wire.signal.ok_or_else(|| missing("signal"))?,
+                started_at: wire.started_at.ok_or_else(|| missing("started_at"))?,
+                ended_at: wire.ended_at.ok_or_else(|| missing("ended_at"))?,
+            },
+            AgentState::FailedToStart => AgentStatus::FailedToStart {
+                error: wire.error.unwrap_or_default(),
+                ended_at: wire.ended_at.ok_or_else(|| missing("ended_at"))?,
+            },
+            AgentState::Lost => AgentStatus::Lost {
+                pid: wire.pid,
+                started_at: wire.started_at,
+                ended_at: wire.ended_at.ok_or_else(|| missing("ended_at"))?,
+            },
+        };
+        Ok(AgentInfo {
+            id: wire.id,
+            name: wire.name,
+            backend: wire.backend,
+            status,
+            created_at: wire.created_at,
+            labels: wire.labels,
+            spec: wire.spec,
+        })
+    }
+}

@@ -1,0 +1,241 @@
+//! MessagePack encoding of envelopes and messages.
+//!
+//! Every message is a map with string keys (`rmp_serde::to_vec_named`). Envelopes are built by
+//! splicing: the op's arguments (or result) are encoded as a map, and the envelope keys are
+//! written in front of its entries under one map header, so a request or reply is a single flat
+//! map without any buffering through an intermediate value tree.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::op::{
+    AgentArgs, BatchArgs, ListArgs, NoArgs, ReadLogsArgs, SignalArgs, SpawnArgs, StopArgs,
+    StreamInfoArgs, WaitArgs, WriteStdinArgs,
+};
+use crate::{ErrorBody, Op, ProtoError, Request, PROTOCOL_VERSION};
+
+/// Encode any protocol message as a named MessagePack map.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ProtoError> {
+    Ok(rmp_serde::to_vec_named(value)?)
+}
+
+/// Decode a protocol message, refusing frames over `max` bytes before reading them.
+pub fn decode<T: DeserializeOwned>(frame: &[u8], max: usize) -> Result<T, ProtoError> {
+    check_size(frame, max)?;
+    rmp_serde::from_slice(frame).map_err(|e| ProtoError::Malformed(e.to_string()))
+}
+
+fn check_size(frame: &[u8], max: usize) -> Result<(), ProtoError> {
+    if frame.len() > max {
+        return Err(ProtoError::TooLarge {
+            size: frame.len(),
+            limit: max,
+        });
+    }
+    Ok(())
+}
+
+/// A decoded request and the id to echo in its reply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestEnvelope {
+    /// The client's id, any MessagePack value, echoed verbatim (nil when absent).
+    pub id: rmpv::Value,
+    /// The op and its arguments.
+    pub request: Request,
+}
+
+/// A request that could not be decoded, with the id to echo when one could be read.
+#[derive(Debug)]
+pub struct RequestError {
+    /// The client's id if the envelope got that far, else nil.
+    pub id: rmpv::Value,
+    /// What was wrong.
+    pub error: ProtoError,
+}
+
+/// Decode a request body. Oversize frames are refused before any decoding.
+pub fn decode_request(frame: &[u8], max: usize) -> Result<RequestEnvelope, RequestError> {
+    let nil = || rmpv::Value::Nil;
+    check_size(frame, max).map_err(|error| RequestError { id: nil(), error })?;
+    let mut cursor = frame;
+    let value = rmpv::decode::read_value(&mut cursor).map_err(|e| RequestError {
+        id: nil(),
+        error: ProtoError::Malformed(format!("not MessagePack: {e}")),
+    })?;
+    if !cursor.is_empty() {
+        return Err(RequestError {
+            id: nil(),
+            error: ProtoError::Malformed(format!("{} trailing bytes after the body", cursor.len())),
+        });
+    }
+    let rmpv::Value::Map(entries) = &value else {
+        return Err(RequestError {
+            id: nil(),
+            error: ProtoError::Malformed("the body is not a map".into()),
+        });
+    };
+    let field = |name: &str| {
+        entries
+            .iter()
+            .find(|(key, _)| key.as_str() == Some(name))
+            .map(|(_, value)| value)
+    };
+    let id = field("id").cloned().unwrap_or(rmpv::Value::Nil);
+    let fail = |error: ProtoError| RequestError {
+        id: id.clone(),
+        error,
+    };
+    match field("v") {
+        Some(v) if v.as_u64() == Some(u64::from(PROTOCOL_VERSION)) => {}
+        Some(v) => return Err(fail(ProtoError::UnsupportedVersion(v.to_string()))),
+        None => return Err(fail(ProtoError::UnsupportedVersion("(missing)".into()))),
+    }
+    let op_name = match field("op") {
+        Some(rmpv::Value::String(s)) => s.as_str().unwrap_or("").to_owned(),
+        Some(other) => return Err(fail(ProtoError::UnknownOp(other.to_string()))),
+        None => return Err(fail(ProtoError::UnknownOp("(missing)".into()))),
+    };
+    let op = Op::parse(&op_name).ok_or_else(|| fail(ProtoError::UnknownOp(op_name.clone())))?;
+    let request = request_from_value(op, value.clone()).map_err(fail)?;
+    Ok(RequestEnvelope { id, request })
+}
+
+fn args<T: DeserializeOwned>(op: Op, value: rmpv::Value) -> Result<T, ProtoError> {
+    rmpv::ext::from_value(value).map_err(|e| ProtoError::InvalidArguments {
+        op: op.as_str(),
+        reason: e.to_string(),
+    })
+}
+
+/// Decode the arguments of `op` from a request map (envelope keys are ignored).
+pub fn request_from_value(op: Op, value: rmpv::Value) -> Result<Request, ProtoError> {
+    Ok(match op {
+        Op::Health => Request::Health(args::<NoArgs>(op, value)?),
+        Op::Spawn => Request::Spawn(args::<SpawnArgs>(op, value)?),
+        Op::List => Request::List(args::<ListArgs>(op, value)?),
+        Op::Get => Request::Get(args::<AgentArgs>(op, value)?),
+        Op::Pause => Request::Pause(args::<AgentArgs>(op, value)?),
+        Op::Resume => Request::Resume(args::<AgentArgs>(op, value)?),
+        Op::Stop => Request::Stop(args::<StopArgs>(op, value)?),
+        Op::Kill => Request::Kill(args::<AgentArgs>(op, value)?),
+        Op::Signal => Request::Signal(args::<SignalArgs>(op, value)?),
+        Op::WriteStdin => Request::WriteStdin(args::<WriteStdinArgs>(op, value)?),
+        Op::CloseStdin => Request::CloseStdin(args::<AgentArgs>(op, value)?),
+        Op::ReadLogs => Request::ReadLogs(args::<ReadLogsArgs>(op, value)?),
+        Op::StreamInfo => Request::StreamInfo(args::<StreamInfoArgs>(op, value)?),
+        Op::Wait => Request::Wait(args::<WaitArgs>(op, value)?),
+        Op::Remove => Request::Remove(args::<AgentArgs>(op, value)?),
+        Op::Batch => Request::Batch(args::<BatchArgs>(op, value)?),
+        Op::Stats => Request::Stats(args::<NoArgs>(op, value)?),
+    })
+}
+
+/// Encode a request with its envelope: `{"v": 1, "id": id, "op": ..., ...arguments}`.
+pub fn encode_request(id: &rmpv::Value, request: &Request) -> Result<Vec<u8>, ProtoError> {
+    let body = match request {
+        Request::Health(a) | Request::Stats(a) => encode(a)?,
+        Request::Spawn(a) => encode(a)?,
+        Request::List(a) => encode(a)?,
+        Request::Get(a)
+        | Request::Pause(a)
+        | Request::Resume(a)
+        | Request::Kill(a)
+        | Request::CloseStdin(a)
+        | Request::Remove(a) => encode(a)?,
+        Request::Stop(a) => encode(a)?,
+        Request::Signal(a) => encode(a)?,
+        Request::WriteStdin(a) => encode(a)?,
+        Request::ReadLogs(a) => encode(a)?,
+        Request::StreamInfo(a) => encode(a)?,
+        Request::Wait(a) => encode(a)?,
+        Request::Batch(a) => encode(a)?,
+    };
+    let op = rmpv::Value::from(request.op().as_str());
+    splice(&[("id", id), ("op", &op)], &body)
+}
+
+/// The body of a reply: a result map or an error.
+#[derive(Debug)]
+pub enum ReplyBody<'a, R> {
+    /// `ok: true` and the result's fields.
+    Ok(&'a R),
+    /// `ok: false` and `error`.
+    Err(&'a ErrorBody),
+}
+
+/// Encode a reply with its envelope: `{"v": 1, "id": id, "ok": true, ...result}` or
+/// `{"v": 1, "id": id, "ok": false, "error": {...}}`.
+pub fn encode_reply<R: Serialize>(
+    id: &rmpv::Value,
+    body: ReplyBody<'_, R>,
+) -> Result<Vec<u8>, ProtoError> {
+    match body {
+        ReplyBody::Ok(result) => {
+            let fields = encode(result)?;
+            splice(&[("id", id), ("ok", &rmpv::Value::Boolean(true))], &fields)
+        }
+        ReplyBody::Err(error) => {
+            #[derive(Serialize)]
+            struct ErrorFields<'e> {
+                error: &'e ErrorBody,
+            }
+            let fields = encode(&ErrorFields { error })?;
+            splice(&[("id", id), ("ok", &rmpv::Value::Boolean(false))], &fields)
+        }
+    }
+}
+
+/// Decode a reply body: the result on `ok: true`, the error body on `ok: false`.
+pub fn decode_reply<R: DeserializeOwned>(
+    frame: &[u8],
+    max: usize,
+) -> Result<(rmpv::Value, Result<R, ErrorBody>), ProtoError> {
+    check_size(frame, max)?;
+    let mut cursor = frame;
+    let value = rmpv::decode::read_value(&mut cursor)
+        .map_err(|e| ProtoError::Malformed(format!("not MessagePack: {e}")))?;
+    let rmpv::Value::Map(entries) = &value else {
+        return Err(ProtoError::Malformed("the reply is not a map".into()));
+    };
+    let field = |name: &str| {
+        entries
+            .iter()
+            .find(|(key, _)| key.as_str() == Some(name))
+            .map(|(_, value)| value.clone())
+    };
+    let id = field("id").unwrap_or(rmpv::Value::Nil);
+    match field("ok").and_then(|ok| ok.as_bool()) {
+        Some(true) => {
+            let result = rmpv::ext::from_value(value)
+                .map_err(|e| ProtoError::Malformed(format!("reply result: {e}")))?;
+            Ok((id, Ok(result)))
+        }
+        Some(false) => {
+            let error = field("error")
+                .ok_or_else(|| ProtoError::Malformed("error reply without `error`".into()))?;
+            let error: ErrorBody = rmpv::ext::from_value(error)
+                .map_err(|e| ProtoError::Malformed(format!("reply error: {e}")))?;
+            Ok((id, Err(error)))
+        }
+        None => Err(ProtoError::Malformed("reply without a boolean `ok`".into())),
+    }
+}
+
+/// Write `{"v": 1, head..., fields...}` where `fields` is an encoded map.
+fn splice(head: &[(&str, &rmpv::Value)], fields: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    let mut rest = fields;
+    let count = rmp::decode::read_map_len(&mut rest)
+        .map_err(|e| ProtoError::Malformed(format!("encoded body is not a map: {e}")))?;
+    let total = count + 1 + u32::try_from(head.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(fields.len() + 32);
+    let io = |e: std::io::Error| ProtoError::Malformed(e.to_string());
+    rmp::encode::write_map_len(&mut out, total).map_err(|e| io(e.into()))?;
+    rmp::encode::write_str(&mut out, "v").map_err(|e| io(e.into()))?;
+    rmp::encode::write_uint(&mut out, u64::from(PROTOCOL_VERSION)).map_err(|e| io(e.into()))?;
+    for (key, value) in head {
+        rmp::encode::write_str(&mut out, key).map_err(|e| io(e.into()))?;
+        rmpv::encode::write_value(&mut out, value).map_err(|e| io(e.into()))?;
+    }
+    out.extend_from_slice(rest);
+    Ok(out)
+}

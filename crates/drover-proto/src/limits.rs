@@ -1,0 +1,27 @@
+//! Size limits shared by every side of the protocol.
+
+/// Default maximum size of one control frame (request or reply body): 10 MiB. Larger frames are
+/// refused with `too_large` before any MessagePack decoding.
+pub const DEFAULT_MAX_FRAME: usize = 10 * 1024 * 1024;
+
+/// Default maximum size of one log record's bytes: 64 KiB. Longer lines are split into records
+/// flagged `partial`.
+pub const DEFAULT_MAX_RECORD: usize = 64 * 1024;
+
+/// Largest `limit` a `read_logs` may ask for; larger values are clamped.
+pub const MAX_READ_LIMIT: u32 = 10_000;
+
+/// Default number of records a `read_logs` returns when `limit` is absent.
+pub const DEFAULT_READ_LIMIT: u32 = 1_000;
+
+/// Largest number of agents a `list` returns.
+pub const MAX_LIST_LIMIT: u32 = 10_000;
+
+/// Largest number of agents one `batch` may name.
+pub const MAX_BATCH: usize = 1_000;
+
+/// Largest `data` one `write_stdin` may carry: 1 MiB.
+pub const MAX_STDIN_WRITE: usize = 1024 * 1024;
+
+/// Longest agent name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
