@@ -1,1 +1,57 @@
-fn main() {}
+//! `drover`: the command-line client of Drover, and `drover serve`, the daemon.
+//!
+//! `main` is thin: parse the command line, run one subcommand, print an error once with its
+//! cause chain, and exit with the status from the table in `docs/PROTOCOL.md`.
+
+mod cmd;
+mod duration;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cmd::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("drover: error: starting the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(cmd::run(cli));
+    // Agents a `serve` leaves running must not be killed by dropping their handles.
+    match result {
+        Ok(code) => exit(code),
+        Err(error) => {
+            if is_broken_pipe(&error) {
+                return exit(0);
+            }
+            let mut message = format!("drover: error: {error}");
+            for cause in error.chain().skip(1) {
+                message.push_str(&format!("\n  caused by: {cause}"));
+            }
+            eprintln!("{message}");
+            exit(output::exit_code(&error))
+        }
+    }
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// A closed stdout (`drover logs | head`) is success, not an error.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

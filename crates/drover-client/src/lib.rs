@@ -1,1 +1,17 @@
-//! drover-client
+//! `drover-client`: the async Rust client of a Drover daemon.
+//!
+//! It speaks protocol v1 over a ZeroMQ DEALER socket: many requests in flight on one connection,
+//! correlated by id, each with its own deadline. After a deadline passes the connection is
+//! replaced by a fresh socket, so a late reply can never be taken for a later request. The
+//! [`follow`] module adds lossless live following of logs over the PUB socket.
+//!
+//! It does not start daemons, parse CLI flags or print anything; the `drover` binary does that.
+
+mod client;
+mod connection;
+mod error;
+pub mod follow;
+
+pub use client::{Client, ClientOptions};
+pub use error::ClientError;
+pub use follow::{FollowEvent, FollowOptions, Follower, Selection};

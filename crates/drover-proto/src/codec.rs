@@ -8,6 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::limits::MAX_NESTING;
 use crate::op::{
     AgentArgs, BatchArgs, ListArgs, NoArgs, ReadLogsArgs, SignalArgs, SpawnArgs, StopArgs,
     StreamInfoArgs, WaitArgs, WriteStdinArgs,
@@ -22,7 +23,17 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ProtoError> {
 /// Decode a protocol message, refusing frames over `max` bytes before reading them.
 pub fn decode<T: DeserializeOwned>(frame: &[u8], max: usize) -> Result<T, ProtoError> {
     check_size(frame, max)?;
-    rmp_serde::from_slice(frame).map_err(|e| ProtoError::Malformed(e.to_string()))
+    let mut de = rmp_serde::Deserializer::from_read_ref(frame);
+    // rmp-serde counts one level per map or array and fails when the count reaches zero.
+    de.set_max_depth(MAX_NESTING + 1);
+    T::deserialize(&mut de).map_err(|e| ProtoError::Malformed(e.to_string()))
+}
+
+/// Read one MessagePack value, nested at most [`MAX_NESTING`] levels deep.
+fn read_value(cursor: &mut &[u8]) -> Result<rmpv::Value, rmpv::decode::Error> {
+    // rmpv spends two units of depth per map or array level and up to three on a leaf (a str
+    // or bin inside the deepest level), so this accepts MAX_NESTING levels with any leaves.
+    rmpv::decode::read_value_with_max_depth(cursor, 2 * MAX_NESTING + 3)
 }
 
 fn check_size(frame: &[u8], max: usize) -> Result<(), ProtoError> {
@@ -58,7 +69,7 @@ pub fn decode_request(frame: &[u8], max: usize) -> Result<RequestEnvelope, Reque
     let nil = || rmpv::Value::Nil;
     check_size(frame, max).map_err(|error| RequestError { id: nil(), error })?;
     let mut cursor = frame;
-    let value = rmpv::decode::read_value(&mut cursor).map_err(|e| RequestError {
+    let value = read_value(&mut cursor).map_err(|e| RequestError {
         id: nil(),
         error: ProtoError::Malformed(format!("not MessagePack: {e}")),
     })?;
@@ -101,10 +112,21 @@ pub fn decode_request(frame: &[u8], max: usize) -> Result<RequestEnvelope, Reque
 }
 
 fn args<T: DeserializeOwned>(op: Op, value: rmpv::Value) -> Result<T, ProtoError> {
-    rmpv::ext::from_value(value).map_err(|e| ProtoError::InvalidArguments {
+    from_value(&value).map_err(|reason| ProtoError::InvalidArguments {
         op: op.as_str(),
-        reason: e.to_string(),
+        reason,
     })
+}
+
+/// Deserialize a typed message from a decoded value.
+///
+/// This goes back through bytes and `rmp_serde` on purpose: `rmpv::ext::from_value` cannot read
+/// a unit enum variant written as a string (`"running"`, `"stdout"`, `"pipe"`, `"not_found"`),
+/// which is how every enum is written on the wire.
+fn from_value<T: DeserializeOwned>(value: &rmpv::Value) -> Result<T, String> {
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, value).map_err(|e| e.to_string())?;
+    rmp_serde::from_slice(&bytes).map_err(|e| e.to_string())
 }
 
 /// Decode the arguments of `op` from a request map (envelope keys are ignored).
@@ -192,7 +214,7 @@ pub fn decode_reply<R: DeserializeOwned>(
 ) -> Result<(rmpv::Value, Result<R, ErrorBody>), ProtoError> {
     check_size(frame, max)?;
     let mut cursor = frame;
-    let value = rmpv::decode::read_value(&mut cursor)
+    let value = read_value(&mut cursor)
         .map_err(|e| ProtoError::Malformed(format!("not MessagePack: {e}")))?;
     let rmpv::Value::Map(entries) = &value else {
         return Err(ProtoError::Malformed("the reply is not a map".into()));
@@ -206,14 +228,14 @@ pub fn decode_reply<R: DeserializeOwned>(
     let id = field("id").unwrap_or(rmpv::Value::Nil);
     match field("ok").and_then(|ok| ok.as_bool()) {
         Some(true) => {
-            let result = rmpv::ext::from_value(value)
+            let result = from_value(&value)
                 .map_err(|e| ProtoError::Malformed(format!("reply result: {e}")))?;
             Ok((id, Ok(result)))
         }
         Some(false) => {
             let error = field("error")
                 .ok_or_else(|| ProtoError::Malformed("error reply without `error`".into()))?;
-            let error: ErrorBody = rmpv::ext::from_value(error)
+            let error: ErrorBody = from_value(&error)
                 .map_err(|e| ProtoError::Malformed(format!("reply error: {e}")))?;
             Ok((id, Err(error)))
         }

@@ -16,9 +16,10 @@ pub enum ErrorCode {
     NotFound,
     /// The agent's state does not allow the operation (pause an exited agent, remove a live one).
     InvalidState,
-    /// A configured maximum would be exceeded (live agents, backends not allowed).
+    /// A configured maximum would be exceeded (the number of live agents).
     LimitReached,
-    /// Authentication is required and missing or wrong.
+    /// The request is not allowed: authentication is missing or wrong, or the daemon's
+    /// configuration does not let clients use that backend.
     Unauthorized,
     /// The frame or a field is larger than the configured maximum.
     TooLarge,
@@ -30,7 +31,9 @@ pub enum ErrorCode {
     StdinFull,
     /// The agent's stdin is closed or was never a pipe.
     StdinClosed,
-    /// Something failed inside the daemon; the message says what.
+    /// Something failed inside the daemon; the message says what. A code this version does not
+    /// know (from a newer daemon) decodes as `internal`.
+    #[serde(other)]
     Internal,
 }
 

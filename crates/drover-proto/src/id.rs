@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The id of one agent: a UUID v7, so ids sort by creation time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AgentId(Uuid);
 
 impl AgentId {
@@ -54,8 +53,7 @@ impl FromStr for AgentId {
 }
 
 /// The id of one daemon run, sent in heartbeats and `health` so clients notice a restart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DaemonId(Uuid);
 
 impl DaemonId {
@@ -74,6 +72,52 @@ impl Default for DaemonId {
 impl fmt::Display for DaemonId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+// Ids are hyphenated UUID strings on the wire in every format. `Uuid`'s own impls write 16 raw
+// bytes whenever the format is not "human readable", which MessagePack (rmp-serde) is not, so
+// the string form is written here explicitly. Reading accepts the string and, leniently, the
+// 16-byte binary form.
+macro_rules! uuid_string_serde {
+    ($ty:ident) => {
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer
+                    .serialize_str(self.0.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_str(UuidVisitor).map(Self)
+            }
+        }
+    };
+}
+
+uuid_string_serde!(AgentId);
+uuid_string_serde!(DaemonId);
+
+struct UuidVisitor;
+
+impl serde::de::Visitor<'_> for UuidVisitor {
+    type Value = Uuid;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a UUID string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Uuid, E> {
+        Uuid::parse_str(s).map_err(E::custom)
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Uuid, E> {
+        if bytes.len() == 16 {
+            return Uuid::from_slice(bytes).map_err(E::custom);
+        }
+        let s = std::str::from_utf8(bytes).map_err(E::custom)?;
+        self.visit_str(s)
     }
 }
 

@@ -25,3 +25,8 @@ pub const MAX_STDIN_WRITE: usize = 1024 * 1024;
 
 /// Longest agent name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
+
+/// Deepest nesting of maps and arrays in one message, counting the body map as level 1. Deeper
+/// messages are refused as malformed: decoding recurses, and without this bound a hostile frame
+/// of a few hundred bytes could exhaust a thread's stack.
+pub const MAX_NESTING: usize = 32;

@@ -314,7 +314,8 @@ pub struct WaitArgs {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BatchArgs {
     /// The op to apply: `get`, `pause`, `resume`, `stop`, `kill`, `signal`, `close_stdin`,
-    /// `remove`.
+    /// `remove`. On the wire it is `batch_op`, because the envelope's `op` is `"batch"`.
+    #[serde(rename = "batch_op")]
     pub op: Op,
     /// The agents, each an id, prefix or name.
     pub agents: Vec<AgentRef>,

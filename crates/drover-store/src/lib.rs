@@ -1,1 +1,171 @@
-//! drover-store
+//! `drover-store`: where the Drover daemon keeps what must survive it.
+//!
+//! Two stores under one state directory:
+//! - the **registry** (`registry.sqlite3`, SQLite in WAL mode): one row per agent, lifecycle
+//!   events, a versioned schema with migrations, one small transaction per change;
+//! - the **logs** (`logs/<agent_id>/*.seg`): every record an agent printed, in append-only
+//!   segment files with CRC-checked frames, group-committed fsyncs, crash recovery, a sparse
+//!   index for fast tail/seq/time queries, per-agent and global byte budgets, and a follow
+//!   primitive (stored history, then live appends, no gap, no duplicate).
+//!
+//! It does not run processes, split output into records, speak any network protocol or publish
+//! on ZeroMQ: the daemon does those and calls this crate. It does no async IO of its own; every
+//! call is a short blocking operation except `Follower::next`, which awaits the live feed and
+//! reads history on tokio's blocking pool.
+
+mod config;
+mod error;
+mod events;
+mod follow;
+mod frame;
+mod index;
+mod log;
+mod read;
+mod recover;
+mod registry;
+mod retention;
+mod schema;
+mod segment;
+mod store;
+mod syncer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+use drover_proto::{AgentId, AgentState, Record, Seq, StreamKind};
+
+pub use config::StoreConfig;
+pub use error::StoreError;
+pub use follow::{FollowItem, Follower};
+pub use read::MAX_READ_BYTES;
+pub use store::Store;
+
+use crate::log::{AgentLog, LogState};
+
+/// Which agents `Store::list` returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only agents in this state.
+    pub state: Option<AgentState>,
+    /// Only agents carrying every one of these labels with these values.
+    pub labels: BTreeMap<String, String>,
+    /// At most this many (the oldest first).
+    pub limit: Option<u32>,
+}
+
+/// A log query. Start = the latest of `since_seq`, the start of the last `tail` records before
+/// the end, and the first record with `ts >= since`; then up to `limit` records before
+/// `until_seq`, optionally of one stream only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// First seq wanted (inclusive).
+    pub since_seq: Option<Seq>,
+    /// Stop before this seq (exclusive).
+    pub until_seq: Option<Seq>,
+    /// The last `tail` records (of all streams) before the end.
+    pub tail: Option<u32>,
+    /// First record with `ts >= since` (unix ns).
+    pub since: Option<i64>,
+    /// Only this stream.
+    pub stream: Option<StreamKind>,
+    /// Most records returned; 0 means `DEFAULT_READ_LIMIT`, larger than `MAX_READ_LIMIT` is
+    /// clamped. Also capped at `MAX_READ_BYTES` of data (at least one record).
+    pub limit: u32,
+}
+
+/// The answer to a log query.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogRead {
+    /// The records, consecutive unless a stream filter skipped some.
+    pub records: Vec<Record>,
+    /// The first seq the log still keeps.
+    pub first_seq: Seq,
+    /// Where to continue: the seq after the last record scanned (not just returned).
+    pub next_seq: Seq,
+    /// The requested start was removed by retention; the read began at `first_seq`.
+    pub truncated: bool,
+}
+
+/// A log's extent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogBounds {
+    /// The first seq kept (equals `next_seq` for an empty log).
+    pub first_seq: Seq,
+    /// The seq the next append must use.
+    pub next_seq: Seq,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+/// State shared by the store handles and the syncer thread.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: StoreConfig,
+    pub logs_dir: PathBuf,
+    pub logs: RwLock<HashMap<AgentId, Arc<AgentLog>>>,
+    /// Bytes of all segment files.
+    pub usage: AtomicU64,
+    kick: Mutex<bool>,
+    kicked: Condvar,
+    pub shutdown: AtomicBool,
+}
+
+impl Shared {
+    fn new(config: StoreConfig, logs_dir: PathBuf) -> Shared {
+        Shared {
+            config,
+            logs_dir,
+            logs: RwLock::new(HashMap::new()),
+            usage: AtomicU64::new(0),
+            kick: Mutex::new(false),
+            kicked: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    /// Wake the syncer now.
+    pub fn kick(&self) {
+        *self.kick.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.kicked.notify_one();
+    }
+
+    /// Sleep until kicked or `timeout`; true when the store is shutting down.
+    pub fn wait_for_kick(&self, timeout: Duration) -> bool {
+        let guard = self.kick.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut guard, _) = self
+            .kicked
+            .wait_timeout_while(guard, timeout, |kicked| {
+                !*kicked && !self.shutdown.load(Ordering::Relaxed)
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        *guard = false;
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    pub fn log(&self, id: AgentId) -> Option<Arc<AgentLog>> {
+        let logs = self.logs.read().unwrap_or_else(|p| p.into_inner());
+        logs.get(&id).cloned()
+    }
+
+    /// The agent's log, created empty (no files until the first append) if unknown.
+    pub fn log_or_create(&self, id: AgentId) -> Arc<AgentLog> {
+        if let Some(log) = self.log(id) {
+            return log;
+        }
+        let mut logs = self.logs.write().unwrap_or_else(|p| p.into_inner());
+        logs.entry(id)
+            .or_insert_with(|| {
+                let dir = self.logs_dir.join(id.to_hyphenated());
+                Arc::new(AgentLog::new(id, LogState::new(dir, self.config.agent_budget)))
+            })
+            .clone()
+    }
+
+    pub fn all_logs(&self) -> Vec<Arc<AgentLog>> {
+        let logs = self.logs.read().unwrap_or_else(|p| p.into_inner());
+        logs.values().cloned().collect()
+    }
+}

@@ -1,0 +1,244 @@
+//! `drover logs`: an agent's stored output, or (`-f`) a live follow of one, several or all.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::Context;
+use drover_client::follow::Selection;
+use drover_client::{FollowEvent, FollowOptions, Follower};
+use drover_proto::op::{AgentRef, ReadLogsArgs};
+use drover_proto::{limits, AgentInfo, Record, Seq, StreamKind};
+
+use super::spawn::key_value;
+use super::Ctx;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Agent ids, unique id prefixes, or names.
+    agents: Vec<String>,
+    /// Follow live output; ends when the named agents have all ended.
+    #[arg(long, short)]
+    follow: bool,
+    /// Every agent, including ones spawned later (with -f).
+    #[arg(long, conflicts_with = "agents")]
+    all: bool,
+    /// Agents with this label (repeatable; with -f also ones spawned later).
+    #[arg(long = "label", short = 'l', value_name = "K=V", value_parser = key_value, conflicts_with = "agents")]
+    labels: Vec<(String, String)>,
+    /// Start at this record number.
+    #[arg(long)]
+    since_seq: Option<u64>,
+    /// Start with the last N records (0: only new output, with -f).
+    #[arg(long, short = 'n')]
+    tail: Option<u32>,
+    /// Only stdout (out) or stderr (err).
+    #[arg(long, value_parser = parse_stream)]
+    stream: Option<StreamKind>,
+    /// Prefix each line with its capture time.
+    #[arg(long, short = 't')]
+    timestamps: bool,
+    /// Never prefix lines with the agent's name.
+    #[arg(long)]
+    no_prefix: bool,
+}
+
+fn parse_stream(text: &str) -> Result<StreamKind, String> {
+    match text {
+        "out" | "stdout" => Ok(StreamKind::Stdout),
+        "err" | "stderr" => Ok(StreamKind::Stderr),
+        other => Err(format!("unknown stream {other:?} (out or err)")),
+    }
+}
+
+pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
+    let client = ctx.client().await?;
+    let selection = if args.all {
+        Selection::All
+    } else if !args.labels.is_empty() {
+        Selection::Labels(args.labels.iter().cloned().collect::<BTreeMap<_, _>>())
+    } else if args.agents.is_empty() {
+        anyhow::bail!("name an agent, or use --all or --label");
+    } else {
+        Selection::Agents(args.agents.clone())
+    };
+    let many = !matches!(&selection, Selection::Agents(a) if a.len() == 1);
+    let printer = Printer {
+        timestamps: args.timestamps,
+        prefix: many && !args.no_prefix,
+        json: ctx.json,
+    };
+    if !args.follow {
+        return history(&client, &selection, &args, &printer).await;
+    }
+    let options = FollowOptions {
+        since_seq: args.since_seq.map(Seq),
+        tail: args.tail,
+        stream: args.stream,
+        until_exit: true,
+    };
+    let mut follower = client.follow(selection, options).await?;
+    follow(&mut follower, &printer).await?;
+    Ok(0)
+}
+
+/// Print live events until the follow ends.
+pub(crate) async fn follow(follower: &mut Follower<'_>, printer: &Printer) -> anyhow::Result<()> {
+    while let Some(event) = follower.next().await? {
+        match event {
+            FollowEvent::Records { agent, records } => {
+                let name = follower.agent(agent).map(display_name).unwrap_or_default();
+                printer.records(&name, &records)?;
+            }
+            FollowEvent::Truncated {
+                agent,
+                requested,
+                first_available,
+            } => eprintln!(
+                "drover: {agent}: records {requested}..{} were removed by retention",
+                first_available.0.saturating_sub(1)
+            ),
+            FollowEvent::Exit(_) => {}
+        }
+    }
+    Ok(())
+}
+
+async fn history(
+    client: &drover_client::Client,
+    selection: &Selection,
+    args: &Args,
+    printer: &Printer,
+) -> anyhow::Result<i32> {
+    let agents: Vec<AgentInfo> = match selection {
+        Selection::Agents(refs) => {
+            let mut agents = Vec::new();
+            for reference in refs {
+                agents.push(client.get(reference).await?);
+            }
+            agents
+        }
+        Selection::Labels(labels) => {
+            client
+                .list(drover_proto::op::ListArgs {
+                    labels: labels.clone(),
+                    ..Default::default()
+                })
+                .await?
+        }
+        Selection::All => client.list(Default::default()).await?,
+    };
+    for agent in agents {
+        let name = display_name(&agent);
+        let mut query = ReadLogsArgs::new(AgentRef::new(agent.id.to_string()));
+        query.since_seq = args.since_seq.map(Seq);
+        query.tail = args.tail;
+        query.stream = args.stream;
+        query.limit = Some(limits::MAX_READ_LIMIT);
+        loop {
+            let read = client
+                .read_logs(query.clone())
+                .await
+                .with_context(|| format!("reading logs of {name}"))?;
+            if read.truncated {
+                eprintln!(
+                    "drover: {name}: older records were removed by retention; from {}",
+                    read.first_seq
+                );
+            }
+            printer.records(&name, &read.records)?;
+            if read.records.len() < limits::MAX_READ_LIMIT as usize || query.tail.is_some() {
+                break;
+            }
+            query.since_seq = Some(read.next_seq);
+        }
+    }
+    Ok(0)
+}
+
+/// An agent's name, or its short id.
+pub(crate) fn display_name(agent: &AgentInfo) -> String {
+    agent
+        .name
+        .clone()
+        .unwrap_or_else(|| agent.id.to_string().chars().take(8).collect())
+}
+
+/// How records are written to stdout/stderr.
+pub(crate) struct Printer {
+    pub(crate) timestamps: bool,
+    pub(crate) prefix: bool,
+    pub(crate) json: bool,
+}
+
+impl Printer {
+    /// Write records byte-exact to the matching stream, with optional prefixes.
+    pub(crate) fn records(&self, name: &str, records: &[Record]) -> anyhow::Result<()> {
+        let stdout = std::io::stdout();
+        let stderr = std::io::stderr();
+        let mut out = stdout.lock();
+        let mut err = stderr.lock();
+        for record in records {
+            if self.json {
+                let line = serde_json::json!({
+                    "agent": name,
+                    "seq": record.seq.0,
+                    "ts": record.ts,
+                    "stream": record.stream.as_str(),
+                    "text": String::from_utf8_lossy(&record.data),
+                    "partial": record.partial,
+                });
+                writeln!(out, "{line}")?;
+                continue;
+            }
+            let sink: &mut dyn Write = match record.stream {
+                StreamKind::Stdout => &mut out,
+                StreamKind::Stderr => &mut err,
+            };
+            if self.prefix {
+                write!(sink, "[{name}] ")?;
+            }
+            if self.timestamps {
+                write!(sink, "{} ", rfc3339(record.ts))?;
+            }
+            sink.write_all(&record.data)?;
+        }
+        out.flush()?;
+        err.flush()?;
+        Ok(())
+    }
+}
+
+/// Unix nanoseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC), without a date-time dependency.
+fn rfc3339(ts: i64) -> String {
+    let secs = ts.div_euclid(1_000_000_000);
+    let millis = ts.rem_euclid(1_000_000_000) / 1_000_000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_700_000_000_123_000_000), "2023-11-14T22:13:20.123Z");
+    }
+}

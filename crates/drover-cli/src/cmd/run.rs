@@ -1,0 +1,43 @@
+//! `drover run`: spawn an agent, stream its output live, exit with its exit code.
+
+use anyhow::Context;
+use drover_client::follow::Selection;
+use drover_client::FollowOptions;
+use drover_proto::Seq;
+
+use super::logs::{follow, Printer};
+use super::spawn::SpecArgs;
+use super::wait::agent_exit_status;
+use super::Ctx;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Prefix each line with its capture time.
+    #[arg(long)]
+    timestamps: bool,
+}
+
+pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
+    let client = ctx.client().await?;
+    let agent = client.spawn(args.spec.spec()?).await.context("spawning")?;
+    if let Some(error) = agent.status.error() {
+        anyhow::bail!("the agent failed to start: {error}");
+    }
+    let id = agent.id.to_string();
+    let options = FollowOptions {
+        since_seq: Some(Seq::FIRST),
+        until_exit: true,
+        ..FollowOptions::default()
+    };
+    let mut follower = client.follow(Selection::Agents(vec![id.clone()]), options).await?;
+    let printer = Printer {
+        timestamps: args.timestamps,
+        prefix: false,
+        json: ctx.json,
+    };
+    follow(&mut follower, &printer).await?;
+    let agent = client.get(&id).await?;
+    Ok(agent_exit_status(&agent))
+}

@@ -1,0 +1,53 @@
+//! `drover send`: write to an agent's stdin.
+
+use std::io::Read;
+
+use anyhow::Context;
+
+use super::Ctx;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Agent id, unique id prefix, or name.
+    agent: String,
+    /// Text to send (a newline is added), or `-` to copy this process's stdin until EOF.
+    text: Option<String>,
+    /// Close the agent's stdin afterwards.
+    #[arg(long)]
+    close: bool,
+}
+
+/// Chunk size for copying stdin: well under the 1 MiB write_stdin limit.
+const CHUNK: usize = 256 * 1024;
+
+pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
+    let client = ctx.client().await?;
+    let mut written = 0;
+    match args.text.as_deref() {
+        Some("-") => {
+            let mut stdin = std::io::stdin().lock();
+            let mut buffer = vec![0u8; CHUNK];
+            loop {
+                let n = stdin.read(&mut buffer).context("reading stdin")?;
+                if n == 0 {
+                    break;
+                }
+                written += client.write_stdin(&args.agent, buffer[..n].to_vec()).await?;
+            }
+        }
+        Some(text) => {
+            let mut data = text.as_bytes().to_vec();
+            data.push(b'\n');
+            written += client.write_stdin(&args.agent, data).await?;
+        }
+        None if args.close => {}
+        None => anyhow::bail!("nothing to send: give TEXT, `-` for stdin, or --close"),
+    }
+    if args.close {
+        client.close_stdin(&args.agent).await?;
+    }
+    if ctx.json {
+        crate::output::json(&serde_json::json!({ "written": written, "closed": args.close }))?;
+    }
+    Ok(0)
+}

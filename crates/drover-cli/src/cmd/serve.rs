@@ -1,0 +1,116 @@
+//! `drover serve`: run the daemon in the foreground until SIGTERM or SIGINT.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use drover_daemon::{Config, ShutdownPolicy};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// `drover serve` flags; each beats its `DROVER_*` variable, which beats the config file.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// State directory (registry, logs, ipc socket) [default: $XDG_DATA_HOME/drover].
+    #[arg(long, env = "DROVER_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// TOML config file.
+    #[arg(long, env = "DROVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// PUB endpoint to bind [default: tcp://127.0.0.1:7711].
+    #[arg(long = "pub", env = "DROVER_PUB")]
+    publish: Option<String>,
+    /// HTTP address to bind [default: 127.0.0.1:7712].
+    #[arg(long, env = "DROVER_HTTP")]
+    http: Option<String>,
+    /// Do not bind the ipc control socket in the state directory.
+    #[arg(long)]
+    no_ipc: bool,
+    /// Most agents live at once [default: 256].
+    #[arg(long, env = "DROVER_MAX_AGENTS")]
+    max_agents: Option<usize>,
+    /// Grace between SIGTERM and SIGKILL when a stop names none, in ms [default: 10000].
+    #[arg(long, env = "DROVER_GRACE_MS")]
+    grace_ms: Option<u64>,
+    /// On shutdown, leave agents running instead of stopping them (they are reported `lost`
+    /// by the next daemon).
+    #[arg(long)]
+    leave_agents: bool,
+}
+
+pub(crate) async fn run(control: Option<String>, args: Args) -> anyhow::Result<i32> {
+    init_tracing();
+    let state_dir = match args.state_dir {
+        Some(dir) => dir,
+        None => default_state_dir()?,
+    };
+    let mut config = Config::new(state_dir);
+    if let Some(path) = &args.config {
+        config.apply_file(path)?;
+    }
+    if let Some(control) = control {
+        config.control = control;
+    }
+    if let Some(publish) = args.publish {
+        config.publish = publish;
+    }
+    if let Some(http) = args.http {
+        config.http = http;
+    }
+    if args.no_ipc {
+        config.ipc = false;
+    }
+    if let Some(max) = args.max_agents {
+        config.max_agents = max;
+    }
+    if let Some(ms) = args.grace_ms {
+        config.default_grace = Duration::from_millis(ms);
+    }
+    if args.leave_agents {
+        config.on_shutdown = ShutdownPolicy::Leave;
+    }
+    let listeners = drover_daemon::bind(&config).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", listeners.addresses.ready_line())?;
+        out.flush()?;
+    }
+    let leave = config.on_shutdown == ShutdownPolicy::Leave;
+    drover_daemon::run(config, listeners, shutdown_signal()?).await?;
+    if leave {
+        // Exit without dropping the agents' supervisors, which would kill them.
+        std::process::exit(0);
+    }
+    Ok(0)
+}
+
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+/// `$XDG_DATA_HOME/drover`, else `~/.local/share/drover`.
+fn default_state_dir() -> anyhow::Result<PathBuf> {
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(data).join("drover"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .context("neither XDG_DATA_HOME nor HOME is set; pass --state-dir")?;
+    Ok(PathBuf::from(home).join(".local/share/drover"))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,119 @@
+//! `drover spawn`: start an agent in the background.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use drover_proto::{AgentInfo, AgentSpec, StdinMode};
+
+use super::Ctx;
+use crate::output;
+
+/// What to run; shared by `spawn` and `run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SpecArgs {
+    /// Backend: command (default), claude, codex, gemini, opencode, aider, or one from config.
+    #[arg(long, short)]
+    backend: Option<String>,
+    /// The task or prompt, for agent backends (passed as one argument, never through a shell).
+    #[arg(long, short)]
+    task: Option<String>,
+    /// Model, for agent backends.
+    #[arg(long, short)]
+    model: Option<String>,
+    /// System prompt, for agent backends that take one.
+    #[arg(long)]
+    system_prompt: Option<String>,
+    /// Free text handed to the agent as DROVER_CONTEXT.
+    #[arg(long)]
+    context: Option<String>,
+    /// A name, unique among live agents, usable instead of the id.
+    #[arg(long, short)]
+    name: Option<String>,
+    /// Working directory (relative paths are taken from here).
+    #[arg(long)]
+    cwd: Option<std::path::PathBuf>,
+    /// Environment variable for the agent (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "K=V", value_parser = key_value)]
+    env: Vec<(String, String)>,
+    /// Label (repeatable), for `ls --label` and `logs --label`.
+    #[arg(long = "label", short = 'l', value_name = "K=V", value_parser = key_value)]
+    labels: Vec<(String, String)>,
+    /// Maximum runtime; then the agent is stopped gracefully (e.g. 30s, 10m).
+    #[arg(long, value_parser = crate::duration::parse)]
+    timeout: Option<Duration>,
+    /// Give the agent a stdin pipe (for `drover send`).
+    #[arg(long, short = 'i')]
+    interactive: bool,
+    /// Log budget in bytes for this agent.
+    #[arg(long)]
+    log_budget: Option<u64>,
+    /// The command and its arguments (for the command backend), after `--`.
+    #[arg(last = true)]
+    argv: Vec<String>,
+}
+
+pub(crate) fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+impl SpecArgs {
+    /// The spec these flags describe.
+    pub(crate) fn spec(self) -> anyhow::Result<AgentSpec> {
+        let cwd = match self.cwd {
+            Some(dir) if dir.is_relative() => Some(
+                std::env::current_dir()
+                    .context("reading the current directory")?
+                    .join(dir),
+            ),
+            other => other,
+        };
+        Ok(AgentSpec {
+            name: self.name,
+            backend: self.backend,
+            argv: self.argv,
+            task: self.task,
+            model: self.model,
+            system_prompt: self.system_prompt,
+            context: self.context,
+            env: self.env.into_iter().collect::<BTreeMap<_, _>>(),
+            cwd: cwd.map(|dir| dir.to_string_lossy().into_owned()),
+            labels: self.labels.into_iter().collect(),
+            stdin: if self.interactive {
+                StdinMode::Pipe
+            } else {
+                StdinMode::Null
+            },
+            timeout_ms: self
+                .timeout
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            log_budget: self.log_budget,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    spec: SpecArgs,
+}
+
+pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
+    let client = ctx.client().await?;
+    let agent = client.spawn(args.spec.spec()?).await.context("spawning")?;
+    print(ctx, &agent)?;
+    Ok(0)
+}
+
+fn print(ctx: &Ctx, agent: &AgentInfo) -> anyhow::Result<()> {
+    if ctx.json {
+        return output::json(agent);
+    }
+    if let Some(error) = agent.status.error() {
+        eprintln!("drover: agent {} failed to start: {error}", agent.id);
+    }
+    println!("{}", agent.id);
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! `drover stats`: daemon counters.
+
+use super::Ctx;
+use crate::output;
+
+pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<i32> {
+    let client = ctx.client().await?;
+    let stats = client.stats().await?;
+    if ctx.json {
+        output::json(&stats)?;
+        return Ok(0);
+    }
+    println!("uptime        {}", output::duration(i64::try_from(stats.uptime_ms).unwrap_or(0) * 1_000_000));
+    println!("agents        {} live, {} known, {} spawned", stats.agents_live, stats.agents_total, stats.spawns);
+    println!("captured      {} records, {} bytes", stats.records, stats.bytes);
+    println!("log storage   {} bytes", stats.log_bytes);
+    println!("events        {}", stats.events);
+    for (op, n) in &stats.requests {
+        println!("requests      {op:<12} {n}");
+    }
+    for (code, n) in &stats.errors {
+        println!("errors        {code:<12} {n}");
+    }
+    Ok(0)
+}

@@ -1,0 +1,152 @@
+//! Printing: aligned tables, relative times, colour only on a terminal, `--json` for scripts.
+
+use std::io::{IsTerminal, Write};
+
+use drover_client::ClientError;
+use drover_proto::{AgentInfo, AgentState};
+
+/// The exit status for an error: the wire code's entry in the table, else 1.
+pub(crate) fn exit_code(error: &anyhow::Error) -> i32 {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<ClientError>())
+        .and_then(ClientError::code)
+        .map(|code| code.exit_code())
+        .unwrap_or(1)
+}
+
+/// Print a value as pretty JSON.
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Whether stdout is a terminal (colour and decoration only then).
+pub(crate) fn is_tty() -> bool {
+    std::io::stdout().is_terminal()
+}
+
+/// A state name, coloured on a terminal.
+pub(crate) fn state(state: AgentState, colour: bool) -> String {
+    let name = state.as_str();
+    if !colour {
+        return name.to_owned();
+    }
+    let code = match state {
+        AgentState::Running => "32",
+        AgentState::Paused | AgentState::Stopping | AgentState::Starting => "33",
+        AgentState::Exited => "36",
+        AgentState::Killed | AgentState::FailedToStart | AgentState::Lost => "31",
+    };
+    format!("\x1b[{code}m{name}\x1b[0m")
+}
+
+/// "3s ago", "5m ago", "2h ago", "4d ago".
+pub(crate) fn ago(ts_ns: i64) -> String {
+    let secs = (drover_proto::now_ns() - ts_ns).max(0) / 1_000_000_000;
+    match secs {
+        s if s < 60 => format!("{s}s ago"),
+        s if s < 3600 => format!("{}m ago", s / 60),
+        s if s < 86_400 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// A duration in compact form: "850ms", "12s", "3m04s", "2h05m".
+pub(crate) fn duration(ns: i64) -> String {
+    let ms = ns.max(0) / 1_000_000;
+    match ms {
+        m if m < 1000 => format!("{m}ms"),
+        m if m < 60_000 => format!("{}s", m / 1000),
+        m if m < 3_600_000 => format!("{}m{:02}s", m / 60_000, (m / 1000) % 60),
+        m => format!("{}h{:02}m", m / 3_600_000, (m / 60_000) % 60),
+    }
+}
+
+/// The first 8 characters of an id, enough to name it in practice.
+pub(crate) fn short_id(agent: &AgentInfo) -> String {
+    agent.id.to_string().chars().take(8).collect()
+}
+
+/// How an agent ended, or how long it has run.
+pub(crate) fn status_detail(agent: &AgentInfo) -> String {
+    let status = &agent.status;
+    if let Some(code) = status.exit_code() {
+        return format!("code {code}");
+    }
+    if let Some(signal) = status.signal() {
+        let name = signal_name(signal);
+        return format!("signal {name}");
+    }
+    if let Some(error) = status.error() {
+        return error.to_owned();
+    }
+    match (status.started_at(), status.ended_at()) {
+        (Some(start), None) => format!("up {}", duration(drover_proto::now_ns() - start)),
+        _ => String::new(),
+    }
+}
+
+/// Common signal names for display; others print as numbers.
+fn signal_name(signal: i32) -> String {
+    match signal {
+        1 => "HUP".into(),
+        3 => "QUIT".into(),
+        6 => "ABRT".into(),
+        10 => "USR1".into(),
+        12 => "USR2".into(),
+        13 => "PIPE".into(),
+        2 => "INT".into(),
+        9 => "KILL".into(),
+        15 => "TERM".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Print rows as an aligned table with a header.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(visible_len(cell));
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let line = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                if i == last {
+                    cell
+                } else {
+                    let pad = widths[i] - visible_len(&cell);
+                    format!("{cell}{}", " ".repeat(pad + 2))
+                }
+            })
+            .collect::<String>()
+    };
+    writeln!(out, "{}", line(header.iter().map(|h| (*h).to_owned()).collect()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.clone()))?;
+    }
+    Ok(())
+}
+
+/// Length without ANSI colour escapes.
+fn visible_len(cell: &str) -> usize {
+    let mut len = 0;
+    let mut in_escape = false;
+    for c in cell.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => len += 1,
+        }
+    }
+    len
+}

@@ -1,0 +1,277 @@
+//! The control-plane client: typed calls for every op.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use drover_proto::op::{
+    AgentArgs, AgentRef, AgentResult, BatchArgs, BatchResult, EmptyResult, HealthResult,
+    ListArgs, ListResult, NoArgs, ReadLogsArgs, ReadLogsResult, SignalArgs, SignalSpec,
+    SpawnArgs, StatsResult, StopArgs, StreamInfoArgs, StreamInfoResult, WaitArgs,
+    WriteStdinArgs, WriteStdinResult,
+};
+use drover_proto::{limits, AgentInfo, AgentSpec, Request};
+use serde::de::DeserializeOwned;
+
+use crate::connection::Connection;
+use crate::ClientError;
+
+/// How a client connects and how long it waits.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// How long to wait for the daemon to accept the connection.
+    pub connect_timeout: Duration,
+    /// Default deadline of each request (a `wait` adds its own timeout on top).
+    pub request_timeout: Duration,
+    /// Largest reply accepted.
+    pub max_frame: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(30),
+            max_frame: limits::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+/// A connection to one daemon's control socket. Cheap to share: calls may run concurrently.
+#[derive(Debug)]
+pub struct Client {
+    endpoint: String,
+    options: ClientOptions,
+    // The current connection. A std Mutex: it is only held to clone or swap the Arc, never
+    // across an await.
+    connection: Mutex<Arc<Connection>>,
+    next_id: AtomicU64,
+}
+
+impl Client {
+    /// Connect to a control endpoint such as `tcp://127.0.0.1:7710`.
+    pub async fn connect(endpoint: &str) -> Result<Client, ClientError> {
+        Self::connect_with(endpoint, ClientOptions::default()).await
+    }
+
+    /// Connect with explicit options.
+    pub async fn connect_with(
+        endpoint: &str,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let connection = Connection::open(endpoint, options.connect_timeout).await?;
+        Ok(Client {
+            endpoint: endpoint.to_owned(),
+            options,
+            connection: Mutex::new(Arc::new(connection)),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The endpoint this client talks to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Send any request and decode its result.
+    pub async fn call<R: DeserializeOwned>(&self, request: Request) -> Result<R, ClientError> {
+        let deadline = self.options.request_timeout + extra_wait(&request);
+        self.call_within(request, deadline).await
+    }
+
+    async fn call_within<R: DeserializeOwned>(
+        &self,
+        request: Request,
+        deadline: Duration,
+    ) -> Result<R, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = drover_proto::encode_request(&rmpv::Value::from(id), &request)?;
+        let connection = self.current();
+        let reply = match tokio::time::timeout(deadline, connection.request(id, body)).await {
+            Ok(reply) => reply?,
+            Err(_) => {
+                self.replace(&connection).await;
+                return Err(ClientError::Timeout {
+                    op: request.op().as_str(),
+                    after: deadline,
+                });
+            }
+        };
+        let (_, result) = drover_proto::decode_reply::<R>(&reply, self.options.max_frame)?;
+        result.map_err(ClientError::Remote)
+    }
+
+    fn current(&self) -> Arc<Connection> {
+        let guard = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(&guard)
+    }
+
+    /// Replace `stale` by a fresh socket, unless another caller already did. Requests still in
+    /// flight on the stale connection keep it alive until they finish; ids are never reused, so
+    /// no late reply can reach a later request.
+    async fn replace(&self, stale: &Arc<Connection>) {
+        let Ok(fresh) = Connection::open(&self.endpoint, self.options.connect_timeout).await else {
+            return;
+        };
+        let mut guard = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if Arc::ptr_eq(&guard, stale) {
+            *guard = Arc::new(fresh);
+        }
+    }
+
+    /// `health`.
+    pub async fn health(&self) -> Result<HealthResult, ClientError> {
+        self.call(Request::Health(NoArgs {})).await
+    }
+
+    /// `stats`.
+    pub async fn stats(&self) -> Result<StatsResult, ClientError> {
+        self.call(Request::Stats(NoArgs {})).await
+    }
+
+    /// `spawn`.
+    pub async fn spawn(&self, spec: AgentSpec) -> Result<AgentInfo, ClientError> {
+        let result: AgentResult = self.call(Request::Spawn(SpawnArgs { spec })).await?;
+        Ok(result.agent)
+    }
+
+    /// `list`.
+    pub async fn list(&self, args: ListArgs) -> Result<Vec<AgentInfo>, ClientError> {
+        let result: ListResult = self.call(Request::List(args)).await?;
+        Ok(result.agents)
+    }
+
+    /// `get`.
+    pub async fn get(&self, agent: &str) -> Result<AgentInfo, ClientError> {
+        self.agent_op(Request::Get(agent_args(agent))).await
+    }
+
+    /// `pause`.
+    pub async fn pause(&self, agent: &str) -> Result<AgentInfo, ClientError> {
+        self.agent_op(Request::Pause(agent_args(agent))).await
+    }
+
+    /// `resume`.
+    pub async fn resume(&self, agent: &str) -> Result<AgentInfo, ClientError> {
+        self.agent_op(Request::Resume(agent_args(agent))).await
+    }
+
+    /// `kill`.
+    pub async fn kill(&self, agent: &str) -> Result<AgentInfo, ClientError> {
+        self.agent_op(Request::Kill(agent_args(agent))).await
+    }
+
+    /// `stop`, with the daemon's default grace when `grace` is `None`.
+    pub async fn stop(
+        &self,
+        agent: &str,
+        grace: Option<Duration>,
+    ) -> Result<AgentInfo, ClientError> {
+        let grace_ms = grace.map(|g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX));
+        self.agent_op(Request::Stop(StopArgs {
+            agent: AgentRef::new(agent),
+            grace_ms,
+        }))
+        .await
+    }
+
+    /// `signal`.
+    pub async fn signal(&self, agent: &str, signal: SignalSpec) -> Result<AgentInfo, ClientError> {
+        self.agent_op(Request::Signal(SignalArgs {
+            agent: AgentRef::new(agent),
+            signal,
+        }))
+        .await
+    }
+
+    /// `wait`: until the agent is terminal, or `timeout` passes (error code `timeout`).
+    pub async fn wait(
+        &self,
+        agent: &str,
+        timeout: Option<Duration>,
+    ) -> Result<AgentInfo, ClientError> {
+        let timeout_ms = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        let request = Request::Wait(WaitArgs {
+            agent: AgentRef::new(agent),
+            timeout_ms,
+        });
+        let result: AgentResult = match timeout {
+            Some(_) => self.call(request).await?,
+            // An unbounded wait gets no client deadline either.
+            None => self.call_within(request, UNBOUNDED).await?,
+        };
+        Ok(result.agent)
+    }
+
+    /// `write_stdin`; returns the bytes queued.
+    pub async fn write_stdin(&self, agent: &str, data: Vec<u8>) -> Result<u64, ClientError> {
+        let result: WriteStdinResult = self
+            .call(Request::WriteStdin(WriteStdinArgs {
+                agent: AgentRef::new(agent),
+                data,
+            }))
+            .await?;
+        Ok(result.written)
+    }
+
+    /// `close_stdin`.
+    pub async fn close_stdin(&self, agent: &str) -> Result<(), ClientError> {
+        let _: EmptyResult = self.call(Request::CloseStdin(agent_args(agent))).await?;
+        Ok(())
+    }
+
+    /// `remove`.
+    pub async fn remove(&self, agent: &str) -> Result<(), ClientError> {
+        let _: EmptyResult = self.call(Request::Remove(agent_args(agent))).await?;
+        Ok(())
+    }
+
+    /// `read_logs`.
+    pub async fn read_logs(&self, args: ReadLogsArgs) -> Result<ReadLogsResult, ClientError> {
+        self.call(Request::ReadLogs(args)).await
+    }
+
+    /// `stream_info`.
+    pub async fn stream_info(&self, agent: Option<&str>) -> Result<StreamInfoResult, ClientError> {
+        self.call(Request::StreamInfo(StreamInfoArgs {
+            agent: agent.map(AgentRef::new),
+        }))
+        .await
+    }
+
+    /// `batch`.
+    pub async fn batch(&self, args: BatchArgs) -> Result<BatchResult, ClientError> {
+        self.call(Request::Batch(args)).await
+    }
+
+    async fn agent_op(&self, request: Request) -> Result<AgentInfo, ClientError> {
+        let result: AgentResult = self.call(request).await?;
+        Ok(result.agent)
+    }
+}
+
+fn agent_args(agent: &str) -> AgentArgs {
+    AgentArgs {
+        agent: AgentRef::new(agent),
+    }
+}
+
+/// A `wait` may legitimately take as long as its own timeout; give it that on top.
+fn extra_wait(request: &Request) -> Duration {
+    match request {
+        Request::Wait(WaitArgs {
+            timeout_ms: Some(ms),
+            ..
+        }) => Duration::from_millis(*ms),
+        _ => Duration::ZERO,
+    }
+}
+
+/// The deadline of a `wait` without a timeout: a century, i.e. none.
+const UNBOUNDED: Duration = Duration::from_secs(100 * 365 * 24 * 3600);

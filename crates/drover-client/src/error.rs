@@ -1,0 +1,47 @@
+//! The client's error type.
+
+use std::time::Duration;
+
+use drover_proto::{ErrorBody, ErrorCode, ProtoError};
+
+/// Everything a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The daemon could not be reached.
+    #[error("cannot connect to the daemon at {endpoint} (is `drover serve` running?): {reason}")]
+    Connect {
+        /// The endpoint tried.
+        endpoint: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// No reply came before the deadline; the connection was replaced.
+    #[error("no reply to {op} within {after:?}")]
+    Timeout {
+        /// The op that timed out.
+        op: &'static str,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The daemon replied with an error.
+    #[error("{0}")]
+    Remote(ErrorBody),
+    /// A message could not be encoded or decoded.
+    #[error("protocol error: {0}")]
+    Proto(#[from] ProtoError),
+    /// The connection went away while the request was in flight.
+    #[error("connection to the daemon closed: {0}")]
+    Disconnected(String),
+}
+
+impl ClientError {
+    /// The wire error code, for remote errors (and `timeout` for client deadlines).
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Remote(body) => Some(body.code),
+            ClientError::Timeout { .. } => Some(ErrorCode::Timeout),
+            ClientError::Proto(e) => Some(e.code()),
+            ClientError::Connect { .. } | ClientError::Disconnected(_) => None,
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! Lossless live following of agents' logs.
+//!
+//! The recipe (also in `docs/PROTOCOL.md`): subscribe on the PUB socket first, read what the
+//! store holds through `read_logs`, then continue live, dropping any record whose `seq` was
+//! already delivered. Any gap — a batch whose first `seq` is beyond the next expected one — is
+//! refilled from the store before going on, so the reader sees every record exactly once, in
+//! order, however late it starts and however slow it is. Lifecycle events arrive on the same
+//! socket; since every record is stored before its agent's terminal state is, an agent is
+//! finished only after a final store read, and then its exit is reported.
+//!
+//! Events are numbered daemon-wide, and the heartbeat carries the latest number, so a missed
+//! event shows as a jump; the follower then re-reads the state of every agent it follows. The
+//! first heartbeat proves the subscription is live, and triggers one more store read to cover
+//! anything published before it was.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use drover_proto::op::{AgentRef, ListArgs, ReadLogsArgs};
+use drover_proto::{
+    limits, topic, AgentId, AgentInfo, DaemonId, Event, EventKind, EventSeq, Heartbeat, Record,
+    RecordBatch, Seq, StreamKind,
+};
+use zeromq::{Socket, SocketOptions, SocketRecv, SubSocket};
+
+use crate::{Client, ClientError};
+
+/// Which agents to follow.
+#[derive(Clone, Debug)]
+pub enum Selection {
+    /// These agents (ids, unique prefixes or names).
+    Agents(Vec<String>),
+    /// Every agent carrying all of these labels, including ones spawned later.
+    Labels(BTreeMap<String, String>),
+    /// Every agent, including ones spawned later.
+    All,
+}
+
+/// Where to start and when to end.
+#[derive(Clone, Debug, Default)]
+pub struct FollowOptions {
+    /// Start at this seq (inclusive).
+    pub since_seq: Option<Seq>,
+    /// Start with the last N records (`0`: only what is printed from now on).
+    pub tail: Option<u32>,
+    /// Only records of this stream.
+    pub stream: Option<StreamKind>,
+    /// End once every followed agent has ended (only for [`Selection::Agents`]).
+    pub until_exit: bool,
+}
+
+/// What a follower yields.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FollowEvent {
+    /// Consecutive records of one agent, each delivered once, in order.
+    Records {
+        /// Whose.
+        agent: AgentId,
+        /// The records.
+        records: Vec<Record>,
+    },
+    /// Retention removed records the follower asked for; it continues at `first_available`.
+    Truncated {
+        /// Whose.
+        agent: AgentId,
+        /// The first seq asked for.
+        requested: Seq,
+        /// The first seq still kept.
+        first_available: Seq,
+    },
+    /// The agent ended; every record it printed was delivered before this.
+    Exit(AgentInfo),
+}
+
+/// How long without any message (heartbeats come every second) before re-checking over the
+/// control socket.
+const SILENCE: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+struct Track {
+    info: AgentInfo,
+    next: Seq,
+    /// True while live batches can be taken as they come; false means read the store first.
+    caught_up: bool,
+    /// Set when the agent is known to have ended; reported after the final store read.
+    ended: Option<AgentInfo>,
+    done: bool,
+}
+
+/// A live follow of one or more agents. Create it with [`Client::follow`].
+pub struct Follower<'c> {
+    client: &'c Client,
+    socket: SubSocket,
+    selection: Selection,
+    options: FollowOptions,
+    tracks: HashMap<AgentId, Track>,
+    // Agents seen on an open selection that do not match it, so they are looked up only once.
+    // Bounded by the number of agents the daemon holds.
+    ignored: HashSet<AgentId>,
+    ready: VecDeque<FollowEvent>,
+    daemon: Option<DaemonId>,
+    last_event: Option<EventSeq>,
+}
+
+impl std::fmt::Debug for Follower<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("selection", &self.selection)
+            .field("tracks", &self.tracks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Follow the selected agents' logs from the chosen start, live.
+    pub async fn follow(
+        &self,
+        selection: Selection,
+        options: FollowOptions,
+    ) -> Result<Follower<'_>, ClientError> {
+        let info = self.stream_info(None).await?;
+        let mut socket_options = SocketOptions::default();
+        socket_options.connect_timeout(Duration::from_secs(3));
+        let mut socket = SubSocket::with_options(socket_options);
+        let connect_error = |e: zeromq::ZmqError| ClientError::Connect {
+            endpoint: info.pub_endpoint.clone(),
+            reason: e.to_string(),
+        };
+        socket
+            .connect(&info.pub_endpoint)
+            .await
+            .map_err(connect_error)?;
+        // Subscribe before reading the store, so nothing published from now on is missed.
+        let agents = match &selection {
+            Selection::Agents(refs) => {
+                let mut agents = Vec::with_capacity(refs.len());
+                for reference in refs {
+                    agents.push(self.get(reference).await?);
+                }
+                for agent in &agents {
+                    socket
+                        .subscribe(&topic::log(agent.id))
+                        .await
+                        .map_err(connect_error)?;
+                }
+                agents
+            }
+            Selection::Labels(_) | Selection::All => {
+                socket
+                    .subscribe(topic::LOG_PREFIX)
+                    .await
+                    .map_err(connect_error)?;
+                Vec::new()
+            }
+        };
+        socket
+            .subscribe(topic::EVENT_PREFIX)
+            .await
+            .map_err(connect_error)?;
+        socket
+            .subscribe(topic::HEARTBEAT)
+            .await
+            .map_err(connect_error)?;
+        let mut follower = Follower {
+            client: self,
+            socket,
+            selection,
+            options,
+            tracks: HashMap::new(),
+            ignored: HashSet::new(),
+            ready: VecDeque::new(),
+            daemon: None,
+            last_event: None,
+        };
+        let agents = match &follower.selection {
+            Selection::Agents(_) => agents,
+            Selection::Labels(labels) => follower.list(labels.clone()).await?,
+            Selection::All => follower.list(BTreeMap::new()).await?,
+        };
+        for agent in agents {
+            follower.add(agent, true).await?;
+        }
+        Ok(follower)
+    }
+}
+
+impl Follower<'_> {
+    /// The agent as the follower last saw it (for names and prefixes).
+    pub fn agent(&self, id: AgentId) -> Option<&AgentInfo> {
+        self.tracks.get(&id).map(|track| &track.info)
+    }
+
+    /// The next event; `None` once every followed agent ended (with `until_exit`).
+    pub async fn next(&mut self) -> Result<Option<FollowEvent>, ClientError> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(Some(event));
+            }
+            if let Some(id) = self.behind() {
+                self.refill(id).await?;
+                continue;
+            }
+            if self.options.until_exit
+                && matches!(self.selection, Selection::Agents(_))
+                && self.tracks.values().all(|track| track.done)
+            {
+                return Ok(None);
+            }
+            match tokio::time::timeout(SILENCE, self.socket.recv()).await {
+                Ok(Ok(message)) => {
+                    let frames = message.into_vec();
+                    if let [topic, body] = frames.as_slice() {
+                        self.on_message(topic, body).await?;
+                    }
+                }
+                Ok(Err(error)) => return Err(ClientError::Disconnected(error.to_string())),
+                // Silence: the daemon may be gone or restarted; ask over the control socket.
+                Err(_) => self.reconcile().await?,
+            }
+        }
+    }
+
+    fn behind(&self) -> Option<AgentId> {
+        self.tracks
+            .iter()
+            .find(|(_, track)| !track.done && !track.caught_up)
+            .map(|(id, _)| *id)
+    }
+
+    async fn list(&self, labels: BTreeMap<String, String>) -> Result<Vec<AgentInfo>, ClientError> {
+        self.client
+            .list(ListArgs {
+                state: None,
+                labels,
+                limit: None,
+            })
+            .await
+    }
+
+    /// Start following an agent; `initial` applies the start options (new agents start at 1).
+    async fn add(&mut self, agent: AgentInfo, initial: bool) -> Result<(), ClientError> {
+        if self.tracks.contains_key(&agent.id) {
+            return Ok(());
+        }
+        let next = match (initial, self.options.since_seq, self.options.tail) {
+            (true, Some(seq), _) => seq,
+            (true, None, Some(tail)) => {
+                let mut args = ReadLogsArgs::new(AgentRef::new(agent.id.to_string()));
+                args.tail = Some(tail.max(1));
+                let read = self.client.read_logs(args).await?;
+                if tail == 0 {
+                    read.next_seq
+                } else {
+                    read.records.first().map(|r| r.seq).unwrap_or(read.next_seq)
+                }
+            }
+            _ => Seq::FIRST,
+        };
+        let ended = agent.state().is_terminal().then(|| agent.clone());
+        self.tracks.insert(
+            agent.id,
+            Track {
+                info: agent,
+                next,
+                caught_up: false,
+                ended,
+                done: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// One store read for a track that is behind.
+    async fn refill(&mut self, id: AgentId) -> Result<(), ClientError> {
+        let Some(track) = self.tracks.get_mut(&id) else {
+            return Ok(());
+        };
+        let mut args = ReadLogsArgs::new(AgentRef::new(id.to_string()));
+        args.since_seq = Some(track.next);
+        args.limit = Some(limits::MAX_READ_LIMIT);
+        let read = match self.client.read_logs(args).await {
+            Ok(read) => read,
+            // Removed while we followed it: nothing more will come.
+            Err(ClientError::Remote(e)) if e.code == drover_proto::ErrorCode::NotFound => {
+                track.done = true;
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
+        if read.truncated {
+            self.ready.push_back(FollowEvent::Truncated {
+                agent: id,
+                requested: track.next,
+                first_available: read.first_seq,
+            });
+        }
+        let complete = read.records.len() < limits::MAX_READ_LIMIT as usize;
+        track.next = read.next_seq.max(track.next);
+        let stream = self.options.stream;
+        let records: Vec<Record> = read
+            .records
+            .into_iter()
+            .filter(|r| stream.is_none_or(|s| s == r.stream))
+            .collect();
+        if !records.is_empty() {
+            self.ready.push_back(FollowEvent::Records {
+                agent: id,
+                records,
+            });
+        }
+        if complete {
+            track.caught_up = true;
+            if let Some(info) = track.ended.take() {
+                track.done = true;
+                track.info = info.clone();
+                self.ready.push_back(FollowEvent::Exit(info));
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_message(&mut self, topic: &Bytes, body: &Bytes) -> Result<(), ClientError> {
+        let max = limits::DEFAULT_MAX_FRAME * 2;
+        if topic.starts_with(topic::LOG_PREFIX.as_bytes()) {
+            let batch: RecordBatch = drover_proto::decode(body, max)?;
+            self.on_batch(batch).await
+        } else if topic.starts_with(topic::EVENT_PREFIX.as_bytes()) {
+            let event: Event = drover_proto::decode(body, max)?;
+            self.on_event(event).await
+        } else if topic.as_ref() == topic::HEARTBEAT.as_bytes() {
+            let beat: Heartbeat = drover_proto::decode(body, max)?;
+            self.on_heartbeat(beat).await
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn on_batch(&mut self, batch: RecordBatch) -> Result<(), ClientError> {
+        if !self.tracks.contains_key(&batch.agent) {
+            // A new agent in an open selection: learn about it, then read it from the store.
+            if !matches!(self.selection, Selection::Agents(_)) {
+                self.discover(batch.agent).await?;
+            }
+            return Ok(());
+        }
+        let Some(track) = self.tracks.get_mut(&batch.agent) else {
+            return Ok(());
+        };
+        if !track.caught_up || track.done {
+            return Ok(());
+        }
+        let fresh: Vec<Record> = batch
+            .records
+            .into_iter()
+            .filter(|r| r.seq >= track.next)
+            .collect();
+        let Some(first) = fresh.first() else {
+            return Ok(());
+        };
+        if first.seq > track.next {
+            // A gap: the store has the missing records; read from there.
+            track.caught_up = false;
+            return Ok(());
+        }
+        if let Some(last) = fresh.last() {
+            track.next = last.seq.next();
+        }
+        let stream = self.options.stream;
+        let records: Vec<Record> = fresh
+            .into_iter()
+            .filter(|r| stream.is_none_or(|s| s == r.stream))
+            .collect();
+        if !records.is_empty() {
+            self.ready.push_back(FollowEvent::Records {
+                agent: batch.agent,
+                records,
+            });
+        }
+        Ok(())
+    }
+
+    async fn on_event(&mut self, event: Event) -> Result<(), ClientError> {
+        let missed = self
+            .last_event
+            .is_some_and(|last| event.event_seq.0 > last.0 + 1);
+        self.last_event = Some(event.event_seq.max(self.last_event.unwrap_or_default()));
+        if missed {
+            return self.reconcile().await;
+        }
+        match event.kind {
+            EventKind::Spawned => {
+                if !matches!(self.selection, Selection::Agents(_)) {
+                    self.discover(event.agent).await?;
+                }
+            }
+            EventKind::Exit | EventKind::Lost => {
+                if self.tracks.contains_key(&event.agent) {
+                    let info = self.client.get(&event.agent.to_string()).await?;
+                    self.mark_ended(info);
+                }
+            }
+            EventKind::Removed => {
+                if let Some(track) = self.tracks.get_mut(&event.agent) {
+                    track.done = true;
+                }
+            }
+            EventKind::State => {
+                if let Some(track) = self.tracks.get_mut(&event.agent) {
+                    track.info.status = match self.client.get(&event.agent.to_string()).await {
+                        Ok(info) => info.status,
+                        Err(_) => return Ok(()),
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_heartbeat(&mut self, beat: Heartbeat) -> Result<(), ClientError> {
+        let first = self.daemon.is_none();
+        let restarted = self.daemon.is_some_and(|daemon| daemon != beat.daemon);
+        let missed = self
+            .last_event
+            .is_some_and(|last| beat.event_seq.0 > last.0);
+        self.daemon = Some(beat.daemon);
+        if first || restarted || missed {
+            self.last_event = Some(beat.event_seq);
+            self.reconcile().await?;
+        }
+        Ok(())
+    }
+
+    /// Re-read the state of every followed agent (and, for open selections, find new ones),
+    /// and read the store once more for each: covers anything the PUB socket did not bring.
+    async fn reconcile(&mut self) -> Result<(), ClientError> {
+        match self.selection.clone() {
+            Selection::Agents(_) => {
+                let ids: Vec<AgentId> = self
+                    .tracks
+                    .iter()
+                    .filter(|(_, t)| !t.done)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    match self.client.get(&id.to_string()).await {
+                        Ok(info) => self.refresh(info),
+                        Err(ClientError::Remote(e))
+                            if e.code == drover_proto::ErrorCode::NotFound =>
+                        {
+                            if let Some(track) = self.tracks.get_mut(&id) {
+                                track.done = true;
+                            }
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
+            }
+            Selection::Labels(labels) => {
+                for info in self.list(labels).await? {
+                    self.refresh_or_add(info).await?;
+                }
+            }
+            Selection::All => {
+                for info in self.list(BTreeMap::new()).await? {
+                    self.refresh_or_add(info).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn refresh_or_add(&mut self, info: AgentInfo) -> Result<(), ClientError> {
+        if self.tracks.contains_key(&info.id) {
+            self.refresh(info);
+            Ok(())
+        } else {
+            self.add(info, false).await
+        }
+    }
+
+    fn refresh(&mut self, info: AgentInfo) {
+        if info.state().is_terminal() {
+            self.mark_ended(info);
+        } else if let Some(track) = self.tracks.get_mut(&info.id) {
+            track.info = info;
+            track.caught_up = false;
+        }
+    }
+
+    fn mark_ended(&mut self, info: AgentInfo) {
+        if let Some(track) = self.tracks.get_mut(&info.id) {
+            if !track.done {
+                track.caught_up = false;
+                track.ended = Some(info);
+            }
+        }
+    }
+
+    async fn discover(&mut self, id: AgentId) -> Result<(), ClientError> {
+        if self.tracks.contains_key(&id) || self.ignored.contains(&id) {
+            return Ok(());
+        }
+        let info = match self.client.get(&id.to_string()).await {
+            Ok(info) => info,
+            Err(ClientError::Remote(e)) if e.code == drover_proto::ErrorCode::NotFound => {
+                return Ok(())
+            }
+            Err(error) => return Err(error),
+        };
+        if let Selection::Labels(labels) = &self.selection {
+            if !labels.iter().all(|(k, v)| info.labels.get(k) == Some(v)) {
+                self.ignored.insert(id);
+                return Ok(());
+            }
+        }
+        self.add(info, false).await
+    }
+}

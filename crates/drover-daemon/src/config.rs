@@ -1,0 +1,210 @@
+//! The daemon's configuration: defaults, the TOML file, and validation of bind addresses.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use drover_proto::limits;
+use drover_store::StoreConfig;
+use drover_supervisor::backend::BackendTemplate;
+use serde::Deserialize;
+
+use crate::DaemonError;
+
+/// What the daemon does with running agents when it shuts down.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShutdownPolicy {
+    /// Stop every agent with its grace period, then exit (the default).
+    #[default]
+    Stop,
+    /// Leave agents running; the next daemon reports them `lost`.
+    Leave,
+}
+
+/// Everything `drover serve` needs. Build it with [`Config::new`] and adjust fields.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the registry, the logs, the ipc socket and the lock file live (created 0700).
+    pub state_dir: PathBuf,
+    /// The control ROUTER endpoint; port 0 picks a free port.
+    pub control: String,
+    /// The PUB endpoint.
+    pub publish: String,
+    /// The HTTP listen address (`host:port`).
+    pub http: String,
+    /// Also bind `ipc://<state_dir>/control.sock`.
+    pub ipc: bool,
+    /// Most agents live at once; more spawns get `limit_reached`.
+    pub max_agents: usize,
+    /// Backends clients may use; every known backend when `None`.
+    pub allowed_backends: Option<Vec<String>>,
+    /// Backend templates that override or extend the built-in table.
+    pub backends: BTreeMap<String, BackendTemplate>,
+    /// Grace between SIGTERM and SIGKILL when a stop names none.
+    pub default_grace: Duration,
+    /// Largest control frame accepted.
+    pub max_frame: usize,
+    /// Largest log record; longer lines are split into partial records.
+    pub max_record: usize,
+    /// What to do with agents at shutdown.
+    pub on_shutdown: ShutdownPolicy,
+    /// Log store settings (budgets, group commit).
+    pub store: StoreConfig,
+}
+
+impl Config {
+    /// Defaults: loopback ports 7710-7712, ipc on, 256 live agents, 10 s grace.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            state_dir: state_dir.into(),
+            control: "tcp://127.0.0.1:7710".into(),
+            publish: "tcp://127.0.0.1:7711".into(),
+            http: "127.0.0.1:7712".into(),
+            ipc: true,
+            max_agents: 256,
+            allowed_backends: None,
+            backends: BTreeMap::new(),
+            default_grace: Duration::from_secs(10),
+            max_frame: limits::DEFAULT_MAX_FRAME,
+            max_record: limits::DEFAULT_MAX_RECORD,
+            on_shutdown: ShutdownPolicy::Stop,
+            store: StoreConfig::default(),
+        }
+    }
+
+    /// Defaults for tests: every port 0, ipc off.
+    pub fn ephemeral(state_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            control: "tcp://127.0.0.1:0".into(),
+            publish: "tcp://127.0.0.1:0".into(),
+            http: "127.0.0.1:0".into(),
+            ipc: false,
+            ..Config::new(state_dir)
+        }
+    }
+
+    /// Apply a TOML config file's settings on top of these.
+    pub fn apply_file(&mut self, path: &Path) -> Result<(), DaemonError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DaemonError::Io {
+            context: format!("reading config file {}", path.display()),
+            source,
+        })?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| DaemonError::Config {
+            reason: format!("{}: {e}", path.display()),
+        })?;
+        file.apply(self);
+        Ok(())
+    }
+
+    /// Refuse any non-loopback bind: there is no authentication yet (guarantee 6).
+    pub fn check_binds(&self) -> Result<(), DaemonError> {
+        for endpoint in [&self.control, &self.publish] {
+            let host = endpoint
+                .strip_prefix("tcp://")
+                .and_then(|rest| rest.rsplit_once(':'))
+                .map(|(host, _)| host)
+                .ok_or_else(|| DaemonError::Config {
+                    reason: format!("{endpoint} is not a tcp://host:port endpoint"),
+                })?;
+            check_loopback(host)?;
+        }
+        let host = self
+            .http
+            .rsplit_once(':')
+            .map(|(host, _)| host)
+            .ok_or_else(|| DaemonError::Config {
+                reason: format!("{} is not a host:port address", self.http),
+            })?;
+        check_loopback(host)
+    }
+}
+
+fn check_loopback(host: &str) -> Result<(), DaemonError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = bare == "localhost"
+        || bare
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false);
+    if loopback {
+        Ok(())
+    } else {
+        Err(DaemonError::Config {
+            reason: format!(
+                "refusing to bind {host}: only loopback addresses are allowed until authentication \
+                 is configured (use 127.0.0.1 and an SSH tunnel for remote access)"
+            ),
+        })
+    }
+}
+
+/// The TOML file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ConfigFile {
+    control: Option<String>,
+    publish: Option<String>,
+    http: Option<String>,
+    ipc: Option<bool>,
+    max_agents: Option<usize>,
+    allowed_backends: Option<Vec<String>>,
+    backends: BTreeMap<String, BackendTemplate>,
+    default_grace_ms: Option<u64>,
+    max_frame: Option<usize>,
+    max_record: Option<usize>,
+    on_shutdown: Option<ShutdownPolicy>,
+    agent_log_budget: Option<u64>,
+    global_log_budget: Option<u64>,
+    sync_interval_ms: Option<u64>,
+}
+
+impl ConfigFile {
+    fn apply(self, config: &mut Config) {
+        let ConfigFile {
+            control,
+            publish,
+            http,
+            ipc,
+            max_agents,
+            allowed_backends,
+            backends,
+            default_grace_ms,
+            max_frame,
+            max_record,
+            on_shutdown,
+            agent_log_budget,
+            global_log_budget,
+            sync_interval_ms,
+        } = self;
+        set(&mut config.control, control);
+        set(&mut config.publish, publish);
+        set(&mut config.http, http);
+        set(&mut config.ipc, ipc);
+        set(&mut config.max_agents, max_agents);
+        if allowed_backends.is_some() {
+            config.allowed_backends = allowed_backends;
+        }
+        config.backends.extend(backends);
+        set(
+            &mut config.default_grace,
+            default_grace_ms.map(Duration::from_millis),
+        );
+        set(&mut config.max_frame, max_frame);
+        set(&mut config.max_record, max_record);
+        set(&mut config.on_shutdown, on_shutdown);
+        set(&mut config.store.agent_budget, agent_log_budget);
+        set(&mut config.store.global_budget, global_log_budget);
+        set(
+            &mut config.store.sync_interval,
+            sync_interval_ms.map(Duration::from_millis),
+        );
+    }
+}
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *field = value;
+    }
+}

@@ -1,0 +1,184 @@
+//! The daemon's shared state and its main loop.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use drover_proto::{AgentId, DaemonId};
+use drover_store::Store;
+use drover_supervisor::backend::BackendTable;
+
+use crate::agent::LiveAgent;
+use crate::event::EventBus;
+use crate::publish::Publisher;
+use crate::{control, http, publish, restart, Config, DaemonError, Listeners, ShutdownPolicy};
+
+/// Daemon-wide counters, reported by `stats` and `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) spawns: AtomicU64,
+    pub(crate) records: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) followers: AtomicU64,
+}
+
+/// Per-op request counters and latency sums, by op name.
+#[derive(Debug, Default)]
+pub(crate) struct RequestStats {
+    pub(crate) by_op: HashMap<&'static str, (u64, Duration)>,
+    pub(crate) errors: HashMap<&'static str, u64>,
+}
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) daemon_id: DaemonId,
+    pub(crate) started: Instant,
+    pub(crate) store: Store,
+    pub(crate) backends: BackendTable,
+    pub(crate) publisher: Publisher,
+    pub(crate) events: EventBus,
+    pub(crate) counters: Counters,
+    /// The PUB endpoint clients can connect to.
+    pub(crate) pub_endpoint: String,
+    // Live agents by id. A std Mutex: held only to look up, insert or remove an entry, never
+    // across an await and never while calling into the supervisor or the store.
+    pub(crate) live: Mutex<HashMap<AgentId, Arc<LiveAgent>>>,
+    // Serialises spawns so the live-agent limit and name uniqueness are checked and claimed
+    // atomically. Held across the (synchronous) registry insert, never across an await.
+    pub(crate) spawn_gate: Mutex<()>,
+    pub(crate) requests: Mutex<RequestStats>,
+}
+
+impl Shared {
+    /// The live agent with this id, if it is still live.
+    pub(crate) fn live(&self, id: AgentId) -> Option<Arc<LiveAgent>> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.get(&id).cloned()
+    }
+
+    /// Drop a live agent that reached a terminal state.
+    pub(crate) fn forget(&self, id: AgentId) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.remove(&id);
+    }
+
+    /// Every live agent.
+    pub(crate) fn live_agents(&self) -> Vec<Arc<LiveAgent>> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.values().cloned().collect()
+    }
+
+    /// How many agents are live.
+    pub(crate) fn live_count(&self) -> usize {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Count one request and its latency.
+    pub(crate) fn count_request(
+        &self,
+        op: &'static str,
+        elapsed: Duration,
+        error: Option<&'static str>,
+    ) {
+        let mut stats = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = stats.by_op.entry(op).or_default();
+        entry.0 += 1;
+        entry.1 += elapsed;
+        if let Some(code) = error {
+            *stats.errors.entry(code).or_default() += 1;
+        }
+    }
+}
+
+/// Serve on bound listeners until `shutdown` resolves; then stop (or leave) the agents, flush
+/// the store and return.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let Listeners {
+        control: control_socket,
+        publish: pub_socket,
+        http: http_listener,
+        addresses,
+        lock,
+    } = listeners;
+    let store = Store::open(&config.state_dir, config.store.clone())?;
+    let mut backends = BackendTable::builtin();
+    backends.merge(config.backends.clone());
+    let (publisher, pub_queue) = Publisher::new();
+    let last_event = store.last_event_seq()?;
+    let events = EventBus::new(store.clone(), publisher.clone(), last_event);
+    let shared = Arc::new(Shared {
+        config,
+        daemon_id: DaemonId::new(),
+        started: Instant::now(),
+        store,
+        backends,
+        publisher,
+        events,
+        counters: Counters::default(),
+        pub_endpoint: addresses.publish.clone(),
+        live: Mutex::new(HashMap::new()),
+        spawn_gate: Mutex::new(()),
+        requests: Mutex::new(RequestStats::default()),
+    });
+    restart::mark_lost(&shared)?;
+
+    let events_shared = Arc::clone(&shared);
+    let publisher_task = tokio::spawn(publish::run(
+        pub_socket,
+        pub_queue,
+        shared.daemon_id,
+        move || events_shared.events.last(),
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let control_task = tokio::spawn(control::run(
+        control_socket,
+        Arc::clone(&shared),
+        stop_rx.clone(),
+    ));
+    let http_task = tokio::spawn(http::serve(http_listener, Arc::clone(&shared), stop_rx));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    if shared.config.on_shutdown == ShutdownPolicy::Stop {
+        stop_all(&shared).await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = control_task.await;
+    let _ = http_task.await;
+    shared.store.sync()?;
+    publisher_task.abort();
+    drop(lock);
+    Ok(())
+}
+
+/// Stop every live agent with the default grace and wait for all of them; bounded by the grace
+/// plus a margin, since SIGKILL ends even an agent that ignores SIGTERM.
+async fn stop_all(shared: &Arc<Shared>) {
+    let grace = shared.config.default_grace;
+    let agents = shared.live_agents();
+    let mut waits = Vec::new();
+    for agent in agents {
+        if let Some(handle) = agent.handle.get() {
+            let handle = handle.clone();
+            waits.push(tokio::spawn(async move {
+                let _ = handle.stop(grace).await;
+                handle.wait().await
+            }));
+        }
+    }
+    let all = futures::future::join_all(waits);
+    if tokio::time::timeout(grace + Duration::from_secs(5), all)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some agents did not end within the grace period");
+    }
+}

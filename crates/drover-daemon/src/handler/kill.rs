@@ -1,0 +1,13 @@
+//! `kill`: SIGKILL to the agent's process group.
+
+use drover_proto::op::AgentRef;
+
+use super::{after, live, OpResult};
+use crate::daemon::Shared;
+use crate::error::supervisor_error;
+
+pub(crate) async fn handle(shared: &Shared, agent: &AgentRef) -> OpResult {
+    let (_, live, handle) = live(shared, agent, "kill")?;
+    let status = handle.kill().await.map_err(supervisor_error)?;
+    Ok(after(&live, &status))
+}

@@ -1,0 +1,140 @@
+//! Request handlers: one file per op, dispatched by an exhaustive match. ZeroMQ and HTTP both
+//! come through [`dispatch`].
+
+mod batch;
+mod close_stdin;
+mod get;
+mod health;
+mod kill;
+mod list;
+mod pause;
+mod read_logs;
+mod remove;
+mod resume;
+mod signal;
+mod spawn;
+mod stats;
+mod stop;
+mod stream_info;
+mod wait;
+mod write_stdin;
+
+use std::sync::Arc;
+
+use drover_proto::op::{
+    AgentRef, AgentResult, BatchResult, EmptyResult, HealthResult, ListResult, ReadLogsResult,
+    StatsResult, StreamInfoResult, WriteStdinResult,
+};
+use drover_proto::{AgentInfo, ErrorBody, ErrorCode, ProtoError, ReplyBody, Request};
+use drover_supervisor::{Handle, Status};
+
+use crate::agent::{convert_status, LiveAgent};
+use crate::daemon::Shared;
+use crate::error::store_error;
+
+/// A successful result of any op.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Health(HealthResult),
+    Agent(AgentResult),
+    List(ListResult),
+    Empty(EmptyResult),
+    WriteStdin(WriteStdinResult),
+    ReadLogs(ReadLogsResult),
+    StreamInfo(StreamInfoResult),
+    Batch(BatchResult),
+    Stats(StatsResult),
+}
+
+impl Reply {
+    /// Encode as a v1 reply envelope.
+    pub(crate) fn encode(&self, id: &rmpv::Value) -> Result<Vec<u8>, ProtoError> {
+        use drover_proto::encode_reply as enc;
+        match self {
+            Reply::Health(r) => enc(id, ReplyBody::Ok(r)),
+            Reply::Agent(r) => enc(id, ReplyBody::Ok(r)),
+            Reply::List(r) => enc(id, ReplyBody::Ok(r)),
+            Reply::Empty(r) => enc(id, ReplyBody::Ok(r)),
+            Reply::WriteStdin(r) => enc(id, ReplyBody::Ok(r)),
+            Reply::ReadLogs(r) => enc(id, ReplyBody::Ok(r)),
+            Reply::StreamInfo(r) => enc(id, ReplyBody::Ok(r)),
+            Reply::Batch(r) => enc(id, ReplyBody::Ok(r)),
+            Reply::Stats(r) => enc(id, ReplyBody::Ok(r)),
+        }
+    }
+
+    /// The agent this reply carries, if any.
+    pub(crate) fn agent(&self) -> Option<&AgentInfo> {
+        match self {
+            Reply::Agent(r) => Some(&r.agent),
+            _ => None,
+        }
+    }
+}
+
+/// What every handler returns.
+pub(crate) type OpResult = Result<Reply, ErrorBody>;
+
+/// Serve one request.
+pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> OpResult {
+    match request {
+        Request::Health(_) => health::handle(shared),
+        Request::Spawn(args) => spawn::handle(shared, args).await,
+        Request::List(args) => list::handle(shared, args),
+        Request::Get(args) => get::handle(shared, &args.agent),
+        Request::Pause(args) => pause::handle(shared, &args.agent).await,
+        Request::Resume(args) => resume::handle(shared, &args.agent).await,
+        Request::Stop(args) => stop::handle(shared, args).await,
+        Request::Kill(args) => kill::handle(shared, &args.agent).await,
+        Request::Signal(args) => signal::handle(shared, args).await,
+        Request::WriteStdin(args) => write_stdin::handle(shared, args),
+        Request::CloseStdin(args) => close_stdin::handle(shared, &args.agent).await,
+        Request::ReadLogs(args) => read_logs::handle(shared, args),
+        Request::StreamInfo(args) => stream_info::handle(shared, args),
+        Request::Wait(args) => wait::handle(shared, args).await,
+        Request::Remove(args) => remove::handle(shared, &args.agent),
+        Request::Batch(args) => batch::handle(shared, args).await,
+        Request::Stats(_) => stats::handle(shared),
+    }
+}
+
+/// Look an agent up by id, unique id prefix or name.
+pub(crate) fn resolve(shared: &Shared, agent: &AgentRef) -> Result<AgentInfo, ErrorBody> {
+    shared.store.resolve(&agent.0).map_err(store_error)
+}
+
+/// The live agent behind a reference, or `invalid_state` when it is no longer live.
+pub(crate) fn live(
+    shared: &Shared,
+    agent: &AgentRef,
+    op: &str,
+) -> Result<(AgentInfo, Arc<LiveAgent>, Handle), ErrorBody> {
+    let info = resolve(shared, agent)?;
+    let not_live = |info: &AgentInfo| {
+        ErrorBody::new(
+            ErrorCode::InvalidState,
+            format!(
+                "cannot {op} agent {}: it is {}",
+                info.id,
+                info.state().as_str()
+            ),
+        )
+    };
+    if info.state().is_terminal() {
+        return Err(not_live(&info));
+    }
+    let live = shared.live(info.id).ok_or_else(|| not_live(&info))?;
+    let handle = live.handle.get().cloned().ok_or_else(|| not_live(&info))?;
+    Ok((info, live, handle))
+}
+
+/// The agent after an op that returned its new status.
+pub(crate) fn after(live: &LiveAgent, status: &Status) -> Reply {
+    let mut agent = live.info.borrow().clone();
+    let status = convert_status(status);
+    // The observer may already hold a newer state; never report an older one.
+    if !agent.state().is_terminal() {
+        agent.status = status;
+    }
+    Reply::Agent(AgentResult { agent })
+}

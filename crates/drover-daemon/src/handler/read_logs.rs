@@ -1,0 +1,31 @@
+//! `read_logs`: stored records, never consumed by reading.
+
+use drover_proto::limits::{DEFAULT_READ_LIMIT, MAX_READ_LIMIT};
+use drover_proto::op::{ReadLogsArgs, ReadLogsResult};
+use drover_store::LogQuery;
+
+use super::{resolve, OpResult, Reply};
+use crate::daemon::Shared;
+use crate::error::store_error;
+
+pub(crate) fn handle(shared: &Shared, args: ReadLogsArgs) -> OpResult {
+    let agent = resolve(shared, &args.agent)?;
+    let query = LogQuery {
+        since_seq: args.since_seq,
+        until_seq: args.until_seq,
+        tail: args.tail,
+        since: args.since,
+        stream: args.stream,
+        limit: args
+            .limit
+            .unwrap_or(DEFAULT_READ_LIMIT)
+            .clamp(1, MAX_READ_LIMIT),
+    };
+    let read = shared.store.read(agent.id, &query).map_err(store_error)?;
+    Ok(Reply::ReadLogs(ReadLogsResult {
+        records: read.records,
+        first_seq: read.first_seq,
+        next_seq: read.next_seq,
+        truncated: read.truncated,
+    }))
+}

@@ -1,0 +1,13 @@
+//! `resume`: SIGCONT to the agent's process group (paused agents only).
+
+use drover_proto::op::AgentRef;
+
+use super::{after, live, OpResult};
+use crate::daemon::Shared;
+use crate::error::supervisor_error;
+
+pub(crate) async fn handle(shared: &Shared, agent: &AgentRef) -> OpResult {
+    let (_, live, handle) = live(shared, agent, "resume")?;
+    let status = handle.resume().await.map_err(supervisor_error)?;
+    Ok(after(&live, &status))
+}

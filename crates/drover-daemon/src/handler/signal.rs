@@ -1,0 +1,24 @@
+//! `signal`: any signal, by name or number, to the agent's process group.
+
+use drover_proto::op::{SignalArgs, SignalSpec};
+use drover_proto::{ErrorBody, ErrorCode};
+
+use super::{after, live, OpResult};
+use crate::daemon::Shared;
+use crate::error::supervisor_error;
+
+pub(crate) async fn handle(shared: &Shared, args: SignalArgs) -> OpResult {
+    let number = match &args.signal {
+        SignalSpec::Number(n) => drover_supervisor::signal_name(*n).map(|_| *n),
+        SignalSpec::Name(name) => drover_supervisor::parse_signal(name),
+    }
+    .ok_or_else(|| {
+        ErrorBody::new(
+            ErrorCode::BadRequest,
+            format!("unknown signal {:?}", args.signal),
+        )
+    })?;
+    let (_, live, handle) = live(shared, &args.agent, "signal")?;
+    let status = handle.signal(number).await.map_err(supervisor_error)?;
+    Ok(after(&live, &status))
+}

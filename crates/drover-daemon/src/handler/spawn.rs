@@ -1,0 +1,187 @@
+//! `spawn`: validate a spec, render its backend, register the agent and start it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use drover_proto::limits::MAX_NAME_LEN;
+use drover_proto::op::{AgentResult, SpawnArgs};
+use drover_proto::{AgentId, AgentInfo, AgentSpec, AgentState, AgentStatus, ErrorBody, ErrorCode, EventKind, StdinMode};
+use drover_supervisor::backend::RenderInput;
+use drover_supervisor::{Command, SupervisorConfig};
+
+use super::{OpResult, Reply};
+use crate::agent::{AgentObserver, LiveAgent};
+use crate::daemon::Shared;
+use crate::error::store_error;
+
+fn bad(message: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(ErrorCode::BadRequest, message)
+}
+
+pub(crate) async fn handle(shared: &Arc<Shared>, args: SpawnArgs) -> OpResult {
+    let spec = args.spec;
+    validate(&spec)?;
+    let command = render(shared, &spec)?;
+    let supervisor_config = SupervisorConfig {
+        max_record: shared.config.max_record,
+        max_runtime: spec.timeout_ms.map(Duration::from_millis),
+        runtime_grace: shared.config.default_grace,
+        ..SupervisorConfig::default()
+    };
+    let context = spec.context.clone();
+    let (id, observer, live) = register(shared, spec)?;
+    let mut command = command;
+    command.env.push(("DROVER_AGENT_ID".into(), id.to_string()));
+    if let Some(context) = context {
+        command.env.push(("DROVER_CONTEXT".into(), context));
+    }
+    let watch = live.info.clone();
+    let handle = drover_supervisor::spawn(command, supervisor_config, observer);
+    let _ = live.handle.set(handle);
+    shared.counters.spawns.fetch_add(1, Ordering::Relaxed);
+    // Answer once the process runs (or failed to), so the reply carries the pid.
+    let mut watch = watch;
+    let agent = match watch
+        .wait_for(|info| info.state() != AgentState::Starting)
+        .await
+    {
+        Ok(info) => info.clone(),
+        Err(_) => shared.store.agent(id).map_err(store_error)?.ok_or_else(|| {
+            ErrorBody::new(ErrorCode::Internal, format!("agent {id} vanished while starting"))
+        })?,
+    };
+    Ok(Reply::Agent(AgentResult { agent }))
+}
+
+fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
+    if let Some(name) = &spec.name {
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return Err(bad(format!("name must be 1 to {MAX_NAME_LEN} bytes")));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(bad(format!(
+                "name {name:?} may only contain ASCII letters, digits, '-', '_' and '.'"
+            )));
+        }
+    }
+    for (key, value) in &spec.env {
+        if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
+            return Err(bad(format!("invalid environment variable {key:?}")));
+        }
+    }
+    if spec.argv.iter().any(|arg| arg.contains('\0')) {
+        return Err(bad("argv elements may not contain NUL bytes"));
+    }
+    if let Some(cwd) = &spec.cwd {
+        if !Path::new(cwd).is_absolute() {
+            return Err(bad(format!("cwd {cwd:?} must be an absolute path")));
+        }
+    }
+    if spec.timeout_ms == Some(0) {
+        return Err(bad("timeout_ms must be positive"));
+    }
+    Ok(())
+}
+
+fn render(shared: &Shared, spec: &AgentSpec) -> Result<Command, ErrorBody> {
+    let backend = spec.backend_name();
+    if let Some(allowed) = &shared.config.allowed_backends {
+        if !allowed.iter().any(|name| name == backend) {
+            return Err(ErrorBody::new(
+                ErrorCode::Unauthorized,
+                format!(
+                    "backend {backend:?} is not allowed by this daemon (allowed: {})",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    let input = RenderInput {
+        task: spec.task.as_deref(),
+        model: spec.model.as_deref(),
+        system_prompt: spec.system_prompt.as_deref(),
+        argv: &spec.argv,
+    };
+    let (argv, backend_stdin) = shared
+        .backends
+        .render(backend, &input)
+        .map_err(|e| bad(e.to_string()))?;
+    let mut argv = argv.into_iter();
+    let program = argv
+        .next()
+        .ok_or_else(|| bad(format!("backend {backend:?} rendered an empty command")))?;
+    // A backend that fixes its stdin (claude blocks on an open pipe) wins over the spec.
+    let stdin = match backend_stdin {
+        Some(mode) => mode,
+        None => match spec.stdin {
+            StdinMode::Null => drover_supervisor::StdinMode::Null,
+            StdinMode::Pipe => drover_supervisor::StdinMode::Pipe,
+        },
+    };
+    Ok(Command {
+        program,
+        args: argv.collect(),
+        env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        cwd: spec.cwd.as_ref().map(PathBuf::from),
+        stdin,
+    })
+}
+
+/// Check the limits and the name, record the agent and claim its live slot, atomically with
+/// other spawns.
+fn register(
+    shared: &Arc<Shared>,
+    spec: AgentSpec,
+) -> Result<(AgentId, Arc<AgentObserver>, Arc<LiveAgent>), ErrorBody> {
+    let _gate = shared.spawn_gate.lock().unwrap_or_else(|p| p.into_inner());
+    if shared.live_count() >= shared.config.max_agents {
+        return Err(ErrorBody::new(
+            ErrorCode::LimitReached,
+            format!(
+                "{} agents are live, the configured maximum",
+                shared.config.max_agents
+            ),
+        ));
+    }
+    if let Some(name) = &spec.name {
+        if let Ok(existing) = shared.store.resolve(name) {
+            if existing.name.as_deref() == Some(name) && !existing.state().is_terminal() {
+                return Err(ErrorBody::new(
+                    ErrorCode::InvalidState,
+                    format!("name {name:?} is taken by live agent {}", existing.id),
+                ));
+            }
+        }
+    }
+    let info = AgentInfo {
+        id: AgentId::new(),
+        name: spec.name.clone(),
+        backend: spec.backend_name().to_owned(),
+        status: AgentStatus::Starting,
+        created_at: drover_proto::now_ns(),
+        labels: spec.labels.clone(),
+        spec,
+    };
+    shared.store.insert_agent(&info).map_err(store_error)?;
+    if let Some(budget) = info.spec.log_budget {
+        shared.store.set_agent_budget(info.id, budget);
+    }
+    shared.events.emit(EventKind::Spawned, &info);
+    let id = info.id;
+    let (observer, watch) = AgentObserver::new(shared, info);
+    let live = Arc::new(LiveAgent {
+        handle: OnceLock::new(),
+        info: watch,
+    });
+    shared
+        .live
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, Arc::clone(&live));
+    Ok((id, observer, live))
+}

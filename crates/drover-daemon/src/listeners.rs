@@ -1,0 +1,129 @@
+//! Binding every socket before serving, so the ready line names real addresses.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use zeromq::{PubSocket, RouterSocket, Socket};
+
+use crate::lock::{self, StateLock};
+use crate::{Config, DaemonError};
+
+/// The addresses the daemon actually bound (ports resolved, never a wildcard).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Addresses {
+    /// Control ROUTER, e.g. `tcp://127.0.0.1:7710`.
+    pub control: String,
+    /// PUB, e.g. `tcp://127.0.0.1:7711`.
+    pub publish: String,
+    /// HTTP base URL, e.g. `http://127.0.0.1:7712`.
+    pub http: String,
+    /// The ipc control endpoint, when bound.
+    pub ipc: Option<String>,
+}
+
+impl Addresses {
+    /// The one machine-readable line printed once everything is bound.
+    pub fn ready_line(&self) -> String {
+        let mut line = format!(
+            "drover ready control={} pub={} http={}",
+            self.control, self.publish, self.http
+        );
+        if let Some(ipc) = &self.ipc {
+            line.push_str(" ipc=");
+            line.push_str(ipc);
+        }
+        line
+    }
+}
+
+/// Bound sockets, ready for [`crate::run`].
+pub struct Listeners {
+    pub(crate) control: RouterSocket,
+    pub(crate) publish: PubSocket,
+    pub(crate) http: tokio::net::TcpListener,
+    pub(crate) lock: StateLock,
+    /// Where they are.
+    pub addresses: Addresses,
+}
+
+impl std::fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listeners")
+            .field("addresses", &self.addresses)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Validate the binds, take the state directory, and bind every socket.
+pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
+    config.check_binds()?;
+    let lock = lock::prepare(&config.state_dir)?;
+    let bind_error = |endpoint: &str| {
+        let endpoint = endpoint.to_owned();
+        move |e: zeromq::ZmqError| DaemonError::Bind {
+            endpoint,
+            reason: e.to_string(),
+        }
+    };
+    let mut control = RouterSocket::new();
+    let control_endpoint = control
+        .bind(&config.control)
+        .await
+        .map_err(bind_error(&config.control))?;
+    let ipc = if config.ipc {
+        let path = config.state_dir.join("control.sock");
+        remove_stale_socket(&path)?;
+        let endpoint = format!("ipc://{}", path.display());
+        control
+            .bind(&endpoint)
+            .await
+            .map_err(bind_error(&endpoint))?;
+        Some(endpoint)
+    } else {
+        None
+    };
+    let mut publish = PubSocket::new();
+    let publish_endpoint = publish
+        .bind(&config.publish)
+        .await
+        .map_err(bind_error(&config.publish))?;
+    let http = tokio::net::TcpListener::bind(&config.http)
+        .await
+        .map_err(|e| DaemonError::Bind {
+            endpoint: config.http.clone(),
+            reason: e.to_string(),
+        })?;
+    let http_addr = http.local_addr().map_err(|source| DaemonError::Io {
+        context: "reading the HTTP listener's address".into(),
+        source,
+    })?;
+    Ok(Listeners {
+        control,
+        publish,
+        http,
+        lock,
+        addresses: Addresses {
+            control: control_endpoint.to_string(),
+            publish: publish_endpoint.to_string(),
+            http: format!("http://{http_addr}"),
+            ipc,
+        },
+    })
+}
+
+/// Remove an ipc socket file left by a daemon that died, but never one a live daemon listens
+/// on (the state lock already excludes that, and connecting proves it).
+fn remove_stale_socket(path: &Path) -> Result<(), DaemonError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(DaemonError::Config {
+            reason: format!("{} is in use by another process", path.display()),
+        });
+    }
+    std::fs::remove_file(path).map_err(|source| DaemonError::Io {
+        context: format!("removing stale socket {}", path.display()),
+        source,
+    })
+}

@@ -1,0 +1,146 @@
+//! The PUB socket: log batches, lifecycle events and heartbeats.
+//!
+//! Capture and control never wait on subscribers: they hand messages to a bounded queue with
+//! `try_send`. The publisher task drains the queue, merges consecutive batches of the same agent
+//! (so a chatty agent costs few ZeroMQ messages) and sends. If the queue is full the message is
+//! dropped and counted; subscribers see the `seq` (or `event_seq`) jump and refill from the store
+//! over the control socket, as the protocol prescribes. Per-subscriber buffering is bounded by
+//! the ZeroMQ PUB socket itself, which drops for a subscriber whose queue is full.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use drover_proto::{topic, AgentId, DaemonId, Event, Heartbeat, Record, RecordBatch};
+use tokio::sync::mpsc;
+use zeromq::{PubSocket, SocketSend, ZmqMessage};
+
+/// Messages queued for the PUB socket.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Log(AgentId, Vec<Record>),
+    Event(Event),
+}
+
+/// The queue side of the publisher; cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) struct Publisher {
+    queue: mpsc::Sender<Outgoing>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Messages the queue holds before publishing drops (each may carry many records).
+const QUEUE: usize = 8192;
+/// Records merged into one published batch at most.
+const MAX_BATCH_RECORDS: usize = 4096;
+
+impl Publisher {
+    pub(crate) fn new() -> (Publisher, mpsc::Receiver<Outgoing>) {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let publisher = Publisher {
+            queue,
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        (publisher, receiver)
+    }
+
+    /// Queue a batch of an agent's records; never blocks.
+    pub(crate) fn log(&self, agent: AgentId, records: Vec<Record>) {
+        if self.queue.try_send(Outgoing::Log(agent, records)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queue an event; never blocks.
+    pub(crate) fn event(&self, event: Event) {
+        if self.queue.try_send(Outgoing::Event(event)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Messages dropped because the queue was full.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Publish until the queue closes; a heartbeat goes out every second.
+pub(crate) async fn run(
+    mut socket: PubSocket,
+    mut queue: mpsc::Receiver<Outgoing>,
+    daemon: DaemonId,
+    last_event: impl Fn() -> drover_proto::EventSeq,
+) {
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+    let mut pending: Vec<Outgoing> = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            received = queue.recv_many(&mut pending, 256) => {
+                if received == 0 {
+                    return;
+                }
+                for (topic, body) in merge(pending.drain(..)) {
+                    send(&mut socket, topic, body).await;
+                }
+            }
+            _ = heartbeat.tick() => {
+                let beat = Heartbeat { daemon, ts: drover_proto::now_ns(), event_seq: last_event() };
+                if let Ok(body) = drover_proto::encode(&beat) {
+                    send(&mut socket, topic::HEARTBEAT.to_owned(), body).await;
+                }
+            }
+        }
+    }
+}
+
+async fn send(socket: &mut PubSocket, topic: String, body: Vec<u8>) {
+    let mut message = ZmqMessage::from(Bytes::from(topic));
+    message.push_back(Bytes::from(body));
+    if let Err(error) = socket.send(message).await {
+        tracing::warn!(%error, "publishing");
+    }
+}
+
+/// Encode queued messages, merging runs of the same agent's consecutive records.
+fn merge(messages: impl Iterator<Item = Outgoing>) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut current: Option<RecordBatch> = None;
+    let flush = |batch: RecordBatch, out: &mut Vec<(String, Vec<u8>)>| {
+        if let Ok(body) = drover_proto::encode(&batch) {
+            out.push((topic::log(batch.agent), body));
+        }
+    };
+    for message in messages {
+        match message {
+            Outgoing::Log(agent, records) => match current.as_mut() {
+                Some(batch)
+                    if batch.agent == agent
+                        && batch.records.len() + records.len() <= MAX_BATCH_RECORDS
+                        && batch.records.last().map(|r| r.seq.next())
+                            == records.first().map(|r| r.seq) =>
+                {
+                    batch.records.extend(records);
+                }
+                _ => {
+                    if let Some(batch) = current.take() {
+                        flush(batch, &mut out);
+                    }
+                    current = Some(RecordBatch { agent, records });
+                }
+            },
+            Outgoing::Event(event) => {
+                if let Some(batch) = current.take() {
+                    flush(batch, &mut out);
+                }
+                if let Ok(body) = drover_proto::encode(&event) {
+                    out.push((topic::event(event.agent), body));
+                }
+            }
+        }
+    }
+    if let Some(batch) = current.take() {
+        flush(batch, &mut out);
+    }
+    out
+}

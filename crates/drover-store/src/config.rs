@@ -1,0 +1,39 @@
+//! Store tuning knobs; the defaults are what the daemon uses.
+
+use std::time::Duration;
+
+/// How the store sizes segments, budgets disk, batches fsyncs and buffers followers.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// A segment is sealed and a new one started at the first append after it reaches this size.
+    pub segment_bytes: u64,
+    /// Default per-agent log budget (bytes on disk); `set_agent_budget` overrides it.
+    pub agent_budget: u64,
+    /// Budget for all logs together; the oldest sealed segments across agents go first.
+    pub global_budget: u64,
+    /// Group commit: the longest time an appended record waits for its fdatasync.
+    pub sync_interval: Duration,
+    /// Group commit: an agent with this many unsynced records wakes the syncer early.
+    pub sync_records: u64,
+    /// Live batches kept per agent for followers (broadcast capacity).
+    pub follow_buffer: usize,
+    /// Lifecycle events kept in the registry (the newest ones).
+    pub max_events: u64,
+    /// A writer file descriptor unused for this long is closed by the syncer.
+    pub writer_idle: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            segment_bytes: 8 * 1024 * 1024,
+            agent_budget: 64 * 1024 * 1024,
+            global_budget: 4 * 1024 * 1024 * 1024,
+            sync_interval: Duration::from_millis(50),
+            sync_records: 10_000,
+            follow_buffer: 1024,
+            max_events: 100_000,
+            writer_idle: Duration::from_secs(30),
+        }
+    }
+}

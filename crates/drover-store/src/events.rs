@@ -1,0 +1,108 @@
+//! Lifecycle events in the registry database: appended one row at a time, the newest
+//! `max_events` kept, read back in `event_seq` order so followers can resume.
+
+use drover_proto::{AgentState, Event, EventKind, EventSeq};
+use rusqlite::{params, Row};
+
+use crate::registry::Registry;
+use crate::StoreError;
+
+const KINDS: [EventKind; 5] = [
+    EventKind::Spawned,
+    EventKind::State,
+    EventKind::Exit,
+    EventKind::Lost,
+    EventKind::Removed,
+];
+
+impl Registry {
+    /// Insert one event and drop those older than the newest `max_events`, in one transaction.
+    pub fn append_event(&self, event: &Event, max_events: u64) -> Result<(), StoreError> {
+        let ctx = || format!("appending event {}", event.event_seq);
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| StoreError::sqlite(ctx(), e))?;
+        tx.execute(
+            "INSERT INTO events (event_seq, ts, agent, kind, state, exit_code, signal) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                event.event_seq.0 as i64,
+                event.ts,
+                event.agent.to_hyphenated(),
+                event.kind.as_str(),
+                event.state.as_str(),
+                event.exit_code,
+                event.signal,
+            ],
+        )
+        .map_err(|e| StoreError::sqlite(ctx(), e))?;
+        // A primary-key range delete: nothing to do (and nearly free) until the table is full.
+        let keep_after = event.event_seq.0.saturating_sub(max_events);
+        tx.execute("DELETE FROM events WHERE event_seq <= ?1", [keep_after as i64])
+            .map_err(|e| StoreError::sqlite(ctx(), e))?;
+        tx.commit().map_err(|e| StoreError::sqlite(ctx(), e))
+    }
+
+    pub fn events_since(&self, after: EventSeq, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let ctx = "reading events";
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT event_seq, ts, agent, kind, state, exit_code, signal FROM events \
+                 WHERE event_seq > ?1 ORDER BY event_seq LIMIT ?2",
+            )
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        let rows = stmt
+            .query_map(params![after.0 as i64, limit], raw_event)
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row.map_err(|e| StoreError::sqlite(ctx, e))?.into_event()?);
+        }
+        Ok(out)
+    }
+
+    pub fn last_event_seq(&self) -> Result<EventSeq, StoreError> {
+        let max: Option<i64> = self
+            .lock()
+            .query_row("SELECT max(event_seq) FROM events", [], |r| r.get(0))
+            .map_err(|e| StoreError::sqlite("reading last event seq", e))?;
+        Ok(EventSeq(max.unwrap_or(0).max(0) as u64))
+    }
+}
+
+type RawEvent = (i64, i64, String, String, String, Option<i32>, Option<i32>);
+
+fn raw_event(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+trait IntoEvent {
+    fn into_event(self) -> Result<Event, StoreError>;
+}
+
+impl IntoEvent for RawEvent {
+    fn into_event(self) -> Result<Event, StoreError> {
+        let (seq, ts, agent, kind, state, exit_code, signal) = self;
+        let bad = |what: String| StoreError::corrupt("registry.sqlite3", format!("event {seq}: {what}"));
+        Ok(Event {
+            event_seq: EventSeq(seq.max(0) as u64),
+            ts,
+            agent: agent.parse().map_err(|e| bad(format!("agent id: {e}")))?,
+            kind: KINDS
+                .into_iter()
+                .find(|k| k.as_str() == kind)
+                .ok_or_else(|| bad(format!("unknown kind {kind:?}")))?,
+            state: AgentState::parse(&state).ok_or_else(|| bad(format!("unknown state {state:?}")))?,
+            exit_code,
+            signal,
+        })
+    }
+}

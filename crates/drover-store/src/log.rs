@@ -1,0 +1,291 @@
+//! One agent's log: its segments, the writer, the live feed, and the append path.
+//!
+//! Locking rule: `AgentLog::state` is held only for in-memory bookkeeping, the append's single
+//! `write(2)` and the live-feed send. Reads copy a snapshot of segment metadata under the lock
+//! and then do all file IO without it; fdatasync runs on a cloned `Arc<File>` without it. So a
+//! reader or the syncer never stalls the capture path, and a follower never blocks anyone.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use drover_proto::{AgentId, Record, Seq};
+use tokio::sync::broadcast;
+
+use crate::frame::{self, MAX_DATA};
+use crate::index::{Builder, Entry, SegIndex};
+use crate::segment::{self, FILE_HEADER_LEN};
+use crate::{Shared, StoreError};
+
+/// A batch of consecutive records as the live feed carries it.
+pub type Batch = Arc<[Record]>;
+
+/// One segment file as the log tracks it.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub first: Seq,
+    pub path: Arc<Path>,
+    /// Bytes known to hold whole, valid frames (readers never look past this).
+    pub len: u64,
+    pub index: Arc<SegIndex>,
+    /// When the segment was sealed (mtime for segments found at startup): global retention
+    /// removes the oldest first.
+    pub sealed_at: SystemTime,
+}
+
+/// Mutable state of one log, behind `AgentLog::state`.
+#[derive(Debug)]
+pub struct LogState {
+    pub dir: PathBuf,
+    /// Oldest first; the last one is the active (appended-to) segment.
+    pub segments: VecDeque<Segment>,
+    pub next_seq: Seq,
+    pub bytes: u64,
+    pub budget: u64,
+    pub writer: Option<Arc<File>>,
+    pub builder: Builder,
+    /// Records appended since the syncer last took a snapshot.
+    pub unsynced: u64,
+    /// Files written to but not yet fdatasynced (sealed segments, closed writers).
+    pub to_sync: Vec<Arc<File>>,
+    /// The agent directory gained or lost entries since the last sync.
+    pub dir_dirty: bool,
+    /// The agent directory itself is new (the logs directory must be synced too).
+    pub dir_new: bool,
+    pub last_append: Instant,
+    /// The live feed; `None` once the log is closed.
+    pub live: Option<broadcast::Sender<Batch>>,
+    /// Reused encode buffer.
+    buf: Vec<u8>,
+}
+
+/// One agent's log.
+#[derive(Debug)]
+pub struct AgentLog {
+    pub id: AgentId,
+    pub state: Mutex<LogState>,
+}
+
+impl AgentLog {
+    pub fn new(id: AgentId, state: LogState) -> AgentLog {
+        AgentLog {
+            id,
+            state: Mutex::new(state),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, LogState> {
+        // Every mutation keeps the state consistent before it can fail or panic (commit happens
+        // after the write succeeded), so a poisoned lock still guards valid data.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The seq the next append must start with.
+    pub fn next_seq(&self) -> Seq {
+        self.lock().next_seq
+    }
+
+    /// Append consecutive records; see `Store::append`.
+    pub fn append(&self, shared: &Shared, records: &[Record]) -> Result<(), StoreError> {
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
+        let mut st = self.lock();
+        let mut expect = st.next_seq;
+        for r in records {
+            if r.seq != expect {
+                return Err(StoreError::SeqMismatch {
+                    agent: self.id,
+                    expected: expect,
+                    got: r.seq,
+                });
+            }
+            if r.data.len() > MAX_DATA {
+                return Err(StoreError::corrupt(
+                    &st.dir,
+                    format!("record {} has {} bytes (max {MAX_DATA})", r.seq, r.data.len()),
+                ));
+            }
+            expect = expect.next();
+        }
+        st.roll_if_full(shared, first.seq)?;
+        let file = st.writer()?;
+        let active_len = st.active().map_or(FILE_HEADER_LEN, |s| s.len);
+
+        let mut buf = std::mem::take(&mut st.buf);
+        buf.clear();
+        let mut entries: Vec<Entry> = Vec::new();
+        for r in records {
+            let offset = active_len + buf.len() as u64;
+            entries.extend(st.builder.note(r.seq, r.ts, offset));
+            frame::encode(r, &mut buf);
+        }
+        let written = (&*file).write_all(&buf);
+        let n = buf.len() as u64;
+        st.buf = buf;
+        if let Err(e) = written {
+            st.rollback(active_len, entries.first().copied());
+            return Err(StoreError::io(format!("appending to log of agent {}", self.id), e));
+        }
+
+        // Commit: only now do readers see the new length.
+        if let Some(seg) = st.segments.back_mut() {
+            seg.len += n;
+            seg.index.extend(&entries);
+        }
+        st.next_seq = expect;
+        st.bytes += n;
+        st.unsynced += records.len() as u64;
+        st.last_append = Instant::now();
+        shared.usage.fetch_add(n, Ordering::Relaxed);
+        if let Some(live) = &st.live {
+            // Cloning the records costs only when someone follows.
+            if live.receiver_count() > 0 {
+                let _ = live.send(Batch::from(records));
+            }
+        }
+        let over_budget = st.bytes > st.budget;
+        let kick = st.unsynced >= shared.config.sync_records;
+        if over_budget {
+            crate::retention::trim_agent(&mut st, shared);
+        }
+        drop(st);
+        if kick || shared.usage.load(Ordering::Relaxed) > shared.config.global_budget {
+            shared.kick();
+        }
+        Ok(())
+    }
+
+    /// Mark the log live: followers wait for appends instead of ending.
+    pub fn open_live(&self, capacity: usize) {
+        let mut st = self.lock();
+        if st.live.is_none() {
+            st.live = Some(broadcast::channel(capacity.max(1)).0);
+        }
+    }
+
+    /// No more appends: end followers after they drain, hand the writer to the syncer.
+    pub fn close(&self) {
+        let mut st = self.lock();
+        st.live = None;
+        if let Some(file) = st.writer.take() {
+            st.to_sync.push(file);
+        }
+    }
+}
+
+impl LogState {
+    pub fn new(dir: PathBuf, budget: u64) -> LogState {
+        LogState {
+            dir,
+            segments: VecDeque::new(),
+            next_seq: Seq::FIRST,
+            bytes: 0,
+            budget,
+            writer: None,
+            builder: Builder::default(),
+            unsynced: 0,
+            to_sync: Vec::new(),
+            dir_dirty: false,
+            dir_new: false,
+            last_append: Instant::now(),
+            live: None,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn active(&self) -> Option<&Segment> {
+        self.segments.back()
+    }
+
+    /// The first seq still kept.
+    pub fn first_seq(&self) -> Seq {
+        self.segments.front().map_or(self.next_seq, |s| s.first)
+    }
+
+    /// Start a new segment at `next` when the active one is full (or there is none). Rolling
+    /// only between appends keeps every append inside one file, so it is all-or-nothing.
+    fn roll_if_full(&mut self, shared: &Shared, next: Seq) -> Result<(), StoreError> {
+        let full = match self.active() {
+            None => true,
+            Some(seg) => seg.len >= shared.config.segment_bytes && seg.len > FILE_HEADER_LEN,
+        };
+        if !full {
+            return Ok(());
+        }
+        if self.segments.is_empty() && !self.dir.exists() {
+            std::fs::create_dir_all(&self.dir).map_err(|e| {
+                StoreError::io(format!("creating log directory {}", self.dir.display()), e)
+            })?;
+            self.dir_new = true;
+        }
+        let path = self.dir.join(segment::file_name(next));
+        let file = segment::create(&path, next)
+            .map_err(|e| StoreError::io(format!("creating segment {}", path.display()), e))?;
+        if let Some(old) = self.writer.replace(Arc::new(file)) {
+            self.to_sync.push(old);
+        }
+        if let Some(seg) = self.segments.back_mut() {
+            seg.sealed_at = SystemTime::now();
+        }
+        self.segments.push_back(Segment {
+            first: next,
+            path: path.into(),
+            len: FILE_HEADER_LEN,
+            index: Arc::new(SegIndex::complete(Vec::new())),
+            sealed_at: SystemTime::now(),
+        });
+        self.bytes += FILE_HEADER_LEN;
+        shared.usage.fetch_add(FILE_HEADER_LEN, Ordering::Relaxed);
+        self.builder = Builder::default();
+        self.dir_dirty = true;
+        Ok(())
+    }
+
+    /// The writer for the active segment, reopened if an idle close or a failure dropped it.
+    fn writer(&mut self) -> Result<Arc<File>, StoreError> {
+        if let Some(file) = &self.writer {
+            return Ok(file.clone());
+        }
+        let seg = self
+            .active()
+            .ok_or_else(|| StoreError::corrupt(&self.dir, "log has no active segment"))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&seg.path)
+            .map_err(|e| StoreError::io(format!("opening segment {}", seg.path.display()), e))?;
+        // A previous append may have failed after a partial write whose rollback also failed:
+        // cut back to the committed length before appending again.
+        let meta_len = file
+            .metadata()
+            .map_err(|e| StoreError::io(format!("reading size of {}", seg.path.display()), e))?
+            .len();
+        if meta_len != seg.len {
+            file.set_len(seg.len).map_err(|e| {
+                StoreError::io(format!("truncating torn tail of {}", seg.path.display()), e)
+            })?;
+        }
+        let file = Arc::new(file);
+        self.writer = Some(file.clone());
+        Ok(file)
+    }
+
+    /// Undo a failed write: cut the file back to its committed length so no half record stays.
+    /// If even that fails, drop the writer; the next append re-checks and truncates.
+    fn rollback(&mut self, committed: u64, first_entry: Option<Entry>) {
+        if let Some(file) = self.writer.take() {
+            if file.set_len(committed).is_ok() {
+                self.writer = Some(file);
+            }
+        }
+        // Forget the index position noted for frames that were never committed.
+        let last = self.active().and_then(|s| s.index.offset_for_seq(Seq(u64::MAX)));
+        if first_entry.is_some() {
+            self.builder = Builder::after(last.map(|e| e.offset));
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The agent registry: one SQLite row per agent, one small transaction per change.
+//!
+//! The connection sits behind a `std::sync::Mutex`: every statement is short (indexed lookups,
+//! single-row writes), the lock is never held across `.await`, and SQLite serialises writers
+//! anyway. WAL mode lets the file be read by tools while the daemon writes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use drover_proto::{AgentId, AgentInfo, AgentState, AgentStatus};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+
+use crate::{schema, ListFilter, StoreError};
+
+const COLS: &str = "id, name, backend, state, pid, started_at, ended_at, exit_code, signal, \
+                    error, created_at, labels, spec";
+
+/// The registry database.
+#[derive(Debug)]
+pub struct Registry {
+    conn: Mutex<Connection>,
+}
+
+impl Registry {
+    /// Open (creating) `path`, set WAL and full durability, run migrations.
+    pub fn open(path: &Path) -> Result<Registry, StoreError> {
+        let ctx = || format!("opening registry {}", path.display());
+        let mut conn = Connection::open(path).map_err(|e| StoreError::sqlite(ctx(), e))?;
+        // synchronous=FULL: a change is on disk when the call returns (registry writes are rare
+        // and small, and "nothing acknowledged is lost" covers them).
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(|e| StoreError::sqlite(ctx(), e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| StoreError::sqlite(ctx(), e))?;
+        schema::migrate(&mut conn)?;
+        Ok(Registry {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-changed (transactions roll
+        // back), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert_agent(&self, info: &AgentInfo) -> Result<(), StoreError> {
+        let ctx = || format!("inserting agent {}", info.id);
+        let labels = json(&info.labels, "labels")?;
+        let spec = json(&info.spec, "spec")?;
+        let s = &info.status;
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| StoreError::sqlite(ctx(), e))?;
+        if let Some(name) = &info.name {
+            if !info.state().is_terminal() && live_name_taken(&tx, name)? {
+                return Err(StoreError::NameTaken(name.clone()));
+            }
+        }
+        tx.execute(
+            &format!("INSERT INTO agents ({COLS}, log_budget) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            params![
+                info.id.to_hyphenated(), info.name, info.backend, info.state().as_str(), s.pid(),
+                s.started_at(), s.ended_at(), s.exit_code(), s.signal(), s.error(),
+                info.created_at, labels, spec, info.spec.log_budget.map(|b| b as i64),
+            ],
+        )
+        .map_err(|e| StoreError::sqlite(ctx(), e))?;
+        for (key, value) in &info.labels {
+            tx.execute(
+                "INSERT INTO agent_labels (agent_id, key, value) VALUES (?1, ?2, ?3)",
+                params![info.id.to_hyphenated(), key, value],
+            )
+            .map_err(|e| StoreError::sqlite(ctx(), e))?;
+        }
+        tx.commit().map_err(|e| StoreError::sqlite(ctx(), e))
+    }
+
+    pub fn update_status(&self, id: AgentId, s: &AgentStatus) -> Result<(), StoreError> {
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE agents SET state = ?2, pid = ?3, started_at = ?4, ended_at = ?5, \
+                 exit_code = ?6, signal = ?7, error = ?8 WHERE id = ?1",
+                params![
+                    id.to_hyphenated(), s.state().as_str(), s.pid(), s.started_at(),
+                    s.ended_at(), s.exit_code(), s.signal(), s.error(),
+                ],
+            )
+            .map_err(|e| StoreError::sqlite(format!("updating status of agent {id}"), e))?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub fn agent(&self, id: AgentId) -> Result<Option<AgentInfo>, StoreError> {
+        self.query_one(&format!("SELECT {COLS} FROM agents WHERE id = ?1"), &id.to_hyphenated())
+    }
+
+    /// The newest agent with this name.
+    pub fn by_name(&self, name: &str) -> Result<Option<AgentInfo>, StoreError> {
+        self.query_one(
+            &format!("SELECT {COLS} FROM agents WHERE name = ?1 ORDER BY created_at DESC, id DESC LIMIT 1"),
+            name,
+        )
+    }
+
+    /// Agents whose id starts with `prefix` (at most 2: enough to tell unique from ambiguous),
+    /// and how many there are.
+    pub fn by_prefix(&self, prefix: &str) -> Result<(Option<AgentInfo>, u64), StoreError> {
+        let ctx = || format!("resolving id prefix {prefix:?}");
+        // Ids are lowercase hex and '-', so a range scan on the primary key finds the prefix.
+        let upper = format!("{prefix}\u{7f}");
+        let conn = self.lock();
+        let count: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM agents WHERE id >= ?1 AND id < ?2",
+                params![prefix, upper],
+                |r| r.get(0),
+            )
+            .map_err(|e| StoreError::sqlite(ctx(), e))?;
+        let count = count.max(0) as u64;
+        if count != 1 {
+            return Ok((None, count));
+        }
+        let raw = conn
+            .query_row(
+                &format!("SELECT {COLS} FROM agents WHERE id >= ?1 AND id < ?2"),
+                params![prefix, upper],
+                raw_row,
+            )
+            .map_err(|e| StoreError::sqlite(ctx(), e))?;
+        Ok((Some(raw.into_info()?), 1))
+    }
+
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<AgentInfo>, StoreError> {
+        let mut sql = format!("SELECT {COLS} FROM agents WHERE 1");
+        let mut args: Vec<String> = Vec::new();
+        if let Some(state) = filter.state {
+            args.push(state.as_str().to_owned());
+            sql += &format!(" AND state = ?{}", args.len());
+        }
+        for (key, value) in &filter.labels {
+            args.push(key.clone());
+            args.push(value.clone());
+            sql += &format!(
+                " AND id IN (SELECT agent_id FROM agent_labels WHERE key = ?{} AND value = ?{})",
+                args.len() - 1,
+                args.len()
+            );
+        }
+        sql += " ORDER BY created_at, id";
+        if let Some(limit) = filter.limit {
+            sql += &format!(" LIMIT {limit}");
+        }
+        self.query_many(&sql, args)
+    }
+
+    pub fn live_agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
+        let terminal: Vec<String> = AgentState::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let sql = format!(
+            "SELECT {COLS} FROM agents WHERE state NOT IN ({}) ORDER BY created_at, id",
+            terminal.join(", ")
+        );
+        self.query_many(&sql, Vec::new())
+    }
+
+    /// Delete the agent's row (its labels go by cascade). False if there was none.
+    pub fn remove_agent(&self, id: AgentId) -> Result<bool, StoreError> {
+        let n = self
+            .lock()
+            .execute("DELETE FROM agents WHERE id = ?1", [id.to_hyphenated()])
+            .map_err(|e| StoreError::sqlite(format!("removing agent {id}"), e))?;
+        Ok(n > 0)
+    }
+
+    pub fn count_by_state(&self) -> Result<BTreeMap<AgentState, u64>, StoreError> {
+        let ctx = "counting agents by state";
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT state, count(*) FROM agents GROUP BY state")
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        let mut counts = BTreeMap::new();
+        for row in rows {
+            let (state, n) = row.map_err(|e| StoreError::sqlite(ctx, e))?;
+            counts.insert(parse_state(&state)?, n.max(0) as u64);
+        }
+        Ok(counts)
+    }
+
+    /// Per-agent log budget overrides recorded from specs.
+    pub fn log_budgets(&self) -> Result<Vec<(AgentId, u64)>, StoreError> {
+        let ctx = "reading log budgets";
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT id, log_budget FROM agents WHERE log_budget IS NOT NULL")
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, budget) = row.map_err(|e| StoreError::sqlite(ctx, e))?;
+            out.push((parse_id(&id)?, budget.max(0) as u64));
+        }
+        Ok(out)
+    }
+
+    fn query_one(&self, sql: &str, arg: &str) -> Result<Option<AgentInfo>, StoreError> {
+        let raw = self
+            .lock()
+            .query_row(sql, [arg], raw_row)
+            .optional()
+            .map_err(|e| StoreError::sqlite(format!("looking up agent {arg:?}"), e))?;
+        raw.map(RawAgent::into_info).transpose()
+    }
+
+    fn query_many(&self, sql: &str, args: Vec<String>) -> Result<Vec<AgentInfo>, StoreError> {
+        let ctx = "listing agents";
+        let conn = self.lock();
+        let mut stmt = conn.prepare(sql).map_err(|e| StoreError::sqlite(ctx, e))?;
+        let rows = stmt
+            .query_map(params_from_iter(args), raw_row)
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row.map_err(|e| StoreError::sqlite(ctx, e))?.into_info()?);
+        }
+        Ok(out)
+    }
+}
+
+fn live_name_taken(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT state FROM agents WHERE name = ?1")
+        .map_err(|e| StoreError::sqlite("checking agent name", e))?;
+    let states = stmt
+        .query_map([name], |r| r.get::<_, String>(0))
+        .map_err(|e| StoreError::sqlite("checking agent name", e))?;
+    for state in states {
+        let state = state.map_err(|e| StoreError::sqlite("checking agent name", e))?;
+        if !parse_state(&state)?.is_terminal() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn json<T: serde::Serialize + ?Sized>(v: &T, what: &str) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::corrupt("registry.sqlite3", format!("encoding {what}: {e}")))
+}
+
+fn parse_state(s: &str) -> Result<AgentState, StoreError> {
+    AgentState::parse(s)
+        .ok_or_else(|| StoreError::corrupt("registry.sqlite3", format!("unknown state {s:?}")))
+}
+
+fn parse_id(s: &str) -> Result<AgentId, StoreError> {
+    s.parse()
+        .map_err(|e| StoreError::corrupt("registry.sqlite3", format!("bad agent id {s:?}: {e}")))
+}
+
+/// A row as stored, before it is checked and turned into an [`AgentInfo`].
+struct RawAgent {
+    id: String,
+    name: Option<String>,
+    backend: String,
+    state: String,
+    pid: Option<u32>,
+    started_at: Option<i64>,
+    ended_at: Option<i64>,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    error: Option<String>,
+    created_at: i64,
+    labels: String,
+    spec: String,
+}
+
+fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawAgent> {
+    Ok(RawAgent {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        backend: r.get(2)?,
+        state: r.get(3)?,
+        pid: r.get(4)?,
+        started_at: r.get(5)?,
+        ended_at: r.get(6)?,
+        exit_code: r.get(7)?,
+        signal: r.get(8)?,
+        error: r.get(9)?,
+        created_at: r.get(10)?,
+        labels: r.get(11)?,
+        spec: r.get(12)?,
+    })
+}
+
+impl RawAgent {
+    fn into_info(self) -> Result<AgentInfo, StoreError> {
+        let id = parse_id(&self.id)?;
+        let bad = |what: &str| StoreError::corrupt("registry.sqlite3", format!("agent {id}: {what}"));
+        let need = |v: Option<i64>, what: &str| v.ok_or_else(|| bad(what));
+        let pid = || self.pid.ok_or_else(|| bad("missing pid"));
+        let started = need(self.started_at, "missing started_at");
+        let status = match parse_state(&self.state)? {
+            AgentState::Starting => AgentStatus::Starting,
+            AgentState::Running => AgentStatus::Running { pid: pid()?, started_at: started? },
+            AgentState::Paused => AgentStatus::Paused { pid: pid()?, started_at: started? },
+            AgentState::Stopping => AgentStatus::Stopping { pid: pid()?, started_at: started? },
+            AgentState::Exited => AgentStatus::Exited {
+                code: self.exit_code.ok_or_else(|| bad("missing exit_code"))?,
+                started_at: started?,
+                ended_at: need(self.ended_at, "missing ended_at")?,
+            },
+            AgentState::Killed => AgentStatus::Killed {
+                signal: self.signal.ok_or_else(|| bad("missing signal"))?,
+                started_at: started?,
+                ended_at: need(self.ended_at, "missing ended_at")?,
+            },
+            AgentState::FailedToStart => AgentStatus::FailedToStart {
+                error: self.error.unwrap_or_default(),
+                ended_at: need(self.ended_at, "missing ended_at")?,
+            },
+            AgentState::Lost => AgentStatus::Lost {
+                pid: self.pid,
+                started_at: self.started_at,
+                ended_at: need(self.ended_at, "missing ended_at")?,
+            },
+        };
+        Ok(AgentInfo {
+            id,
+            name: self.name,
+            backend: self.backend,
+            status,
+            created_at: self.created_at,
+            labels: serde_json::from_str(&self.labels).map_err(|e| bad(&format!("labels: {e}")))?,
+            spec: serde_json::from_str(&self.spec).map_err(|e| bad(&format!("spec: {e}")))?,
+        })
+    }
+}

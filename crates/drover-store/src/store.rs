@@ -1,0 +1,287 @@
+//! The `Store` handle: opening, the registry calls, and the log calls.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use drover_proto::{AgentId, AgentInfo, AgentState, AgentStatus, Event, EventSeq, Record, Seq};
+
+use crate::registry::Registry;
+use crate::{
+    read, recover, retention, syncer, Follower, ListFilter, LogBounds, LogQuery, LogRead, Shared,
+    StoreConfig, StoreError,
+};
+
+/// Shortest id prefix `resolve` accepts, so short names are not mistaken for ids.
+pub const MIN_PREFIX: usize = 4;
+
+/// The daemon's store. Cheap to clone; all clones share one registry connection, one set of
+/// logs and one syncer thread (stopped, after a final sync, when the last clone drops).
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    registry: Registry,
+    syncer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Relaxed);
+        self.shared.kick();
+        let handle = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Store {
+    /// Open (creating) the store in `dir`: `dir/registry.sqlite3` and `dir/logs/`. Runs schema
+    /// migrations and recovers every log (torn tails cut off), then starts the syncer.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        let logs_dir = dir.join("logs");
+        fs::create_dir_all(&logs_dir)
+            .map_err(|e| StoreError::io(format!("creating {}", logs_dir.display()), e))?;
+        let registry = Registry::open(&dir.join("registry.sqlite3"))?;
+        let shared = Arc::new(Shared::new(config, logs_dir.clone()));
+        let budgets: BTreeMap<AgentId, u64> = registry.log_budgets()?.into_iter().collect();
+        {
+            let mut logs = shared.logs.write().unwrap_or_else(|p| p.into_inner());
+            let listing = fs::read_dir(&logs_dir)
+                .map_err(|e| StoreError::io(format!("listing {}", logs_dir.display()), e))?;
+            for entry in listing {
+                let entry =
+                    entry.map_err(|e| StoreError::io(format!("listing {}", logs_dir.display()), e))?;
+                let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<AgentId>().ok())
+                else {
+                    continue;
+                };
+                let budget = budgets.get(&id).copied().unwrap_or(shared.config.agent_budget);
+                let state = recover::load(&entry.path(), id, budget)?;
+                shared.usage.fetch_add(state.bytes, Ordering::Relaxed);
+                logs.insert(id, Arc::new(crate::log::AgentLog::new(id, state)));
+            }
+        }
+        for log in shared.all_logs() {
+            retention::trim_agent(&mut log.lock(), &shared);
+        }
+        retention::trim_global(&shared);
+        let thread_shared = shared.clone();
+        let syncer = std::thread::Builder::new()
+            .name("drover-store-sync".into())
+            .spawn(move || syncer::run(thread_shared))
+            .map_err(|e| StoreError::io("starting the syncer thread", e))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                shared,
+                registry,
+                syncer: Mutex::new(Some(syncer)),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    // ---- registry ----
+
+    /// Record a new agent. A non-terminal agent's log is opened for following at once, so a
+    /// follower that arrives before its first output waits instead of ending.
+    pub fn insert_agent(&self, info: &AgentInfo) -> Result<(), StoreError> {
+        self.inner.registry.insert_agent(info)?;
+        let log = self.shared().log_or_create(info.id);
+        if let Some(budget) = info.spec.log_budget {
+            log.lock().budget = budget;
+        }
+        if !info.state().is_terminal() {
+            log.open_live(self.shared().config.follow_buffer);
+        }
+        Ok(())
+    }
+
+    /// Set an agent's status (one UPDATE).
+    pub fn update_status(&self, id: AgentId, status: &AgentStatus) -> Result<(), StoreError> {
+        self.inner.registry.update_status(id, status)
+    }
+
+    pub fn agent(&self, id: AgentId) -> Result<Option<AgentInfo>, StoreError> {
+        self.inner.registry.agent(id)
+    }
+
+    /// Find an agent by exact id; else by a unique id prefix of at least [`MIN_PREFIX`] hex
+    /// characters (or '-'); else by name (the newest agent with it). A prefix matching several
+    /// agents is `Ambiguous` unless the reference is also exactly some agent's name.
+    pub fn resolve(&self, reference: &str) -> Result<AgentInfo, StoreError> {
+        let reg = &self.inner.registry;
+        if let Ok(id) = reference.parse::<AgentId>() {
+            if let Some(info) = reg.agent(id)? {
+                return Ok(info);
+            }
+        }
+        let lower = reference.to_ascii_lowercase();
+        let is_prefix = lower.len() >= MIN_PREFIX
+            && lower.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        if is_prefix {
+            let (info, count) = reg.by_prefix(&lower)?;
+            if let Some(info) = info {
+                return Ok(info);
+            }
+            if count > 1 {
+                return match reg.by_name(reference)? {
+                    Some(info) => Ok(info),
+                    None => Err(StoreError::Ambiguous {
+                        reference: reference.to_owned(),
+                        count,
+                    }),
+                };
+            }
+        }
+        reg.by_name(reference)?
+            .ok_or_else(|| StoreError::NotFound(reference.to_owned()))
+    }
+
+    /// Agents matching `filter`, oldest first (creation time, then id).
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<AgentInfo>, StoreError> {
+        self.inner.registry.list(filter)
+    }
+
+    /// Agents not in a terminal state (at startup: the ones to mark lost).
+    pub fn live_agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
+        self.inner.registry.live_agents()
+    }
+
+    /// Delete the agent's row and its whole log; its followers end.
+    pub fn remove_agent(&self, id: AgentId) -> Result<(), StoreError> {
+        let existed = self.inner.registry.remove_agent(id)?;
+        let log = {
+            let mut logs = self.shared().logs.write().unwrap_or_else(|p| p.into_inner());
+            logs.remove(&id)
+        };
+        let Some(log) = log else {
+            return if existed { Ok(()) } else { Err(StoreError::NotFound(id.to_string())) };
+        };
+        let mut st = log.lock();
+        st.live = None;
+        st.writer = None;
+        st.to_sync.clear();
+        st.segments.clear();
+        self.shared().usage.fetch_sub(st.bytes, Ordering::Relaxed);
+        st.bytes = 0;
+        match fs::remove_dir_all(&st.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(format!("removing {}", st.dir.display()), e)),
+        }
+    }
+
+    pub fn count_by_state(&self) -> Result<BTreeMap<AgentState, u64>, StoreError> {
+        self.inner.registry.count_by_state()
+    }
+
+    // ---- events ----
+
+    /// Store an event, keeping only the newest `max_events`.
+    pub fn append_event(&self, event: &Event) -> Result<(), StoreError> {
+        self.inner.registry.append_event(event, self.shared().config.max_events)
+    }
+
+    /// Events with `event_seq > after`, ascending, at most `limit`.
+    pub fn events_since(&self, after: EventSeq, limit: u32) -> Result<Vec<Event>, StoreError> {
+        self.inner.registry.events_since(after, limit)
+    }
+
+    /// The highest stored event seq (0 when none).
+    pub fn last_event_seq(&self) -> Result<EventSeq, StoreError> {
+        self.inner.registry.last_event_seq()
+    }
+
+    // ---- logs ----
+
+    /// Append records that continue the agent's log exactly (`records[0].seq == next_seq`,
+    /// consecutive), else `SeqMismatch` and nothing is written. One `write(2)` into the page
+    /// cache: visible to readers on return, durable at the next group commit. All or nothing: a
+    /// failed append (e.g. `DiskFull`) leaves no partial record and the same `next_seq`.
+    pub fn append(&self, agent: AgentId, records: &[Record]) -> Result<(), StoreError> {
+        self.shared().log_or_create(agent).append(self.shared(), records)
+    }
+
+    /// Query an agent's log. An agent without a log reads as empty.
+    pub fn read(&self, agent: AgentId, query: &LogQuery) -> Result<LogRead, StoreError> {
+        match self.shared().log(agent) {
+            Some(log) => read::read(&log, query),
+            None => Ok(LogRead {
+                first_seq: Seq::FIRST,
+                next_seq: query.since_seq.unwrap_or(Seq::FIRST).max(Seq::FIRST),
+                ..LogRead::default()
+            }),
+        }
+    }
+
+    pub fn log_bounds(&self, agent: AgentId) -> Result<LogBounds, StoreError> {
+        Ok(match self.shared().log(agent) {
+            Some(log) => {
+                let st = log.lock();
+                LogBounds { first_seq: st.first_seq(), next_seq: st.next_seq, bytes: st.bytes }
+            }
+            None => LogBounds { first_seq: Seq::FIRST, next_seq: Seq::FIRST, bytes: 0 },
+        })
+    }
+
+    /// Follow the agent's log from `since` (inclusive): see [`Follower`].
+    pub fn follow(&self, agent: AgentId, since: Seq) -> Result<Follower, StoreError> {
+        Ok(Follower::new(self.shared().log_or_create(agent), since))
+    }
+
+    /// Mark the log live (followers wait for appends). Done by `insert_agent` for live agents
+    /// and implicitly by nothing else: an append to a closed log does not reopen it.
+    pub fn open_log(&self, agent: AgentId) {
+        self.shared()
+            .log_or_create(agent)
+            .open_live(self.shared().config.follow_buffer);
+    }
+
+    /// The agent will append no more: followers end once they have drained.
+    pub fn close_log(&self, agent: AgentId) {
+        if let Some(log) = self.shared().log(agent) {
+            log.close();
+        }
+    }
+
+    /// Override one agent's log budget (bytes); trims at once if it is now exceeded.
+    pub fn set_agent_budget(&self, agent: AgentId, bytes: u64) {
+        let log = self.shared().log_or_create(agent);
+        let mut st = log.lock();
+        st.budget = bytes;
+        retention::trim_agent(&mut st, self.shared());
+    }
+
+    /// Flush and fdatasync every log now (the registry is synced on each change already).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let mut first_error = None;
+        for log in self.shared().all_logs() {
+            if let Err(e) = syncer::sync_log(self.shared(), &log) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Bytes used: all segment files plus the registry database and its WAL.
+    pub fn disk_usage(&self) -> u64 {
+        let file = |name: &str| fs::metadata(self.inner.dir.join(name)).map_or(0, |m| m.len());
+        self.shared().usage.load(Ordering::Relaxed)
+            + file("registry.sqlite3")
+            + file("registry.sqlite3-wal")
+    }
+}

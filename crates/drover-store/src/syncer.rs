@@ -1,0 +1,89 @@
+//! Group commit: one background thread fdatasyncs what appends wrote.
+//!
+//! Appends only `write(2)` into the page cache. The syncer wakes every `sync_interval`, or early
+//! when an agent has `sync_records` unsynced records or the global budget is exceeded, and for
+//! each log: fdatasyncs sealed segments first, then the directory (new segment files), then the
+//! active segment, all on cloned file handles outside the log lock. It also enforces the global
+//! budget and closes writer descriptors idle for `writer_idle`.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use crate::log::AgentLog;
+use crate::{retention, Shared, StoreError};
+
+/// The syncer loop; returns when `shared.shutdown` is set (after a final sync).
+pub fn run(shared: Arc<Shared>) {
+    loop {
+        let stop = shared.wait_for_kick(shared.config.sync_interval);
+        for log in shared.all_logs() {
+            if let Err(e) = sync_log(&shared, &log) {
+                tracing::error!(agent = %log.id, error = %e, "group commit failed; will retry");
+            }
+            close_if_idle(&shared, &log);
+        }
+        retention::trim_global(&shared);
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Make everything appended to `log` so far durable.
+pub fn sync_log(shared: &Shared, log: &AgentLog) -> Result<(), StoreError> {
+    let (sealed, active, dir, logs_dir, taken) = {
+        let mut st = log.lock();
+        if st.unsynced == 0 && st.to_sync.is_empty() && !st.dir_dirty {
+            return Ok(());
+        }
+        let dir = st.dir_dirty.then(|| st.dir.clone());
+        let logs_dir = st.dir_new;
+        st.dir_dirty = false;
+        st.dir_new = false;
+        let taken = std::mem::take(&mut st.unsynced);
+        (std::mem::take(&mut st.to_sync), st.writer.clone(), dir, logs_dir, taken)
+    };
+    let result = (|| {
+        for file in &sealed {
+            file.sync_data().map_err(|e| StoreError::io("syncing sealed segment", e))?;
+        }
+        if logs_dir {
+            sync_dir(&shared.logs_dir)?;
+        }
+        if let Some(dir) = &dir {
+            sync_dir(dir)?;
+        }
+        if let Some(file) = &active {
+            file.sync_data().map_err(|e| StoreError::io("syncing active segment", e))?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        // Put the work back so the next round retries it.
+        let mut st = log.lock();
+        st.unsynced += taken;
+        st.to_sync.extend(sealed);
+        st.dir_dirty |= dir.is_some();
+        st.dir_new |= logs_dir;
+    }
+    result
+}
+
+fn sync_dir(dir: &std::path::Path) -> Result<(), StoreError> {
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Ok(()) => Ok(()),
+        // Removed meanwhile (agent removal): nothing left to make durable.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(format!("syncing directory {}", dir.display()), e)),
+    }
+}
+
+/// Release the writer descriptor of a log nobody appended to lately (reopened on demand), so
+/// open descriptors track active agents, not all agents ever seen.
+fn close_if_idle(shared: &Shared, log: &AgentLog) {
+    let mut st = log.lock();
+    let idle = st.last_append.elapsed() >= shared.config.writer_idle;
+    if idle && st.unsynced == 0 && st.to_sync.is_empty() && st.writer.is_some() {
+        st.writer = None;
+    }
+}
