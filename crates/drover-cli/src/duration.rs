@@ -17,7 +17,11 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("unknown unit {other:?} in {text:?} (use ms, s, m, h)")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use ms, s, m, h)"
+            ))
+        }
     };
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("{text:?} is not a valid duration"));

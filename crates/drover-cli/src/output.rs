@@ -65,9 +65,34 @@ pub(crate) fn duration(ns: i64) -> String {
     }
 }
 
-/// The first 8 characters of an id, enough to name it in practice.
-pub(crate) fn short_id(agent: &AgentInfo) -> String {
-    agent.id.to_string().chars().take(8).collect()
+/// The shortest id prefix (at least 8 characters) that tells these agents apart. UUID v7 ids
+/// start with their creation time, so agents made in the same minute share 8 characters and
+/// need more.
+pub(crate) fn id_width(agents: &[AgentInfo]) -> usize {
+    let mut ids: Vec<String> = agents.iter().map(|a| a.id.to_string()).collect();
+    ids.sort();
+    let common = ids
+        .windows(2)
+        .map(|pair| {
+            pair[0]
+                .chars()
+                .zip(pair[1].chars())
+                .take_while(|(a, b)| a == b)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    (common + 1).clamp(8, 36)
+}
+
+/// The first `width` characters of an agent's id.
+pub(crate) fn short_id(agent: &AgentInfo, width: usize) -> String {
+    agent.id.to_string().chars().take(width).collect()
+}
+
+/// An agent's name, or its full id.
+pub(crate) fn label(agent: &AgentInfo) -> String {
+    agent.name.clone().unwrap_or_else(|| agent.id.to_string())
 }
 
 /// How an agent ended, or how long it has run.
@@ -129,7 +154,11 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()>
             })
             .collect::<String>()
     };
-    writeln!(out, "{}", line(header.iter().map(|h| (*h).to_owned()).collect()))?;
+    writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|h| (*h).to_owned()).collect())
+    )?;
     for row in rows {
         writeln!(out, "{}", line(row.clone()))?;
     }

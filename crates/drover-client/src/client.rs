@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover_proto::op::{
-    AgentArgs, AgentRef, AgentResult, BatchArgs, BatchResult, EmptyResult, HealthResult,
-    ListArgs, ListResult, NoArgs, ReadLogsArgs, ReadLogsResult, SignalArgs, SignalSpec,
-    SpawnArgs, StatsResult, StopArgs, StreamInfoArgs, StreamInfoResult, WaitArgs,
-    WriteStdinArgs, WriteStdinResult,
+    AgentArgs, AgentRef, AgentResult, BatchArgs, BatchResult, EmptyResult, HealthResult, ListArgs,
+    ListResult, NoArgs, ReadLogsArgs, ReadLogsResult, SignalArgs, SignalSpec, SpawnArgs,
+    StatsResult, StopArgs, StreamInfoArgs, StreamInfoResult, WaitArgs, WriteStdinArgs,
+    WriteStdinResult,
 };
 use drover_proto::{limits, AgentInfo, AgentSpec, Request};
 use serde::de::DeserializeOwned;

@@ -304,10 +304,8 @@ impl Follower<'_> {
             .filter(|r| stream.is_none_or(|s| s == r.stream))
             .collect();
         if !records.is_empty() {
-            self.ready.push_back(FollowEvent::Records {
-                agent: id,
-                records,
-            });
+            self.ready
+                .push_back(FollowEvent::Records { agent: id, records });
         }
         if complete {
             track.caught_up = true;

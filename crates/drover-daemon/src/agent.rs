@@ -47,7 +47,9 @@ impl AgentObserver {
 
 impl std::fmt::Debug for AgentObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentObserver").field("id", &self.id).finish()
+        f.debug_struct("AgentObserver")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -89,9 +91,7 @@ pub(crate) fn convert_status(status: &Status) -> AgentStatus {
             started_at,
             ended_at,
         },
-        Status::FailedToStart { error, ended_at } => {
-            AgentStatus::FailedToStart { error, ended_at }
-        }
+        Status::FailedToStart { error, ended_at } => AgentStatus::FailedToStart { error, ended_at },
     }
 }
 
@@ -102,8 +102,14 @@ impl Observer for AgentObserver {
         };
         let records: Vec<Record> = batch.into_iter().map(convert_record).collect();
         let bytes: usize = records.iter().map(|r| r.data.len()).sum();
-        shared.counters.records.fetch_add(records.len() as u64, Ordering::Relaxed);
-        shared.counters.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        shared
+            .counters
+            .records
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        shared
+            .counters
+            .bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         if let Err(error) = shared.store.append(self.id, &records) {
             tracing::error!(agent = %self.id, %error, "storing records");
         }

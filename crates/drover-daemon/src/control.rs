@@ -20,7 +20,11 @@ use crate::handler::{self, Reply};
 const MAX_IN_FLIGHT: usize = 1024;
 
 /// Serve until `stop` turns true.
-pub(crate) async fn run(socket: RouterSocket, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    socket: RouterSocket,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let (mut send, mut recv) = socket.split();
     let (replies, mut outgoing) = mpsc::channel::<ZmqMessage>(MAX_IN_FLIGHT);
     let sender = tokio::spawn(async move {

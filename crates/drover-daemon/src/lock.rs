@@ -21,11 +21,16 @@ pub(crate) fn prepare(state_dir: &Path) -> Result<StateLock, DaemonError> {
         .recursive(true)
         .mode(0o700)
         .create(state_dir)
-        .map_err(io(format!("creating state directory {}", state_dir.display())))?;
+        .map_err(io(format!(
+            "creating state directory {}",
+            state_dir.display()
+        )))?;
     // The directory may predate us with looser permissions; the ipc socket inside must not be
     // reachable by other users.
-    fs::set_permissions(state_dir, fs::Permissions::from_mode(0o700))
-        .map_err(io(format!("securing state directory {}", state_dir.display())))?;
+    fs::set_permissions(state_dir, fs::Permissions::from_mode(0o700)).map_err(io(format!(
+        "securing state directory {}",
+        state_dir.display()
+    )))?;
     let path = state_dir.join("daemon.lock");
     let file = OpenOptions::new()
         .create(true)

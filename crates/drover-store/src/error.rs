@@ -74,7 +74,10 @@ impl StoreError {
     /// An IO error with context; a full disk or quota becomes [`StoreError::DiskFull`].
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> StoreError {
         let context = context.into();
-        let full = matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
+        let full = matches!(
+            source.raw_os_error(),
+            Some(libc::ENOSPC) | Some(libc::EDQUOT)
+        );
         if full {
             StoreError::DiskFull { context, source }
         } else {

@@ -20,7 +20,9 @@ impl Registry {
     pub fn append_event(&self, event: &Event, max_events: u64) -> Result<(), StoreError> {
         let ctx = || format!("appending event {}", event.event_seq);
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(|e| StoreError::sqlite(ctx(), e))?;
+        let tx = conn
+            .transaction()
+            .map_err(|e| StoreError::sqlite(ctx(), e))?;
         tx.execute(
             "INSERT INTO events (event_seq, ts, agent, kind, state, exit_code, signal) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -37,8 +39,11 @@ impl Registry {
         .map_err(|e| StoreError::sqlite(ctx(), e))?;
         // A primary-key range delete: nothing to do (and nearly free) until the table is full.
         let keep_after = event.event_seq.0.saturating_sub(max_events);
-        tx.execute("DELETE FROM events WHERE event_seq <= ?1", [keep_after as i64])
-            .map_err(|e| StoreError::sqlite(ctx(), e))?;
+        tx.execute(
+            "DELETE FROM events WHERE event_seq <= ?1",
+            [keep_after as i64],
+        )
+        .map_err(|e| StoreError::sqlite(ctx(), e))?;
         tx.commit().map_err(|e| StoreError::sqlite(ctx(), e))
     }
 
@@ -91,7 +96,8 @@ trait IntoEvent {
 impl IntoEvent for RawEvent {
     fn into_event(self) -> Result<Event, StoreError> {
         let (seq, ts, agent, kind, state, exit_code, signal) = self;
-        let bad = |what: String| StoreError::corrupt("registry.sqlite3", format!("event {seq}: {what}"));
+        let bad =
+            |what: String| StoreError::corrupt("registry.sqlite3", format!("event {seq}: {what}"));
         Ok(Event {
             event_seq: EventSeq(seq.max(0) as u64),
             ts,
@@ -100,7 +106,8 @@ impl IntoEvent for RawEvent {
                 .into_iter()
                 .find(|k| k.as_str() == kind)
                 .ok_or_else(|| bad(format!("unknown kind {kind:?}")))?,
-            state: AgentState::parse(&state).ok_or_else(|| bad(format!("unknown state {state:?}")))?,
+            state: AgentState::parse(&state)
+                .ok_or_else(|| bad(format!("unknown state {state:?}")))?,
             exit_code,
             signal,
         })

@@ -30,7 +30,10 @@ pub enum FollowItem {
     Lag { from: Seq, to: Seq },
     /// The follow started at `requested`, before the oldest kept record; it continues from
     /// `first_available`.
-    Truncated { requested: Seq, first_available: Seq },
+    Truncated {
+        requested: Seq,
+        first_available: Seq,
+    },
 }
 
 /// A follower of one agent's log. Dropping it unsubscribes; it holds no lock.

@@ -159,7 +159,10 @@ impl Shared {
         logs.entry(id)
             .or_insert_with(|| {
                 let dir = self.logs_dir.join(id.to_hyphenated());
-                Arc::new(AgentLog::new(id, LogState::new(dir, self.config.agent_budget)))
+                Arc::new(AgentLog::new(
+                    id,
+                    LogState::new(dir, self.config.agent_budget),
+                ))
             })
             .clone()
     }

@@ -107,7 +107,11 @@ impl AgentLog {
             if r.data.len() > MAX_DATA {
                 return Err(StoreError::corrupt(
                     &st.dir,
-                    format!("record {} has {} bytes (max {MAX_DATA})", r.seq, r.data.len()),
+                    format!(
+                        "record {} has {} bytes (max {MAX_DATA})",
+                        r.seq,
+                        r.data.len()
+                    ),
                 ));
             }
             expect = expect.next();
@@ -129,7 +133,10 @@ impl AgentLog {
         st.buf = buf;
         if let Err(e) = written {
             st.rollback(active_len, entries.first().copied());
-            return Err(StoreError::io(format!("appending to log of agent {}", self.id), e));
+            return Err(StoreError::io(
+                format!("appending to log of agent {}", self.id),
+                e,
+            ));
         }
 
         // Commit: only now do readers see the new length.
@@ -283,7 +290,9 @@ impl LogState {
             }
         }
         // Forget the index position noted for frames that were never committed.
-        let last = self.active().and_then(|s| s.index.offset_for_seq(Seq(u64::MAX)));
+        let last = self
+            .active()
+            .and_then(|s| s.index.offset_for_seq(Seq(u64::MAX)));
         if first_entry.is_some() {
             self.builder = Builder::after(last.map(|e| e.offset));
         }

@@ -113,7 +113,10 @@ fn read_snapshot(snap: &Snapshot, q: &LogQuery) -> Result<LogRead, Failure> {
     let max_scan = limit as u64 * if q.stream.is_some() { SCAN_FACTOR } else { 1 };
     let mut scanned = 0u64;
     let mut bytes = 0usize;
-    let mut i = snap.segs.partition_point(|s| s.first <= from).saturating_sub(1);
+    let mut i = snap
+        .segs
+        .partition_point(|s| s.first <= from)
+        .saturating_sub(1);
     while i < snap.segs.len() && out.next_seq < end {
         let seg = &snap.segs[i];
         i += 1;
@@ -173,7 +176,10 @@ fn seq_at_ts(snap: &Snapshot, since: i64) -> Result<(Seq, bool), Failure> {
         return Ok((snap.first_seq, true));
     };
     ensure_index(seg)?;
-    let offset = seg.index.offset_for_ts(since).map_or(FILE_HEADER_LEN, |e| e.offset);
+    let offset = seg
+        .index
+        .offset_for_ts(since)
+        .map_or(FILE_HEADER_LEN, |e| e.offset);
     let mut reader = open(&seg.path, offset, seg.len)?;
     loop {
         match reader.next().map_err(|e| read_err(&seg.path, e))? {

@@ -84,13 +84,15 @@ fn verify(seg: &Segment) -> Result<(u64, Seq, Vec<crate::index::Entry>), StoreEr
         .map_err(|e| StoreError::io(ctx("opening"), e))?;
     if !segment::header_ok(&file, seg.first).map_err(|e| StoreError::io(ctx("reading"), e))? {
         tracing::warn!(path = %path.display(), "segment header damaged; its records are dropped");
-        file.set_len(0).map_err(|e| StoreError::io(ctx("truncating"), e))?;
+        file.set_len(0)
+            .map_err(|e| StoreError::io(ctx("truncating"), e))?;
         drop(file);
         fs::remove_file(path).map_err(|e| StoreError::io(ctx("removing"), e))?;
         drop(segment::create(path, seg.first).map_err(|e| StoreError::io(ctx("recreating"), e))?);
         return Ok((FILE_HEADER_LEN, seg.first, Vec::new()));
     }
-    let scan = segment::scan(path, seg.first, seg.len).map_err(|e| StoreError::io(ctx("scanning"), e))?;
+    let scan =
+        segment::scan(path, seg.first, seg.len).map_err(|e| StoreError::io(ctx("scanning"), e))?;
     if scan.valid_len < seg.len {
         tracing::warn!(
             path = %path.display(),
@@ -99,8 +101,10 @@ fn verify(seg: &Segment) -> Result<(u64, Seq, Vec<crate::index::Entry>), StoreEr
             dropped = seg.len - scan.valid_len,
             "truncating damaged segment tail"
         );
-        file.set_len(scan.valid_len).map_err(|e| StoreError::io(ctx("truncating"), e))?;
-        file.sync_data().map_err(|e| StoreError::io(ctx("syncing"), e))?;
+        file.set_len(scan.valid_len)
+            .map_err(|e| StoreError::io(ctx("truncating"), e))?;
+        file.sync_data()
+            .map_err(|e| StoreError::io(ctx("syncing"), e))?;
     }
     Ok((scan.valid_len, scan.next_seq, scan.entries))
 }

@@ -53,7 +53,9 @@ impl Registry {
         let spec = json(&info.spec, "spec")?;
         let s = &info.status;
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(|e| StoreError::sqlite(ctx(), e))?;
+        let tx = conn
+            .transaction()
+            .map_err(|e| StoreError::sqlite(ctx(), e))?;
         if let Some(name) = &info.name {
             if !info.state().is_terminal() && live_name_taken(&tx, name)? {
                 return Err(StoreError::NameTaken(name.clone()));
@@ -85,8 +87,14 @@ impl Registry {
                 "UPDATE agents SET state = ?2, pid = ?3, started_at = ?4, ended_at = ?5, \
                  exit_code = ?6, signal = ?7, error = ?8 WHERE id = ?1",
                 params![
-                    id.to_hyphenated(), s.state().as_str(), s.pid(), s.started_at(),
-                    s.ended_at(), s.exit_code(), s.signal(), s.error(),
+                    id.to_hyphenated(),
+                    s.state().as_str(),
+                    s.pid(),
+                    s.started_at(),
+                    s.ended_at(),
+                    s.exit_code(),
+                    s.signal(),
+                    s.error(),
                 ],
             )
             .map_err(|e| StoreError::sqlite(format!("updating status of agent {id}"), e))?;
@@ -97,7 +105,10 @@ impl Registry {
     }
 
     pub fn agent(&self, id: AgentId) -> Result<Option<AgentInfo>, StoreError> {
-        self.query_one(&format!("SELECT {COLS} FROM agents WHERE id = ?1"), &id.to_hyphenated())
+        self.query_one(
+            &format!("SELECT {COLS} FROM agents WHERE id = ?1"),
+            &id.to_hyphenated(),
+        )
     }
 
     /// The newest agent with this name.
@@ -257,7 +268,8 @@ fn live_name_taken(conn: &Connection, name: &str) -> Result<bool, StoreError> {
 }
 
 fn json<T: serde::Serialize + ?Sized>(v: &T, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::corrupt("registry.sqlite3", format!("encoding {what}: {e}")))
+    serde_json::to_string(v)
+        .map_err(|e| StoreError::corrupt("registry.sqlite3", format!("encoding {what}: {e}")))
 }
 
 fn parse_state(s: &str) -> Result<AgentState, StoreError> {
@@ -308,15 +320,25 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawAgent> {
 impl RawAgent {
     fn into_info(self) -> Result<AgentInfo, StoreError> {
         let id = parse_id(&self.id)?;
-        let bad = |what: &str| StoreError::corrupt("registry.sqlite3", format!("agent {id}: {what}"));
+        let bad =
+            |what: &str| StoreError::corrupt("registry.sqlite3", format!("agent {id}: {what}"));
         let need = |v: Option<i64>, what: &str| v.ok_or_else(|| bad(what));
         let pid = || self.pid.ok_or_else(|| bad("missing pid"));
         let started = need(self.started_at, "missing started_at");
         let status = match parse_state(&self.state)? {
             AgentState::Starting => AgentStatus::Starting,
-            AgentState::Running => AgentStatus::Running { pid: pid()?, started_at: started? },
-            AgentState::Paused => AgentStatus::Paused { pid: pid()?, started_at: started? },
-            AgentState::Stopping => AgentStatus::Stopping { pid: pid()?, started_at: started? },
+            AgentState::Running => AgentStatus::Running {
+                pid: pid()?,
+                started_at: started?,
+            },
+            AgentState::Paused => AgentStatus::Paused {
+                pid: pid()?,
+                started_at: started?,
+            },
+            AgentState::Stopping => AgentStatus::Stopping {
+                pid: pid()?,
+                started_at: started?,
+            },
             AgentState::Exited => AgentStatus::Exited {
                 code: self.exit_code.ok_or_else(|| bad("missing exit_code"))?,
                 started_at: started?,

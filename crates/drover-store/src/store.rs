@@ -59,13 +59,19 @@ impl Store {
             let listing = fs::read_dir(&logs_dir)
                 .map_err(|e| StoreError::io(format!("listing {}", logs_dir.display()), e))?;
             for entry in listing {
-                let entry =
-                    entry.map_err(|e| StoreError::io(format!("listing {}", logs_dir.display()), e))?;
-                let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<AgentId>().ok())
+                let entry = entry
+                    .map_err(|e| StoreError::io(format!("listing {}", logs_dir.display()), e))?;
+                let Some(id) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<AgentId>().ok())
                 else {
                     continue;
                 };
-                let budget = budgets.get(&id).copied().unwrap_or(shared.config.agent_budget);
+                let budget = budgets
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(shared.config.agent_budget);
                 let state = recover::load(&entry.path(), id, budget)?;
                 shared.usage.fetch_add(state.bytes, Ordering::Relaxed);
                 logs.insert(id, Arc::new(crate::log::AgentLog::new(id, state)));
@@ -130,8 +136,8 @@ impl Store {
             }
         }
         let lower = reference.to_ascii_lowercase();
-        let is_prefix = lower.len() >= MIN_PREFIX
-            && lower.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        let is_prefix =
+            lower.len() >= MIN_PREFIX && lower.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
         if is_prefix {
             let (info, count) = reg.by_prefix(&lower)?;
             if let Some(info) = info {
@@ -165,11 +171,19 @@ impl Store {
     pub fn remove_agent(&self, id: AgentId) -> Result<(), StoreError> {
         let existed = self.inner.registry.remove_agent(id)?;
         let log = {
-            let mut logs = self.shared().logs.write().unwrap_or_else(|p| p.into_inner());
+            let mut logs = self
+                .shared()
+                .logs
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             logs.remove(&id)
         };
         let Some(log) = log else {
-            return if existed { Ok(()) } else { Err(StoreError::NotFound(id.to_string())) };
+            return if existed {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound(id.to_string()))
+            };
         };
         let mut st = log.lock();
         st.live = None;
@@ -193,7 +207,9 @@ impl Store {
 
     /// Store an event, keeping only the newest `max_events`.
     pub fn append_event(&self, event: &Event) -> Result<(), StoreError> {
-        self.inner.registry.append_event(event, self.shared().config.max_events)
+        self.inner
+            .registry
+            .append_event(event, self.shared().config.max_events)
     }
 
     /// Events with `event_seq > after`, ascending, at most `limit`.
@@ -213,7 +229,9 @@ impl Store {
     /// cache: visible to readers on return, durable at the next group commit. All or nothing: a
     /// failed append (e.g. `DiskFull`) leaves no partial record and the same `next_seq`.
     pub fn append(&self, agent: AgentId, records: &[Record]) -> Result<(), StoreError> {
-        self.shared().log_or_create(agent).append(self.shared(), records)
+        self.shared()
+            .log_or_create(agent)
+            .append(self.shared(), records)
     }
 
     /// Query an agent's log. An agent without a log reads as empty.
@@ -232,9 +250,17 @@ impl Store {
         Ok(match self.shared().log(agent) {
             Some(log) => {
                 let st = log.lock();
-                LogBounds { first_seq: st.first_seq(), next_seq: st.next_seq, bytes: st.bytes }
+                LogBounds {
+                    first_seq: st.first_seq(),
+                    next_seq: st.next_seq,
+                    bytes: st.bytes,
+                }
             }
-            None => LogBounds { first_seq: Seq::FIRST, next_seq: Seq::FIRST, bytes: 0 },
+            None => LogBounds {
+                first_seq: Seq::FIRST,
+                next_seq: Seq::FIRST,
+                bytes: 0,
+            },
         })
     }
 

@@ -41,11 +41,18 @@ pub fn sync_log(shared: &Shared, log: &AgentLog) -> Result<(), StoreError> {
         st.dir_dirty = false;
         st.dir_new = false;
         let taken = std::mem::take(&mut st.unsynced);
-        (std::mem::take(&mut st.to_sync), st.writer.clone(), dir, logs_dir, taken)
+        (
+            std::mem::take(&mut st.to_sync),
+            st.writer.clone(),
+            dir,
+            logs_dir,
+            taken,
+        )
     };
     let result = (|| {
         for file in &sealed {
-            file.sync_data().map_err(|e| StoreError::io("syncing sealed segment", e))?;
+            file.sync_data()
+                .map_err(|e| StoreError::io("syncing sealed segment", e))?;
         }
         if logs_dir {
             sync_dir(&shared.logs_dir)?;
@@ -54,7 +61,8 @@ pub fn sync_log(shared: &Shared, log: &AgentLog) -> Result<(), StoreError> {
             sync_dir(dir)?;
         }
         if let Some(file) = &active {
-            file.sync_data().map_err(|e| StoreError::io("syncing active segment", e))?;
+            file.sync_data()
+                .map_err(|e| StoreError::io("syncing active segment", e))?;
         }
         Ok(())
     })();
@@ -74,7 +82,10 @@ fn sync_dir(dir: &std::path::Path) -> Result<(), StoreError> {
         Ok(()) => Ok(()),
         // Removed meanwhile (agent removal): nothing left to make durable.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StoreError::io(format!("syncing directory {}", dir.display()), e)),
+        Err(e) => Err(StoreError::io(
+            format!("syncing directory {}", dir.display()),
+            e,
+        )),
     }
 }
 

@@ -24,13 +24,18 @@ fn crash_writer_child() {
         return;
     };
     let agent: AgentId = agent.parse().expect("agent id");
-    let config = StoreConfig { segment_bytes: 256 * 1024, ..StoreConfig::default() };
+    let config = StoreConfig {
+        segment_bytes: 256 * 1024,
+        ..StoreConfig::default()
+    };
     let store = Store::open(std::path::Path::new(&dir), config).expect("open");
     let mut next = 1u64;
     let mut out = std::io::stdout();
     loop {
         for _ in 0..8 {
-            store.append(agent, &recs(next, next + 255)).expect("append");
+            store
+                .append(agent, &recs(next, next + 255))
+                .expect("append");
             next += 256;
         }
         store.sync().expect("sync");
@@ -47,7 +52,12 @@ fn sigkill_mid_write_loses_nothing_synced_and_recovers_the_tail() {
     let dir = tempfile::tempdir().expect("tempdir");
     let agent = AgentId::new();
     let mut child = Command::new(std::env::current_exe().expect("current exe"))
-        .args(["--exact", "crash_writer_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_writer_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DIR_VAR, dir.path())
         .env(AGENT_VAR, agent.to_string())
         .stdout(Stdio::piped())
@@ -72,29 +82,59 @@ fn sigkill_mid_write_loses_nothing_synced_and_recovers_the_tail() {
 
     // Simulate a torn write on top: half a frame after the last complete one.
     let log_dir = dir.path().join("logs").join(agent.to_string());
-    let mut segs: Vec<_> = std::fs::read_dir(&log_dir).expect("ls").map(|e| e.expect("e").path()).collect();
+    let mut segs: Vec<_> = std::fs::read_dir(&log_dir)
+        .expect("ls")
+        .map(|e| e.expect("e").path())
+        .collect();
     segs.sort();
     let last = segs.last().expect("a segment").clone();
     let len_before = std::fs::metadata(&last).expect("meta").len();
     let mut torn = Vec::new();
     torn.extend_from_slice(&[0xD7, 0x5E, 0, 0, 100, 0, 0, 0]);
     torn.extend_from_slice(&[0xAB; 30]);
-    std::fs::OpenOptions::new().append(true).open(&last).expect("open").write_all(&torn).expect("tear");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .expect("open")
+        .write_all(&torn)
+        .expect("tear");
 
     let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
-    assert_eq!(std::fs::metadata(&last).expect("meta").len(), len_before, "torn tail removed");
+    assert_eq!(
+        std::fs::metadata(&last).expect("meta").len(),
+        len_before,
+        "torn tail removed"
+    );
     let bounds = store.log_bounds(agent).expect("bounds");
-    assert!(bounds.next_seq.0 > last_synced, "synced {last_synced}, recovered up to {}", bounds.next_seq);
+    assert!(
+        bounds.next_seq.0 > last_synced,
+        "synced {last_synced}, recovered up to {}",
+        bounds.next_seq
+    );
     let mut from = 1u64;
     while from < bounds.next_seq.0 {
-        let q = LogQuery { since_seq: Some(Seq(from)), limit: 10_000, ..LogQuery::default() };
+        let q = LogQuery {
+            since_seq: Some(Seq(from)),
+            limit: 10_000,
+            ..LogQuery::default()
+        };
         let r = store.read(agent, &q).expect("read recovered log");
         assert!(!r.records.is_empty());
         assert_run(&r.records, from);
         from = r.next_seq.0;
     }
     assert_eq!(from, bounds.next_seq.0);
-    store.append(agent, &[rec(from)]).expect("append continues at the right seq");
-    let again = store.read(agent, &LogQuery { tail: Some(1), ..LogQuery::default() }).expect("read");
+    store
+        .append(agent, &[rec(from)])
+        .expect("append continues at the right seq");
+    let again = store
+        .read(
+            agent,
+            &LogQuery {
+                tail: Some(1),
+                ..LogQuery::default()
+            },
+        )
+        .expect("read");
     assert_eq!(again.records, vec![rec(from)]);
 }

@@ -10,7 +10,11 @@ use drover_proto::{AgentId, Seq, StreamKind};
 use drover_store::{LogQuery, StoreConfig, StoreError};
 
 fn since(seq: u64, limit: u32) -> LogQuery {
-    LogQuery { since_seq: Some(Seq(seq)), limit, ..LogQuery::default() }
+    LogQuery {
+        since_seq: Some(Seq(seq)),
+        limit,
+        ..LogQuery::default()
+    }
 }
 
 #[test]
@@ -33,26 +37,51 @@ fn queries_by_seq_tail_time_stream_and_until() {
     assert_run(&r.records, 500);
     assert_eq!((r.records.len(), r.next_seq), (10, Seq(510)));
 
-    let tail = LogQuery { tail: Some(100), limit: 1000, ..LogQuery::default() };
+    let tail = LogQuery {
+        tail: Some(100),
+        limit: 1000,
+        ..LogQuery::default()
+    };
     let r = store.read(agent, &tail).expect("tail");
     assert_eq!(r.records.len(), 100);
     assert_run(&r.records, 901);
 
-    let until = LogQuery { tail: Some(5), until_seq: Some(Seq(50)), ..LogQuery::default() };
+    let until = LogQuery {
+        tail: Some(5),
+        until_seq: Some(Seq(50)),
+        ..LogQuery::default()
+    };
     let r = store.read(agent, &until).expect("until");
     assert_run(&r.records, 45);
     assert_eq!(r.records.len(), 5);
 
-    let by_time = LogQuery { since: Some(rec(777).ts), limit: 3, ..LogQuery::default() };
+    let by_time = LogQuery {
+        since: Some(rec(777).ts),
+        limit: 3,
+        ..LogQuery::default()
+    };
     assert_run(&store.read(agent, &by_time).expect("ts").records, 777);
-    let between = LogQuery { since: Some(rec(777).ts - 1), limit: 1, ..LogQuery::default() };
+    let between = LogQuery {
+        since: Some(rec(777).ts - 1),
+        limit: 1,
+        ..LogQuery::default()
+    };
     assert_run(&store.read(agent, &between).expect("ts").records, 777);
 
-    let stderr = LogQuery { since_seq: Some(Seq(1)), stream: Some(StreamKind::Stderr), limit: 5, ..LogQuery::default() };
+    let stderr = LogQuery {
+        since_seq: Some(Seq(1)),
+        stream: Some(StreamKind::Stderr),
+        limit: 5,
+        ..LogQuery::default()
+    };
     let r = store.read(agent, &stderr).expect("stream");
     let seqs: Vec<u64> = r.records.iter().map(|r| r.seq.0).collect();
     assert_eq!(seqs, vec![3, 6, 9, 12, 15]);
-    assert_eq!(r.next_seq, Seq(16), "continues after the last scanned record");
+    assert_eq!(
+        r.next_seq,
+        Seq(16),
+        "continues after the last scanned record"
+    );
 
     let future = store.read(agent, &since(5000, 10)).expect("future");
     assert!(future.records.is_empty());
@@ -65,13 +94,28 @@ fn seq_mismatch_is_refused_and_nothing_is_written() {
     let agent = AgentId::new();
     store.append(agent, &recs(1, 10)).expect("append");
     let gap = store.append(agent, &recs(12, 13));
-    assert!(matches!(gap, Err(StoreError::SeqMismatch { expected: Seq(11), got: Seq(12), .. })));
+    assert!(matches!(
+        gap,
+        Err(StoreError::SeqMismatch {
+            expected: Seq(11),
+            got: Seq(12),
+            ..
+        })
+    ));
     let mut broken = recs(11, 13);
     broken[2].seq = Seq(99);
-    assert!(matches!(store.append(agent, &broken), Err(StoreError::SeqMismatch { .. })));
-    assert!(matches!(store.append(agent, &recs(5, 6)), Err(StoreError::SeqMismatch { .. })));
+    assert!(matches!(
+        store.append(agent, &broken),
+        Err(StoreError::SeqMismatch { .. })
+    ));
+    assert!(matches!(
+        store.append(agent, &recs(5, 6)),
+        Err(StoreError::SeqMismatch { .. })
+    ));
     assert_eq!(store.log_bounds(agent).expect("bounds").next_seq, Seq(11));
-    store.append(agent, &recs(11, 20)).expect("append continues");
+    store
+        .append(agent, &recs(11, 20))
+        .expect("append continues");
     assert_run(&store.read(agent, &since(1, 100)).expect("read").records, 1);
 }
 
@@ -88,51 +132,98 @@ fn logs_survive_reopen_and_continue() {
     }
     let store = open(dir.path(), small_config());
     assert_eq!(store.log_bounds(agent).expect("bounds").next_seq, Seq(501));
-    store.append(agent, &recs(501, 600)).expect("append after reopen");
+    store
+        .append(agent, &recs(501, 600))
+        .expect("append after reopen");
     let r = store.read(agent, &since(1, 10_000)).expect("read");
     assert_eq!(r.records.len(), 600);
     assert_run(&r.records, 1);
     // Sealed segments found at startup get their index built lazily; a mid-log read uses it.
-    assert_run(&store.read(agent, &since(250, 3)).expect("read").records, 250);
+    assert_run(
+        &store.read(agent, &since(250, 3)).expect("read").records,
+        250,
+    );
 }
 
 #[test]
 fn per_agent_budget_removes_oldest_segments_and_reads_say_truncated() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = StoreConfig { segment_bytes: 4096, agent_budget: 16 * 1024, ..StoreConfig::default() };
+    let config = StoreConfig {
+        segment_bytes: 4096,
+        agent_budget: 16 * 1024,
+        ..StoreConfig::default()
+    };
     let store = open(dir.path(), config);
     let agent = AgentId::new();
     for chunk in recs(1, 3000).chunks(16) {
         store.append(agent, chunk).expect("append");
     }
     let b = store.log_bounds(agent).expect("bounds");
-    assert!(b.bytes <= 16 * 1024 + 4096, "within budget plus one segment: {}", b.bytes);
-    assert!(b.first_seq > Seq(1000), "old records removed: first {}", b.first_seq);
+    assert!(
+        b.bytes <= 16 * 1024 + 4096,
+        "within budget plus one segment: {}",
+        b.bytes
+    );
+    assert!(
+        b.first_seq > Seq(1000),
+        "old records removed: first {}",
+        b.first_seq
+    );
     assert_eq!(b.next_seq, Seq(3001));
 
     let r = store.read(agent, &since(1, 5)).expect("read");
     assert!(r.truncated);
     assert_eq!(r.first_seq, b.first_seq);
     assert_run(&r.records, b.first_seq.0);
-    let r = store.read(agent, &since(b.first_seq.0, 5)).expect("read at first");
+    let r = store
+        .read(agent, &since(b.first_seq.0, 5))
+        .expect("read at first");
     assert!(!r.truncated);
-    let r = store.read(agent, &since(b.first_seq.0 - 1, 5)).expect("read before first");
+    let r = store
+        .read(agent, &since(b.first_seq.0 - 1, 5))
+        .expect("read before first");
     assert!(r.truncated);
-    let old_time = LogQuery { since: Some(0), limit: 1, ..LogQuery::default() };
+    let old_time = LogQuery {
+        since: Some(0),
+        limit: 1,
+        ..LogQuery::default()
+    };
     assert!(store.read(agent, &old_time).expect("ts").truncated);
 
     // Lowering the budget trims at once, never the active segment.
     store.set_agent_budget(agent, 1);
     let after = store.log_bounds(agent).expect("bounds");
-    assert!(after.bytes <= 4096 + 16 * 64, "only the active segment left: {}", after.bytes);
-    assert_run(&store.read(agent, &since(after.first_seq.0, 10_000)).expect("read").records, after.first_seq.0);
-    assert_eq!(store.read(agent, &since(0, 10_000)).expect("read").records.last().map(|r| r.seq), Some(Seq(3000)));
+    assert!(
+        after.bytes <= 4096 + 16 * 64,
+        "only the active segment left: {}",
+        after.bytes
+    );
+    assert_run(
+        &store
+            .read(agent, &since(after.first_seq.0, 10_000))
+            .expect("read")
+            .records,
+        after.first_seq.0,
+    );
+    assert_eq!(
+        store
+            .read(agent, &since(0, 10_000))
+            .expect("read")
+            .records
+            .last()
+            .map(|r| r.seq),
+        Some(Seq(3000))
+    );
 }
 
 #[test]
 fn global_budget_removes_oldest_segments_across_agents() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = StoreConfig { segment_bytes: 4096, global_budget: 64 * 1024, ..StoreConfig::default() };
+    let config = StoreConfig {
+        segment_bytes: 4096,
+        global_budget: 64 * 1024,
+        ..StoreConfig::default()
+    };
     let store = open(dir.path(), config);
     let (old, new) = (AgentId::new(), AgentId::new());
     for chunk in recs(1, 1500).chunks(16) {
@@ -144,17 +235,33 @@ fn global_budget_removes_oldest_segments_across_agents() {
     }
     // The syncer enforces the global budget; wait for it (condition, not a fixed sleep).
     let deadline = std::time::Instant::now() + common::TIMEOUT;
-    while store.log_bounds(old).expect("b").bytes + store.log_bounds(new).expect("b").bytes > 64 * 1024 {
-        assert!(std::time::Instant::now() < deadline, "global budget never enforced");
+    while store.log_bounds(old).expect("b").bytes + store.log_bounds(new).expect("b").bytes
+        > 64 * 1024
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "global budget never enforced"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let (bo, bn) = (store.log_bounds(old).expect("b"), store.log_bounds(new).expect("b"));
-    assert!(bo.first_seq > Seq(1), "the older agent lost its oldest segments first");
-    assert!(bo.first_seq.0 > bn.first_seq.0, "old agent trimmed more: {bo:?} vs {bn:?}");
+    let (bo, bn) = (
+        store.log_bounds(old).expect("b"),
+        store.log_bounds(new).expect("b"),
+    );
+    assert!(
+        bo.first_seq > Seq(1),
+        "the older agent lost its oldest segments first"
+    );
+    assert!(
+        bo.first_seq.0 > bn.first_seq.0,
+        "old agent trimmed more: {bo:?} vs {bn:?}"
+    );
     assert!(store.disk_usage() >= bo.bytes + bn.bytes);
     // Removing an agent removes its log and its bytes.
     let before = store.disk_usage();
-    store.remove_agent(old).expect("not in the registry, but its log goes");
+    store
+        .remove_agent(old)
+        .expect("not in the registry, but its log goes");
     assert_eq!(store.log_bounds(old).expect("b").bytes, 0);
     assert!(store.disk_usage() < before);
     assert!(!dir.path().join("logs").join(old.to_string()).exists());
@@ -174,11 +281,21 @@ fn concurrent_readers_see_only_complete_correct_records() {
                 let mut x = 12345 + k;
                 while !done.load(Ordering::Relaxed) || reads < 50 {
                     let end = store.log_bounds(agent).expect("bounds").next_seq.0;
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     let start = 1 + (x >> 33) % end.max(1);
                     let r = store.read(agent, &since(start, 300)).expect("read");
                     assert_run(&r.records, start.max(r.first_seq.0));
-                    let tail = store.read(agent, &LogQuery { tail: Some(20), ..LogQuery::default() }).expect("tail");
+                    let tail = store
+                        .read(
+                            agent,
+                            &LogQuery {
+                                tail: Some(20),
+                                ..LogQuery::default()
+                            },
+                        )
+                        .expect("tail");
                     if let Some(first) = tail.records.first() {
                         assert_run(&tail.records, first.seq.0);
                     }
@@ -209,7 +326,10 @@ fn corrupt_segments_are_recovered_or_reported_never_panic() {
         store.sync().expect("sync");
     }
     let log_dir = dir.path().join("logs").join(agent.to_string());
-    let mut segs: Vec<_> = std::fs::read_dir(&log_dir).expect("ls").map(|e| e.expect("entry").path()).collect();
+    let mut segs: Vec<_> = std::fs::read_dir(&log_dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .collect();
     segs.sort();
     assert!(segs.len() >= 4, "several segments: {}", segs.len());
     // Flip a byte in the middle of an old sealed segment, and garbage after the last one's end.
@@ -227,21 +347,48 @@ fn corrupt_segments_are_recovered_or_reported_never_panic() {
     std::fs::write(log_dir.join("notes.txt"), b"hi").expect("write stray");
 
     let store = open(dir.path(), small_config());
-    assert_eq!(std::fs::metadata(last).expect("meta").len() as usize, good_len, "torn tail cut");
+    assert_eq!(
+        std::fs::metadata(last).expect("meta").len() as usize,
+        good_len,
+        "torn tail cut"
+    );
     assert_eq!(store.log_bounds(agent).expect("bounds").next_seq, Seq(401));
     let whole = store.read(agent, &since(1, 10_000));
-    assert!(matches!(whole, Err(StoreError::Corrupt { .. })), "got {whole:?}");
+    assert!(
+        matches!(whole, Err(StoreError::Corrupt { .. })),
+        "got {whole:?}"
+    );
     // Records before and after the damage stay readable.
     assert_run(&store.read(agent, &since(1, 5)).expect("head").records, 1);
-    assert_run(&store.read(agent, &LogQuery { tail: Some(30), ..LogQuery::default() }).expect("tail").records, 371);
-    store.append(agent, &recs(401, 410)).expect("append after recovery");
+    assert_run(
+        &store
+            .read(
+                agent,
+                &LogQuery {
+                    tail: Some(30),
+                    ..LogQuery::default()
+                },
+            )
+            .expect("tail")
+            .records,
+        371,
+    );
+    store
+        .append(agent, &recs(401, 410))
+        .expect("append after recovery");
 
     // A segment whose header is garbage (the last one) is reset, never a panic.
     drop(store);
     std::fs::write(last, b"not a segment").expect("clobber");
     let store = open(dir.path(), small_config());
     let b = store.log_bounds(agent).expect("bounds");
-    let first_of_last: u64 = last.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok()).expect("name");
+    let first_of_last: u64 = last
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .expect("name");
     assert_eq!(b.next_seq, Seq(first_of_last));
-    store.append(agent, &recs(first_of_last, first_of_last + 5)).expect("append continues");
+    store
+        .append(agent, &recs(first_of_last, first_of_last + 5))
+        .expect("append continues");
 }

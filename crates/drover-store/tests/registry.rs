@@ -15,31 +15,78 @@ fn registry_survives_reopen_with_filters_order_and_resolve() {
     {
         let store = open(dir.path(), StoreConfig::default());
         for i in 0..6i64 {
-            let mut info = agent_info(Some(&format!("agent-{i}")), 1_000 + i, AgentStatus::Starting);
-            info.labels.insert("team".into(), if i % 2 == 0 { "red" } else { "blue" }.into());
+            let mut info = agent_info(
+                Some(&format!("agent-{i}")),
+                1_000 + i,
+                AgentStatus::Starting,
+            );
+            info.labels.insert(
+                "team".into(),
+                if i % 2 == 0 { "red" } else { "blue" }.into(),
+            );
             info.labels.insert("n".into(), i.to_string());
             store.insert_agent(&info).expect("insert");
             ids.push(info.id);
         }
         store
-            .update_status(ids[1], &AgentStatus::Running { pid: 42, started_at: 5 })
+            .update_status(
+                ids[1],
+                &AgentStatus::Running {
+                    pid: 42,
+                    started_at: 5,
+                },
+            )
             .expect("update");
         store
-            .update_status(ids[2], &AgentStatus::Exited { code: 3, started_at: 5, ended_at: 9 })
+            .update_status(
+                ids[2],
+                &AgentStatus::Exited {
+                    code: 3,
+                    started_at: 5,
+                    ended_at: 9,
+                },
+            )
             .expect("update");
         store
-            .update_status(ids[3], &AgentStatus::Lost { pid: None, started_at: None, ended_at: 9 })
+            .update_status(
+                ids[3],
+                &AgentStatus::Lost {
+                    pid: None,
+                    started_at: None,
+                    ended_at: 9,
+                },
+            )
             .expect("update");
     }
     let store = open(dir.path(), StoreConfig::default());
     let all = store.list(&ListFilter::default()).expect("list");
-    assert_eq!(all.iter().map(|a| a.id).collect::<Vec<_>>(), ids, "creation order");
-    assert_eq!(all[1].status, AgentStatus::Running { pid: 42, started_at: 5 });
-    assert_eq!(all[2].status, AgentStatus::Exited { code: 3, started_at: 5, ended_at: 9 });
+    assert_eq!(
+        all.iter().map(|a| a.id).collect::<Vec<_>>(),
+        ids,
+        "creation order"
+    );
+    assert_eq!(
+        all[1].status,
+        AgentStatus::Running {
+            pid: 42,
+            started_at: 5
+        }
+    );
+    assert_eq!(
+        all[2].status,
+        AgentStatus::Exited {
+            code: 3,
+            started_at: 5,
+            ended_at: 9
+        }
+    );
     assert_eq!(all[0].spec.argv, vec!["echo", "hi"]);
     assert_eq!(all[0].labels["team"], "red");
 
-    let running = ListFilter { state: Some(AgentState::Running), ..ListFilter::default() };
+    let running = ListFilter {
+        state: Some(AgentState::Running),
+        ..ListFilter::default()
+    };
     assert_eq!(store.list(&running).expect("list").len(), 1);
     let red = ListFilter {
         labels: BTreeMap::from([("team".to_owned(), "red".to_owned())]),
@@ -47,7 +94,10 @@ fn registry_survives_reopen_with_filters_order_and_resolve() {
         ..ListFilter::default()
     };
     let red = store.list(&red).expect("list");
-    assert_eq!(red.iter().map(|a| a.id).collect::<Vec<_>>(), vec![ids[0], ids[2]]);
+    assert_eq!(
+        red.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![ids[0], ids[2]]
+    );
     let two_labels = ListFilter {
         labels: BTreeMap::from([("team".into(), "blue".into()), ("n".into(), "3".into())]),
         ..ListFilter::default()
@@ -55,12 +105,18 @@ fn registry_survives_reopen_with_filters_order_and_resolve() {
     assert_eq!(store.list(&two_labels).expect("list")[0].id, ids[3]);
 
     let live = store.live_agents().expect("live");
-    assert_eq!(live.iter().map(|a| a.id).collect::<Vec<_>>(), vec![ids[0], ids[1], ids[4], ids[5]]);
+    assert_eq!(
+        live.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![ids[0], ids[1], ids[4], ids[5]]
+    );
     let counts = store.count_by_state().expect("counts");
     assert_eq!(counts[&AgentState::Starting], 3);
     assert_eq!(counts[&AgentState::Lost], 1);
 
-    assert_eq!(store.resolve(&ids[4].to_string()).expect("by id").id, ids[4]);
+    assert_eq!(
+        store.resolve(&ids[4].to_string()).expect("by id").id,
+        ids[4]
+    );
     let full = ids[4].to_string();
     // v7 ids created together share their leading (time) digits: a short prefix is ambiguous,
     // the full random tail is unique.
@@ -70,11 +126,17 @@ fn registry_survives_reopen_with_filters_order_and_resolve() {
         other => panic!("expected ambiguous, got {other:?}"),
     }
     assert_eq!(store.resolve("agent-5").expect("by name").id, ids[5]);
-    assert!(matches!(store.resolve("nobody"), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.resolve("nobody"),
+        Err(StoreError::NotFound(_))
+    ));
 
     store.remove_agent(ids[0]).expect("remove");
     assert!(store.agent(ids[0]).expect("get").is_none());
-    assert!(matches!(store.remove_agent(ids[0]), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.remove_agent(ids[0]),
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[test]
@@ -84,20 +146,40 @@ fn names_unique_among_live_agents_newest_wins() {
     let first = agent_info(Some("worker"), 1, AgentStatus::Starting);
     store.insert_agent(&first).expect("insert");
     let clash = agent_info(Some("worker"), 2, AgentStatus::Starting);
-    assert!(matches!(store.insert_agent(&clash), Err(StoreError::NameTaken(_))));
+    assert!(matches!(
+        store.insert_agent(&clash),
+        Err(StoreError::NameTaken(_))
+    ));
     store
-        .update_status(first.id, &AgentStatus::FailedToStart { error: "nope".into(), ended_at: 3 })
+        .update_status(
+            first.id,
+            &AgentStatus::FailedToStart {
+                error: "nope".into(),
+                ended_at: 3,
+            },
+        )
         .expect("update");
-    store.insert_agent(&clash).expect("name is free once the first is terminal");
+    store
+        .insert_agent(&clash)
+        .expect("name is free once the first is terminal");
     assert_eq!(store.resolve("worker").expect("resolve").id, clash.id);
     let old = store.agent(first.id).expect("get").expect("exists");
-    assert_eq!(old.status, AgentStatus::FailedToStart { error: "nope".into(), ended_at: 3 });
+    assert_eq!(
+        old.status,
+        AgentStatus::FailedToStart {
+            error: "nope".into(),
+            ended_at: 3
+        }
+    );
 }
 
 #[test]
 fn events_are_kept_newest_first_and_resumable() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = StoreConfig { max_events: 10, ..StoreConfig::default() };
+    let config = StoreConfig {
+        max_events: 10,
+        ..StoreConfig::default()
+    };
     let agent = agent_info(None, 1, AgentStatus::Starting).id;
     {
         let store = open(dir.path(), config.clone());
@@ -107,8 +189,16 @@ fn events_are_kept_newest_first_and_resumable() {
                 event_seq: EventSeq(seq),
                 ts: seq as i64,
                 agent,
-                kind: if seq == 25 { EventKind::Exit } else { EventKind::State },
-                state: if seq == 25 { AgentState::Exited } else { AgentState::Running },
+                kind: if seq == 25 {
+                    EventKind::Exit
+                } else {
+                    EventKind::State
+                },
+                state: if seq == 25 {
+                    AgentState::Exited
+                } else {
+                    AgentState::Running
+                },
                 exit_code: (seq == 25).then_some(0),
                 signal: None,
             };
@@ -118,9 +208,15 @@ fn events_are_kept_newest_first_and_resumable() {
     let store = open(dir.path(), config);
     assert_eq!(store.last_event_seq().expect("last"), EventSeq(25));
     let all = store.events_since(EventSeq(0), 100).expect("events");
-    assert_eq!(all.iter().map(|e| e.event_seq.0).collect::<Vec<_>>(), (16..=25).collect::<Vec<_>>());
+    assert_eq!(
+        all.iter().map(|e| e.event_seq.0).collect::<Vec<_>>(),
+        (16..=25).collect::<Vec<_>>()
+    );
     let tail = store.events_since(EventSeq(22), 2).expect("events");
-    assert_eq!(tail.iter().map(|e| e.event_seq.0).collect::<Vec<_>>(), vec![23, 24]);
+    assert_eq!(
+        tail.iter().map(|e| e.event_seq.0).collect::<Vec<_>>(),
+        vec![23, 24]
+    );
     assert_eq!(all.last().expect("last").exit_code, Some(0));
     assert_eq!(all.last().expect("last").kind, EventKind::Exit);
 }

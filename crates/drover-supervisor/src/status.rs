@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Status {
+    /// Before `spawn`. [`crate::spawn`] starts the process synchronously, so a handle is never
+    /// seen in this state; it exists for callers that list an agent before spawning it.
     Starting,
     Running {
         pid: u32,

@@ -191,3 +191,44 @@ async fn output_of_an_escaped_process_stops_at_the_drain_timeout() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escaped_process_writing_forever_does_not_hold_the_exit() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("escaped.pid");
+        let script = format!(
+            "setsid sh -c 'echo $$ > {}; exec yes escaped' & sleep 0.2",
+            pidfile.display()
+        );
+        let config = SupervisorConfig {
+            drain_timeout: std::time::Duration::from_millis(300),
+            ..Default::default()
+        };
+        let counter = Arc::new(Counter::default());
+        let handle = spawn(sh(&script), config, counter.clone());
+        let end = handle.wait().await;
+        assert!(matches!(end, Status::Exited { code: 0, .. }), "{end:?}");
+        assert!(
+            counter.bytes.load(Ordering::SeqCst) > 0,
+            "output was read until the timeout"
+        );
+        let bytes_at_exit = counter.bytes.load(Ordering::SeqCst);
+        wait_for("pid file", || pidfile.exists()).await;
+        let escaped: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(escaped),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        assert_eq!(
+            counter.bytes.load(Ordering::SeqCst),
+            bytes_at_exit,
+            "nothing after exit"
+        );
+    })
+    .await;
+}

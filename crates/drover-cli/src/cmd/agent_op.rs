@@ -65,7 +65,10 @@ pub(crate) fn report(ctx: &Ctx, verb: &str, agent: &AgentInfo) -> anyhow::Result
     if ctx.json {
         return output::json(agent);
     }
-    let name = agent.name.clone().unwrap_or_else(|| output::short_id(agent));
-    println!("{verb} {name} ({})", agent.state().as_str());
+    println!(
+        "{verb} {} ({})",
+        output::label(agent),
+        agent.state().as_str()
+    );
     Ok(())
 }

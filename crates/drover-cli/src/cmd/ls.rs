@@ -50,11 +50,12 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let colour = output::is_tty();
+    let width = output::id_width(&agents);
     let rows: Vec<Vec<String>> = agents
         .iter()
         .map(|agent| {
             vec![
-                output::short_id(agent),
+                output::short_id(agent, width),
                 agent.name.clone().unwrap_or_else(|| "-".into()),
                 agent.backend.clone(),
                 output::state(agent.state(), colour),
@@ -65,7 +66,9 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         })
         .collect();
     output::table(
-        &["ID", "NAME", "BACKEND", "STATE", "STATUS", "CREATED", "COMMAND"],
+        &[
+            "ID", "NAME", "BACKEND", "STATE", "STATUS", "CREATED", "COMMAND",
+        ],
         &rows,
     )?;
     Ok(0)

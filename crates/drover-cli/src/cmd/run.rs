@@ -31,7 +31,9 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         until_exit: true,
         ..FollowOptions::default()
     };
-    let mut follower = client.follow(Selection::Agents(vec![id.clone()]), options).await?;
+    let mut follower = client
+        .follow(Selection::Agents(vec![id.clone()]), options)
+        .await?;
     let printer = Printer {
         timestamps: args.timestamps,
         prefix: false,

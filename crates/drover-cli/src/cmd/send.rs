@@ -32,7 +32,9 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                 if n == 0 {
                     break;
                 }
-                written += client.write_stdin(&args.agent, buffer[..n].to_vec()).await?;
+                written += client
+                    .write_stdin(&args.agent, buffer[..n].to_vec())
+                    .await?;
             }
         }
         Some(text) => {

@@ -45,7 +45,11 @@ pub(crate) async fn run(ctx: &Ctx, args: One) -> anyhow::Result<i32> {
         lines.push(("cwd", cwd.clone()));
     }
     if !agent.labels.is_empty() {
-        let labels: Vec<String> = agent.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let labels: Vec<String> = agent
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         lines.push(("labels", labels.join(",")));
     }
     for (key, value) in lines {

@@ -10,9 +10,18 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<i32> {
         output::json(&stats)?;
         return Ok(0);
     }
-    println!("uptime        {}", output::duration(i64::try_from(stats.uptime_ms).unwrap_or(0) * 1_000_000));
-    println!("agents        {} live, {} known, {} spawned", stats.agents_live, stats.agents_total, stats.spawns);
-    println!("captured      {} records, {} bytes", stats.records, stats.bytes);
+    println!(
+        "uptime        {}",
+        output::duration(i64::try_from(stats.uptime_ms).unwrap_or(0) * 1_000_000)
+    );
+    println!(
+        "agents        {} live, {} known, {} spawned",
+        stats.agents_live, stats.agents_total, stats.spawns
+    );
+    println!(
+        "captured      {} records, {} bytes",
+        stats.records, stats.bytes
+    );
     println!("log storage   {} bytes", stats.log_bytes);
     println!("events        {}", stats.events);
     for (op, n) in &stats.requests {

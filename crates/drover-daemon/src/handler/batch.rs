@@ -35,7 +35,10 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: BatchArgs) -> OpResult {
     if args.agents.len() > MAX_BATCH {
         return Err(ErrorBody::new(
             ErrorCode::TooLarge,
-            format!("{} agents exceed the batch limit of {MAX_BATCH}", args.agents.len()),
+            format!(
+                "{} agents exceed the batch limit of {MAX_BATCH}",
+                args.agents.len()
+            ),
         ));
     }
     let mut results = Vec::with_capacity(args.agents.len());
@@ -46,7 +49,10 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: BatchArgs) -> OpResult {
             .filter(|(key, _)| key.as_str() != "agent")
             .map(|(key, value)| (rmpv::Value::from(key.as_str()), value.clone()))
             .collect();
-        fields.push((rmpv::Value::from("agent"), rmpv::Value::from(agent.0.as_str())));
+        fields.push((
+            rmpv::Value::from("agent"),
+            rmpv::Value::from(agent.0.as_str()),
+        ));
         let outcome = match drover_proto::request_from_value(args.op, rmpv::Value::Map(fields)) {
             Ok(request) => Box::pin(dispatch(shared, request)).await,
             Err(error) => Err(error.to_body()),

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use drover_proto::limits::MAX_NAME_LEN;
 use drover_proto::op::{AgentResult, SpawnArgs};
-use drover_proto::{AgentId, AgentInfo, AgentSpec, AgentState, AgentStatus, ErrorBody, ErrorCode, EventKind, StdinMode};
+use drover_proto::{
+    AgentId, AgentInfo, AgentSpec, AgentState, AgentStatus, ErrorBody, ErrorCode, EventKind,
+    StdinMode,
+};
 use drover_supervisor::backend::RenderInput;
 use drover_supervisor::{Command, SupervisorConfig};
 
@@ -48,9 +51,16 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: SpawnArgs) -> OpResult {
         .await
     {
         Ok(info) => info.clone(),
-        Err(_) => shared.store.agent(id).map_err(store_error)?.ok_or_else(|| {
-            ErrorBody::new(ErrorCode::Internal, format!("agent {id} vanished while starting"))
-        })?,
+        Err(_) => shared
+            .store
+            .agent(id)
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                ErrorBody::new(
+                    ErrorCode::Internal,
+                    format!("agent {id} vanished while starting"),
+                )
+            })?,
     };
     Ok(Reply::Agent(AgentResult { agent }))
 }
@@ -126,7 +136,11 @@ fn render(shared: &Shared, spec: &AgentSpec) -> Result<Command, ErrorBody> {
     Ok(Command {
         program,
         args: argv.collect(),
-        env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env: spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         cwd: spec.cwd.as_ref().map(PathBuf::from),
         stdin,
     })

@@ -14,7 +14,11 @@ pub fn rec(seq: u64) -> Record {
     Record {
         seq: Seq(seq),
         ts: 1_000_000 + seq as i64 * 10,
-        stream: if seq % 3 == 0 { StreamKind::Stderr } else { StreamKind::Stdout },
+        stream: if seq % 3 == 0 {
+            StreamKind::Stderr
+        } else {
+            StreamKind::Stdout
+        },
         data: format!("line {seq} {}\n", "x".repeat((seq % 50) as usize)).into_bytes(),
         partial: seq % 7 == 0,
     }
@@ -27,7 +31,11 @@ pub fn recs(from: u64, to_inclusive: u64) -> Vec<Record> {
 /// Assert `records` are exactly `rec(from)..` in order.
 pub fn assert_run(records: &[Record], from: u64) {
     for (i, r) in records.iter().enumerate() {
-        assert_eq!(*r, rec(from + i as u64), "record {i} of a run starting at {from}");
+        assert_eq!(
+            *r,
+            rec(from + i as u64),
+            "record {i} of a run starting at {from}"
+        );
     }
 }
 

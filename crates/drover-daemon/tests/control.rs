@@ -1,0 +1,610 @@
+//! Every op of the control protocol, through the real daemon and the real client.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use drover_proto::op::{AgentRef, BatchArgs, ListArgs, ReadLogsArgs, SignalSpec};
+use drover_proto::{AgentSpec, AgentState, ErrorCode, Op, Seq, StdinMode, StreamKind};
+
+#[tokio::test]
+async fn health_reports_version_and_agents_by_state() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let health = client.health().await.unwrap();
+        assert_eq!(health.protocol, 1);
+        assert_eq!(health.version, env!("CARGO_PKG_VERSION"));
+        assert!(health.agents.is_empty());
+        let agent = client.spawn(sh("exit 0")).await.unwrap();
+        client.wait(&agent.id.to_string(), None).await.unwrap();
+        let health = client.health().await.unwrap();
+        assert_eq!(health.agents.get("exited"), Some(&1));
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn spawn_run_and_read_logs_exactly() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client
+            .spawn(sh(
+                "echo one; echo two >&2; sleep 0.05; printf 'a\\377b\\n'; exit 7",
+            ))
+            .await
+            .unwrap();
+        assert!(matches!(
+            agent.state(),
+            AgentState::Running | AgentState::Exited
+        ));
+        assert!(agent.status.pid().is_some() || agent.state() == AgentState::Exited);
+        let done = client.wait(&agent.id.to_string(), None).await.unwrap();
+        assert_eq!(done.state(), AgentState::Exited);
+        assert_eq!(done.status.exit_code(), Some(7));
+        assert!(done.status.ended_at() >= done.status.started_at());
+        let records = all_records(&client, &agent).await;
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq.0).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
+        let data: Vec<&[u8]> = records.iter().map(|r| r.data.as_slice()).collect();
+        assert!(data.contains(&&b"one\n"[..]));
+        assert!(data.contains(&&b"two\n"[..]));
+        assert_eq!(records[2].data, b"a\xffb\n");
+        let stderr: Vec<_> = records
+            .iter()
+            .filter(|r| r.stream == StreamKind::Stderr)
+            .collect();
+        assert_eq!(stderr.len(), 1);
+        assert_eq!(stderr[0].data, b"two\n");
+
+        // Filters: stream, tail, since_seq, limit; reading never consumes.
+        let id = AgentRef::new(agent.id.to_string());
+        let mut args = ReadLogsArgs::new(id.clone());
+        args.stream = Some(StreamKind::Stdout);
+        let read = client.read_logs(args).await.unwrap();
+        assert_eq!(read.records.len(), 2);
+        let mut args = ReadLogsArgs::new(id.clone());
+        args.tail = Some(1);
+        let read = client.read_logs(args).await.unwrap();
+        assert_eq!(read.records.len(), 1);
+        assert_eq!(read.records[0].seq, Seq(3));
+        assert_eq!(read.next_seq, Seq(4));
+        let mut args = ReadLogsArgs::new(id.clone());
+        args.since_seq = Some(Seq(2));
+        args.limit = Some(1);
+        let read = client.read_logs(args).await.unwrap();
+        assert_eq!(read.records.len(), 1);
+        assert_eq!(read.records[0].seq, Seq(2));
+        assert_eq!(read.next_seq, Seq(3));
+        assert!(!read.truncated);
+        assert_eq!(all_records(&client, &agent).await.len(), 3);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn failed_to_start_is_reported_with_its_reason() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client
+            .spawn(AgentSpec {
+                argv: vec!["/nonexistent/program".into()],
+                ..AgentSpec::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(agent.state(), AgentState::FailedToStart);
+        assert!(agent
+            .status
+            .error()
+            .unwrap()
+            .contains("/nonexistent/program"));
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn list_filters_by_state_and_labels_with_a_limit() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let mut ids = Vec::new();
+        for (i, team) in ["a", "b", "a"].iter().enumerate() {
+            let mut spec = sh(if i == 0 { "exit 0" } else { "sleep 100" });
+            spec.labels.insert("team".into(), (*team).into());
+            ids.push(client.spawn(spec).await.unwrap().id);
+        }
+        client.wait(&ids[0].to_string(), None).await.unwrap();
+        let all = client.list(ListArgs::default()).await.unwrap();
+        assert_eq!(all.iter().map(|a| a.id).collect::<Vec<_>>(), ids);
+        let running = client
+            .list(ListArgs {
+                state: Some(AgentState::Running),
+                ..ListArgs::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(running.iter().map(|a| a.id).collect::<Vec<_>>(), ids[1..]);
+        let team_a = client
+            .list(ListArgs {
+                labels: BTreeMap::from([("team".to_owned(), "a".to_owned())]),
+                ..ListArgs::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            team_a.iter().map(|a| a.id).collect::<Vec<_>>(),
+            vec![ids[0], ids[2]]
+        );
+        let first = client
+            .list(ListArgs {
+                limit: Some(1),
+                ..ListArgs::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].id, ids[0]);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn agents_are_named_by_id_prefix_or_name() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let mut spec = sh("sleep 100");
+        spec.name = Some("worker".into());
+        let agent = client.spawn(spec.clone()).await.unwrap();
+        let id = agent.id.to_string();
+        assert_eq!(client.get(&id).await.unwrap().id, agent.id);
+        assert_eq!(client.get("worker").await.unwrap().id, agent.id);
+        assert_eq!(client.get(&id[..30]).await.unwrap().id, agent.id);
+        assert_eq!(code(client.get("no-such-agent").await), ErrorCode::NotFound);
+        // A live agent's name is taken.
+        assert_eq!(
+            code(client.spawn(spec.clone()).await),
+            ErrorCode::InvalidState
+        );
+        // Invalid names are refused.
+        let mut bad = spec.clone();
+        bad.name = Some("has space".into());
+        assert_eq!(code(client.spawn(bad).await), ErrorCode::BadRequest);
+        // Once it ended the name is free again.
+        client.kill("worker").await.unwrap();
+        client.wait(&id, None).await.unwrap();
+        let again = client.spawn(spec).await.unwrap();
+        assert_ne!(again.id, agent.id);
+        assert_eq!(client.get("worker").await.unwrap().id, again.id);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn pause_resume_and_invalid_transitions() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client.spawn(sh("sleep 100")).await.unwrap();
+        let id = agent.id.to_string();
+        assert_eq!(code(client.resume(&id).await), ErrorCode::InvalidState);
+        assert_eq!(client.pause(&id).await.unwrap().state(), AgentState::Paused);
+        assert_eq!(code(client.pause(&id).await), ErrorCode::InvalidState);
+        assert_eq!(client.get(&id).await.unwrap().state(), AgentState::Paused);
+        assert_eq!(
+            client.resume(&id).await.unwrap().state(),
+            AgentState::Running
+        );
+        let killed = client.kill(&id).await.unwrap();
+        assert!(matches!(
+            killed.state(),
+            AgentState::Running | AgentState::Killed
+        ));
+        let done = client.wait(&id, None).await.unwrap();
+        assert_eq!(done.state(), AgentState::Killed);
+        assert_eq!(done.status.signal(), Some(9));
+        for result in [
+            client.pause(&id).await,
+            client.resume(&id).await,
+            client.kill(&id).await,
+            client.stop(&id, None).await,
+            client.signal(&id, SignalSpec::Name("TERM".into())).await,
+        ] {
+            assert_eq!(code(result), ErrorCode::InvalidState);
+        }
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn stop_escalates_to_sigkill_after_the_grace() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client
+            .spawn(sh(
+                "trap 'echo got-term' TERM; echo ready; while :; do sleep 0.05; done",
+            ))
+            .await
+            .unwrap();
+        wait_ready(&client, &agent).await;
+        let id = agent.id.to_string();
+        let stopping = client
+            .stop(&id, Some(Duration::from_millis(300)))
+            .await
+            .unwrap();
+        assert_eq!(stopping.state(), AgentState::Stopping);
+        let done = client.wait(&id, None).await.unwrap();
+        assert_eq!(done.state(), AgentState::Killed);
+        assert_eq!(done.status.signal(), Some(9));
+        let records = all_records(&client, &agent).await;
+        assert!(text(&records).contains("got-term"));
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn signals_by_name_and_number() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client
+            .spawn(sh(
+                "trap 'echo usr1; exit 4' USR1; echo ready; while :; do sleep 0.05; done",
+            ))
+            .await
+            .unwrap();
+        wait_ready(&client, &agent).await;
+        let id = agent.id.to_string();
+        assert_eq!(
+            code(client.signal(&id, SignalSpec::Name("NOPE".into())).await),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(client.signal(&id, SignalSpec::Number(999)).await),
+            ErrorCode::BadRequest
+        );
+        client
+            .signal(&id, SignalSpec::Name("SIGUSR1".into()))
+            .await
+            .unwrap();
+        let done = client.wait(&id, None).await.unwrap();
+        assert_eq!(done.status.exit_code(), Some(4));
+
+        let agent = client.spawn(sh("echo ready; sleep 100")).await.unwrap();
+        wait_ready(&client, &agent).await;
+        client
+            .signal(&agent.id.to_string(), SignalSpec::Number(15))
+            .await
+            .unwrap();
+        let done = client.wait(&agent.id.to_string(), None).await.unwrap();
+        assert_eq!(done.state(), AgentState::Killed);
+        assert_eq!(done.status.signal(), Some(15));
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn stdin_round_trips_and_reports_full_and_closed() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let mut spec = AgentSpec {
+            argv: vec!["cat".into()],
+            stdin: StdinMode::Pipe,
+            ..AgentSpec::default()
+        };
+        let cat = client.spawn(spec.clone()).await.unwrap();
+        let id = cat.id.to_string();
+        assert_eq!(
+            client.write_stdin(&id, b"hello\n".to_vec()).await.unwrap(),
+            6
+        );
+        assert_eq!(
+            client.write_stdin(&id, b"world\n".to_vec()).await.unwrap(),
+            6
+        );
+        client.close_stdin(&id).await.unwrap();
+        let done = client.wait(&id, None).await.unwrap();
+        assert_eq!(done.status.exit_code(), Some(0));
+        assert_eq!(text(&all_records(&client, &cat).await), "hello\nworld\n");
+
+        // No pipe: stdin_closed.
+        let no_pipe = client.spawn(sh("sleep 100")).await.unwrap();
+        assert_eq!(
+            code(
+                client
+                    .write_stdin(&no_pipe.id.to_string(), b"x".to_vec())
+                    .await
+            ),
+            ErrorCode::StdinClosed
+        );
+        // A child that never reads: stdin_full, never a hang, and other requests still served.
+        spec.argv = vec!["sleep".into(), "100".into()];
+        let deaf = client.spawn(spec).await.unwrap();
+        let chunk = vec![b'x'; 512 * 1024];
+        let mut full = None;
+        for _ in 0..1000 {
+            match client
+                .write_stdin(&deaf.id.to_string(), chunk.clone())
+                .await
+            {
+                Ok(_) => continue,
+                Err(error) => {
+                    full = error.code();
+                    break;
+                }
+            }
+        }
+        assert_eq!(full, Some(ErrorCode::StdinFull));
+        client.health().await.unwrap();
+        // Oversize writes are refused outright.
+        assert_eq!(
+            code(
+                client
+                    .write_stdin(&deaf.id.to_string(), vec![0; 2 * 1024 * 1024])
+                    .await
+            ),
+            ErrorCode::TooLarge
+        );
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn wait_times_out_without_blocking_other_requests() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client.spawn(sh("sleep 100")).await.unwrap();
+        let id = agent.id.to_string();
+        let long_wait = client.wait(&id, Some(Duration::from_secs(20)));
+        let others = async {
+            // While a wait is in flight on the same connection, other requests are answered.
+            for _ in 0..20 {
+                client.health().await.unwrap();
+                client.get(&id).await.unwrap();
+            }
+            client.kill(&id).await.unwrap();
+        };
+        let (waited, ()) = tokio::join!(long_wait, others);
+        assert_eq!(waited.unwrap().state(), AgentState::Killed);
+        let sleeper = client.spawn(sh("sleep 100")).await.unwrap();
+        assert_eq!(
+            code(
+                client
+                    .wait(&sleeper.id.to_string(), Some(Duration::from_millis(100)))
+                    .await
+            ),
+            ErrorCode::Timeout
+        );
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn remove_only_terminal_agents() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client.spawn(sh("echo hi; sleep 100")).await.unwrap();
+        let id = agent.id.to_string();
+        assert_eq!(code(client.remove(&id).await), ErrorCode::InvalidState);
+        client.kill(&id).await.unwrap();
+        client.wait(&id, None).await.unwrap();
+        client.remove(&id).await.unwrap();
+        assert_eq!(code(client.get(&id).await), ErrorCode::NotFound);
+        assert_eq!(
+            code(
+                client
+                    .read_logs(ReadLogsArgs::new(AgentRef::new(id.clone())))
+                    .await
+            ),
+            ErrorCode::NotFound
+        );
+        assert_eq!(code(client.remove(&id).await), ErrorCode::NotFound);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn batch_applies_one_op_per_agent() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let a = client.spawn(sh("sleep 100")).await.unwrap();
+        let b = client.spawn(sh("sleep 100")).await.unwrap();
+        let refs = vec![
+            AgentRef::new(a.id.to_string()),
+            AgentRef::new("missing"),
+            AgentRef::new(b.id.to_string()),
+        ];
+        let result = client
+            .batch(BatchArgs {
+                op: Op::Pause,
+                agents: refs.clone(),
+                args: BTreeMap::new(),
+                fail_fast: false,
+            })
+            .await
+            .unwrap();
+        let oks: Vec<bool> = result.results.iter().map(|r| r.ok).collect();
+        assert_eq!(oks, vec![true, false, true]);
+        assert_eq!(
+            result.results[1].error.as_ref().unwrap().code,
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            result.results[0].info.as_ref().unwrap().state(),
+            AgentState::Paused
+        );
+        let result = client
+            .batch(BatchArgs {
+                op: Op::Signal,
+                agents: refs.clone(),
+                args: BTreeMap::from([("signal".to_owned(), rmpv::Value::from("KILL"))]),
+                fail_fast: true,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            result.results.len(),
+            2,
+            "fail_fast stops at the first failure"
+        );
+        assert!(result.results[0].ok);
+        assert_eq!(
+            client
+                .batch(BatchArgs {
+                    op: Op::Spawn,
+                    agents: refs,
+                    args: BTreeMap::new(),
+                    fail_fast: false,
+                })
+                .await
+                .map(|_| ())
+                .unwrap_err()
+                .code(),
+            Some(ErrorCode::BadRequest)
+        );
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn limits_and_backend_allow_list() {
+    within(async {
+        let daemon = TestDaemon::start_with(|config| {
+            config.max_agents = 1;
+            config.allowed_backends = Some(vec!["command".into()]);
+        })
+        .await;
+        let client = daemon.client().await;
+        let first = client.spawn(sh("sleep 100")).await.unwrap();
+        assert_eq!(
+            code(client.spawn(sh("sleep 100")).await),
+            ErrorCode::LimitReached
+        );
+        client.kill(&first.id.to_string()).await.unwrap();
+        client.wait(&first.id.to_string(), None).await.unwrap();
+        let second = client.spawn(sh("exit 0")).await.unwrap();
+        client.wait(&second.id.to_string(), None).await.unwrap();
+        let claude = AgentSpec {
+            backend: Some("claude".into()),
+            task: Some("hello".into()),
+            ..AgentSpec::default()
+        };
+        assert_eq!(code(client.spawn(claude).await), ErrorCode::Unauthorized);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn invalid_specs_are_refused() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let cases = [
+            AgentSpec::default(),
+            AgentSpec {
+                backend: Some("no-such-backend".into()),
+                ..sh("true")
+            },
+            AgentSpec {
+                backend: Some("claude".into()),
+                ..AgentSpec::default()
+            },
+            AgentSpec {
+                cwd: Some("relative/dir".into()),
+                ..sh("true")
+            },
+            AgentSpec {
+                env: BTreeMap::from([("A=B".to_owned(), "x".to_owned())]),
+                ..sh("true")
+            },
+            AgentSpec {
+                timeout_ms: Some(0),
+                ..sh("true")
+            },
+        ];
+        for spec in cases {
+            assert_eq!(
+                code(client.spawn(spec.clone()).await),
+                ErrorCode::BadRequest,
+                "{spec:?}"
+            );
+        }
+        assert!(client.list(ListArgs::default()).await.unwrap().is_empty());
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn timeout_stops_the_agent_gracefully() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let mut spec = sh("sleep 100");
+        spec.timeout_ms = Some(200);
+        let agent = client.spawn(spec).await.unwrap();
+        let done = client.wait(&agent.id.to_string(), None).await.unwrap();
+        assert_eq!(done.state(), AgentState::Killed);
+        assert_eq!(done.status.signal(), Some(15));
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn stream_info_and_stats() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client.spawn(sh("echo hi")).await.unwrap();
+        client.wait(&agent.id.to_string(), None).await.unwrap();
+        let info = client
+            .stream_info(Some(&agent.id.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(info.pub_endpoint, daemon.addresses.publish);
+        assert!(info.pub_endpoint.starts_with("tcp://127.0.0.1:"));
+        assert_eq!(
+            info.topics,
+            vec![format!("log.{}", agent.id), format!("evt.{}", agent.id)]
+        );
+        assert_eq!(info.heartbeat, "hb");
+        let all = client.stream_info(None).await.unwrap();
+        assert_eq!(all.topics, vec!["log.".to_owned(), "evt.".to_owned()]);
+        let _ = client.get("missing").await;
+        let stats = client.stats().await.unwrap();
+        assert_eq!(stats.spawns, 1);
+        assert_eq!(stats.records, 1);
+        assert_eq!(stats.bytes, 3);
+        assert_eq!(stats.agents_total, 1);
+        assert_eq!(stats.agents_live, 0);
+        assert_eq!(stats.requests.get("spawn"), Some(&1));
+        assert_eq!(stats.errors.get("not_found"), Some(&1));
+        assert!(stats.events >= 3, "spawned, running, exit");
+        daemon.shutdown().await;
+    })
+    .await
+}

@@ -1,0 +1,221 @@
+//! Raw frames on the control socket: framing shapes and hostile input get typed errors, and the
+//! daemon keeps serving everyone else.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use zeromq::{DealerSocket, ReqSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+
+fn map(entries: Vec<(&str, rmpv::Value)>) -> Vec<u8> {
+    let value = rmpv::Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (rmpv::Value::from(k), v))
+            .collect(),
+    );
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &value).unwrap();
+    out
+}
+
+fn field<'a>(reply: &'a rmpv::Value, name: &str) -> &'a rmpv::Value {
+    reply
+        .as_map()
+        .expect("reply is a map")
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(name))
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("reply lacks {name}: {reply}"))
+}
+
+fn error_code(reply: &rmpv::Value) -> String {
+    assert_eq!(field(reply, "ok").as_bool(), Some(false), "{reply}");
+    field(field(reply, "error"), "code")
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn dealer(daemon: &TestDaemon) -> DealerSocket {
+    let mut socket = DealerSocket::new();
+    socket.connect(&daemon.addresses.control).await.unwrap();
+    socket
+}
+
+async fn ask(socket: &mut DealerSocket, frames: Vec<Bytes>) -> Vec<Bytes> {
+    socket
+        .send(ZmqMessage::try_from(frames).unwrap())
+        .await
+        .unwrap();
+    socket.recv().await.unwrap().into_vec()
+}
+
+async fn ask_body(socket: &mut DealerSocket, body: Vec<u8>) -> rmpv::Value {
+    let frames = ask(socket, vec![Bytes::from(body)]).await;
+    assert_eq!(frames.len(), 1, "DEALER replies are [body]");
+    rmpv::decode::read_value(&mut frames[0].as_ref()).unwrap()
+}
+
+#[tokio::test]
+async fn dealer_and_req_framing_both_work() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let mut socket = dealer(&daemon).await;
+        let reply = ask_body(
+            &mut socket,
+            map(vec![
+                ("v", 1.into()),
+                ("id", "abc".into()),
+                ("op", "health".into()),
+                ("unknown_field", 42.into()),
+            ]),
+        )
+        .await;
+        assert_eq!(field(&reply, "v").as_u64(), Some(1));
+        assert_eq!(field(&reply, "id").as_str(), Some("abc"));
+        assert_eq!(field(&reply, "ok").as_bool(), Some(true));
+        assert_eq!(field(&reply, "protocol").as_u64(), Some(1));
+
+        let mut req = ReqSocket::new();
+        req.connect(&daemon.addresses.control).await.unwrap();
+        req.send(ZmqMessage::from(map(vec![
+            ("v", 1.into()),
+            ("id", 7.into()),
+            ("op", "list".into()),
+        ])))
+        .await
+        .unwrap();
+        let frames = req.recv().await.unwrap().into_vec();
+        let reply = rmpv::decode::read_value(&mut frames.last().unwrap().as_ref()).unwrap();
+        assert_eq!(field(&reply, "id").as_u64(), Some(7));
+        assert!(field(&reply, "agents").as_array().unwrap().is_empty());
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn hostile_input_gets_typed_errors_and_nothing_else() {
+    within(async {
+        let daemon = TestDaemon::start_with(|config| config.max_frame = 64 * 1024).await;
+        let mut socket = dealer(&daemon).await;
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![0xc1, 0xff, 0x00], "bad_request"),
+            (b"not msgpack at all".to_vec(), "bad_request"),
+            (map(vec![]), "unsupported_version"),
+            (
+                map(vec![("v", 2.into()), ("op", "health".into())]),
+                "unsupported_version",
+            ),
+            (map(vec![("v", 1.into())]), "bad_request"),
+            (
+                map(vec![("v", 1.into()), ("op", "explode".into())]),
+                "bad_request",
+            ),
+            (map(vec![("v", 1.into()), ("op", 5.into())]), "bad_request"),
+            (
+                map(vec![("v", 1.into()), ("op", "get".into())]),
+                "bad_request",
+            ),
+            (
+                map(vec![
+                    ("v", 1.into()),
+                    ("op", "get".into()),
+                    ("agent", 12.into()),
+                ]),
+                "bad_request",
+            ),
+            (
+                map(vec![
+                    ("v", 1.into()),
+                    ("op", "spawn".into()),
+                    ("spec", "not a map".into()),
+                ]),
+                "bad_request",
+            ),
+            (
+                map(vec![
+                    ("v", 1.into()),
+                    ("op", "get".into()),
+                    ("agent", "0000".into()),
+                ]),
+                "not_found",
+            ),
+            (vec![0x92, 0x01, 0x02], "bad_request"),
+            (vec![0u8; 100 * 1024], "too_large"),
+        ];
+        for (body, expected) in cases {
+            let reply = ask_body(&mut socket, body).await;
+            assert_eq!(error_code(&reply), expected, "{reply}");
+        }
+        // The id is echoed when it could be read.
+        let reply = ask_body(
+            &mut socket,
+            map(vec![
+                ("v", 1.into()),
+                ("id", 99.into()),
+                ("op", "nope".into()),
+            ]),
+        )
+        .await;
+        assert_eq!(field(&reply, "id").as_u64(), Some(99));
+        // Odd framing: three frames is neither DEALER nor REQ.
+        let frames = ask(
+            &mut socket,
+            vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("c")],
+        )
+        .await;
+        let reply = rmpv::decode::read_value(&mut frames.last().unwrap().as_ref()).unwrap();
+        assert_eq!(error_code(&reply), "bad_request");
+        // Deeply nested input is refused without exhausting the stack.
+        let mut nested = vec![0x91u8; 50_000];
+        nested.push(0xc0);
+        let reply = ask_body(&mut socket, nested).await;
+        assert_eq!(error_code(&reply), "bad_request");
+
+        // The daemon still serves this client and others.
+        let client = daemon.client().await;
+        client.health().await.unwrap();
+        let reply = ask_body(
+            &mut socket,
+            map(vec![
+                ("v", 1.into()),
+                ("id", 1.into()),
+                ("op", "health".into()),
+            ]),
+        )
+        .await;
+        assert_eq!(field(&reply, "ok").as_bool(), Some(true));
+        let stats = client.stats().await.unwrap();
+        assert!(stats.errors.get("bad_request").copied().unwrap_or(0) >= 8);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn many_clients_in_parallel_get_their_own_replies() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = std::sync::Arc::new(daemon.client().await);
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let client = std::sync::Arc::clone(&client);
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..50 {
+                    let agent = client.spawn(sh("exit 0")).await.unwrap();
+                    let got = client.get(&agent.id.to_string()).await.unwrap();
+                    assert_eq!(got.id, agent.id);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let stats = client.stats().await.unwrap();
+        assert_eq!(stats.spawns, 400);
+        daemon.shutdown().await;
+    })
+    .await
+}
