@@ -69,6 +69,17 @@ pub enum FollowEvent {
         /// The first seq still kept.
         first_available: Seq,
     },
+    /// Live records `from..=to` were lost in transit (the reader or the network was too slow, or
+    /// the subscription was not yet live when they were published); the follower refills them
+    /// from the store and delivers them next, so nothing is missing.
+    Gap {
+        /// Whose.
+        agent: AgentId,
+        /// First missed seq.
+        from: Seq,
+        /// Last missed seq.
+        to: Seq,
+    },
     /// The agent ended; every record it printed was delivered before this.
     Exit(AgentInfo),
 }
@@ -86,6 +97,11 @@ struct Track {
     /// Set when the agent is known to have ended; reported after the final store read.
     ended: Option<AgentInfo>,
     done: bool,
+    /// True once the track first caught up: records read from the store after that were
+    /// missed live, and are reported as a gap.
+    live: bool,
+    /// A gap was already reported for the coming refill.
+    gap_reported: bool,
 }
 
 /// A live follow of one or more agents. Create it with [`Client::follow`].
@@ -266,6 +282,8 @@ impl Follower<'_> {
                 caught_up: false,
                 ended,
                 done: false,
+                live: false,
+                gap_reported: false,
             },
         );
         Ok(())
@@ -296,6 +314,16 @@ impl Follower<'_> {
             });
         }
         let complete = read.records.len() < limits::MAX_READ_LIMIT as usize;
+        if let (Some(first), Some(last)) = (read.records.first(), read.records.last()) {
+            if track.live && !track.gap_reported {
+                self.ready.push_back(FollowEvent::Gap {
+                    agent: id,
+                    from: first.seq,
+                    to: last.seq,
+                });
+            }
+        }
+        track.gap_reported = false;
         track.next = read.next_seq.max(track.next);
         let stream = self.options.stream;
         let records: Vec<Record> = read
@@ -309,6 +337,7 @@ impl Follower<'_> {
         }
         if complete {
             track.caught_up = true;
+            track.live = true;
             if let Some(info) = track.ended.take() {
                 track.done = true;
                 track.info = info.clone();
@@ -358,7 +387,13 @@ impl Follower<'_> {
         };
         if first.seq > track.next {
             // A gap: the store has the missing records; read from there.
+            self.ready.push_back(FollowEvent::Gap {
+                agent: batch.agent,
+                from: track.next,
+                to: Seq(first.seq.0 - 1),
+            });
             track.caught_up = false;
+            track.gap_reported = true;
             return Ok(());
         }
         if let Some(last) = fresh.last() {

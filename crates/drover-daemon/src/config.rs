@@ -52,6 +52,9 @@ pub struct Config {
     pub on_shutdown: ShutdownPolicy,
     /// Log store settings (budgets, group commit).
     pub store: StoreConfig,
+    /// Messages queued for the PUB socket before publishing drops (subscribers then see a
+    /// `seq` jump and refill from the store).
+    pub pub_queue: usize,
 }
 
 impl Config {
@@ -71,6 +74,7 @@ impl Config {
             max_record: limits::DEFAULT_MAX_RECORD,
             on_shutdown: ShutdownPolicy::Stop,
             store: StoreConfig::default(),
+            pub_queue: 8192,
         }
     }
 

@@ -111,7 +111,7 @@ pub async fn run(
     let store = Store::open(&config.state_dir, config.store.clone())?;
     let mut backends = BackendTable::builtin();
     backends.merge(config.backends.clone());
-    let (publisher, pub_queue) = Publisher::new();
+    let (publisher, pub_queue) = Publisher::new(config.pub_queue);
     let last_event = store.last_event_seq()?;
     let events = EventBus::new(store.clone(), publisher.clone(), last_event);
     let shared = Arc::new(Shared {

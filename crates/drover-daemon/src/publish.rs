@@ -30,14 +30,13 @@ pub(crate) struct Publisher {
     dropped: Arc<AtomicU64>,
 }
 
-/// Messages the queue holds before publishing drops (each may carry many records).
-const QUEUE: usize = 8192;
 /// Records merged into one published batch at most.
 const MAX_BATCH_RECORDS: usize = 4096;
 
 impl Publisher {
-    pub(crate) fn new() -> (Publisher, mpsc::Receiver<Outgoing>) {
-        let (queue, receiver) = mpsc::channel(QUEUE);
+    /// A publisher whose queue holds `capacity` messages (each may carry many records).
+    pub(crate) fn new(capacity: usize) -> (Publisher, mpsc::Receiver<Outgoing>) {
+        let (queue, receiver) = mpsc::channel(capacity.max(1));
         let publisher = Publisher {
             queue,
             dropped: Arc::new(AtomicU64::new(0)),

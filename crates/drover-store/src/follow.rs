@@ -71,7 +71,7 @@ impl Follower {
     pub async fn next(&mut self) -> Option<FollowItem> {
         loop {
             if self.next < self.store_end {
-                if let Some(item) = self.from_store().await {
+                if let Some(item) = self.read_stored().await {
                     return Some(item);
                 }
                 continue;
@@ -122,7 +122,7 @@ impl Follower {
     }
 
     /// One chunk of `[next, store_end)` from the store, or a Truncated/Lag marker.
-    async fn from_store(&mut self) -> Option<FollowItem> {
+    async fn read_stored(&mut self) -> Option<FollowItem> {
         let (from, until, log) = (self.next, self.store_end, self.log.clone());
         let result =
             tokio::task::spawn_blocking(move || read::range(&log, from, until, CHUNK)).await;

@@ -62,7 +62,7 @@ impl Frame<'_> {
     }
 
     /// An owned record.
-    pub fn to_record(&self) -> Record {
+    pub fn to_record(self) -> Record {
         Record {
             seq: self.seq,
             ts: self.ts,

@@ -24,6 +24,7 @@ mod read;
 mod recover;
 mod registry;
 mod retention;
+mod row;
 mod schema;
 mod segment;
 mod store;

@@ -97,7 +97,7 @@ pub(crate) async fn follow(follower: &mut Follower<'_>, printer: &Printer) -> an
                 "drover: {agent}: records {requested}..{} were removed by retention",
                 first_available.0.saturating_sub(1)
             ),
-            FollowEvent::Exit(_) => {}
+            FollowEvent::Gap { .. } | FollowEvent::Exit(_) => {}
         }
     }
     Ok(())

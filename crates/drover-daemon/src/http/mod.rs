@@ -1,35 +1,106 @@
 //! The HTTP API under `/v1`: JSON mirrors of the ops, and Server-Sent Events streams.
+//!
+//! Every REST route builds a proto [`Request`] and goes through [`handler::dispatch`], so HTTP
+//! and ZeroMQ share one implementation; this module only translates. Streams (`logs?follow=true`,
+//! `/v1/events`) read the store and the event bus directly and are the only routes without a
+//! deadline. Errors are always `{"error": {"code", "message"}}` with the code's status, including
+//! axum's own rejections (malformed JSON, oversize bodies, unknown routes, wrong methods).
 
+mod agents;
+mod body;
+mod events;
+mod follow;
+mod logs;
+mod metrics;
+mod query;
+mod record;
+mod sse;
+
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Request as HttpRequest};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use drover_proto::{ErrorBody, Request};
+use drover_proto::limits::MAX_STDIN_WRITE;
+use drover_proto::{ErrorBody, ErrorCode, Request};
 use tokio::sync::watch;
 
 use crate::daemon::Shared;
 use crate::handler::{self, Reply};
 
+/// Deadline of every route that is not a stream (`wait` has its own, from `timeout_ms`).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest JSON request body.
+const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// What every route sees.
+#[derive(Debug)]
+pub(crate) struct Http {
+    pub(crate) shared: Arc<Shared>,
+    /// Turns true at shutdown: every stream ends then, so graceful shutdown can finish.
+    pub(crate) stop: watch::Receiver<bool>,
+    /// Open `/v1/events` streams (log followers are `shared.counters.followers`).
+    pub(crate) event_followers: AtomicU64,
+}
+
+type AppState = Arc<Http>;
+
 /// The router, split from serving so tests can drive it directly.
-pub(crate) fn app(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/v1/health", get(health))
-        .with_state(shared)
+pub(crate) fn app(http: AppState) -> Router {
+    let bounded = Router::new()
+        .route("/v1/health", get(agents::health))
+        .route("/v1/agents", get(agents::list).post(agents::spawn))
+        .route(
+            "/v1/agents/{agent}",
+            get(agents::get).delete(agents::remove),
+        )
+        .route("/v1/agents/{agent}/pause", post(agents::pause))
+        .route("/v1/agents/{agent}/resume", post(agents::resume))
+        .route("/v1/agents/{agent}/kill", post(agents::kill))
+        .route("/v1/agents/{agent}/stop", post(agents::stop))
+        .route("/v1/agents/{agent}/signal", post(agents::signal))
+        .route(
+            "/v1/agents/{agent}/stdin",
+            post(agents::write_stdin).layer(DefaultBodyLimit::max(MAX_STDIN_WRITE)),
+        )
+        .route("/v1/agents/{agent}/stdin/close", post(agents::close_stdin))
+        .route("/metrics", get(metrics::render))
+        .layer(middleware::from_fn(deadline));
+    // Streams, and `wait` and `logs`, which bound themselves: `logs` only when not following.
+    let unbounded = Router::new()
+        .route("/v1/agents/{agent}/wait", get(agents::wait))
+        .route("/v1/agents/{agent}/logs", get(logs::get))
+        .route("/v1/events", get(events::follow));
+    bounded
+        .merge(unbounded)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(http)
 }
 
 /// Serve HTTP until `stop` turns true.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
+    let http = Arc::new(Http {
+        shared,
+        stop: stop.clone(),
+        event_followers: AtomicU64::new(0),
+    });
+    let mut stop = stop;
     let shutdown = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
-    if let Err(error) = axum::serve(listener, app(shared))
+    if let Err(error) = axum::serve(listener, app(http))
         .with_graceful_shutdown(shutdown)
         .await
     {
@@ -41,6 +112,16 @@ pub(crate) async fn serve(
 #[derive(Debug)]
 pub(crate) struct ApiError(pub(crate) ErrorBody);
 
+impl ApiError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError(ErrorBody::new(code, message))
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::BadRequest, message)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.http_status())
@@ -49,15 +130,63 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn health(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
-    let reply = handler::dispatch(&shared, Request::Health(Default::default()))
-        .await
-        .map_err(ApiError)?;
+/// Run one op through the shared handlers, counting it like the control socket does.
+pub(crate) async fn call(shared: &Arc<Shared>, request: Request) -> Result<Reply, ApiError> {
+    let op = request.op().as_str();
+    let started = Instant::now();
+    let result = handler::dispatch(shared, request).await;
+    shared.count_request(
+        op,
+        started.elapsed(),
+        result.as_ref().err().map(|e| e.code.as_str()),
+    );
+    result.map_err(ApiError)
+}
+
+/// A reply as its JSON body (the same fields as the op's MessagePack result).
+pub(crate) fn reply_json(reply: Reply) -> Response {
     match reply {
-        Reply::Health(result) => Ok(Json(result).into_response()),
-        _ => Err(ApiError(ErrorBody::new(
-            drover_proto::ErrorCode::Internal,
-            "health returned an unexpected reply",
-        ))),
+        Reply::Health(r) => Json(r).into_response(),
+        Reply::Agent(r) => Json(r).into_response(),
+        Reply::List(r) => Json(r).into_response(),
+        Reply::Empty(r) => Json(r).into_response(),
+        Reply::WriteStdin(r) => Json(r).into_response(),
+        Reply::ReadLogs(r) => Json(record::ReadLogsJson::from(&r)).into_response(),
+        Reply::StreamInfo(r) => Json(r).into_response(),
+        Reply::Batch(r) => Json(r).into_response(),
+        Reply::Stats(r) => Json(r).into_response(),
     }
+}
+
+/// Give up on a non-stream request after [`REQUEST_TIMEOUT`] with `timeout` (408).
+async fn deadline(request: HttpRequest, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorCode::Timeout,
+            format!(
+                "request not answered within {} s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+async fn not_found(request: HttpRequest) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
+}
+
+async fn method_not_allowed(request: HttpRequest) -> Response {
+    let error = ApiError::bad_request(format!(
+        "method {} is not allowed on {}",
+        request.method(),
+        request.uri().path()
+    ));
+    let mut response = error.into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
 }

@@ -1,0 +1,202 @@
+//! The `drover` binary end to end, as a new user would drive it.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn the_quick_start_tour_works_and_reads_well() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+
+    let run = daemon.drover(&["run", "--", "echo", "hi"]);
+    assert_eq!(stdout(&run), "hi\n");
+    assert_eq!(run.status.code(), Some(0));
+    let run = daemon.drover(&["run", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(stdout(&run), "out\n");
+    assert_eq!(stderr(&run), "err\n");
+    assert_eq!(
+        run.status.code(),
+        Some(3),
+        "run exits with the agent's code"
+    );
+
+    let id = ok(daemon.drover(&[
+        "spawn", "--name", "s", "--label", "team=a", "--", "sleep", "100",
+    ]));
+    assert_eq!(id.trim().len(), 36, "spawn prints the id: {id:?}");
+    let ls = ok(daemon.drover(&["ls"]));
+    let header = ls.lines().next().unwrap();
+    assert!(header.starts_with("ID"), "{ls}");
+    assert!(header.contains("STATE"), "{ls}");
+    let row = ls.lines().find(|l| l.contains(" s ")).expect("a row for s");
+    assert!(row.contains("running"), "{ls}");
+    assert!(
+        !ls.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
+
+    assert_eq!(
+        ok(daemon.drover(&["pause", "s"])).trim(),
+        "paused s (paused)"
+    );
+    let agents = json(&daemon, &["ls", "--state", "paused"]);
+    assert_eq!(agents.as_array().unwrap().len(), 1);
+    assert_eq!(agents[0]["name"], "s");
+    assert_eq!(agents[0]["labels"]["team"], "a");
+    assert_eq!(
+        ok(daemon.drover(&["resume", "s"])).trim(),
+        "resumed s (running)"
+    );
+    let stopped = ok(daemon.drover(&["stop", "s", "--grace", "1s"]));
+    assert_eq!(stopped.trim(), "stopped s (killed)");
+    let show = ok(daemon.drover(&["show", "s"]));
+    assert!(show.contains("state    killed"), "{show}");
+    assert!(show.contains("signal TERM"), "{show}");
+
+    let logs = ok(daemon.drover(&["logs", &id.trim()[..13]]));
+    assert_eq!(logs, "");
+    let health = ok(daemon.drover(&["health"]));
+    assert!(health.starts_with("ok: drover"), "{health}");
+    let stats = json(&daemon, &["stats"]);
+    assert_eq!(stats["spawns"], 3);
+    assert_eq!(ok(daemon.drover(&["rm", "s"])).trim(), "removed s");
+    daemon.stop();
+}
+
+#[test]
+fn errors_exit_with_the_documented_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let missing = daemon.drover(&["show", "nope"]);
+    assert_eq!(missing.status.code(), Some(3), "not_found");
+    assert!(
+        stderr(&missing).starts_with("drover: error: not_found:"),
+        "{}",
+        stderr(&missing)
+    );
+    ok(daemon.drover(&["run", "--name", "done", "--", "true"]));
+    assert_eq!(
+        daemon.drover(&["pause", "done"]).status.code(),
+        Some(4),
+        "invalid_state"
+    );
+    assert_eq!(
+        daemon.drover(&["rm", "--force", "done"]).status.code(),
+        Some(0)
+    );
+    let bad = daemon.drover(&["spawn", "--backend", "claude"]);
+    assert_eq!(bad.status.code(), Some(2), "bad_request: {}", stderr(&bad));
+    let waited = daemon.drover(&["wait", "--timeout", "100ms", &spawn_sleeper(&daemon)]);
+    assert_eq!(waited.status.code(), Some(9), "timeout");
+    let unreachable = std::process::Command::new(drover_bin())
+        .args(["--control", "tcp://127.0.0.1:1", "ls"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(
+        stderr(&unreachable).contains("cannot connect"),
+        "{}",
+        stderr(&unreachable)
+    );
+    daemon.stop();
+}
+
+fn spawn_sleeper(daemon: &Daemon) -> String {
+    ok(daemon.drover(&["spawn", "--", "sleep", "100"]))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn send_writes_stdin_and_logs_follow_a_chatty_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    ok(daemon.drover(&["spawn", "-i", "--name", "c", "--", "cat"]));
+    ok(daemon.drover(&["send", "c", "hello"]));
+    ok(daemon.drover_with_stdin(&["send", "c", "-", "--close"], Some(b"from stdin\n")));
+    let waited = daemon.drover(&["wait", "c"]);
+    assert_eq!(waited.status.code(), Some(0));
+    assert_eq!(ok(daemon.drover(&["logs", "c"])), "hello\nfrom stdin\n");
+
+    ok(daemon.drover(&["spawn", "--name", "chatty", "--", "sh", "-c", "seq 1 30000"]));
+    let followed = ok(daemon.drover(&["logs", "-f", "chatty"]));
+    let expected: String = (1..=30000).map(|i| format!("{i}\n")).collect();
+    assert!(
+        followed == expected,
+        "logs -f printed every line once, in order"
+    );
+    let tail = ok(daemon.drover(&["logs", "--tail", "2", "chatty"]));
+    assert_eq!(tail, "29999\n30000\n");
+    daemon.stop();
+}
+
+#[test]
+fn a_daemon_killed_with_sigkill_comes_back_with_its_registry_and_agents_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let finished = daemon.drover(&[
+        "run",
+        "--name",
+        "finished",
+        "--",
+        "sh",
+        "-c",
+        "echo kept; exit 2",
+    ]);
+    assert_eq!(finished.status.code(), Some(2));
+    ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "a",
+        "--",
+        "sh",
+        "-c",
+        "echo ready; exec sleep 100",
+    ]));
+    ok(daemon.drover(&["spawn", "--name", "b", "--", "sleep", "100"]));
+    wait_for("a's ready line", || {
+        (stdout(&daemon.drover(&["logs", "a"])) == "ready\n").then_some(())
+    });
+    let before = json(&daemon, &["ls"]);
+    let pids: Vec<u64> = before
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|agent| agent["pid"].as_u64())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    daemon.crash();
+
+    let daemon = Daemon::start(dir.path());
+    let after = json(&daemon, &["ls"]);
+    let states: Vec<(String, String)> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().to_owned(),
+                a["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("finished".to_owned(), "exited".to_owned()),
+            ("a".to_owned(), "lost".to_owned()),
+            ("b".to_owned(), "lost".to_owned()),
+        ]
+    );
+    assert_eq!(after[0]["exit_code"], 2);
+    assert_eq!(ok(daemon.drover(&["logs", "finished"])), "kept\n");
+    assert_eq!(ok(daemon.drover(&["logs", "a"])), "ready\n");
+    // The orphans are no longer the daemon's; clean them up.
+    for pid in pids {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &format!("-{pid}")])
+            .status();
+    }
+    daemon.stop();
+}

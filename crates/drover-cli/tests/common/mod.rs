@@ -1,0 +1,188 @@
+//! Helpers for end-to-end tests of the real `drover` binary against a real `drover serve`.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// One timeout for every wait.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The binary under test.
+pub fn drover_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_drover")
+}
+
+/// A `drover serve` process on ephemeral ports.
+pub struct Daemon {
+    pub child: Child,
+    pub control: String,
+    pub state_dir: PathBuf,
+}
+
+impl Daemon {
+    /// Start `drover serve` on `state_dir` and wait for its ready line.
+    pub fn start(state_dir: &Path) -> Daemon {
+        let mut child = Command::new(drover_bin())
+            .args([
+                "serve",
+                "--control",
+                "tcp://127.0.0.1:0",
+                "--pub",
+                "tcp://127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--grace-ms",
+                "2000",
+                "--state-dir",
+            ])
+            .arg(state_dir)
+            .env("DROVER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start drover serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the ready line");
+        assert!(line.starts_with("drover ready "), "ready line: {line:?}");
+        let control = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("control="))
+            .expect("control= in the ready line")
+            .to_owned();
+        Daemon {
+            child,
+            control,
+            state_dir: state_dir.to_path_buf(),
+        }
+    }
+
+    /// Run `drover <args>` against this daemon.
+    pub fn drover(&self, args: &[&str]) -> Output {
+        self.drover_with_stdin(args, None)
+    }
+
+    /// Run `drover <args>` with bytes on its stdin.
+    pub fn drover_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut child = Command::new(drover_bin())
+            .args(args)
+            .env("DROVER_CONTROL", &self.control)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run drover");
+        if let Some(bytes) = stdin {
+            use std::io::Write;
+            let mut pipe = child.stdin.take().expect("stdin");
+            pipe.write_all(bytes).expect("write stdin");
+        }
+        wait_output(child)
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) {
+        signal(self.child.id(), "TERM");
+        let status = wait_child(&mut self.child);
+        assert!(status.success(), "drover serve exited with {status}");
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn crash(mut self) {
+        signal(self.child.id(), "KILL");
+        wait_child(&mut self.child);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Send a signal with kill(1).
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_child(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit in time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Wait for a child with the hard timeout, collecting its output.
+pub fn wait_output(child: Child) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(output) => output.expect("wait_with_output"),
+        Err(_) => {
+            signal(pid, "KILL");
+            panic!("drover did not finish within {TIMEOUT:?}");
+        }
+    }
+}
+
+/// Stdout as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Stderr as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Assert success and return stdout.
+pub fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "drover failed with {}: {}",
+        output.status,
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+/// Poll until `probe` returns `Some`, or fail naming `what`.
+pub fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `drover --json <args>` parsed.
+pub fn json(daemon: &Daemon, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(daemon.drover(&all))).expect("JSON output")
+}

@@ -1,0 +1,468 @@
+//! Helpers for the HTTP tests and the SSE benchmark: the real daemon in-process, and a tiny
+//! HTTP/1.1 client (one-shot requests and an incremental Server-Sent Events reader) over a
+//! plain `TcpStream`, so the tests see exactly the bytes a foreign client would.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The one timeout every wait in the tests uses.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Run `test` with the hard timeout.
+pub async fn within<T>(test: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), test)
+        .await
+        .expect("test exceeded its 60 s hard timeout")
+}
+
+/// Poll `probe` until it returns true; panic naming `what` after [`TIMEOUT`].
+pub async fn wait_for<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !probe().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A daemon running in this process on ephemeral ports.
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub control: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), drover_daemon::DaemonError>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub async fn start() -> Daemon {
+        Daemon::start_with(|_| {}).await
+    }
+
+    /// Start with a config adjusted by `tune`.
+    pub async fn start_with(tune: impl FnOnce(&mut drover_daemon::Config)) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = drover_daemon::Config::ephemeral(dir.path().join("state"));
+        tune(&mut config);
+        let listeners = drover_daemon::bind(&config).await.expect("bind");
+        let addr = listeners
+            .addresses
+            .http
+            .trim_start_matches("http://")
+            .parse()
+            .expect("http address");
+        let control = listeners.addresses.control.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(drover_daemon::run(config, listeners, async {
+            let _ = stopped.await;
+        }));
+        Daemon {
+            addr,
+            control,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    /// Shut down and wait for the daemon to return.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(TIMEOUT, task)
+                .await
+                .expect("daemon shut down in time")
+                .expect("daemon task")
+                .expect("daemon returned an error");
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        request(self.addr, "GET", path, &[], b"").await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        let body = serde_json::to_vec(body).expect("json");
+        request(
+            self.addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .await
+    }
+
+    /// Spawn an agent running `argv`; its id.
+    pub async fn spawn(&self, argv: &[&str]) -> String {
+        self.spawn_spec(serde_json::json!({ "argv": argv })).await
+    }
+
+    /// Spawn an agent from a spec; its id.
+    pub async fn spawn_spec(&self, spec: Value) -> String {
+        let response = self
+            .post_json("/v1/agents", &serde_json::json!({ "spec": spec }))
+            .await;
+        assert_eq!(response.status, 201, "spawn: {}", response.text());
+        response.json()["agent"]["id"]
+            .as_str()
+            .expect("agent id")
+            .to_owned()
+    }
+
+    /// Wait until the agent is terminal; its info.
+    pub async fn wait_exit(&self, id: &str) -> Value {
+        let response = self
+            .get(&format!("/v1/agents/{id}/wait?timeout_ms=30000"))
+            .await;
+        assert_eq!(response.status, 200, "wait: {}", response.text());
+        response.json()["agent"].clone()
+    }
+
+    /// The value of one un-labelled metric.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self.get("/metrics").await.text();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("metric {name} missing from:\n{text}"))
+            .trim()
+            .parse()
+            .expect("metric value")
+    }
+
+    /// The number of records the agent has stored.
+    pub async fn stored(&self, id: &str) -> u64 {
+        let response = self
+            .get(&format!("/v1/agents/{id}/logs?tail=1&format=json"))
+            .await;
+        response.json()["next_seq"].as_u64().expect("next_seq") - 1
+    }
+}
+
+/// A whole HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    /// The `error.code` of a JSON error body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code in {}", self.text()))
+            .to_owned()
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`), read to the end.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut read, mut write) = stream.into_split();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    // Written concurrently: the server may answer (413) before reading an oversize body.
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(&bytes).await;
+        write
+    });
+    let mut raw = Vec::new();
+    let result = read.read_to_end(&mut raw).await;
+    if raw.is_empty() {
+        panic!("no response to {method} {path}: {result:?}");
+    }
+    drop(writer);
+    let (status, headers, rest) = parse_head(&raw).expect("complete response head");
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        let mut raw = raw[rest..].to_vec();
+        let mut body = Vec::new();
+        dechunk(&mut raw, &mut body);
+        body
+    } else {
+        raw[rest..].to_vec()
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Status, headers, and where the body starts, once the head is complete.
+fn parse_head(raw: &[u8]) -> Option<(u16, Vec<(String, String)>, usize)> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).expect("utf-8 head");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()?
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .expect("status code");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Some((status, headers, end + 4))
+}
+
+/// Move every complete chunk from `raw` to `body`; true once the last chunk was seen.
+fn dechunk(raw: &mut Vec<u8>, body: &mut Vec<u8>) -> bool {
+    let mut at = 0;
+    let mut done = false;
+    loop {
+        let Some(line_end) = raw[at..].windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size_text = std::str::from_utf8(&raw[at..at + line_end]).expect("chunk size");
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .expect("hex chunk size");
+        let data = at + line_end + 2;
+        if raw.len() < data + size + 2 {
+            break;
+        }
+        body.extend_from_slice(&raw[data..data + size]);
+        at = data + size + 2;
+        if size == 0 {
+            done = true;
+            break;
+        }
+    }
+    raw.drain(..at);
+    done
+}
+
+/// One Server-Sent Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).expect("event data is JSON")
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.id
+            .as_deref()
+            .expect("event has an id")
+            .parse()
+            .expect("numeric id")
+    }
+}
+
+/// An open SSE response, read incrementally.
+pub struct SseClient {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    stream: TcpStream,
+    raw: Vec<u8>,
+    body: Vec<u8>,
+    /// Where to resume scanning `body` for the end of an event.
+    scanned: usize,
+    chunked: bool,
+    ended: bool,
+    /// Keep-alive comments seen.
+    pub comments: usize,
+}
+
+impl SseClient {
+    /// `GET path` with `Accept: text/event-stream` and `headers`.
+    pub async fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut head =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.expect("send");
+        let mut raw = Vec::new();
+        let (status, headers, rest) = loop {
+            if let Some(parsed) = parse_head(&raw) {
+                break parsed;
+            }
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).await.expect("read head");
+            assert!(n > 0, "connection closed before the response head");
+            raw.extend_from_slice(&buf[..n]);
+        };
+        let chunked = headers.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+        });
+        raw.drain(..rest);
+        SseClient {
+            status,
+            headers,
+            stream,
+            raw,
+            body: Vec::new(),
+            scanned: 0,
+            chunked,
+            ended: false,
+            comments: 0,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The next event (comments are counted and skipped); `None` once the server ended the
+    /// response.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(end) = self.body[self.scanned..]
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|p| self.scanned + p)
+            {
+                let block: Vec<u8> = self.body.drain(..end + 2).collect();
+                self.scanned = 0;
+                match parse_event(&block[..end]) {
+                    Some(event) => return Some(event),
+                    None => {
+                        self.comments += 1;
+                        continue;
+                    }
+                }
+            }
+            self.scanned = self.body.len().saturating_sub(1);
+            if self.ended {
+                return None;
+            }
+            let mut buf = vec![0u8; 256 * 1024];
+            let n = self.stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                self.ended = true;
+                continue;
+            }
+            if self.chunked {
+                self.raw.extend_from_slice(&buf[..n]);
+                if dechunk(&mut self.raw, &mut self.body) {
+                    self.ended = true;
+                }
+            } else {
+                self.body.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+
+    /// Events until the stream ends.
+    pub async fn collect(&mut self) -> Vec<SseEvent> {
+        let mut events = Vec::new();
+        while let Some(event) = self.next().await {
+            events.push(event);
+        }
+        events
+    }
+}
+
+/// An event block's fields; `None` for a comment-only block.
+fn parse_event(block: &[u8]) -> Option<SseEvent> {
+    let text = std::str::from_utf8(block).expect("utf-8 event");
+    let mut event = SseEvent {
+        id: None,
+        event: "message".to_owned(),
+        data: String::new(),
+    };
+    let mut fields = 0;
+    for line in text.split('\n') {
+        if line.starts_with(':') {
+            continue;
+        }
+        let (name, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        fields += 1;
+        match name {
+            "id" => event.id = Some(value.to_owned()),
+            "event" => event.event = value.to_owned(),
+            "data" => {
+                if !event.data.is_empty() {
+                    event.data.push('\n');
+                }
+                event.data.push_str(value);
+            }
+            _ => {}
+        }
+    }
+    (fields > 0).then_some(event)
+}
+
+/// The `log` events' seqs, checking each record's text is `line <seq>\n`.
+pub fn log_seqs(events: &[SseEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|e| e.event == "log")
+        .map(|e| {
+            let seq = e.seq();
+            let data = e.json();
+            assert_eq!(data["seq"].as_u64(), Some(seq), "id and data.seq agree");
+            assert_eq!(
+                data["text"].as_str(),
+                Some(format!("line {seq}\n").as_str()),
+                "record {seq}"
+            );
+            seq
+        })
+        .collect()
+}
