@@ -1,5 +1,7 @@
 //! The `drover` binary end to end, as a new user would drive it.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -81,7 +81,7 @@ pub enum FollowEvent {
         to: Seq,
     },
     /// The agent ended; every record it printed was delivered before this.
-    Exit(AgentInfo),
+    Exit(Box<AgentInfo>),
 }
 
 /// How long without any message (heartbeats come every second) before re-checking over the
@@ -341,7 +341,7 @@ impl Follower<'_> {
             if let Some(info) = track.ended.take() {
                 track.done = true;
                 track.info = info.clone();
-                self.ready.push_back(FollowEvent::Exit(info));
+                self.ready.push_back(FollowEvent::Exit(Box::new(info)));
             }
         }
         Ok(())

@@ -1,5 +1,7 @@
 //! Every op of the control protocol, through the real daemon and the real client.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

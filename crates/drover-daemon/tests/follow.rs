@@ -1,6 +1,8 @@
 //! Live following over PUB/SUB: every reader ends with exactly the records the agent printed,
 //! once each, in order, however late it starts and however slow it is.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,7 +39,7 @@ fn absorb(collected: &mut Collected, event: FollowEvent) {
             .or_default()
             .extend(records.into_iter().map(|r| (r.seq.0, r.data))),
         FollowEvent::Gap { .. } => collected.gaps += 1,
-        FollowEvent::Exit(info) => collected.exits.push(info),
+        FollowEvent::Exit(info) => collected.exits.push(*info),
         FollowEvent::Truncated { .. } => panic!("nothing was removed"),
     }
 }

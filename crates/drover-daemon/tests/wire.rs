@@ -1,6 +1,8 @@
 //! Raw frames on the control socket: framing shapes and hostile input get typed errors, and the
 //! daemon keeps serving everyone else.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use bytes::Bytes;

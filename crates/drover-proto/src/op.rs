@@ -441,4 +441,6 @@ pub struct StatsResult {
     pub events: u64,
     /// Bytes of logs kept on disk.
     pub log_bytes: u64,
+    /// PUB messages dropped because the publish queue was full (subscribers refill by `seq`).
+    pub pub_dropped: u64,
 }

@@ -202,6 +202,7 @@ fn reply_goldens() -> Vec<Golden> {
                 errors: [("not_found".to_owned(), 1)].into(),
                 events: 9,
                 log_bytes: 131_072,
+                pub_dropped: 4,
             },
         ),
         error_reply(

@@ -354,6 +354,7 @@ fn stats() -> impl Strategy<Value = StatsResult> {
                 errors,
                 events,
                 log_bytes,
+                pub_dropped: records ^ bytes,
             },
         )
 }

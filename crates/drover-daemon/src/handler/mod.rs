@@ -33,6 +33,8 @@ use crate::daemon::Shared;
 use crate::error::store_error;
 
 /// A successful result of any op.
+// One short-lived value per request; boxing the agent variants would cost more than the size.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Reply {
     Health(HealthResult),

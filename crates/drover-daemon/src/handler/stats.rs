@@ -36,5 +36,6 @@ pub(crate) fn handle(shared: &Shared) -> OpResult {
         errors,
         events: shared.events.last().0,
         log_bytes: shared.store.disk_usage(),
+        pub_dropped: shared.publisher.dropped(),
     }))
 }
