@@ -1,32 +1,50 @@
-//! One DEALER socket and the task that multiplexes requests over it.
+//! One DEALER socket: callers send on it directly; a reader task routes replies by id.
 //!
-//! Callers hand a request body and a oneshot to the driver task; the driver sends it and routes
-//! each reply to the oneshot registered under the reply's `id`. Replies whose id is unknown (late
-//! replies to requests that gave up) are dropped. The driver ends when every [`Connection`]
-//! handle is gone and no request is pending on it.
+//! A caller registers a oneshot under its request id, then sends its frame itself (the send half
+//! sits behind an async mutex, so there is no hand-off to another task on the way out). The
+//! reader task takes each reply, reads its `id` from the envelope's first keys and completes the
+//! oneshot registered under it. Replies whose id is unknown (late replies to requests that gave
+//! up) are dropped. The reader ends when the [`Connection`] is dropped.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
-use zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
+use tokio::sync::oneshot;
+use zeromq::{
+    DealerRecvHalf, DealerSendHalf, DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend,
+    ZmqMessage,
+};
 
 use crate::ClientError;
 
 /// A reply frame as received.
 pub(crate) type ReplyFrame = Bytes;
 
-struct Outgoing {
-    id: u64,
-    body: Vec<u8>,
-    reply: oneshot::Sender<ReplyFrame>,
-}
+// Requests in flight by id. A std Mutex: held only to insert or remove one entry, never across
+// an await.
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ReplyFrame>>>>;
 
 /// A live DEALER connection.
-#[derive(Debug)]
 pub(crate) struct Connection {
-    requests: mpsc::Sender<Outgoing>,
+    send: tokio::sync::Mutex<DealerSendHalf>,
+    pending: Pending,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("in_flight", &lock(&self.pending).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl Connection {
@@ -45,65 +63,70 @@ impl Connection {
                 endpoint: endpoint.to_owned(),
                 reason: e.to_string(),
             })?;
-        let (requests, outgoing) = mpsc::channel(1024);
-        tokio::spawn(drive(socket, outgoing));
-        Ok(Connection { requests })
+        let (send, recv) = socket.split();
+        let pending = Pending::default();
+        let reader = tokio::spawn(read_replies(recv, Arc::clone(&pending)));
+        Ok(Connection {
+            send: tokio::sync::Mutex::new(send),
+            pending,
+            reader,
+        })
     }
 
     /// Send one request body under `id` and wait for its reply frame.
     pub(crate) async fn request(&self, id: u64, body: Vec<u8>) -> Result<ReplyFrame, ClientError> {
         let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(Outgoing { id, body, reply })
+        let _forget = Forget {
+            pending: &self.pending,
+            id,
+        };
+        lock(&self.pending).insert(id, reply);
+        self.send
+            .lock()
             .await
-            .map_err(|_| ClientError::Disconnected("the connection task ended".into()))?;
+            .send(ZmqMessage::from(body))
+            .await
+            .map_err(|e| ClientError::Disconnected(e.to_string()))?;
         answer
             .await
-            .map_err(|_| ClientError::Disconnected("the connection task ended".into()))
+            .map_err(|_| ClientError::Disconnected("the connection closed".into()))
     }
 }
 
-async fn drive(socket: DealerSocket, mut outgoing: mpsc::Receiver<Outgoing>) {
-    let (mut send, mut recv) = socket.split();
-    let mut pending: HashMap<u64, oneshot::Sender<ReplyFrame>> = HashMap::new();
-    let mut accepting = true;
-    loop {
-        // Forget requests whose caller gave up, so the map stays bounded by what is in flight.
-        pending.retain(|_, reply| !reply.is_closed());
-        if !accepting && pending.is_empty() {
-            return;
-        }
-        tokio::select! {
-            next = outgoing.recv(), if accepting => match next {
-                Some(request) => {
-                    let message = ZmqMessage::from(request.body);
-                    if send.send(message).await.is_err() {
-                        return;
-                    }
-                    pending.insert(request.id, request.reply);
-                }
-                None => accepting = false,
-            },
-            received = recv.recv() => match received {
-                Ok(message) => route(message, &mut pending),
-                Err(_) => return,
-            },
-            // Wake now and then to drop abandoned entries once the handle is gone.
-            _ = tokio::time::sleep(Duration::from_secs(1)), if !accepting => {}
-        }
+/// Removes a request's entry however the call ends (reply, error, or the caller giving up),
+/// so the map holds only requests in flight.
+struct Forget<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        lock(self.pending).remove(&self.id);
     }
 }
 
-fn route(message: ZmqMessage, pending: &mut HashMap<u64, oneshot::Sender<ReplyFrame>>) {
-    let Some(body) = message.into_vec().pop() else {
-        return;
-    };
-    let Some(id) = reply_id(&body) else {
-        return;
-    };
-    if let Some(reply) = pending.remove(&id) {
-        let _ = reply.send(body);
+fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<ReplyFrame>>> {
+    pending
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn read_replies(mut recv: DealerRecvHalf, pending: Pending) {
+    while let Ok(message) = recv.recv().await {
+        let Some(body) = message.into_vec().pop() else {
+            continue;
+        };
+        let Some(id) = reply_id(&body) else {
+            continue;
+        };
+        let reply = lock(&pending).remove(&id);
+        if let Some(reply) = reply {
+            let _ = reply.send(body);
+        }
     }
+    // The socket failed: fail everything in flight rather than leave it to the deadlines.
+    lock(&pending).clear();
 }
 
 /// Read the `id` of a reply without decoding the rest: the daemon writes `v` and `id` first, so

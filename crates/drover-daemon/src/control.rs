@@ -1,7 +1,7 @@
 //! The ZeroMQ control socket: a ROUTER serving requests concurrently.
 //!
-//! One task receives frames and spawns a task per request; replies travel back through a
-//! bounded queue to the one task that owns the send half. A slow request (a long `wait`) holds
+//! One task receives frames and spawns a task per request; each request task sends its own
+//! reply through the shared send half. A slow request (a long `wait`) holds
 //! only its own task. In-flight requests are bounded by a semaphore, so a flood of requests
 //! back-pressures the receive loop instead of growing memory.
 
@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use drover_proto::{ErrorBody, ErrorCode, ProtoError, ReplyBody};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{watch, Mutex, Semaphore};
 use zeromq::{RouterSocket, SocketRecv, SocketSend, ZmqMessage};
 
 use crate::daemon::Shared;
@@ -25,14 +25,9 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let (mut send, mut recv) = socket.split();
-    let (replies, mut outgoing) = mpsc::channel::<ZmqMessage>(MAX_IN_FLIGHT);
-    let sender = tokio::spawn(async move {
-        while let Some(message) = outgoing.recv().await {
-            // A peer that went away cannot be answered; that is its loss, not ours.
-            let _ = send.send(message).await;
-        }
-    });
+    let (send, mut recv) = socket.split();
+    // Request tasks send their replies themselves; the async mutex only orders the sends.
+    let send = Arc::new(Mutex::new(send));
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let message = tokio::select! {
@@ -46,15 +41,18 @@ pub(crate) async fn run(
             break;
         };
         let shared = Arc::clone(&shared);
-        let replies = replies.clone();
+        let send = Arc::clone(&send);
         tokio::spawn(async move {
             let reply = serve(&shared, message).await;
-            let _ = replies.send(reply).await;
+            // A peer that went away cannot be answered; that is its loss, not ours.
+            let _ = send.lock().await.send(reply).await;
             drop(permit);
         });
     }
-    drop(replies);
-    let _ = sender.await;
+    // Let requests in flight finish their replies before the socket goes, within a bound: by
+    // now every agent has ended, so even `wait`s return at once.
+    let drained = permits.acquire_many(MAX_IN_FLIGHT as u32);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drained).await;
 }
 
 /// Answer one ROUTER message: `[identity, body]` (DEALER) or `[identity, empty, body]` (REQ).

@@ -107,8 +107,43 @@ pub fn decode_request(frame: &[u8], max: usize) -> Result<RequestEnvelope, Reque
         None => return Err(fail(ProtoError::UnknownOp("(missing)".into()))),
     };
     let op = Op::parse(&op_name).ok_or_else(|| fail(ProtoError::UnknownOp(op_name.clone())))?;
-    let request = request_from_value(op, value.clone()).map_err(fail)?;
+    // The frame is known to be a well-formed, shallow map: decode the arguments straight from
+    // its bytes (envelope keys and unknown fields are skipped by serde).
+    let request = request_from_bytes(op, frame).map_err(fail)?;
     Ok(RequestEnvelope { id, request })
+}
+
+fn args_from_bytes<T: DeserializeOwned>(op: Op, frame: &[u8]) -> Result<T, ProtoError> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(frame);
+    de.set_max_depth(MAX_NESTING + 1);
+    T::deserialize(&mut de).map_err(|e| ProtoError::InvalidArguments {
+        op: op.as_str(),
+        reason: e.to_string(),
+    })
+}
+
+/// Decode the arguments of `op` from an encoded request map.
+fn request_from_bytes(op: Op, frame: &[u8]) -> Result<Request, ProtoError> {
+    let f = frame;
+    Ok(match op {
+        Op::Health => Request::Health(args_from_bytes::<NoArgs>(op, f)?),
+        Op::Spawn => Request::Spawn(args_from_bytes::<SpawnArgs>(op, f)?),
+        Op::List => Request::List(args_from_bytes::<ListArgs>(op, f)?),
+        Op::Get => Request::Get(args_from_bytes::<AgentArgs>(op, f)?),
+        Op::Pause => Request::Pause(args_from_bytes::<AgentArgs>(op, f)?),
+        Op::Resume => Request::Resume(args_from_bytes::<AgentArgs>(op, f)?),
+        Op::Stop => Request::Stop(args_from_bytes::<StopArgs>(op, f)?),
+        Op::Kill => Request::Kill(args_from_bytes::<AgentArgs>(op, f)?),
+        Op::Signal => Request::Signal(args_from_bytes::<SignalArgs>(op, f)?),
+        Op::WriteStdin => Request::WriteStdin(args_from_bytes::<WriteStdinArgs>(op, f)?),
+        Op::CloseStdin => Request::CloseStdin(args_from_bytes::<AgentArgs>(op, f)?),
+        Op::ReadLogs => Request::ReadLogs(args_from_bytes::<ReadLogsArgs>(op, f)?),
+        Op::StreamInfo => Request::StreamInfo(args_from_bytes::<StreamInfoArgs>(op, f)?),
+        Op::Wait => Request::Wait(args_from_bytes::<WaitArgs>(op, f)?),
+        Op::Remove => Request::Remove(args_from_bytes::<AgentArgs>(op, f)?),
+        Op::Batch => Request::Batch(args_from_bytes::<BatchArgs>(op, f)?),
+        Op::Stats => Request::Stats(args_from_bytes::<NoArgs>(op, f)?),
+    })
 }
 
 fn args<T: DeserializeOwned>(op: Op, value: rmpv::Value) -> Result<T, ProtoError> {

@@ -477,7 +477,8 @@ def scenario(daemon, ctx, live_pgids):
     paused = check_agent_info(dealer.ok("pause", agent=tid)["agent"], "pause reply")
     check(paused["state"] == "paused", f"pause reply state {paused['state']!r}")
     check(dealer.ok("get", agent=tid)["agent"]["state"] == "paused", "get after pause must say paused")
-    # a paused agent prints nothing
+    # a paused agent prints nothing (after a moment for the daemon to drain what the pipe held)
+    time.sleep(0.2)
     before, _ = read_all_logs(dealer, tid)
     time.sleep(0.2)
     after, _ = read_all_logs(dealer, tid)

@@ -102,6 +102,13 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> OpResult
 
 /// Look an agent up by id, unique id prefix or name.
 pub(crate) fn resolve(shared: &Shared, agent: &AgentRef) -> Result<AgentInfo, ErrorBody> {
+    // A live agent named by its full id is answered from memory: its watch holds exactly what
+    // the registry was last told.
+    if let Ok(id) = agent.0.parse::<drover_proto::AgentId>() {
+        if let Some(live) = shared.live(id) {
+            return Ok(live.info.borrow().clone());
+        }
+    }
     shared.store.resolve(&agent.0).map_err(store_error)
 }
 

@@ -241,8 +241,11 @@ pub async fn request(
     }
 }
 
-/// Status, headers, and where the body starts, once the head is complete.
-fn parse_head(raw: &[u8]) -> Option<(u16, Vec<(String, String)>, usize)> {
+/// A response head: status, headers, and where the body starts.
+pub type Head = (u16, Vec<(String, String)>, usize);
+
+/// The head, once it is complete.
+pub fn parse_head(raw: &[u8]) -> Option<Head> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).expect("utf-8 head");
     let mut lines = head.split("\r\n");
@@ -260,13 +263,10 @@ fn parse_head(raw: &[u8]) -> Option<(u16, Vec<(String, String)>, usize)> {
 }
 
 /// Move every complete chunk from `raw` to `body`; true once the last chunk was seen.
-fn dechunk(raw: &mut Vec<u8>, body: &mut Vec<u8>) -> bool {
+pub fn dechunk(raw: &mut Vec<u8>, body: &mut Vec<u8>) -> bool {
     let mut at = 0;
     let mut done = false;
-    loop {
-        let Some(line_end) = raw[at..].windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(line_end) = raw[at..].windows(2).position(|w| w == b"\r\n") {
         let size_text = std::str::from_utf8(&raw[at..at + line_end]).expect("chunk size");
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
             .expect("hex chunk size");
@@ -347,17 +347,20 @@ impl SseClient {
             k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
         });
         raw.drain(..rest);
-        SseClient {
+        let mut client = SseClient {
             status,
             headers,
             stream,
-            raw,
+            raw: Vec::new(),
             body: Vec::new(),
             scanned: 0,
             chunked,
             ended: false,
             comments: 0,
-        }
+        };
+        // Part of the body may have come with the head.
+        client.take(&raw);
+        client
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -396,14 +399,19 @@ impl SseClient {
                 self.ended = true;
                 continue;
             }
-            if self.chunked {
-                self.raw.extend_from_slice(&buf[..n]);
-                if dechunk(&mut self.raw, &mut self.body) {
-                    self.ended = true;
-                }
-            } else {
-                self.body.extend_from_slice(&buf[..n]);
+            self.take(&buf[..n]);
+        }
+    }
+
+    /// Add bytes read from the connection.
+    fn take(&mut self, bytes: &[u8]) {
+        if self.chunked {
+            self.raw.extend_from_slice(bytes);
+            if dechunk(&mut self.raw, &mut self.body) {
+                self.ended = true;
             }
+        } else {
+            self.body.extend_from_slice(bytes);
         }
     }
 

@@ -1,0 +1,163 @@
+//! Control-plane benchmark: round trips and spawn RPCs through the real daemon, beside raw
+//! baselines measured in the same run.
+//!
+//! `cargo bench -p drover-daemon --bench control`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use drover_client::Client;
+use drover_daemon::Config;
+use drover_proto::AgentSpec;
+use zeromq::{RepSocket, ReqSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+
+const ROUND_TRIPS: usize = 5_000;
+const CONCURRENT_CLIENTS: usize = 8;
+const SPAWNS: usize = 300;
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::ephemeral(dir.path());
+    config.max_agents = 10_000;
+    let listeners = drover_daemon::bind(&config).await.unwrap();
+    let control = listeners.addresses.control.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(drover_daemon::run(config, listeners, async {
+        let _ = stopped.await;
+    }));
+    let client = Client::connect(&control).await.unwrap();
+    let agent = client.spawn(spec(&["sleep", "1000"])).await.unwrap();
+    let id = agent.id.to_string();
+
+    println!("control round trips, {ROUND_TRIPS} sequential requests each");
+    let echo = raw_echo(ROUND_TRIPS).await;
+    print_rtt("raw zeromq REQ/REP echo", echo, None);
+    let health = timed(ROUND_TRIPS, || async { client.health().await.unwrap() }).await;
+    print_rtt("drover health", health, Some(echo));
+    let get = timed(ROUND_TRIPS, || async { client.get(&id).await.unwrap() }).await;
+    print_rtt("drover get", get, Some(echo));
+
+    println!("\n{CONCURRENT_CLIENTS} concurrent clients, {ROUND_TRIPS} health requests each");
+    let clients: Vec<Arc<Client>> = futures_clients(&control).await;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in clients {
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..ROUND_TRIPS {
+                client.health().await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let total = (CONCURRENT_CLIENTS * ROUND_TRIPS) as f64;
+    println!(
+        "  drover health x{CONCURRENT_CLIENTS}      : {:>10.0} requests/s",
+        total / started.elapsed().as_secs_f64()
+    );
+
+    println!("\nspawn of /bin/true, {SPAWNS} sequential");
+    let started = Instant::now();
+    for _ in 0..SPAWNS {
+        std::process::Command::new("/bin/true")
+            .status()
+            .expect("bare spawn");
+    }
+    let bare = SPAWNS as f64 / started.elapsed().as_secs_f64();
+    println!("  bare std::process::Command : {bare:>10.0} spawns/s");
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(SPAWNS);
+    for _ in 0..SPAWNS {
+        ids.push(client.spawn(spec(&["/bin/true"])).await.unwrap().id);
+    }
+    let rpc = SPAWNS as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "  drover spawn RPC           : {rpc:>10.0} spawns/s  ({:.0}% of bare)",
+        100.0 * rpc / bare
+    );
+    for id in ids {
+        client.wait(&id.to_string(), None).await.unwrap();
+    }
+    client.kill(&id).await.unwrap();
+    let _ = stop.send(());
+    daemon.await.unwrap().unwrap();
+}
+
+fn spec(argv: &[&str]) -> AgentSpec {
+    AgentSpec {
+        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+        ..AgentSpec::default()
+    }
+}
+
+async fn futures_clients(control: &str) -> Vec<Arc<Client>> {
+    let mut clients = Vec::new();
+    for _ in 0..CONCURRENT_CLIENTS {
+        clients.push(Arc::new(Client::connect(control).await.unwrap()));
+    }
+    clients
+}
+
+async fn timed<F, Fut, T>(n: usize, mut call: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    // Warm up, then measure.
+    for _ in 0..100 {
+        call().await;
+    }
+    let started = Instant::now();
+    for _ in 0..n {
+        call().await;
+    }
+    started.elapsed() / n as u32
+}
+
+fn print_rtt(name: &str, rtt: Duration, baseline: Option<Duration>) {
+    let ratio = baseline
+        .map(|b| {
+            format!(
+                "  ({:.2}x the raw echo)",
+                rtt.as_secs_f64() / b.as_secs_f64()
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "  {name:<27}: {:>7.1} us/round trip, {:>8.0} /s{ratio}",
+        rtt.as_secs_f64() * 1e6,
+        1.0 / rtt.as_secs_f64()
+    );
+}
+
+/// A REQ/REP echo of a health-sized message over loopback TCP, in this process.
+async fn raw_echo(n: usize) -> Duration {
+    let mut rep = RepSocket::new();
+    let endpoint = rep.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let server = tokio::spawn(async move {
+        while let Ok(message) = rep.recv().await {
+            if rep.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut req = ReqSocket::new();
+    req.connect(&endpoint).await.unwrap();
+    let body = Bytes::from(vec![0x80u8; 48]);
+    let mut started = Instant::now();
+    for i in 0..n + 100 {
+        if i == 100 {
+            started = Instant::now();
+        }
+        req.send(ZmqMessage::from(body.clone())).await.unwrap();
+        req.recv().await.unwrap();
+    }
+    let elapsed = started.elapsed() / n as u32;
+    server.abort();
+    elapsed
+}
