@@ -54,6 +54,19 @@ pub(crate) fn ago(ts_ns: i64) -> String {
     }
 }
 
+/// Unix nanoseconds as a UTC wall-clock time, `HH:MM:SS.mmm`.
+pub(crate) fn clock(ts_ns: i64) -> String {
+    let millis = ts_ns.div_euclid(1_000_000);
+    let day_ms = millis.rem_euclid(86_400_000);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day_ms / 3_600_000,
+        (day_ms / 60_000) % 60,
+        (day_ms / 1000) % 60,
+        day_ms % 1000
+    )
+}
+
 /// A duration in compact form: "850ms", "12s", "3m04s", "2h05m".
 pub(crate) fn duration(ns: i64) -> String {
     let ms = ns.max(0) / 1_000_000;

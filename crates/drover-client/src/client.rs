@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use drover_proto::op::{
     AgentArgs, AgentRef, AgentResult, BatchArgs, BatchResult, EmptyResult, HealthResult, ListArgs,
-    ListResult, NoArgs, ReadLogsArgs, ReadLogsResult, SignalArgs, SignalSpec, SpawnArgs,
-    StatsResult, StopArgs, StreamInfoArgs, StreamInfoResult, WaitArgs, WriteStdinArgs,
-    WriteStdinResult,
+    ListResult, NoArgs, ReadEventsArgs, ReadEventsResult, ReadLogsArgs, ReadLogsResult, SignalArgs,
+    SignalSpec, SpawnArgs, StatsResult, StopArgs, StreamInfoArgs, StreamInfoResult, WaitArgs,
+    WriteStdinArgs, WriteStdinResult,
 };
-use drover_proto::{limits, AgentInfo, AgentSpec, Request};
+use drover_proto::{limits, AgentInfo, AgentSpec, EventSeq, Request};
 use serde::de::DeserializeOwned;
 
 use crate::connection::Connection;
@@ -243,6 +243,16 @@ impl Client {
             agent: agent.map(AgentRef::new),
         }))
         .await
+    }
+
+    /// `read_events`: stored events numbered after `after`.
+    pub async fn read_events(
+        &self,
+        after: Option<EventSeq>,
+        limit: Option<u32>,
+    ) -> Result<ReadEventsResult, ClientError> {
+        self.call(Request::ReadEvents(ReadEventsArgs { after, limit }))
+            .await
     }
 
     /// `batch`.

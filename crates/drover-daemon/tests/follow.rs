@@ -293,3 +293,74 @@ async fn after_a_restart_a_follower_of_a_finished_agent_gets_its_full_history() 
     })
     .await
 }
+
+#[tokio::test]
+async fn event_follow_resumes_from_an_event_seq_and_continues_live() {
+    use drover_proto::{EventKind, EventSeq};
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let first = client.spawn(sh("exit 3")).await.unwrap();
+        client.wait(&first.id.to_string(), None).await.unwrap();
+        let mut events = client.follow_events(None).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            seen.push(events.next().await.unwrap());
+        }
+        let kinds: Vec<EventKind> = seen.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![EventKind::Spawned, EventKind::State, EventKind::Exit]
+        );
+        assert_eq!(seen[2].exit_code, Some(3));
+        let numbers: Vec<u64> = seen.iter().map(|e| e.event_seq.0).collect();
+        assert_eq!(numbers, vec![1, 2, 3]);
+
+        // Live: a second agent's events arrive next, numbered on.
+        let second = client.spawn(sh("exit 0")).await.unwrap();
+        while seen.len() < 6 {
+            seen.push(events.next().await.unwrap());
+        }
+        assert!(seen[3..].iter().all(|e| e.agent == second.id));
+        let numbers: Vec<u64> = seen.iter().map(|e| e.event_seq.0).collect();
+        assert_eq!(numbers, (1..=6).collect::<Vec<u64>>());
+
+        // Resuming after event 4 gives exactly 5 and 6 first.
+        let mut resumed = client.follow_events(Some(EventSeq(4))).await.unwrap();
+        assert_eq!(resumed.next().await.unwrap().event_seq, EventSeq(5));
+        assert_eq!(resumed.next().await.unwrap().event_seq, EventSeq(6));
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn shutdown_stops_agents_even_one_that_ignores_sigterm() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = TestDaemon::start_in(dir.path().to_path_buf(), |config| {
+            config.default_grace = std::time::Duration::from_millis(300);
+        })
+        .await;
+        let client = daemon.client().await;
+        let stubborn = client
+            .spawn(sh("trap '' TERM; echo ready; while :; do sleep 0.05; done"))
+            .await
+            .unwrap();
+        let polite = client.spawn(sh("sleep 100")).await.unwrap();
+        wait_ready(&client, &stubborn).await;
+        drop(client);
+        daemon.shutdown().await;
+        // A new daemon on the same directory sees how they ended: nothing is lost or live.
+        let daemon = TestDaemon::start_in(dir.path().to_path_buf(), |_| {}).await;
+        let client = daemon.client().await;
+        let stubborn = client.get(&stubborn.id.to_string()).await.unwrap();
+        assert_eq!(stubborn.state(), AgentState::Killed);
+        assert_eq!(stubborn.status.signal(), Some(9));
+        let polite = client.get(&polite.id.to_string()).await.unwrap();
+        assert_eq!(polite.state(), AgentState::Killed);
+        assert_eq!(polite.status.signal(), Some(15));
+        daemon.shutdown().await;
+    })
+    .await
+}

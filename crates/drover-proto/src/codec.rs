@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::limits::MAX_NESTING;
 use crate::op::{
-    AgentArgs, BatchArgs, ListArgs, NoArgs, ReadLogsArgs, SignalArgs, SpawnArgs, StopArgs,
-    StreamInfoArgs, WaitArgs, WriteStdinArgs,
+    AgentArgs, BatchArgs, ListArgs, NoArgs, ReadEventsArgs, ReadLogsArgs, SignalArgs, SpawnArgs,
+    StopArgs, StreamInfoArgs, WaitArgs, WriteStdinArgs,
 };
 use crate::{ErrorBody, Op, ProtoError, Request, PROTOCOL_VERSION};
 
@@ -143,6 +143,7 @@ fn request_from_bytes(op: Op, frame: &[u8]) -> Result<Request, ProtoError> {
         Op::Remove => Request::Remove(args_from_bytes::<AgentArgs>(op, f)?),
         Op::Batch => Request::Batch(args_from_bytes::<BatchArgs>(op, f)?),
         Op::Stats => Request::Stats(args_from_bytes::<NoArgs>(op, f)?),
+        Op::ReadEvents => Request::ReadEvents(args_from_bytes::<ReadEventsArgs>(op, f)?),
     })
 }
 
@@ -184,6 +185,7 @@ pub fn request_from_value(op: Op, value: rmpv::Value) -> Result<Request, ProtoEr
         Op::Remove => Request::Remove(args::<AgentArgs>(op, value)?),
         Op::Batch => Request::Batch(args::<BatchArgs>(op, value)?),
         Op::Stats => Request::Stats(args::<NoArgs>(op, value)?),
+        Op::ReadEvents => Request::ReadEvents(args::<ReadEventsArgs>(op, value)?),
     })
 }
 
@@ -206,6 +208,7 @@ pub fn encode_request(id: &rmpv::Value, request: &Request) -> Result<Vec<u8>, Pr
         Request::StreamInfo(a) => encode(a)?,
         Request::Wait(a) => encode(a)?,
         Request::Batch(a) => encode(a)?,
+        Request::ReadEvents(a) => encode(a)?,
     };
     let op = rmpv::Value::from(request.op().as_str());
     splice(&[("id", id), ("op", &op)], &body)

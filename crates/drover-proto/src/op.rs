@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AgentInfo, AgentSpec, AgentState, DaemonId, ErrorBody, Record, Seq, StreamKind};
+use crate::{
+    AgentInfo, AgentSpec, AgentState, DaemonId, ErrorBody, Event, EventSeq, Record, Seq, StreamKind,
+};
 
 /// The name of an op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -47,11 +49,13 @@ pub enum Op {
     Batch,
     /// Daemon counters.
     Stats,
+    /// Read stored lifecycle events.
+    ReadEvents,
 }
 
 impl Op {
     /// Every op, in documentation order.
-    pub const ALL: [Op; 17] = [
+    pub const ALL: [Op; 18] = [
         Op::Health,
         Op::Spawn,
         Op::List,
@@ -69,6 +73,7 @@ impl Op {
         Op::Remove,
         Op::Batch,
         Op::Stats,
+        Op::ReadEvents,
     ];
 
     /// The op's wire string.
@@ -91,6 +96,7 @@ impl Op {
             Op::Remove => "remove",
             Op::Batch => "batch",
             Op::Stats => "stats",
+            Op::ReadEvents => "read_events",
         }
     }
 
@@ -137,6 +143,8 @@ pub enum Request {
     Batch(BatchArgs),
     /// `stats`.
     Stats(NoArgs),
+    /// `read_events`.
+    ReadEvents(ReadEventsArgs),
 }
 
 impl Request {
@@ -160,6 +168,7 @@ impl Request {
             Request::Remove(_) => Op::Remove,
             Request::Batch(_) => Op::Batch,
             Request::Stats(_) => Op::Stats,
+            Request::ReadEvents(_) => Op::ReadEvents,
         }
     }
 }
@@ -325,6 +334,25 @@ pub struct BatchArgs {
     /// Stop at the first failure; later agents get no result.
     #[serde(default)]
     pub fail_fast: bool,
+}
+
+/// `read_events` arguments.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReadEventsArgs {
+    /// Events numbered after this one (exclusive); from the oldest kept when absent.
+    pub after: Option<EventSeq>,
+    /// At most this many events (default 1000, at most 10000).
+    pub limit: Option<u32>,
+}
+
+/// `read_events` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadEventsResult {
+    /// Events in `event_seq` order.
+    pub events: Vec<Event>,
+    /// The latest event number the daemon has issued.
+    pub last_event_seq: EventSeq,
 }
 
 /// `health` result.

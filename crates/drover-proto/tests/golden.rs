@@ -16,12 +16,12 @@ use common::*;
 use drover_proto::limits::DEFAULT_MAX_FRAME;
 use drover_proto::op::{
     AgentRef, AgentResult, BatchItem, BatchResult, EmptyResult, HealthResult, ListResult,
-    ReadLogsResult, StatsResult, StreamInfoResult, WriteStdinResult,
+    ReadEventsResult, ReadLogsResult, StatsResult, StreamInfoResult, WriteStdinResult,
 };
 use drover_proto::{
     decode, decode_reply, decode_request, encode, encode_reply, encode_request, topic, AgentInfo,
-    AgentSpec, AgentState, ErrorBody, ErrorCode, Event, Heartbeat, Op, Record, RecordBatch,
-    ReplyBody, RequestEnvelope, Seq,
+    AgentSpec, AgentState, ErrorBody, ErrorCode, Event, EventKind, EventSeq, Heartbeat, Op, Record,
+    RecordBatch, ReplyBody, RequestEnvelope, Seq,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -155,6 +155,14 @@ fn reply_goldens() -> Vec<Golden> {
             },
         ),
         reply("wait", id(15), agent(AgentState::Exited)),
+        reply(
+            "read_events",
+            id(18),
+            ReadEventsResult {
+                events: vec![event(EventKind::Spawned), event(EventKind::Exit)],
+                last_event_seq: EventSeq(9),
+            },
+        ),
         reply("remove", id(16), EmptyResult {}),
         reply(
             "batch",

@@ -7,9 +7,9 @@ use std::fmt::Debug;
 use drover_proto::limits::DEFAULT_MAX_FRAME;
 use drover_proto::op::{
     AgentArgs, AgentRef, AgentResult, BatchArgs, BatchItem, BatchResult, EmptyResult, HealthResult,
-    ListArgs, ListResult, NoArgs, ReadLogsArgs, ReadLogsResult, SignalArgs, SignalSpec, SpawnArgs,
-    StatsResult, StopArgs, StreamInfoArgs, StreamInfoResult, WaitArgs, WriteStdinArgs,
-    WriteStdinResult,
+    ListArgs, ListResult, NoArgs, ReadEventsArgs, ReadLogsArgs, ReadLogsResult, SignalArgs,
+    SignalSpec, SpawnArgs, StatsResult, StopArgs, StreamInfoArgs, StreamInfoResult, WaitArgs,
+    WriteStdinArgs, WriteStdinResult,
 };
 use drover_proto::{
     decode, decode_reply, decode_request, encode, encode_reply, encode_request, AgentId, AgentInfo,
@@ -318,6 +318,12 @@ fn request() -> impl Strategy<Value = Request> {
         agent_args().prop_map(Request::Remove),
         batch.prop_map(Request::Batch),
         Just(Request::Stats(NoArgs {})),
+        (of(any::<u64>()), of(any::<u32>())).prop_map(|(after, limit)| {
+            Request::ReadEvents(ReadEventsArgs {
+                after: after.map(EventSeq),
+                limit,
+            })
+        }),
     ]
 }
 

@@ -1,6 +1,7 @@
 //! The subcommands, one per file, dispatched by an exhaustive match.
 
 mod agent_op;
+mod events;
 mod health;
 mod logs;
 mod ls;
@@ -65,6 +66,8 @@ enum Command {
     Wait(wait::Args),
     /// Remove ended agents and their logs.
     Rm(rm::Args),
+    /// Lifecycle events (`-f` to follow live; `--since N` to resume).
+    Events(events::Args),
     /// Check that the daemon answers.
     Health,
     /// Daemon counters.
@@ -113,6 +116,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Send(args) => send::run(&ctx, args).await,
         Command::Wait(args) => wait::run(&ctx, args).await,
         Command::Rm(args) => rm::run(&ctx, args).await,
+        Command::Events(args) => events::run(&ctx, args).await,
         Command::Health => health::run(&ctx).await,
         Command::Stats => stats::run(&ctx).await,
     }

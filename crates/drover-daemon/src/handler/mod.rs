@@ -8,6 +8,7 @@ mod health;
 mod kill;
 mod list;
 mod pause;
+mod read_events;
 mod read_logs;
 mod remove;
 mod resume;
@@ -22,8 +23,8 @@ mod write_stdin;
 use std::sync::Arc;
 
 use drover_proto::op::{
-    AgentRef, AgentResult, BatchResult, EmptyResult, HealthResult, ListResult, ReadLogsResult,
-    StatsResult, StreamInfoResult, WriteStdinResult,
+    AgentRef, AgentResult, BatchResult, EmptyResult, HealthResult, ListResult, ReadEventsResult,
+    ReadLogsResult, StatsResult, StreamInfoResult, WriteStdinResult,
 };
 use drover_proto::{AgentInfo, ErrorBody, ErrorCode, ProtoError, ReplyBody, Request};
 use drover_supervisor::{Handle, Status};
@@ -46,6 +47,7 @@ pub(crate) enum Reply {
     StreamInfo(StreamInfoResult),
     Batch(BatchResult),
     Stats(StatsResult),
+    ReadEvents(ReadEventsResult),
 }
 
 impl Reply {
@@ -62,6 +64,7 @@ impl Reply {
             Reply::StreamInfo(r) => enc(id, ReplyBody::Ok(r)),
             Reply::Batch(r) => enc(id, ReplyBody::Ok(r)),
             Reply::Stats(r) => enc(id, ReplyBody::Ok(r)),
+            Reply::ReadEvents(r) => enc(id, ReplyBody::Ok(r)),
         }
     }
 
@@ -97,6 +100,7 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> OpResult
         Request::Remove(args) => remove::handle(shared, &args.agent),
         Request::Batch(args) => batch::handle(shared, args).await,
         Request::Stats(_) => stats::handle(shared),
+        Request::ReadEvents(args) => read_events::handle(shared, args),
     }
 }
 

@@ -152,6 +152,7 @@ pub(crate) fn reply_json(reply: Reply) -> Response {
         Reply::Empty(r) => Json(r).into_response(),
         Reply::WriteStdin(r) => Json(r).into_response(),
         Reply::ReadLogs(r) => Json(record::ReadLogsJson::from(&r)).into_response(),
+        Reply::ReadEvents(r) => Json(r).into_response(),
         Reply::StreamInfo(r) => Json(r).into_response(),
         Reply::Batch(r) => Json(r).into_response(),
         Reply::Stats(r) => Json(r).into_response(),

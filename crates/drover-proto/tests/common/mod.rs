@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use drover_proto::op::{
-    AgentArgs, AgentRef, BatchArgs, ListArgs, NoArgs, ReadLogsArgs, SignalArgs, SignalSpec,
-    SpawnArgs, StopArgs, StreamInfoArgs, WaitArgs, WriteStdinArgs,
+    AgentArgs, AgentRef, BatchArgs, ListArgs, NoArgs, ReadEventsArgs, ReadLogsArgs, SignalArgs,
+    SignalSpec, SpawnArgs, StopArgs, StreamInfoArgs, WaitArgs, WriteStdinArgs,
 };
 use drover_proto::{
     AgentId, AgentInfo, AgentSpec, AgentState, AgentStatus, DaemonId, Event, EventKind, EventSeq,
@@ -324,6 +324,14 @@ pub fn requests() -> Vec<(&'static str, rmpv::Value, Request)> {
                 since: Some(T0),
                 stream: Some(StreamKind::Stderr),
                 limit: Some(500),
+            }),
+        ),
+        (
+            "read_events",
+            rmpv::Value::from(18),
+            Request::ReadEvents(ReadEventsArgs {
+                after: Some(EventSeq(6)),
+                limit: Some(100),
             }),
         ),
         (

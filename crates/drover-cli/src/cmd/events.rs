@@ -1,0 +1,74 @@
+//! `drover events`: lifecycle events, stored and (with `-f`) live, resumable by number.
+
+use std::io::Write;
+
+use drover_client::Client;
+use drover_proto::{Event, EventSeq};
+
+use super::Ctx;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Keep following live events.
+    #[arg(long, short)]
+    follow: bool,
+    /// Start after this event number (resume where a previous run stopped).
+    #[arg(long)]
+    since: Option<u64>,
+}
+
+pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
+    let client = ctx.client().await?;
+    let after = args.since.map(EventSeq);
+    if !args.follow {
+        let mut after = after;
+        loop {
+            let read = client.read_events(after, None).await?;
+            let Some(last) = read.events.last() else {
+                break;
+            };
+            after = Some(last.event_seq);
+            for event in &read.events {
+                print(ctx, &client, event).await?;
+            }
+        }
+        return Ok(0);
+    }
+    let mut follower = client.follow_events(after).await?;
+    loop {
+        let event = follower.next().await?;
+        print(ctx, &client, &event).await?;
+    }
+}
+
+async fn print(ctx: &Ctx, client: &Client, event: &Event) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if ctx.json {
+        serde_json::to_writer(&mut out, event)?;
+        writeln!(out)?;
+        return Ok(out.flush()?);
+    }
+    drop(out);
+    // Names are looked up for display; a removed agent shows its id.
+    let who = match client.get(&event.agent.to_string()).await {
+        Ok(agent) => super::logs::display_name(&agent),
+        Err(_) => event.agent.to_string(),
+    };
+    let mut line = format!(
+        "{:>6}  {}  {:<12} {:<8} {}",
+        event.event_seq,
+        crate::output::clock(event.ts),
+        who,
+        event.kind.as_str(),
+        event.state.as_str()
+    );
+    if let Some(code) = event.exit_code {
+        line.push_str(&format!(" code {code}"));
+    }
+    if let Some(signal) = event.signal {
+        line.push_str(&format!(" signal {signal}"));
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    Ok(out.flush()?)
+}
