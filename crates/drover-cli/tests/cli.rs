@@ -202,3 +202,64 @@ fn a_daemon_killed_with_sigkill_comes_back_with_its_registry_and_agents_lost() {
     }
     daemon.stop();
 }
+
+#[test]
+fn serve_refuses_a_non_loopback_bind_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(drover_bin())
+        .args(["serve", "--control", "tcp://0.0.0.0:0", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).is_empty(), "no ready line");
+    assert!(
+        stderr(&output).contains("refusing to bind 0.0.0.0"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let output = std::process::Command::new(drover_bin())
+        .args([
+            "serve",
+            "--control",
+            "tcp://127.0.0.1:0",
+            "--pub",
+            "tcp://127.0.0.1:0",
+        ])
+        .args(["--http", "127.0.0.1:0", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("another drover daemon is using"),
+        "{}",
+        stderr(&output)
+    );
+    daemon.stop();
+}
+
+#[test]
+fn leave_agents_keeps_them_running_and_the_next_daemon_reports_them_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start_with(dir.path(), &["--leave-agents"]);
+    ok(daemon.drover(&["spawn", "--name", "stay", "--", "sleep", "100"]));
+    let pid = json(&daemon, &["show", "stay"])["pid"].as_u64().unwrap();
+    signal(daemon.child.id(), "TERM");
+    let status = daemon.child.wait().unwrap();
+    assert!(status.success());
+    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+    assert!(alive, "the agent outlived the daemon");
+    let daemon = Daemon::start(dir.path());
+    assert_eq!(json(&daemon, &["show", "stay"])["state"], "lost");
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &format!("-{pid}")])
+        .status();
+    daemon.stop();
+}

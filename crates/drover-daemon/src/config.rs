@@ -212,3 +212,76 @@ fn set<T>(field: &mut T, value: Option<T>) {
         *field = value;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_binds_are_allowed() {
+        let mut config = Config::new("/tmp/unused");
+        config.check_binds().unwrap();
+        for (control, http) in [
+            ("tcp://localhost:1", "localhost:2"),
+            ("tcp://[::1]:1", "[::1]:2"),
+            ("tcp://127.0.0.2:0", "127.0.0.1:0"),
+        ] {
+            config.control = control.into();
+            config.http = http.into();
+            config.check_binds().unwrap();
+        }
+        for control in [
+            "tcp://0.0.0.0:7710",
+            "tcp://192.168.1.5:7710",
+            "tcp://*:7710",
+        ] {
+            config.control = control.into();
+            let error = config.check_binds().unwrap_err().to_string();
+            assert!(error.contains("refusing to bind"), "{error}");
+        }
+        config.control = "tcp://127.0.0.1:7710".into();
+        config.http = "0.0.0.0:7712".into();
+        assert!(config.check_binds().is_err());
+        config.http = "127.0.0.1:7712".into();
+        config.publish = "ipc:///tmp/x".into();
+        assert!(config.check_binds().is_err(), "PUB must be a tcp endpoint");
+    }
+
+    #[test]
+    fn the_config_file_overrides_defaults_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drover.toml");
+        std::fs::write(
+            &path,
+            r#"
+control = "tcp://127.0.0.1:9000"
+max_agents = 7
+allowed_backends = ["command"]
+default_grace_ms = 1500
+on_shutdown = "leave"
+agent_log_budget = 1048576
+
+[backends.mytool]
+argv = ["mytool", "{task}", ["--model", "{model}"]]
+"#,
+        )
+        .unwrap();
+        let mut config = Config::new(dir.path());
+        config.apply_file(&path).unwrap();
+        assert_eq!(config.control, "tcp://127.0.0.1:9000");
+        assert_eq!(config.max_agents, 7);
+        assert_eq!(config.allowed_backends, Some(vec!["command".to_owned()]));
+        assert_eq!(config.default_grace, Duration::from_millis(1500));
+        assert_eq!(config.on_shutdown, ShutdownPolicy::Leave);
+        assert_eq!(config.store.agent_budget, 1_048_576);
+        assert!(config.backends.contains_key("mytool"));
+        assert_eq!(
+            config.publish, "tcp://127.0.0.1:7711",
+            "unset keys keep defaults"
+        );
+
+        std::fs::write(&path, "contrl = \"tcp://127.0.0.1:1\"\n").unwrap();
+        let error = Config::new(dir.path()).apply_file(&path).unwrap_err();
+        assert!(error.to_string().contains("contrl"), "{error}");
+    }
+}

@@ -25,6 +25,11 @@ pub struct Daemon {
 impl Daemon {
     /// Start `drover serve` on `state_dir` and wait for its ready line.
     pub fn start(state_dir: &Path) -> Daemon {
+        Self::start_with(state_dir, &[])
+    }
+
+    /// Start with extra `serve` flags.
+    pub fn start_with(state_dir: &Path, extra: &[&str]) -> Daemon {
         let mut child = Command::new(drover_bin())
             .args([
                 "serve",
@@ -39,6 +44,7 @@ impl Daemon {
                 "--state-dir",
             ])
             .arg(state_dir)
+            .args(extra)
             .env("DROVER_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
