@@ -263,3 +263,35 @@ fn leave_agents_keeps_them_running_and_the_next_daemon_reports_them_lost() {
         .status();
     daemon.stop();
 }
+
+#[test]
+fn logs_of_several_agents_are_prefixed_with_their_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    for name in ["a", "b"] {
+        ok(daemon.drover(&[
+            "run",
+            "--name",
+            name,
+            "-l",
+            "job=x",
+            "--",
+            "sh",
+            "-c",
+            "echo one; echo two",
+        ]));
+    }
+    ok(daemon.drover(&["run", "--name", "other", "--", "echo", "three"]));
+    let logs = ok(daemon.drover(&["logs", "--label", "job=x"]));
+    assert_eq!(logs, "[a] one\n[a] two\n[b] one\n[b] two\n");
+    let plain = ok(daemon.drover(&["logs", "--label", "job=x", "--no-prefix"]));
+    assert_eq!(plain, "one\ntwo\none\ntwo\n");
+    let stamped = ok(daemon.drover(&["logs", "a", "--timestamps"]));
+    let first = stamped.lines().next().unwrap();
+    assert!(first.ends_with("Z one"), "{first}");
+    assert_eq!(first.len(), "2026-01-01T00:00:00.000Z one".len(), "{first}");
+    let events = ok(daemon.drover(&["events"]));
+    assert!(events.lines().count() >= 9, "{events}");
+    assert!(events.contains(" exit "), "{events}");
+    daemon.stop();
+}
