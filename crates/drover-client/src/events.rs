@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use drover_proto::{limits, topic, DaemonId, Event, EventSeq, Heartbeat};
-use zeromq::{Socket, SocketOptions, SocketRecv, SubSocket};
+use zeromq::{SocketRecv, SubSocket};
 
 use crate::{Client, ClientError};
 
@@ -40,21 +40,8 @@ impl Client {
         &self,
         after: Option<EventSeq>,
     ) -> Result<EventFollower<'_>, ClientError> {
-        let info = self.stream_info(None).await?;
-        let mut options = SocketOptions::default();
-        options.connect_timeout(Duration::from_secs(3));
-        let mut socket = SubSocket::with_options(options);
-        let connect_error = |e: zeromq::ZmqError| ClientError::Connect {
-            endpoint: info.pub_endpoint.clone(),
-            reason: e.to_string(),
-        };
-        socket
-            .connect(&info.pub_endpoint)
-            .await
-            .map_err(connect_error)?;
-        for topic in [topic::EVENT_PREFIX, topic::HEARTBEAT] {
-            socket.subscribe(topic).await.map_err(connect_error)?;
-        }
+        let topics = [topic::EVENT_PREFIX.to_owned(), topic::HEARTBEAT.to_owned()];
+        let socket = self.subscriber(&topics).await?;
         Ok(EventFollower {
             client: self,
             socket,

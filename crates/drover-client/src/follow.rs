@@ -135,49 +135,24 @@ impl Client {
         selection: Selection,
         options: FollowOptions,
     ) -> Result<Follower<'_>, ClientError> {
-        let info = self.stream_info(None).await?;
-        let mut socket_options = SocketOptions::default();
-        socket_options.connect_timeout(Duration::from_secs(3));
-        let mut socket = SubSocket::with_options(socket_options);
-        let connect_error = |e: zeromq::ZmqError| ClientError::Connect {
-            endpoint: info.pub_endpoint.clone(),
-            reason: e.to_string(),
-        };
-        socket
-            .connect(&info.pub_endpoint)
-            .await
-            .map_err(connect_error)?;
-        // Subscribe before reading the store, so nothing published from now on is missed.
-        let agents = match &selection {
+        // Resolve the agents first, then subscribe before reading the store, so nothing
+        // published from now on is missed.
+        let (agents, mut topics) = match &selection {
             Selection::Agents(refs) => {
                 let mut agents = Vec::with_capacity(refs.len());
                 for reference in refs {
                     agents.push(self.get(reference).await?);
                 }
-                for agent in &agents {
-                    socket
-                        .subscribe(&topic::log(agent.id))
-                        .await
-                        .map_err(connect_error)?;
-                }
-                agents
+                let topics: Vec<String> = agents.iter().map(|a| topic::log(a.id)).collect();
+                (agents, topics)
             }
             Selection::Labels(_) | Selection::All => {
-                socket
-                    .subscribe(topic::LOG_PREFIX)
-                    .await
-                    .map_err(connect_error)?;
-                Vec::new()
+                (Vec::new(), vec![topic::LOG_PREFIX.to_owned()])
             }
         };
-        socket
-            .subscribe(topic::EVENT_PREFIX)
-            .await
-            .map_err(connect_error)?;
-        socket
-            .subscribe(topic::HEARTBEAT)
-            .await
-            .map_err(connect_error)?;
+        topics.push(topic::EVENT_PREFIX.to_owned());
+        topics.push(topic::HEARTBEAT.to_owned());
+        let socket = self.subscriber(&topics).await?;
         let mut follower = Follower {
             client: self,
             socket,
@@ -198,6 +173,28 @@ impl Client {
             follower.add(agent, true).await?;
         }
         Ok(follower)
+    }
+}
+
+impl Client {
+    /// A SUB socket connected to the daemon's PUB endpoint and subscribed to `topics`.
+    pub(crate) async fn subscriber(&self, topics: &[String]) -> Result<SubSocket, ClientError> {
+        let info = self.stream_info(None).await?;
+        let mut options = SocketOptions::default();
+        options.connect_timeout(Duration::from_secs(3));
+        let mut socket = SubSocket::with_options(options);
+        let connect_error = |e: zeromq::ZmqError| ClientError::Connect {
+            endpoint: info.pub_endpoint.clone(),
+            reason: e.to_string(),
+        };
+        socket
+            .connect(&info.pub_endpoint)
+            .await
+            .map_err(connect_error)?;
+        for topic in topics {
+            socket.subscribe(topic).await.map_err(connect_error)?;
+        }
+        Ok(socket)
     }
 }
 
