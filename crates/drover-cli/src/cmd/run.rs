@@ -1,4 +1,5 @@
-//! `drover run`: spawn an agent, stream its output live, exit with its exit code.
+//! `drover run`: spawn an agent, stream its output live, exit with its exit code (or 128 +
+//! signal). Ctrl-C stops the agent with its grace period.
 
 use anyhow::Context;
 use drover_client::follow::Selection;
@@ -39,7 +40,23 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         prefix: false,
         json: ctx.json,
     };
-    follow(&mut follower, &printer).await?;
+    // Ctrl-C stops the agent gracefully, like `docker run` proxies it, and keeps streaming its
+    // last words; a second Ctrl-C leaves at once (the agent goes on stopping).
+    let streamed = tokio::select! {
+        streamed = follow(&mut follower, &printer) => Some(streamed),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    match streamed {
+        Some(result) => result?,
+        None => {
+            eprintln!("drover: stopping {id} (Ctrl-C again to leave it)");
+            client.stop(&id, None).await?;
+            tokio::select! {
+                streamed = follow(&mut follower, &printer) => streamed?,
+                _ = tokio::signal::ctrl_c() => return Ok(130),
+            }
+        }
+    }
     let agent = client.get(&id).await?;
     Ok(agent_exit_status(&agent))
 }
