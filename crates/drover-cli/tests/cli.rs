@@ -302,7 +302,15 @@ fn ctrl_c_on_run_stops_the_agent_and_reports_how_it_ended() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());
     let mut run = std::process::Command::new(drover_bin())
-        .args(["run", "--name", "r", "--", "sh", "-c", "echo ready; exec sleep 100"])
+        .args([
+            "run",
+            "--name",
+            "r",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 100",
+        ])
         .env("DROVER_CONTROL", &daemon.control)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
