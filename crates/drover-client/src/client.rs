@@ -59,7 +59,8 @@ impl Client {
         endpoint: &str,
         options: ClientOptions,
     ) -> Result<Client, ClientError> {
-        let connection = Connection::open(endpoint, options.connect_timeout).await?;
+        let connection =
+            Connection::open(endpoint, options.connect_timeout, options.max_frame).await?;
         Ok(Client {
             endpoint: endpoint.to_owned(),
             options,
@@ -113,7 +114,13 @@ impl Client {
     /// flight on the stale connection keep it alive until they finish; ids are never reused, so
     /// no late reply can reach a later request.
     async fn replace(&self, stale: &Arc<Connection>) {
-        let Ok(fresh) = Connection::open(&self.endpoint, self.options.connect_timeout).await else {
+        let Ok(fresh) = Connection::open(
+            &self.endpoint,
+            self.options.connect_timeout,
+            self.options.max_frame,
+        )
+        .await
+        else {
             return;
         };
         let mut guard = self

@@ -52,9 +52,12 @@ impl Connection {
     pub(crate) async fn open(
         endpoint: &str,
         connect_timeout: Duration,
+        max_frame: usize,
     ) -> Result<Connection, ClientError> {
         let mut options = SocketOptions::default();
         options.connect_timeout(connect_timeout);
+        // Replies larger than this close the connection before memory is reserved for them.
+        options.max_message_size(max_frame.saturating_mul(4));
         let mut socket = DealerSocket::with_options(options);
         socket
             .connect(endpoint)

@@ -88,6 +88,9 @@ pub enum FollowEvent {
 /// control socket.
 const SILENCE: Duration = Duration::from_secs(3);
 
+/// Largest PUB message accepted; the daemon caps its batches far below this.
+const MAX_PUB_MESSAGE: usize = 64 * 1024 * 1024;
+
 #[derive(Debug)]
 struct Track {
     info: AgentInfo,
@@ -182,6 +185,7 @@ impl Client {
         let info = self.stream_info(None).await?;
         let mut options = SocketOptions::default();
         options.connect_timeout(Duration::from_secs(3));
+        options.max_message_size(MAX_PUB_MESSAGE);
         let mut socket = SubSocket::with_options(options);
         let connect_error = |e: zeromq::ZmqError| ClientError::Connect {
             endpoint: info.pub_endpoint.clone(),
@@ -345,16 +349,22 @@ impl Follower<'_> {
     }
 
     async fn on_message(&mut self, topic: &Bytes, body: &Bytes) -> Result<(), ClientError> {
-        let max = limits::DEFAULT_MAX_FRAME * 2;
+        // A message that does not decode is treated like a lost one: re-read from the store.
         if topic.starts_with(topic::LOG_PREFIX.as_bytes()) {
-            let batch: RecordBatch = drover_proto::decode(body, max)?;
-            self.on_batch(batch).await
+            match drover_proto::decode::<RecordBatch>(body, MAX_PUB_MESSAGE) {
+                Ok(batch) => self.on_batch(batch).await,
+                Err(_) => self.reconcile().await,
+            }
         } else if topic.starts_with(topic::EVENT_PREFIX.as_bytes()) {
-            let event: Event = drover_proto::decode(body, max)?;
-            self.on_event(event).await
+            match drover_proto::decode::<Event>(body, MAX_PUB_MESSAGE) {
+                Ok(event) => self.on_event(event).await,
+                Err(_) => self.reconcile().await,
+            }
         } else if topic.as_ref() == topic::HEARTBEAT.as_bytes() {
-            let beat: Heartbeat = drover_proto::decode(body, max)?;
-            self.on_heartbeat(beat).await
+            match drover_proto::decode::<Heartbeat>(body, MAX_PUB_MESSAGE) {
+                Ok(beat) => self.on_heartbeat(beat).await,
+                Err(_) => Ok(()),
+            }
         } else {
             Ok(())
         }

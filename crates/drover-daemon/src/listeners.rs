@@ -3,10 +3,15 @@
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use zeromq::{PubSocket, RouterSocket, Socket};
+use zeromq::{PubSocket, RouterSocket, Socket, SocketOptions};
 
 use crate::lock::{self, StateLock};
 use crate::{Config, DaemonError};
+
+/// How far over `max_frame` a control message may go and still be answered with `too_large`.
+const CONTROL_SLACK: usize = 1024 * 1024;
+/// Largest message a PUB peer may send (subscriptions are a topic prefix).
+const PUB_PEER_LIMIT: usize = 64 * 1024;
 
 /// The addresses the daemon actually bound (ports resolved, never a wildcard).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,7 +70,11 @@ pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
             reason: e.to_string(),
         }
     };
-    let mut control = RouterSocket::new();
+    // Frames somewhat over `max_frame` are still read and answered with `too_large`; anything
+    // larger closes the sender's connection before memory is reserved for it.
+    let mut control_options = SocketOptions::default();
+    control_options.max_message_size(config.max_frame.saturating_add(CONTROL_SLACK));
+    let mut control = RouterSocket::with_options(control_options);
     let control_endpoint = control
         .bind(&config.control)
         .await
@@ -82,7 +91,10 @@ pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
     } else {
         None
     };
-    let mut publish = PubSocket::new();
+    // PUB peers only ever send subscriptions.
+    let mut publish_options = SocketOptions::default();
+    publish_options.max_message_size(PUB_PEER_LIMIT);
+    let mut publish = PubSocket::with_options(publish_options);
     let publish_endpoint = publish
         .bind(&config.publish)
         .await

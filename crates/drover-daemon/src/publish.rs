@@ -32,6 +32,9 @@ pub(crate) struct Publisher {
 
 /// Records merged into one published batch at most.
 const MAX_BATCH_RECORDS: usize = 4096;
+/// Record bytes merged into one published batch at most (a single batch from capture may be
+/// larger only if one read produced it; capture reads at most 64 KiB at a time).
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 impl Publisher {
     /// A publisher whose queue holds `capacity` messages (each may carry many records).
@@ -104,7 +107,8 @@ async fn send(socket: &mut PubSocket, topic: String, body: Vec<u8>) {
 /// Encode queued messages, merging runs of the same agent's consecutive records.
 fn merge(messages: impl Iterator<Item = Outgoing>) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    let mut current: Option<RecordBatch> = None;
+    // The batch being built and its record bytes.
+    let mut current: Option<(RecordBatch, usize)> = None;
     let flush = |batch: RecordBatch, out: &mut Vec<(String, Vec<u8>)>| {
         if let Ok(body) = drover_proto::encode(&batch) {
             out.push((topic::log(batch.agent), body));
@@ -112,24 +116,29 @@ fn merge(messages: impl Iterator<Item = Outgoing>) -> Vec<(String, Vec<u8>)> {
     };
     for message in messages {
         match message {
-            Outgoing::Log(agent, records) => match current.as_mut() {
-                Some(batch)
-                    if batch.agent == agent
-                        && batch.records.len() + records.len() <= MAX_BATCH_RECORDS
-                        && batch.records.last().map(|r| r.seq.next())
-                            == records.first().map(|r| r.seq) =>
-                {
-                    batch.records.extend(records);
-                }
-                _ => {
-                    if let Some(batch) = current.take() {
-                        flush(batch, &mut out);
+            Outgoing::Log(agent, records) => {
+                let bytes: usize = records.iter().map(|r| r.data.len()).sum();
+                match current.as_mut() {
+                    Some((batch, batch_bytes))
+                        if batch.agent == agent
+                            && batch.records.len() + records.len() <= MAX_BATCH_RECORDS
+                            && *batch_bytes + bytes <= MAX_BATCH_BYTES
+                            && batch.records.last().map(|r| r.seq.next())
+                                == records.first().map(|r| r.seq) =>
+                    {
+                        batch.records.extend(records);
+                        *batch_bytes += bytes;
                     }
-                    current = Some(RecordBatch { agent, records });
+                    _ => {
+                        if let Some((batch, _)) = current.take() {
+                            flush(batch, &mut out);
+                        }
+                        current = Some((RecordBatch { agent, records }, bytes));
+                    }
                 }
-            },
+            }
             Outgoing::Event(event) => {
-                if let Some(batch) = current.take() {
+                if let Some((batch, _)) = current.take() {
                     flush(batch, &mut out);
                 }
                 if let Ok(body) = drover_proto::encode(&event) {
@@ -138,7 +147,7 @@ fn merge(messages: impl Iterator<Item = Outgoing>) -> Vec<(String, Vec<u8>)> {
             }
         }
     }
-    if let Some(batch) = current.take() {
+    if let Some((batch, _)) = current.take() {
         flush(batch, &mut out);
     }
     out

@@ -221,3 +221,75 @@ async fn many_clients_in_parallel_get_their_own_replies() {
     })
     .await
 }
+
+/// ZMTP 3.0 greeting (NULL mechanism), READY with a socket type, then a frame header that
+/// claims 32 TiB: the bytes a hostile peer needs to make an unpatched zeromq reserve memory.
+fn hostile_handshake(socket_type: &str) -> Vec<u8> {
+    let mut bytes = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0];
+    bytes.extend_from_slice(b"NULL");
+    bytes.extend_from_slice(&[0; 16]);
+    bytes.push(0);
+    bytes.extend_from_slice(&[0; 31]);
+    assert_eq!(bytes.len(), 64);
+    let mut ready = vec![5];
+    ready.extend_from_slice(b"READY");
+    ready.push(11);
+    ready.extend_from_slice(b"Socket-Type");
+    ready.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
+    ready.extend_from_slice(socket_type.as_bytes());
+    bytes.push(0x04);
+    bytes.push(ready.len() as u8);
+    bytes.extend_from_slice(&ready);
+    bytes.push(0x02);
+    bytes.extend_from_slice(&(1u64 << 45).to_be_bytes());
+    bytes
+}
+
+async fn send_hostile_header(endpoint: &str, socket_type: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = endpoint.strip_prefix("tcp://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(&hostile_handshake(socket_type))
+        .await
+        .unwrap();
+    // The daemon closes this connection; read its greeting and READY until EOF.
+    let mut sink = Vec::new();
+    let _ = stream.read_to_end(&mut sink).await;
+}
+
+#[tokio::test]
+async fn a_frame_header_claiming_terabytes_closes_that_connection_only() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        send_hostile_header(&daemon.addresses.control, "DEALER").await;
+        send_hostile_header(&daemon.addresses.publish, "SUB").await;
+        // The daemon is alive, and so are other clients' connections.
+        assert_eq!(client.health().await.unwrap().protocol, 1);
+        let fresh = daemon.client().await;
+        fresh.health().await.unwrap();
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_frame_far_beyond_the_limit_closes_the_connection_instead_of_being_buffered() {
+    within(async {
+        let daemon = TestDaemon::start_with(|config| config.max_frame = 64 * 1024).await;
+        let mut socket = dealer(&daemon).await;
+        // Over max_frame but within the slack: read, then refused with a typed error.
+        let reply = ask_body(&mut socket, vec![0u8; 512 * 1024]).await;
+        assert_eq!(error_code(&reply), "too_large");
+        // Far beyond: the connection is closed before the frame is buffered.
+        socket
+            .send(ZmqMessage::from(vec![0u8; 4 * 1024 * 1024]))
+            .await
+            .unwrap();
+        let client = daemon.client().await;
+        client.health().await.unwrap();
+        daemon.shutdown().await;
+    })
+    .await
+}
