@@ -328,3 +328,30 @@ fn ctrl_c_on_run_stops_the_agent_and_reports_how_it_ended() {
     assert_eq!(json(&daemon, &["show", "r"])["state"], "killed");
     daemon.stop();
 }
+
+#[test]
+fn logs_page_past_the_reply_cap_for_history_tail_and_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    // 12 000 lines of 1 KiB: 12 MiB, more than one 8 MiB reply holds.
+    let script = "seq -f '%01023g' 1 12000";
+    ok(daemon.drover(&["spawn", "--name", "big", "--", "sh", "-c", script]));
+    let followed = ok(daemon.drover(&["logs", "-f", "big"]));
+    let expected: Vec<String> = (1..=12000).map(|i| format!("{i:01023}")).collect();
+    let lines: Vec<&str> = followed.lines().collect();
+    assert!(
+        lines == expected,
+        "logs -f printed {} of 12000 lines",
+        lines.len()
+    );
+    let history = ok(daemon.drover(&["logs", "big"]));
+    assert!(history == followed, "history matches the follow");
+    let tail = ok(daemon.drover(&["logs", "-n", "11000", "big"]));
+    let lines: Vec<&str> = tail.lines().collect();
+    assert!(
+        lines == expected[1000..],
+        "tail printed {} lines",
+        lines.len()
+    );
+    daemon.stop();
+}

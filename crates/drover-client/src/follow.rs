@@ -314,7 +314,7 @@ impl Follower<'_> {
                 first_available: read.first_seq,
             });
         }
-        let complete = read.records.len() < limits::MAX_READ_LIMIT as usize;
+        let complete = read.next_seq >= read.end_seq;
         if let (Some(first), Some(last)) = (read.records.first(), read.records.last()) {
             if track.live && !track.gap_reported {
                 self.ready.push_back(FollowEvent::Gap {

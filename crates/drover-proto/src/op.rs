@@ -408,6 +408,11 @@ pub struct ReadLogsResult {
     /// True when the requested start was removed by retention; the read began at `first_seq`.
     #[serde(default)]
     pub truncated: bool,
+    /// The seq after the last record stored when the read was made. A reader has everything up
+    /// to now once `next_seq >= end_seq`; otherwise (a limit, the 8 MiB reply cap, a stream
+    /// filter) it reads again from `next_seq`.
+    #[serde(default)]
+    pub end_seq: Seq,
 }
 
 /// `stream_info` result.

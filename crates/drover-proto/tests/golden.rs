@@ -143,6 +143,7 @@ fn reply_goldens() -> Vec<Golden> {
                 first_seq: Seq(41),
                 next_seq: Seq(43),
                 truncated: true,
+                end_seq: Seq(50),
             },
         ),
         reply(

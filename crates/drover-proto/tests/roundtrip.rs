@@ -461,7 +461,7 @@ proptest! {
         topics in vec(text(), 0..4),
         written in any::<u64>(),
     ) {
-        let logs = ReadLogsResult { records, first_seq: Seq(first_seq), next_seq: Seq(next_seq), truncated };
+        let logs = ReadLogsResult { records, first_seq: Seq(first_seq), next_seq: Seq(next_seq), truncated, end_seq: Seq(next_seq) };
         reply_round_trips(&id, &logs)?;
         let info = StreamInfoResult { pub_endpoint: endpoint, topics, heartbeat: "hb".into() };
         reply_round_trips(&id, &info)?;

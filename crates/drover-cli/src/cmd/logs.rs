@@ -134,22 +134,34 @@ async fn history(
         query.tail = args.tail;
         query.stream = args.stream;
         query.limit = Some(limits::MAX_READ_LIMIT);
-        loop {
+        let read = client
+            .read_logs(query.clone())
+            .await
+            .with_context(|| format!("reading logs of {name}"))?;
+        if read.truncated {
+            eprintln!(
+                "drover: {name}: older records were removed by retention; from {}",
+                read.first_seq
+            );
+        }
+        printer.records(&name, &read.records)?;
+        // Page on up to what was stored when the read began: a reply holds at most 10 000
+        // records or 8 MiB, and `--tail` counts from there too.
+        let end = read.end_seq;
+        let mut next = read.next_seq;
+        query.tail = None;
+        query.until_seq = Some(end);
+        while next < end {
+            query.since_seq = Some(next);
             let read = client
                 .read_logs(query.clone())
                 .await
                 .with_context(|| format!("reading logs of {name}"))?;
-            if read.truncated {
-                eprintln!(
-                    "drover: {name}: older records were removed by retention; from {}",
-                    read.first_seq
-                );
-            }
             printer.records(&name, &read.records)?;
-            if read.records.len() < limits::MAX_READ_LIMIT as usize || query.tail.is_some() {
+            if read.next_seq <= next {
                 break;
             }
-            query.since_seq = Some(read.next_seq);
+            next = read.next_seq;
         }
     }
     Ok(0)

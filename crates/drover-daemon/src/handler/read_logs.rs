@@ -22,10 +22,17 @@ pub(crate) fn handle(shared: &Shared, args: ReadLogsArgs) -> OpResult {
             .clamp(1, MAX_READ_LIMIT),
     };
     let read = shared.store.read(agent.id, &query).map_err(store_error)?;
+    // Taken after the read, so it is never behind what the read saw.
+    let end_seq = shared
+        .store
+        .log_bounds(agent.id)
+        .map_err(store_error)?
+        .next_seq;
     Ok(Reply::ReadLogs(ReadLogsResult {
         records: read.records,
         first_seq: read.first_seq,
         next_seq: read.next_seq,
         truncated: read.truncated,
+        end_seq: end_seq.max(read.next_seq),
     }))
 }

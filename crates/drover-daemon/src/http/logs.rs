@@ -16,7 +16,7 @@ use crate::handler::Reply;
 /// How history is rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
-    /// `{"records": [...], "first_seq", "next_seq", "truncated"}`.
+    /// `{"records": [...], "first_seq", "next_seq", "truncated", "end_seq"}`.
     Json,
     /// One record's JSON per line.
     Ndjson,
@@ -134,6 +134,7 @@ fn render(format: Format, read: &ReadLogsResult) -> Response {
     let headers = response.headers_mut();
     headers.insert("x-drover-first-seq", HeaderValue::from(read.first_seq.0));
     headers.insert("x-drover-next-seq", HeaderValue::from(read.next_seq.0));
+    headers.insert("x-drover-end-seq", HeaderValue::from(read.end_seq.0));
     headers.insert(
         "x-drover-truncated",
         HeaderValue::from(u64::from(read.truncated)),

@@ -53,6 +53,7 @@ pub(crate) struct ReadLogsJson<'a> {
     first_seq: Seq,
     next_seq: Seq,
     truncated: bool,
+    end_seq: Seq,
 }
 
 impl<'a> From<&'a ReadLogsResult> for ReadLogsJson<'a> {
@@ -62,6 +63,7 @@ impl<'a> From<&'a ReadLogsResult> for ReadLogsJson<'a> {
             first_seq: read.first_seq,
             next_seq: read.next_seq,
             truncated: read.truncated,
+            end_seq: read.end_seq,
         }
     }
 }
