@@ -221,6 +221,25 @@ fn serve_refuses_a_non_loopback_bind_with_a_clear_message() {
 }
 
 #[test]
+fn serve_refuses_a_shared_state_dir() {
+    let output = std::process::Command::new(drover_bin())
+        .args([
+            "serve",
+            "--control",
+            "tcp://127.0.0.1:0",
+            "--state-dir",
+            "/tmp",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("is shared"), "{}", stderr(&output));
+    let tmp = std::fs::metadata("/tmp").unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(&tmp.permissions());
+    assert_eq!(mode & 0o1777, 0o1777, "/tmp was left alone");
+}
+
+#[test]
 fn a_second_daemon_on_the_same_state_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());

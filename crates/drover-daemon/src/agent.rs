@@ -19,6 +19,20 @@ pub(crate) struct LiveAgent {
     pub(crate) info: watch::Receiver<AgentInfo>,
 }
 
+impl LiveAgent {
+    /// The handle, waiting briefly for a spawn that registered the agent but has not finished
+    /// starting its process (the handle is set right after the supervisor returns).
+    pub(crate) async fn handle_when_started(&self) -> Option<Handle> {
+        for _ in 0..200 {
+            if let Some(handle) = self.handle.get() {
+                return Some(handle.clone());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        None
+    }
+}
+
 /// Receives records and status changes from one agent's supervisor.
 pub(crate) struct AgentObserver {
     id: AgentId,
@@ -130,6 +144,9 @@ impl Observer for AgentObserver {
         if let Err(error) = shared.store.update_status(self.id, &info.status) {
             tracing::error!(agent = %self.id, %error, "recording status");
         }
+        // Registry, then watchers, then the event: whoever hears of the event and asks finds
+        // the same state.
+        self.watch.send_replace(info.clone());
         let kind = if terminal {
             EventKind::Exit
         } else {
@@ -140,6 +157,5 @@ impl Observer for AgentObserver {
             shared.store.close_log(self.id);
             shared.forget(self.id);
         }
-        self.watch.send_replace(info.clone());
     }
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use drover_proto::{ErrorBody, ErrorCode, ProtoError, ReplyBody};
 use tokio::sync::{watch, Mutex, Semaphore};
-use zeromq::{RouterSocket, SocketRecv, SocketSend, ZmqMessage};
+use zeromq::{RouterSendHalf, RouterSocket, SocketRecv, SocketSend, ZmqMessage};
 
 use crate::daemon::Shared;
 use crate::handler::{self, Reply};
@@ -37,15 +37,20 @@ pub(crate) async fn run(
         let Ok(message) = message else {
             continue;
         };
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            break;
-        };
         let shared = Arc::clone(&shared);
         let send = Arc::clone(&send);
+        // Over the in-flight bound a request is refused at once rather than left unread, so a
+        // flood of long `wait`s can neither grow memory nor stall the socket.
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tokio::spawn(async move {
+                let reply = refuse(&shared, message);
+                deliver(&send, reply).await;
+            });
+            continue;
+        };
         tokio::spawn(async move {
             let reply = serve(&shared, message).await;
-            // A peer that went away cannot be answered; that is its loss, not ours.
-            let _ = send.lock().await.send(reply).await;
+            deliver(&send, reply).await;
             drop(permit);
         });
     }
@@ -53,6 +58,39 @@ pub(crate) async fn run(
     // now every agent has ended, so even `wait`s return at once.
     let drained = permits.acquire_many(MAX_IN_FLIGHT as u32);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drained).await;
+}
+
+/// How long one reply may wait for its peer's queue. zeromq's ROUTER waits when a peer's queue
+/// is full, and sends are serialised, so a client that never reads its replies could otherwise
+/// hold every other client's reply back.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn deliver(send: &Mutex<RouterSendHalf>, reply: ZmqMessage) {
+    let mut send = send.lock().await;
+    // A peer that went away, or does not read, cannot be answered; that is its loss alone.
+    let _ = tokio::time::timeout(SEND_TIMEOUT, send.send(reply)).await;
+}
+
+/// The reply to a request refused because too many are in flight.
+fn refuse(shared: &Shared, message: ZmqMessage) -> ZmqMessage {
+    let error = ErrorBody::new(
+        ErrorCode::LimitReached,
+        format!("{MAX_IN_FLIGHT} requests are in flight; retry later"),
+    );
+    shared.count_request("refused", std::time::Duration::ZERO, Some("limit_reached"));
+    let mut frames = message.into_vecdeque();
+    let identity = frames.pop_front().unwrap_or_default();
+    let mut envelope = vec![identity];
+    if frames.len() == 2 && frames.front().is_some_and(|f| f.is_empty()) {
+        envelope.push(Bytes::new());
+    }
+    let id = frames
+        .back()
+        .and_then(|body| drover_proto::decode_request(body, shared.config.max_frame).ok())
+        .map(|envelope| envelope.id)
+        .unwrap_or(rmpv::Value::Nil);
+    envelope.push(Bytes::from(error_reply(&id, &error)));
+    ZmqMessage::try_from(envelope).unwrap_or_else(|_| ZmqMessage::from(Bytes::new()))
 }
 
 /// Answer one ROUTER message: `[identity, body]` (DEALER) or `[identity, empty, body]` (REQ).

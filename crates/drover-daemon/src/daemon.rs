@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,9 @@ pub(crate) struct Shared {
     // Serialises spawns so the live-agent limit and name uniqueness are checked and claimed
     // atomically. Held across the (synchronous) registry insert, never across an await.
     pub(crate) spawn_gate: Mutex<()>,
+    /// Set (under the spawn gate) when shutdown begins: spawns are refused from then on, so the
+    /// agents to stop are exactly the live ones.
+    pub(crate) shutting_down: AtomicBool,
     pub(crate) requests: Mutex<RequestStats>,
 }
 
@@ -107,8 +110,8 @@ pub async fn run(
         http: http_listener,
         addresses,
         lock,
+        store,
     } = listeners;
-    let store = Store::open(&config.state_dir, config.store.clone())?;
     let mut backends = BackendTable::builtin();
     backends.merge(config.backends.clone());
     let (publisher, pub_queue) = Publisher::new(config.pub_queue);
@@ -126,6 +129,7 @@ pub async fn run(
         pub_endpoint: addresses.publish.clone(),
         live: Mutex::new(HashMap::new()),
         spawn_gate: Mutex::new(()),
+        shutting_down: AtomicBool::new(false),
         requests: Mutex::new(RequestStats::default()),
     });
     restart::mark_lost(&shared)?;
@@ -147,17 +151,32 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!("shutting down");
+    {
+        let _gate = shared.spawn_gate.lock().unwrap_or_else(|p| p.into_inner());
+        shared.shutting_down.store(true, Ordering::SeqCst);
+    }
     if shared.config.on_shutdown == ShutdownPolicy::Stop {
         stop_all(&shared).await;
     }
     let _ = stop_tx.send(true);
-    let _ = control_task.await;
-    let _ = http_task.await;
-    shared.store.sync()?;
+    // Every step is bounded: requests in flight and open streams get a moment to finish.
+    let _ = tokio::time::timeout(DRAIN, control_task).await;
+    let _ = tokio::time::timeout(DRAIN, http_task).await;
+    // Let the last events (the agents' exits) reach subscribers.
+    let flushed = async {
+        while !shared.publisher.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN, flushed).await;
     publisher_task.abort();
+    shared.store.sync()?;
     drop(lock);
     Ok(())
 }
+
+/// How long each shutdown step may take beyond the agents' grace.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// Stop every live agent with the default grace and wait for all of them; bounded by the grace
 /// plus a margin, since SIGKILL ends even an agent that ignores SIGTERM.
@@ -166,13 +185,14 @@ async fn stop_all(shared: &Arc<Shared>) {
     let agents = shared.live_agents();
     let mut waits = Vec::new();
     for agent in agents {
-        if let Some(handle) = agent.handle.get() {
-            let handle = handle.clone();
-            waits.push(tokio::spawn(async move {
-                let _ = handle.stop(grace).await;
-                handle.wait().await
-            }));
-        }
+        waits.push(tokio::spawn(async move {
+            // An agent registered just before shutdown gets its handle a moment later.
+            let Some(handle) = agent.handle_when_started().await else {
+                return;
+            };
+            let _ = handle.stop(grace).await;
+            handle.wait().await;
+        }));
     }
     let all = futures::future::join_all(waits);
     if tokio::time::timeout(grace + Duration::from_secs(5), all)

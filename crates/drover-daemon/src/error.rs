@@ -40,6 +40,7 @@ pub(crate) fn store_error(error: StoreError) -> ErrorBody {
     match &error {
         StoreError::NotFound(_) => ErrorBody::new(ErrorCode::NotFound, error.to_string()),
         StoreError::Ambiguous { .. } => ErrorBody::new(ErrorCode::NotFound, error.to_string()),
+        StoreError::NameTaken(_) => ErrorBody::new(ErrorCode::InvalidState, error.to_string()),
         _ => {
             tracing::error!(error = %error, "store failure");
             ErrorBody::new(ErrorCode::Internal, error.to_string())

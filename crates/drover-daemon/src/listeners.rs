@@ -47,6 +47,8 @@ pub struct Listeners {
     pub(crate) publish: PubSocket,
     pub(crate) http: tokio::net::TcpListener,
     pub(crate) lock: StateLock,
+    /// The store, opened and recovered before the ready line.
+    pub(crate) store: drover_store::Store,
     /// Where they are.
     pub addresses: Addresses,
 }
@@ -63,6 +65,8 @@ impl std::fmt::Debug for Listeners {
 pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
     config.check_binds()?;
     let lock = lock::prepare(&config.state_dir)?;
+    // Open (and recover) the store before binding, so "ready" means ready.
+    let store = drover_store::Store::open(&config.state_dir, config.store.clone())?;
     let bind_error = |endpoint: &str| {
         let endpoint = endpoint.to_owned();
         move |e: zeromq::ZmqError| DaemonError::Bind {
@@ -114,6 +118,7 @@ pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
         publish,
         http,
         lock,
+        store,
         addresses: Addresses {
             control: control_endpoint.to_string(),
             publish: publish_endpoint.to_string(),

@@ -1,7 +1,7 @@
 //! The state directory: created 0700 and locked, so two daemons never share one.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -17,6 +17,7 @@ pub(crate) struct StateLock {
 /// Create the state directory (0700) if needed and take its lock.
 pub(crate) fn prepare(state_dir: &Path) -> Result<StateLock, DaemonError> {
     let io = |context: String| move |source| DaemonError::Io { context, source };
+    let existed = state_dir.exists();
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -25,12 +26,36 @@ pub(crate) fn prepare(state_dir: &Path) -> Result<StateLock, DaemonError> {
             "creating state directory {}",
             state_dir.display()
         )))?;
-    // The directory may predate us with looser permissions; the ipc socket inside must not be
-    // reachable by other users.
-    fs::set_permissions(state_dir, fs::Permissions::from_mode(0o700)).map_err(io(format!(
-        "securing state directory {}",
-        state_dir.display()
-    )))?;
+    // The ipc socket and the logs inside must not be reachable by other users. A directory we
+    // created is private already. An existing one must be ours and not shared (never /tmp or
+    // another world-writable directory); if it is merely readable by others it is tightened.
+    if existed {
+        let meta = fs::metadata(state_dir).map_err(io(format!(
+            "reading state directory {}",
+            state_dir.display()
+        )))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let owner = meta.uid();
+        let me = nix::unistd::getuid().as_raw();
+        if owner != me || mode & 0o1002 != 0 {
+            return Err(DaemonError::Config {
+                reason: format!(
+                    "state directory {} is shared (mode {mode:04o}, owner uid {owner}); use a \
+                     directory of your own, e.g. `mkdir -m 700 DIR`",
+                    state_dir.display()
+                ),
+            });
+        }
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                dir = %state_dir.display(),
+                "state directory was mode {mode:04o}; making it private (0700)"
+            );
+            fs::set_permissions(state_dir, fs::Permissions::from_mode(0o700)).map_err(io(
+                format!("securing state directory {}", state_dir.display()),
+            ))?;
+        }
+    }
     let path = state_dir.join("daemon.lock");
     let file = OpenOptions::new()
         .create(true)

@@ -61,6 +61,11 @@ impl Publisher {
         }
     }
 
+    /// Whether everything queued has been taken by the publisher task.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.capacity() == self.queue.max_capacity()
+    }
+
     /// Messages dropped because the queue was full.
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

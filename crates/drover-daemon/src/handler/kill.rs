@@ -7,7 +7,7 @@ use crate::daemon::Shared;
 use crate::error::supervisor_error;
 
 pub(crate) async fn handle(shared: &Shared, agent: &AgentRef) -> OpResult {
-    let (_, live, handle) = live(shared, agent, "kill")?;
+    let (_, live, handle) = live(shared, agent, "kill").await?;
     let status = handle.kill().await.map_err(supervisor_error)?;
     Ok(after(&live, &status))
 }

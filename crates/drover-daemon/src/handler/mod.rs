@@ -92,7 +92,7 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> OpResult
         Request::Stop(args) => stop::handle(shared, args).await,
         Request::Kill(args) => kill::handle(shared, &args.agent).await,
         Request::Signal(args) => signal::handle(shared, args).await,
-        Request::WriteStdin(args) => write_stdin::handle(shared, args),
+        Request::WriteStdin(args) => write_stdin::handle(shared, args).await,
         Request::CloseStdin(args) => close_stdin::handle(shared, &args.agent).await,
         Request::ReadLogs(args) => read_logs::handle(shared, args),
         Request::StreamInfo(args) => stream_info::handle(shared, args),
@@ -117,7 +117,7 @@ pub(crate) fn resolve(shared: &Shared, agent: &AgentRef) -> Result<AgentInfo, Er
 }
 
 /// The live agent behind a reference, or `invalid_state` when it is no longer live.
-pub(crate) fn live(
+pub(crate) async fn live(
     shared: &Shared,
     agent: &AgentRef,
     op: &str,
@@ -137,7 +137,10 @@ pub(crate) fn live(
         return Err(not_live(&info));
     }
     let live = shared.live(info.id).ok_or_else(|| not_live(&info))?;
-    let handle = live.handle.get().cloned().ok_or_else(|| not_live(&info))?;
+    let handle = live
+        .handle_when_started()
+        .await
+        .ok_or_else(|| not_live(&info))?;
     Ok((info, live, handle))
 }
 

@@ -7,7 +7,7 @@ use crate::daemon::Shared;
 use crate::error::supervisor_error;
 
 pub(crate) async fn handle(shared: &Shared, agent: &AgentRef) -> OpResult {
-    let (_, live, handle) = live(shared, agent, "pause")?;
+    let (_, live, handle) = live(shared, agent, "pause").await?;
     let status = handle.pause().await.map_err(supervisor_error)?;
     Ok(after(&live, &status))
 }

@@ -18,7 +18,7 @@ pub(crate) async fn handle(shared: &Shared, args: SignalArgs) -> OpResult {
             format!("unknown signal {:?}", args.signal),
         )
     })?;
-    let (_, live, handle) = live(shared, &args.agent, "signal")?;
+    let (_, live, handle) = live(shared, &args.agent, "signal").await?;
     let status = handle.signal(number).await.map_err(supervisor_error)?;
     Ok(after(&live, &status))
 }

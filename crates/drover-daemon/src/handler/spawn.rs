@@ -153,6 +153,15 @@ fn register(
     spec: AgentSpec,
 ) -> Result<(AgentId, Arc<AgentObserver>, Arc<LiveAgent>), ErrorBody> {
     let _gate = shared.spawn_gate.lock().unwrap_or_else(|p| p.into_inner());
+    if shared
+        .shutting_down
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidState,
+            "the daemon is shutting down",
+        ));
+    }
     if shared.live_count() >= shared.config.max_agents {
         return Err(ErrorBody::new(
             ErrorCode::LimitReached,
@@ -162,16 +171,7 @@ fn register(
             ),
         ));
     }
-    if let Some(name) = &spec.name {
-        if let Ok(existing) = shared.store.resolve(name) {
-            if existing.name.as_deref() == Some(name) && !existing.state().is_terminal() {
-                return Err(ErrorBody::new(
-                    ErrorCode::InvalidState,
-                    format!("name {name:?} is taken by live agent {}", existing.id),
-                ));
-            }
-        }
-    }
+    // Name uniqueness among live agents is the registry's to enforce (`NameTaken`).
     let info = AgentInfo {
         id: AgentId::new(),
         name: spec.name.clone(),

@@ -9,7 +9,7 @@ use crate::daemon::Shared;
 use crate::error::supervisor_error;
 
 pub(crate) async fn handle(shared: &Shared, args: StopArgs) -> OpResult {
-    let (_, live, handle) = live(shared, &args.agent, "stop")?;
+    let (_, live, handle) = live(shared, &args.agent, "stop").await?;
     let grace = args
         .grace_ms
         .map(Duration::from_millis)

@@ -7,6 +7,7 @@ use drover_proto::{ErrorBody, ErrorCode};
 
 use super::{resolve, OpResult, Reply};
 use crate::daemon::Shared;
+use crate::error::store_error;
 
 pub(crate) async fn handle(shared: &Shared, args: WaitArgs) -> OpResult {
     let agent = resolve(shared, &args.agent)?;
@@ -15,13 +16,32 @@ pub(crate) async fn handle(shared: &Shared, args: WaitArgs) -> OpResult {
     }
     let id = agent.id;
     let terminal = async {
-        if let Some(live) = shared.live(id) {
-            let mut watch = live.info.clone();
-            // An error means the observer is gone, which happens only after it recorded the
-            // terminal state; the registry then has it.
-            let _ = watch.wait_for(|info| info.state().is_terminal()).await;
+        loop {
+            if let Some(live) = shared.live(id) {
+                let mut watch = live.info.clone();
+                let seen = watch
+                    .wait_for(|info| info.state().is_terminal())
+                    .await
+                    .map(|info| info.clone());
+                if let Ok(info) = seen {
+                    return Ok(info);
+                }
+            }
+            // Not live (any more): the registry has the last word, looked up by id so a newer
+            // agent with the same name is never mistaken for this one.
+            let info = shared
+                .store
+                .agent(id)
+                .map_err(store_error)?
+                .ok_or_else(|| {
+                    ErrorBody::new(ErrorCode::NotFound, format!("agent {id} was removed"))
+                })?;
+            if info.state().is_terminal() {
+                return Ok(info);
+            }
+            // Registered but not yet in the live map: a spawn is between the two steps.
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        resolve(shared, &args.agent)
     };
     let agent = match args.timeout_ms {
         Some(ms) => tokio::time::timeout(Duration::from_millis(ms), terminal)

@@ -8,7 +8,7 @@ use super::{live, OpResult, Reply};
 use crate::daemon::Shared;
 use crate::error::supervisor_error;
 
-pub(crate) fn handle(shared: &Shared, args: WriteStdinArgs) -> OpResult {
+pub(crate) async fn handle(shared: &Shared, args: WriteStdinArgs) -> OpResult {
     if args.data.len() > MAX_STDIN_WRITE {
         return Err(ErrorBody::new(
             ErrorCode::TooLarge,
@@ -18,7 +18,7 @@ pub(crate) fn handle(shared: &Shared, args: WriteStdinArgs) -> OpResult {
             ),
         ));
     }
-    let (_, _, handle) = live(shared, &args.agent, "write to")?;
+    let (_, _, handle) = live(shared, &args.agent, "write to").await?;
     let written = handle.write_stdin(args.data).map_err(supervisor_error)?;
     Ok(Reply::WriteStdin(WriteStdinResult {
         written: written as u64,
