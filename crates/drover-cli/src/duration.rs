@@ -23,10 +23,7 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("{text:?} is not a valid duration"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a valid duration"))
 }
 
 #[cfg(test)]
@@ -42,5 +39,6 @@ mod tests {
         assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse("5y").is_err());
         assert!(parse("abc").is_err());
+        assert!(parse("99999999999999999999999h").is_err());
     }
 }

@@ -3,6 +3,16 @@
 //! `main` is thin: parse the command line, run one subcommand, print an error once with its
 //! cause chain, and exit with the status from the table in `docs/PROTOCOL.md`.
 
+/// `println!` that returns the I/O error (a closed pipe, as in `drover ls | head -1`) instead
+/// of panicking; `main` treats a broken pipe as success.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use outln;
+
 mod cmd;
 mod duration;
 mod output;

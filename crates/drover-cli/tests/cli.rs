@@ -130,6 +130,19 @@ fn send_writes_stdin_and_logs_follow_a_chatty_agent() {
     );
     let tail = ok(daemon.drover(&["logs", "--tail", "2", "chatty"]));
     assert_eq!(tail, "29999\n30000\n");
+    // A reader that closes the pipe early is not an error (and never a panic).
+    let piped = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "set -o pipefail; \"$0\" logs chatty | head -1",
+            drover_bin(),
+        ])
+        .env("DROVER_CONTROL", &daemon.control)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&piped), "1\n");
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    assert!(!stderr(&piped).contains("panicked"), "{}", stderr(&piped));
     daemon.stop();
 }
 

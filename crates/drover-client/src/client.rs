@@ -203,16 +203,26 @@ impl Client {
         agent: &str,
         timeout: Option<Duration>,
     ) -> Result<AgentInfo, ClientError> {
-        let timeout_ms = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        let Some(timeout) = timeout else {
+            // Unbounded: a loop of bounded waits, so a daemon restart or a lost reply costs
+            // one round, never the whole wait.
+            loop {
+                match self.wait_once(agent, WAIT_ROUND).await {
+                    Err(error) if error.code() == Some(drover_proto::ErrorCode::Timeout) => {}
+                    other => return other,
+                }
+            }
+        };
+        self.wait_once(agent, timeout).await
+    }
+
+    async fn wait_once(&self, agent: &str, timeout: Duration) -> Result<AgentInfo, ClientError> {
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let request = Request::Wait(WaitArgs {
             agent: AgentRef::new(agent),
-            timeout_ms,
+            timeout_ms: Some(timeout_ms),
         });
-        let result: AgentResult = match timeout {
-            Some(_) => self.call(request).await?,
-            // An unbounded wait gets no client deadline either.
-            None => self.call_within(request, UNBOUNDED).await?,
-        };
+        let result: AgentResult = self.call(request).await?;
         Ok(result.agent)
     }
 
@@ -290,5 +300,5 @@ fn extra_wait(request: &Request) -> Duration {
     }
 }
 
-/// The deadline of a `wait` without a timeout: a century, i.e. none.
-const UNBOUNDED: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// One round of an unbounded `wait`.
+const WAIT_ROUND: Duration = Duration::from_secs(30);

@@ -436,8 +436,18 @@ impl Follower<'_> {
             }
             EventKind::Exit | EventKind::Lost => {
                 if self.tracks.contains_key(&event.agent) {
-                    let info = self.client.get(&event.agent.to_string()).await?;
-                    self.mark_ended(info);
+                    match self.client.get(&event.agent.to_string()).await {
+                        Ok(info) => self.mark_ended(info),
+                        // Removed right after it ended: its logs went with it.
+                        Err(ClientError::Remote(e))
+                            if e.code == drover_proto::ErrorCode::NotFound =>
+                        {
+                            if let Some(track) = self.tracks.get_mut(&event.agent) {
+                                track.done = true;
+                            }
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
             }
             EventKind::Removed => {

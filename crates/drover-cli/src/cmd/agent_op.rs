@@ -65,10 +65,10 @@ pub(crate) fn report(ctx: &Ctx, verb: &str, agent: &AgentInfo) -> anyhow::Result
     if ctx.json {
         return output::json(agent);
     }
-    println!(
+    crate::outln!(
         "{verb} {} ({})",
         output::label(agent),
         agent.state().as_str()
-    );
+    )?;
     Ok(())
 }

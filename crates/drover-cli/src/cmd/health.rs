@@ -15,7 +15,7 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<i32> {
         .iter()
         .map(|(state, n)| format!("{n} {state}"))
         .collect();
-    println!(
+    crate::outln!(
         "ok: drover {} (protocol {}), daemon {}, up {}, agents: {}",
         health.version,
         health.protocol,
@@ -26,6 +26,6 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<i32> {
         } else {
             agents.join(", ")
         }
-    );
+    )?;
     Ok(0)
 }

@@ -191,14 +191,22 @@ impl Printer {
         let mut err = stderr.lock();
         for record in records {
             if self.json {
-                let line = serde_json::json!({
+                let mut line = serde_json::json!({
                     "agent": name,
                     "seq": record.seq.0,
                     "ts": record.ts,
                     "stream": record.stream.as_str(),
-                    "text": String::from_utf8_lossy(&record.data),
                     "partial": record.partial,
                 });
+                // Byte-exact, as on the HTTP API: text when the bytes are UTF-8, else base64.
+                match std::str::from_utf8(&record.data) {
+                    Ok(text) => line["text"] = text.into(),
+                    Err(_) => {
+                        use base64::Engine as _;
+                        let b64 = base64::engine::general_purpose::STANDARD.encode(&record.data);
+                        line["data_b64"] = b64.into();
+                    }
+                }
                 writeln!(out, "{line}")?;
                 continue;
             }

@@ -45,7 +45,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     }
     if args.quiet {
         for agent in &agents {
-            println!("{}", agent.id);
+            crate::outln!("{}", agent.id)?;
         }
         return Ok(0);
     }

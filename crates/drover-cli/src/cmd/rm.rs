@@ -28,7 +28,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         }
         .await;
         match result {
-            Ok(()) if !ctx.json => println!("removed {agent}"),
+            Ok(()) if !ctx.json => crate::outln!("removed {agent}")?,
             Ok(()) => {}
             Err(error) => {
                 eprintln!("drover: {agent}: {error}");

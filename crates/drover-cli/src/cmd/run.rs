@@ -50,7 +50,12 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         Some(result) => result?,
         None => {
             eprintln!("drover: stopping {id} (Ctrl-C again to leave it)");
-            client.stop(&id, None).await?;
+            match client.stop(&id, None).await {
+                Ok(_) => {}
+                // It ended on its own meanwhile; drain and report that.
+                Err(e) if e.code() == Some(drover_proto::ErrorCode::InvalidState) => {}
+                Err(e) => return Err(e.into()),
+            }
             tokio::select! {
                 streamed = follow(&mut follower, &printer) => streamed?,
                 _ = tokio::signal::ctrl_c() => return Ok(130),

@@ -40,7 +40,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         Some(text) => {
             let mut data = text.as_bytes().to_vec();
             data.push(b'\n');
-            written += client.write_stdin(&args.agent, data).await?;
+            written += write_patiently(&client, &args.agent, &data, written).await?;
         }
         None if args.close => {}
         None => anyhow::bail!("nothing to send: give TEXT, `-` for stdin, or --close"),
@@ -52,4 +52,35 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         crate::output::json(&serde_json::json!({ "written": written, "closed": args.close }))?;
     }
     Ok(0)
+}
+
+/// How long a write may keep meeting a full stdin queue before `send` gives up.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Write one chunk, waiting (with backoff) while the agent's stdin queue is full: the agent is
+/// reading, just slower than we send.
+async fn write_patiently(
+    client: &drover_client::Client,
+    agent: &str,
+    data: &[u8],
+    written_before: u64,
+) -> anyhow::Result<u64> {
+    let started = tokio::time::Instant::now();
+    let mut backoff = std::time::Duration::from_millis(5);
+    loop {
+        match client.write_stdin(agent, data.to_vec()).await {
+            Ok(n) => return Ok(n),
+            Err(e) if e.code() == Some(drover_proto::ErrorCode::StdinFull) => {
+                if started.elapsed() > PATIENCE {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "the agent has not read its stdin for {PATIENCE:?}; {written_before} \
+                         bytes were sent"
+                    )));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_millis(500));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

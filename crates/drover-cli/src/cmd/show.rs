@@ -53,7 +53,7 @@ pub(crate) async fn run(ctx: &Ctx, args: One) -> anyhow::Result<i32> {
         lines.push(("labels", labels.join(",")));
     }
     for (key, value) in lines {
-        println!("{key:<8} {value}");
+        crate::outln!("{key:<8} {value}")?;
     }
     Ok(0)
 }

@@ -104,7 +104,8 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
     let agent = client.spawn(args.spec.spec()?).await.context("spawning")?;
     print(ctx, &agent)?;
-    Ok(0)
+    // The agent exists (its id is printed) but never ran: a failure for scripts.
+    Ok(if agent.status.error().is_some() { 1 } else { 0 })
 }
 
 fn print(ctx: &Ctx, agent: &AgentInfo) -> anyhow::Result<()> {
@@ -114,6 +115,6 @@ fn print(ctx: &Ctx, agent: &AgentInfo) -> anyhow::Result<()> {
     if let Some(error) = agent.status.error() {
         eprintln!("drover: agent {} failed to start: {error}", agent.id);
     }
-    println!("{}", agent.id);
+    crate::outln!("{}", agent.id)?;
     Ok(())
 }

@@ -10,25 +10,28 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<i32> {
         output::json(&stats)?;
         return Ok(0);
     }
-    println!(
+    crate::outln!(
         "uptime        {}",
         output::duration(i64::try_from(stats.uptime_ms).unwrap_or(0) * 1_000_000)
-    );
-    println!(
+    )?;
+    crate::outln!(
         "agents        {} live, {} known, {} spawned",
-        stats.agents_live, stats.agents_total, stats.spawns
-    );
-    println!(
+        stats.agents_live,
+        stats.agents_total,
+        stats.spawns
+    )?;
+    crate::outln!(
         "captured      {} records, {} bytes",
-        stats.records, stats.bytes
-    );
-    println!("log storage   {} bytes", stats.log_bytes);
-    println!("events        {}", stats.events);
+        stats.records,
+        stats.bytes
+    )?;
+    crate::outln!("log storage   {} bytes", stats.log_bytes)?;
+    crate::outln!("events        {}", stats.events)?;
     for (op, n) in &stats.requests {
-        println!("requests      {op:<12} {n}");
+        crate::outln!("requests      {op:<12} {n}")?;
     }
     for (code, n) in &stats.errors {
-        println!("errors        {code:<12} {n}");
+        crate::outln!("errors        {code:<12} {n}")?;
     }
     Ok(0)
 }

@@ -23,7 +23,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         output::json(&agent)?;
     } else {
         let detail = output::status_detail(&agent);
-        println!("{} {detail}", agent.state().as_str());
+        crate::outln!("{} {detail}", agent.state().as_str())?;
     }
     Ok(agent_exit_status(&agent))
 }

@@ -31,6 +31,8 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: SpawnArgs) -> OpResult {
         max_record: shared.config.max_record,
         max_runtime: spec.timeout_ms.map(Duration::from_millis),
         runtime_grace: shared.config.default_grace,
+        // 16 chunks of at most 1 MiB: a child that never reads costs at most 16 MiB.
+        stdin_queue: 16,
         ..SupervisorConfig::default()
     };
     let context = spec.context.clone();
