@@ -5,9 +5,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use drover_proto::{AgentId, AgentInfo, AgentStatus, EventKind, Record, Seq, StreamKind};
+use drover_store::StoreError;
 use drover_supervisor::{CapturedRecord, Handle, Observer, Status, Stream};
 use tokio::sync::watch;
 
+use crate::backlog::Backlog;
 use crate::daemon::Shared;
 
 /// A live agent as the daemon holds it.
@@ -41,7 +43,27 @@ pub(crate) struct AgentObserver {
     // across an await (the supervisor calls us synchronously).
     info: Mutex<AgentInfo>,
     watch: watch::Sender<AgentInfo>,
+    // Records the store refused, waiting for a retry. A std Mutex held across the synchronous
+    // append only, never across an await.
+    backlog: Arc<Mutex<Waiting>>,
 }
+
+/// The backlog and what the observer did about it.
+#[derive(Debug, Default)]
+struct Waiting {
+    backlog: Backlog,
+    /// A retry task is running.
+    retrying: bool,
+    /// The daemon paused the agent because the backlog is full.
+    paused: bool,
+    /// When the last store failure was logged (they are logged at most every 10 s).
+    warned: Option<std::time::Instant>,
+}
+
+/// Bytes of refused records kept before the agent is paused until the store recovers.
+const MAX_BACKLOG: usize = 16 * 1024 * 1024;
+/// How often a refused backlog is retried.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl AgentObserver {
     pub(crate) fn new(
@@ -54,6 +76,7 @@ impl AgentObserver {
             shared: Arc::downgrade(shared),
             info: Mutex::new(info),
             watch,
+            backlog: Arc::default(),
         };
         (Arc::new(observer), receiver)
     }
@@ -109,6 +132,81 @@ pub(crate) fn convert_status(status: &Status) -> AgentStatus {
     }
 }
 
+fn lock(waiting: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
+    waiting.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AgentObserver {
+    /// The store refused records: keep retrying, and pause the agent while too much waits.
+    fn on_refused(&self, shared: &Arc<Shared>, waiting: &mut Waiting, error: &StoreError) {
+        let now = std::time::Instant::now();
+        if waiting
+            .warned
+            .is_none_or(|at| now.duration_since(at).as_secs() >= 10)
+        {
+            waiting.warned = Some(now);
+            tracing::error!(
+                agent = %self.id,
+                %error,
+                waiting_bytes = waiting.backlog.bytes(),
+                "the store refused records; keeping them to retry"
+            );
+        }
+        if !waiting.retrying {
+            waiting.retrying = true;
+            tokio::spawn(retry(
+                self.id,
+                Arc::downgrade(shared),
+                Arc::clone(&self.backlog),
+            ));
+        }
+        if waiting.backlog.bytes() > MAX_BACKLOG && !waiting.paused {
+            waiting.paused = true;
+            tracing::warn!(agent = %self.id, "pausing the agent until the store takes its output");
+            with_handle(shared, self.id, |handle| async move {
+                let _ = handle.pause().await;
+            });
+        }
+    }
+}
+
+/// Run `action` on the agent's handle in a task of its own (observers must not wait).
+fn with_handle<F, Fut>(shared: &Shared, id: AgentId, action: F)
+where
+    F: FnOnce(Handle) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if let Some(handle) = shared.live(id).and_then(|live| live.handle.get().cloned()) {
+        tokio::spawn(action(handle));
+    }
+}
+
+/// Retry a refused backlog until the store takes it (or the agent is gone), then resume the
+/// agent if the backlog had paused it.
+async fn retry(id: AgentId, shared: Weak<Shared>, backlog: Arc<Mutex<Waiting>>) {
+    loop {
+        tokio::time::sleep(RETRY_EVERY).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut waiting = lock(&backlog);
+        if waiting
+            .backlog
+            .retry(|r| shared.store.append(id, r))
+            .is_ok()
+        {
+            waiting.retrying = false;
+            if std::mem::take(&mut waiting.paused) {
+                tracing::info!(agent = %id, "the store recovered; resuming the agent");
+                with_handle(&shared, id, |handle| async move {
+                    let _ = handle.resume().await;
+                });
+            }
+            return;
+        }
+    }
+}
+
 impl Observer for AgentObserver {
     fn records(&self, batch: Vec<CapturedRecord>) {
         let Some(shared) = self.shared.upgrade() else {
@@ -124,9 +222,14 @@ impl Observer for AgentObserver {
             .counters
             .bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        if let Err(error) = shared.store.append(self.id, &records) {
-            tracing::error!(agent = %self.id, %error, "storing records");
+        let mut waiting = lock(&self.backlog);
+        if let Err(error) = waiting
+            .backlog
+            .store(&records, |r| shared.store.append(self.id, r))
+        {
+            self.on_refused(&shared, &mut waiting, &error);
         }
+        drop(waiting);
         shared.publisher.log(self.id, records);
     }
 
@@ -136,6 +239,23 @@ impl Observer for AgentObserver {
         };
         let status = convert_status(status);
         let terminal = status.state().is_terminal();
+        if terminal {
+            // Every record came before this call; whatever the store still refuses is lost,
+            // and said so.
+            let mut waiting = lock(&self.backlog);
+            if waiting
+                .backlog
+                .retry(|r| shared.store.append(self.id, r))
+                .is_err()
+            {
+                if let Some((first, last)) = waiting.backlog.abandon() {
+                    tracing::error!(
+                        agent = %self.id,
+                        "records {first}..={last} could not be stored and are lost"
+                    );
+                }
+            }
+        }
         let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
         if info.status == status {
             return;

@@ -102,6 +102,24 @@ impl Config {
         Ok(())
     }
 
+    /// Check everything before binding: sizes the store can hold, and binds.
+    pub fn validate(&self) -> Result<(), DaemonError> {
+        let invalid = |reason: String| Err(DaemonError::Config { reason });
+        if self.max_record == 0 || self.max_record > drover_store::MAX_RECORD_BYTES {
+            return invalid(format!(
+                "max_record must be 1 to {} bytes (the store's record limit)",
+                drover_store::MAX_RECORD_BYTES
+            ));
+        }
+        if self.max_frame < 1024 {
+            return invalid("max_frame must be at least 1024 bytes".into());
+        }
+        if self.max_agents == 0 {
+            return invalid("max_agents must be at least 1".into());
+        }
+        self.check_binds()
+    }
+
     /// Refuse any non-loopback bind: there is no authentication yet (guarantee 6).
     pub fn check_binds(&self) -> Result<(), DaemonError> {
         for endpoint in [&self.control, &self.publish] {
@@ -245,6 +263,20 @@ mod tests {
         config.http = "127.0.0.1:7712".into();
         config.publish = "ipc:///tmp/x".into();
         assert!(config.check_binds().is_err(), "PUB must be a tcp endpoint");
+    }
+
+    #[test]
+    fn sizes_the_store_cannot_hold_are_refused() {
+        let mut config = Config::new("/tmp/unused");
+        config.validate().unwrap();
+        config.max_record = drover_store::MAX_RECORD_BYTES + 1;
+        assert!(config.validate().is_err());
+        config.max_record = 64 * 1024;
+        config.max_frame = 0;
+        assert!(config.validate().is_err());
+        config.max_frame = 1 << 20;
+        config.max_agents = 0;
+        assert!(config.validate().is_err());
     }
 
     #[test]

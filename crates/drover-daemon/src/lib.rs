@@ -13,6 +13,7 @@
 //! does that.
 
 mod agent;
+mod backlog;
 mod config;
 mod control;
 mod daemon;

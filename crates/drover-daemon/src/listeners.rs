@@ -63,7 +63,7 @@ impl std::fmt::Debug for Listeners {
 
 /// Validate the binds, take the state directory, and bind every socket.
 pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
-    config.check_binds()?;
+    config.validate()?;
     let lock = lock::prepare(&config.state_dir)?;
     // Open (and recover) the store before binding, so "ready" means ready.
     let store = drover_store::Store::open(&config.state_dir, config.store.clone())?;

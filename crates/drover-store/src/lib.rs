@@ -41,6 +41,7 @@ use drover_proto::{AgentId, AgentState, Record, Seq, StreamKind};
 pub use config::StoreConfig;
 pub use error::StoreError;
 pub use follow::{FollowItem, Follower};
+pub use frame::MAX_DATA as MAX_RECORD_BYTES;
 pub use read::MAX_READ_BYTES;
 pub use store::Store;
 
