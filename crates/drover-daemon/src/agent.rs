@@ -276,6 +276,7 @@ impl Observer for AgentObserver {
         if terminal {
             shared.store.close_log(self.id);
             shared.forget(self.id);
+            shared.agent_ended.notify_one();
         }
     }
 }

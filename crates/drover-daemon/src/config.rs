@@ -38,6 +38,8 @@ pub struct Config {
     pub ipc: bool,
     /// Most agents live at once; more spawns get `limit_reached`.
     pub max_agents: usize,
+    /// Most ended agents kept; the oldest beyond this are removed with their logs.
+    pub max_ended_agents: usize,
     /// Backends clients may use; every known backend when `None`.
     pub allowed_backends: Option<Vec<String>>,
     /// Backend templates that override or extend the built-in table.
@@ -67,6 +69,7 @@ impl Config {
             http: "127.0.0.1:7712".into(),
             ipc: true,
             max_agents: 256,
+            max_ended_agents: 10_000,
             allowed_backends: None,
             backends: BTreeMap::new(),
             default_grace: Duration::from_secs(10),
@@ -171,6 +174,7 @@ struct ConfigFile {
     http: Option<String>,
     ipc: Option<bool>,
     max_agents: Option<usize>,
+    max_ended_agents: Option<usize>,
     allowed_backends: Option<Vec<String>>,
     backends: BTreeMap<String, BackendTemplate>,
     default_grace_ms: Option<u64>,
@@ -190,6 +194,7 @@ impl ConfigFile {
             http,
             ipc,
             max_agents,
+            max_ended_agents,
             allowed_backends,
             backends,
             default_grace_ms,
@@ -205,6 +210,7 @@ impl ConfigFile {
         set(&mut config.http, http);
         set(&mut config.ipc, ipc);
         set(&mut config.max_agents, max_agents);
+        set(&mut config.max_ended_agents, max_ended_agents);
         if allowed_backends.is_some() {
             config.allowed_backends = allowed_backends;
         }

@@ -13,7 +13,9 @@ use drover_supervisor::backend::BackendTable;
 use crate::agent::LiveAgent;
 use crate::event::EventBus;
 use crate::publish::Publisher;
-use crate::{control, http, publish, restart, Config, DaemonError, Listeners, ShutdownPolicy};
+use crate::{
+    control, http, publish, restart, retention, Config, DaemonError, Listeners, ShutdownPolicy,
+};
 
 /// Daemon-wide counters, reported by `stats` and `/metrics`.
 #[derive(Debug, Default)]
@@ -53,6 +55,8 @@ pub(crate) struct Shared {
     /// Set (under the spawn gate) when shutdown begins: spawns are refused from then on, so the
     /// agents to stop are exactly the live ones.
     pub(crate) shutting_down: AtomicBool,
+    /// Notified when an agent ends, so ended agents beyond the limit are pruned promptly.
+    pub(crate) agent_ended: tokio::sync::Notify,
     pub(crate) requests: Mutex<RequestStats>,
 }
 
@@ -130,6 +134,7 @@ pub async fn run(
         live: Mutex::new(HashMap::new()),
         spawn_gate: Mutex::new(()),
         shutting_down: AtomicBool::new(false),
+        agent_ended: tokio::sync::Notify::new(),
         requests: Mutex::new(RequestStats::default()),
     });
     restart::mark_lost(&shared)?;
@@ -147,7 +152,12 @@ pub async fn run(
         Arc::clone(&shared),
         stop_rx.clone(),
     ));
-    let http_task = tokio::spawn(http::serve(http_listener, Arc::clone(&shared), stop_rx));
+    let http_task = tokio::spawn(http::serve(
+        http_listener,
+        Arc::clone(&shared),
+        stop_rx.clone(),
+    ));
+    let retention_task = tokio::spawn(retention::run(Arc::clone(&shared), stop_rx));
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -162,6 +172,7 @@ pub async fn run(
     // Every step is bounded: requests in flight and open streams get a moment to finish.
     let _ = tokio::time::timeout(DRAIN, control_task).await;
     let _ = tokio::time::timeout(DRAIN, http_task).await;
+    let _ = tokio::time::timeout(DRAIN, retention_task).await;
     // Let the last events (the agents' exits) reach subscribers.
     let flushed = async {
         while !shared.publisher.is_empty() {

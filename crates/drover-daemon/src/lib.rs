@@ -25,6 +25,7 @@ mod listeners;
 mod lock;
 mod publish;
 mod restart;
+mod retention;
 
 pub use config::{Config, ShutdownPolicy};
 pub use daemon::run;

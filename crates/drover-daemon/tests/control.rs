@@ -610,3 +610,53 @@ async fn stream_info_and_stats() {
     })
     .await
 }
+
+#[tokio::test]
+async fn ended_agents_beyond_the_limit_are_removed_oldest_first() {
+    within(async {
+        let daemon = TestDaemon::start_with(|config| config.max_ended_agents = 2).await;
+        let client = daemon.client().await;
+        let live = client.spawn(sh("sleep 100")).await.unwrap();
+        let mut ended = Vec::new();
+        for _ in 0..4 {
+            let agent = client.spawn(sh("echo hi")).await.unwrap();
+            client.wait(&agent.id.to_string(), None).await.unwrap();
+            ended.push(agent.id);
+        }
+        let kept = wait_for("the oldest ended agents to be removed", || async {
+            let agents = client.list(ListArgs::default()).await.unwrap();
+            (agents.len() == 3).then_some(agents)
+        })
+        .await;
+        let ids: Vec<_> = kept.iter().map(|a| a.id).collect();
+        assert_eq!(
+            ids,
+            vec![live.id, ended[2], ended[3]],
+            "live agents are never pruned"
+        );
+        assert_eq!(
+            code(
+                client
+                    .read_logs(ReadLogsArgs::new(AgentRef::new(ended[0].to_string())))
+                    .await
+            ),
+            ErrorCode::NotFound,
+            "their logs went with them"
+        );
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_oversize_spec_is_too_large() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let mut spec = sh("true");
+        spec.context = Some("x".repeat(drover_proto::limits::MAX_SPEC_BYTES + 1));
+        assert_eq!(code(client.spawn(spec).await), ErrorCode::TooLarge);
+        daemon.shutdown().await;
+    })
+    .await
+}

@@ -26,6 +26,10 @@ pub const MAX_STDIN_WRITE: usize = 1024 * 1024;
 /// Longest agent name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
 
+/// Largest spec, counting the bytes of every string in it (task, context, argv, env, labels):
+/// 1 MiB. Every `list` reply carries specs, so they must stay small.
+pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
+
 /// Deepest nesting of maps and arrays in one message, counting the body map as level 1. Deeper
 /// messages are refused as malformed: decoding recurses, and without this bound a hostile frame
 /// of a few hundred bytes could exhaust a thread's stack.

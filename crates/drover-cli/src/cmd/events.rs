@@ -1,8 +1,10 @@
 //! `drover events`: lifecycle events, stored and (with `-f`) live, resumable by number.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use drover_client::Client;
+use drover_proto::AgentId;
 use drover_proto::{Event, EventSeq};
 
 use super::Ctx;
@@ -22,6 +24,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let after = args.since.map(EventSeq);
     if !args.follow {
         let mut after = after;
+        let mut names = Names::default();
         loop {
             let read = client.read_events(after, None).await?;
             let Some(last) = read.events.last() else {
@@ -29,19 +32,42 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
             };
             after = Some(last.event_seq);
             for event in &read.events {
-                print(ctx, &client, event).await?;
+                print(ctx, &client, &mut names, event).await?;
             }
         }
         return Ok(0);
     }
     let mut follower = client.follow_events(after).await?;
+    let mut names = Names::default();
     loop {
         let event = follower.next().await?;
-        print(ctx, &client, &event).await?;
+        print(ctx, &client, &mut names, &event).await?;
     }
 }
 
-async fn print(ctx: &Ctx, client: &Client, event: &Event) -> anyhow::Result<()> {
+/// Display names by agent, looked up once each; bounded by the agents the daemon holds, and
+/// cleared if it grows past that anyway.
+#[derive(Default)]
+struct Names(HashMap<AgentId, String>);
+
+impl Names {
+    async fn of(&mut self, client: &Client, agent: AgentId) -> String {
+        if let Some(name) = self.0.get(&agent) {
+            return name.clone();
+        }
+        let name = match client.get(&agent.to_string()).await {
+            Ok(info) => super::logs::display_name(&info),
+            Err(_) => agent.to_string(),
+        };
+        if self.0.len() > 100_000 {
+            self.0.clear();
+        }
+        self.0.insert(agent, name.clone());
+        name
+    }
+}
+
+async fn print(ctx: &Ctx, client: &Client, names: &mut Names, event: &Event) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if ctx.json {
         serde_json::to_writer(&mut out, event)?;
@@ -49,11 +75,8 @@ async fn print(ctx: &Ctx, client: &Client, event: &Event) -> anyhow::Result<()> 
         return Ok(out.flush()?);
     }
     drop(out);
-    // Names are looked up for display; a removed agent shows its id.
-    let who = match client.get(&event.agent.to_string()).await {
-        Ok(agent) => super::logs::display_name(&agent),
-        Err(_) => event.agent.to_string(),
-    };
+    // A removed agent shows its id.
+    let who = names.of(client, event.agent).await;
     let mut line = format!(
         "{:>6}  {}  {:<12} {:<8} {}",
         event.event_seq,

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use drover_proto::limits::MAX_NAME_LEN;
+use drover_proto::limits::{MAX_NAME_LEN, MAX_SPEC_BYTES};
 use drover_proto::op::{AgentResult, SpawnArgs};
 use drover_proto::{
     AgentId, AgentInfo, AgentSpec, AgentState, AgentStatus, ErrorBody, ErrorCode, EventKind,
@@ -67,7 +67,35 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: SpawnArgs) -> OpResult {
     Ok(Reply::Agent(AgentResult { agent }))
 }
 
+/// Bytes of every string in a spec.
+fn spec_bytes(spec: &AgentSpec) -> usize {
+    let options = [
+        &spec.name,
+        &spec.backend,
+        &spec.task,
+        &spec.model,
+        &spec.system_prompt,
+        &spec.context,
+        &spec.cwd,
+    ];
+    let maps = spec.env.iter().chain(spec.labels.iter());
+    options
+        .iter()
+        .flat_map(|o| o.as_ref())
+        .map(String::len)
+        .sum::<usize>()
+        + spec.argv.iter().map(String::len).sum::<usize>()
+        + maps.map(|(k, v)| k.len() + v.len()).sum::<usize>()
+}
+
 fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
+    let size = spec_bytes(spec);
+    if size > MAX_SPEC_BYTES {
+        return Err(ErrorBody::new(
+            ErrorCode::TooLarge,
+            format!("the spec holds {size} bytes; at most {MAX_SPEC_BYTES} are allowed"),
+        ));
+    }
     if let Some(name) = &spec.name {
         if name.is_empty() || name.len() > MAX_NAME_LEN {
             return Err(bad(format!("name must be 1 to {MAX_NAME_LEN} bytes")));
