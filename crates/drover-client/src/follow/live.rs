@@ -1,0 +1,146 @@
+//! The live side of a follow: what arrives on the SUB socket.
+
+use bytes::Bytes;
+use drover_proto::{topic, Event, EventKind, Heartbeat, Record, RecordBatch, Seq};
+
+use super::{FollowEvent, Follower, Selection, MAX_PUB_MESSAGE};
+use crate::ClientError;
+
+impl Follower<'_> {
+    pub(super) async fn on_message(
+        &mut self,
+        topic: &Bytes,
+        body: &Bytes,
+    ) -> Result<(), ClientError> {
+        // A message that does not decode is treated like a lost one: re-read from the store.
+        if topic.starts_with(topic::LOG_PREFIX.as_bytes()) {
+            match drover_proto::decode::<RecordBatch>(body, MAX_PUB_MESSAGE) {
+                Ok(batch) => self.on_batch(batch).await,
+                Err(_) => self.reconcile().await,
+            }
+        } else if topic.starts_with(topic::EVENT_PREFIX.as_bytes()) {
+            match drover_proto::decode::<Event>(body, MAX_PUB_MESSAGE) {
+                Ok(event) => self.on_event(event).await,
+                Err(_) => self.reconcile().await,
+            }
+        } else if topic.as_ref() == topic::HEARTBEAT.as_bytes() {
+            match drover_proto::decode::<Heartbeat>(body, MAX_PUB_MESSAGE) {
+                Ok(beat) => self.on_heartbeat(beat).await,
+                Err(_) => Ok(()),
+            }
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(super) async fn on_batch(&mut self, batch: RecordBatch) -> Result<(), ClientError> {
+        if !self.tracks.contains_key(&batch.agent) {
+            // A new agent in an open selection: learn about it, then read it from the store.
+            if !matches!(self.selection, Selection::Agents(_)) {
+                self.discover(batch.agent).await?;
+            }
+            return Ok(());
+        }
+        let Some(track) = self.tracks.get_mut(&batch.agent) else {
+            return Ok(());
+        };
+        if !track.caught_up || track.done {
+            return Ok(());
+        }
+        let fresh: Vec<Record> = batch
+            .records
+            .into_iter()
+            .filter(|r| r.seq >= track.next)
+            .collect();
+        let Some(first) = fresh.first() else {
+            return Ok(());
+        };
+        if first.seq > track.next {
+            // A gap: the store has the missing records; read from there.
+            self.ready.push_back(FollowEvent::Gap {
+                agent: batch.agent,
+                from: track.next,
+                to: Seq(first.seq.0 - 1),
+            });
+            track.caught_up = false;
+            track.gap_reported = true;
+            return Ok(());
+        }
+        if let Some(last) = fresh.last() {
+            track.next = last.seq.next();
+        }
+        let stream = self.options.stream;
+        let records: Vec<Record> = fresh
+            .into_iter()
+            .filter(|r| stream.is_none_or(|s| s == r.stream))
+            .collect();
+        if !records.is_empty() {
+            self.ready.push_back(FollowEvent::Records {
+                agent: batch.agent,
+                records,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) async fn on_event(&mut self, event: Event) -> Result<(), ClientError> {
+        let missed = self
+            .last_event
+            .is_some_and(|last| event.event_seq.0 > last.0 + 1);
+        self.last_event = Some(event.event_seq.max(self.last_event.unwrap_or_default()));
+        if missed {
+            return self.reconcile().await;
+        }
+        match event.kind {
+            EventKind::Spawned => {
+                if !matches!(self.selection, Selection::Agents(_)) {
+                    self.discover(event.agent).await?;
+                }
+            }
+            EventKind::Exit | EventKind::Lost => {
+                if self.tracks.contains_key(&event.agent) {
+                    match self.client.get(&event.agent.to_string()).await {
+                        Ok(info) => self.mark_ended(info),
+                        // Removed right after it ended: its logs went with it.
+                        Err(ClientError::Remote(e))
+                            if e.code == drover_proto::ErrorCode::NotFound =>
+                        {
+                            if let Some(track) = self.tracks.get_mut(&event.agent) {
+                                track.done = true;
+                            }
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
+            }
+            EventKind::Removed => {
+                if let Some(track) = self.tracks.get_mut(&event.agent) {
+                    track.done = true;
+                }
+            }
+            EventKind::State => {
+                if let Some(track) = self.tracks.get_mut(&event.agent) {
+                    track.info.status = match self.client.get(&event.agent.to_string()).await {
+                        Ok(info) => info.status,
+                        Err(_) => return Ok(()),
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn on_heartbeat(&mut self, beat: Heartbeat) -> Result<(), ClientError> {
+        let first = self.daemon.is_none();
+        let restarted = self.daemon.is_some_and(|daemon| daemon != beat.daemon);
+        let missed = self
+            .last_event
+            .is_some_and(|last| beat.event_seq.0 > last.0);
+        self.daemon = Some(beat.daemon);
+        if first || restarted || missed {
+            self.last_event = Some(beat.event_seq);
+            self.reconcile().await?;
+        }
+        Ok(())
+    }
+}
