@@ -1,12 +1,12 @@
 //! The daemon's shared state and its main loop.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use drover_proto::{AgentId, DaemonId};
+use drover_proto::{AgentId, DaemonId, EventSeq};
 use drover_store::Store;
 use drover_supervisor::backend::BackendTable;
 
@@ -58,6 +58,9 @@ pub(crate) struct Shared {
     /// Notified when an agent ends, so ended agents beyond the limit are pruned promptly.
     pub(crate) agent_ended: tokio::sync::Notify,
     pub(crate) requests: Mutex<RequestStats>,
+    /// Agents by state as of an `event_seq`: every state change emits an event, so the counts
+    /// are current while the event number is unchanged, and `health` skips the registry query.
+    pub(crate) state_counts: Mutex<Option<(EventSeq, BTreeMap<String, u64>)>>,
 }
 
 impl Shared {
@@ -136,6 +139,7 @@ pub async fn run(
         shutting_down: AtomicBool::new(false),
         agent_ended: tokio::sync::Notify::new(),
         requests: Mutex::new(RequestStats::default()),
+        state_counts: Mutex::new(None),
     });
     restart::mark_lost(&shared)?;
 

@@ -10,6 +10,7 @@ mod agents;
 mod body;
 mod events;
 mod follow;
+mod guard;
 mod logs;
 mod metrics;
 mod query;
@@ -82,6 +83,7 @@ pub(crate) fn app(http: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(guard::loopback_only))
         .with_state(http)
 }
 

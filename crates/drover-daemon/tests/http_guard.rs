@@ -1,0 +1,71 @@
+//! The HTTP API refuses the user's own browser being turned against it: foreign web origins
+//! (cross-site request forgery) and foreign host names (DNS rebinding).
+
+mod support;
+
+use support::{request, within, Daemon};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SPAWN: &[u8] = br#"{"spec": {"argv": ["sh", "-c", "echo pwned"]}}"#;
+
+#[tokio::test]
+async fn a_foreign_origin_cannot_spawn() {
+    within(async {
+        let daemon = Daemon::start().await;
+        let response = request(
+            daemon.addr,
+            "POST",
+            "/v1/agents",
+            &[
+                ("Content-Type", "text/plain"),
+                ("Origin", "http://evil.example"),
+            ],
+            SPAWN,
+        )
+        .await;
+        assert_eq!(response.status, 401);
+        assert_eq!(response.error_code(), "unauthorized");
+        // A loopback origin (a page the daemon's own host serves) is fine.
+        let ok = request(
+            daemon.addr,
+            "GET",
+            "/v1/agents",
+            &[("Origin", &format!("http://{}", daemon.addr))],
+            b"",
+        )
+        .await;
+        assert_eq!(ok.status, 200);
+        assert_eq!(
+            ok.json()["agents"].as_array().map(Vec::len),
+            Some(0),
+            "nothing was spawned"
+        );
+        daemon.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_rebound_host_name_is_refused() {
+    within(async {
+        let daemon = Daemon::start().await;
+        let mut stream = tokio::net::TcpStream::connect(daemon.addr).await.unwrap();
+        let head = format!(
+            "POST /v1/agents HTTP/1.1\r\nHost: evil.example:{}\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n",
+            daemon.addr.port(),
+            SPAWN.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(SPAWN).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+        assert!(text.contains("\"unauthorized\""), "{text}");
+        let agents = daemon.get("/v1/agents").await.json();
+        assert_eq!(agents["agents"].as_array().map(Vec::len), Some(0));
+        daemon.stop().await;
+    })
+    .await
+}
