@@ -40,6 +40,9 @@ pub struct Config {
     pub max_agents: usize,
     /// Most ended agents kept; the oldest beyond this are removed with their logs.
     pub max_ended_agents: usize,
+    /// Most SSE log streams, and separately event streams, open at once (each costs at most a
+    /// 1 MiB store chunk and its share of an agent's live feed); more get `limit_reached`.
+    pub max_streams: usize,
     /// Backends clients may use; every known backend when `None`.
     pub allowed_backends: Option<Vec<String>>,
     /// Backend templates that override or extend the built-in table.
@@ -70,6 +73,7 @@ impl Config {
             ipc: true,
             max_agents: 256,
             max_ended_agents: 10_000,
+            max_streams: 256,
             allowed_backends: None,
             backends: BTreeMap::new(),
             default_grace: Duration::from_secs(10),
@@ -175,6 +179,7 @@ struct ConfigFile {
     ipc: Option<bool>,
     max_agents: Option<usize>,
     max_ended_agents: Option<usize>,
+    max_streams: Option<usize>,
     allowed_backends: Option<Vec<String>>,
     backends: BTreeMap<String, BackendTemplate>,
     default_grace_ms: Option<u64>,
@@ -195,6 +200,7 @@ impl ConfigFile {
             ipc,
             max_agents,
             max_ended_agents,
+            max_streams,
             allowed_backends,
             backends,
             default_grace_ms,
@@ -211,6 +217,7 @@ impl ConfigFile {
         set(&mut config.ipc, ipc);
         set(&mut config.max_agents, max_agents);
         set(&mut config.max_ended_agents, max_ended_agents);
+        set(&mut config.max_streams, max_streams);
         if allowed_backends.is_some() {
             config.allowed_backends = allowed_backends;
         }

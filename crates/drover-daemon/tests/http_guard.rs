@@ -69,3 +69,27 @@ async fn a_rebound_host_name_is_refused() {
     })
     .await
 }
+
+#[tokio::test]
+async fn streams_beyond_the_maximum_are_refused_and_slots_come_back() {
+    use support::SseClient;
+    within(async {
+        let daemon = Daemon::start_with(|config| config.max_streams = 1).await;
+        let id = daemon.spawn(&["sleep", "100"]).await;
+        let path = format!("/v1/agents/{id}/logs?follow=true");
+        let sse = [("Accept", "text/event-stream")];
+        let first = SseClient::connect(daemon.addr, &path, &sse).await;
+        let refused = request(daemon.addr, "GET", &path, &sse, b"").await;
+        assert_eq!(refused.status, 429);
+        assert_eq!(refused.error_code(), "limit_reached");
+        drop(first);
+        support::wait_for("the slot to be released", || async {
+            daemon.metric("drover_followers").await == 0
+        })
+        .await;
+        let again = SseClient::connect(daemon.addr, &path, &sse).await;
+        assert_eq!(again.header("content-type"), Some("text/event-stream"));
+        daemon.stop().await;
+    })
+    .await
+}

@@ -31,7 +31,9 @@ impl Default for StoreConfig {
             global_budget: 4 * 1024 * 1024 * 1024,
             sync_interval: Duration::from_millis(50),
             sync_records: 10_000,
-            follow_buffer: 1024,
+            // Small on purpose: a follower that falls behind refills from the store, losing
+            // nothing, and a stalled one pins at most this many batches of an agent's output.
+            follow_buffer: 64,
             max_events: 100_000,
             writer_idle: Duration::from_secs(30),
         }

@@ -2,7 +2,7 @@
 //!
 //! The follower subscribes to the agent's live feed *under the log lock*, noting the log's end at
 //! that instant (`store_end`). Everything before `store_end` is read from the store, in chunks of
-//! at most `CHUNK` records (and `MAX_READ_BYTES`); everything from it on arrives on the feed.
+//! at most `CHUNK` records (and `CHUNK_BYTES`); everything from it on arrives on the feed.
 //! Batches are de-duplicated by seq.
 //!
 //! A follower that falls behind the bounded feed (`broadcast` reports `Lagged`) does not lose
@@ -20,6 +20,8 @@ use crate::read;
 
 /// Records read from the store per step.
 const CHUNK: u32 = 4096;
+/// Record bytes read from the store at once by a follower: what one follower holds in memory.
+const CHUNK_BYTES: usize = 1024 * 1024;
 
 /// What a follower yields.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,7 +127,8 @@ impl Follower {
     async fn read_stored(&mut self) -> Option<FollowItem> {
         let (from, until, log) = (self.next, self.store_end, self.log.clone());
         let result =
-            tokio::task::spawn_blocking(move || read::range(&log, from, until, CHUNK)).await;
+            tokio::task::spawn_blocking(move || read::range(&log, from, until, CHUNK, CHUNK_BYTES))
+                .await;
         let requested = self.requested.take();
         let read = match result {
             Ok(Ok(read)) => read,

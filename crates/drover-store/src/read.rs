@@ -69,9 +69,14 @@ fn snapshot(log: &AgentLog) -> Snapshot {
 
 /// Run a query (see `Store::read`).
 pub fn read(log: &AgentLog, q: &LogQuery) -> Result<LogRead, StoreError> {
+    read_capped(log, q, MAX_READ_BYTES)
+}
+
+/// Run a query returning at most about `max_bytes` of record data (always at least one record).
+pub fn read_capped(log: &AgentLog, q: &LogQuery, max_bytes: usize) -> Result<LogRead, StoreError> {
     let mut attempts = 0;
     loop {
-        match read_snapshot(&snapshot(log), q) {
+        match read_snapshot(&snapshot(log), q, max_bytes) {
             Ok(r) => return Ok(r),
             Err(Failure::Store(e)) => return Err(e),
             Err(Failure::Vanished) if attempts < 3 => attempts += 1,
@@ -82,7 +87,7 @@ pub fn read(log: &AgentLog, q: &LogQuery) -> Result<LogRead, StoreError> {
     }
 }
 
-fn read_snapshot(snap: &Snapshot, q: &LogQuery) -> Result<LogRead, Failure> {
+fn read_snapshot(snap: &Snapshot, q: &LogQuery, max_bytes: usize) -> Result<LogRead, Failure> {
     let end = q.until_seq.map_or(snap.next_seq, |u| u.min(snap.next_seq));
     let limit = match q.limit {
         0 => DEFAULT_READ_LIMIT,
@@ -151,7 +156,7 @@ fn read_snapshot(snap: &Snapshot, q: &LogQuery) -> Result<LogRead, Failure> {
                 bytes += f.data.len();
                 out.records.push(f.to_record());
             }
-            if out.records.len() >= limit || scanned >= max_scan || bytes >= MAX_READ_BYTES {
+            if out.records.len() >= limit || scanned >= max_scan || bytes >= max_bytes {
                 return Ok(out);
             }
         }
@@ -236,12 +241,18 @@ fn corrupt(path: &Path, detail: String) -> Failure {
 }
 
 /// Records `[from, until)` (at most `limit`), for followers refilling from the store.
-pub fn range(log: &AgentLog, from: Seq, until: Seq, limit: u32) -> Result<LogRead, StoreError> {
+pub fn range(
+    log: &AgentLog,
+    from: Seq,
+    until: Seq,
+    limit: u32,
+    max_bytes: usize,
+) -> Result<LogRead, StoreError> {
     let q = LogQuery {
         since_seq: Some(from),
         until_seq: Some(until),
         limit,
         ..LogQuery::default()
     };
-    read(log, &q)
+    read_capped(log, &q, max_bytes)
 }

@@ -53,6 +53,15 @@ async fn open(
             "/v1/events answers with text/event-stream; send Accept: text/event-stream",
         ));
     }
+    let counted = StreamGuard::new(Arc::clone(http)).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::LimitReached,
+            format!(
+                "{} event streams are open, the maximum",
+                http.shared.config.max_streams
+            ),
+        )
+    })?;
     let since = match sse::last_event_id(headers).map_err(ApiError::bad_request)? {
         Some(id) => Some(id),
         None => params.parse::<u64>("since")?,
@@ -76,7 +85,7 @@ async fn open(
         None => (http.shared.events.last(), false),
     };
     Ok(EventSource {
-        counted: StreamGuard::new(Arc::clone(http)),
+        counted,
         live,
         last,
         backlog,
@@ -90,9 +99,12 @@ async fn open(
 struct StreamGuard(Arc<Http>);
 
 impl StreamGuard {
-    fn new(http: Arc<Http>) -> StreamGuard {
-        http.event_followers.fetch_add(1, Ordering::Relaxed);
-        StreamGuard(http)
+    /// Count one more stream, unless that would pass the maximum.
+    fn new(http: Arc<Http>) -> Option<StreamGuard> {
+        let before = http.event_followers.fetch_add(1, Ordering::Relaxed);
+        // Constructed even when refused, so its drop undoes the increment.
+        let guard = StreamGuard(http);
+        (before < guard.0.shared.config.max_streams as u64).then_some(guard)
     }
 }
 

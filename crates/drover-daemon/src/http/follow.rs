@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use drover_proto::{AgentId, AgentInfo, Seq, StreamKind};
+use drover_proto::{AgentId, AgentInfo, ErrorCode, Seq, StreamKind};
 use drover_store::{FollowItem, Follower, LogQuery};
 use serde::Serialize;
 
@@ -47,6 +47,15 @@ pub(super) fn start(
     from: &FollowFrom,
 ) -> Result<axum::response::Response, ApiError> {
     let shared = &http.shared;
+    let counted = FollowerGuard::new(Arc::clone(shared)).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::LimitReached,
+            format!(
+                "{} log streams are open, the maximum",
+                shared.config.max_streams
+            ),
+        )
+    })?;
     let started = Instant::now();
     let result = start_seq(shared, agent.id, from).and_then(|since| {
         shared
@@ -64,7 +73,7 @@ pub(super) fn start(
         stream: from.stream,
         agent,
         done: false,
-        counted: FollowerGuard::new(Arc::clone(shared)),
+        counted,
     };
     Ok(sse::response(source, http.stop.clone()))
 }
@@ -105,9 +114,12 @@ fn start_seq(shared: &Shared, agent: AgentId, from: &FollowFrom) -> Result<Seq, 
 struct FollowerGuard(Arc<Shared>);
 
 impl FollowerGuard {
-    fn new(shared: Arc<Shared>) -> FollowerGuard {
-        shared.counters.followers.fetch_add(1, Ordering::Relaxed);
-        FollowerGuard(shared)
+    /// Count one more follower, unless that would pass the maximum.
+    fn new(shared: Arc<Shared>) -> Option<FollowerGuard> {
+        let before = shared.counters.followers.fetch_add(1, Ordering::Relaxed);
+        // Constructed even when refused, so its drop undoes the increment.
+        let guard = FollowerGuard(shared);
+        (before < guard.0.config.max_streams as u64).then_some(guard)
     }
 }
 
