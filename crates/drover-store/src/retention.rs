@@ -3,8 +3,10 @@
 //! Per agent first (inline in the append that crossed the agent's budget: one `unlink` per
 //! segment, rare), then globally (on the syncer thread, so appends never scan other agents):
 //! sealed segments of all agents, oldest sealed first, until the total is within the global
-//! budget. The active segment is never deleted, so a log always keeps its newest records and
-//! stays contiguous from its first kept seq.
+//! budget. The active segment of a live log is never deleted, so it always keeps its newest
+//! records and stays contiguous from its first kept seq. A closed log (its agent ended) has no
+//! active segment any more: its last segment may go too, or ended agents' final segments
+//! would add up past the global budget; such a log then reads as empty with `truncated`.
 
 use std::fs;
 use std::sync::atomic::Ordering;
@@ -56,9 +58,19 @@ pub fn trim_global(shared: &Shared) {
     let mut candidates: Vec<(SystemTime, Seq, usize)> = Vec::new();
     for (i, log) in logs.iter().enumerate() {
         let st = log.lock();
-        let sealed = st.segments.len().saturating_sub(1);
-        for seg in st.segments.iter().take(sealed) {
-            candidates.push((seg.sealed_at, seg.first, i));
+        let closed = st.live.is_none();
+        let last = st.segments.len().saturating_sub(1);
+        let deletable = if closed { st.segments.len() } else { last };
+        for (k, seg) in st.segments.iter().take(deletable).enumerate() {
+            // A closed log's last segment was never sealed: it ended with its last append.
+            let when = if k == last {
+                SystemTime::now()
+                    .checked_sub(st.last_append.elapsed())
+                    .unwrap_or(seg.sealed_at)
+            } else {
+                seg.sealed_at
+            };
+            candidates.push((when, seg.first, i));
         }
     }
     // Oldest first; within one agent, sealing order and seq order agree.
@@ -68,8 +80,14 @@ pub fn trim_global(shared: &Shared) {
             break;
         }
         let mut st = logs[i].lock();
-        // Only a log's oldest segment may go; skip if the log changed since the listing.
-        if st.segments.len() > 1 && st.segments.front().is_some_and(|s| s.first == first) {
+        // Only a log's oldest segment may go, and a live log's last one never; skip if the log
+        // changed since the listing.
+        let may_go = st.segments.len() > 1 || st.live.is_none();
+        if may_go && st.segments.front().is_some_and(|s| s.first == first) {
+            if st.segments.len() == 1 {
+                // Its writer goes with it; the log is closed, nothing appends any more.
+                st.writer = None;
+            }
             remove_oldest(&mut st, shared);
         }
     }

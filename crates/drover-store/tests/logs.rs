@@ -226,6 +226,9 @@ fn global_budget_removes_oldest_segments_across_agents() {
     };
     let store = open(dir.path(), config);
     let (old, new) = (AgentId::new(), AgentId::new());
+    // Both agents live: their active segments stay (closed logs may lose theirs too).
+    store.open_log(old);
+    store.open_log(new);
     for chunk in recs(1, 1500).chunks(16) {
         store.append(old, chunk).expect("append old");
     }
@@ -391,4 +394,47 @@ fn corrupt_segments_are_recovered_or_reported_never_panic() {
     store
         .append(agent, &recs(first_of_last, first_of_last + 5))
         .expect("append continues");
+}
+
+#[test]
+fn the_global_budget_also_reclaims_the_last_segments_of_closed_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig {
+        // One segment per log: without this rule nothing could ever be removed.
+        segment_bytes: 1024 * 1024,
+        global_budget: 64 * 1024,
+        ..StoreConfig::default()
+    };
+    let store = open(dir.path(), config);
+    let agents: Vec<AgentId> = (0..4).map(|_| AgentId::new()).collect();
+    for agent in &agents {
+        store.open_log(*agent);
+        for chunk in recs(1, 400).chunks(16) {
+            store.append(*agent, chunk).expect("append");
+        }
+        store.close_log(*agent);
+    }
+    let log_bytes = || -> u64 {
+        agents
+            .iter()
+            .map(|a| store.log_bounds(*a).expect("bounds").bytes)
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    while log_bytes() > 64 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "closed logs were never reclaimed: {} bytes",
+            log_bytes()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The oldest log went first; it now reads as empty and says so.
+    let read = store.read(agents[0], &since(1, 100)).expect("read");
+    assert!(read.records.is_empty());
+    assert!(read.truncated, "{read:?}");
+    assert_eq!(read.first_seq, Seq(401));
+    // The newest log is intact.
+    let read = store.read(agents[3], &since(1, 1000)).expect("read");
+    assert_eq!(read.records.len(), 400);
 }
