@@ -160,7 +160,9 @@ impl AgentObserver {
                 Arc::clone(&self.backlog),
             ));
         }
-        if waiting.backlog.bytes() > MAX_BACKLOG && !waiting.paused {
+        // The agent's real state decides, not the flag: someone may have resumed it meanwhile.
+        let running = self.watch.borrow().state() == drover_proto::AgentState::Running;
+        if waiting.backlog.bytes() > MAX_BACKLOG && running {
             waiting.paused = true;
             tracing::warn!(agent = %self.id, "pausing the agent until the store takes its output");
             with_handle(shared, self.id, |handle| async move {

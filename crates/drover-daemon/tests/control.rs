@@ -278,6 +278,11 @@ async fn signals_by_name_and_number() {
             code(client.signal(&id, SignalSpec::Number(999)).await),
             ErrorCode::BadRequest
         );
+        // Job-control stops would stop the group behind the state machine's back.
+        assert_eq!(
+            code(client.signal(&id, SignalSpec::Name("TSTP".into())).await),
+            ErrorCode::BadRequest
+        );
         client
             .signal(&id, SignalSpec::Name("SIGUSR1".into()))
             .await
@@ -545,6 +550,20 @@ async fn invalid_specs_are_refused() {
             AgentSpec {
                 timeout_ms: Some(0),
                 ..sh("true")
+            },
+            AgentSpec {
+                log_budget: Some(u64::MAX),
+                ..sh("true")
+            },
+            AgentSpec {
+                log_budget: Some(10),
+                ..sh("true")
+            },
+            // A task that an agent CLI would parse as one of its own options.
+            AgentSpec {
+                backend: Some("claude".into()),
+                task: Some("--dangerously-skip-permissions".into()),
+                ..AgentSpec::default()
             },
         ];
         for spec in cases {

@@ -368,14 +368,14 @@ async fn bad_input_gets_typed_json_errors() {
 }
 
 #[tokio::test]
-async fn wait_times_out_with_408() {
+async fn wait_times_out_with_504() {
     within(async {
         let daemon = Daemon::start().await;
         let id = daemon.spawn(&["sleep", "30"]).await;
         let waited = daemon
             .get(&format!("/v1/agents/{id}/wait?timeout_ms=50"))
             .await;
-        assert_eq!(waited.status, 408, "{}", waited.text());
+        assert_eq!(waited.status, 504, "{}", waited.text());
         assert_eq!(waited.error_code(), "timeout");
         let killed = daemon
             .post_json(&format!("/v1/agents/{id}/kill"), &json!({}))

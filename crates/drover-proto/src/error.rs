@@ -106,7 +106,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::TooLarge => 413,
             ErrorCode::UnsupportedVersion => 400,
-            ErrorCode::Timeout => 408,
+            // Not 408: clients and proxies may retry a 408 on their own, even a POST.
+            ErrorCode::Timeout => 504,
             ErrorCode::StdinFull => 503,
             ErrorCode::StdinClosed => 409,
             ErrorCode::Internal => 500,

@@ -11,7 +11,7 @@ const TABLE: [(ErrorCode, &str, u16, i32); 11] = [
     (ErrorCode::Unauthorized, "unauthorized", 401, 6),
     (ErrorCode::TooLarge, "too_large", 413, 7),
     (ErrorCode::UnsupportedVersion, "unsupported_version", 400, 8),
-    (ErrorCode::Timeout, "timeout", 408, 9),
+    (ErrorCode::Timeout, "timeout", 504, 9),
     (ErrorCode::StdinFull, "stdin_full", 503, 10),
     (ErrorCode::StdinClosed, "stdin_closed", 409, 11),
     (ErrorCode::Internal, "internal", 500, 12),

@@ -72,6 +72,11 @@ fn find_newline(hay: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', hay)
 }
 
+/// Bytes a reader still takes after being told to stop: the most a pipe can hold.
+const DRAIN_AFTER_STOP: usize = 1024 * 1024;
+/// After being told to stop, a pipe that stays empty this long is given up.
+const DRAIN_IDLE: Duration = Duration::from_millis(50);
+
 /// Drains one pipe until EOF, a read error, or `stop` (the actor's drain timeout), delivering
 /// each read's records as one batch and flushing an unfinished line `partial_flush` after its
 /// first byte arrived. Never waits on anything but the pipe, so the child never blocks on a full
@@ -94,12 +99,37 @@ pub(crate) async fn run_reader<R: AsyncRead + Unpin>(
         data,
         partial,
     };
+    // Set once the actor says stop: the bytes we may still read. Whatever the dead process left
+    // in the pipe is read (a pipe holds at most 1 MiB); a process that escaped the group and
+    // keeps writing is cut off there, or as soon as the pipe stays empty for a moment.
+    let mut stopping: Option<usize> = None;
     loop {
         let flush_at = pending_since.map(|t| t + partial_flush);
+        if let Some(allowance) = stopping {
+            let read = tokio::time::timeout(DRAIN_IDLE, pipe.read(&mut buf)).await;
+            let n = match read {
+                Ok(Ok(n)) if n > 0 => n,
+                _ => break,
+            };
+            let mut batch = Vec::new();
+            let ts = unix_nanos();
+            splitter.push(&buf[..n], |data, partial| {
+                batch.push(record(data, partial, ts))
+            });
+            sink.deliver(batch);
+            match allowance.checked_sub(n) {
+                Some(left) if left > 0 => stopping = Some(left),
+                _ => break,
+            }
+            continue;
+        }
         let read = tokio::select! {
             // Stop first: a process that escaped the group may write forever.
             biased;
-            _ = stop.changed() => break,
+            _ = stop.changed() => {
+                stopping = Some(DRAIN_AFTER_STOP);
+                continue;
+            }
             r = pipe.read(&mut buf) => r,
             _ = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
                 if let Some(data) = splitter.flush() {

@@ -57,14 +57,16 @@ pub trait Observer: Send + Sync + 'static {
 /// observer is what makes "seq order == call order, never concurrent" true for two reader tasks.
 /// Status calls take the same lock, so observer calls are fully serialized.
 pub(crate) struct Sink {
-    next_seq: Mutex<u64>,
+    /// The next seq, and the last timestamp handed out (so `ts` never decreases as `seq`
+    /// grows, even though each reader stamps its read before taking this lock).
+    next_seq: Mutex<(u64, i64)>,
     observer: Arc<dyn Observer>,
 }
 
 impl Sink {
     pub(crate) fn new(observer: Arc<dyn Observer>) -> Self {
         Sink {
-            next_seq: Mutex::new(1),
+            next_seq: Mutex::new((1, i64::MIN)),
             observer,
         }
     }
@@ -74,10 +76,13 @@ impl Sink {
         if batch.is_empty() {
             return;
         }
-        let mut next = self.next_seq.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.next_seq.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, last_ts) = &mut *guard;
         for record in &mut batch {
             record.seq = *next;
             *next += 1;
+            record.ts = record.ts.max(*last_ts);
+            *last_ts = record.ts;
         }
         self.observer.records(batch);
     }

@@ -85,7 +85,7 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> OpResult
     match request {
         Request::Health(_) => health::handle(shared),
         Request::Spawn(args) => spawn::handle(shared, args).await,
-        Request::List(args) => list::handle(shared, args),
+        Request::List(args) => blocking(shared, move |s| list::handle(s, args)).await,
         Request::Get(args) => get::handle(shared, &args.agent),
         Request::Pause(args) => pause::handle(shared, &args.agent).await,
         Request::Resume(args) => resume::handle(shared, &args.agent).await,
@@ -94,14 +94,31 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> OpResult
         Request::Signal(args) => signal::handle(shared, args).await,
         Request::WriteStdin(args) => write_stdin::handle(shared, args).await,
         Request::CloseStdin(args) => close_stdin::handle(shared, &args.agent).await,
-        Request::ReadLogs(args) => read_logs::handle(shared, args),
+        Request::ReadLogs(args) => blocking(shared, move |s| read_logs::handle(s, args)).await,
         Request::StreamInfo(args) => stream_info::handle(shared, args),
         Request::Wait(args) => wait::handle(shared, args).await,
         Request::Remove(args) => remove::handle(shared, &args.agent),
         Request::Batch(args) => batch::handle(shared, args).await,
         Request::Stats(_) => stats::handle(shared),
-        Request::ReadEvents(args) => read_events::handle(shared, args),
+        Request::ReadEvents(args) => blocking(shared, move |s| read_events::handle(s, args)).await,
     }
+}
+
+/// Run a handler that reads many records or rows on the blocking pool: it may read megabytes
+/// from disk, and on the async workers it would stall capture and every other request.
+async fn blocking(
+    shared: &Arc<Shared>,
+    handler: impl FnOnce(&Shared) -> OpResult + Send + 'static,
+) -> OpResult {
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || handler(&shared))
+        .await
+        .unwrap_or_else(|error| {
+            Err(ErrorBody::new(
+                ErrorCode::Internal,
+                format!("a read failed: {error}"),
+            ))
+        })
 }
 
 /// Look an agent up by id, unique id prefix or name.

@@ -18,6 +18,15 @@ pub(crate) async fn handle(shared: &Shared, args: SignalArgs) -> OpResult {
             format!("unknown signal {:?}", args.signal),
         )
     })?;
+    // Job-control stops would stop the group behind the state machine's back: `pause` exists.
+    use nix::sys::signal::Signal;
+    let job_control = [Signal::SIGTSTP, Signal::SIGTTIN, Signal::SIGTTOU];
+    if job_control.iter().any(|s| *s as i32 == number) {
+        return Err(ErrorBody::new(
+            ErrorCode::BadRequest,
+            format!("signal {number} stops the agent without telling Drover; use pause"),
+        ));
+    }
     let (_, live, handle) = live(shared, &args.agent, "signal").await?;
     let status = handle.signal(number).await.map_err(supervisor_error)?;
     Ok(after(&live, &status))

@@ -19,6 +19,11 @@ use crate::agent::{AgentObserver, LiveAgent};
 use crate::daemon::Shared;
 use crate::error::store_error;
 
+/// Smallest per-agent log budget: a few records.
+const MIN_LOG_BUDGET: u64 = 64 * 1024;
+/// Largest per-agent log budget the registry can record.
+const MAX_LOG_BUDGET: u64 = i64::MAX as u64;
+
 fn bad(message: impl Into<String>) -> ErrorBody {
     ErrorBody::new(ErrorCode::BadRequest, message)
 }
@@ -124,6 +129,28 @@ fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
     }
     if spec.timeout_ms == Some(0) {
         return Err(bad("timeout_ms must be positive"));
+    }
+    if let Some(budget) = spec.log_budget {
+        if !(MIN_LOG_BUDGET..=MAX_LOG_BUDGET).contains(&budget) {
+            return Err(bad(format!(
+                "log_budget must be {MIN_LOG_BUDGET} to {MAX_LOG_BUDGET} bytes"
+            )));
+        }
+    }
+    // Agent CLIs take the task as an argument: one starting with '-' would be read as an
+    // option (`--dangerously-skip-permissions`), escaping the backend's template.
+    if spec.backend_name() != "command" {
+        for (field, value) in [
+            ("task", &spec.task),
+            ("model", &spec.model),
+            ("system_prompt", &spec.system_prompt),
+        ] {
+            if value.as_deref().is_some_and(|v| v.starts_with('-')) {
+                return Err(bad(format!(
+                    "{field} may not start with '-': the agent's CLI would read it as an option"
+                )));
+            }
+        }
     }
     Ok(())
 }

@@ -175,7 +175,7 @@ pub(super) async fn close_stdin(
     Ok(reply_json(reply))
 }
 
-/// `GET /v1/agents/{agent}/wait?timeout_ms=`: until the agent is terminal; `timeout` (408) when
+/// `GET /v1/agents/{agent}/wait?timeout_ms=`: until the agent is terminal; `timeout` (504) when
 /// the wait (default 30 s, at most 600 s) expires first.
 pub(super) async fn wait(
     State(http): State<AppState>,

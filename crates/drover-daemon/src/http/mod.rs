@@ -161,7 +161,7 @@ pub(crate) fn reply_json(reply: Reply) -> Response {
     }
 }
 
-/// Give up on a non-stream request after [`REQUEST_TIMEOUT`] with `timeout` (408).
+/// Give up on a non-stream request after [`REQUEST_TIMEOUT`] with `timeout` (504).
 async fn deadline(request: HttpRequest, next: Next) -> Response {
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
