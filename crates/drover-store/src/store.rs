@@ -105,13 +105,25 @@ impl Store {
     /// Record a new agent. A non-terminal agent's log is opened for following at once, so a
     /// follower that arrives before its first output waits instead of ending.
     pub fn insert_agent(&self, info: &AgentInfo) -> Result<(), StoreError> {
-        self.inner.registry.insert_agent(info)?;
+        // The log first: once the row exists the agent can be found and followed, and a
+        // follower must then find a live log, not a closed (ended) one.
         let log = self.shared().log_or_create(info.id);
         if let Some(budget) = info.spec.log_budget {
             log.lock().budget = budget;
         }
         if !info.state().is_terminal() {
             log.open_live(self.shared().config.follow_buffer);
+        }
+        if let Err(error) = self.inner.registry.insert_agent(info) {
+            // Refused (a taken name): forget the empty log made for it.
+            log.close();
+            let mut logs = self
+                .shared()
+                .logs
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            logs.remove(&info.id);
+            return Err(error);
         }
         Ok(())
     }
