@@ -209,9 +209,7 @@ fn a_daemon_killed_with_sigkill_comes_back_with_its_registry_and_agents_lost() {
     assert_eq!(ok(daemon.drover(&["logs", "a"])), "ready\n");
     // The orphans are no longer the daemon's; clean them up.
     for pid in pids {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &format!("-{pid}")])
-            .status();
+        kill_group(pid);
     }
     daemon.stop();
 }
@@ -290,9 +288,7 @@ fn leave_agents_keeps_them_running_and_the_next_daemon_reports_them_lost() {
     assert!(alive, "the agent outlived the daemon");
     let daemon = Daemon::start(dir.path());
     assert_eq!(json(&daemon, &["show", "stay"])["state"], "lost");
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &format!("-{pid}")])
-        .status();
+    kill_group(pid);
     daemon.stop();
 }
 

@@ -64,9 +64,12 @@ fn run_bounded(mut cmd: Command, timeout: Duration) -> std::io::Result<Outcome> 
         }
         if Instant::now() >= deadline {
             // Kill the process group (the script and its daemon), then the child itself.
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
+            if let Ok(pgid) = i32::try_from(child.id()) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             let _ = child.kill();
             let _ = child.wait();
             break None;

@@ -116,14 +116,22 @@ impl Drop for Daemon {
     }
 }
 
-/// Send a signal with kill(1).
+/// Send a signal (by name, without `SIG`) to one process.
 pub fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    let signal: nix::sys::signal::Signal = format!("SIG{name}").parse().expect("a signal name");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
+    nix::sys::signal::kill(pid, signal).expect("kill");
+}
+
+/// SIGKILL a whole process group (an agent a crashed daemon left behind). Never through
+/// kill(1): procps' `kill -KILL -PID` can signal every process.
+pub fn kill_group(pgid: u64) {
+    let pgid = i32::try_from(pgid).expect("a pgid");
+    assert!(pgid > 1, "refusing to signal process group {pgid}");
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 fn wait_child(child: &mut Child) -> std::process::ExitStatus {

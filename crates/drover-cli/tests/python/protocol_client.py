@@ -676,6 +676,8 @@ def main(argv):
     finally:
         # Agents a failed run left behind (the daemon normally stops them on SIGTERM).
         for pgid in live_pgids.values():
+            if not isinstance(pgid, int) or pgid <= 1:
+                continue  # never signal init's group or our own (0)
             try:
                 os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
