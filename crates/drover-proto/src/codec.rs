@@ -6,7 +6,7 @@
 //! map without any buffering through an intermediate value tree.
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::limits::MAX_NESTING;
 use crate::op::{
@@ -250,35 +250,42 @@ pub fn decode_reply<R: DeserializeOwned>(
     frame: &[u8],
     max: usize,
 ) -> Result<(rmpv::Value, Result<R, ErrorBody>), ProtoError> {
+    /// The envelope keys; everything else is skipped without being built.
+    #[derive(Deserialize)]
+    struct Head {
+        #[serde(default)]
+        id: Option<rmpv::Value>,
+        ok: Option<bool>,
+    }
+    /// The error side of a reply.
+    #[derive(Deserialize)]
+    struct ErrorFields {
+        error: ErrorBody,
+    }
     check_size(frame, max)?;
-    let mut cursor = frame;
-    let value = read_value(&mut cursor)
-        .map_err(|e| ProtoError::Malformed(format!("not MessagePack: {e}")))?;
-    let rmpv::Value::Map(entries) = &value else {
-        return Err(ProtoError::Malformed("the reply is not a map".into()));
-    };
-    let field = |name: &str| {
-        entries
-            .iter()
-            .find(|(key, _)| key.as_str() == Some(name))
-            .map(|(_, value)| value.clone())
-    };
-    let id = field("id").unwrap_or(rmpv::Value::Nil);
-    match field("ok").and_then(|ok| ok.as_bool()) {
+    // Two passes over the bytes (the envelope, then the result), no intermediate value tree:
+    // replies carry up to thousands of records.
+    let head: Head = decode_with_depth(frame).map_err(|e| ProtoError::Malformed(e.to_string()))?;
+    match head.ok {
         Some(true) => {
-            let result = from_value(&value)
+            let result = decode_with_depth(frame)
                 .map_err(|e| ProtoError::Malformed(format!("reply result: {e}")))?;
-            Ok((id, Ok(result)))
+            Ok((head.id.unwrap_or(rmpv::Value::Nil), Ok(result)))
         }
         Some(false) => {
-            let error = field("error")
-                .ok_or_else(|| ProtoError::Malformed("error reply without `error`".into()))?;
-            let error: ErrorBody = from_value(&error)
+            let fields: ErrorFields = decode_with_depth(frame)
                 .map_err(|e| ProtoError::Malformed(format!("reply error: {e}")))?;
-            Ok((id, Err(error)))
+            Ok((head.id.unwrap_or(rmpv::Value::Nil), Err(fields.error)))
         }
         None => Err(ProtoError::Malformed("reply without a boolean `ok`".into())),
     }
+}
+
+/// Deserialize a whole frame with the nesting limit.
+fn decode_with_depth<T: DeserializeOwned>(frame: &[u8]) -> Result<T, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(frame);
+    de.set_max_depth(MAX_NESTING + 1);
+    T::deserialize(&mut de)
 }
 
 /// Write `{"v": 1, head..., fields...}` where `fields` is an encoded map.
