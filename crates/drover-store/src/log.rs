@@ -59,6 +59,10 @@ pub struct LogState {
     pub last_append: Instant,
     /// The live feed; `None` once the log is closed.
     pub live: Option<broadcast::Sender<Batch>>,
+    /// Set when an fdatasync of this log's data failed. After such a failure the kernel may
+    /// have dropped the dirty pages, so a retry that "succeeds" would claim durability for data
+    /// that is gone; the log refuses appends instead, loudly, until the daemon restarts.
+    pub sync_failed: Option<String>,
     /// Reused encode buffer.
     buf: Vec<u8>,
 }
@@ -95,6 +99,12 @@ impl AgentLog {
             return Ok(());
         };
         let mut st = self.lock();
+        if let Some(error) = &st.sync_failed {
+            return Err(StoreError::io(
+                format!("appending to log of agent {}", self.id),
+                std::io::Error::other(format!("an earlier fdatasync failed: {error}")),
+            ));
+        }
         let mut expect = st.next_seq;
         for r in records {
             if r.seq != expect {
@@ -201,6 +211,7 @@ impl LogState {
             dir_new: false,
             last_append: Instant::now(),
             live: None,
+            sync_failed: None,
             buf: Vec::new(),
         }
     }

@@ -49,10 +49,13 @@ pub fn sync_log(shared: &Shared, log: &AgentLog) -> Result<(), StoreError> {
             taken,
         )
     };
-    let result = (|| {
+    let mut data_failed = false;
+    let result: Result<(), StoreError> = (|| {
         for file in &sealed {
-            file.sync_data()
-                .map_err(|e| StoreError::io("syncing sealed segment", e))?;
+            file.sync_data().map_err(|e| {
+                data_failed = true;
+                StoreError::io("syncing sealed segment", e)
+            })?;
         }
         if logs_dir {
             sync_dir(&shared.logs_dir)?;
@@ -61,13 +64,27 @@ pub fn sync_log(shared: &Shared, log: &AgentLog) -> Result<(), StoreError> {
             sync_dir(dir)?;
         }
         if let Some(file) = &active {
-            file.sync_data()
-                .map_err(|e| StoreError::io("syncing active segment", e))?;
+            file.sync_data().map_err(|e| {
+                data_failed = true;
+                StoreError::io("syncing active segment", e)
+            })?;
         }
         Ok(())
     })();
+    if let (true, Err(error)) = (data_failed, &result) {
+        // fsyncgate: after a failed fdatasync the dirty pages may be gone, and retrying would
+        // report success for data that was lost. Stop taking appends for this log instead.
+        let mut st = log.lock();
+        st.sync_failed = Some(error.to_string());
+        tracing::error!(
+            agent = %log.id,
+            %error,
+            "fdatasync failed; this log refuses further appends until the daemon restarts"
+        );
+        return result;
+    }
     if result.is_err() {
-        // Put the work back so the next round retries it.
+        // A directory sync failed: put the work back so the next round retries it.
         let mut st = log.lock();
         st.unsynced += taken;
         st.to_sync.extend(sealed);
