@@ -383,3 +383,38 @@ fn logs_page_past_the_reply_cap_for_history_tail_and_follow() {
     );
     daemon.stop();
 }
+
+#[test]
+fn logs_follow_through_a_stalled_terminal_misses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    ok(daemon.drover(&[
+        "spawn",
+        "-i",
+        "--name",
+        "chatty",
+        "--",
+        "sh",
+        "-c",
+        "read go; seq 1 200000",
+    ]));
+    // The reader stops reading for a second while the agent writes everything: drover blocks
+    // on its stdout, its live stream falls behind, and it must refill from the store.
+    let follower = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "\"$0\" logs -f chatty | { sleep 1; cat; }",
+            drover_bin(),
+        ])
+        .env("DROVER_CONTROL", &daemon.control)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    ok(daemon.drover(&["send", "chatty", "go"]));
+    let output = wait_output(follower);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let expected: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
+    assert!(stdout(&output) == expected, "every line, once, in order");
+    daemon.stop();
+}
