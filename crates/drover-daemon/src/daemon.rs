@@ -185,7 +185,7 @@ pub async fn run(
     };
     let _ = tokio::time::timeout(DRAIN, flushed).await;
     publisher_task.abort();
-    shared.store.sync()?;
+    shared.store.close()?;
     drop(lock);
     Ok(())
 }
