@@ -185,7 +185,7 @@ pub async fn run(
     };
     let _ = tokio::time::timeout(DRAIN, flushed).await;
     publisher_task.abort();
-    shared.store.close()?;
+    shared.store.sync()?;
     drop(lock);
     Ok(())
 }

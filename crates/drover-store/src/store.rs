@@ -44,9 +44,6 @@ impl Drop for Inner {
     }
 }
 
-/// Present only between a clean `close()` and the next `open()`.
-const CLEAN_MARKER: &str = "clean-shutdown";
-
 impl Store {
     /// Open (creating) the store in `dir`: `dir/registry.sqlite3` and `dir/logs/`. Runs schema
     /// migrations and recovers every log (torn tails cut off), then starts the syncer.
@@ -55,14 +52,6 @@ impl Store {
         fs::create_dir_all(&logs_dir)
             .map_err(|e| StoreError::io(format!("creating {}", logs_dir.display()), e))?;
         let registry = Registry::open(&dir.join("registry.sqlite3"))?;
-        // After a clean shutdown only the newest segments can hold a torn tail; after a crash
-        // the syncer may have been behind by more, so every segment is verified.
-        let clean_marker = dir.join(CLEAN_MARKER);
-        let verify_all = !clean_marker.exists();
-        if !verify_all {
-            fs::remove_file(&clean_marker)
-                .map_err(|e| StoreError::io(format!("removing {}", clean_marker.display()), e))?;
-        }
         let shared = Arc::new(Shared::new(config, logs_dir.clone()));
         let budgets: BTreeMap<AgentId, u64> = registry.log_budgets()?.into_iter().collect();
         {
@@ -83,7 +72,7 @@ impl Store {
                     .get(&id)
                     .copied()
                     .unwrap_or(shared.config.agent_budget);
-                let state = recover::load(&entry.path(), id, budget, verify_all)?;
+                let state = recover::load(&entry.path(), id, budget)?;
                 shared.usage.fetch_add(state.bytes, Ordering::Relaxed);
                 logs.insert(id, Arc::new(crate::log::AgentLog::new(id, state)));
             }
@@ -105,21 +94,6 @@ impl Store {
                 syncer: Mutex::new(Some(syncer)),
             }),
         })
-    }
-
-    /// Sync everything and record a clean shutdown, so the next open verifies only the newest
-    /// segments of each log instead of all of them. Call it last: appends after it are not
-    /// covered by the marker.
-    pub fn close(&self) -> Result<(), StoreError> {
-        self.sync()?;
-        let marker = self.inner.dir.join(CLEAN_MARKER);
-        let io = |e| StoreError::io(format!("writing {}", marker.display()), e);
-        let file = fs::File::create(&marker).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        fs::File::open(&self.inner.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-        Ok(())
     }
 
     fn shared(&self) -> &Shared {

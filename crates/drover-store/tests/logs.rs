@@ -438,33 +438,3 @@ fn the_global_budget_also_reclaims_the_last_segments_of_closed_logs() {
     let read = store.read(agents[3], &since(1, 1000)).expect("read");
     assert_eq!(read.records.len(), 400);
 }
-
-#[test]
-fn a_clean_close_is_remembered_and_a_crash_is_not() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let marker = dir.path().join("clean-shutdown");
-    let agent = AgentId::new();
-    {
-        let store = open(dir.path(), StoreConfig::default());
-        store.append(agent, &recs(1, 10)).expect("append");
-        store.close().expect("close");
-        assert!(marker.exists(), "close records a clean shutdown");
-    }
-    {
-        // Opening consumes the marker: if this run crashes, the next open verifies everything.
-        let store = open(dir.path(), StoreConfig::default());
-        assert!(!marker.exists());
-        let read = store.read(agent, &since(1, 100)).expect("read");
-        assert_eq!(read.records.len(), 10);
-        store.append(agent, &recs(11, 5)).expect("append continues");
-    }
-    let store = open(dir.path(), StoreConfig::default());
-    assert_eq!(
-        store
-            .read(agent, &since(1, 100))
-            .expect("read")
-            .records
-            .len(),
-        15
-    );
-}
