@@ -241,6 +241,21 @@ impl LogState {
             })?;
             self.dir_new = true;
         }
+        // Recovery verifies only the last two segments, which is sound only if nothing older is
+        // ever unsynced. Older sealed segments still waiting for the syncer (it fell behind) are
+        // therefore synced here, before a third segment can exist: rare backpressure on this
+        // one agent's capture, never on others.
+        if !self.to_sync.is_empty() {
+            for file in std::mem::take(&mut self.to_sync) {
+                if let Err(e) = file.sync_data() {
+                    self.sync_failed = Some(e.to_string());
+                    return Err(StoreError::io(
+                        format!("syncing a sealed segment of {}", self.dir.display()),
+                        e,
+                    ));
+                }
+            }
+        }
         let path = self.dir.join(segment::file_name(next));
         let file = segment::create(&path, next)
             .map_err(|e| StoreError::io(format!("creating segment {}", path.display()), e))?;

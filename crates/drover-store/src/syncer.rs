@@ -42,7 +42,9 @@ pub fn sync_log(shared: &Shared, log: &AgentLog) -> Result<(), StoreError> {
         st.dir_new = false;
         let taken = std::mem::take(&mut st.unsynced);
         (
-            std::mem::take(&mut st.to_sync),
+            // Cloned, not taken: until they are synced they stay listed, so a segment roll
+            // meanwhile still sees (and syncs) them; see `LogState::roll_if_full`.
+            st.to_sync.clone(),
             st.writer.clone(),
             dir,
             logs_dir,
@@ -83,13 +85,15 @@ pub fn sync_log(shared: &Shared, log: &AgentLog) -> Result<(), StoreError> {
         );
         return result;
     }
+    let mut st = log.lock();
     if result.is_err() {
         // A directory sync failed: put the work back so the next round retries it.
-        let mut st = log.lock();
         st.unsynced += taken;
-        st.to_sync.extend(sealed);
         st.dir_dirty |= dir.is_some();
         st.dir_new |= logs_dir;
+    } else {
+        st.to_sync
+            .retain(|file| !sealed.iter().any(|done| Arc::ptr_eq(done, file)));
     }
     result
 }
