@@ -58,8 +58,11 @@ pub struct Config {
     /// Log store settings (budgets, group commit).
     pub store: StoreConfig,
     /// Messages queued for the PUB socket before publishing drops (subscribers then see a
-    /// `seq` jump and refill from the store).
+    /// `seq` jump and refill from the store). Each holds one capture read (at most 64 KiB).
     pub pub_queue: usize,
+    /// Published messages (each at most 1 MiB of records) the PUB socket keeps for one
+    /// subscriber that does not read, before dropping for it; the subscriber refills by `seq`.
+    pub pub_subscriber_queue: usize,
 }
 
 impl Config {
@@ -81,7 +84,8 @@ impl Config {
             max_record: limits::DEFAULT_MAX_RECORD,
             on_shutdown: ShutdownPolicy::Stop,
             store: StoreConfig::default(),
-            pub_queue: 8192,
+            pub_queue: 1024,
+            pub_subscriber_queue: 256,
         }
     }
 

@@ -98,6 +98,7 @@ pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
     // PUB peers only ever send subscriptions.
     let mut publish_options = SocketOptions::default();
     publish_options.max_message_size(PUB_PEER_LIMIT);
+    publish_options.send_queue_capacity(config.pub_subscriber_queue);
     let mut publish = PubSocket::with_options(publish_options);
     let publish_endpoint = publish
         .bind(&config.publish)

@@ -356,6 +356,9 @@ pub struct SocketOptions {
     // Drover patch: the largest message (sum of its frames) a peer may send; larger ones close
     // the connection before any memory is reserved for them.
     pub(crate) max_message_size: Option<usize>,
+    // Drover patch: messages a PUB socket queues (in its fan-out queue, and per subscriber)
+    // before dropping; the crate's fixed default is 100 000.
+    pub(crate) send_queue_capacity: Option<usize>,
 }
 
 impl Default for SocketOptions {
@@ -367,6 +370,7 @@ impl Default for SocketOptions {
             read_buffer_max_size: 64 * 1024,
             read_buffer_short_reads: 2,
             max_message_size: None,
+            send_queue_capacity: None,
         }
     }
 }
@@ -434,6 +438,14 @@ impl SocketOptions {
     /// 64-bit frame length claims.
     pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
         self.max_message_size = Some(bytes);
+        self
+    }
+
+    /// Drover patch: how many messages a PUB socket queues in its fan-out queue and for each
+    /// subscriber before it drops (a subscriber that does not read then costs at most this
+    /// many messages).
+    pub fn send_queue_capacity(&mut self, messages: usize) -> &mut Self {
+        self.send_queue_capacity = Some(messages.max(1));
         self
     }
 

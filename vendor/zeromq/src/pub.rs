@@ -95,8 +95,16 @@ impl PubFanoutQueue {
     }
 }
 
+/// Drover patch: the configured queue capacity, or the crate's default.
+fn send_queue_capacity(options: &SocketOptions) -> usize {
+    options
+        .send_queue_capacity
+        .unwrap_or(PUB_SEND_QUEUE_CAPACITY)
+}
+
 fn spawn_pub_fanout_queue(backend: Arc<PubSocketBackend>) -> PubFanoutQueue {
-    let queue = Arc::new(ArrayQueue::new(PUB_SEND_QUEUE_CAPACITY));
+    // Drover patch: the capacity may be set through `SocketOptions::send_queue_capacity`.
+    let queue = Arc::new(ArrayQueue::new(send_queue_capacity(&backend.socket_options)));
     let wake_pending = Arc::new(AtomicBool::new(false));
     let (wake_sender, mut wake_receiver) = mpsc::unbounded();
     let worker_queue = queue.clone();
@@ -207,7 +215,9 @@ impl MultiPeerBackend for PubSocketBackend {
     async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
         let (mut recv_queue, send_queue) = io.into_parts();
         // TODO provide handling for recv_queue
-        let (queue_sender, queue_receiver) = mpsc::channel(PUB_SEND_QUEUE_CAPACITY);
+        // Drover patch: the capacity may be set through `SocketOptions::send_queue_capacity`.
+        let (queue_sender, queue_receiver) =
+            mpsc::channel(send_queue_capacity(&self.socket_options));
         let (sender, stop_receiver) = oneshot::channel();
         let old_subscriber = self
             .subscribers
