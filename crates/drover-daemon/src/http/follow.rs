@@ -215,6 +215,9 @@ impl LogSource {
             signal: agent.status.signal(),
             error: agent.status.error(),
         };
+        // The stream is over for good: a browser's EventSource reconnects on close unless told
+        // otherwise, so ask it to wait a day (pages should close it on `exit`).
+        out.extend_from_slice(b"retry: 86400000\n");
         sse::push_json_event(out, None, "exit", &exit);
     }
 }

@@ -128,7 +128,8 @@ fn render(format: Format, read: &ReadLogsResult) -> Response {
                 .iter()
                 .flat_map(|r| r.data.iter().copied())
                 .collect();
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
+            // The records' raw bytes: UTF-8 is not guaranteed, so no charset is claimed.
+            ([(header::CONTENT_TYPE, "text/plain")], out).into_response()
         }
     };
     let headers = response.headers_mut();
