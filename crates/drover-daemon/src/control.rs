@@ -5,8 +5,9 @@
 //! only its own task. In-flight requests are bounded by a semaphore, so a flood of requests
 //! back-pressures the receive loop instead of growing memory.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use drover_proto::{ErrorBody, ErrorCode, ProtoError, ReplyBody};
@@ -26,9 +27,14 @@ pub(crate) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let (send, mut recv) = socket.split();
-    // Request tasks send their replies themselves; the async mutex only orders the sends.
-    let send = Arc::new(Mutex::new(send));
+    let replies = Arc::new(Replies {
+        send: Mutex::new(send),
+        in_flight: std::sync::Mutex::new(HashMap::new()),
+        stuck: std::sync::Mutex::new(HashMap::new()),
+    });
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // Refusals are cheap but not free: past this many at once, excess requests are dropped.
+    let refusals = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let message = tokio::select! {
             received = recv.recv() => received,
@@ -38,46 +44,146 @@ pub(crate) async fn run(
             continue;
         };
         let shared = Arc::clone(&shared);
-        let send = Arc::clone(&send);
-        // Over the in-flight bound a request is refused at once rather than left unread, so a
-        // flood of long `wait`s can neither grow memory nor stall the socket.
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+        let replies = Arc::clone(&replies);
+        let identity = message.get(0).cloned().unwrap_or_default();
+        // Over the in-flight bounds (all clients, or this one) a request is refused at once
+        // rather than left unread, so a flood of long `wait`s can neither grow memory nor stall
+        // the socket, and one greedy client cannot take every slot.
+        let client_slot = ClientSlot::take(&replies, identity);
+        let permit = match client_slot {
+            Some(_) => Arc::clone(&permits).try_acquire_owned().ok(),
+            None => None,
+        };
+        let Some(permit) = permit else {
+            let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() else {
+                shared.count_request("dropped", Duration::ZERO, Some("limit_reached"));
+                continue;
+            };
             tokio::spawn(async move {
                 let reply = refuse(&shared, message);
-                deliver(&send, reply).await;
+                replies.deliver(reply).await;
+                drop(refusal);
             });
             continue;
         };
         tokio::spawn(async move {
             let reply = serve(&shared, message).await;
-            deliver(&send, reply).await;
+            replies.deliver(reply).await;
+            drop(client_slot);
             drop(permit);
         });
     }
     // Let requests in flight finish their replies before the socket goes, within a bound: by
     // now every agent has ended, so even `wait`s return at once.
     let drained = permits.acquire_many(MAX_IN_FLIGHT as u32);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drained).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), drained).await;
 }
 
-/// How long one reply may wait for its peer's queue. zeromq's ROUTER waits when a peer's queue
-/// is full, and sends are serialised, so a client that never reads its replies could otherwise
-/// hold every other client's reply back.
-const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long one reply may wait for room in its client's queue (16 replies, set on the socket).
+/// Sends are serialised, so this is also the most one unresponsive client delays others, once.
+const SEND_TIMEOUT: Duration = Duration::from_millis(50);
+/// After a reply timed out, further replies to that client are dropped at once for this long.
+const STUCK_FOR: Duration = Duration::from_secs(1);
 
-async fn deliver(send: &Mutex<RouterSendHalf>, reply: ZmqMessage) {
-    let mut send = send.lock().await;
-    // A peer that went away, or does not read, cannot be answered; that is its loss alone.
-    let _ = tokio::time::timeout(SEND_TIMEOUT, send.send(reply)).await;
+/// Requests one client may have in flight at once.
+const PER_CLIENT_IN_FLIGHT: usize = 64;
+
+/// The send half, the clients recently found not reading their replies, and requests in flight
+/// per client.
+struct Replies {
+    send: Mutex<RouterSendHalf>,
+    // Identity → requests in flight. A std Mutex, held for one update; entries go at zero, so
+    // it holds at most `MAX_IN_FLIGHT` of them.
+    in_flight: std::sync::Mutex<HashMap<Bytes, usize>>,
+    // Identity → when a reply to it last timed out. A std Mutex: held for a lookup or an
+    // insert, never across an await. Bounded: entries expire, and the map is cleared if it
+    // ever holds more than `MAX_IN_FLIGHT` of them.
+    stuck: std::sync::Mutex<HashMap<Bytes, Instant>>,
+}
+
+impl Replies {
+    /// Send a reply, unless its client is not reading: that client loses it, nobody else
+    /// waits for it.
+    async fn deliver(&self, reply: ZmqMessage) {
+        let identity = reply.get(0).cloned().unwrap_or_default();
+        if self.is_stuck(&identity) {
+            return;
+        }
+        let mut send = self.send.lock().await;
+        if tokio::time::timeout(SEND_TIMEOUT, send.send(reply))
+            .await
+            .is_err()
+        {
+            drop(send);
+            let mut stuck = self.stuck.lock().unwrap_or_else(|p| p.into_inner());
+            if stuck.len() >= MAX_IN_FLIGHT {
+                stuck.clear();
+            }
+            stuck.insert(identity, Instant::now());
+        }
+    }
+
+    fn is_stuck(&self, identity: &Bytes) -> bool {
+        let mut stuck = self.stuck.lock().unwrap_or_else(|p| p.into_inner());
+        match stuck.get(identity) {
+            Some(at) if at.elapsed() < STUCK_FOR => true,
+            Some(_) => {
+                stuck.remove(identity);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+/// One request's place in its client's in-flight count, given back on drop.
+struct ClientSlot {
+    replies: Arc<Replies>,
+    identity: Bytes,
+}
+
+impl ClientSlot {
+    /// A slot for `identity`, unless it already has `PER_CLIENT_IN_FLIGHT` requests in flight.
+    fn take(replies: &Arc<Replies>, identity: Bytes) -> Option<ClientSlot> {
+        let mut in_flight = replies.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let count = in_flight.entry(identity.clone()).or_insert(0);
+        if *count >= PER_CLIENT_IN_FLIGHT {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            replies: Arc::clone(replies),
+            identity,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .replies
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = in_flight.get_mut(&self.identity) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&self.identity);
+            }
+        }
+    }
 }
 
 /// The reply to a request refused because too many are in flight.
 fn refuse(shared: &Shared, message: ZmqMessage) -> ZmqMessage {
     let error = ErrorBody::new(
         ErrorCode::LimitReached,
-        format!("{MAX_IN_FLIGHT} requests are in flight; retry later"),
+        format!(
+            "too many requests in flight ({PER_CLIENT_IN_FLIGHT} per client, {MAX_IN_FLIGHT} in \
+             all); retry later"
+        ),
     );
-    shared.count_request("refused", std::time::Duration::ZERO, Some("limit_reached"));
+    shared.count_request("refused", Duration::ZERO, Some("limit_reached"));
     let mut frames = message.into_vecdeque();
     let identity = frames.pop_front().unwrap_or_default();
     let mut envelope = vec![identity];

@@ -10,6 +10,8 @@ use crate::{Config, DaemonError};
 
 /// How far over `max_frame` a control message may go and still be answered with `too_large`.
 const CONTROL_SLACK: usize = 1024 * 1024;
+/// Replies queued per control client (each at most about `max_frame`).
+const REPLY_QUEUE: usize = 16;
 /// Largest message a PUB peer may send (subscriptions are a topic prefix).
 const PUB_PEER_LIMIT: usize = 64 * 1024;
 
@@ -78,6 +80,9 @@ pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
     // larger closes the sender's connection before memory is reserved for it.
     let mut control_options = SocketOptions::default();
     control_options.max_message_size(config.max_frame.saturating_add(CONTROL_SLACK));
+    // Replies queued for one client that does not read them: beyond this a reply is dropped
+    // after a short wait (see `control::deliver`), so such a client costs a bounded amount.
+    control_options.send_queue_capacity(REPLY_QUEUE);
     let mut control = RouterSocket::with_options(control_options);
     let control_endpoint = control
         .bind(&config.control)

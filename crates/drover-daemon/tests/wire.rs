@@ -293,3 +293,44 @@ async fn a_frame_far_beyond_the_limit_closes_the_connection_instead_of_being_buf
     })
     .await
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_replies_holds_nobody_else_up() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        // A log big enough that each reply is about 1 MiB.
+        let agent = client.spawn(sh("seq -f '%0127g' 1 20000")).await.unwrap();
+        client.wait(&agent.id.to_string(), None).await.unwrap();
+        // A DEALER pipelines hundreds of reads and never receives a single reply.
+        let mut greedy = dealer(&daemon).await;
+        for i in 0..300u64 {
+            let body = map(vec![
+                ("v", 1.into()),
+                ("id", i.into()),
+                ("op", "read_logs".into()),
+                ("agent", agent.id.to_string().into()),
+                ("limit", 10_000.into()),
+            ]);
+            greedy
+                .send(ZmqMessage::from(Bytes::from(body)))
+                .await
+                .unwrap();
+        }
+        // Everyone else is still answered promptly (the greedy client gets 64 requests in
+        // flight at most, its replies wait for room only briefly, and big reads take turns).
+        let options = drover_client::ClientOptions {
+            request_timeout: std::time::Duration::from_secs(5),
+            ..drover_client::ClientOptions::default()
+        };
+        let other = drover_client::Client::connect_with(&daemon.addresses.control, options)
+            .await
+            .unwrap();
+        for _ in 0..50 {
+            other.health().await.unwrap();
+        }
+        drop(greedy);
+        daemon.shutdown().await;
+    })
+    .await
+}

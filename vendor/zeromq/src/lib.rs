@@ -356,8 +356,8 @@ pub struct SocketOptions {
     // Drover patch: the largest message (sum of its frames) a peer may send; larger ones close
     // the connection before any memory is reserved for them.
     pub(crate) max_message_size: Option<usize>,
-    // Drover patch: messages a PUB socket queues (in its fan-out queue, and per subscriber)
-    // before dropping; the crate's fixed default is 100 000.
+    // Drover patch: messages queued per peer (and in a PUB socket's fan-out queue) before a
+    // send waits or drops; the crate's fixed default is 100 000.
     pub(crate) send_queue_capacity: Option<usize>,
 }
 
@@ -441,9 +441,9 @@ impl SocketOptions {
         self
     }
 
-    /// Drover patch: how many messages a PUB socket queues in its fan-out queue and for each
-    /// subscriber before it drops (a subscriber that does not read then costs at most this
-    /// many messages).
+    /// Drover patch: how many messages a socket queues for each peer (and a PUB socket in its
+    /// fan-out queue) before a send waits (ROUTER, DEALER, ...) or drops (PUB), so a peer that
+    /// does not read costs at most this many messages. The crate's default is 100 000.
     pub fn send_queue_capacity(&mut self, messages: usize) -> &mut Self {
         self.send_queue_capacity = Some(messages.max(1));
         self

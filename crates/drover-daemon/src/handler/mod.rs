@@ -104,12 +104,20 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> OpResult
     }
 }
 
+/// Large reads (`read_logs`, `list`, `read_events`) running at once.
+static BLOCKING_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 /// Run a handler that reads many records or rows on the blocking pool: it may read megabytes
 /// from disk, and on the async workers it would stall capture and every other request.
 async fn blocking(
     shared: &Arc<Shared>,
     handler: impl FnOnce(&Shared) -> OpResult + Send + 'static,
 ) -> OpResult {
+    // A few at a time: on a small machine many large reads at once would starve the async
+    // workers (capture, every other request); the rest wait their turn here.
+    let Ok(_turn) = BLOCKING_READS.acquire().await else {
+        return Err(ErrorBody::new(ErrorCode::Internal, "the read queue closed"));
+    };
     let shared = Arc::clone(shared);
     tokio::task::spawn_blocking(move || handler(&shared))
         .await
