@@ -17,8 +17,11 @@ use crate::daemon::Shared;
 pub(crate) struct LiveAgent {
     /// Set right after the supervisor starts the process.
     pub(crate) handle: OnceLock<Handle>,
-    /// The agent as last recorded; every waiter watches it.
+    /// The agent as last recorded; lookups of a live agent read it.
     pub(crate) info: watch::Receiver<AgentInfo>,
+    /// Turns true once the agent's end is fully recorded (registry, exit event, log closed,
+    /// live slot freed); `wait` watches it.
+    pub(crate) ended: watch::Receiver<bool>,
 }
 
 impl LiveAgent {
@@ -43,6 +46,7 @@ pub(crate) struct AgentObserver {
     // across an await (the supervisor calls us synchronously).
     info: Mutex<AgentInfo>,
     watch: watch::Sender<AgentInfo>,
+    ended: watch::Sender<bool>,
     // Records the store refused, waiting for a retry. A std Mutex held across the synchronous
     // append only, never across an await.
     backlog: Arc<Mutex<Waiting>>,
@@ -66,19 +70,23 @@ const MAX_BACKLOG: usize = 16 * 1024 * 1024;
 const RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl AgentObserver {
-    pub(crate) fn new(
-        shared: &Arc<Shared>,
-        info: AgentInfo,
-    ) -> (Arc<AgentObserver>, watch::Receiver<AgentInfo>) {
+    pub(crate) fn new(shared: &Arc<Shared>, info: AgentInfo) -> (Arc<AgentObserver>, LiveAgent) {
         let (watch, receiver) = watch::channel(info.clone());
+        let (ended, ended_receiver) = watch::channel(false);
         let observer = AgentObserver {
             id: info.id,
             shared: Arc::downgrade(shared),
             info: Mutex::new(info),
             watch,
+            ended,
             backlog: Arc::default(),
         };
-        (Arc::new(observer), receiver)
+        let live = LiveAgent {
+            handle: OnceLock::new(),
+            info: receiver,
+            ended: ended_receiver,
+        };
+        (Arc::new(observer), live)
     }
 }
 
@@ -266,19 +274,18 @@ impl Observer for AgentObserver {
         if let Err(error) = shared.store.update_status(self.id, &info.status) {
             tracing::error!(agent = %self.id, %error, "recording status");
         }
-        // Registry, then watchers, then the event: whoever hears of the event and asks finds
-        // the same state.
+        // Order matters: whoever hears of the event and asks must find the new state (lookups
+        // of a live agent read the watch, so it changes before the event), and a `wait` returns
+        // only once the end is fully recorded: exit event out, log closed, live slot freed.
         self.watch.send_replace(info.clone());
-        let kind = if terminal {
-            EventKind::Exit
-        } else {
-            EventKind::State
-        };
-        shared.events.emit(kind, &info);
-        if terminal {
-            shared.store.close_log(self.id);
-            shared.forget(self.id);
-            shared.agent_ended.notify_one();
+        if !terminal {
+            shared.events.emit(EventKind::State, &info);
+            return;
         }
+        shared.events.emit(EventKind::Exit, &info);
+        shared.store.close_log(self.id);
+        shared.forget(self.id);
+        shared.agent_ended.notify_one();
+        self.ended.send_replace(true);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use drover_proto::limits::{MAX_NAME_LEN, MAX_SPEC_BYTES};
@@ -244,11 +244,8 @@ fn register(
     }
     shared.events.emit(EventKind::Spawned, &info);
     let id = info.id;
-    let (observer, watch) = AgentObserver::new(shared, info);
-    let live = Arc::new(LiveAgent {
-        handle: OnceLock::new(),
-        info: watch,
-    });
+    let (observer, live) = AgentObserver::new(shared, info);
+    let live = Arc::new(live);
     shared
         .live
         .lock()

@@ -18,14 +18,9 @@ pub(crate) async fn handle(shared: &Shared, args: WaitArgs) -> OpResult {
     let terminal = async {
         loop {
             if let Some(live) = shared.live(id) {
-                let mut watch = live.info.clone();
-                let seen = watch
-                    .wait_for(|info| info.state().is_terminal())
-                    .await
-                    .map(|info| info.clone());
-                if let Ok(info) = seen {
-                    return Ok(info);
-                }
+                let mut ended = live.ended.clone();
+                // An error means the observer is gone, after recording the end.
+                let _ = ended.wait_for(|ended| *ended).await;
             }
             // Not live (any more): the registry has the last word, looked up by id so a newer
             // agent with the same name is never mistaken for this one.
