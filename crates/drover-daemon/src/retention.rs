@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_proto::{AgentInfo, AgentState, EventKind};
-use drover_store::{ListFilter, StoreError};
+use drover_proto::EventKind;
+use drover_store::StoreError;
 use tokio::sync::watch;
 
 use crate::daemon::Shared;
@@ -20,13 +20,18 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = shared.agent_ended.notified() => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        if let Err(error) = prune(&shared) {
-            tracing::error!(%error, "pruning ended agents");
+        // Registry queries and log deletion are blocking work.
+        let pruning = Arc::clone(&shared);
+        match tokio::task::spawn_blocking(move || prune(&pruning)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "pruning ended agents"),
+            Err(error) => tracing::error!(%error, "pruning ended agents"),
         }
     }
 }
 
-/// Remove the oldest ended agents beyond the limit; returns how many were removed.
+/// Remove the ended agents that ended first, beyond the limit; returns how many were removed.
+/// Ordered by end time, so an agent that just ended is the last to go, never the first.
 pub(crate) fn prune(shared: &Shared) -> Result<usize, StoreError> {
     let limit = shared.config.max_ended_agents as u64;
     let counts = shared.store.count_by_state()?;
@@ -38,30 +43,29 @@ pub(crate) fn prune(shared: &Shared) -> Result<usize, StoreError> {
     let Some(excess) = ended.checked_sub(limit).filter(|n| *n > 0) else {
         return Ok(0);
     };
-    // The oldest `excess` of each terminal state, merged: the oldest `excess` overall are
-    // among them.
-    let mut candidates: Vec<AgentInfo> = Vec::new();
-    for state in AgentState::ALL.into_iter().filter(|s| s.is_terminal()) {
-        candidates.extend(shared.store.list(&ListFilter {
-            state: Some(state),
-            labels: Default::default(),
-            limit: Some(u32::try_from(excess).unwrap_or(u32::MAX)),
-        })?);
-    }
-    candidates.sort_by_key(|agent| (agent.created_at, agent.id));
+    // At most a batch per round: a large backlog (a lowered limit) goes over several rounds.
+    let batch = u32::try_from(excess.min(PRUNE_BATCH)).unwrap_or(u32::MAX);
     let mut removed = 0;
-    for agent in candidates
-        .into_iter()
-        .take(usize::try_from(excess).unwrap_or(usize::MAX))
-    {
-        shared.store.remove_agent(agent.id)?;
+    for id in shared.store.oldest_ended(batch)? {
+        // Still being wound up by its observer (registry updated, exit not yet out): later.
+        if shared.live(id).is_some() {
+            continue;
+        }
+        let Some(agent) = shared.store.agent(id)? else {
+            continue;
+        };
+        shared.store.remove_agent(id)?;
         shared.events.emit(EventKind::Removed, &agent);
         removed += 1;
     }
-    tracing::info!(
-        removed,
-        limit,
-        "removed the oldest ended agents beyond the limit"
-    );
+    if removed > 0 {
+        tracing::info!(removed, limit, "removed the ended agents beyond the limit");
+    }
+    if excess > PRUNE_BATCH {
+        shared.agent_ended.notify_one();
+    }
     Ok(removed)
 }
+
+/// Agents removed per pruning round.
+const PRUNE_BATCH: u64 = 256;

@@ -174,6 +174,30 @@ impl Registry {
         self.query_many(&sql, args)
     }
 
+    /// Ids of the `limit` ended agents that ended first (for pruning), oldest end first.
+    pub fn oldest_ended(&self, limit: u32) -> Result<Vec<AgentId>, StoreError> {
+        let terminal: Vec<String> = AgentState::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let sql = format!(
+            "SELECT id FROM agents WHERE state IN ({}) ORDER BY ended_at, created_at, id LIMIT ?1",
+            terminal.join(", ")
+        );
+        let ctx = "listing the oldest ended agents";
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&sql)
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        let ids = stmt
+            .query_map([limit], |row| row.get::<_, String>(0))
+            .map_err(|e| StoreError::sqlite(ctx, e))?
+            .filter_map(|id| id.ok().and_then(|id| id.parse::<AgentId>().ok()))
+            .collect();
+        Ok(ids)
+    }
+
     pub fn live_agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
         let terminal: Vec<String> = AgentState::ALL
             .into_iter()

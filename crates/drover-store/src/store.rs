@@ -175,6 +175,11 @@ impl Store {
     }
 
     /// Agents not in a terminal state (at startup: the ones to mark lost).
+    /// Ids of the `limit` agents that ended first, oldest end first (for pruning).
+    pub fn oldest_ended(&self, limit: u32) -> Result<Vec<AgentId>, StoreError> {
+        self.inner.registry.oldest_ended(limit)
+    }
+
     pub fn live_agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
         self.inner.registry.live_agents()
     }
