@@ -64,10 +64,13 @@ struct Waiting {
     warned: Option<std::time::Instant>,
 }
 
-/// Bytes of refused records kept before the agent is paused until the store recovers.
+/// Bytes of refused records one agent keeps before it is paused until the store recovers.
 const MAX_BACKLOG: usize = 16 * 1024 * 1024;
-/// How often a refused backlog is retried.
-const RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// Bytes of refused records all agents together keep before each is paused as it adds more.
+const MAX_TOTAL_BACKLOG: u64 = 256 * 1024 * 1024;
+/// First retry of a refused backlog; the wait doubles up to `RETRY_AT_MOST`.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(200);
+const RETRY_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl AgentObserver {
     pub(crate) fn new(shared: &Arc<Shared>, info: AgentInfo) -> (Arc<AgentObserver>, LiveAgent) {
@@ -140,6 +143,16 @@ pub(crate) fn convert_status(status: &Status) -> AgentStatus {
     }
 }
 
+/// Keep the daemon-wide backlog total in step with one agent's change.
+fn account(shared: &Shared, before: usize, after: usize) {
+    let counter = &shared.counters.backlog_bytes;
+    if after > before {
+        counter.fetch_add((after - before) as u64, Ordering::Relaxed);
+    } else {
+        counter.fetch_sub((before - after) as u64, Ordering::Relaxed);
+    }
+}
+
 fn lock(waiting: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
     waiting.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -170,7 +183,8 @@ impl AgentObserver {
         }
         // The agent's real state decides, not the flag: someone may have resumed it meanwhile.
         let running = self.watch.borrow().state() == drover_proto::AgentState::Running;
-        if waiting.backlog.bytes() > MAX_BACKLOG && running {
+        let total = shared.counters.backlog_bytes.load(Ordering::Relaxed);
+        if (waiting.backlog.bytes() > MAX_BACKLOG || total > MAX_TOTAL_BACKLOG) && running {
             waiting.paused = true;
             tracing::warn!(agent = %self.id, "pausing the agent until the store takes its output");
             with_handle(shared, self.id, |handle| async move {
@@ -194,17 +208,18 @@ where
 /// Retry a refused backlog until the store takes it (or the agent is gone), then resume the
 /// agent if the backlog had paused it.
 async fn retry(id: AgentId, shared: Weak<Shared>, backlog: Arc<Mutex<Waiting>>) {
+    let mut wait = RETRY_FIRST;
     loop {
-        tokio::time::sleep(RETRY_EVERY).await;
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RETRY_AT_MOST);
         let Some(shared) = shared.upgrade() else {
             return;
         };
         let mut waiting = lock(&backlog);
-        if waiting
-            .backlog
-            .retry(|r| shared.store.append(id, r))
-            .is_ok()
-        {
+        let before = waiting.backlog.bytes();
+        let flushed = waiting.backlog.retry(|r| shared.store.append(id, r));
+        account(&shared, before, waiting.backlog.bytes());
+        if flushed.is_ok() {
             waiting.retrying = false;
             if std::mem::take(&mut waiting.paused) {
                 tracing::info!(agent = %id, "the store recovered; resuming the agent");
@@ -233,10 +248,12 @@ impl Observer for AgentObserver {
             .bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
         let mut waiting = lock(&self.backlog);
-        if let Err(error) = waiting
+        let before = waiting.backlog.bytes();
+        let stored = waiting
             .backlog
-            .store(&records, |r| shared.store.append(self.id, r))
-        {
+            .store(&records, |r| shared.store.append(self.id, r));
+        account(&shared, before, waiting.backlog.bytes());
+        if let Err(error) = stored {
             self.on_refused(&shared, &mut waiting, &error);
         }
         drop(waiting);
@@ -253,17 +270,19 @@ impl Observer for AgentObserver {
             // Every record came before this call; whatever the store still refuses is lost,
             // and said so.
             let mut waiting = lock(&self.backlog);
-            if waiting
-                .backlog
-                .retry(|r| shared.store.append(self.id, r))
-                .is_err()
-            {
-                if let Some((first, last)) = waiting.backlog.abandon() {
+            let before = waiting.backlog.bytes();
+            let flushed = waiting.backlog.retry(|r| shared.store.append(self.id, r));
+            if flushed.is_err() {
+                let lost = waiting.backlog.abandon();
+                account(&shared, before, 0);
+                if let Some((first, last)) = lost {
                     tracing::error!(
                         agent = %self.id,
                         "records {first}..={last} could not be stored and are lost"
                     );
                 }
+            } else {
+                account(&shared, before, 0);
             }
         }
         let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());

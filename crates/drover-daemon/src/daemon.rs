@@ -24,6 +24,8 @@ pub(crate) struct Counters {
     pub(crate) records: AtomicU64,
     pub(crate) bytes: AtomicU64,
     pub(crate) followers: AtomicU64,
+    /// Bytes of records waiting in every agent's backlog (the store refused them).
+    pub(crate) backlog_bytes: AtomicU64,
 }
 
 /// Per-op request counters and latency sums, by op name.
