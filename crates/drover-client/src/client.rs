@@ -205,9 +205,10 @@ impl Client {
     ) -> Result<AgentInfo, ClientError> {
         let Some(timeout) = timeout else {
             // Unbounded: a loop of bounded waits, so a daemon restart or a lost reply costs
-            // one round, never the whole wait.
+            // one round, never the whole wait. By id: a name may pass to a newer agent.
+            let id = self.get(agent).await?.id.to_string();
             loop {
-                match self.wait_once(agent, WAIT_ROUND).await {
+                match self.wait_once(&id, WAIT_ROUND).await {
                     Err(error) if error.code() == Some(drover_proto::ErrorCode::Timeout) => {}
                     other => return other,
                 }

@@ -176,9 +176,12 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     // Every step is bounded: requests in flight and open streams get a moment to finish.
-    let _ = tokio::time::timeout(DRAIN, control_task).await;
-    let _ = tokio::time::timeout(DRAIN, http_task).await;
-    let _ = tokio::time::timeout(DRAIN, retention_task).await;
+    // Whatever has not finished by then is aborted, so nothing outlives `run`.
+    for mut task in [control_task, http_task, retention_task] {
+        if tokio::time::timeout(DRAIN, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
     // Let the last events (the agents' exits) reach subscribers.
     let flushed = async {
         while !shared.publisher.is_empty() {

@@ -37,7 +37,9 @@ pub(crate) fn prepare(state_dir: &Path) -> Result<StateLock, DaemonError> {
         let mode = meta.permissions().mode() & 0o7777;
         let owner = meta.uid();
         let me = nix::unistd::getuid().as_raw();
-        if owner != me || mode & 0o1002 != 0 {
+        // Writable by others (group or world, or sticky like /tmp): they may already have
+        // planted files or links in it.
+        if owner != me || mode & 0o1022 != 0 {
             return Err(DaemonError::Config {
                 reason: format!(
                     "state directory {} is shared (mode {mode:04o}, owner uid {owner}); use a \

@@ -157,6 +157,12 @@ async fn history(
                 .read_logs(query.clone())
                 .await
                 .with_context(|| format!("reading logs of {name}"))?;
+            if read.truncated {
+                eprintln!(
+                    "drover: {name}: records {next}..{} were removed by retention while reading",
+                    read.first_seq.0.saturating_sub(1)
+                );
+            }
             printer.records(&name, &read.records)?;
             if read.next_seq <= next {
                 break;
