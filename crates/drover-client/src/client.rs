@@ -89,7 +89,13 @@ impl Client {
         let body = drover_proto::encode_request(&rmpv::Value::from(id), &request)?;
         let connection = self.current();
         let reply = match tokio::time::timeout(deadline, connection.request(id, body)).await {
-            Ok(reply) => reply?,
+            Ok(Ok(reply)) => reply,
+            Ok(Err(error)) => {
+                // The socket lost its peer (the daemon went away): the next call gets a fresh
+                // socket rather than this dead one.
+                self.replace(&connection).await;
+                return Err(error);
+            }
             Err(_) => {
                 self.replace(&connection).await;
                 return Err(ClientError::Timeout {
