@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 const PUB_SEND_QUEUE_CAPACITY: usize = 100_000;
+/// Drover patch: most subscriptions one peer may hold.
+const MAX_SUBSCRIPTIONS_PER_PEER: usize = 1024;
 type PubSendQueue = mpsc::Sender<Message>;
 
 fn subscription_matches(subscriptions: &[Vec<u8>], first_frame: &Bytes) -> bool {
@@ -171,7 +173,13 @@ impl PubSocketBackend {
             Some(1) => {
                 // Subscribe
                 if let Some(mut entry) = self.subscribers.get_sync(peer_id) {
-                    entry.subscriptions.push(Vec::from(&data[1..]));
+                    // Drover patch: a peer may not grow its subscription list without bound
+                    // (each topic is also matched against every published message).
+                    if entry.subscriptions.len() < MAX_SUBSCRIPTIONS_PER_PEER {
+                        entry.subscriptions.push(Vec::from(&data[1..]));
+                    } else {
+                        log::warn!("Ignoring a subscription beyond the per-peer limit");
+                    }
                 }
             }
             Some(0) => {
