@@ -266,6 +266,11 @@ impl Observer for AgentObserver {
         };
         let status = convert_status(status);
         let terminal = status.state().is_terminal();
+        if status.state() == drover_proto::AgentState::Running {
+            // Resumed (by anyone): a later recovery of the store must not resume the agent
+            // again if someone pauses it meanwhile.
+            lock(&self.backlog).paused = false;
+        }
         if terminal {
             // Every record came before this call; whatever the store still refuses is lost,
             // and said so.
