@@ -451,3 +451,24 @@ async fn follow_errors_are_json() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_last_event_id_beyond_the_log_is_refused_not_followed_silently() {
+    within(async {
+        let daemon = Daemon::start().await;
+        let id = daemon.spawn(&["sh", "-c", "seq 1 10"]).await;
+        daemon.wait_exit(&id).await;
+        let response = support::request(
+            daemon.addr,
+            "GET",
+            &format!("/v1/agents/{id}/logs?follow=true"),
+            &[("Accept", "text/event-stream"), ("Last-Event-ID", "50")],
+            b"",
+        )
+        .await;
+        assert_eq!(response.status, 400);
+        assert_eq!(response.error_code(), "bad_request");
+        daemon.stop().await;
+    })
+    .await;
+}

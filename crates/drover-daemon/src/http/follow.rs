@@ -80,16 +80,25 @@ pub(super) fn start(
 
 /// The first seq to send.
 fn start_seq(shared: &Shared, agent: AgentId, from: &FollowFrom) -> Result<Seq, ApiError> {
-    if let Some(last) = from.last_event_id {
-        return Ok(Seq(last.saturating_add(1)));
-    }
-    if let Some(seq) = from.since_seq {
-        return Ok(Seq(seq));
-    }
     let bounds = shared
         .store
         .log_bounds(agent)
         .map_err(|e| ApiError(store_error(e)))?;
+    if let Some(last) = from.last_event_id {
+        // A client resuming after a record this log never had is confused (another agent's
+        // stream?); following would skip everything until the log caught up, silently.
+        if last >= bounds.next_seq.0 {
+            return Err(ApiError::bad_request(format!(
+                "Last-Event-ID {last} is beyond this log, which ends before seq {}",
+                bounds.next_seq
+            )));
+        }
+        return Ok(Seq(last.saturating_add(1)));
+    }
+    // A `since_seq` in the future is fine: the stream starts when that record is printed.
+    if let Some(seq) = from.since_seq {
+        return Ok(Seq(seq));
+    }
     if let Some(tail) = from.tail {
         let kept = bounds.next_seq.0 - bounds.first_seq.0;
         return Ok(Seq(bounds.next_seq.0 - kept.min(u64::from(tail))));
