@@ -7,47 +7,37 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-/// The one timeout every wait in the tests uses.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
+// The daemon harness, `within` and the timeout are the control tests'; this module adds HTTP.
+#[path = "../common/mod.rs"]
+mod common;
 
-/// Run `test` with the hard timeout.
-pub async fn within<T>(test: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(60), test)
-        .await
-        .expect("test exceeded its 60 s hard timeout")
-}
+// Not every user of this module (the SSE benchmark) needs it.
+#[allow(unused_imports)]
+pub use common::within;
 
-/// Poll `probe` until it returns true; panic naming `what` after [`TIMEOUT`].
+/// Poll `probe` until it returns true; panic naming `what` after the common timeout.
 pub async fn wait_for<F, Fut>(what: &str, mut probe: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !probe().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_for(what, || {
+        let probed = probe();
+        async move { probed.await.then_some(()) }
+    })
+    .await
 }
 
-/// A daemon running in this process on ephemeral ports.
+/// A daemon running in this process on ephemeral ports, with its HTTP address at hand.
 pub struct Daemon {
     pub addr: SocketAddr,
     pub control: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), drover_daemon::DaemonError>>>,
-    _dir: tempfile::TempDir,
+    inner: common::TestDaemon,
 }
 
 impl Daemon {
@@ -57,42 +47,24 @@ impl Daemon {
 
     /// Start with a config adjusted by `tune`.
     pub async fn start_with(tune: impl FnOnce(&mut drover_daemon::Config)) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = drover_daemon::Config::ephemeral(dir.path().join("state"));
-        tune(&mut config);
-        let listeners = drover_daemon::bind(&config).await.expect("bind");
-        let addr = listeners
+        let inner = common::TestDaemon::start_with(tune).await;
+        let addr = inner
             .addresses
             .http
             .trim_start_matches("http://")
             .parse()
             .expect("http address");
-        let control = listeners.addresses.control.clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(drover_daemon::run(config, listeners, async {
-            let _ = stopped.await;
-        }));
+        let control = inner.addresses.control.clone();
         Daemon {
             addr,
             control,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
+            inner,
         }
     }
 
     /// Shut down and wait for the daemon to return.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(TIMEOUT, task)
-                .await
-                .expect("daemon shut down in time")
-                .expect("daemon task")
-                .expect("daemon returned an error");
-        }
+    pub async fn stop(self) {
+        self.inner.shutdown().await;
     }
 
     pub async fn get(&self, path: &str) -> Response {
