@@ -176,14 +176,9 @@ impl Registry {
 
     /// Ids of the `limit` ended agents that ended first (for pruning), oldest end first.
     pub fn oldest_ended(&self, limit: u32) -> Result<Vec<AgentId>, StoreError> {
-        let terminal: Vec<String> = AgentState::ALL
-            .into_iter()
-            .filter(|s| s.is_terminal())
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect();
         let sql = format!(
             "SELECT id FROM agents WHERE state IN ({}) ORDER BY ended_at, created_at, id LIMIT ?1",
-            terminal.join(", ")
+            terminal_states()
         );
         let ctx = "listing the oldest ended agents";
         let conn = self.lock();
@@ -199,14 +194,9 @@ impl Registry {
     }
 
     pub fn live_agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
-        let terminal: Vec<String> = AgentState::ALL
-            .into_iter()
-            .filter(|s| s.is_terminal())
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect();
         let sql = format!(
             "SELECT {COLS} FROM agents WHERE state NOT IN ({}) ORDER BY created_at, id",
-            terminal.join(", ")
+            terminal_states()
         );
         self.query_many(&sql, Vec::new())
     }
@@ -221,38 +211,33 @@ impl Registry {
     }
 
     pub fn count_by_state(&self) -> Result<BTreeMap<AgentState, u64>, StoreError> {
-        let ctx = "counting agents by state";
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT state, count(*) FROM agents GROUP BY state")
-            .map_err(|e| StoreError::sqlite(ctx, e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(|e| StoreError::sqlite(ctx, e))?;
-        let mut counts = BTreeMap::new();
-        for row in rows {
-            let (state, n) = row.map_err(|e| StoreError::sqlite(ctx, e))?;
-            counts.insert(parse_state(&state)?, n.max(0) as u64);
-        }
-        Ok(counts)
+        let sql = "SELECT state, count(*) FROM agents GROUP BY state";
+        self.text_int_pairs("counting agents by state", sql)?
+            .into_iter()
+            .map(|(state, n)| Ok((parse_state(&state)?, n.max(0) as u64)))
+            .collect()
     }
 
     /// Per-agent log budget overrides recorded from specs.
     pub fn log_budgets(&self) -> Result<Vec<(AgentId, u64)>, StoreError> {
-        let ctx = "reading log budgets";
+        let sql = "SELECT id, log_budget FROM agents WHERE log_budget IS NOT NULL";
+        self.text_int_pairs("reading log budgets", sql)?
+            .into_iter()
+            .map(|(id, budget)| Ok((parse_id(&id)?, budget.max(0) as u64)))
+            .collect()
+    }
+
+    /// Rows of (text, integer) from a query without parameters.
+    fn text_int_pairs(&self, ctx: &str, sql: &str) -> Result<Vec<(String, i64)>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare("SELECT id, log_budget FROM agents WHERE log_budget IS NOT NULL")
+            .prepare_cached(sql)
             .map_err(|e| StoreError::sqlite(ctx, e))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
             .map_err(|e| StoreError::sqlite(ctx, e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, budget) = row.map_err(|e| StoreError::sqlite(ctx, e))?;
-            out.push((parse_id(&id)?, budget.max(0) as u64));
-        }
-        Ok(out)
+        rows.map(|row| row.map_err(|e| StoreError::sqlite(ctx, e)))
+            .collect()
     }
 
     fn query_one(&self, sql: &str, arg: &str) -> Result<Option<AgentInfo>, StoreError> {
@@ -295,4 +280,14 @@ fn live_name_taken(conn: &Connection, name: &str) -> Result<bool, StoreError> {
         }
     }
     Ok(false)
+}
+
+/// The terminal states as an SQL list: `'exited', 'killed', ...`.
+fn terminal_states() -> String {
+    let names: Vec<String> = AgentState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    names.join(", ")
 }
