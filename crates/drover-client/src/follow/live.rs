@@ -114,8 +114,16 @@ impl Follower<'_> {
                 }
             }
             EventKind::Removed => {
-                if let Some(track) = self.tracks.get_mut(&event.agent) {
-                    track.done = true;
+                if matches!(self.selection, Selection::Agents(_)) {
+                    // Named agents stay listed (done), so the follow knows when all have ended.
+                    if let Some(track) = self.tracks.get_mut(&event.agent) {
+                        track.done = true;
+                    }
+                } else {
+                    // Open follows forget removed agents, so what they hold is bounded by the
+                    // registry (which prunes ended agents), not by every agent ever seen.
+                    self.tracks.remove(&event.agent);
+                    self.ignored.remove(&event.agent);
                 }
             }
             EventKind::State => {
