@@ -248,6 +248,20 @@ fn serve_refuses_a_shared_state_dir() {
     let tmp = std::fs::metadata("/tmp").unwrap();
     let mode = std::os::unix::fs::PermissionsExt::mode(&tmp.permissions());
     assert_eq!(mode & 0o1777, 0o1777, "/tmp was left alone");
+    // Group-writable: a group member may already have planted files in it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o770),
+    )
+    .unwrap();
+    let output = std::process::Command::new(drover_bin())
+        .args(["serve", "--control", "tcp://127.0.0.1:0", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("is shared"), "{}", stderr(&output));
 }
 
 #[test]

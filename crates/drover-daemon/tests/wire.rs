@@ -334,3 +334,48 @@ async fn a_client_that_never_reads_its_replies_holds_nobody_else_up() {
     })
     .await
 }
+
+#[tokio::test]
+async fn one_client_gets_at_most_64_requests_in_flight_and_a_typed_refusal_beyond() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client.spawn(sh("sleep 100")).await.unwrap();
+        let mut socket = dealer(&daemon).await;
+        for i in 0..100u64 {
+            let body = map(vec![
+                ("v", 1.into()),
+                ("id", i.into()),
+                ("op", "wait".into()),
+                ("agent", agent.id.to_string().into()),
+                ("timeout_ms", 20_000.into()),
+            ]);
+            socket
+                .send(ZmqMessage::from(Bytes::from(body)))
+                .await
+                .unwrap();
+        }
+        // The 36 beyond the first 64 are refused at once, in order, while the 64 wait.
+        let mut refused = Vec::new();
+        while refused.len() < 36 {
+            let frames = socket.recv().await.unwrap().into_vec();
+            let reply = rmpv::decode::read_value(&mut frames[0].as_ref()).unwrap();
+            assert_eq!(error_code(&reply), "limit_reached", "{reply}");
+            refused.push(field(&reply, "id").as_u64().unwrap());
+        }
+        assert_eq!(refused, (64..100).collect::<Vec<u64>>());
+        // Other clients are unaffected; once the agent ends, all 64 waits answer.
+        client.kill(&agent.id.to_string()).await.unwrap();
+        let mut answered = Vec::new();
+        while answered.len() < 64 {
+            let frames = socket.recv().await.unwrap().into_vec();
+            let reply = rmpv::decode::read_value(&mut frames[0].as_ref()).unwrap();
+            assert_eq!(field(&reply, "ok").as_bool(), Some(true), "{reply}");
+            answered.push(field(&reply, "id").as_u64().unwrap());
+        }
+        answered.sort_unstable();
+        assert_eq!(answered, (0..64).collect::<Vec<u64>>());
+        daemon.shutdown().await;
+    })
+    .await
+}

@@ -232,3 +232,56 @@ async fn escaped_process_writing_forever_does_not_hold_the_exit() {
     })
     .await;
 }
+
+/// Records like [`Recorder`], but takes its time over the first batch, as a loaded daemon
+/// might: meanwhile the child finishes writing and exits with output still in the pipe.
+struct SlowFirst {
+    inner: Arc<Recorder>,
+    slowed: std::sync::atomic::AtomicBool,
+}
+
+impl Observer for SlowFirst {
+    fn records(&self, batch: Vec<CapturedRecord>) {
+        if !self.slowed.swap(true, Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        self.inner.records(batch);
+    }
+
+    fn status(&self, status: &Status) {
+        self.inner.status(status);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_still_in_the_pipe_at_the_drain_deadline_is_kept() {
+    within(async {
+        // No drain time at all: the deadline passes the moment the child is reaped, while the
+        // reader is still busy with the first batch and the rest sits unread in the pipe.
+        let config = SupervisorConfig {
+            drain_timeout: std::time::Duration::ZERO,
+            ..Default::default()
+        };
+        let inner = Recorder::new();
+        let observer = Arc::new(SlowFirst {
+            inner: Arc::clone(&inner),
+            slowed: std::sync::atomic::AtomicBool::new(false),
+        });
+        let script = "echo first; sleep 0.05; for i in $(seq 1 200); do echo line $i; done";
+        let handle = spawn(sh(script), config, observer);
+        assert!(matches!(
+            handle.wait().await,
+            Status::Exited { code: 0, .. }
+        ));
+        let mut expected = String::from("first\n");
+        for i in 1..=200 {
+            expected.push_str(&format!("line {i}\n"));
+        }
+        assert_eq!(
+            inner.stdout(),
+            expected,
+            "every line the agent wrote was kept"
+        );
+    })
+    .await;
+}
