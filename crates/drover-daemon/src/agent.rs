@@ -15,8 +15,9 @@ use crate::daemon::Shared;
 /// A live agent as the daemon holds it.
 #[derive(Debug)]
 pub(crate) struct LiveAgent {
-    /// Set right after the supervisor starts the process.
-    pub(crate) handle: OnceLock<Handle>,
+    /// Set right after the supervisor starts the process (`set_handle`).
+    handle: OnceLock<Handle>,
+    handle_set: tokio::sync::Notify,
     /// The agent as last recorded; lookups of a live agent read it.
     pub(crate) info: watch::Receiver<AgentInfo>,
     /// Turns true once the agent's end is fully recorded (registry, exit event, log closed,
@@ -25,16 +26,29 @@ pub(crate) struct LiveAgent {
 }
 
 impl LiveAgent {
-    /// The handle, waiting briefly for a spawn that registered the agent but has not finished
-    /// starting its process (the handle is set right after the supervisor returns).
+    /// The handle, if the process was started.
+    pub(crate) fn handle(&self) -> Option<Handle> {
+        self.handle.get().cloned()
+    }
+
+    /// Record the handle once the supervisor has started the process, and wake whoever waits.
+    pub(crate) fn set_handle(&self, handle: Handle) {
+        let _ = self.handle.set(handle);
+        self.handle_set.notify_waiters();
+    }
+
+    /// The handle; for an agent registered by a spawn that is still starting its process, once
+    /// the supervisor returns it (moments later).
     pub(crate) async fn handle_when_started(&self) -> Option<Handle> {
-        for _ in 0..200 {
-            if let Some(handle) = self.handle.get() {
-                return Some(handle.clone());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let set = self.handle_set.notified();
+        tokio::pin!(set);
+        // Registered before looking, so a `set_handle` in between still wakes us.
+        set.as_mut().enable();
+        if let Some(handle) = self.handle.get() {
+            return Some(handle.clone());
         }
-        None
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), set).await;
+        self.handle.get().cloned()
     }
 }
 
@@ -86,6 +100,7 @@ impl AgentObserver {
         };
         let live = LiveAgent {
             handle: OnceLock::new(),
+            handle_set: tokio::sync::Notify::new(),
             info: receiver,
             ended: ended_receiver,
         };
@@ -200,7 +215,7 @@ where
     F: FnOnce(Handle) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    if let Some(handle) = shared.live(id).and_then(|live| live.handle.get().cloned()) {
+    if let Some(handle) = shared.live(id).and_then(|live| live.handle()) {
         tokio::spawn(action(handle));
     }
 }

@@ -49,7 +49,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: SpawnArgs) -> OpResult {
     }
     let watch = live.info.clone();
     let handle = drover_supervisor::spawn(command, supervisor_config, observer);
-    let _ = live.handle.set(handle);
+    live.set_handle(handle);
     shared.counters.spawns.fetch_add(1, Ordering::Relaxed);
     // Answer once the process runs (or failed to), so the reply carries the pid.
     let mut watch = watch;
@@ -238,18 +238,21 @@ fn register(
         labels: spec.labels.clone(),
         spec,
     };
-    shared.store.insert_agent(&info).map_err(store_error)?;
-    if let Some(budget) = info.spec.log_budget {
-        shared.store.set_agent_budget(info.id, budget);
-    }
-    shared.events.emit(EventKind::Spawned, &info);
     let id = info.id;
-    let (observer, live) = AgentObserver::new(shared, info);
+    let (observer, live) = AgentObserver::new(shared, info.clone());
     let live = Arc::new(live);
+    // Live slot first, registry row second: once the agent can be found, it is live (a `wait`
+    // or `stop` never sees a registered agent without its slot).
     shared
         .live
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(id, Arc::clone(&live));
+    // The registry applies the spec's log budget and refuses a name a live agent holds.
+    if let Err(error) = shared.store.insert_agent(&info) {
+        shared.forget(id);
+        return Err(store_error(error));
+    }
+    shared.events.emit(EventKind::Spawned, &info);
     Ok((id, observer, live))
 }

@@ -15,29 +15,20 @@ pub(crate) async fn handle(shared: &Shared, args: WaitArgs) -> OpResult {
         return Ok(Reply::Agent(AgentResult { agent }));
     }
     let id = agent.id;
-    let terminal = async {
-        loop {
+    let terminal =
+        async {
             if let Some(live) = shared.live(id) {
                 let mut ended = live.ended.clone();
                 // An error means the observer is gone, after recording the end.
                 let _ = ended.wait_for(|ended| *ended).await;
             }
-            // Not live (any more): the registry has the last word, looked up by id so a newer
-            // agent with the same name is never mistaken for this one.
-            let info = shared
-                .store
-                .agent(id)
-                .map_err(store_error)?
-                .ok_or_else(|| {
-                    ErrorBody::new(ErrorCode::NotFound, format!("agent {id} was removed"))
-                })?;
-            if info.state().is_terminal() {
-                return Ok(info);
-            }
-            // Registered but not yet in the live map: a spawn is between the two steps.
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
+            // The registry has the last word, looked up by id so a newer agent with the same name
+            // is never mistaken for this one. An agent that is not live has ended: spawns claim the
+            // live slot before the registry row exists.
+            shared.store.agent(id).map_err(store_error)?.ok_or_else(|| {
+                ErrorBody::new(ErrorCode::NotFound, format!("agent {id} was removed"))
+            })
+        };
     let agent = match args.timeout_ms {
         Some(ms) => tokio::time::timeout(Duration::from_millis(ms), terminal)
             .await
