@@ -17,6 +17,7 @@ mod id;
 pub mod limits;
 pub mod op;
 mod record;
+mod role;
 mod spec;
 pub mod topic;
 
@@ -30,6 +31,7 @@ pub use event::{Event, EventKind, Heartbeat};
 pub use id::{AgentId, DaemonId, EventSeq, Seq};
 pub use op::{Op, Request};
 pub use record::{Record, RecordBatch, StreamKind};
+pub use role::Role;
 pub use spec::{AgentSpec, StdinMode};
 
 /// Protocol version spoken by this crate; sent as `"v"` in every envelope.
