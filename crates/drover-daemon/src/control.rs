@@ -14,6 +14,7 @@ use drover_proto::{ErrorBody, ErrorCode, ProtoError, ReplyBody};
 use tokio::sync::{watch, Mutex, Semaphore};
 use zeromq::{RouterSendHalf, RouterSocket, SocketRecv, SocketSend, ZmqMessage};
 
+use crate::caller::{Caller, Via};
 use crate::daemon::Shared;
 use crate::handler::{self, Reply};
 
@@ -241,7 +242,7 @@ async fn answer(shared: &Arc<Shared>, body: &[u8]) -> Vec<u8> {
         }
     };
     let op = envelope.request.op().as_str();
-    let result = handler::dispatch(shared, envelope.request).await;
+    let result = handler::dispatch(shared, Caller::control(Via::Tcp), envelope.request).await;
     shared.count_request(
         op,
         started.elapsed(),

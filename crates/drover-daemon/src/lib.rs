@@ -14,6 +14,7 @@
 
 mod agent;
 mod backlog;
+mod caller;
 mod config;
 mod control;
 mod daemon;

@@ -7,6 +7,7 @@ use drover_proto::op::{BatchArgs, BatchItem, BatchResult};
 use drover_proto::{ErrorBody, ErrorCode, Op};
 
 use super::{dispatch, OpResult, Reply};
+use crate::caller::Caller;
 use crate::daemon::Shared;
 
 /// Ops that make sense per agent and return quickly.
@@ -21,7 +22,7 @@ const ALLOWED: [Op; 8] = [
     Op::Remove,
 ];
 
-pub(crate) async fn handle(shared: &Arc<Shared>, args: BatchArgs) -> OpResult {
+pub(crate) async fn handle(shared: &Arc<Shared>, caller: Caller, args: BatchArgs) -> OpResult {
     if !ALLOWED.contains(&args.op) {
         return Err(ErrorBody::new(
             ErrorCode::BadRequest,
@@ -54,7 +55,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: BatchArgs) -> OpResult {
             rmpv::Value::from(agent.0.as_str()),
         ));
         let outcome = match drover_proto::request_from_value(args.op, rmpv::Value::Map(fields)) {
-            Ok(request) => Box::pin(dispatch(shared, request)).await,
+            Ok(request) => Box::pin(dispatch(shared, caller, request)).await,
             Err(error) => Err(error.to_body()),
         };
         let failed = outcome.is_err();

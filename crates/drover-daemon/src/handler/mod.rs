@@ -30,6 +30,7 @@ use drover_proto::{AgentInfo, ErrorBody, ErrorCode, ProtoError, ReplyBody, Reque
 use drover_supervisor::{Handle, Status};
 
 use crate::agent::{convert_status, LiveAgent};
+use crate::caller::Caller;
 use crate::daemon::Shared;
 use crate::error::store_error;
 
@@ -80,8 +81,19 @@ impl Reply {
 /// What every handler returns.
 pub(crate) type OpResult = Result<Reply, ErrorBody>;
 
-/// Serve one request.
-pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> OpResult {
+/// Serve one request, once the caller's role allows it.
+pub(crate) async fn dispatch(shared: &Arc<Shared>, caller: Caller, request: Request) -> OpResult {
+    let needed = request.required_role();
+    if !caller.role.allows(needed) {
+        return Err(ErrorBody::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "{} needs the {needed} role; this credential has {}",
+                request.op().as_str(),
+                caller.role
+            ),
+        ));
+    }
     match request {
         Request::Health(_) => health::handle(shared),
         Request::Spawn(args) => spawn::handle(shared, args).await,
@@ -95,10 +107,10 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> OpResult
         Request::WriteStdin(args) => write_stdin::handle(shared, args).await,
         Request::CloseStdin(args) => close_stdin::handle(shared, &args.agent).await,
         Request::ReadLogs(args) => blocking(shared, move |s| read_logs::handle(s, args)).await,
-        Request::StreamInfo(args) => stream_info::handle(shared, args),
+        Request::StreamInfo(args) => stream_info::handle(shared, caller, args),
         Request::Wait(args) => wait::handle(shared, args).await,
         Request::Remove(args) => remove::handle(shared, &args.agent),
-        Request::Batch(args) => batch::handle(shared, args).await,
+        Request::Batch(args) => batch::handle(shared, caller, args).await,
         Request::Stats(_) => stats::handle(shared),
         Request::ReadEvents(args) => blocking(shared, move |s| read_events::handle(s, args)).await,
     }

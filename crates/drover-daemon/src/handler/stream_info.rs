@@ -4,9 +4,10 @@ use drover_proto::op::{StreamInfoArgs, StreamInfoResult};
 use drover_proto::topic;
 
 use super::{resolve, OpResult, Reply};
+use crate::caller::Caller;
 use crate::daemon::Shared;
 
-pub(crate) fn handle(shared: &Shared, args: StreamInfoArgs) -> OpResult {
+pub(crate) fn handle(shared: &Shared, _caller: Caller, args: StreamInfoArgs) -> OpResult {
     let topics = match &args.agent {
         Some(reference) => {
             let agent = resolve(shared, reference)?;

@@ -31,6 +31,7 @@ use drover_proto::limits::MAX_STDIN_WRITE;
 use drover_proto::{ErrorBody, ErrorCode, Request};
 use tokio::sync::watch;
 
+use crate::caller::{Caller, Via};
 use crate::daemon::Shared;
 use crate::handler::{self, Reply};
 
@@ -136,7 +137,7 @@ impl IntoResponse for ApiError {
 pub(crate) async fn call(shared: &Arc<Shared>, request: Request) -> Result<Reply, ApiError> {
     let op = request.op().as_str();
     let started = Instant::now();
-    let result = handler::dispatch(shared, request).await;
+    let result = handler::dispatch(shared, Caller::control(Via::Http), request).await;
     shared.count_request(
         op,
         started.elapsed(),
