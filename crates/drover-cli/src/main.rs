@@ -14,6 +14,7 @@ macro_rules! outln {
 pub(crate) use outln;
 
 mod cmd;
+mod context;
 mod duration;
 mod output;
 

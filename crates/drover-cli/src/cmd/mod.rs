@@ -1,6 +1,7 @@
 //! The subcommands, one per file, dispatched by an exhaustive match.
 
 mod agent_op;
+mod context;
 mod events;
 mod health;
 mod logs;
@@ -24,10 +25,15 @@ use drover_client::{Client, ClientOptions};
 #[derive(Debug, Parser)]
 #[command(name = "drover", version, about, propagate_version = true)]
 pub(crate) struct Cli {
-    /// The daemon's control endpoint [default: tcp://127.0.0.1:7710]. For `serve`, the endpoint
-    /// to bind (port 0 picks a free port).
+    /// The daemon's control endpoint, overriding the context's (`ipc://PATH` or
+    /// `tcp://HOST:PORT`). For `serve`, the endpoint to bind [default: tcp://127.0.0.1:7710;
+    /// port 0 picks a free port].
     #[arg(long, global = true, env = "DROVER_CONTROL")]
     control: Option<String>,
+    /// The context (named daemon) to talk to [default: the current one, else `local`, the
+    /// local daemon's ipc socket]. See `drover context`.
+    #[arg(long, global = true, env = "DROVER_CONTEXT")]
+    context: Option<String>,
     /// Print JSON instead of human-readable output.
     #[arg(long, global = true)]
     json: bool,
@@ -72,24 +78,64 @@ enum Command {
     Health,
     /// Daemon counters.
     Stats,
+    /// Name the daemons this client talks to (like `docker context`).
+    Context(context::Args),
 }
-
-/// Where the daemon listens unless told otherwise.
-pub(crate) const DEFAULT_CONTROL: &str = "tcp://127.0.0.1:7710";
 
 /// Connection settings shared by every client subcommand.
 pub(crate) struct Ctx {
-    control: String,
+    /// `--control`: overrides the context's endpoint.
+    control: Option<String>,
+    /// `--context`: which named daemon.
+    context: Option<String>,
     pub(crate) json: bool,
 }
 
+/// The daemon a command talks to, resolved from `--context`, `--control` and the contexts file.
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// The context's name.
+    pub(crate) name: String,
+    pub(crate) context: crate::context::Context,
+}
+
 impl Ctx {
+    /// Which daemon to talk to: `--context`, else `DROVER_CONTEXT`, else the current context,
+    /// else `local`; `--control` replaces its endpoint.
+    pub(crate) fn target(&self) -> anyhow::Result<Target> {
+        let contexts = crate::context::Contexts::load()?;
+        let name = match &self.context {
+            Some(name) => name.clone(),
+            None => contexts.current_name().to_owned(),
+        };
+        let mut context = contexts.get(&name)?;
+        if let Some(control) = &self.control {
+            context.control = control.clone();
+        }
+        Ok(Target { name, context })
+    }
+
     /// Connect to the daemon.
     pub(crate) async fn client(&self) -> anyhow::Result<Client> {
-        Client::connect_with(&self.control, ClientOptions::default())
+        let target = self.target()?;
+        let options = client_options(&target)?;
+        let control = &target.context.control;
+        Client::connect_with(control, options)
             .await
-            .with_context(|| format!("connecting to {}", self.control))
+            .with_context(|| format!("connecting to {control} (context {})", target.name))
     }
+}
+
+/// Client options for a target: CURVE keys for `tcp://`.
+fn client_options(target: &Target) -> anyhow::Result<ClientOptions> {
+    let options = ClientOptions::default();
+    if target.context.control.starts_with("tcp://") {
+        anyhow::bail!(
+            "{} is a TCP endpoint, which needs CURVE keys (arriving with the libzmq transport)",
+            target.context.control
+        );
+    }
+    Ok(options)
 }
 
 /// Run the parsed command line; returns the process exit status.
@@ -98,7 +144,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         return serve::run(cli.control, args).await;
     }
     let ctx = Ctx {
-        control: cli.control.unwrap_or_else(|| DEFAULT_CONTROL.to_owned()),
+        control: cli.control,
+        context: cli.context,
         json: cli.json,
     };
     match cli.command {
@@ -119,5 +166,6 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Events(args) => events::run(&ctx, args).await,
         Command::Health => health::run(&ctx).await,
         Command::Stats => stats::run(&ctx).await,
+        Command::Context(args) => context::run(&ctx, args).await,
     }
 }

@@ -41,8 +41,8 @@ pub(crate) struct Args {
 pub(crate) async fn run(control: Option<String>, args: Args) -> anyhow::Result<i32> {
     init_tracing();
     let state_dir = match args.state_dir {
-        Some(dir) => dir,
-        None => default_state_dir()?,
+        Some(dir) => crate::context::absolute(dir)?,
+        None => crate::context::default_state_dir()?,
     };
     let mut config = Config::new(state_dir);
     if let Some(path) = &args.config {
@@ -93,17 +93,6 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
-}
-
-/// `$XDG_DATA_HOME/drover`, else `~/.local/share/drover`.
-fn default_state_dir() -> anyhow::Result<PathBuf> {
-    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(data).join("drover"));
-    }
-    let home = std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .context("neither XDG_DATA_HOME nor HOME is set; pass --state-dir")?;
-    Ok(PathBuf::from(home).join(".local/share/drover"))
 }
 
 fn init_tracing() {
