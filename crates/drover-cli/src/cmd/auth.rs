@@ -1,0 +1,231 @@
+//! `drover auth`: the daemon's keys, the client keys it allows, and HTTP tokens.
+//!
+//! Everything but `keygen` works on a state directory on this host (the daemon's), so it runs
+//! as the daemon's user; a running daemon notices changes to the allowed keys and tokens without
+//! a restart. `keygen` makes this user's client keypair.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use drover_client::CurveKeys;
+use drover_daemon::{auth, token};
+use drover_proto::Role;
+
+use super::Ctx;
+use crate::context;
+use crate::output;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  drover auth server-key                                  # on the daemon's host: its public key
+  drover auth keygen                                      # on a client: make its keypair
+  drover auth allow 'Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID' --role read --comment laptop
+  drover auth ls
+  drover auth revoke laptop
+  drover auth token create --role control --comment ci   # prints the token once
+  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:7712/v1/agents")]
+pub(crate) struct Args {
+    /// The daemon's state directory [default: $XDG_DATA_HOME/drover].
+    #[arg(long, global = true, env = "DROVER_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print the daemon's public key (made at its first start), for `drover context add`.
+    ServerKey,
+    /// Make a client keypair (secret file 0600) and print its public key.
+    Keygen {
+        /// Where to write it [default: <config dir>/client.key].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace an existing keypair file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Allow a client public key, with a role.
+    Allow {
+        /// The client's public key (z85, 40 characters), from its `drover auth keygen`.
+        key: String,
+        /// What the key may do.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Who or what the key is for.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// List the allowed keys and the HTTP tokens.
+    #[command(alias = "list")]
+    Ls,
+    /// Stop allowing a key (by key or by comment).
+    Revoke {
+        /// The key, or the comment it was allowed with.
+        key: String,
+    },
+    /// HTTP bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TokenCommand {
+    /// Make a token with a role; it is printed once and stored only as a hash.
+    Create {
+        /// What the token may do.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Who or what the token is for.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// List tokens (ids, roles, comments; never the tokens themselves).
+    #[command(alias = "list")]
+    Ls,
+    /// Revoke a token (by id or by comment).
+    Revoke {
+        /// The token's id, or the comment it was made with.
+        token: String,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("unknown role {s:?}: use `read` or `control`"))
+}
+
+pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
+    let state_dir = match args.state_dir {
+        Some(dir) => context::absolute(dir)?,
+        None => context::default_state_dir()?,
+    };
+    match args.command {
+        Command::ServerKey => {
+            let keys = auth::ServerKeys::load_or_create(&state_dir)?;
+            if ctx.json {
+                output::json(&serde_json::json!({ "server_key": keys.public() }))?;
+            } else {
+                outln!("{}", keys.public())?;
+            }
+        }
+        Command::Keygen { out, force } => {
+            let path = match out {
+                Some(path) => context::absolute(path)?,
+                None => context::default_key_file()?,
+            };
+            if path.exists() && !force {
+                bail!(
+                    "{} exists; pass --force to replace it (every daemon that allowed its \
+                     public key would have to allow the new one)",
+                    path.display()
+                );
+            }
+            let keys = CurveKeys::generate();
+            keys.write_to(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            if ctx.json {
+                output::json(&serde_json::json!({
+                    "public_key": keys.public,
+                    "file": path,
+                }))?;
+            } else {
+                outln!("{}", keys.public)?;
+                eprintln!(
+                    "wrote {}; allow it on a daemon's host with: drover auth allow '{}' --role \
+                     control",
+                    path.display(),
+                    keys.public
+                );
+            }
+        }
+        Command::Allow { key, role, comment } => {
+            auth::allow_key(&state_dir, &key, role, &comment)?;
+            outln!("allowed {key} as {role}")?;
+        }
+        Command::Ls => list(ctx, &state_dir)?,
+        Command::Revoke { key } => {
+            let removed = auth::revoke_key(&state_dir, &key)?;
+            if removed == 0 {
+                bail!("no allowed key matches {key:?}");
+            }
+            outln!("revoked {removed} key(s)")?;
+        }
+        Command::Token { command } => token_command(ctx, &state_dir, command)?,
+    }
+    Ok(0)
+}
+
+fn list(ctx: &Ctx, state_dir: &std::path::Path) -> anyhow::Result<()> {
+    let keys = auth::AllowedKeys::read(&auth::allowed_keys_path(state_dir))?;
+    let tokens = token::list(state_dir)?;
+    if ctx.json {
+        let keys: Vec<_> = keys
+            .entries()
+            .iter()
+            .map(|k| serde_json::json!({"key": k.key, "role": k.role, "comment": k.comment}))
+            .collect();
+        let tokens: Vec<_> = tokens
+            .iter()
+            .map(|t| serde_json::json!({"id": t.id, "role": t.role, "comment": t.comment}))
+            .collect();
+        output::json(&serde_json::json!({ "keys": keys, "tokens": tokens }))?;
+        return Ok(());
+    }
+    let mut rows: Vec<Vec<String>> = keys
+        .entries()
+        .iter()
+        .map(|k| {
+            vec![
+                "key".to_owned(),
+                k.key.clone(),
+                k.role.to_string(),
+                k.comment.clone(),
+            ]
+        })
+        .collect();
+    rows.extend(tokens.iter().map(|t| {
+        vec![
+            "token".to_owned(),
+            t.id.clone(),
+            t.role.to_string(),
+            t.comment.clone(),
+        ]
+    }));
+    output::table(&["KIND", "KEY / ID", "ROLE", "COMMENT"], &rows)
+}
+
+fn token_command(
+    ctx: &Ctx,
+    state_dir: &std::path::Path,
+    command: TokenCommand,
+) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { role, comment } => {
+            let new = token::create(state_dir, role, &comment)?;
+            if ctx.json {
+                output::json(&serde_json::json!({
+                    "id": new.id,
+                    "role": role,
+                    "token": new.secret,
+                }))?;
+            } else {
+                outln!("{}", new.secret)?;
+                eprintln!(
+                    "token {} ({role}); it is shown only now and stored as a hash",
+                    new.id
+                );
+            }
+        }
+        TokenCommand::Ls => list(ctx, state_dir)?,
+        TokenCommand::Revoke { token } => {
+            let removed = token::revoke(state_dir, &token)?;
+            if removed == 0 {
+                bail!("no token matches {token:?}");
+            }
+            outln!("revoked {removed} token(s)")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,404 @@
+//! Remote use through the real binary across network namespaces: three hosts on one machine.
+//!
+//! Host B runs `drover serve` bound to its veth address. Host A runs the CLI with contexts.
+//! Host C (the test's own namespace) sits between them: a TCP relay that forwards A's
+//! connections to B and keeps every byte it forwards, so the test can check that nothing the
+//! agent printed crossed the wire in clear. CI runs as root; these tests need `ip` (iproute2,
+//! installed by `scripts/setup-test-env`) and fail loudly without them.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Run `ip` with these arguments; the test fails if it does.
+fn ip(args: &[&str]) {
+    let output = Command::new("ip").args(args).output().expect("run ip (iproute2)");
+    assert!(
+        output.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A network namespace joined to this one by a veth pair: `here` on our side, `there` inside.
+struct Host {
+    netns: String,
+    here: Ipv4Addr,
+    there: Ipv4Addr,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl Host {
+    fn new(role: char) -> Host {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let id = std::process::id() % 100_000;
+        let netns = format!("drv{id}{role}{n}");
+        // Interface names are at most 15 bytes.
+        let outer = format!("dv{id}{role}{n}o");
+        let inner = format!("dv{id}{role}{n}i");
+        // A /30 per host, unique in this process: 10.(77+id%100).(n).x.
+        let net = [10u8, 77 + (id % 100) as u8, n as u8];
+        let here = Ipv4Addr::new(net[0], net[1], net[2], 1);
+        let there = Ipv4Addr::new(net[0], net[1], net[2], 2);
+        ip(&["netns", "add", &netns]);
+        let host = Host { netns, here, there };
+        ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner]);
+        ip(&["link", "set", &inner, "netns", &host.netns]);
+        ip(&["addr", "add", &format!("{here}/30"), "dev", &outer]);
+        ip(&["link", "set", &outer, "up"]);
+        ip(&["-n", &host.netns, "addr", "add", &format!("{there}/30"), "dev", &inner]);
+        ip(&["-n", &host.netns, "link", "set", &inner, "up"]);
+        ip(&["-n", &host.netns, "link", "set", "lo", "up"]);
+        host
+    }
+
+    /// A command run inside this host.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.netns, program]);
+        command
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the veth pair, and with it ours.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+    }
+}
+
+/// A TCP relay on host C: every connection to `listen` is forwarded to `target`, and every
+/// byte forwarded either way is kept.
+struct Relay {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Relay {
+    fn start(listen: Ipv4Addr, target: SocketAddr) -> Relay {
+        let listener = TcpListener::bind((listen, 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let kept = Arc::clone(&kept);
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            kept.lock().unwrap().extend_from_slice(&buf[..n]);
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { addr, seen }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// `drover serve` inside host B, bound to B's address.
+struct RemoteDaemon {
+    child: Child,
+    control: SocketAddr,
+    publish: SocketAddr,
+    state_dir: PathBuf,
+}
+
+impl RemoteDaemon {
+    fn start(host: &Host, state_dir: &Path) -> RemoteDaemon {
+        let there = host.there;
+        let mut child = host
+            .command(drover_bin())
+            .args(["serve", "--control", &format!("tcp://{there}:0")])
+            .args(["--pub", &format!("tcp://{there}:0"), "--http", "127.0.0.1:0"])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .env("DROVER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("drover ready "), "ready line: {line:?}");
+        let field = |name: &str| -> SocketAddr {
+            let value = line
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix(name))
+                .unwrap_or_else(|| panic!("{name} in {line:?}"));
+            value.trim_start_matches("tcp://").parse().unwrap()
+        };
+        let control = field("control=");
+        let publish = field("pub=");
+        assert_eq!(control.ip(), there, "bound to B's address: {line}");
+        RemoteDaemon {
+            child,
+            control,
+            publish,
+            state_dir: state_dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for RemoteDaemon {
+    fn drop(&mut self) {
+        signal(self.child.id(), "TERM");
+        let deadline = Instant::now() + TIMEOUT;
+        while self.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `drover` on host A with its own config directory.
+fn on_a(host: &Host, config: &Path, args: &[&str]) -> Output {
+    let child = host
+        .command(drover_bin())
+        .args(args)
+        .env("DROVER_CONFIG_DIR", config)
+        .env_remove("DROVER_CONTROL")
+        .env_remove("DROVER_CONTEXT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_output(child)
+}
+
+/// `drover auth …` on the daemon's host, against its state directory.
+fn on_b_auth(daemon_state: &Path, args: &[&str]) -> String {
+    let output = Command::new(drover_bin())
+        .arg("auth")
+        .args(args)
+        .arg("--state-dir")
+        .arg(daemon_state)
+        .output()
+        .unwrap();
+    ok(output)
+}
+
+/// Make a keypair in `config` under `name` and return its public key.
+fn keygen(config: &Path, name: &str) -> (PathBuf, String) {
+    let file = config.join(format!("{name}.key"));
+    let output = Command::new(drover_bin())
+        .args(["auth", "keygen", "--out"])
+        .arg(&file)
+        .env("DROVER_CONFIG_DIR", config)
+        .output()
+        .unwrap();
+    (file, ok(output).trim().to_owned())
+}
+
+const LINES: usize = 300;
+
+#[test]
+fn a_remote_daemon_is_reached_only_with_an_allowed_key_and_its_traffic_is_encrypted() {
+    let a = Host::new('a');
+    let b = Host::new('b');
+    let state = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+
+    // On A: three keypairs. On B: allow two of them.
+    let (control_key, control_public) = keygen(config.path(), "control");
+    let (read_key, read_public) = keygen(config.path(), "read");
+    let (stranger_key, _) = keygen(config.path(), "stranger");
+    on_b_auth(state.path(), &["allow", &control_public, "--role", "control", "--comment", "ops"]);
+    on_b_auth(state.path(), &["allow", &read_public, "--role", "read", "--comment", "watcher"]);
+    let server_key = on_b_auth(state.path(), &["server-key"]).trim().to_owned();
+
+    let daemon = RemoteDaemon::start(&b, state.path());
+    // Host C relays A's connections (to C's address on A's link) to B.
+    let control = Relay::start(a.here, daemon.control);
+    let publish = Relay::start(a.here, daemon.publish);
+
+    for (name, key) in [
+        ("ops", &control_key),
+        ("watcher", &read_key),
+        ("stranger", &stranger_key),
+    ] {
+        ok(on_a(
+            &a,
+            config.path(),
+            &[
+                "context",
+                "add",
+                name,
+                "--control",
+                &format!("tcp://{}", control.addr),
+                "--pub",
+                &format!("tcp://{}", publish.addr),
+                "--server-key",
+                &server_key,
+                "--key",
+                key.to_str().unwrap(),
+            ],
+        ));
+    }
+    ok(on_a(&a, config.path(), &["context", "use", "ops"]));
+
+    // The control key spawns an agent that waits for its stdin, so both followers are
+    // attached before it prints.
+    let script = format!(
+        "read go; i=1; while [ $i -le {LINES} ]; do echo SECRET-MARKER-$i; i=$((i+1)); done"
+    );
+    let id = ok(on_a(
+        &a,
+        config.path(),
+        &["spawn", "-i", "--name", "m", "--", "sh", "-c", &script],
+    ));
+    assert_eq!(id.trim().len(), 36, "{id}");
+
+    // Both keys follow; the read key through its own context.
+    let follow = |context: &str| {
+        a.command(drover_bin())
+            .args(["--context", context, "logs", "-f", "m", "--no-prefix"])
+            .env("DROVER_CONFIG_DIR", config.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let ops_follow = follow("ops");
+    let watcher_follow = follow("watcher");
+    ok(on_a(&a, config.path(), &["send", "m", "go", "--close"]));
+    let expected: String = (1..=LINES).map(|i| format!("SECRET-MARKER-{i}\n")).collect();
+    for (who, child) in [("ops", ops_follow), ("watcher", watcher_follow)] {
+        let output = wait_output(child);
+        assert!(output.status.success(), "{who}: {}", stderr(&output));
+        assert_eq!(stdout(&output), expected, "{who} sees exactly 1..={LINES}");
+    }
+
+    // The read key may look but not act.
+    let refused = on_a(
+        &a,
+        config.path(),
+        &["--context", "watcher", "spawn", "--", "true"],
+    );
+    assert_eq!(refused.status.code(), Some(6), "unauthorized: {}", stderr(&refused));
+    assert!(stderr(&refused).contains("unauthorized"), "{}", stderr(&refused));
+    let listed = ok(on_a(&a, config.path(), &["--context", "watcher", "ls"]));
+    assert!(listed.contains(" m "), "{listed}");
+
+    // A key the daemon never allowed is refused at the handshake, promptly, and said so.
+    let started = Instant::now();
+    let stranger = on_a(&a, config.path(), &["--context", "stranger", "health"]);
+    assert!(!stranger.status.success());
+    assert!(
+        stderr(&stranger).contains("this key is not allowed by that daemon"),
+        "{}",
+        stderr(&stranger)
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+
+    // Everything crossed host C, and none of it in clear.
+    for (what, relay) in [("control", &control), ("pub", &publish)] {
+        let bytes = relay.bytes();
+        assert!(bytes.len() > 1000, "{what}: only {} bytes relayed", bytes.len());
+        assert!(
+            !bytes.windows(b"SECRET-MARKER".len()).any(|w| w == b"SECRET-MARKER"),
+            "{what}: a marker line crossed the wire in clear"
+        );
+    }
+    drop(daemon);
+}
+
+#[test]
+fn another_local_user_cannot_reach_the_daemon() {
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    // A place `nobody` may write its own config and key.
+    let theirs = tempfile::tempdir().unwrap();
+    nix::unistd::chown(
+        theirs.path(),
+        Some(nix::unistd::Uid::from_raw(65534)),
+        Some(nix::unistd::Gid::from_raw(65534)),
+    )
+    .unwrap();
+    let as_nobody = |args: &[&str]| {
+        let child = Command::new("runuser")
+            .args(["-u", "nobody", "--", drover_bin()])
+            .args(args)
+            .env("DROVER_CONFIG_DIR", theirs.path())
+            .env("HOME", theirs.path())
+            .env_remove("DROVER_CONTROL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_output(child)
+    };
+    // The ipc socket is in the daemon user's 0700 state directory.
+    let ipc = format!("ipc://{}", state.path().join("control.sock").display());
+    let denied = as_nobody(&["--control", &ipc, "run", "--", "id"]);
+    assert!(!denied.status.success(), "{}", stdout(&denied));
+    assert!(!stdout(&denied).contains("uid="), "{}", stdout(&denied));
+
+    // Loopback TCP needs an allowed key: nobody's own key is not one.
+    let tcp = daemon.tcp_control();
+    let server_key = ok(Command::new(drover_bin())
+        .args(["auth", "server-key", "--state-dir"])
+        .arg(state.path())
+        .output()
+        .unwrap());
+    let key = theirs.path().join("mine.key");
+    ok(as_nobody(&["auth", "keygen", "--out", key.to_str().unwrap()]));
+    ok(as_nobody(&[
+        "context",
+        "add",
+        "sneak",
+        "--control",
+        &tcp,
+        "--server-key",
+        server_key.trim(),
+        "--key",
+        key.to_str().unwrap(),
+    ]));
+    let denied = as_nobody(&["--context", "sneak", "run", "--", "id"]);
+    assert!(!denied.status.success(), "{}", stdout(&denied));
+    assert!(
+        stderr(&denied).contains("this key is not allowed by that daemon"),
+        "{}",
+        stderr(&denied)
+    );
+    assert!(!stdout(&denied).contains("uid="), "{}", stdout(&denied));
+}
