@@ -4,7 +4,7 @@
 //! the bearer header ([`super::auth`]): revoking the token ends the session too.
 
 use axum::extract::{FromRequest, Request, State};
-use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
+use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -41,22 +41,15 @@ pub(super) async fn login(State(http): State<AppState>, request: Request) -> Res
         request.extensions().get::<Transport>(),
         Some(Transport::Tcp { tls: true, .. })
     );
-    let is_form = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let body = match RawBody::from_request(request, &()).await {
         Ok(RawBody(body)) => body,
         Err(error) => return error.into_response(),
     };
-    let token = if is_form {
-        form_field(&body, "token")
-    } else {
-        serde_json::from_slice::<LoginJson>(&body)
-            .ok()
-            .map(|l| l.token)
-    };
+    // JSON when the body is JSON (whatever its Content-Type: `curl -d` says form), else the
+    // form field.
+    let json = serde_json::from_slice::<LoginJson>(&body).ok();
+    let is_form = json.is_none();
+    let token = json.map(|l| l.token).or_else(|| form_field(&body, "token"));
     let Some(token) = token else {
         return ApiError::bad_request("send {\"token\": \"...\"} or the form field token")
             .into_response();
