@@ -64,7 +64,7 @@ impl std::fmt::Debug for NewToken {
 }
 
 /// One stored token, without its secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenEntry {
     /// Public id: 12 hex digits.
     pub id: String,
@@ -76,6 +76,18 @@ pub struct TokenEntry {
     pub created: i64,
     /// SHA-256 of the secret.
     hash: [u8; 32],
+}
+
+// Written by hand so the hash stays out of logs too.
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEntry")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("comment", &self.comment)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Create a token with `role` and `comment`; the secret is returned once and stored hashed.

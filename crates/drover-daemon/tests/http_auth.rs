@@ -321,3 +321,25 @@ async fn another_local_user_can_neither_open_the_unix_socket_nor_spawn_over_tcp(
     })
     .await
 }
+
+#[tokio::test]
+async fn the_unix_socket_takes_any_host_name_but_still_checks_the_origin() {
+    within(async {
+        let daemon = Daemon::start().await;
+        let socket = daemon.unix.clone().expect("unix socket");
+        let named = request_unix(&socket, "GET", "/v1/health", &[("Host", "drover")], b"").await;
+        assert_eq!(named.status, 200, "{}", named.text());
+        let foreign = request_unix(
+            &socket,
+            "POST",
+            "/v1/agents",
+            &[("Origin", "http://evil.example")],
+            SPAWN,
+        )
+        .await;
+        assert_eq!(foreign.status, 401);
+        assert_eq!(agent_count(&daemon).await, 0);
+        daemon.stop().await;
+    })
+    .await
+}

@@ -9,10 +9,10 @@
 //! SameSite treats every port of `localhost` as one site, so a dev server on `localhost:3000`
 //! would otherwise ride on the cookie of `localhost:7712`. Only the daemon's own origin passes.
 //!
-//! The `Host` check applies on a loopback listener (and the unix socket, where curl sends
-//! `localhost`). A listener bound to another address is reached by names the daemon cannot know;
-//! every request there needs a token or the cookie, which a rebound name never carries (cookies
-//! belong to the name they were set for).
+//! The `Host` check applies on a loopback listener. A browser cannot reach the unix socket, and a
+//! listener bound to another address is reached by names the daemon cannot know; every request
+//! there needs a token or the cookie, which a rebound name never carries (cookies belong to the
+//! name they were set for).
 
 use axum::extract::Request;
 use axum::http::header::{HOST, ORIGIN};
@@ -51,13 +51,9 @@ pub(crate) async fn same_origin(request: Request, next: Next) -> Response {
     let transport = request.extensions().get::<Transport>().copied();
     let headers = request.headers();
     let host = headers.get(HOST).map(|h| h.to_str().unwrap_or(""));
-    let check_host = !matches!(
-        transport,
-        Some(Transport::Tcp {
-            loopback: false,
-            ..
-        })
-    );
+    // A browser cannot reach the unix socket, and a listener off loopback is reached by names
+    // the daemon cannot know.
+    let check_host = matches!(transport, Some(Transport::Tcp { loopback: true, .. }));
     if let (Some(host), true) = (host, check_host) {
         if !is_loopback_authority(host) {
             return unauthenticated(&format!("Host {host:?} is not a loopback address"));
