@@ -32,8 +32,17 @@ pub struct Config {
     pub control: String,
     /// The PUB endpoint.
     pub publish: String,
-    /// The HTTP listen address (`host:port`).
+    /// The HTTP listen address (`host:port`). Off loopback it is served with TLS.
     pub http: String,
+    /// Also serve HTTP on `<state_dir>/http.sock` (trusted by file permission).
+    pub http_unix: bool,
+    /// Serve HTTP with this certificate (PEM) and [`Config::tls_key`], even on loopback;
+    /// without them, a non-loopback listener uses a self-signed certificate in the state dir.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Limits on HTTP connections.
+    pub http_limits: crate::HttpLimits,
     /// Also bind `ipc://<state_dir>/control.sock`.
     pub ipc: bool,
     /// Most agents live at once; more spawns get `limit_reached`.
@@ -73,6 +82,10 @@ impl Config {
             control: "tcp://127.0.0.1:7710".into(),
             publish: "tcp://127.0.0.1:7711".into(),
             http: "127.0.0.1:7712".into(),
+            http_unix: true,
+            tls_cert: None,
+            tls_key: None,
+            http_limits: crate::HttpLimits::default(),
             ipc: true,
             max_agents: 256,
             max_ended_agents: 10_000,
@@ -128,6 +141,9 @@ impl Config {
         if self.max_agents == 0 {
             return invalid("max_agents must be at least 1".into());
         }
+        if self.http_limits.max_connections == 0 {
+            return invalid("http_max_connections must be at least 1".into());
+        }
         self.check_binds()
     }
 
@@ -143,14 +159,13 @@ impl Config {
                 })?;
             check_loopback(host)?;
         }
-        let host = self
-            .http
+        // HTTP may bind any address: every request needs a token, and off loopback it is TLS.
+        self.http
             .rsplit_once(':')
-            .map(|(host, _)| host)
+            .map(|_| ())
             .ok_or_else(|| DaemonError::Config {
                 reason: format!("{} is not a host:port address", self.http),
-            })?;
-        check_loopback(host)
+            })
     }
 }
 
@@ -180,6 +195,10 @@ struct ConfigFile {
     control: Option<String>,
     publish: Option<String>,
     http: Option<String>,
+    http_unix: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    http_max_connections: Option<usize>,
     ipc: Option<bool>,
     max_agents: Option<usize>,
     max_ended_agents: Option<usize>,
@@ -201,6 +220,10 @@ impl ConfigFile {
             control,
             publish,
             http,
+            http_unix,
+            tls_cert,
+            tls_key,
+            http_max_connections,
             ipc,
             max_agents,
             max_ended_agents,
@@ -218,6 +241,13 @@ impl ConfigFile {
         set(&mut config.control, control);
         set(&mut config.publish, publish);
         set(&mut config.http, http);
+        set(&mut config.http_unix, http_unix);
+        config.tls_cert = tls_cert.or(config.tls_cert.take());
+        config.tls_key = tls_key.or(config.tls_key.take());
+        set(
+            &mut config.http_limits.max_connections,
+            http_max_connections,
+        );
         set(&mut config.ipc, ipc);
         set(&mut config.max_agents, max_agents);
         set(&mut config.max_ended_agents, max_ended_agents);
@@ -276,7 +306,7 @@ mod tests {
         }
         config.control = "tcp://127.0.0.1:7710".into();
         config.http = "0.0.0.0:7712".into();
-        assert!(config.check_binds().is_err());
+        config.check_binds().unwrap();
         config.http = "127.0.0.1:7712".into();
         config.publish = "ipc:///tmp/x".into();
         assert!(config.check_binds().is_err(), "PUB must be a tcp endpoint");

@@ -27,8 +27,11 @@ mod lock;
 mod publish;
 mod restart;
 mod retention;
+pub mod tls;
+pub mod token;
 
 pub use config::{Config, ShutdownPolicy};
 pub use daemon::run;
 pub use error::DaemonError;
+pub use http::listen::HttpLimits;
 pub use listeners::{bind, Addresses, Listeners};

@@ -26,6 +26,10 @@ pub struct Addresses {
     pub http: String,
     /// The ipc control endpoint, when bound.
     pub ipc: Option<String>,
+    /// The HTTP unix socket's path, when bound.
+    pub http_unix: Option<String>,
+    /// The HTTP certificate's fingerprint (`sha256:AB:...`), when HTTP is TLS.
+    pub tls: Option<String>,
 }
 
 impl Addresses {
@@ -39,6 +43,14 @@ impl Addresses {
             line.push_str(" ipc=");
             line.push_str(ipc);
         }
+        if let Some(path) = &self.http_unix {
+            line.push_str(" http_unix=");
+            line.push_str(path);
+        }
+        if let Some(fingerprint) = &self.tls {
+            line.push_str(" tls=");
+            line.push_str(fingerprint);
+        }
         line
     }
 }
@@ -47,7 +59,7 @@ impl Addresses {
 pub struct Listeners {
     pub(crate) control: RouterSocket,
     pub(crate) publish: PubSocket,
-    pub(crate) http: tokio::net::TcpListener,
+    pub(crate) http: crate::http::listen::HttpListeners,
     pub(crate) lock: StateLock,
     /// The store, opened and recovered before the ready line.
     pub(crate) store: drover_store::Store,
@@ -109,16 +121,7 @@ pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
         .bind(&config.publish)
         .await
         .map_err(bind_error(&config.publish))?;
-    let http = tokio::net::TcpListener::bind(&config.http)
-        .await
-        .map_err(|e| DaemonError::Bind {
-            endpoint: config.http.clone(),
-            reason: e.to_string(),
-        })?;
-    let http_addr = http.local_addr().map_err(|source| DaemonError::Io {
-        context: "reading the HTTP listener's address".into(),
-        source,
-    })?;
+    let (http, http_addresses) = crate::http::listen::bind(config).await?;
     Ok(Listeners {
         control,
         publish,
@@ -128,8 +131,10 @@ pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
         addresses: Addresses {
             control: control_endpoint.to_string(),
             publish: publish_endpoint.to_string(),
-            http: format!("http://{http_addr}"),
+            http: http_addresses.url,
             ipc,
+            http_unix: http_addresses.unix,
+            tls: http_addresses.tls,
         },
     })
 }

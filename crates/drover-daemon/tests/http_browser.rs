@@ -7,6 +7,9 @@
 //! origin as the API. The test puts a tiny TCP front in front of the daemon: it answers
 //! `GET /follow.html` itself and relays every other connection, byte for byte, to the daemon.
 //!
+//! The page logs in first with a `read` token (`POST /login`), so the stream is authenticated by
+//! the HttpOnly cookie: this is also the browser login flow, in a real browser.
+//!
 //! Chromium comes from Debian's `chromium` package (`.ci/run` installs it). Without it this test
 //! fails, saying so: it is never skipped.
 
@@ -81,7 +84,8 @@ async fn chromium_event_source_gets_every_line_and_the_exit() {
             ])
             .await;
         let profile = tempfile::tempdir().expect("profile dir");
-        let url = format!("http://{front}/follow.html?agent={id}");
+        let token = daemon.token(drover_proto::Role::Read, "browser");
+        let url = format!("http://{front}/follow.html?agent={id}&token={token}");
         let run = tokio::process::Command::new(CHROMIUM)
             .args([
                 "--headless",

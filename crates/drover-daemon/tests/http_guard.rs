@@ -25,7 +25,18 @@ async fn a_foreign_origin_cannot_spawn() {
         .await;
         assert_eq!(response.status, 401);
         assert_eq!(response.error_code(), "unauthorized");
-        // A loopback origin (a page the daemon's own host serves) is fine.
+        // Another loopback origin (a dev server on localhost:3000) is foreign too, even with a
+        // valid token.
+        let dev_server = request(
+            daemon.addr,
+            "POST",
+            "/v1/agents",
+            &[("Origin", "http://localhost:3000")],
+            SPAWN,
+        )
+        .await;
+        assert_eq!(dev_server.status, 401);
+        // The daemon's own origin is fine.
         let ok = request(
             daemon.addr,
             "GET",

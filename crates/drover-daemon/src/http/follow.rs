@@ -61,7 +61,7 @@ pub(super) fn start(
         shared
             .store
             .follow(agent.id, since)
-            .map_err(|e| ApiError(store_error(e)))
+            .map_err(|e| ApiError::from(store_error(e)))
     });
     shared.count_request(
         "follow_logs",
@@ -83,7 +83,7 @@ fn start_seq(shared: &Shared, agent: AgentId, from: &FollowFrom) -> Result<Seq, 
     let bounds = shared
         .store
         .log_bounds(agent)
-        .map_err(|e| ApiError(store_error(e)))?;
+        .map_err(|e| ApiError::from(store_error(e)))?;
     if let Some(last) = from.last_event_id {
         // A client resuming after a record this log never had is confused (another agent's
         // stream?); following would skip everything until the log caught up, silently.
@@ -112,7 +112,7 @@ fn start_seq(shared: &Shared, agent: AgentId, from: &FollowFrom) -> Result<Seq, 
         let read = shared
             .store
             .read(agent, &query)
-            .map_err(|e| ApiError(store_error(e)))?;
+            .map_err(|e| ApiError::from(store_error(e)))?;
         return Ok(read.records.first().map_or(read.next_seq, |r| r.seq));
     }
     Ok(bounds.first_seq)

@@ -1,45 +1,82 @@
-//! Who may talk to the HTTP API: requests addressed to a loopback name, from no web origin or a
-//! loopback one.
+//! The user's own browser must not be turned against the daemon: requests whose `Host` is a
+//! foreign name (DNS rebinding) or whose `Origin` is not the daemon's own (cross-site request
+//! forgery) are refused with `401 unauthorized` before any credential is looked at or any route
+//! runs; so is a URI longer than [`MAX_URI`] (`414 too_large`).
 //!
-//! The daemon listens on loopback without authentication, so the threats are the user's own
-//! browser being used against it: a page on another site posting to `127.0.0.1:7712` (cross-site
-//! request forgery: browsers send `Origin` on such requests), or a hostile DNS name rebound to
-//! 127.0.0.1 (the request then carries that name in `Host`). Both are refused with
-//! `unauthorized` before any route runs. curl, scripts and same-origin pages are unaffected.
+//! With tokens required, a foreign page cannot act anyway (a browser sends no `Authorization`
+//! header cross-origin without a CORS preflight, which the daemon never answers, and the login
+//! cookie is SameSite=Strict). These checks remain as a second wall, and matter for the cookie:
+//! SameSite treats every port of `localhost` as one site, so a dev server on `localhost:3000`
+//! would otherwise ride on the cookie of `localhost:7712`. Only the daemon's own origin passes.
+//!
+//! The `Host` check applies on a loopback listener. A browser cannot reach the unix socket, and a
+//! listener bound to another address is reached by names the daemon cannot know; every request
+//! there needs a token or the cookie, which a rebound name never carries (cookies belong to the
+//! name they were set for).
 
 use axum::extract::Request;
 use axum::http::header::{HOST, ORIGIN};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use drover_proto::ErrorCode;
 
+use super::auth::unauthenticated;
+use super::listen::Transport;
 use super::ApiError;
 
-/// Refuse requests whose `Host` is not a loopback name or whose `Origin` is a foreign site.
-pub(crate) async fn loopback_only(request: Request, next: Next) -> Response {
-    let headers = request.headers();
-    if let Some(host) = headers.get(HOST) {
-        let host = host.to_str().unwrap_or("");
-        if !is_loopback_authority(host) {
-            return refuse(format!("Host {host:?} is not a loopback address"));
-        }
-    }
-    if let Some(origin) = headers.get(ORIGIN) {
-        let origin = origin.to_str().unwrap_or("");
-        let authority = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"));
-        if !authority.is_some_and(is_loopback_authority) {
-            return refuse(format!(
-                "requests from the web origin {origin:?} are not allowed"
-            ));
-        }
+/// Longest request URI (path and query).
+pub(crate) const MAX_URI: usize = 8 * 1024;
+
+/// Refuse a URI over [`MAX_URI`] with `414 too_large`.
+pub(crate) async fn short_uri(request: Request, next: Next) -> Response {
+    let length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if length > MAX_URI {
+        let mut response = ApiError::new(
+            ErrorCode::TooLarge,
+            format!("request URI over {} KiB", MAX_URI / 1024),
+        )
+        .into_response();
+        *response.status_mut() = StatusCode::URI_TOO_LONG;
+        return response;
     }
     next.run(request).await
 }
 
-fn refuse(message: String) -> Response {
-    ApiError::new(ErrorCode::Unauthorized, message).into_response()
+/// Refuse a foreign `Host` (on loopback listeners) and any `Origin` but the daemon's own.
+pub(crate) async fn same_origin(request: Request, next: Next) -> Response {
+    let transport = request.extensions().get::<Transport>().copied();
+    let headers = request.headers();
+    let host = headers.get(HOST).map(|h| h.to_str().unwrap_or(""));
+    // A browser cannot reach the unix socket, and a listener off loopback is reached by names
+    // the daemon cannot know.
+    let check_host = matches!(transport, Some(Transport::Tcp { loopback: true, .. }));
+    if let (Some(host), true) = (host, check_host) {
+        if !is_loopback_authority(host) {
+            return unauthenticated(&format!("Host {host:?} is not a loopback address"));
+        }
+    }
+    if let Some(origin) = headers.get(ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let scheme = match transport {
+            Some(Transport::Tcp { tls: true, .. }) => "https://",
+            _ => "http://",
+        };
+        let own = host.is_some_and(|host| {
+            origin
+                .strip_prefix(scheme)
+                .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
+        });
+        if !own {
+            return unauthenticated(&format!(
+                "requests from the web origin {origin:?} are not allowed (only the daemon's own)"
+            ));
+        }
+    }
+    next.run(request).await
 }
 
 /// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.

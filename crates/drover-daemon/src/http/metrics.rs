@@ -17,7 +17,7 @@ pub(super) async fn render(State(http): State<AppState>) -> Result<Response, Api
     let counts = shared
         .store
         .count_by_state()
-        .map_err(|e| ApiError(store_error(e)))?;
+        .map_err(|e| ApiError::from(store_error(e)))?;
     let mut out = String::with_capacity(4096);
     out.push_str("# HELP drover_agents Agents known, by state.\n# TYPE drover_agents gauge\n");
     for state in AgentState::ALL {

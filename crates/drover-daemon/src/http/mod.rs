@@ -7,10 +7,13 @@
 //! axum's own rejections (malformed JSON, oversize bodies, unknown routes, wrong methods).
 
 mod agents;
+mod auth;
 mod body;
 mod events;
 mod follow;
 mod guard;
+pub(crate) mod listen;
+mod login;
 mod logs;
 mod metrics;
 mod query;
@@ -31,9 +34,9 @@ use drover_proto::limits::MAX_STDIN_WRITE;
 use drover_proto::{ErrorBody, ErrorCode, Request};
 use tokio::sync::watch;
 
-use crate::caller::{Caller, Via};
 use crate::daemon::Shared;
 use crate::handler::{self, Reply};
+use crate::token::TokenTable;
 
 /// Deadline of every route that is not a stream (`wait` has its own, from `timeout_ms`).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,6 +52,8 @@ pub(crate) struct Http {
     pub(crate) stop: watch::Receiver<bool>,
     /// Open `/v1/events` streams (log followers are `shared.counters.followers`).
     pub(crate) event_followers: AtomicU64,
+    /// The bearer tokens, re-read when their file changes.
+    pub(crate) tokens: TokenTable,
 }
 
 type AppState = Arc<Http>;
@@ -73,6 +78,8 @@ pub(crate) fn app(http: AppState) -> Router {
         )
         .route("/v1/agents/{agent}/stdin/close", post(agents::close_stdin))
         .route("/metrics", get(metrics::render))
+        .route("/login", get(login::form).post(login::login))
+        .route("/logout", post(login::logout))
         .layer(middleware::from_fn(deadline));
     // Streams, and `wait` and `logs`, which bound themselves: `logs` only when not following.
     let unbounded = Router::new()
@@ -84,40 +91,54 @@ pub(crate) fn app(http: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(guard::loopback_only))
+        // Outermost last: the URI's length, then Host and Origin, then the credential, all
+        // before routing.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&http),
+            auth::authenticate,
+        ))
+        .layer(middleware::from_fn(guard::same_origin))
+        .layer(middleware::from_fn(guard::short_uri))
         .with_state(http)
 }
 
-/// Serve HTTP until `stop` turns true.
+/// Serve HTTP on every listener until `stop` turns true.
 pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
+    listeners: listen::HttpListeners,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) {
     let http = Arc::new(Http {
+        tokens: TokenTable::new(&shared.config.state_dir),
         shared,
         stop: stop.clone(),
         event_followers: AtomicU64::new(0),
     });
-    let mut stop = stop;
-    let shutdown = async move {
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    };
-    if let Err(error) = axum::serve(listener, app(http))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(%error, "HTTP server failed");
+    listen::run(listeners, app(http), stop).await;
+}
+
+/// A wire error as an HTTP response: the code's status (or the one given) and
+/// `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub(crate) struct ApiError(pub(crate) ErrorBody, Option<StatusCode>);
+
+impl From<ErrorBody> for ApiError {
+    fn from(body: ErrorBody) -> ApiError {
+        ApiError(body, None)
     }
 }
 
-/// A wire error as an HTTP response: the code's status and `{"error": {"code", "message"}}`.
-#[derive(Debug)]
-pub(crate) struct ApiError(pub(crate) ErrorBody);
-
 impl ApiError {
     pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError(ErrorBody::new(code, message))
+        ApiError::from(ErrorBody::new(code, message))
+    }
+
+    /// `403 unauthorized`: an authenticated caller whose role does not allow the request.
+    pub(crate) fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError(
+            ErrorBody::new(ErrorCode::Unauthorized, message),
+            Some(StatusCode::FORBIDDEN),
+        )
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
@@ -127,23 +148,35 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = self.1.unwrap_or_else(|| {
+            StatusCode::from_u16(self.0.code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        });
         (status, Json(serde_json::json!({ "error": self.0 }))).into_response()
     }
 }
 
-/// Run one op through the shared handlers, counting it like the control socket does.
+/// Run one op through the shared handlers as the request's caller, counting it like the control
+/// socket does. The caller was authenticated, so an `unauthorized` refusal is its role: 403.
 pub(crate) async fn call(shared: &Arc<Shared>, request: Request) -> Result<Reply, ApiError> {
+    let Ok(caller) = auth::CALLER.try_with(|caller| *caller) else {
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "request without an authenticated caller",
+        ));
+    };
     let op = request.op().as_str();
     let started = Instant::now();
-    let result = handler::dispatch(shared, Caller::control(Via::Http), request).await;
+    let result = handler::dispatch(shared, caller, request).await;
     shared.count_request(
         op,
         started.elapsed(),
         result.as_ref().err().map(|e| e.code.as_str()),
     );
-    result.map_err(ApiError)
+    result.map_err(|error| match error.code {
+        ErrorCode::Unauthorized => ApiError(error, Some(StatusCode::FORBIDDEN)),
+        _ => ApiError::from(error),
+    })
 }
 
 /// A reply as its JSON body (the same fields as the op's MessagePack result).

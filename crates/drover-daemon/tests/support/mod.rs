@@ -1,12 +1,22 @@
 //! Helpers for the HTTP tests and the SSE benchmark: the real daemon in-process, and a tiny
 //! HTTP/1.1 client (one-shot requests and an incremental Server-Sent Events reader) over a
 //! plain `TcpStream`, so the tests see exactly the bytes a foreign client would.
+//!
+//! Every HTTP request needs a token: [`Daemon::start_with`] creates a `control` token in the
+//! daemon's state directory and registers it for the daemon's address, and [`request`] and
+//! [`SseClient::connect`] send it as `Authorization: Bearer` unless the request names its own
+//! `Authorization` or `Cookie` header. [`request_without_token`] sends none.
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use drover_proto::Role;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,10 +43,43 @@ where
     .await
 }
 
+/// The control token of each harness daemon, by HTTP address.
+static TOKENS: Mutex<Option<HashMap<SocketAddr, String>>> = Mutex::new(None);
+
+pub fn token_for(addr: SocketAddr) -> Option<String> {
+    let tokens = TOKENS.lock().unwrap_or_else(|p| p.into_inner());
+    tokens.as_ref()?.get(&addr).cloned()
+}
+
+/// The harness's headers plus the daemon's token, unless they carry a credential already.
+fn with_token(addr: SocketAddr, headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let has_credential = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("cookie"));
+    if !has_credential {
+        if let Some(token) = token_for(addr) {
+            all.push(("Authorization".into(), format!("Bearer {token}")));
+        }
+    }
+    all
+}
+
 /// A daemon running in this process on ephemeral ports, with its HTTP address at hand.
 pub struct Daemon {
     pub addr: SocketAddr,
     pub control: String,
+    /// The `control` token the harness sends.
+    pub token: String,
+    pub state_dir: PathBuf,
+    /// The HTTP unix socket.
+    pub unix: Option<PathBuf>,
+    /// The ready line's `tls=` fingerprint.
+    pub tls: Option<String>,
+    pub http_url: String,
     inner: common::TestDaemon,
 }
 
@@ -48,18 +91,38 @@ impl Daemon {
     /// Start with a config adjusted by `tune`.
     pub async fn start_with(tune: impl FnOnce(&mut drover_daemon::Config)) -> Daemon {
         let inner = common::TestDaemon::start_with(tune).await;
-        let addr = inner
-            .addresses
-            .http
+        let http_url = inner.addresses.http.clone();
+        let addr = http_url
             .trim_start_matches("http://")
+            .trim_start_matches("https://")
             .parse()
             .expect("http address");
         let control = inner.addresses.control.clone();
+        let token = drover_daemon::token::create(&inner.state_dir, Role::Control, "test harness")
+            .expect("create the harness token")
+            .secret;
+        TOKENS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(HashMap::new)
+            .insert(addr, token.clone());
         Daemon {
             addr,
             control,
+            token,
+            state_dir: inner.state_dir.clone(),
+            unix: inner.addresses.http_unix.as_ref().map(PathBuf::from),
+            tls: inner.addresses.tls.clone(),
+            http_url,
             inner,
         }
+    }
+
+    /// Make a token with `role` in this daemon's state directory; its secret.
+    pub fn token(&self, role: Role, comment: &str) -> String {
+        drover_daemon::token::create(&self.state_dir, role, comment)
+            .expect("create a token")
+            .secret
     }
 
     /// Shut down and wait for the daemon to return.
@@ -163,7 +226,8 @@ impl Response {
     }
 }
 
-/// One request on a fresh connection (`Connection: close`), read to the end.
+/// One request on a fresh connection (`Connection: close`), read to the end, with the daemon's
+/// token unless `headers` carry a credential.
 pub async fn request(
     addr: SocketAddr,
     method: &str,
@@ -171,12 +235,75 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
+    let headers = with_token(addr, headers);
+    send(addr, method, path, &headers, body).await
+}
+
+/// One request with no credential at all.
+pub async fn request_without_token(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    send(addr, method, path, &headers, body).await
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Response {
     let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut read, mut write) = stream.into_split();
+    let (read, write) = stream.into_split();
+    exchange(read, write, &addr.to_string(), method, path, headers, body).await
+}
+
+/// One request over the daemon's HTTP unix socket (no token: file permission is the
+/// credential).
+pub async fn request_unix(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("connect to the unix socket");
+    let (read, write) = stream.into_split();
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    exchange(read, write, "localhost", method, path, &headers, body).await
+}
+
+/// Write one request, read the whole response.
+async fn exchange(
+    mut read: impl tokio::io::AsyncRead + Unpin,
+    mut write: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Response {
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    // The default Host, unless the caller names its own.
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {host}\r\n"));
+    }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -194,7 +321,12 @@ pub async fn request(
         panic!("no response to {method} {path}: {result:?}");
     }
     drop(writer);
-    let (status, headers, rest) = parse_head(&raw).expect("complete response head");
+    parse_response(&raw)
+}
+
+/// A whole response's bytes, parsed (a chunked body is de-chunked).
+pub fn parse_response(raw: &[u8]) -> Response {
+    let (status, headers, rest) = parse_head(raw).expect("complete response head");
     let chunked = headers.iter().any(|(k, v)| {
         k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
     });
@@ -297,6 +429,7 @@ pub struct SseClient {
 impl SseClient {
     /// `GET path` with `Accept: text/event-stream` and `headers`.
     pub async fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
+        let headers = with_token(addr, headers);
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         let mut head =
             format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");

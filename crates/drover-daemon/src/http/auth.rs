@@ -1,0 +1,148 @@
+//! Who is calling: every request is authenticated before routing, so a refusal never says whether
+//! a route or an agent exists.
+//!
+//! - On the unix socket in the state directory, file permission is the credential: full control.
+//! - On TCP, the request carries `Authorization: Bearer <token>` or the login cookie holding the
+//!   same token ([`super::login`]); its role comes from the token file ([`crate::token`]). None,
+//!   or an unknown or revoked token: `401` with `WWW-Authenticate: Bearer`.
+//! - A method other than GET or HEAD changes something and needs `control`; a `read` token gets
+//!   `403`. [`crate::handler::dispatch`] checks each op's role again (`call` turns its refusal
+//!   into `403` too). Both answers carry the code `unauthorized`.
+//!
+//! The caller is handed to the route through a task-local ([`CALLER`]) rather than an extractor
+//! on every route: the routes run inside this middleware's future, and a route that somehow ran
+//! outside it finds no caller and is refused (fail closed).
+
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, COOKIE, ORIGIN, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use drover_proto::{ErrorCode, Role};
+
+use super::listen::Transport;
+use super::{ApiError, AppState};
+use crate::caller::{Caller, Via};
+
+/// The login cookie's name.
+pub(crate) const COOKIE_NAME: &str = "drover_token";
+
+tokio::task_local! {
+    /// The authenticated caller of the request being handled.
+    pub(crate) static CALLER: Caller;
+}
+
+/// The middleware: find the caller, refuse or run the request with it.
+pub(crate) async fn authenticate(
+    State(http): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    // Login checks the token it is given; logout only clears a cookie.
+    if path == "/login" || path == "/logout" {
+        return next.run(request).await;
+    }
+    let caller = match request.extensions().get::<Transport>() {
+        Some(Transport::Unix) => Caller::control(Via::Http),
+        Some(Transport::Tcp { .. }) => {
+            let (token, from_cookie) = match credential(request.headers()) {
+                Some(found) => found,
+                None => {
+                    return unauthenticated(
+                        "this request carries no token: send Authorization: Bearer <token> \
+                         (made with `drover auth token create`)",
+                    )
+                }
+            };
+            let Some(role) = http.tokens.role_of(token) else {
+                return unauthenticated("the token is not known to this daemon (or was revoked)");
+            };
+            if from_cookie && !is_safe(request.method()) && request.headers().get(ORIGIN).is_none()
+            {
+                // A cookie is sent by the browser on its own; a state-changing request that
+                // relies on one must show it comes from the daemon's own page (the guard has
+                // already checked that an Origin, when present, is the daemon's own).
+                return forbidden("a request authenticated by cookie must carry its Origin");
+            }
+            Caller {
+                role,
+                via: Via::Http,
+            }
+        }
+        None => return unauthenticated("request without a transport"),
+    };
+    if !is_safe(request.method()) && !caller.role.allows(Role::Control) {
+        return forbidden(&format!(
+            "{} {} needs the control role; this credential has {}",
+            request.method(),
+            request.uri().path(),
+            caller.role
+        ));
+    }
+    CALLER.scope(caller, next.run(request)).await
+}
+
+fn is_safe(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+/// The token and whether it came from the cookie. A bearer header wins over a cookie.
+fn credential(headers: &HeaderMap) -> Option<(&str, bool)> {
+    if let Some(value) = headers.get(AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| (token.trim(), false));
+    }
+    cookie(headers).map(|token| (token, true))
+}
+
+/// The login cookie's value, if the request has one.
+pub(crate) fn cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE_NAME && !value.is_empty()).then_some(value)
+        })
+}
+
+/// `401 unauthorized` with `WWW-Authenticate: Bearer`.
+pub(crate) fn unauthenticated(message: &str) -> Response {
+    let mut response = ApiError::new(ErrorCode::Unauthorized, message).into_response();
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// `403 unauthorized`: the credential is valid but does not allow this.
+fn forbidden(message: &str) -> Response {
+    ApiError::forbidden(message).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_from_the_bearer_header_or_the_cookie() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(credential(&headers), None);
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("a=b; drover_token=drv_c; x=y"),
+        );
+        assert_eq!(credential(&headers), Some(("drv_c", true)));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer drv_b"));
+        assert_eq!(credential(&headers), Some(("drv_b", false)));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic eHk="));
+        assert_eq!(credential(&headers), None, "another scheme is no token");
+    }
+}

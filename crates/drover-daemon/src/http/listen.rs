@@ -1,0 +1,376 @@
+//! Binding and serving HTTP: TCP (plain on loopback, TLS off loopback or when configured) and the
+//! unix socket in the state directory, each with its own accept loop and connection limits.
+//!
+//! Every connection is bounded in time and number (docs/HTTP.md, "Connections"):
+//! - the request head must be complete within `header_timeout` of the connection being ready for
+//!   it (hyper's header-read timer; a client trickling its head is cut off, and no answer is sent);
+//! - a connection with no request in progress and no bytes either way for `idle_timeout` is
+//!   closed (an idle keep-alive connection; a streaming response is a request in progress);
+//! - a TLS handshake must finish within `tls_handshake_timeout`;
+//! - at most `max_connections` are open per listener: one more is answered at once with
+//!   `429 limit_reached` (plain HTTP; a TLS connection is just closed) and closed, never queued.
+//!
+//! hyper answers a malformed request line or header (400), a head over [`MAX_HEAD`] (431) and an
+//! over-long URI (414) itself, with an empty body; [`io::ConnIo`] replaces those answers with the
+//! JSON error body every other error has.
+
+mod io;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tower_service::Service;
+
+use crate::{Config, DaemonError};
+use io::{Activity, ConnIo};
+
+/// Largest request head (request line and headers); beyond it, 431.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+
+/// Limits on HTTP connections (see the module documentation and docs/HTTP.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Most connections open at once on each listener (TCP, unix socket).
+    pub max_connections: usize,
+    /// How long a request head may take to arrive, from the moment the connection is ready for
+    /// it (accepted, or the previous response finished).
+    pub header_timeout: Duration,
+    /// How long a connection may sit with no request in progress and no bytes either way.
+    pub idle_timeout: Duration,
+    /// How long a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            max_connections: 512,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
+            tls_handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How a request reached the daemon; every request carries one as an extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// The unix socket in the state directory: file permission is the credential.
+    Unix,
+    /// TCP. `loopback` when the listener is bound to a loopback address.
+    Tcp { tls: bool, loopback: bool },
+}
+
+/// The bound HTTP listeners.
+pub(crate) struct HttpListeners {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+    loopback: bool,
+    unix: Option<UnixListener>,
+    limits: HttpLimits,
+}
+
+impl std::fmt::Debug for HttpListeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpListeners")
+            .field("tcp", &self.tcp)
+            .field("tls", &self.tls.is_some())
+            .field("unix", &self.unix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the ready line says about HTTP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HttpAddresses {
+    /// `http://127.0.0.1:7712` or `https://...` (never a wildcard address).
+    pub(crate) url: String,
+    /// The unix socket's path.
+    pub(crate) unix: Option<String>,
+    /// The certificate's fingerprint, when TLS is on.
+    pub(crate) tls: Option<String>,
+}
+
+/// Bind the TCP listener (with TLS when it is not loopback or a certificate is configured) and
+/// the unix socket.
+pub(crate) async fn bind(config: &Config) -> Result<(HttpListeners, HttpAddresses), DaemonError> {
+    let tcp = TcpListener::bind(&config.http)
+        .await
+        .map_err(|e| DaemonError::Bind {
+            endpoint: config.http.clone(),
+            reason: e.to_string(),
+        })?;
+    let addr = tcp.local_addr().map_err(|source| DaemonError::Io {
+        context: "reading the HTTP listener's address".into(),
+        source,
+    })?;
+    let loopback = addr.ip().is_loopback();
+    let (tls, fingerprint) = if !loopback || config.tls_cert.is_some() {
+        let (server, fingerprint) = crate::tls::server_config(config, addr.ip())?;
+        (Some(TlsAcceptor::from(server)), Some(fingerprint))
+    } else {
+        (None, None)
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}", reachable(addr));
+    let (unix, unix_path) = if config.http_unix {
+        let path = config.state_dir.join("http.sock");
+        let listener = bind_unix(&path)?;
+        (Some(listener), Some(path.display().to_string()))
+    } else {
+        (None, None)
+    };
+    Ok((
+        HttpListeners {
+            tcp,
+            tls,
+            loopback,
+            unix,
+            limits: config.http_limits,
+        },
+        HttpAddresses {
+            url,
+            unix: unix_path,
+            tls: fingerprint,
+        },
+    ))
+}
+
+/// An address a client can connect to: a wildcard bind is reached through loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::from([127, 0, 0, 1]), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// Bind the unix socket 0600, removing a stale file a dead daemon left (the state lock is held,
+/// so no live daemon uses it).
+fn bind_unix(path: &Path) -> Result<UnixListener, DaemonError> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(DaemonError::Config {
+                reason: format!("{} is in use by another process", path.display()),
+            });
+        }
+        std::fs::remove_file(path).map_err(|source| DaemonError::Io {
+            context: format!("removing stale socket {}", path.display()),
+            source,
+        })?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| DaemonError::Bind {
+        endpoint: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        DaemonError::Io {
+            context: format!("securing {}", path.display()),
+            source,
+        }
+    })?;
+    Ok(listener)
+}
+
+/// Serve every listener until `stop` turns true, then let open connections finish (each is told
+/// to close after its current response; streams end on `stop` themselves).
+pub(crate) async fn run(listeners: HttpListeners, app: Router, stop: watch::Receiver<bool>) {
+    let HttpListeners {
+        tcp,
+        tls,
+        loopback,
+        unix,
+        limits,
+    } = listeners;
+    let mut loops = JoinSet::new();
+    let transport = Transport::Tcp {
+        tls: tls.is_some(),
+        loopback,
+    };
+    loops.spawn(accept(
+        Acceptor::Tcp(tcp, tls),
+        transport,
+        app.clone(),
+        limits,
+        stop.clone(),
+    ));
+    if let Some(unix) = unix {
+        loops.spawn(accept(
+            Acceptor::Unix(unix),
+            Transport::Unix,
+            app,
+            limits,
+            stop,
+        ));
+    }
+    while loops.join_next().await.is_some() {}
+}
+
+enum Acceptor {
+    Tcp(TcpListener, Option<TlsAcceptor>),
+    Unix(UnixListener),
+}
+
+/// One listener's accept loop. Dropping it (when the daemon gives up waiting at shutdown) aborts
+/// its connections with it.
+async fn accept(
+    acceptor: Acceptor,
+    transport: Transport,
+    app: Router,
+    limits: HttpLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = next_connection(&acceptor) => accepted,
+        };
+        let connection = match accepted {
+            Ok(connection) => connection,
+            Err(error) => {
+                // Out of file descriptors, most likely: back off a little rather than spin.
+                tracing::warn!(%error, "accepting an HTTP connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            connection.refuse(limits.max_connections);
+            continue;
+        };
+        let app = app.clone();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            match connection {
+                Connection::Tcp(stream, None) => serve(stream, transport, app, limits, stop).await,
+                Connection::Tcp(stream, Some(tls)) => {
+                    let handshake = tls.accept(stream);
+                    match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
+                        Ok(Ok(stream)) => serve(stream, transport, app, limits, stop).await,
+                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+                Connection::Unix(stream) => serve(stream, transport, app, limits, stop).await,
+            }
+        });
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+enum Connection {
+    Tcp(tokio::net::TcpStream, Option<TlsAcceptor>),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Connection {
+    /// Over the cap: say so (plain HTTP only) and close. The answer is written without waiting:
+    /// a fresh socket's send buffer always has room for it.
+    fn refuse(self, max: usize) {
+        let answer = io::error_response(
+            429,
+            "limit_reached",
+            &format!("the daemon already has {max} open HTTP connections on this listener"),
+        );
+        let _ = match &self {
+            Connection::Tcp(stream, None) => stream.try_write(&answer),
+            Connection::Unix(stream) => stream.try_write(&answer),
+            Connection::Tcp(_, Some(_)) => Ok(0),
+        };
+    }
+}
+
+async fn next_connection(acceptor: &Acceptor) -> std::io::Result<Connection> {
+    match acceptor {
+        Acceptor::Tcp(listener, tls) => {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok(Connection::Tcp(stream, tls.clone()))
+        }
+        Acceptor::Unix(listener) => Ok(Connection::Unix(listener.accept().await?.0)),
+    }
+}
+
+/// Serve one connection until it closes, times out, or the daemon stops.
+async fn serve<I>(
+    io: I,
+    transport: Transport,
+    app: Router,
+    limits: HttpLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let io = ConnIo::new(io, Arc::clone(&activity));
+    let service = {
+        let activity = Arc::clone(&activity);
+        hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(transport);
+            // In progress until the response body is dropped (a stream ends, or is cut off).
+            let in_progress = activity.begin();
+            let mut app = app.clone();
+            async move {
+                let response = app.call(request).await?;
+                Ok::<_, Infallible>(response.map(|body| {
+                    Body::new(body.map_frame(move |frame| {
+                        let _ = &in_progress;
+                        frame
+                    }))
+                }))
+            }
+        })
+    };
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let tick = (limits.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut ticks = tokio::time::interval(tick);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "HTTP connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.wait_for(|stopped| *stopped), if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = ticks.tick() => {
+                if activity.is_idle_for(limits.idle_timeout) {
+                    // Closes at once: no request is in progress.
+                    connection.as_mut().graceful_shutdown();
+                    stopping = true;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Browser login, as Jupyter does it: the user pastes a token once into `GET /login`'s form (or
+//! a page posts it as JSON), and the daemon answers with an HttpOnly, SameSite=Strict cookie
+//! holding it, so no script on a page ever holds the token. The cookie is checked exactly like
+//! the bearer header ([`super::auth`]): revoking the token ends the session too.
+
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::auth::{unauthenticated, COOKIE_NAME};
+use super::body::RawBody;
+use super::listen::Transport;
+use super::{ApiError, AppState};
+
+const FORM: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>drover login</title></head>
+<body>
+<form method="post" action="/login">
+<label>Token <input type="password" name="token" autocomplete="off" autofocus></label>
+<button type="submit">Log in</button>
+</form>
+</body></html>
+"#;
+
+/// `GET /login`: the form.
+pub(super) async fn form() -> Html<&'static str> {
+    Html(FORM)
+}
+
+#[derive(Deserialize)]
+struct LoginJson {
+    token: String,
+}
+
+/// `POST /login` with `{"token": "..."}` or the form field `token`: sets the cookie.
+pub(super) async fn login(State(http): State<AppState>, request: Request) -> Response {
+    let tls = matches!(
+        request.extensions().get::<Transport>(),
+        Some(Transport::Tcp { tls: true, .. })
+    );
+    let body = match RawBody::from_request(request, &()).await {
+        Ok(RawBody(body)) => body,
+        Err(error) => return error.into_response(),
+    };
+    // JSON when the body is JSON (whatever its Content-Type: `curl -d` says form), else the
+    // form field.
+    let json = serde_json::from_slice::<LoginJson>(&body).ok();
+    let is_form = json.is_none();
+    let token = json.map(|l| l.token).or_else(|| form_field(&body, "token"));
+    let Some(token) = token else {
+        return ApiError::bad_request("send {\"token\": \"...\"} or the form field token")
+            .into_response();
+    };
+    let Some(role) = http.tokens.role_of(&token) else {
+        return unauthenticated("the token is not known to this daemon (or was revoked)");
+    };
+    let secure = if tls { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/{secure}");
+    let mut response = if is_form {
+        Html(format!(
+            "<!doctype html><p>Logged in with the {role} role.</p>\n"
+        ))
+        .into_response()
+    } else {
+        Json(serde_json::json!({ "role": role.as_str() })).into_response()
+    };
+    match HeaderValue::from_str(&cookie) {
+        Ok(value) => {
+            response.headers_mut().insert(SET_COOKIE, value);
+            response
+        }
+        // A token with characters a header cannot hold is not one of ours (they are base64url).
+        Err(_) => unauthenticated("the token is not known to this daemon (or was revoked)"),
+    }
+}
+
+/// `POST /logout`: clears the cookie.
+pub(super) async fn logout() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        SET_COOKIE,
+        HeaderValue::from_static("drover_token=; Max-Age=0; HttpOnly; SameSite=Strict; Path=/"),
+    );
+    response
+}
+
+/// One field of an `application/x-www-form-urlencoded` body, decoded.
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| percent_decode(value))?
+    })
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_field;
+
+    #[test]
+    fn form_fields_are_decoded() {
+        assert_eq!(
+            form_field(b"a=1&token=drv_a%2Db+c", "token").as_deref(),
+            Some("drv_a-b c")
+        );
+        assert_eq!(form_field(b"token=%zz", "token"), None);
+        assert_eq!(form_field(b"other=1", "token"), None);
+    }
+}

@@ -1,0 +1,192 @@
+//! HTTP connections are bounded: a slow request head is cut off, an idle keep-alive connection is
+//! closed, the number of open connections is capped, and protocol-level refusals (400, 414, 431)
+//! carry the JSON error body. Real sockets against the real daemon.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use drover_daemon::HttpLimits;
+use support::{parse_head, parse_response, request_without_token, within, Daemon};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn limits(tune: impl FnOnce(&mut HttpLimits)) -> impl FnOnce(&mut drover_daemon::Config) {
+    move |config| {
+        let mut limits = HttpLimits {
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            ..HttpLimits::default()
+        };
+        tune(&mut limits);
+        config.http_limits = limits;
+    }
+}
+
+/// Read until the server closes; the bytes.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return raw,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_head_sent_one_byte_a_second_is_cut_off_at_the_header_timeout() {
+    within(async {
+        let daemon =
+            Daemon::start_with(limits(|l| l.header_timeout = Duration::from_secs(2))).await;
+        let stream = TcpStream::connect(daemon.addr).await.expect("connect");
+        let (mut read, mut write) = stream.into_split();
+        let head = format!(
+            "GET /v1/health HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+            daemon.addr, daemon.token
+        );
+        let started = Instant::now();
+        let trickle = tokio::spawn(async move {
+            let mut sent = 0;
+            for byte in head.as_bytes() {
+                if write.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                sent += 1;
+                // The pace is what is under test.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            (sent, head.len())
+        });
+        let mut raw = Vec::new();
+        let _ = read.read_to_end(&mut raw).await;
+        let elapsed = started.elapsed();
+        trickle.abort();
+        assert!(
+            raw.is_empty(),
+            "no answer to a head that never completed: {raw:?}"
+        );
+        assert!(
+            elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(6),
+            "closed after {elapsed:?}, the timeout is 2 s"
+        );
+        daemon.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_but_a_long_request_is_not() {
+    within(async {
+        let daemon =
+            Daemon::start_with(limits(|l| l.idle_timeout = Duration::from_millis(500))).await;
+        let id = daemon.spawn(&["sleep", "100"]).await;
+        let mut stream = TcpStream::connect(daemon.addr).await.expect("connect");
+        // A request that takes three times the idle timeout is in progress, not idle.
+        let head = format!(
+            "GET /v1/agents/{id}/wait?timeout_ms=1500 HTTP/1.1\r\nHost: {}\r\n\
+             Authorization: Bearer {}\r\n\r\n",
+            daemon.addr, daemon.token
+        );
+        stream.write_all(head.as_bytes()).await.expect("send");
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        let (status, headers, start) = loop {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed during a request in progress");
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(head) = parse_head(&raw) {
+                break head;
+            }
+        };
+        assert_eq!(status, 504, "wait timed out and answered");
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.parse().expect("length"))
+            .expect("content-length");
+        while raw.len() < start + length {
+            let n = stream.read(&mut buf).await.expect("read body");
+            assert!(n > 0);
+            raw.extend_from_slice(&buf[..n]);
+        }
+        // Now idle, the connection is closed by the daemon.
+        let answered = Instant::now();
+        let rest = read_until_closed(&mut stream).await;
+        let idle = answered.elapsed();
+        assert!(rest.is_empty(), "{rest:?}");
+        assert!(
+            idle >= Duration::from_millis(400) && idle < Duration::from_secs(5),
+            "closed after {idle:?} idle, the timeout is 500 ms"
+        );
+        daemon.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_refused_and_slots_come_back() {
+    within(async {
+        let daemon = Daemon::start_with(limits(|l| l.max_connections = 2)).await;
+        let first = TcpStream::connect(daemon.addr).await.expect("connect");
+        let _second = TcpStream::connect(daemon.addr).await.expect("connect");
+        let mut third = TcpStream::connect(daemon.addr).await.expect("connect");
+        let refused = parse_response(&read_until_closed(&mut third).await);
+        assert_eq!(refused.status, 429);
+        assert_eq!(refused.error_code(), "limit_reached");
+        assert_eq!(refused.header("connection"), Some("close"));
+        drop(first);
+        support::wait_for("a slot to come back", || async {
+            let mut probe = TcpStream::connect(daemon.addr).await.expect("connect");
+            let head = format!(
+                "GET /v1/health HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+                 Connection: close\r\n\r\n",
+                daemon.addr, daemon.token
+            );
+            let _ = probe.write_all(head.as_bytes()).await;
+            let raw = read_until_closed(&mut probe).await;
+            parse_head(&raw).is_some_and(|(status, _, _)| status == 200)
+        })
+        .await;
+        daemon.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn protocol_refusals_carry_the_json_error_body() {
+    within(async {
+        let daemon = Daemon::start().await;
+        // A malformed request line: hyper's own 400, with our body.
+        let mut stream = TcpStream::connect(daemon.addr).await.expect("connect");
+        stream
+            .write_all(b"NOT A REQUEST\r\n\r\n")
+            .await
+            .expect("send");
+        let bad = parse_response(&read_until_closed(&mut stream).await);
+        assert_eq!(bad.status, 400);
+        assert_eq!(bad.error_code(), "bad_request");
+
+        // A head over 64 KiB: 431.
+        let mut stream = TcpStream::connect(daemon.addr).await.expect("connect");
+        let mut head = format!(
+            "GET /v1/health HTTP/1.1\r\nHost: {}\r\nX-Big: ",
+            daemon.addr
+        )
+        .into_bytes();
+        head.resize(65 * 1024, b'a');
+        stream.write_all(&head).await.expect("send");
+        let big = parse_response(&read_until_closed(&mut stream).await);
+        assert_eq!(big.status, 431);
+        assert_eq!(big.error_code(), "too_large");
+
+        // A URI over 8 KiB: 414, before any credential is asked for.
+        let path = format!("/v1/agents?label={}", "x".repeat(9 * 1024));
+        let long = request_without_token(daemon.addr, "GET", &path, &[], b"").await;
+        assert_eq!(long.status, 414);
+        assert_eq!(long.error_code(), "too_large");
+        daemon.stop().await;
+    })
+    .await
+}
