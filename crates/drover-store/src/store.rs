@@ -319,11 +319,15 @@ impl Store {
 
     // ---- events ----
 
-    /// Store an event, keeping only the newest `max_events`.
+    /// Store an event numbered by the caller, keeping only the newest `max_events`. The
+    /// daemon uses [`Store::commit`], which numbers events and stores each with its change.
     pub fn append_event(&self, event: &Event) -> Result<(), StoreError> {
+        let mut journal = self.journal();
         self.inner
             .registry
-            .append_event(event, self.shared().config.max_events)
+            .append_event(event, self.shared().config.max_events)?;
+        journal.last = journal.last.max(event.event_seq);
+        Ok(())
     }
 
     /// Events with `event_seq > after`, ascending, at most `limit`.
