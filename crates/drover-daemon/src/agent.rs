@@ -196,10 +196,14 @@ impl AgentObserver {
                 Arc::clone(&self.backlog),
             ));
         }
-        // The agent's real state decides, not the flag: someone may have resumed it meanwhile.
+        // The agent's real state decides: someone may have resumed it meanwhile (its `Running`
+        // status clears `paused`). Once per episode: between asking for the pause and the
+        // agent's `Paused` status, batches keep arriving, and each must not pause (and warn)
+        // again.
         let running = self.watch.borrow().state() == drover_proto::AgentState::Running;
         let total = shared.counters.backlog_bytes.load(Ordering::Relaxed);
-        if (waiting.backlog.bytes() > MAX_BACKLOG || total > MAX_TOTAL_BACKLOG) && running {
+        let over = waiting.backlog.bytes() > MAX_BACKLOG || total > MAX_TOTAL_BACKLOG;
+        if over && running && !waiting.paused {
             waiting.paused = true;
             tracing::warn!(agent = %self.id, "pausing the agent until the store takes its output");
             with_handle(shared, self.id, |handle| async move {

@@ -12,6 +12,7 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 use common::*;
 use drover_client::Client;
@@ -294,6 +295,80 @@ async fn output_the_full_disk_refused_is_reported_as_dropped_never_silently_miss
         let read = client.read_logs(args).await.unwrap();
         assert_eq!(read.dropped, Some(dropped));
         assert_eq!(read.next_seq.0, last + 1);
+        drop(client);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+/// The daemon's log lines (it runs in this process), captured for the tests that count them.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+    });
+}
+
+/// Captured log lines mentioning `needle` and `agent`.
+fn log_lines(needle: &str, agent: &str) -> usize {
+    let log = LOG.lock().unwrap_or_else(|p| p.into_inner());
+    String::from_utf8_lossy(&log)
+        .lines()
+        .filter(|line| line.contains(needle) && line.contains(agent))
+        .count()
+}
+
+#[tokio::test]
+async fn the_backlog_pause_is_logged_once_per_episode() {
+    within(async {
+        capture_logs();
+        let disk = Tmpfs::mount();
+        let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
+        let client = daemon.client().await;
+        // More than the 16 MiB an agent's backlog may hold, as fast as a pipe goes.
+        let mut spec = sh("echo ready; read line; yes 0123456789abcdef0123456789abcdef | head -c 40000000");
+        spec.stdin = StdinMode::Pipe;
+        let agent = client.spawn(spec).await.unwrap();
+        let id = agent.id.to_string();
+        wait_ready(&client, &agent).await;
+
+        let filler = disk.fill();
+        client.close_stdin(&id).await.unwrap();
+        wait_for("the daemon to pause the agent", || async {
+            (client.get(&id).await.unwrap().state() == AgentState::Paused).then_some(())
+        })
+        .await;
+        // Batches that arrived between the pause and the `Paused` status did not warn again.
+        assert_eq!(log_lines("pausing the agent", &id), 1);
+
+        client.kill(&id).await.unwrap();
+        client.wait(&id, Some(TIMEOUT)).await.unwrap();
+        free(&filler);
+        wait_for("the registry to take the agent's end", || async {
+            (client.stats().await.unwrap().registry_queued == 0).then_some(())
+        })
+        .await;
+        assert_eq!(log_lines("pausing the agent", &id), 1);
         drop(client);
         daemon.shutdown().await;
     })
