@@ -99,22 +99,34 @@ async fn a_daemon_killed_mid_spawn_storm_leaves_every_history_whole() {
     for event in &events {
         histories.entry(event.agent).or_default().push(event);
     }
-    assert_eq!(histories.len(), agents.len(), "every agent has events, and only they");
+    assert_eq!(
+        histories.len(),
+        agents.len(),
+        "every agent has events, and only they"
+    );
     for agent in &agents {
         let history = &histories[&agent.id];
         let kinds: Vec<EventKind> = history.iter().map(|e| e.kind).collect();
-        assert_eq!(kinds[0], EventKind::Spawned, "agent {}: {kinds:?}", agent.id);
+        assert_eq!(
+            kinds[0],
+            EventKind::Spawned,
+            "agent {}: {kinds:?}",
+            agent.id
+        );
         let last = history.last().unwrap();
         let expected_end = match agent.state() {
             AgentState::Lost => EventKind::Lost,
-            AgentState::Exited | AgentState::Killed | AgentState::FailedToStart => {
-                EventKind::Exit
-            }
+            AgentState::Exited | AgentState::Killed | AgentState::FailedToStart => EventKind::Exit,
             other => panic!("agent {} is {other:?} after the restart", agent.id),
         };
         assert_eq!(last.kind, expected_end, "agent {}: {kinds:?}", agent.id);
         assert_eq!(last.state, agent.state(), "agent {}", agent.id);
-        assert_eq!(last.exit_code, agent.status.exit_code(), "agent {}", agent.id);
+        assert_eq!(
+            last.exit_code,
+            agent.status.exit_code(),
+            "agent {}",
+            agent.id
+        );
     }
     drop(client);
     daemon.stop();

@@ -174,12 +174,13 @@ fn lock(waiting: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
 
 impl AgentObserver {
     /// The store refused records: keep retrying, and pause the agent while too much waits.
-    fn on_refused(&self, shared: &Arc<Shared>, waiting: &mut Waiting, error: &StoreError) {
+    /// `error` is the store's answer, or `None` when the records queued behind earlier ones.
+    fn on_refused(&self, shared: &Arc<Shared>, waiting: &mut Waiting, error: Option<&StoreError>) {
         let now = std::time::Instant::now();
-        if waiting
+        let due = waiting
             .warned
-            .is_none_or(|at| now.duration_since(at).as_secs() >= 10)
-        {
+            .is_none_or(|at| now.duration_since(at).as_secs() >= 10);
+        if let Some(error) = error.filter(|_| due) {
             waiting.warned = Some(now);
             tracing::error!(
                 agent = %self.id,
@@ -273,7 +274,7 @@ impl Observer for AgentObserver {
             .store(&records, |r| shared.store.append(self.id, r));
         account(&shared, before, waiting.backlog.bytes());
         if let Err(error) = stored {
-            self.on_refused(&shared, &mut waiting, &error);
+            self.on_refused(&shared, &mut waiting, error.as_ref());
         }
         drop(waiting);
         shared.publisher.log(self.id, records);

@@ -308,7 +308,9 @@ struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOG.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        LOG.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -346,7 +348,8 @@ async fn the_backlog_pause_is_logged_once_per_episode() {
         let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
         let client = daemon.client().await;
         // More than the 16 MiB an agent's backlog may hold, as fast as a pipe goes.
-        let mut spec = sh("echo ready; read line; yes 0123456789abcdef0123456789abcdef | head -c 40000000");
+        let mut spec =
+            sh("echo ready; read line; yes 0123456789abcdef0123456789abcdef | head -c 40000000");
         spec.stdin = StdinMode::Pipe;
         let agent = client.spawn(spec).await.unwrap();
         let id = agent.id.to_string();

@@ -76,10 +76,10 @@ impl Registry {
         for (change, event) in entries {
             match change {
                 Change::Insert(info) => insert_in(&tx, info)?,
+                // A row that is gone (removed behind the journal's back) is no reason to refuse
+                // the rest: a change that could never be stored would hold every later one.
                 Change::Status(id, status) => {
-                    if update_in(&tx, *id, status)? == 0 {
-                        return Err(StoreError::NotFound(id.to_string()));
-                    }
+                    update_in(&tx, *id, status)?;
                 }
                 Change::Remove(id) => {
                     let removed = tx
@@ -91,7 +91,8 @@ impl Registry {
                 }
                 Change::LogDropped(id, range) => {
                     tx.execute(
-                        "INSERT INTO log_gaps (agent_id, from_seq, to_seq) VALUES (?1, ?2, ?3) \
+                        "INSERT INTO log_gaps (agent_id, from_seq, to_seq) \
+                         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM agents WHERE id = ?1) \
                          ON CONFLICT (agent_id) DO UPDATE SET from_seq = min(from_seq, ?2), \
                          to_seq = max(to_seq, ?3)",
                         params![id.to_hyphenated(), range.from.0 as i64, range.to.0 as i64],
