@@ -4,8 +4,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use drover_proto::{AgentId, AgentInfo, AgentStatus, EventKind, Record, Seq, StreamKind};
-use drover_store::StoreError;
+use drover_proto::{AgentId, AgentInfo, AgentStatus, EventKind, Record, Seq, SeqRange, StreamKind};
+use drover_store::{Change, StoreError};
 use drover_supervisor::{CapturedRecord, Handle, Observer, Status, Stream};
 use tokio::sync::watch;
 
@@ -174,12 +174,13 @@ fn lock(waiting: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
 
 impl AgentObserver {
     /// The store refused records: keep retrying, and pause the agent while too much waits.
-    fn on_refused(&self, shared: &Arc<Shared>, waiting: &mut Waiting, error: &StoreError) {
+    /// `error` is the store's answer, or `None` when the records queued behind earlier ones.
+    fn on_refused(&self, shared: &Arc<Shared>, waiting: &mut Waiting, error: Option<&StoreError>) {
         let now = std::time::Instant::now();
-        if waiting
+        let due = waiting
             .warned
-            .is_none_or(|at| now.duration_since(at).as_secs() >= 10)
-        {
+            .is_none_or(|at| now.duration_since(at).as_secs() >= 10);
+        if let Some(error) = error.filter(|_| due) {
             waiting.warned = Some(now);
             tracing::error!(
                 agent = %self.id,
@@ -196,10 +197,14 @@ impl AgentObserver {
                 Arc::clone(&self.backlog),
             ));
         }
-        // The agent's real state decides, not the flag: someone may have resumed it meanwhile.
+        // The agent's real state decides: someone may have resumed it meanwhile (its `Running`
+        // status clears `paused`). Once per episode: between asking for the pause and the
+        // agent's `Paused` status, batches keep arriving, and each must not pause (and warn)
+        // again.
         let running = self.watch.borrow().state() == drover_proto::AgentState::Running;
         let total = shared.counters.backlog_bytes.load(Ordering::Relaxed);
-        if (waiting.backlog.bytes() > MAX_BACKLOG || total > MAX_TOTAL_BACKLOG) && running {
+        let over = waiting.backlog.bytes() > MAX_BACKLOG || total > MAX_TOTAL_BACKLOG;
+        if over && running && !waiting.paused {
             waiting.paused = true;
             tracing::warn!(agent = %self.id, "pausing the agent until the store takes its output");
             with_handle(shared, self.id, |handle| async move {
@@ -269,7 +274,7 @@ impl Observer for AgentObserver {
             .store(&records, |r| shared.store.append(self.id, r));
         account(&shared, before, waiting.backlog.bytes());
         if let Err(error) = stored {
-            self.on_refused(&shared, &mut waiting, &error);
+            self.on_refused(&shared, &mut waiting, error.as_ref());
         }
         drop(waiting);
         shared.publisher.log(self.id, records);
@@ -286,42 +291,58 @@ impl Observer for AgentObserver {
             // again if someone pauses it meanwhile.
             lock(&self.backlog).paused = false;
         }
+        let mut dropped = None;
         if terminal {
             // Every record came before this call; whatever the store still refuses is lost,
-            // and said so.
+            // and said so where clients look: a `log_dropped` event, the range in reads and
+            // follows of the log, and the `records_dropped` counter.
             let mut waiting = lock(&self.backlog);
             let before = waiting.backlog.bytes();
             let flushed = waiting.backlog.retry(|r| shared.store.append(self.id, r));
-            if flushed.is_err() {
-                let lost = waiting.backlog.abandon();
-                account(&shared, before, 0);
-                if let Some((first, last)) = lost {
+            if let Err(error) = flushed {
+                if let Some((first, last)) = waiting.backlog.abandon() {
+                    let range = SeqRange {
+                        from: Seq(first),
+                        to: Seq(last),
+                    };
+                    shared
+                        .counters
+                        .records_dropped
+                        .fetch_add(range.len(), Ordering::Relaxed);
                     tracing::error!(
                         agent = %self.id,
+                        %error,
                         "records {first}..={last} could not be stored and are lost"
                     );
+                    dropped = Some(range);
                 }
-            } else {
-                account(&shared, before, 0);
             }
+            account(&shared, before, 0);
         }
         let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
         if info.status == status {
             return;
         }
         info.status = status;
-        if let Err(error) = shared.store.update_status(self.id, &info.status) {
-            tracing::error!(agent = %self.id, %error, "recording status");
-        }
         // Order matters: whoever hears of the event and asks must find the new state (lookups
         // of a live agent read the watch, so it changes before the event), and a `wait` returns
-        // only once the end is fully recorded: exit event out, log closed, live slot freed.
+        // only once the end is fully recorded: exit event out (or waiting for a full registry,
+        // which every read already shows), log closed, live slot freed.
         self.watch.send_replace(info.clone());
+        if let Some(range) = dropped {
+            shared.events.record(
+                Change::LogDropped(self.id, range),
+                EventKind::LogDropped,
+                &info,
+                Some(range),
+            );
+        }
+        let change = Change::Status(self.id, info.status.clone());
         if !terminal {
-            shared.events.emit(EventKind::State, &info);
+            shared.events.record(change, EventKind::State, &info, None);
             return;
         }
-        shared.events.emit(EventKind::Exit, &info);
+        shared.events.record(change, EventKind::Exit, &info, None);
         shared.store.close_log(self.id);
         shared.forget(self.id);
         shared.agent_ended.notify_one();

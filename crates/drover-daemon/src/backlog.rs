@@ -28,22 +28,24 @@ impl Backlog {
         self.bytes
     }
 
-    /// Store `records` after whatever is already waiting, with `append`. On failure everything
-    /// stays queued, in order, and the error is returned.
+    /// Store `records` with `append`, or queue them behind what is already waiting. On
+    /// failure they stay queued, in order: `Err(Some(error))` when the store refused them,
+    /// `Err(None)` when earlier records wait (only [`Backlog::retry`] offers the backlog again:
+    /// re-offering megabytes with every new batch would make a full disk cost O(n²)).
     pub(crate) fn store(
         &mut self,
         records: &[Record],
         append: impl Fn(&[Record]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        if self.records.is_empty() {
-            if let Err(error) = append(records) {
-                self.push(records);
-                return Err(error);
-            }
-            return Ok(());
+    ) -> Result<(), Option<StoreError>> {
+        if !self.records.is_empty() {
+            self.push(records);
+            return Err(None);
         }
-        self.push(records);
-        self.retry(append)
+        if let Err(error) = append(records) {
+            self.push(records);
+            return Err(Some(error));
+        }
+        Ok(())
     }
 
     /// Try to store everything waiting.
@@ -115,11 +117,16 @@ mod tests {
         let mut backlog = Backlog::default();
         backlog.store(&batch(1..=3), append).unwrap();
         failing.set(true);
-        assert!(backlog.store(&batch(4..=5), append).is_err());
-        assert!(backlog.store(&batch(6..=6), append).is_err());
+        assert!(matches!(backlog.store(&batch(4..=5), append), Err(Some(_))));
+        // Queued behind the refused batch without offering anything to the store.
+        failing.set(false);
+        assert!(matches!(backlog.store(&batch(6..=6), append), Err(None)));
         assert_eq!(backlog.bytes(), 30);
+        assert_eq!(stored.borrow().len(), 3);
+        failing.set(true);
         assert!(backlog.retry(append).is_err());
         failing.set(false);
+        backlog.retry(append).unwrap();
         backlog.store(&batch(7..=8), append).unwrap();
         assert!(backlog.is_empty());
         assert_eq!(backlog.bytes(), 0);
@@ -130,7 +137,10 @@ mod tests {
     fn abandoning_reports_the_lost_range() {
         let mut backlog = Backlog::default();
         let refuse = |_: &[Record]| Err(disk_full());
-        assert!(backlog.store(&batch(10..=12), refuse).is_err());
+        assert!(matches!(
+            backlog.store(&batch(10..=12), refuse),
+            Err(Some(_))
+        ));
         assert_eq!(backlog.abandon(), Some((10, 12)));
         assert!(backlog.is_empty());
         assert_eq!(backlog.abandon(), None);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use drover_proto::{AgentId, DaemonId, EventSeq};
+use drover_proto::{AgentId, DaemonId};
 use drover_store::Store;
 use drover_supervisor::backend::BackendTable;
 
@@ -26,6 +26,8 @@ pub(crate) struct Counters {
     pub(crate) followers: AtomicU64,
     /// Bytes of records waiting in every agent's backlog (the store refused them).
     pub(crate) backlog_bytes: AtomicU64,
+    /// Records lost for good: the agent ended while the store refused them.
+    pub(crate) records_dropped: AtomicU64,
 }
 
 /// Per-op request counters and latency sums, by op name.
@@ -60,9 +62,9 @@ pub(crate) struct Shared {
     /// Notified when an agent ends, so ended agents beyond the limit are pruned promptly.
     pub(crate) agent_ended: tokio::sync::Notify,
     pub(crate) requests: Mutex<RequestStats>,
-    /// Agents by state as of an `event_seq`: every state change emits an event, so the counts
-    /// are current while the event number is unchanged, and `health` skips the registry query.
-    pub(crate) state_counts: Mutex<Option<(EventSeq, BTreeMap<String, u64>)>>,
+    /// Agents by state as of a change count (`EventBus::version`): every state change bumps it,
+    /// so the counts are current while it is unchanged, and `health` skips the registry query.
+    pub(crate) state_counts: Mutex<Option<(u64, BTreeMap<String, u64>)>>,
 }
 
 impl Shared {
@@ -190,6 +192,14 @@ pub async fn run(
     };
     let _ = tokio::time::timeout(DRAIN, flushed).await;
     publisher_task.abort();
+    if let Err(error) = shared.events.flush() {
+        // What a restart then shows: agents that ended during the outage are `lost`.
+        tracing::error!(
+            %error,
+            changes = shared.events.queued(),
+            "the registry still refuses state changes kept in memory; they are lost"
+        );
+    }
     shared.store.sync()?;
     drop(lock);
     Ok(())

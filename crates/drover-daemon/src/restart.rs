@@ -1,6 +1,7 @@
 //! What a starting daemon does with agents the previous run left live.
 
 use drover_proto::{AgentStatus, EventKind};
+use drover_store::Change;
 
 use crate::daemon::Shared;
 use crate::error::DaemonError;
@@ -16,9 +17,10 @@ pub(crate) fn mark_lost(shared: &Shared) -> Result<(), DaemonError> {
             started_at: agent.status.started_at(),
             ended_at: now,
         };
-        shared.store.update_status(agent.id, &agent.status)?;
+        // The state and its `lost` event are one transaction.
+        let change = Change::Status(agent.id, agent.status.clone());
+        shared.events.commit(change, EventKind::Lost, &agent)?;
         shared.store.close_log(agent.id);
-        shared.events.emit(EventKind::Lost, &agent);
         tracing::warn!(agent = %agent.id, "agent lost across a daemon restart");
     }
     Ok(())

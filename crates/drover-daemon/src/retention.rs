@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drover_proto::EventKind;
-use drover_store::StoreError;
+use drover_store::{Change, StoreError};
 use tokio::sync::watch;
 
 use crate::daemon::Shared;
@@ -54,8 +54,9 @@ pub(crate) fn prune(shared: &Shared) -> Result<usize, StoreError> {
         let Some(agent) = shared.store.agent(id)? else {
             continue;
         };
-        shared.store.remove_agent(id)?;
-        shared.events.emit(EventKind::Removed, &agent);
+        shared
+            .events
+            .commit(Change::Remove(id), EventKind::Removed, &agent)?;
         removed += 1;
     }
     if removed > 0 {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AgentId, AgentState, DaemonId, EventSeq};
+use crate::{AgentId, AgentState, DaemonId, EventSeq, Seq};
 
 /// What happened to an agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -18,6 +18,9 @@ pub enum EventKind {
     Lost,
     /// The agent and its logs were removed.
     Removed,
+    /// Records the daemon could not store (a full disk when the agent ended) are lost for
+    /// good; `dropped` names the range. Reads and follows of the log report the same range.
+    LogDropped,
 }
 
 impl EventKind {
@@ -29,6 +32,7 @@ impl EventKind {
             EventKind::Exit => "exit",
             EventKind::Lost => "lost",
             EventKind::Removed => "removed",
+            EventKind::LogDropped => "log_dropped",
         }
     }
 }
@@ -53,6 +57,30 @@ pub struct Event {
     /// The signal number, on `exit` of a process killed by a signal.
     #[serde(default)]
     pub signal: Option<i32>,
+    /// On `log_dropped`: the records lost (absent from every other kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<SeqRange>,
+}
+
+/// An inclusive range of record seqs: `from..=to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqRange {
+    /// The first seq of the range.
+    pub from: Seq,
+    /// The last seq of the range (inclusive).
+    pub to: Seq,
+}
+
+impl SeqRange {
+    /// How many seqs the range holds.
+    pub fn len(&self) -> u64 {
+        self.to.0.saturating_sub(self.from.0) + 1
+    }
+
+    /// Never empty: a range holds at least `from`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
 }
 
 /// The daemon's heartbeat on `hb`, once a second.

@@ -27,7 +27,7 @@ pub use codec::{
     ReplyBody, RequestEnvelope, RequestError,
 };
 pub use error::{ErrorBody, ErrorCode, ProtoError};
-pub use event::{Event, EventKind, Heartbeat};
+pub use event::{Event, EventKind, Heartbeat, SeqRange};
 pub use id::{AgentId, DaemonId, EventSeq, Seq};
 pub use op::{Op, Request};
 pub use record::{Record, RecordBatch, StreamKind};

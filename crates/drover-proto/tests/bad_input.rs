@@ -369,6 +369,7 @@ fn nested_message(arrays: usize) -> Vec<u8> {
         state: drover_proto::AgentState::Starting,
         exit_code: None,
         signal: None,
+        dropped: None,
     };
     let mut entries = match rmpv::decode::read_value(&mut &encode(&event).expect("encode")[..]) {
         Ok(rmpv::Value::Map(entries)) => entries,

@@ -144,6 +144,22 @@ fn reply_goldens() -> Vec<Golden> {
                 next_seq: Seq(43),
                 truncated: true,
                 end_seq: Seq(50),
+                dropped: None,
+            },
+        ),
+        reply(
+            "read_logs_dropped",
+            id(7),
+            ReadLogsResult {
+                records: vec![],
+                first_seq: Seq(1),
+                next_seq: Seq(100_041),
+                truncated: false,
+                end_seq: Seq(100_041),
+                dropped: Some(drover_proto::SeqRange {
+                    from: Seq(41),
+                    to: Seq(100_040),
+                }),
             },
         ),
         reply(
@@ -212,6 +228,8 @@ fn reply_goldens() -> Vec<Golden> {
                 events: 9,
                 log_bytes: 131_072,
                 pub_dropped: 4,
+                records_dropped: 100_000,
+                registry_queued: 2,
             },
         ),
         error_reply(

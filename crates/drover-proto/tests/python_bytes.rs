@@ -260,6 +260,7 @@ fn published_record_batch_event_and_heartbeat() {
             state: AgentState::Exited,
             exit_code: Some(3),
             signal: None,
+            dropped: None,
         }
     );
 

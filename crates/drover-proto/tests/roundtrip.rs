@@ -67,6 +67,7 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
         EventKind::Exit,
         EventKind::Lost,
         EventKind::Removed,
+        EventKind::LogDropped,
     ])
 }
 
@@ -229,6 +230,10 @@ fn event() -> impl Strategy<Value = Event> {
                 state,
                 exit_code,
                 signal,
+                dropped: (kind == EventKind::LogDropped).then_some(drover_proto::SeqRange {
+                    from: Seq(1),
+                    to: Seq(event_seq.max(1)),
+                }),
             },
         )
 }
@@ -361,6 +366,8 @@ fn stats() -> impl Strategy<Value = StatsResult> {
                 events,
                 log_bytes,
                 pub_dropped: records ^ bytes,
+                records_dropped: records,
+                registry_queued: bytes,
             },
         )
 }
@@ -461,7 +468,7 @@ proptest! {
         topics in vec(text(), 0..4),
         written in any::<u64>(),
     ) {
-        let logs = ReadLogsResult { records, first_seq: Seq(first_seq), next_seq: Seq(next_seq), truncated, end_seq: Seq(next_seq) };
+        let logs = ReadLogsResult { records, first_seq: Seq(first_seq), next_seq: Seq(next_seq), truncated, end_seq: Seq(next_seq), dropped: None };
         reply_round_trips(&id, &logs)?;
         let info = StreamInfoResult { pub_endpoint: endpoint, topics, heartbeat: "hb".into() };
         reply_round_trips(&id, &info)?;

@@ -1,19 +1,57 @@
 //! Lifecycle events in the registry database: appended one row at a time, the newest
 //! `max_events` kept, read back in `event_seq` order so followers can resume.
 
-use drover_proto::{AgentState, Event, EventKind, EventSeq};
-use rusqlite::{params, Row};
+use drover_proto::{AgentState, Event, EventKind, EventSeq, Seq, SeqRange};
+use rusqlite::{params, Connection, Row};
 
 use crate::registry::Registry;
 use crate::StoreError;
 
-const KINDS: [EventKind; 5] = [
+const KINDS: [EventKind; 6] = [
     EventKind::Spawned,
     EventKind::State,
     EventKind::Exit,
     EventKind::Lost,
     EventKind::Removed,
+    EventKind::LogDropped,
 ];
+
+/// Insert one numbered event inside a transaction.
+pub(crate) fn insert_event(conn: &Connection, event: &Event) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO events (event_seq, ts, agent, kind, state, exit_code, signal, \
+         dropped_from, dropped_to) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            event.event_seq.0 as i64,
+            event.ts,
+            event.agent.to_hyphenated(),
+            event.kind.as_str(),
+            event.state.as_str(),
+            event.exit_code,
+            event.signal,
+            event.dropped.map(|r| r.from.0 as i64),
+            event.dropped.map(|r| r.to.0 as i64),
+        ],
+    )
+    .map_err(|e| StoreError::sqlite(format!("appending event {}", event.event_seq), e))?;
+    Ok(())
+}
+
+/// Drop the events older than the newest `max_events` (up to `last`).
+pub(crate) fn trim_events(
+    conn: &Connection,
+    last: EventSeq,
+    max_events: u64,
+) -> Result<(), StoreError> {
+    // A primary-key range delete: nothing to do (and nearly free) until the table is full.
+    let keep_after = last.0.saturating_sub(max_events);
+    conn.execute(
+        "DELETE FROM events WHERE event_seq <= ?1",
+        [keep_after as i64],
+    )
+    .map_err(|e| StoreError::sqlite(format!("trimming events before {last}"), e))?;
+    Ok(())
+}
 
 impl Registry {
     /// Insert one event and drop those older than the newest `max_events`, in one transaction.
@@ -23,27 +61,8 @@ impl Registry {
         let tx = conn
             .transaction()
             .map_err(|e| StoreError::sqlite(ctx(), e))?;
-        tx.execute(
-            "INSERT INTO events (event_seq, ts, agent, kind, state, exit_code, signal) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                event.event_seq.0 as i64,
-                event.ts,
-                event.agent.to_hyphenated(),
-                event.kind.as_str(),
-                event.state.as_str(),
-                event.exit_code,
-                event.signal,
-            ],
-        )
-        .map_err(|e| StoreError::sqlite(ctx(), e))?;
-        // A primary-key range delete: nothing to do (and nearly free) until the table is full.
-        let keep_after = event.event_seq.0.saturating_sub(max_events);
-        tx.execute(
-            "DELETE FROM events WHERE event_seq <= ?1",
-            [keep_after as i64],
-        )
-        .map_err(|e| StoreError::sqlite(ctx(), e))?;
+        insert_event(&tx, event)?;
+        trim_events(&tx, event.event_seq, max_events)?;
         tx.commit().map_err(|e| StoreError::sqlite(ctx(), e))
     }
 
@@ -52,7 +71,8 @@ impl Registry {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT event_seq, ts, agent, kind, state, exit_code, signal FROM events \
+                "SELECT event_seq, ts, agent, kind, state, exit_code, signal, dropped_from, \
+                 dropped_to FROM events \
                  WHERE event_seq > ?1 ORDER BY event_seq LIMIT ?2",
             )
             .map_err(|e| StoreError::sqlite(ctx, e))?;
@@ -75,7 +95,17 @@ impl Registry {
     }
 }
 
-type RawEvent = (i64, i64, String, String, String, Option<i32>, Option<i32>);
+type RawEvent = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<i32>,
+    Option<i32>,
+    Option<i64>,
+    Option<i64>,
+);
 
 fn raw_event(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
     Ok((
@@ -86,6 +116,8 @@ fn raw_event(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
         r.get(4)?,
         r.get(5)?,
         r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
     ))
 }
 
@@ -95,7 +127,7 @@ trait IntoEvent {
 
 impl IntoEvent for RawEvent {
     fn into_event(self) -> Result<Event, StoreError> {
-        let (seq, ts, agent, kind, state, exit_code, signal) = self;
+        let (seq, ts, agent, kind, state, exit_code, signal, from, to) = self;
         let bad =
             |what: String| StoreError::corrupt("registry.sqlite3", format!("event {seq}: {what}"));
         Ok(Event {
@@ -110,6 +142,13 @@ impl IntoEvent for RawEvent {
                 .ok_or_else(|| bad(format!("unknown state {state:?}")))?,
             exit_code,
             signal,
+            dropped: match (from, to) {
+                (Some(from), Some(to)) => Some(SeqRange {
+                    from: Seq(from.max(1) as u64),
+                    to: Seq(to.max(1) as u64),
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -28,7 +28,9 @@ const CHUNK_BYTES: usize = 1024 * 1024;
 pub enum FollowItem {
     /// Consecutive records, in order, continuing exactly where the previous item ended.
     Records(Vec<Record>),
-    /// Records `from..=to` were skipped: no longer in the store. `read()` can confirm.
+    /// Records `from..=to` were skipped: no longer in the store (retention removed them while
+    /// the follower lagged, or they were never stored: the agent ended while the disk was
+    /// full, see `LogRead::dropped`). `read()` can confirm.
     Lag { from: Seq, to: Seq },
     /// The follow started at `requested`, before the oldest kept record; it continues from
     /// `first_available`.
@@ -86,10 +88,20 @@ impl Follower {
             }
             let Some(rx) = self.rx.as_mut() else {
                 // Closed: anything appended before the close is in the store.
-                let end = self.log.next_seq();
+                let (end, dropped) = {
+                    let st = self.log.lock();
+                    (st.next_seq, st.dropped)
+                };
                 if self.next < end {
                     self.store_end = end;
                     continue;
+                }
+                // The log ended with records the store could not keep: say which, once.
+                if let Some(range) = dropped.filter(|r| self.next >= r.from && self.next <= r.to) {
+                    let from = self.next;
+                    self.next = range.to.next();
+                    self.store_end = self.next;
+                    return Some(FollowItem::Lag { from, to: range.to });
                 }
                 return None;
             };

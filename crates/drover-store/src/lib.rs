@@ -19,6 +19,7 @@ mod events;
 mod follow;
 mod frame;
 mod index;
+mod journal;
 mod log;
 mod read;
 mod recover;
@@ -36,12 +37,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
-use drover_proto::{AgentId, AgentState, Record, Seq, StreamKind};
+use drover_proto::{AgentId, AgentState, Record, Seq, SeqRange, StreamKind};
 
 pub use config::StoreConfig;
 pub use error::StoreError;
 pub use follow::{FollowItem, Follower};
 pub use frame::MAX_DATA as MAX_RECORD_BYTES;
+pub use journal::{Change, Committed};
 pub use read::MAX_READ_BYTES;
 pub use store::Store;
 
@@ -89,6 +91,9 @@ pub struct LogRead {
     pub next_seq: Seq,
     /// The requested start was removed by retention; the read began at `first_seq`.
     pub truncated: bool,
+    /// The read reached records that were lost for good (the agent ended while the store
+    /// refused them): this range; `next_seq` continues after it.
+    pub dropped: Option<SeqRange>,
 }
 
 /// A log's extent.
@@ -96,7 +101,8 @@ pub struct LogRead {
 pub struct LogBounds {
     /// The first seq kept (equals `next_seq` for an empty log).
     pub first_seq: Seq,
-    /// The seq the next append must use.
+    /// The seq after the log's end: the next append's seq, or after the records lost at the end
+    /// (`LogRead::dropped`) if any.
     pub next_seq: Seq,
     /// Bytes on disk.
     pub bytes: u64,

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
-use drover_proto::{AgentId, Record, Seq};
+use drover_proto::{AgentId, Record, Seq, SeqRange};
 use tokio::sync::broadcast;
 
 use crate::frame::{self, MAX_DATA};
@@ -63,6 +63,10 @@ pub struct LogState {
     /// have dropped the dirty pages, so a retry that "succeeds" would claim durability for data
     /// that is gone; the log refuses appends instead, loudly, until the daemon restarts.
     pub sync_failed: Option<String>,
+    /// Records after the stored end that were lost for good (`from == next_seq`): the agent
+    /// ended while the store refused them. Reads and follows report the range and continue
+    /// after it; nothing is appended after it.
+    pub dropped: Option<SeqRange>,
     /// Reused encode buffer.
     buf: Vec<u8>,
 }
@@ -212,6 +216,7 @@ impl LogState {
             last_append: Instant::now(),
             live: None,
             sync_failed: None,
+            dropped: None,
             buf: Vec::new(),
         }
     }

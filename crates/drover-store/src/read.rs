@@ -114,6 +114,7 @@ fn read_snapshot(snap: &Snapshot, q: &LogQuery, max_bytes: usize) -> Result<LogR
         first_seq: snap.first_seq,
         next_seq: from,
         truncated,
+        dropped: None,
     };
     let max_scan = limit as u64 * if q.stream.is_some() { SCAN_FACTOR } else { 1 };
     let mut scanned = 0u64;

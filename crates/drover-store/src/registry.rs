@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use drover_proto::{AgentId, AgentInfo, AgentState, AgentStatus};
+use drover_proto::{AgentId, AgentInfo, AgentState, AgentStatus, Event, Seq, SeqRange};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
+use crate::journal::Change;
 use crate::row::{json, parse_id, parse_state, raw_row, RawAgent};
 use crate::{schema, ListFilter, StoreError};
 
@@ -53,13 +54,97 @@ impl Registry {
 
     pub fn insert_agent(&self, info: &AgentInfo) -> Result<(), StoreError> {
         let ctx = || format!("inserting agent {}", info.id);
-        let labels = json(&info.labels, "labels")?;
-        let spec = json(&info.spec, "spec")?;
-        let s = &info.status;
         let mut conn = self.lock();
         let tx = conn
             .transaction()
             .map_err(|e| StoreError::sqlite(ctx(), e))?;
+        insert_in(&tx, info)?;
+        tx.commit().map_err(|e| StoreError::sqlite(ctx(), e))
+    }
+
+    /// Apply `entries` (each change with its numbered event) in one transaction, then keep
+    /// only the newest `max_events` events. All or nothing.
+    pub fn apply(&self, entries: &[(Change, Event)], max_events: u64) -> Result<(), StoreError> {
+        let Some((_, last)) = entries.last() else {
+            return Ok(());
+        };
+        let ctx = || format!("recording event {}", last.event_seq);
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction()
+            .map_err(|e| StoreError::sqlite(ctx(), e))?;
+        for (change, event) in entries {
+            match change {
+                Change::Insert(info) => insert_in(&tx, info)?,
+                // A row that is gone (removed behind the journal's back) is no reason to refuse
+                // the rest: a change that could never be stored would hold every later one.
+                Change::Status(id, status) => {
+                    update_in(&tx, *id, status)?;
+                }
+                Change::Remove(id) => {
+                    let removed = tx
+                        .execute("DELETE FROM agents WHERE id = ?1", [id.to_hyphenated()])
+                        .map_err(|e| StoreError::sqlite(format!("removing agent {id}"), e))?;
+                    if removed == 0 {
+                        return Err(StoreError::NotFound(id.to_string()));
+                    }
+                }
+                Change::LogDropped(id, range) => {
+                    tx.execute(
+                        "INSERT INTO log_gaps (agent_id, from_seq, to_seq) \
+                         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM agents WHERE id = ?1) \
+                         ON CONFLICT (agent_id) DO UPDATE SET from_seq = min(from_seq, ?2), \
+                         to_seq = max(to_seq, ?3)",
+                        params![id.to_hyphenated(), range.from.0 as i64, range.to.0 as i64],
+                    )
+                    .map_err(|e| {
+                        StoreError::sqlite(format!("recording dropped records of agent {id}"), e)
+                    })?;
+                }
+            }
+            crate::events::insert_event(&tx, event)?;
+        }
+        crate::events::trim_events(&tx, last.event_seq, max_events)?;
+        tx.commit().map_err(|e| StoreError::sqlite(ctx(), e))
+    }
+
+    /// Every recorded range of lost records, by agent.
+    pub fn log_gaps(&self) -> Result<Vec<(AgentId, SeqRange)>, StoreError> {
+        let ctx = "reading dropped log ranges";
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT agent_id, from_seq, to_seq FROM log_gaps")
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, from, to) = row.map_err(|e| StoreError::sqlite(ctx, e))?;
+            let range = SeqRange {
+                from: Seq(from.max(1) as u64),
+                to: Seq(to.max(1) as u64),
+            };
+            out.push((parse_id(&id)?, range));
+        }
+        Ok(out)
+    }
+}
+
+/// Insert an agent's row and labels inside `tx`, refusing a name a live agent holds.
+fn insert_in(tx: &Connection, info: &AgentInfo) -> Result<(), StoreError> {
+    let ctx = || format!("inserting agent {}", info.id);
+    let labels = json(&info.labels, "labels")?;
+    let spec = json(&info.spec, "spec")?;
+    let s = &info.status;
+    {
+        let tx = tx;
         if let Some(name) = &info.name {
             if !info.state().is_terminal() && live_name_taken(&tx, name)? {
                 return Err(StoreError::NameTaken(name.clone()));
@@ -81,27 +166,32 @@ impl Registry {
             )
             .map_err(|e| StoreError::sqlite(ctx(), e))?;
         }
-        tx.commit().map_err(|e| StoreError::sqlite(ctx(), e))
     }
+    Ok(())
+}
 
+/// Set an agent's status inside `conn`; how many rows changed (0: no such agent).
+fn update_in(conn: &Connection, id: AgentId, s: &AgentStatus) -> Result<usize, StoreError> {
+    conn.execute(
+        "UPDATE agents SET state = ?2, pid = ?3, started_at = ?4, ended_at = ?5, \
+         exit_code = ?6, signal = ?7, error = ?8 WHERE id = ?1",
+        params![
+            id.to_hyphenated(),
+            s.state().as_str(),
+            s.pid(),
+            s.started_at(),
+            s.ended_at(),
+            s.exit_code(),
+            s.signal(),
+            s.error(),
+        ],
+    )
+    .map_err(|e| StoreError::sqlite(format!("updating status of agent {id}"), e))
+}
+
+impl Registry {
     pub fn update_status(&self, id: AgentId, s: &AgentStatus) -> Result<(), StoreError> {
-        let changed = self
-            .lock()
-            .execute(
-                "UPDATE agents SET state = ?2, pid = ?3, started_at = ?4, ended_at = ?5, \
-                 exit_code = ?6, signal = ?7, error = ?8 WHERE id = ?1",
-                params![
-                    id.to_hyphenated(),
-                    s.state().as_str(),
-                    s.pid(),
-                    s.started_at(),
-                    s.ended_at(),
-                    s.exit_code(),
-                    s.signal(),
-                    s.error(),
-                ],
-            )
-            .map_err(|e| StoreError::sqlite(format!("updating status of agent {id}"), e))?;
+        let changed = update_in(&self.lock(), id, s)?;
         if changed == 0 {
             return Err(StoreError::NotFound(id.to_string()));
         }

@@ -46,6 +46,15 @@ const MIGRATIONS: &[&str] = &[
         exit_code INTEGER,
         signal    INTEGER
     ) STRICT;",
+    // 2: the range a `log_dropped` event names; each agent's lost records (at most one range:
+    // records are dropped only when an agent ends with the store refusing them).
+    "ALTER TABLE events ADD COLUMN dropped_from INTEGER;
+    ALTER TABLE events ADD COLUMN dropped_to INTEGER;
+    CREATE TABLE log_gaps (
+        agent_id TEXT PRIMARY KEY REFERENCES agents (id) ON DELETE CASCADE,
+        from_seq INTEGER NOT NULL,
+        to_seq   INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// The schema version this code writes.

@@ -7,8 +7,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use drover_proto::{AgentId, AgentInfo, AgentState, AgentStatus, Event, EventSeq, Record, Seq};
+use drover_proto::{
+    AgentId, AgentInfo, AgentState, AgentStatus, Event, EventSeq, Record, Seq, SeqRange,
+};
 
+use crate::journal::{Change, Committed, Journal};
 use crate::registry::Registry;
 use crate::{
     read, recover, retention, syncer, Follower, ListFilter, LogBounds, LogQuery, LogRead, Shared,
@@ -30,6 +33,9 @@ struct Inner {
     dir: PathBuf,
     shared: Arc<Shared>,
     registry: Registry,
+    // Event numbering and the registry changes waiting for a full disk. Taken before the
+    // registry connection's lock when both are needed, never the other way round.
+    journal: Mutex<Journal>,
     syncer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -77,9 +83,25 @@ impl Store {
                 logs.insert(id, Arc::new(crate::log::AgentLog::new(id, state)));
             }
         }
+        // Records lost for good at an agent's end (and, after a power loss, whatever before
+        // them the recovered log no longer has) are reported as a range, never silently.
+        for (id, range) in registry.log_gaps()? {
+            let log = shared.log_or_create(id);
+            let mut st = log.lock();
+            if st.next_seq <= range.to {
+                st.dropped = Some(SeqRange {
+                    from: st.next_seq,
+                    to: range.to,
+                });
+            }
+        }
         for log in shared.all_logs() {
             retention::trim_agent(&mut log.lock(), &shared);
         }
+        let journal = Journal {
+            last: registry.last_event_seq()?,
+            queue: Default::default(),
+        };
         retention::trim_global(&shared);
         let thread_shared = shared.clone();
         let syncer = std::thread::Builder::new()
@@ -91,6 +113,7 @@ impl Store {
                 dir: dir.to_path_buf(),
                 shared,
                 registry,
+                journal: Mutex::new(journal),
                 syncer: Mutex::new(Some(syncer)),
             }),
         })
@@ -134,13 +157,21 @@ impl Store {
     }
 
     pub fn agent(&self, id: AgentId) -> Result<Option<AgentInfo>, StoreError> {
-        self.inner.registry.agent(id)
+        Ok(self
+            .inner
+            .registry
+            .agent(id)?
+            .map(|info| self.current(info)))
     }
 
     /// Find an agent by exact id; else by a unique id prefix of at least [`MIN_PREFIX`] hex
     /// characters (or '-'); else by name (the newest agent with it). A prefix matching several
     /// agents is `Ambiguous` unless the reference is also exactly some agent's name.
     pub fn resolve(&self, reference: &str) -> Result<AgentInfo, StoreError> {
+        self.resolve_row(reference).map(|info| self.current(info))
+    }
+
+    fn resolve_row(&self, reference: &str) -> Result<AgentInfo, StoreError> {
         let reg = &self.inner.registry;
         if let Ok(id) = reference.parse::<AgentId>() {
             if let Some(info) = reg.agent(id)? {
@@ -171,7 +202,49 @@ impl Store {
 
     /// Agents matching `filter`, oldest first (creation time, then id).
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<AgentInfo>, StoreError> {
-        self.inner.registry.list(filter)
+        let overlay = self.journal().overlay();
+        if overlay.is_empty() {
+            return self.inner.registry.list(filter);
+        }
+        // Some states are only in memory: list by the true state, not the row's.
+        let unfiltered = ListFilter {
+            state: None,
+            limit: None,
+            ..filter.clone()
+        };
+        let mut agents = self.inner.registry.list(&unfiltered)?;
+        for info in &mut agents {
+            if let Some(status) = overlay.get(&info.id) {
+                info.status = status.clone();
+            }
+        }
+        agents.retain(|info| filter.state.is_none_or(|state| info.state() == state));
+        if let Some(limit) = filter.limit {
+            agents.truncate(limit as usize);
+        }
+        Ok(agents)
+    }
+
+    /// The agent as it truly is: its row, with a state change still waiting for the registry.
+    fn current(&self, mut info: AgentInfo) -> AgentInfo {
+        let journal = self.journal();
+        let queued = journal
+            .queue
+            .iter()
+            .rev()
+            .find_map(|(change, _)| match change {
+                Change::Status(id, status) if *id == info.id => Some(status.clone()),
+                _ => None,
+            });
+        if let Some(status) = queued {
+            info.status = status;
+        }
+        info
+    }
+
+    fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        // Every mutation leaves the journal consistent before it can fail.
+        self.inner.journal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Agents not in a terminal state (at startup: the ones to mark lost).
@@ -181,12 +254,28 @@ impl Store {
     }
 
     pub fn live_agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
-        self.inner.registry.live_agents()
+        let mut agents = self.inner.registry.live_agents()?;
+        let overlay = self.journal().overlay();
+        for info in &mut agents {
+            if let Some(status) = overlay.get(&info.id) {
+                info.status = status.clone();
+            }
+        }
+        agents.retain(|info| !info.state().is_terminal());
+        Ok(agents)
     }
 
     /// Delete the agent's row and its whole log; its followers end.
     pub fn remove_agent(&self, id: AgentId) -> Result<(), StoreError> {
         let existed = self.inner.registry.remove_agent(id)?;
+        if self.shared().log(id).is_none() && !existed {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        self.remove_log(id)
+    }
+
+    /// Delete the agent's whole log; its followers end.
+    fn remove_log(&self, id: AgentId) -> Result<(), StoreError> {
         let log = {
             let mut logs = self
                 .shared()
@@ -196,11 +285,7 @@ impl Store {
             logs.remove(&id)
         };
         let Some(log) = log else {
-            return if existed {
-                Ok(())
-            } else {
-                Err(StoreError::NotFound(id.to_string()))
-            };
+            return Ok(());
         };
         let mut st = log.lock();
         st.live = None;
@@ -217,16 +302,32 @@ impl Store {
     }
 
     pub fn count_by_state(&self) -> Result<BTreeMap<AgentState, u64>, StoreError> {
-        self.inner.registry.count_by_state()
+        let mut counts = self.inner.registry.count_by_state()?;
+        let overlay = self.journal().overlay();
+        for (id, status) in overlay {
+            let Some(row) = self.inner.registry.agent(id)? else {
+                continue;
+            };
+            if let Some(n) = counts.get_mut(&row.state()) {
+                *n = n.saturating_sub(1);
+            }
+            *counts.entry(status.state()).or_default() += 1;
+        }
+        counts.retain(|_, n| *n > 0);
+        Ok(counts)
     }
 
     // ---- events ----
 
-    /// Store an event, keeping only the newest `max_events`.
+    /// Store an event numbered by the caller, keeping only the newest `max_events`. The
+    /// daemon uses [`Store::commit`], which numbers events and stores each with its change.
     pub fn append_event(&self, event: &Event) -> Result<(), StoreError> {
+        let mut journal = self.journal();
         self.inner
             .registry
-            .append_event(event, self.shared().config.max_events)
+            .append_event(event, self.shared().config.max_events)?;
+        journal.last = journal.last.max(event.event_seq);
+        Ok(())
     }
 
     /// Events with `event_seq > after`, ascending, at most `limit`.
@@ -236,7 +337,147 @@ impl Store {
 
     /// The highest stored event seq (0 when none).
     pub fn last_event_seq(&self) -> Result<EventSeq, StoreError> {
-        self.inner.registry.last_event_seq()
+        Ok(self.journal().last)
+    }
+
+    // ---- changes with their events ----
+
+    /// Apply `change` and store `event` (numbered here: its `event_seq` is overwritten) in one
+    /// transaction, after any changes still queued. Returns every event now stored, in order:
+    /// the queued ones first, this one last. On failure nothing is stored, nothing is queued
+    /// and no number is consumed.
+    pub fn commit(&self, change: Change, event: Event) -> Result<Vec<Event>, StoreError> {
+        let mut journal = self.journal();
+        let mut entries: Vec<(Change, Event)> = journal.queue.iter().cloned().collect();
+        entries.push((change.clone(), event));
+        journal.number(&mut entries);
+        self.before(&change);
+        if let Err(error) = self
+            .inner
+            .registry
+            .apply(&entries, self.shared().config.max_events)
+        {
+            self.undo(&change);
+            return Err(error);
+        }
+        journal.queue.clear();
+        journal.last = entries.last().map_or(journal.last, |(_, e)| e.event_seq);
+        drop(journal);
+        self.after(&change)?;
+        Ok(entries.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// Like [`Store::commit`], but a state change (or a dropped range) the registry refuses
+    /// waits in memory instead, in order, and every read shows it at once; `flush_queued`
+    /// stores it later. A new agent or a removal is never queued: its error is returned in
+    /// `queued` and nothing happened.
+    pub fn commit_or_queue(&self, change: Change, event: Event) -> Committed {
+        if !change.may_queue() {
+            return match self.commit(change, event) {
+                Ok(stored) => Committed {
+                    stored,
+                    queued: None,
+                },
+                Err(error) => Committed {
+                    stored: Vec::new(),
+                    queued: Some(error),
+                },
+            };
+        }
+        if let Change::LogDropped(id, range) = &change {
+            // The log learns its end at once: reads and follows report the range from now on.
+            let log = self.shared().log_or_create(*id);
+            let mut st = log.lock();
+            if st.next_seq == range.from {
+                st.dropped = Some(*range);
+            }
+        }
+        // Holding the journal across the attempt keeps the queue in order with other commits.
+        let mut journal = self.journal();
+        let mut entries: Vec<(Change, Event)> = journal.queue.iter().cloned().collect();
+        entries.push((change.clone(), event.clone()));
+        journal.number(&mut entries);
+        match self
+            .inner
+            .registry
+            .apply(&entries, self.shared().config.max_events)
+        {
+            Ok(()) => {
+                journal.queue.clear();
+                journal.last = entries.last().map_or(journal.last, |(_, e)| e.event_seq);
+                Committed {
+                    stored: entries.into_iter().map(|(_, e)| e).collect(),
+                    queued: None,
+                }
+            }
+            Err(error) => {
+                journal.queue.push_back((change, event));
+                Committed {
+                    stored: Vec::new(),
+                    queued: Some(error),
+                }
+            }
+        }
+    }
+
+    /// Store every queued change, in one transaction; returns their events, numbered, in order
+    /// (empty when nothing waited). On failure they stay queued.
+    pub fn flush_queued(&self) -> Result<Vec<Event>, StoreError> {
+        let mut journal = self.journal();
+        if journal.queue.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut entries: Vec<(Change, Event)> = journal.queue.iter().cloned().collect();
+        journal.number(&mut entries);
+        self.inner
+            .registry
+            .apply(&entries, self.shared().config.max_events)?;
+        journal.queue.clear();
+        journal.last = entries.last().map_or(journal.last, |(_, e)| e.event_seq);
+        Ok(entries.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// How many changes wait for the registry.
+    pub fn queued(&self) -> usize {
+        self.journal().queue.len()
+    }
+
+    /// Preparation a change needs before its row exists: a new agent's log.
+    fn before(&self, change: &Change) {
+        if let Change::Insert(info) = change {
+            // The log first: once the row exists the agent can be found and followed, and a
+            // follower must then find a live log, not a closed (ended) one.
+            let log = self.shared().log_or_create(info.id);
+            if let Some(budget) = info.spec.log_budget {
+                log.lock().budget = budget;
+            }
+            if !info.state().is_terminal() {
+                log.open_live(self.shared().config.follow_buffer);
+            }
+        }
+    }
+
+    /// Undo `before` for a change the registry refused.
+    fn undo(&self, change: &Change) {
+        if let Change::Insert(info) = change {
+            if let Some(log) = self.shared().log(info.id) {
+                log.close();
+            }
+            let mut logs = self
+                .shared()
+                .logs
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            logs.remove(&info.id);
+        }
+    }
+
+    /// Work a stored change implies outside the registry: a removed agent's log files.
+    fn after(&self, change: &Change) -> Result<(), StoreError> {
+        match change {
+            Change::Remove(id) => self.remove_log(*id),
+            _ => Ok(()),
+        }
     }
 
     // ---- logs ----
@@ -254,7 +495,25 @@ impl Store {
     /// Query an agent's log. An agent without a log reads as empty.
     pub fn read(&self, agent: AgentId, query: &LogQuery) -> Result<LogRead, StoreError> {
         match self.shared().log(agent) {
-            Some(log) => read::read(&log, query),
+            Some(log) => {
+                let mut read = read::read(&log, query)?;
+                let dropped = log.lock().dropped;
+                // Reached the end of what is stored, with records lost after it: report the
+                // range (from where the reader is) and continue after it.
+                if let Some(range) =
+                    dropped.filter(|r| read.next_seq >= r.from && read.next_seq <= r.to)
+                {
+                    let wanted = query.until_seq.is_none_or(|until| until > read.next_seq);
+                    if wanted {
+                        read.dropped = Some(SeqRange {
+                            from: read.next_seq,
+                            to: range.to,
+                        });
+                        read.next_seq = range.to.next();
+                    }
+                }
+                Ok(read)
+            }
             None => Ok(LogRead {
                 first_seq: Seq::FIRST,
                 next_seq: query.since_seq.unwrap_or(Seq::FIRST).max(Seq::FIRST),
@@ -269,7 +528,7 @@ impl Store {
                 let st = log.lock();
                 LogBounds {
                     first_seq: st.first_seq(),
-                    next_seq: st.next_seq,
+                    next_seq: st.dropped.map_or(st.next_seq, |r| r.to.next()),
                     bytes: st.bytes,
                 }
             }

@@ -126,6 +126,8 @@ impl Follower<'_> {
                     self.ignored.remove(&event.agent);
                 }
             }
+            // The log's dropped range is reported by the log itself (a gap when followed).
+            EventKind::LogDropped => {}
             EventKind::State => {
                 if let Some(track) = self.tracks.get_mut(&event.agent) {
                     track.info.status = match self.client.get(&event.agent.to_string()).await {

@@ -22,9 +22,9 @@ pub(crate) fn handle(shared: &Shared) -> OpResult {
 
 /// Agents by state name, from the registry or, while no event happened since, from the cache.
 fn counts_by_state(shared: &Shared) -> Result<BTreeMap<String, u64>, ErrorBody> {
-    // Read the event number first: a change racing the query makes the cache look stale,
-    // never fresh.
-    let now = shared.events.last();
+    // Read the change count first: a change racing the query makes the cache look stale,
+    // never fresh. (Not the event number: a change the registry refused has no event yet.)
+    let now = shared.events.version();
     {
         let cache = shared
             .state_counts

@@ -34,5 +34,6 @@ pub(crate) fn handle(shared: &Shared, args: ReadLogsArgs) -> OpResult {
         next_seq: read.next_seq,
         truncated: read.truncated,
         end_seq: end_seq.max(read.next_seq),
+        dropped: read.dropped,
     }))
 }

@@ -2,6 +2,7 @@
 
 use drover_proto::op::{AgentRef, EmptyResult};
 use drover_proto::{ErrorBody, ErrorCode, EventKind};
+use drover_store::Change;
 
 use super::{resolve, OpResult, Reply};
 use crate::daemon::Shared;
@@ -19,7 +20,10 @@ pub(crate) fn handle(shared: &Shared, agent: &AgentRef) -> OpResult {
             ),
         ));
     }
-    shared.store.remove_agent(agent.id).map_err(store_error)?;
-    shared.events.emit(EventKind::Removed, &agent);
+    // The row's deletion and its `removed` event are one transaction.
+    shared
+        .events
+        .commit(Change::Remove(agent.id), EventKind::Removed, &agent)
+        .map_err(store_error)?;
     Ok(Reply::Empty(EmptyResult {}))
 }

@@ -11,6 +11,7 @@ use drover_proto::{
     AgentId, AgentInfo, AgentSpec, AgentState, AgentStatus, ErrorBody, ErrorCode, EventKind,
     StdinMode,
 };
+use drover_store::Change;
 use drover_supervisor::backend::RenderInput;
 use drover_supervisor::{Command, SupervisorConfig};
 
@@ -249,10 +250,11 @@ fn register(
         .unwrap_or_else(|p| p.into_inner())
         .insert(id, Arc::clone(&live));
     // The registry applies the spec's log budget and refuses a name a live agent holds.
-    if let Err(error) = shared.store.insert_agent(&info) {
+    // The row and its `spawned` event are one transaction.
+    let change = Change::Insert(Box::new(info.clone()));
+    if let Err(error) = shared.events.commit(change, EventKind::Spawned, &info) {
         shared.forget(id);
         return Err(store_error(error));
     }
-    shared.events.emit(EventKind::Spawned, &info);
     Ok((id, observer, live))
 }

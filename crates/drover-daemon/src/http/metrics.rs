@@ -25,7 +25,7 @@ pub(super) async fn render(State(http): State<AppState>) -> Result<Response, Api
         let _ = writeln!(out, "drover_agents{{state=\"{}\"}} {n}", state.as_str());
     }
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    let single: [(&str, &str, &str, u64); 9] = [
+    let single: [(&str, &str, &str, u64); 11] = [
         (
             "drover_agents_live",
             "gauge",
@@ -73,6 +73,18 @@ pub(super) async fn render(State(http): State<AppState>) -> Result<Response, Api
             "gauge",
             "Bytes of logs and registry on disk.",
             shared.store.disk_usage(),
+        ),
+        (
+            "drover_records_dropped_total",
+            "counter",
+            "Log records lost for good: the agent ended while the store refused them.",
+            load(&shared.counters.records_dropped),
+        ),
+        (
+            "drover_registry_queued",
+            "gauge",
+            "State changes kept in memory because the registry refused them (a full disk).",
+            shared.events.queued() as u64,
         ),
         (
             "drover_uptime_seconds",

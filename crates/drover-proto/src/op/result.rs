@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::AgentRef;
-use crate::{AgentInfo, DaemonId, ErrorBody, Event, EventSeq, Record, Seq};
+use crate::{AgentInfo, DaemonId, ErrorBody, Event, EventSeq, Record, Seq, SeqRange};
 
 /// `read_events` result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +74,10 @@ pub struct ReadLogsResult {
     /// filter) it reads again from `next_seq`.
     #[serde(default)]
     pub end_seq: Seq,
+    /// Records the daemon could not store and lost for good (a full disk when the agent
+    /// ended), when the read reached them: `next_seq` continues after them. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<SeqRange>,
 }
 
 /// `stream_info` result.
@@ -137,4 +141,12 @@ pub struct StatsResult {
     pub log_bytes: u64,
     /// PUB messages dropped because the publish queue was full (subscribers refill by `seq`).
     pub pub_dropped: u64,
+    /// Records lost for good because the store could not keep them (each range is also a
+    /// `log_dropped` event and is reported by reads of the log).
+    #[serde(default)]
+    pub records_dropped: u64,
+    /// Registry changes (state changes and their events) kept in memory because the registry
+    /// refused them (a full disk); retried until stored, their events published only then.
+    #[serde(default)]
+    pub registry_queued: u64,
 }

@@ -13,7 +13,7 @@ use drover_proto::op::{
 };
 use drover_proto::{
     AgentId, AgentInfo, AgentSpec, AgentState, AgentStatus, DaemonId, Event, EventKind, EventSeq,
-    Heartbeat, Op, Record, RecordBatch, Request, Seq, StdinMode, StreamKind,
+    Heartbeat, Op, Record, RecordBatch, Request, Seq, SeqRange, StdinMode, StreamKind,
 };
 use uuid::Uuid;
 
@@ -184,7 +184,12 @@ pub fn event(kind: EventKind) -> Event {
         EventKind::Exit => (AgentState::Exited, Some(3), None),
         EventKind::Lost => (AgentState::Lost, None, None),
         EventKind::Removed => (AgentState::Exited, None, None),
+        EventKind::LogDropped => (AgentState::Exited, None, None),
     };
+    let dropped = (kind == EventKind::LogDropped).then_some(SeqRange {
+        from: Seq(41),
+        to: Seq(100_040),
+    });
     Event {
         event_seq: EventSeq(1000),
         ts: T0 + 5 * SECOND,
@@ -193,15 +198,17 @@ pub fn event(kind: EventKind) -> Event {
         state,
         exit_code,
         signal,
+        dropped,
     }
 }
 
-pub const EVENT_KINDS: [EventKind; 5] = [
+pub const EVENT_KINDS: [EventKind; 6] = [
     EventKind::Spawned,
     EventKind::State,
     EventKind::Exit,
     EventKind::Lost,
     EventKind::Removed,
+    EventKind::LogDropped,
 ];
 
 pub fn heartbeat() -> Heartbeat {

@@ -1,0 +1,379 @@
+//! Integrity under a real full disk: the state directory lives on an 8 MiB tmpfs that the test
+//! fills with a file while an agent runs. Nothing clients are told may be false, and nothing
+//! may be lost without a trace.
+//!
+//! Mounting needs root (CI runs as root). A test that cannot mount fails loudly: it never
+//! passes without having filled a disk.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use common::*;
+use drover_client::Client;
+use drover_proto::op::{AgentRef, ListArgs, ReadLogsArgs};
+use drover_proto::{AgentState, ErrorCode, Event, EventKind, EventSeq, SeqRange, StdinMode};
+
+/// An 8 MiB tmpfs mounted for one test, unmounted when dropped (also when the test fails).
+struct Tmpfs {
+    path: PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount() -> Tmpfs {
+        let parent = tempfile::tempdir().unwrap();
+        let path = parent.path().join("state");
+        std::fs::create_dir(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs at {} ({status}): these tests need root to fill a real disk",
+            path.display()
+        );
+        Tmpfs {
+            path,
+            _parent: parent,
+        }
+    }
+
+    /// Write a file until the disk refuses more; returns its path.
+    fn fill(&self) -> PathBuf {
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0xA5u8; 64 * 1024];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        // Whatever is left is less than a chunk: take it byte by byte.
+        let byte = [0xA5u8];
+        while file.write(&byte).is_ok_and(|n| n == 1) {}
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a daemon that failed mid-test may still hold files open.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+fn free(filler: &Path) {
+    std::fs::remove_file(filler).unwrap();
+}
+
+/// Every stored event, in order.
+async fn events(client: &Client) -> (Vec<Event>, EventSeq) {
+    let read = client
+        .read_events(Some(EventSeq(0)), Some(10_000))
+        .await
+        .unwrap();
+    (read.events, read.last_event_seq)
+}
+
+/// Stored events are numbered 1, 2, 3, ... with no hole, and the last one is the last issued.
+fn assert_no_holes(events: &[Event], last: EventSeq) {
+    let seqs: Vec<u64> = events.iter().map(|e| e.event_seq.0).collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "stored event numbers");
+    assert_eq!(
+        last.0,
+        seqs.len() as u64,
+        "the last event number issued is stored"
+    );
+}
+
+fn kinds_of(events: &[Event], agent: drover_proto::AgentId) -> Vec<EventKind> {
+    events
+        .iter()
+        .filter(|e| e.agent == agent)
+        .map(|e| e.kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_agent_that_ends_on_a_full_disk_is_exited_everywhere_and_its_row_catches_up() {
+    within(async {
+        let disk = Tmpfs::mount();
+        let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
+        let client = daemon.client().await;
+        let mut spec = sh("echo ready; read line; exit 7");
+        spec.name = Some("phantom".into());
+        spec.stdin = StdinMode::Pipe;
+        let agent = client.spawn(spec.clone()).await.unwrap();
+        wait_ready(&client, &agent).await;
+        let (before, _) = events(&client).await;
+
+        let filler = disk.fill();
+        // The agent ends (stdin closed: `read` fails) while the registry cannot be written.
+        client.close_stdin("phantom").await.unwrap();
+        let waited = client.wait("phantom", Some(TIMEOUT)).await.unwrap();
+        assert_eq!(waited.state(), AgentState::Exited);
+        assert_eq!(waited.status.exit_code(), Some(7));
+        let stats = client.stats().await.unwrap();
+        assert_eq!(stats.registry_queued, 1, "the exit waits for the registry");
+
+        // Every client view says exited 7, while the disk is still full.
+        let got = client.get(&agent.id.to_string()).await.unwrap();
+        assert_eq!(
+            (got.state(), got.status.exit_code()),
+            (AgentState::Exited, Some(7))
+        );
+        let by_name = client.get("phantom").await.unwrap();
+        assert_eq!(by_name.state(), AgentState::Exited);
+        let listed = client.list(ListArgs::default()).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].state(), AgentState::Exited);
+        let running = ListArgs {
+            state: Some(AgentState::Running),
+            ..ListArgs::default()
+        };
+        assert!(client.list(running).await.unwrap().is_empty());
+        let exited = ListArgs {
+            state: Some(AgentState::Exited),
+            ..ListArgs::default()
+        };
+        assert_eq!(client.list(exited).await.unwrap().len(), 1);
+        let health = client.health().await.unwrap();
+        assert_eq!(health.agents.get("exited"), Some(&1));
+        assert_eq!(health.agents.get("running"), None);
+        // Stop and kill answer as for any ended agent.
+        assert_eq!(code(client.kill("phantom").await), ErrorCode::InvalidState);
+        let stopped = client.stop("phantom", None).await;
+        match stopped {
+            Err(error) => {
+                assert_eq!(error.code(), Some(ErrorCode::InvalidState));
+                assert!(error.to_string().contains("exited"), "{error}");
+            }
+            Ok(info) => panic!("stop of an ended agent answered {info:?}"),
+        }
+        // No event number is issued before its event is stored: no hole, nothing published
+        // that a restart could renumber.
+        let (during, last) = events(&client).await;
+        assert_no_holes(&during, last);
+        assert_eq!(
+            during, before,
+            "no event stored or issued while the registry is full"
+        );
+
+        free(&filler);
+        wait_for("the registry to take the exit", || async {
+            (client.stats().await.unwrap().registry_queued == 0).then_some(())
+        })
+        .await;
+        let (after, last) = events(&client).await;
+        assert_no_holes(&after, last);
+        let exit = after.last().unwrap();
+        assert_eq!(
+            (exit.agent, exit.kind, exit.exit_code),
+            (agent.id, EventKind::Exit, Some(7))
+        );
+        assert_eq!(
+            kinds_of(&after, agent.id),
+            [EventKind::Spawned, EventKind::State, EventKind::Exit]
+        );
+        // The name is free again.
+        let mut again = sh("exit 0");
+        again.name = Some("phantom".into());
+        let second = client.spawn(again).await.unwrap();
+        client
+            .wait(&second.id.to_string(), Some(TIMEOUT))
+            .await
+            .unwrap();
+        drop(client);
+        daemon.shutdown().await;
+
+        // The row itself is right: a new daemon reads exited 7, not lost.
+        let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
+        let client = daemon.client().await;
+        let got = client.get(&agent.id.to_string()).await.unwrap();
+        assert_eq!(
+            (got.state(), got.status.exit_code()),
+            (AgentState::Exited, Some(7))
+        );
+        drop(client);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn output_the_full_disk_refused_is_reported_as_dropped_never_silently_missing() {
+    within(async {
+        let disk = Tmpfs::mount();
+        let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
+        let client = daemon.client().await;
+        let mut spec = sh("echo ready; read line; seq 1 20000; exit 0");
+        spec.stdin = StdinMode::Pipe;
+        let agent = client.spawn(spec).await.unwrap();
+        let id = agent.id.to_string();
+        wait_ready(&client, &agent).await;
+
+        let filler = disk.fill();
+        client.close_stdin(&id).await.unwrap();
+        let ended = client.wait(&id, Some(TIMEOUT)).await.unwrap();
+        assert_eq!(ended.status.exit_code(), Some(0));
+        // 20001 records were captured: `ready` and 20000 numbers.
+        let last = 20_001u64;
+
+        // What the store kept is a prefix 1..=k; the rest is reported, exactly.
+        let kept = all_records(&client, &agent).await;
+        let k = kept.len() as u64;
+        assert!(k >= 1 && k < last, "kept {k} of {last} records");
+        for (i, record) in kept.iter().enumerate() {
+            assert_eq!(record.seq.0, i as u64 + 1);
+        }
+        let mut args = ReadLogsArgs::new(AgentRef::new(id.clone()));
+        args.since_seq = Some(drover_proto::Seq(k + 1));
+        let read = client.read_logs(args).await.unwrap();
+        let dropped = SeqRange {
+            from: drover_proto::Seq(k + 1),
+            to: drover_proto::Seq(last),
+        };
+        assert!(read.records.is_empty());
+        assert_eq!(
+            read.dropped,
+            Some(dropped),
+            "read_logs names the lost range"
+        );
+        assert_eq!(read.next_seq.0, last + 1);
+        assert_eq!(read.end_seq.0, last + 1);
+        // A read from the start reaches the same range after the kept records.
+        let mut whole = ReadLogsArgs::new(AgentRef::new(id.clone()));
+        whole.limit = Some(10_000);
+        let from_start = client.read_logs(whole).await.unwrap();
+        assert_eq!(from_start.records.len() as u64, k);
+        assert_eq!(from_start.dropped, Some(dropped));
+        let stats = client.stats().await.unwrap();
+        assert_eq!(stats.records_dropped, last - k);
+
+        // Once the disk has room, the `log_dropped` event is stored and published, then exit.
+        free(&filler);
+        wait_for("the registry to take the agent's end", || async {
+            (client.stats().await.unwrap().registry_queued == 0).then_some(())
+        })
+        .await;
+        let (stored, last_seq) = events(&client).await;
+        assert_no_holes(&stored, last_seq);
+        assert_eq!(
+            kinds_of(&stored, agent.id),
+            [
+                EventKind::Spawned,
+                EventKind::State,
+                EventKind::LogDropped,
+                EventKind::Exit
+            ]
+        );
+        let log_dropped = stored
+            .iter()
+            .find(|e| e.kind == EventKind::LogDropped)
+            .unwrap();
+        assert_eq!(log_dropped.dropped, Some(dropped));
+        drop(client);
+        daemon.shutdown().await;
+
+        // The range survives a restart.
+        let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
+        let client = daemon.client().await;
+        let mut args = ReadLogsArgs::new(AgentRef::new(id.clone()));
+        args.since_seq = Some(drover_proto::Seq(k + 1));
+        let read = client.read_logs(args).await.unwrap();
+        assert_eq!(read.dropped, Some(dropped));
+        assert_eq!(read.next_seq.0, last + 1);
+        drop(client);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+/// The daemon's log lines (it runs in this process), captured for the tests that count them.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+    });
+}
+
+/// Captured log lines mentioning `needle` and `agent`.
+fn log_lines(needle: &str, agent: &str) -> usize {
+    let log = LOG.lock().unwrap_or_else(|p| p.into_inner());
+    String::from_utf8_lossy(&log)
+        .lines()
+        .filter(|line| line.contains(needle) && line.contains(agent))
+        .count()
+}
+
+#[tokio::test]
+async fn the_backlog_pause_is_logged_once_per_episode() {
+    within(async {
+        capture_logs();
+        let disk = Tmpfs::mount();
+        let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
+        let client = daemon.client().await;
+        // More than the 16 MiB an agent's backlog may hold, as fast as a pipe goes.
+        let mut spec =
+            sh("echo ready; read line; yes 0123456789abcdef0123456789abcdef | head -c 40000000");
+        spec.stdin = StdinMode::Pipe;
+        let agent = client.spawn(spec).await.unwrap();
+        let id = agent.id.to_string();
+        wait_ready(&client, &agent).await;
+
+        let filler = disk.fill();
+        client.close_stdin(&id).await.unwrap();
+        wait_for("the daemon to pause the agent", || async {
+            (client.get(&id).await.unwrap().state() == AgentState::Paused).then_some(())
+        })
+        .await;
+        // Batches that arrived between the pause and the `Paused` status did not warn again.
+        assert_eq!(log_lines("pausing the agent", &id), 1);
+
+        client.kill(&id).await.unwrap();
+        client.wait(&id, Some(TIMEOUT)).await.unwrap();
+        free(&filler);
+        wait_for("the registry to take the agent's end", || async {
+            (client.stats().await.unwrap().registry_queued == 0).then_some(())
+        })
+        .await;
+        assert_eq!(log_lines("pausing the agent", &id), 1);
+        drop(client);
+        daemon.shutdown().await;
+    })
+    .await
+}
