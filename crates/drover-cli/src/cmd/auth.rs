@@ -36,6 +36,13 @@ pub(crate) struct Args {
 enum Command {
     /// Print the daemon's public key (made at its first start), for `drover context add`.
     ServerKey,
+    /// Print the SHA-256 fingerprint of the daemon's HTTP TLS certificate (the self-signed one
+    /// it made, or --cert), to pin it in clients.
+    Fingerprint {
+        /// A configured certificate (PEM) instead of the self-signed one.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+    },
     /// Make a client keypair (secret file 0600) and print its public key.
     Keygen {
         /// Where to write it [default: <config dir>/client.key].
@@ -108,6 +115,18 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                 output::json(&serde_json::json!({ "server_key": keys.public() }))?;
             } else {
                 outln!("{}", keys.public())?;
+            }
+        }
+        Command::Fingerprint { cert } => {
+            let cert = match cert {
+                Some(cert) => context::absolute(cert)?,
+                None => drover_daemon::tls::self_signed_cert_path(&state_dir),
+            };
+            let fingerprint = drover_daemon::tls::fingerprint_file(&cert)?;
+            if ctx.json {
+                output::json(&serde_json::json!({ "fingerprint": fingerprint, "cert": cert }))?;
+            } else {
+                outln!("{fingerprint}")?;
             }
         }
         Command::Keygen { out, force } => {
