@@ -8,7 +8,8 @@
 mod common;
 
 use common::*;
-use drover_proto::AgentState;
+use drover_proto::op::ListArgs;
+use drover_proto::{AgentState, ErrorCode};
 
 /// Lines written in two halves, the pause between the halves shorter than the partial-flush
 /// idle time (50 ms), are whole records, even when each write also finishes the previous line
@@ -37,6 +38,53 @@ async fn lines_written_in_halves_are_never_split() {
             .collect();
         let want: Vec<String> = (0..120).map(|i| format!("l{i}-a-b\n")).collect();
         assert_eq!(lines, want);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+/// `.` and `..` are not names (they mean a directory and its parent wherever a name becomes a
+/// path or a URL segment); names with other dots are fine.
+#[tokio::test]
+async fn dot_names_are_refused() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        for name in [".", ".."] {
+            let mut spec = sh("exit 0");
+            spec.name = Some(name.into());
+            let error = client.spawn(spec).await.expect_err("refused");
+            assert_eq!(error.code(), Some(ErrorCode::BadRequest), "{name}");
+            assert!(error.to_string().contains("reserved"), "{name}: {error}");
+        }
+        for name in ["...", ".hidden", "v1.2"] {
+            let mut spec = sh("exit 0");
+            spec.name = Some(name.into());
+            let agent = client.spawn(spec).await.unwrap();
+            assert_eq!(agent.name.as_deref(), Some(name));
+        }
+        assert_eq!(client.list(ListArgs::default()).await.unwrap().len(), 3);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+/// A request holding more values than `MAX_ELEMENTS` is refused as `bad_request` from its
+/// headers, before it is decoded: here 40,000 labels, within the spec's byte budget.
+#[tokio::test]
+async fn a_request_with_too_many_values_is_a_bad_request() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let mut spec = sh("exit 0");
+        spec.labels = (0..40_000)
+            .map(|i| (format!("k{i}"), String::new()))
+            .collect();
+        let error = client.spawn(spec).await.expect_err("refused");
+        assert_eq!(error.code(), Some(ErrorCode::BadRequest));
+        assert!(error.to_string().contains("values"), "{error}");
+        // Nothing was spawned, and the daemon serves on.
+        assert!(client.list(ListArgs::default()).await.unwrap().is_empty());
         daemon.shutdown().await;
     })
     .await
