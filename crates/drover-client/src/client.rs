@@ -154,10 +154,39 @@ impl Client {
         Ok(result.agent)
     }
 
-    /// `list`.
+    /// `list`: one page of agents (see [`Client::list_page`] for its cursor, and
+    /// [`Client::list_all`] for every page).
     pub async fn list(&self, args: ListArgs) -> Result<Vec<AgentInfo>, ClientError> {
-        let result: ListResult = self.call(Request::List(args)).await?;
-        Ok(result.agents)
+        Ok(self.list_page(args).await?.agents)
+    }
+
+    /// `list`: one page of agents and the cursor of the next.
+    pub async fn list_page(&self, args: ListArgs) -> Result<ListResult, ClientError> {
+        self.call(Request::List(args)).await
+    }
+
+    /// Every agent matching `args`, paging through `list` from `args.cursor` (the start when
+    /// nil) until the daemon names no next page; `args.limit` caps the total. Agents spawned
+    /// while paging appear at the end (list order is creation order); agents removed meanwhile
+    /// may be missing, and none is returned twice.
+    pub async fn list_all(&self, mut args: ListArgs) -> Result<Vec<AgentInfo>, ClientError> {
+        let total = args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let mut agents = Vec::new();
+        loop {
+            if let Some(total) = total {
+                let left = total.saturating_sub(agents.len());
+                if left == 0 {
+                    return Ok(agents);
+                }
+                args.limit = Some(u32::try_from(left).unwrap_or(u32::MAX));
+            }
+            let page = self.list_page(args.clone()).await?;
+            agents.extend(page.agents);
+            match page.next_cursor {
+                Some(cursor) => args.cursor = Some(cursor),
+                None => return Ok(agents),
+            }
+        }
     }
 
     /// `get`.

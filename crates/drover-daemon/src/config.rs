@@ -126,7 +126,9 @@ impl Config {
         Ok(())
     }
 
-    /// Check everything before binding: sizes the store can hold, and binds.
+    /// Check everything before binding: sizes the store can hold, binds, and the file
+    /// descriptors `max_agents` needs (raising the soft `RLIMIT_NOFILE` to the hard limit first,
+    /// see [`crate::fdlimit`]).
     pub fn validate(&self) -> Result<(), DaemonError> {
         let invalid = |reason: String| Err(DaemonError::Config { reason });
         if self.max_record == 0 || self.max_record > drover_store::MAX_RECORD_BYTES {
@@ -144,7 +146,11 @@ impl Config {
         if self.http_limits.max_connections == 0 {
             return invalid("http_max_connections must be at least 1".into());
         }
-        self.check_binds()
+        self.check_binds()?;
+        // Last, so a config refused for another reason changes nothing: raise the soft
+        // open-files limit to the hard one, then check that max_agents fits in it.
+        let limit = crate::fdlimit::raise()?;
+        crate::fdlimit::check(limit, self.max_agents, self.max_streams)
     }
 
     /// Refuse any non-loopback bind: there is no authentication yet (guarantee 6).

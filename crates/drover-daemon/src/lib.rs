@@ -20,6 +20,7 @@ mod control;
 mod daemon;
 mod error;
 mod event;
+pub mod fdlimit;
 mod handler;
 mod http;
 mod listeners;

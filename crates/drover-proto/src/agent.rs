@@ -208,7 +208,8 @@ impl AgentStatus {
 
 /// One agent, as every reply and the registry carry it. On the wire it is one flat map:
 /// `id`, `name`, `backend`, `state`, `pid`, `created_at`, `started_at`, `ended_at`, `exit_code`,
-/// `signal`, `error`, `labels`, `spec`.
+/// `signal`, `error`, `labels`, `spec` (`spec` is left out when it is the default: a `list`
+/// that did not ask for specs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "AgentInfoWire", try_from = "AgentInfoWire")]
 pub struct AgentInfo {
@@ -260,8 +261,10 @@ struct AgentInfoWire {
     error: Option<String>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
-    #[serde(default)]
-    spec: AgentSpec,
+    /// Absent when the spec was left out (`list` without `specs`); a spawned agent's spec is
+    /// never the default one (that renders no command), so nothing is lost by omitting it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spec: Option<AgentSpec>,
 }
 
 impl From<AgentInfo> for AgentInfoWire {
@@ -279,7 +282,7 @@ impl From<AgentInfo> for AgentInfoWire {
             signal: info.status.signal(),
             error: info.status.error().map(str::to_owned),
             labels: info.labels,
-            spec: info.spec,
+            spec: (info.spec != AgentSpec::default()).then_some(info.spec),
         }
     }
 }
@@ -327,7 +330,7 @@ impl TryFrom<AgentInfoWire> for AgentInfo {
             status,
             created_at: wire.created_at,
             labels: wire.labels,
-            spec: wire.spec,
+            spec: wire.spec.unwrap_or_default(),
         })
     }
 }

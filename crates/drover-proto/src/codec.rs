@@ -8,11 +8,12 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::limits::MAX_NESTING;
+use crate::limits::{MAX_ELEMENTS, MAX_NESTING};
 use crate::op::{
     AgentArgs, BatchArgs, ListArgs, NoArgs, ReadEventsArgs, ReadLogsArgs, SignalArgs, SpawnArgs,
     StopArgs, StreamInfoArgs, WaitArgs, WriteStdinArgs,
 };
+use crate::shape;
 use crate::{ErrorBody, Op, ProtoError, Request, PROTOCOL_VERSION};
 
 /// Encode any protocol message as a named MessagePack map.
@@ -64,53 +65,91 @@ pub struct RequestError {
     pub error: ProtoError,
 }
 
-/// Decode a request body. Oversize frames are refused before any decoding.
+/// Decode a request body. Oversize frames are refused before any decoding; then the first byte
+/// must open a map and the whole frame must pass [`shape::check`] (every claimed length fits,
+/// nesting and value count bounded) before any part of it is decoded. Only the envelope's `v`,
+/// `id` and `op` are read as values; the arguments are decoded straight into their types.
 pub fn decode_request(frame: &[u8], max: usize) -> Result<RequestEnvelope, RequestError> {
     let nil = || rmpv::Value::Nil;
-    check_size(frame, max).map_err(|error| RequestError { id: nil(), error })?;
-    let mut cursor = frame;
-    let value = read_value(&mut cursor).map_err(|e| RequestError {
+    let malformed = |reason: String| RequestError {
         id: nil(),
-        error: ProtoError::Malformed(format!("not MessagePack: {e}")),
-    })?;
-    if !cursor.is_empty() {
-        return Err(RequestError {
-            id: nil(),
-            error: ProtoError::Malformed(format!("{} trailing bytes after the body", cursor.len())),
-        });
+        error: ProtoError::Malformed(reason),
+    };
+    check_size(frame, max).map_err(|error| RequestError { id: nil(), error })?;
+    if !shape::starts_with_map(frame) {
+        return Err(malformed("the body is not a map".into()));
     }
-    let rmpv::Value::Map(entries) = &value else {
-        return Err(RequestError {
-            id: nil(),
-            error: ProtoError::Malformed("the body is not a map".into()),
-        });
-    };
-    let field = |name: &str| {
-        entries
-            .iter()
-            .find(|(key, _)| key.as_str() == Some(name))
-            .map(|(_, value)| value)
-    };
-    let id = field("id").cloned().unwrap_or(rmpv::Value::Nil);
+    let shape = shape::check(frame).map_err(|e| malformed(format!("not MessagePack: {e}")))?;
+    if shape.end != frame.len() {
+        return Err(malformed(format!(
+            "{} trailing bytes after the body",
+            frame.len() - shape.end
+        )));
+    }
+    let head = Envelope::find(frame).map_err(|e| malformed(format!("not MessagePack: {e}")))?;
+    let id = head.id.unwrap_or(rmpv::Value::Nil);
     let fail = |error: ProtoError| RequestError {
         id: id.clone(),
         error,
     };
-    match field("v") {
+    if shape.values > MAX_ELEMENTS {
+        return Err(fail(ProtoError::Malformed(format!(
+            "the request holds {} values; at most {MAX_ELEMENTS} are allowed",
+            shape.values
+        ))));
+    }
+    match head.v {
         Some(v) if v.as_u64() == Some(u64::from(PROTOCOL_VERSION)) => {}
         Some(v) => return Err(fail(ProtoError::UnsupportedVersion(v.to_string()))),
         None => return Err(fail(ProtoError::UnsupportedVersion("(missing)".into()))),
     }
-    let op_name = match field("op") {
+    let op_name = match head.op {
         Some(rmpv::Value::String(s)) => s.as_str().unwrap_or("").to_owned(),
         Some(other) => return Err(fail(ProtoError::UnknownOp(other.to_string()))),
         None => return Err(fail(ProtoError::UnknownOp("(missing)".into()))),
     };
     let op = Op::parse(&op_name).ok_or_else(|| fail(ProtoError::UnknownOp(op_name.clone())))?;
-    // The frame is known to be a well-formed, shallow map: decode the arguments straight from
+    // The frame is known to be a well-formed, bounded map: decode the arguments straight from
     // its bytes (envelope keys and unknown fields are skipped by serde).
     let request = request_from_bytes(op, frame).map_err(fail)?;
     Ok(RequestEnvelope { id, request })
+}
+
+/// The envelope fields of a request map, each read from its own bytes (the first of each key
+/// wins; other entries are skipped without being decoded).
+#[derive(Default)]
+struct Envelope {
+    v: Option<rmpv::Value>,
+    id: Option<rmpv::Value>,
+    op: Option<rmpv::Value>,
+}
+
+impl Envelope {
+    /// Reads the envelope of a map that passed [`shape::check`].
+    fn find(frame: &[u8]) -> Result<Envelope, String> {
+        let mut cursor = frame;
+        let entries = rmp::decode::read_map_len(&mut cursor).map_err(|e| e.to_string())?;
+        let mut pos = frame.len() - cursor.len();
+        let mut head = Envelope::default();
+        for _ in 0..entries {
+            let key_end = shape::value_at(frame, pos)?.end;
+            let value = shape::value_at(frame, key_end)?;
+            let value_end = value.end;
+            let slot = match rmp::decode::read_str_from_slice(&frame[pos..key_end]) {
+                Ok(("v", _)) => Some(&mut head.v),
+                Ok(("id", _)) => Some(&mut head.id),
+                Ok(("op", _)) => Some(&mut head.op),
+                _ => None,
+            };
+            // An envelope field is decoded only if it is within the value budget by itself.
+            if let (Some(slot @ None), true) = (slot, value.values <= MAX_ELEMENTS) {
+                let mut value = &frame[key_end..value_end];
+                *slot = Some(read_value(&mut value).map_err(|e| e.to_string())?);
+            }
+            pos = value_end;
+        }
+        Ok(head)
+    }
 }
 
 fn args_from_bytes<T: DeserializeOwned>(op: Op, frame: &[u8]) -> Result<T, ProtoError> {

@@ -18,6 +18,7 @@ pub mod limits;
 pub mod op;
 mod record;
 mod role;
+mod shape;
 mod spec;
 pub mod topic;
 

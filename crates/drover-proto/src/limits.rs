@@ -34,3 +34,8 @@ pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
 /// messages are refused as malformed: decoding recurses, and without this bound a hostile frame
 /// of a few hundred bytes could exhaust a thread's stack.
 pub const MAX_NESTING: usize = 32;
+
+/// Most values (array elements, map keys and values, at any depth) in one request. Checked by
+/// walking the frame's headers before anything is decoded, with [`MAX_NESTING`], so decoding a
+/// request costs memory in proportion to its size, never to the counts its headers claim.
+pub const MAX_ELEMENTS: usize = 65_536;

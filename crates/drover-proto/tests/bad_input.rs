@@ -2,7 +2,7 @@
 //! malformed envelopes and arguments map to `bad_request` or `unsupported_version`, and the
 //! request id is echoed whenever it could be read.
 
-use drover_proto::limits::{DEFAULT_MAX_FRAME, MAX_NESTING};
+use drover_proto::limits::{DEFAULT_MAX_FRAME, MAX_ELEMENTS, MAX_NESTING};
 use drover_proto::op::EmptyResult;
 use drover_proto::{
     decode, decode_reply, decode_request, encode, encode_request, AgentInfo, ErrorCode, Event, Op,
@@ -522,4 +522,87 @@ proptest! {
         bad[index.index(good.len())] = byte;
         let _ = decode_request(&bad, DEFAULT_MAX_FRAME);
     }
+}
+
+/// A request must be a map: anything else is refused from its first byte, whatever its size
+/// (a 10 MiB array of nils used to be decoded whole, about 32 bytes of memory per byte, first).
+#[test]
+fn a_huge_array_is_refused_from_its_first_byte() {
+    let mut nils = vec![0xdd_u8];
+    let count = u32::try_from(DEFAULT_MAX_FRAME - 5).expect("fits");
+    nils.extend(count.to_be_bytes());
+    nils.resize(DEFAULT_MAX_FRAME, 0xc0);
+    let err = decode_request(&nils, DEFAULT_MAX_FRAME).expect_err("refused");
+    assert_eq!(err.error.code(), ErrorCode::BadRequest);
+    assert_eq!(
+        err.error.to_string(),
+        "malformed message: the body is not a map"
+    );
+    assert_eq!(err.id, rmpv::Value::Nil);
+}
+
+/// A header claiming more than the frame holds is refused before anything is allocated for it:
+/// here an array32 of 2^32 - 1 elements in a frame of a few dozen bytes.
+#[test]
+fn a_claimed_length_beyond_the_frame_is_refused_from_the_header() {
+    let mut bytes = frame(&req("health", &[]));
+    bytes[0] += 1; // one more entry, written by hand
+    bytes.extend(frame(&"x".into()));
+    bytes.extend([0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0, 0xc0]);
+    let err = decode_request(&bytes, DEFAULT_MAX_FRAME).expect_err("refused");
+    assert_eq!(err.error.code(), ErrorCode::BadRequest);
+    assert!(
+        err.error
+            .to_string()
+            .contains("claims 4294967295 values, only 2 bytes remain"),
+        "{}",
+        err.error
+    );
+    // The same claim as a string's length.
+    let mut bytes = frame(&req("health", &[]));
+    bytes[0] += 1;
+    bytes.extend(frame(&"x".into()));
+    bytes.extend([0xdb, 0xff, 0xff, 0xff, 0xff, b'a']);
+    let err = decode_request(&bytes, DEFAULT_MAX_FRAME).expect_err("refused");
+    assert!(
+        err.error.to_string().contains("claims 4294967295 bytes"),
+        "{}",
+        err.error
+    );
+}
+
+/// A well-formed request holding more than `MAX_ELEMENTS` values (at any depth, in any field,
+/// known or not) is refused as `bad_request` with its id echoed; exactly the limit is accepted.
+#[test]
+fn the_values_in_one_request_are_bounded() {
+    // `{"v", "id", "op", "junk": [nil; n]}`: 8 values in the envelope map, n in the array.
+    let with_junk = |n: usize| {
+        frame(&req(
+            "health",
+            &[("junk", rmpv::Value::Array(vec![rmpv::Value::Nil; n]))],
+        ))
+    };
+    let at_limit = with_junk(MAX_ELEMENTS - 8);
+    let envelope = decode_request(&at_limit, DEFAULT_MAX_FRAME).expect("exactly the limit");
+    assert_eq!(envelope.request.op(), Op::Health);
+    let (code, id) = refused(&with_junk(MAX_ELEMENTS - 7));
+    assert_eq!(code, ErrorCode::BadRequest);
+    assert_eq!(id, rmpv::Value::from(77), "the id is still echoed");
+    let err = decode_request(&with_junk(1_000_000), DEFAULT_MAX_FRAME).expect_err("refused");
+    assert_eq!(
+        err.error.to_string(),
+        format!("malformed message: the request holds 1000008 values; at most {MAX_ELEMENTS} are allowed")
+    );
+    // An id over the budget by itself is not echoed (it would cost what the bound prevents).
+    let huge_id = frame(&map(&[
+        ("v", 1.into()),
+        (
+            "id",
+            rmpv::Value::Array(vec![rmpv::Value::Nil; MAX_ELEMENTS + 1]),
+        ),
+        ("op", "health".into()),
+    ]));
+    let (code, id) = refused(&huge_id);
+    assert_eq!(code, ErrorCode::BadRequest);
+    assert_eq!(id, rmpv::Value::Nil);
 }

@@ -121,6 +121,25 @@ fn reply_goldens() -> Vec<Golden> {
             id(3),
             ListResult {
                 agents: vec![info(AgentState::Running), other_info(AgentState::Exited)],
+                next_cursor: None,
+            },
+        ),
+        // A page without specs (the default) that names the next page.
+        reply(
+            "list_page",
+            id(3),
+            ListResult {
+                agents: vec![
+                    AgentInfo {
+                        spec: AgentSpec::default(),
+                        ..info(AgentState::Running)
+                    },
+                    AgentInfo {
+                        spec: AgentSpec::default(),
+                        ..other_info(AgentState::Exited)
+                    },
+                ],
+                next_cursor: Some(format!("{}.{}", T0 + SECOND / 2, other_agent_id())),
             },
         ),
         reply(

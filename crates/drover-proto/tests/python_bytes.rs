@@ -78,6 +78,9 @@ fn list_filters_and_a_missing_id() {
             state: Some(AgentState::Running),
             labels: labels(&[("team", "core")]),
             limit: None,
+            // An older client's request, without `cursor` and `specs`: the first page, no specs.
+            cursor: None,
+            specs: false,
         })
     );
     let bare = request(fixture!("request_list_no_id"));

@@ -298,13 +298,22 @@ fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         Just(Request::Health(NoArgs {})),
         spec().prop_map(|spec| Request::Spawn(SpawnArgs { spec })),
-        (of(state()), string_map(), of(any::<u32>())).prop_map(|(state, labels, limit)| {
-            Request::List(ListArgs {
-                state,
-                labels,
-                limit,
-            })
-        }),
+        (
+            of(state()),
+            string_map(),
+            of(any::<u32>()),
+            of(".{0,40}"),
+            any::<bool>()
+        )
+            .prop_map(|(state, labels, limit, cursor, specs)| {
+                Request::List(ListArgs {
+                    state,
+                    labels,
+                    limit,
+                    cursor,
+                    specs,
+                })
+            }),
         agent_args().prop_map(Request::Get),
         agent_args().prop_map(Request::Pause),
         agent_args().prop_map(Request::Resume),
@@ -439,9 +448,14 @@ proptest! {
     }
 
     #[test]
-    fn agent_replies_round_trip(id in request_id(), agent in info(), others in vec(info(), 0..3)) {
+    fn agent_replies_round_trip(
+        id in request_id(),
+        agent in info(),
+        others in vec(info(), 0..3),
+        next_cursor in of(".{0,40}"),
+    ) {
         reply_round_trips(&id, &AgentResult { agent })?;
-        reply_round_trips(&id, &ListResult { agents: others })?;
+        reply_round_trips(&id, &ListResult { agents: others, next_cursor })?;
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct ListFilter {
     pub labels: BTreeMap<String, String>,
     /// At most this many (the oldest first).
     pub limit: Option<u32>,
+    /// Only agents after this one in list order: its `(created_at, id)` (a page's cursor).
+    pub after: Option<(i64, AgentId)>,
 }
 
 /// A log query. Start = the latest of `since_seq`, the start of the last `tail` records before

@@ -242,6 +242,21 @@ impl Registry {
     }
 
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<AgentInfo>, StoreError> {
+        let mut out = Vec::new();
+        self.list_each(filter, |info| {
+            out.push(info);
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Hands the agents matching `filter` to `each`, oldest first, one row at a time, until it
+    /// returns false: a caller with a byte budget never holds more rows than it keeps.
+    pub fn list_each(
+        &self,
+        filter: &ListFilter,
+        mut each: impl FnMut(AgentInfo) -> bool,
+    ) -> Result<(), StoreError> {
         let mut sql = format!("SELECT {COLS} FROM agents WHERE 1");
         let mut args: Vec<String> = Vec::new();
         if let Some(state) = filter.state {
@@ -257,11 +272,34 @@ impl Registry {
                 args.len()
             );
         }
+        if let Some((created_at, id)) = filter.after {
+            args.push(created_at.to_string());
+            args.push(id.to_hyphenated());
+            // Row-value comparison in the order of the `agents_order` index.
+            sql += &format!(
+                " AND (created_at, id) > (CAST(?{} AS INTEGER), ?{})",
+                args.len() - 1,
+                args.len()
+            );
+        }
         sql += " ORDER BY created_at, id";
         if let Some(limit) = filter.limit {
             sql += &format!(" LIMIT {limit}");
         }
-        self.query_many(&sql, args)
+        let ctx = "listing agents";
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&sql)
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        let rows = stmt
+            .query_map(params_from_iter(args), raw_row)
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        for row in rows {
+            if !each(row.map_err(|e| StoreError::sqlite(ctx, e))?.into_info()?) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Ids of the `limit` ended agents that ended first (for pruning), oldest end first.

@@ -247,6 +247,16 @@ impl Store {
         self.inner.journal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Agents matching `filter`, oldest first, handed to `each` one at a time until it returns
+    /// false (so a page with a byte budget reads no more rows than it keeps).
+    pub fn list_each(
+        &self,
+        filter: &ListFilter,
+        each: impl FnMut(AgentInfo) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.registry.list_each(filter, each)
+    }
+
     /// Agents not in a terminal state (at startup: the ones to mark lost).
     /// Ids of the `limit` agents that ended first, oldest end first (for pruning).
     pub fn oldest_ended(&self, limit: u32) -> Result<Vec<AgentId>, StoreError> {

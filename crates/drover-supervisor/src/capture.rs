@@ -153,15 +153,22 @@ pub(crate) async fn run_reader<R: AsyncRead + Unpin>(
         splitter.push(&buf[..n], |data, partial| {
             batch.push(record(data, partial, ts))
         });
+        pending_since = idle_since(pending_since, !batch.is_empty(), splitter.has_pending());
         sink.deliver(batch);
-        pending_since = match (splitter.has_pending(), pending_since) {
-            (false, _) => None,
-            (true, Some(t)) => Some(t),
-            (true, None) => Some(Instant::now()),
-        };
     }
     if let Some(data) = splitter.flush() {
         sink.deliver(vec![record(data, true, unix_nanos())]);
+    }
+}
+
+/// When the buffered unfinished line started, after a read: its bytes arrived now if the read
+/// finished a record (what was pending before went out with it), else it is the same line as
+/// before and keeps its start. A line completed in between never lends its start to the next.
+fn idle_since(before: Option<Instant>, emitted: bool, pending: bool) -> Option<Instant> {
+    match (pending, before) {
+        (false, _) => None,
+        (true, Some(t)) if !emitted => Some(t),
+        (true, _) => Some(Instant::now()),
     }
 }
 
@@ -215,6 +222,18 @@ mod tests {
         let got: Vec<(&[u8], bool)> = out.iter().map(|(d, p)| (d.as_slice(), *p)).collect();
         assert_eq!(got, vec![(&b"abcd"[..], true), (&b"ef\n"[..], false)]);
         assert_eq!(rest, None);
+    }
+
+    #[test]
+    fn idle_timer_starts_with_the_unfinished_line() {
+        let earlier = Instant::now() - Duration::from_secs(1);
+        // The read finished the old line and began a new one: the new one starts now.
+        let restarted = idle_since(Some(earlier), true, true).expect("pending");
+        assert!(restarted > earlier);
+        // The read only extended the same unfinished line: it keeps its start.
+        assert_eq!(idle_since(Some(earlier), false, true), Some(earlier));
+        assert_eq!(idle_since(Some(earlier), true, false), None);
+        assert!(idle_since(None, false, true).is_some());
     }
 
     #[test]

@@ -119,13 +119,13 @@ async fn history(
         }
         Selection::Labels(labels) => {
             client
-                .list(drover_proto::op::ListArgs {
+                .list_all(drover_proto::op::ListArgs {
                     labels: labels.clone(),
                     ..Default::default()
                 })
                 .await?
         }
-        Selection::All => client.list(Default::default()).await?,
+        Selection::All => client.list_all(Default::default()).await?,
     };
     for agent in agents {
         let name = display_name(&agent);

@@ -32,11 +32,14 @@ fn parse_state(text: &str) -> Result<AgentState, String> {
 
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
+    // Every page; specs only when shown (the COMMAND column, `--json`).
     let agents = client
-        .list(ListArgs {
+        .list_all(ListArgs {
             state: args.state,
             labels: args.labels.into_iter().collect(),
             limit: args.limit,
+            cursor: None,
+            specs: !args.quiet,
         })
         .await?;
     if ctx.json {

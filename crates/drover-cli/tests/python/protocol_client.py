@@ -462,7 +462,24 @@ def scenario(daemon, ctx, live_pgids):
     check(any(a["id"] == tid for a in running["agents"]), "list state=running must include the ticker")
     none = dealer.ok("list", labels={"suite": "other"})
     check(none["agents"] == [], f"list with a non-matching label must be empty: {none!r}")
-    step("list", f"found {tid[:8]} running (label and state filters)")
+    check("spec" not in found[0], f"list leaves specs out unless asked: {found[0]!r}")
+    check(listing.get("next_cursor") is None, f"one page, no next cursor: {listing!r}")
+    with_specs = dealer.ok("list", labels={"suite": "python-protocol"}, specs=True)
+    check(with_specs["agents"][0]["spec"].get("argv") == spec["argv"], "list specs=True carries specs")
+    # Paging: one agent per page, following next_cursor until it is nil.
+    second = dealer.ok("spawn", spec={"argv": ["true"], "labels": {"suite": "python-protocol"}})
+    paged, cursor = [], None
+    while True:
+        page = dealer.ok("list", labels={"suite": "python-protocol"}, limit=1, cursor=cursor)
+        paged += [a["id"] for a in page["agents"]]
+        cursor = page.get("next_cursor")
+        if cursor is None:
+            break
+        check(isinstance(cursor, str), f"next_cursor is a string: {page!r}")
+    check(paged == [tid, second["agent"]["id"]], f"pages cover every agent once, oldest first: {paged!r}")
+    dealer.ok("wait", agent=second["agent"]["id"], timeout_ms=30000)
+    dealer.ok("remove", agent=second["agent"]["id"])
+    step("list", f"found {tid[:8]} running (label and state filters, pages, specs on request)")
 
     # ---- get by id, by prefix, by name
     for ref in (tid, tid[:13], "py-ticker"):

@@ -248,10 +248,9 @@ impl Follower<'_> {
 
     async fn list(&self, labels: BTreeMap<String, String>) -> Result<Vec<AgentInfo>, ClientError> {
         self.client
-            .list(ListArgs {
-                state: None,
+            .list_all(ListArgs {
                 labels,
-                limit: None,
+                ..ListArgs::default()
             })
             .await
     }

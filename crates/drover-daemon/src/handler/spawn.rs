@@ -114,6 +114,11 @@ fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
                 "name {name:?} may only contain ASCII letters, digits, '-', '_' and '.'"
             )));
         }
+        // Names become path components and URL segments (`/v1/agents/{name}`), where these two
+        // mean this directory and its parent.
+        if name == "." || name == ".." {
+            return Err(bad(format!("name {name:?} is reserved")));
+        }
     }
     for (key, value) in &spec.env {
         if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {

@@ -30,7 +30,7 @@ pub(super) async fn health(State(http): State<AppState>) -> Result<Response, Api
     ))
 }
 
-/// `GET /v1/agents?state=&label=k=v&limit=`.
+/// `GET /v1/agents?state=&label=k=v&limit=&cursor=&specs=`: one page, as the `list` op.
 pub(super) async fn list(
     State(http): State<AppState>,
     params: Params,
@@ -53,6 +53,8 @@ pub(super) async fn list(
         state,
         labels,
         limit: params.parse("limit")?,
+        cursor: params.get("cursor").map(str::to_owned),
+        specs: params.flag("specs")?,
     };
     Ok(reply_json(call(&http.shared, Request::List(args)).await?))
 }

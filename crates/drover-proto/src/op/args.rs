@@ -51,8 +51,14 @@ pub struct ListArgs {
     pub state: Option<AgentState>,
     /// Only agents carrying every one of these labels with these values.
     pub labels: BTreeMap<String, String>,
-    /// At most this many agents (oldest first).
+    /// At most this many agents in this page (oldest first); a page also stops at the daemon's
+    /// byte budget, whichever comes first.
     pub limit: Option<u32>,
+    /// Continue after the page that returned this `next_cursor` (opaque); the first page when
+    /// absent.
+    pub cursor: Option<String>,
+    /// Include each agent's `spec` (omitted by default: specs can be up to 1 MiB each).
+    pub specs: bool,
 }
 
 /// `stop` arguments.

@@ -42,8 +42,11 @@ pub struct AgentResult {
 /// `list` result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListResult {
-    /// Matching agents, oldest first.
+    /// Matching agents, oldest first (each without its `spec` unless the request asked).
     pub agents: Vec<AgentInfo>,
+    /// Pass as `cursor` for the next page; nil (or absent, from an older daemon) after the last.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// Result of ops with nothing to say (`close_stdin`, `remove`).

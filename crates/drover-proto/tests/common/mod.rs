@@ -251,6 +251,8 @@ pub fn requests() -> Vec<(&'static str, rmpv::Value, Request)> {
                 state: Some(AgentState::Running),
                 labels: labels(&[("team", "core")]),
                 limit: Some(50),
+                cursor: Some("1700000000000000000.0190a3f2-5b1c-7d4e-8f00-0123456789ab".into()),
+                specs: true,
             }),
         ),
         (

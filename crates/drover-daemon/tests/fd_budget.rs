@@ -1,0 +1,98 @@
+//! File descriptors (issue 11 item 10): the daemon raises its soft open-files limit to the hard
+//! one, refuses a `max_agents` the limit cannot carry, and a live agent holds at most
+//! `FDS_PER_AGENT` descriptors. Alone in its test binary, so no other test's files disturb the
+//! counts of `/proc/self/fd`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use drover_daemon::fdlimit::{FDS_PER_AGENT, RESERVED_FDS};
+use drover_daemon::Config;
+use drover_proto::StdinMode;
+
+/// `(soft, hard)` of "Max open files" in /proc/self/limits.
+fn open_files_limit() -> (u64, u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].parse().unwrap(), fields[4].parse().unwrap())
+}
+
+/// The tests of this file run one at a time: each counts or changes descriptors of the process.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[tokio::test]
+async fn the_open_files_limit_is_raised_and_a_max_agents_it_cannot_carry_is_refused() {
+    within(async {
+        let _serial = SERIAL.lock().await;
+        let daemon = TestDaemon::start().await;
+        let (soft, hard) = open_files_limit();
+        assert_eq!(soft, hard, "the soft limit is raised to the hard limit");
+        daemon.shutdown().await;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::ephemeral(dir.path());
+        let reserve = RESERVED_FDS + 2 * config.max_streams as u64;
+        let fit = (hard - reserve) / FDS_PER_AGENT;
+        config.max_agents = usize::try_from(fit + 1).unwrap();
+        let Err(error) = drover_daemon::bind(&config).await else {
+            panic!("a max_agents over the limit was accepted");
+        };
+        let message = error.to_string();
+        let needed = (fit + 1) * FDS_PER_AGENT + reserve;
+        assert!(
+            message.contains(&format!(
+                "max_agents {} needs {} × {FDS_PER_AGENT} file descriptors per agent + {reserve} \
+                 for the daemon",
+                fit + 1,
+                fit + 1
+            )) && message.contains(&format!("= {needed}, but the open-files limit is {hard}"))
+                && message.contains(&format!("at most {fit} agents fit")),
+            "{message}"
+        );
+        assert!(matches!(error, drover_daemon::DaemonError::Config { .. }));
+        // Exactly what fits is accepted.
+        config.max_agents = usize::try_from(fit).unwrap();
+        drop(drover_daemon::bind(&config).await.expect("fits"));
+    })
+    .await
+}
+
+/// Every kind of descriptor an agent can hold at once: output (so its log segment is open) and
+/// a stdin pipe. Forty of them cost at most `FDS_PER_AGENT` each.
+#[tokio::test]
+async fn a_live_agent_holds_at_most_fds_per_agent_descriptors() {
+    within(async {
+        let _serial = SERIAL.lock().await;
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let mut spec = sh("echo ready; echo err >&2; exec sleep 100");
+        spec.stdin = StdinMode::Pipe;
+        let first = client.spawn(spec.clone()).await.unwrap();
+        wait_ready(&client, &first).await;
+        let before = open_fds();
+        let mut agents = Vec::new();
+        for _ in 0..40 {
+            agents.push(client.spawn(spec.clone()).await.unwrap());
+        }
+        for agent in &agents {
+            wait_ready(&client, agent).await;
+        }
+        let per_agent = (open_fds() - before) as f64 / 40.0;
+        assert!(
+            per_agent <= FDS_PER_AGENT as f64,
+            "{per_agent} descriptors per agent"
+        );
+        daemon.shutdown().await;
+    })
+    .await
+}
