@@ -252,17 +252,41 @@ impl Store {
     pub fn list_each(
         &self,
         filter: &ListFilter,
-        each: impl FnMut(AgentInfo) -> bool,
+        mut each: impl FnMut(AgentInfo) -> bool,
     ) -> Result<(), StoreError> {
-        self.inner.registry.list_each(filter, each)
+        let overlay = self.journal().overlay();
+        if overlay.is_empty() {
+            return self.inner.registry.list_each(filter, each);
+        }
+        // Some states are only in memory (the registry refused them): filter by the true
+        // state, not the row's, so rows are read without the state filter and its limit.
+        let unfiltered = ListFilter {
+            state: None,
+            limit: None,
+            ..filter.clone()
+        };
+        let mut handed = 0u64;
+        self.inner.registry.list_each(&unfiltered, |mut info| {
+            if let Some(status) = overlay.get(&info.id) {
+                info.status = status.clone();
+            }
+            if filter.state.is_some_and(|state| info.state() != state) {
+                return true;
+            }
+            if filter.limit.is_some_and(|limit| handed >= u64::from(limit)) {
+                return false;
+            }
+            handed += 1;
+            each(info)
+        })
     }
 
-    /// Agents not in a terminal state (at startup: the ones to mark lost).
     /// Ids of the `limit` agents that ended first, oldest end first (for pruning).
     pub fn oldest_ended(&self, limit: u32) -> Result<Vec<AgentId>, StoreError> {
         self.inner.registry.oldest_ended(limit)
     }
 
+    /// Agents not in a terminal state (at startup: the ones to mark lost).
     pub fn live_agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
         let mut agents = self.inner.registry.live_agents()?;
         let overlay = self.journal().overlay();
