@@ -212,6 +212,7 @@ fn reply_goldens() -> Vec<Golden> {
                 events: 9,
                 log_bytes: 131_072,
                 pub_dropped: 4,
+                replies_dropped: 1,
             },
         ),
         error_reply(

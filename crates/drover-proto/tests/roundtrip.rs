@@ -361,6 +361,7 @@ fn stats() -> impl Strategy<Value = StatsResult> {
                 events,
                 log_bytes,
                 pub_dropped: records ^ bytes,
+                replies_dropped: records.wrapping_add(bytes),
             },
         )
 }

@@ -56,11 +56,16 @@ impl Daemon {
             .read_line(&mut line)
             .expect("read the ready line");
         assert!(line.starts_with("drover ready "), "ready line: {line:?}");
-        let control = line
-            .split_whitespace()
-            .find_map(|field| field.strip_prefix("control="))
-            .expect("control= in the ready line")
-            .to_owned();
+        // The CLI talks to the local daemon over its ipc socket, trusted by file permission
+        // (TCP needs a CURVE key).
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|field| field.strip_prefix(name))
+                .map(str::to_owned)
+        };
+        let control = field("ipc=")
+            .or_else(|| field("control="))
+            .expect("control= in the ready line");
         Daemon {
             child,
             control,

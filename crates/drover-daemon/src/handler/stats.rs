@@ -37,5 +37,6 @@ pub(crate) fn handle(shared: &Shared) -> OpResult {
         events: shared.events.last().0,
         log_bytes: shared.store.disk_usage(),
         pub_dropped: shared.publisher.dropped(),
+        replies_dropped: shared.counters.replies_dropped.load(Ordering::Relaxed),
     }))
 }

@@ -137,4 +137,7 @@ pub struct StatsResult {
     pub log_bytes: u64,
     /// PUB messages dropped because the publish queue was full (subscribers refill by `seq`).
     pub pub_dropped: u64,
+    /// Control replies dropped because the client was gone or had not read its replies for the
+    /// documented stall time (10 s).
+    pub replies_dropped: u64,
 }
