@@ -128,7 +128,9 @@ impl Contexts {
     }
 
     fn save_to(&self, path: &Path) -> anyhow::Result<()> {
-        let dir = path.parent().context("the contexts file has no directory")?;
+        let dir = path
+            .parent()
+            .context("the contexts file has no directory")?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let text = toml::to_string_pretty(self).context("encoding the contexts")?;
         let temp = dir.join(".contexts.toml.tmp");
@@ -194,7 +196,8 @@ pub(crate) fn validate_name(name: &str) -> anyhow::Result<()> {
 
 /// Check a CURVE public key as printed by `drover auth`: 40 z85 characters.
 pub(crate) fn validate_z85_key(what: &str, key: &str) -> anyhow::Result<()> {
-    const Z85: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+    const Z85: &str =
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
     if key.len() != 40 || !key.chars().all(|c| Z85.contains(c)) {
         bail!(
             "{what} must be 40 z85 characters (as printed by `drover auth server-key`), got {} \

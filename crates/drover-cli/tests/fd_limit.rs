@@ -87,15 +87,19 @@ fn the_soft_limit_is_raised_and_max_agents_agents_all_start() {
         .read_line(&mut line)
         .expect("ready line");
     assert!(line.starts_with("drover ready "), "{line:?}");
-    let control = line
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("control="))
-        .expect("control=")
-        .to_owned();
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in {line:?}"))
+            .to_owned()
+    };
+    // The CLI reaches a local daemon on its ipc socket (TCP needs a CURVE key).
+    let (control, tcp) = (field("ipc="), field("control="));
     assert_eq!(open_files_limit(child.id()), (1024, 1024));
     let daemon = Daemon {
         child,
         control,
+        tcp,
         state_dir: dir.path().join("state"),
     };
     for _ in 0..147 {

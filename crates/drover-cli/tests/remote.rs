@@ -22,7 +22,10 @@ use common::*;
 
 /// Run `ip` with these arguments; the test fails if it does.
 fn ip(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().expect("run ip (iproute2)");
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
     assert!(
         output.status.success(),
         "ip {}: {}",
@@ -54,11 +57,21 @@ impl Host {
         let there = Ipv4Addr::new(net[0], net[1], net[2], 2);
         ip(&["netns", "add", &netns]);
         let host = Host { netns, here, there };
-        ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner]);
+        ip(&[
+            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+        ]);
         ip(&["link", "set", &inner, "netns", &host.netns]);
         ip(&["addr", "add", &format!("{here}/30"), "dev", &outer]);
         ip(&["link", "set", &outer, "up"]);
-        ip(&["-n", &host.netns, "addr", "add", &format!("{there}/30"), "dev", &inner]);
+        ip(&[
+            "-n",
+            &host.netns,
+            "addr",
+            "add",
+            &format!("{there}/30"),
+            "dev",
+            &inner,
+        ]);
         ip(&["-n", &host.netns, "link", "set", &inner, "up"]);
         ip(&["-n", &host.netns, "link", "set", "lo", "up"]);
         host
@@ -135,7 +148,6 @@ struct RemoteDaemon {
     child: Child,
     control: SocketAddr,
     publish: SocketAddr,
-    state_dir: PathBuf,
 }
 
 impl RemoteDaemon {
@@ -144,7 +156,12 @@ impl RemoteDaemon {
         let mut child = host
             .command(drover_bin())
             .args(["serve", "--control", &format!("tcp://{there}:0")])
-            .args(["--pub", &format!("tcp://{there}:0"), "--http", "127.0.0.1:0"])
+            .args([
+                "--pub",
+                &format!("tcp://{there}:0"),
+                "--http",
+                "127.0.0.1:0",
+            ])
             .arg("--state-dir")
             .arg(state_dir)
             .env("DROVER_LOG", "warn")
@@ -171,7 +188,6 @@ impl RemoteDaemon {
             child,
             control,
             publish,
-            state_dir: state_dir.to_path_buf(),
         }
     }
 }
@@ -241,8 +257,28 @@ fn a_remote_daemon_is_reached_only_with_an_allowed_key_and_its_traffic_is_encryp
     let (control_key, control_public) = keygen(config.path(), "control");
     let (read_key, read_public) = keygen(config.path(), "read");
     let (stranger_key, _) = keygen(config.path(), "stranger");
-    on_b_auth(state.path(), &["allow", &control_public, "--role", "control", "--comment", "ops"]);
-    on_b_auth(state.path(), &["allow", &read_public, "--role", "read", "--comment", "watcher"]);
+    on_b_auth(
+        state.path(),
+        &[
+            "allow",
+            &control_public,
+            "--role",
+            "control",
+            "--comment",
+            "ops",
+        ],
+    );
+    on_b_auth(
+        state.path(),
+        &[
+            "allow",
+            &read_public,
+            "--role",
+            "read",
+            "--comment",
+            "watcher",
+        ],
+    );
     let server_key = on_b_auth(state.path(), &["server-key"]).trim().to_owned();
 
     let daemon = RemoteDaemon::start(&b, state.path());
@@ -300,7 +336,9 @@ fn a_remote_daemon_is_reached_only_with_an_allowed_key_and_its_traffic_is_encryp
     let ops_follow = follow("ops");
     let watcher_follow = follow("watcher");
     ok(on_a(&a, config.path(), &["send", "m", "go", "--close"]));
-    let expected: String = (1..=LINES).map(|i| format!("SECRET-MARKER-{i}\n")).collect();
+    let expected: String = (1..=LINES)
+        .map(|i| format!("SECRET-MARKER-{i}\n"))
+        .collect();
     for (who, child) in [("ops", ops_follow), ("watcher", watcher_follow)] {
         let output = wait_output(child);
         assert!(output.status.success(), "{who}: {}", stderr(&output));
@@ -313,8 +351,17 @@ fn a_remote_daemon_is_reached_only_with_an_allowed_key_and_its_traffic_is_encryp
         config.path(),
         &["--context", "watcher", "spawn", "--", "true"],
     );
-    assert_eq!(refused.status.code(), Some(6), "unauthorized: {}", stderr(&refused));
-    assert!(stderr(&refused).contains("unauthorized"), "{}", stderr(&refused));
+    assert_eq!(
+        refused.status.code(),
+        Some(6),
+        "unauthorized: {}",
+        stderr(&refused)
+    );
+    assert!(
+        stderr(&refused).contains("unauthorized"),
+        "{}",
+        stderr(&refused)
+    );
     let listed = ok(on_a(&a, config.path(), &["--context", "watcher", "ls"]));
     assert!(listed.contains(" m "), "{listed}");
 
@@ -327,14 +374,24 @@ fn a_remote_daemon_is_reached_only_with_an_allowed_key_and_its_traffic_is_encryp
         "{}",
         stderr(&stranger)
     );
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 
     // Everything crossed host C, and none of it in clear.
     for (what, relay) in [("control", &control), ("pub", &publish)] {
         let bytes = relay.bytes();
-        assert!(bytes.len() > 1000, "{what}: only {} bytes relayed", bytes.len());
         assert!(
-            !bytes.windows(b"SECRET-MARKER".len()).any(|w| w == b"SECRET-MARKER"),
+            bytes.len() > 1000,
+            "{what}: only {} bytes relayed",
+            bytes.len()
+        );
+        assert!(
+            !bytes
+                .windows(b"SECRET-MARKER".len())
+                .any(|w| w == b"SECRET-MARKER"),
             "{what}: a marker line crossed the wire in clear"
         );
     }
@@ -374,14 +431,19 @@ fn another_local_user_cannot_reach_the_daemon() {
     assert!(!stdout(&denied).contains("uid="), "{}", stdout(&denied));
 
     // Loopback TCP needs an allowed key: nobody's own key is not one.
-    let tcp = daemon.tcp_control();
+    let tcp = daemon.tcp.clone();
     let server_key = ok(Command::new(drover_bin())
         .args(["auth", "server-key", "--state-dir"])
         .arg(state.path())
         .output()
         .unwrap());
     let key = theirs.path().join("mine.key");
-    ok(as_nobody(&["auth", "keygen", "--out", key.to_str().unwrap()]));
+    ok(as_nobody(&[
+        "auth",
+        "keygen",
+        "--out",
+        key.to_str().unwrap(),
+    ]));
     ok(as_nobody(&[
         "context",
         "add",

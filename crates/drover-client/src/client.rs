@@ -14,7 +14,7 @@ use drover_proto::{limits, AgentInfo, AgentSpec, EventSeq, Request};
 use serde::de::DeserializeOwned;
 
 use crate::connection::Connection;
-use crate::ClientError;
+use crate::{ClientError, CurveClient};
 
 /// How a client connects and how long it waits.
 #[derive(Clone, Debug)]
@@ -25,6 +25,11 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Largest reply accepted.
     pub max_frame: usize,
+    /// CURVE keys, required for a `tcp://` endpoint; ipc endpoints need none.
+    pub curve: Option<CurveClient>,
+    /// The PUB endpoint to follow on, instead of the one `stream_info` names (e.g. when the
+    /// daemon is reached through a tunnel or a NAT).
+    pub pub_endpoint: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -33,6 +38,8 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(30),
             max_frame: limits::DEFAULT_MAX_FRAME,
+            curve: None,
+            pub_endpoint: None,
         }
     }
 }
@@ -59,14 +66,24 @@ impl Client {
         endpoint: &str,
         options: ClientOptions,
     ) -> Result<Client, ClientError> {
-        let connection =
-            Connection::open(endpoint, options.connect_timeout, options.max_frame).await?;
+        let connection = Connection::open(
+            endpoint,
+            options.connect_timeout,
+            options.max_frame,
+            options.curve.as_ref(),
+        )
+        .await?;
         Ok(Client {
             endpoint: endpoint.to_owned(),
             options,
             connection: Mutex::new(Arc::new(connection)),
             next_id: AtomicU64::new(1),
         })
+    }
+
+    /// The options it was made with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
     }
 
     /// The endpoint this client talks to.
@@ -124,6 +141,7 @@ impl Client {
             &self.endpoint,
             self.options.connect_timeout,
             self.options.max_frame,
+            self.options.curve.as_ref(),
         )
         .await
         else {

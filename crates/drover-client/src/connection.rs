@@ -1,22 +1,25 @@
-//! One DEALER socket: callers send on it directly; a reader task routes replies by id.
+//! One DEALER socket, owned by one task: callers hand it requests, it routes replies by id.
 //!
-//! A caller registers a oneshot under its request id, then sends its frame itself (the send half
-//! sits behind an async mutex, so there is no hand-off to another task on the way out). The
-//! reader task takes each reply, reads its `id` from the envelope's first keys and completes the
-//! oneshot registered under it. Replies whose id is unknown (late replies to requests that gave
-//! up) are dropped. The reader ends when the [`Connection`] is dropped.
+//! A caller registers a oneshot under its request id and hands its frame to the connection's
+//! task over a channel. The task owns the libzmq socket: it sends with `DONTWAIT` (keeping what
+//! does not fit yet in a small outbox, retried as the socket drains), takes each reply, reads its
+//! `id` from the envelope's first keys and completes the oneshot registered under it. Replies
+//! whose id is unknown (late replies to requests that gave up) are dropped. The task ends when
+//! the [`Connection`] is dropped.
+//!
+//! Opening waits for the handshake (a libzmq socket monitor), so a daemon that is not there,
+//! or that refuses our key, is reported at once with its own error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
-use zeromq::{
-    DealerRecvHalf, DealerSendHalf, DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend,
-    ZmqMessage,
-};
+use drover_zmq::monitor::{Handshake, Outcome};
+use drover_zmq::Async;
+use tokio::sync::{mpsc, oneshot};
 
+use crate::keys::CurveClient;
 use crate::ClientError;
 
 /// A reply frame as received.
@@ -28,9 +31,9 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ReplyFrame>>>>;
 
 /// A live DEALER connection.
 pub(crate) struct Connection {
-    send: tokio::sync::Mutex<DealerSendHalf>,
+    outbox: mpsc::UnboundedSender<Vec<u8>>,
     pending: Pending,
-    reader: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -43,8 +46,52 @@ impl std::fmt::Debug for Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.reader.abort();
+        self.task.abort();
     }
+}
+
+/// Connect `socket` to `endpoint` and wait for the handshake, within `timeout`.
+pub(crate) async fn connect(
+    (context, socket): (zmq::Context, zmq::Socket),
+    endpoint: &str,
+    timeout: Duration,
+    curve: bool,
+) -> Result<Async, ClientError> {
+    let connect_error = |e: zmq::Error| ClientError::Connect {
+        endpoint: endpoint.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut handshake = Handshake::watch(&context, &socket).map_err(connect_error)?;
+    socket.connect(endpoint).map_err(connect_error)?;
+    let outcome = tokio::time::timeout(timeout, handshake.outcome()).await;
+    match outcome {
+        Ok(Ok(Outcome::Ready)) => {}
+        Ok(Ok(Outcome::Refused)) => {
+            return Err(ClientError::Refused {
+                endpoint: endpoint.to_owned(),
+            })
+        }
+        Ok(Ok(Outcome::Protocol)) => {
+            return Err(ClientError::Handshake {
+                endpoint: endpoint.to_owned(),
+                reason: if curve {
+                    "the CURVE handshake failed (is the server key right?)".into()
+                } else {
+                    "the daemon requires CURVE here; give a server key and a client key".into()
+                },
+            })
+        }
+        Ok(Ok(Outcome::Unreachable)) | Err(_) => {
+            return Err(ClientError::NoDaemon {
+                endpoint: endpoint.to_owned(),
+            })
+        }
+        Ok(Err(error)) => return Err(connect_error(error)),
+    }
+    Async::new(socket).map_err(|e| ClientError::Connect {
+        endpoint: endpoint.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 impl Connection {
@@ -53,26 +100,18 @@ impl Connection {
         endpoint: &str,
         connect_timeout: Duration,
         max_frame: usize,
+        curve: Option<&CurveClient>,
     ) -> Result<Connection, ClientError> {
-        let mut options = SocketOptions::default();
-        options.connect_timeout(connect_timeout);
-        // Replies larger than this close the connection before memory is reserved for them.
-        options.max_message_size(max_frame.saturating_mul(4));
-        let mut socket = DealerSocket::with_options(options);
-        socket
-            .connect(endpoint)
-            .await
-            .map_err(|e| ClientError::Connect {
-                endpoint: endpoint.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let (send, recv) = socket.split();
+        let socket =
+            crate::keys::socket(zmq::DEALER, endpoint, curve, max_frame.saturating_mul(4))?;
+        let socket = connect(socket, endpoint, connect_timeout, curve.is_some()).await?;
         let pending = Pending::default();
-        let reader = tokio::spawn(read_replies(recv, Arc::clone(&pending)));
+        let (outbox, requests) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(socket, requests, Arc::clone(&pending)));
         Ok(Connection {
-            send: tokio::sync::Mutex::new(send),
+            outbox,
             pending,
-            reader,
+            task,
         })
     }
 
@@ -84,12 +123,9 @@ impl Connection {
             id,
         };
         lock(&self.pending).insert(id, reply);
-        self.send
-            .lock()
-            .await
-            .send(ZmqMessage::from(body))
-            .await
-            .map_err(|e| ClientError::Disconnected(e.to_string()))?;
+        self.outbox
+            .send(body)
+            .map_err(|_| ClientError::Disconnected("the connection closed".into()))?;
         answer
             .await
             .map_err(|_| ClientError::Disconnected("the connection closed".into()))
@@ -115,21 +151,78 @@ fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Se
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn read_replies(mut recv: DealerRecvHalf, pending: Pending) {
-    while let Ok(message) = recv.recv().await {
-        let Some(body) = message.into_vec().pop() else {
-            continue;
-        };
-        let Some(id) = reply_id(&body) else {
-            continue;
-        };
-        let reply = lock(&pending).remove(&id);
-        if let Some(reply) = reply {
-            let _ = reply.send(body);
+/// The connection's task: send what callers hand over, route what comes back.
+async fn run(mut socket: Async, mut requests: mpsc::UnboundedReceiver<Vec<u8>>, pending: Pending) {
+    // Requests libzmq could not take yet (its queue to the daemon is full). Bounded by what
+    // callers have in flight, each of whom waits for a reply.
+    let mut outbox: VecDeque<Vec<u8>> = VecDeque::new();
+    let failed = loop {
+        // Send what fits, then take every reply waiting.
+        while let Ok(body) = requests.try_recv() {
+            outbox.push_back(body);
         }
+        let mut failure = None;
+        while let Some(body) = outbox.pop_front() {
+            match socket.socket().send(&body[..], zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) => {
+                    outbox.push_front(body);
+                    break;
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        if failure.is_some() {
+            break failure;
+        }
+        loop {
+            match socket.try_recv() {
+                Ok(frames) => route(&pending, frames),
+                Err(zmq::Error::EAGAIN) => break,
+                Err(error) => {
+                    tracing::debug!(%error, "control connection receive");
+                    break;
+                }
+            }
+        }
+        let wanted = if outbox.is_empty() {
+            zmq::POLLIN
+        } else {
+            zmq::POLLIN | zmq::POLLOUT
+        };
+        tokio::select! {
+            request = requests.recv(), if outbox.is_empty() => match request {
+                Some(body) => outbox.push_back(body),
+                None => break None,
+            },
+            woken = socket.wait(wanted) => {
+                if let Err(error) = woken {
+                    break Some(error);
+                }
+            }
+        }
+    };
+    if let Some(error) = failed {
+        tracing::debug!(%error, "control connection failed");
     }
-    // The socket failed: fail everything in flight rather than leave it to the deadlines.
+    // Fail everything in flight rather than leave it to the deadlines.
     lock(&pending).clear();
+}
+
+fn route(pending: &Pending, frames: Vec<zmq::Message>) {
+    let Some(body) = frames.last() else {
+        return;
+    };
+    let Some(id) = reply_id(body) else {
+        return;
+    };
+    let reply = lock(pending).remove(&id);
+    if let Some(reply) = reply {
+        let _ = reply.send(Bytes::copy_from_slice(body));
+    }
 }
 
 /// Read the `id` of a reply without decoding the rest: the daemon writes `v` and `id` first, so

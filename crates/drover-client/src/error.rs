@@ -15,6 +15,31 @@ pub enum ClientError {
         /// Why it failed.
         reason: String,
     },
+    /// Nothing accepted a connection at the endpoint within the connect timeout.
+    #[error("no daemon at {endpoint} (is `drover serve` running, and is this its address?)")]
+    NoDaemon {
+        /// The endpoint tried.
+        endpoint: String,
+    },
+    /// The daemon refused our CURVE key at the handshake.
+    #[error(
+        "the daemon at {endpoint} refused the connection: this key is not allowed by that daemon"
+    )]
+    Refused {
+        /// The endpoint tried.
+        endpoint: String,
+    },
+    /// The handshake failed for another reason (wrong server key, or a key missing).
+    #[error("handshake with {endpoint} failed: {reason}")]
+    Handshake {
+        /// The endpoint tried.
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A key or key file is unusable.
+    #[error("CURVE keys: {0}")]
+    Keys(String),
     /// No reply came before the deadline; the connection was replaced.
     #[error("no reply to {op} within {after:?}")]
     Timeout {
@@ -41,7 +66,12 @@ impl ClientError {
             ClientError::Remote(body) => Some(body.code),
             ClientError::Timeout { .. } => Some(ErrorCode::Timeout),
             ClientError::Proto(e) => Some(e.code()),
-            ClientError::Connect { .. } | ClientError::Disconnected(_) => None,
+            ClientError::Connect { .. }
+            | ClientError::NoDaemon { .. }
+            | ClientError::Refused { .. }
+            | ClientError::Handshake { .. }
+            | ClientError::Keys(_)
+            | ClientError::Disconnected(_) => None,
         }
     }
 }

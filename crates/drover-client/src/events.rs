@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use drover_proto::{limits, topic, DaemonId, Event, EventSeq, Heartbeat};
-use zeromq::{SocketRecv, SubSocket};
+use drover_zmq::Async;
 
 use crate::{Client, ClientError};
 
@@ -19,7 +19,7 @@ const SILENCE: Duration = Duration::from_secs(3);
 /// A live, resumable follow of every agent's lifecycle events.
 pub struct EventFollower<'c> {
     client: &'c Client,
-    socket: SubSocket,
+    socket: Async,
     next: EventSeq,
     caught_up: bool,
     ready: VecDeque<Event>,
@@ -66,8 +66,7 @@ impl EventFollower<'_> {
                 continue;
             }
             match tokio::time::timeout(SILENCE, self.socket.recv()).await {
-                Ok(Ok(message)) => {
-                    let frames = message.into_vec();
+                Ok(Ok(frames)) => {
                     if let [topic, body] = frames.as_slice() {
                         self.on_message(topic, body)?;
                     }

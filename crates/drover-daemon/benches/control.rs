@@ -1,5 +1,5 @@
-//! Control-plane benchmark: round trips and spawn RPCs through the real daemon, beside raw
-//! baselines measured in the same run.
+//! Control-plane benchmark: round trips (CURVE over TCP, and ipc) and spawn RPCs through the
+//! real daemon, beside raw libzmq baselines of the same transports measured in the same run.
 //!
 //! `cargo bench -p drover-daemon --bench control`
 
@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use drover_client::Client;
+use drover_client::{Client, ClientOptions};
 use drover_daemon::Config;
 use drover_proto::AgentSpec;
-use zeromq::{RepSocket, ReqSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+
+mod raw;
 
 const ROUND_TRIPS: usize = 5_000;
 const CONCURRENT_CLIENTS: usize = 8;
@@ -23,26 +23,34 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::ephemeral(dir.path());
     config.max_agents = 10_000;
-    let listeners = drover_daemon::bind(&config).await.unwrap();
-    let control = listeners.addresses.control.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(drover_daemon::run(config, listeners, async {
-        let _ = stopped.await;
-    }));
-    let client = Client::connect(&control).await.unwrap();
+    config.ipc = true;
+    let (addresses, options, stop, daemon) = raw::daemon(config).await;
+    let control = addresses.control.clone();
+    let ipc = addresses.ipc.clone().unwrap();
+    let client = Client::connect_with(&control, options.clone())
+        .await
+        .unwrap();
+    let local = Client::connect(&ipc).await.unwrap();
     let agent = client.spawn(spec(&["sleep", "1000"])).await.unwrap();
     let id = agent.id.to_string();
 
-    println!("control round trips, {ROUND_TRIPS} sequential requests each");
-    let echo = raw_echo(ROUND_TRIPS).await;
-    print_rtt("raw zeromq REQ/REP echo", echo, None);
+    println!("control round trips over CURVE TCP, {ROUND_TRIPS} sequential requests each");
+    let echo = raw_echo(ROUND_TRIPS, "tcp://127.0.0.1:0", Some(raw::Curve::new()));
+    print_rtt("raw libzmq CURVE REQ/REP echo", echo, None);
     let health = timed(ROUND_TRIPS, || async { client.health().await.unwrap() }).await;
-    print_rtt("drover health", health, Some(echo));
+    print_rtt("drover health, CURVE", health, Some(echo));
     let get = timed(ROUND_TRIPS, || async { client.get(&id).await.unwrap() }).await;
-    print_rtt("drover get", get, Some(echo));
+    print_rtt("drover get, CURVE", get, Some(echo));
 
-    println!("\n{CONCURRENT_CLIENTS} concurrent clients, {ROUND_TRIPS} health requests each");
-    let clients: Vec<Arc<Client>> = futures_clients(&control).await;
+    println!("\ncontrol round trips over ipc, {ROUND_TRIPS} sequential requests each");
+    let path = dir.path().join("echo.sock");
+    let echo = raw_echo(ROUND_TRIPS, &format!("ipc://{}", path.display()), None);
+    print_rtt("raw libzmq ipc REQ/REP echo", echo, None);
+    let health = timed(ROUND_TRIPS, || async { local.health().await.unwrap() }).await;
+    print_rtt("drover health, ipc", health, Some(echo));
+
+    println!("\n{CONCURRENT_CLIENTS} concurrent CURVE clients, {ROUND_TRIPS} health requests each");
+    let clients: Vec<Arc<Client>> = futures_clients(&control, &options).await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client in clients {
@@ -95,10 +103,14 @@ fn spec(argv: &[&str]) -> AgentSpec {
     }
 }
 
-async fn futures_clients(control: &str) -> Vec<Arc<Client>> {
+async fn futures_clients(control: &str, options: &ClientOptions) -> Vec<Arc<Client>> {
     let mut clients = Vec::new();
     for _ in 0..CONCURRENT_CLIENTS {
-        clients.push(Arc::new(Client::connect(control).await.unwrap()));
+        clients.push(Arc::new(
+            Client::connect_with(control, options.clone())
+                .await
+                .unwrap(),
+        ));
     }
     clients
 }
@@ -135,29 +147,35 @@ fn print_rtt(name: &str, rtt: Duration, baseline: Option<Duration>) {
     );
 }
 
-/// A REQ/REP echo of a health-sized message over loopback TCP, in this process.
-async fn raw_echo(n: usize) -> Duration {
-    let mut rep = RepSocket::new();
-    let endpoint = rep.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
-    let server = tokio::spawn(async move {
-        while let Ok(message) = rep.recv().await {
-            if rep.send(message).await.is_err() {
-                break;
-            }
+/// A REQ/REP echo of a health-sized message on `endpoint` (CURVE when `curve` is given), each
+/// side a blocking libzmq socket on its own thread: the floor for a round trip.
+fn raw_echo(n: usize, endpoint: &str, curve: Option<raw::Curve>) -> Duration {
+    let context = zmq::Context::new();
+    let rep = context.socket(zmq::REP).unwrap();
+    let req = context.socket(zmq::REQ).unwrap();
+    if let Some(curve) = &curve {
+        curve.server(&rep);
+        curve.client(&req);
+    }
+    rep.bind(endpoint).unwrap();
+    let endpoint = rep.get_last_endpoint().unwrap().unwrap();
+    let server = std::thread::spawn(move || {
+        for _ in 0..n + 100 {
+            let message = rep.recv_bytes(0).unwrap();
+            rep.send(message, 0).unwrap();
         }
     });
-    let mut req = ReqSocket::new();
-    req.connect(&endpoint).await.unwrap();
-    let body = Bytes::from(vec![0x80u8; 48]);
+    req.connect(&endpoint).unwrap();
+    let body = vec![0x80u8; 48];
     let mut started = Instant::now();
     for i in 0..n + 100 {
         if i == 100 {
             started = Instant::now();
         }
-        req.send(ZmqMessage::from(body.clone())).await.unwrap();
-        req.recv().await.unwrap();
+        req.send(&body[..], 0).unwrap();
+        req.recv_bytes(0).unwrap();
     }
     let elapsed = started.elapsed() / n as u32;
-    server.abort();
+    server.join().unwrap();
     elapsed
 }

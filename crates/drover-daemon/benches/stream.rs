@@ -1,5 +1,6 @@
 //! Streaming benchmark: lines/s from an agent to 1 and 10 lossless followers, and write→receive
-//! latency at 10k lines/s, beside a raw zeromq PUB/SUB of the same messages in the same run.
+//! latency at 10k lines/s, over CURVE, beside a raw libzmq CURVE PUB/SUB of the same messages
+//! in the same run.
 //!
 //! `cargo bench -p drover-daemon --bench stream`
 //!
@@ -12,12 +13,13 @@
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use drover_client::follow::Selection;
-use drover_client::{Client, FollowEvent, FollowOptions};
+use drover_client::{Client, ClientOptions, FollowEvent, FollowOptions};
 use drover_daemon::Config;
 use drover_proto::{AgentId, AgentSpec, Record, RecordBatch, Seq, StreamKind};
-use zeromq::{PubSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage};
+use drover_zmq::Async;
+
+mod raw;
 
 const LINES: u64 = 1_000_000;
 const RATE: u64 = 10_000;
@@ -62,19 +64,16 @@ async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::ephemeral(dir.path());
     config.store.agent_budget = 1 << 30;
-    let listeners = drover_daemon::bind(&config).await.unwrap();
-    let control = listeners.addresses.control.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(drover_daemon::run(config, listeners, async {
-        let _ = stopped.await;
-    }));
-    let client = Client::connect(&control).await.unwrap();
+    let (addresses, options, stop, daemon) = raw::daemon(config).await;
+    let client = Client::connect_with(&addresses.control, options.clone())
+        .await
+        .unwrap();
 
     println!("throughput: {LINES} lines of 100 bytes");
     let raw = raw_pubsub_throughput(LINES).await;
-    println!("  raw zeromq PUB/SUB, batches of 256  : {raw:>10.0} lines/s");
+    println!("  raw libzmq CURVE PUB/SUB, batches of 256 : {raw:>10.0} lines/s");
     for followers in [1usize, 10] {
-        let rate = drover_throughput(&client, followers).await;
+        let rate = drover_throughput(&client, &options, followers).await;
         println!(
             "  drover, {followers:>2} follower(s), zero loss   : {rate:>10.0} lines/s per follower ({:.0}% of raw)",
             100.0 * rate / raw
@@ -83,7 +82,7 @@ async fn run() {
 
     println!("\nlatency at {RATE} lines/s, {LATENCY_LINES} lines");
     let raw = raw_pubsub_latency().await;
-    print_latency("raw zeromq PUB/SUB", &raw);
+    print_latency("raw libzmq CURVE PUB/SUB", &raw);
     let drover = drover_latency(&client).await;
     print_latency("drover agent → follower", &drover);
 
@@ -99,7 +98,7 @@ fn spec(argv: Vec<String>) -> AgentSpec {
 }
 
 /// Spawn an agent printing LINES 100-byte lines; `followers` follow it; lines/s per follower.
-async fn drover_throughput(client: &Client, followers: usize) -> f64 {
+async fn drover_throughput(client: &Client, options: &ClientOptions, followers: usize) -> f64 {
     let line = "y".repeat(99);
     let script = format!("read go; yes {line} | head -n {LINES}");
     let mut agent_spec = spec(vec!["sh".into(), "-c".into(), script]);
@@ -112,9 +111,10 @@ async fn drover_throughput(client: &Client, followers: usize) -> f64 {
     for _ in 0..followers {
         let id = id.clone();
         let control = control.clone();
+        let options = options.clone();
         let ready = ready_tx.clone();
         tasks.push(tokio::spawn(async move {
-            let client = Client::connect(&control).await.unwrap();
+            let client = Client::connect_with(&control, options).await.unwrap();
             let mut follower = client
                 .follow(
                     Selection::Agents(vec![id]),
@@ -180,21 +180,28 @@ fn batch_of(agent: AgentId, first: u64, n: u64, ts: i64) -> RecordBatch {
     }
 }
 
-async fn raw_pair() -> (PubSocket, SubSocket) {
-    let mut publisher = PubSocket::new();
-    let endpoint = publisher
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .to_string();
-    let mut subscriber = SubSocket::new();
-    subscriber.connect(&endpoint).await.unwrap();
-    subscriber.subscribe("log.").await.unwrap();
+/// A CURVE PUB/SUB pair over loopback TCP, subscribed to `log.` and proven live.
+async fn raw_pair() -> (Async, Async) {
+    let curve = raw::Curve::new();
+    let context = drover_zmq::context();
+    let publisher = context.socket(zmq::PUB).unwrap();
+    curve.server(&publisher);
+    // Room for the whole run, so the baseline loses nothing either.
+    publisher.set_sndhwm(100_000).unwrap();
+    publisher.bind("tcp://127.0.0.1:0").unwrap();
+    let endpoint = publisher.get_last_endpoint().unwrap().unwrap();
+    let subscriber = context.socket(zmq::SUB).unwrap();
+    curve.client(&subscriber);
+    subscriber.set_rcvhwm(100_000).unwrap();
+    subscriber.set_subscribe(b"log.").unwrap();
+    subscriber.connect(&endpoint).unwrap();
+    let (mut publisher, mut subscriber) = (
+        Async::new(publisher).unwrap(),
+        Async::new(subscriber).unwrap(),
+    );
     // Wait until the subscription is live.
     loop {
-        let mut probe = ZmqMessage::from(Bytes::from_static(b"log.probe"));
-        probe.push_back(Bytes::new());
-        publisher.send(probe).await.unwrap();
+        publisher.send(&[b"log.probe", b""]).await.unwrap();
         if tokio::time::timeout(Duration::from_millis(50), subscriber.recv())
             .await
             .is_ok()
@@ -209,11 +216,11 @@ async fn raw_pair() -> (PubSocket, SubSocket) {
 async fn raw_pubsub_throughput(lines: u64) -> f64 {
     let (mut publisher, mut subscriber) = raw_pair().await;
     let agent = AgentId::new();
-    let topic = Bytes::from(format!("log.{agent}"));
+    let topic = format!("log.{agent}").into_bytes();
     let receiver = tokio::spawn(async move {
         let mut got = 0;
         while got < lines {
-            let frames = subscriber.recv().await.unwrap().into_vec();
+            let frames = subscriber.recv().await.unwrap();
             if frames[1].is_empty() {
                 continue;
             }
@@ -227,9 +234,7 @@ async fn raw_pubsub_throughput(lines: u64) -> f64 {
     while seq <= lines {
         let n = 256.min(lines - seq + 1);
         let body = drover_proto::encode(&batch_of(agent, seq, n, now_ns())).unwrap();
-        let mut message = ZmqMessage::from(topic.clone());
-        message.push_back(Bytes::from(body));
-        publisher.send(message).await.unwrap();
+        publisher.send(&[&topic, &body]).await.unwrap();
         seq += n;
         // Pace to what the subscriber can take: the raw PUB drops beyond its queue.
         if seq % (256 * 64) == 1 {
@@ -244,11 +249,11 @@ async fn raw_pubsub_throughput(lines: u64) -> f64 {
 async fn raw_pubsub_latency() -> Vec<Duration> {
     let (mut publisher, mut subscriber) = raw_pair().await;
     let agent = AgentId::new();
-    let topic = Bytes::from(format!("log.{agent}"));
+    let topic = format!("log.{agent}").into_bytes();
     let receiver = tokio::spawn(async move {
         let mut latencies = Vec::with_capacity(LATENCY_LINES as usize);
         while (latencies.len() as u64) < LATENCY_LINES {
-            let frames = subscriber.recv().await.unwrap().into_vec();
+            let frames = subscriber.recv().await.unwrap();
             if frames[1].is_empty() {
                 continue;
             }
@@ -268,9 +273,7 @@ async fn raw_pubsub_latency() -> Vec<Duration> {
             tokio::time::sleep(wait).await;
         }
         let body = drover_proto::encode(&batch_of(agent, i + 1, 1, now_ns())).unwrap();
-        let mut message = ZmqMessage::from(topic.clone());
-        message.push_back(Bytes::from(body));
-        publisher.send(message).await.unwrap();
+        publisher.send(&[&topic, &body]).await.unwrap();
     }
     receiver.await.unwrap()
 }

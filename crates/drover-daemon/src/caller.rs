@@ -18,7 +18,6 @@ pub(crate) struct Caller {
 
 /// The transport a request arrived on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // `Ipc` is built once ipc has its own socket.
 pub(crate) enum Via {
     /// The ipc control socket in the state directory (trusted by file permission).
     Ipc,

@@ -1,7 +1,6 @@
 //! The daemon's configuration: defaults, the TOML file, and validation of bind addresses.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -153,17 +152,22 @@ impl Config {
         crate::fdlimit::check(limit, self.max_agents, self.max_streams)
     }
 
-    /// Refuse any non-loopback bind: there is no authentication yet (guarantee 6).
+    /// Check the binds. Control and PUB may bind any address: a `tcp://` endpoint always
+    /// requires CURVE with an allowed key, and an `ipc://` one lives in the private state
+    /// directory. HTTP stays loopback-only.
     pub fn check_binds(&self) -> Result<(), DaemonError> {
         for endpoint in [&self.control, &self.publish] {
-            let host = endpoint
+            let tcp = endpoint
                 .strip_prefix("tcp://")
                 .and_then(|rest| rest.rsplit_once(':'))
-                .map(|(host, _)| host)
-                .ok_or_else(|| DaemonError::Config {
-                    reason: format!("{endpoint} is not a tcp://host:port endpoint"),
-                })?;
-            check_loopback(host)?;
+                .is_some();
+            if !tcp && !endpoint.starts_with("ipc://") {
+                return Err(DaemonError::Config {
+                    reason: format!(
+                        "{endpoint} is neither a tcp://host:port nor an ipc:// endpoint"
+                    ),
+                });
+            }
         }
         // HTTP may bind any address: every request needs a token, and off loopback it is TLS.
         self.http
@@ -172,25 +176,6 @@ impl Config {
             .ok_or_else(|| DaemonError::Config {
                 reason: format!("{} is not a host:port address", self.http),
             })
-    }
-}
-
-fn check_loopback(host: &str) -> Result<(), DaemonError> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = bare == "localhost"
-        || bare
-            .parse::<IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false);
-    if loopback {
-        Ok(())
-    } else {
-        Err(DaemonError::Config {
-            reason: format!(
-                "refusing to bind {host}: only loopback addresses are allowed until authentication \
-                 is configured (use 127.0.0.1 and an SSH tunnel for remote access)"
-            ),
-        })
     }
 }
 
@@ -289,33 +274,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_loopback_binds_are_allowed() {
+    fn binds_may_be_remote() {
         let mut config = Config::new("/tmp/unused");
         config.check_binds().unwrap();
-        for (control, http) in [
-            ("tcp://localhost:1", "localhost:2"),
-            ("tcp://[::1]:1", "[::1]:2"),
-            ("tcp://127.0.0.2:0", "127.0.0.1:0"),
-        ] {
-            config.control = control.into();
-            config.http = http.into();
-            config.check_binds().unwrap();
-        }
         for control in [
+            "tcp://localhost:1",
+            "tcp://[::1]:1",
             "tcp://0.0.0.0:7710",
             "tcp://192.168.1.5:7710",
-            "tcp://*:7710",
+            "ipc:///tmp/x",
         ] {
             config.control = control.into();
+            config.publish = control.into();
+            config.check_binds().unwrap();
+        }
+        for control in ["udp://1.2.3.4:5", "tcp://nohost", "inproc://x"] {
+            config.control = control.into();
             let error = config.check_binds().unwrap_err().to_string();
-            assert!(error.contains("refusing to bind"), "{error}");
+            assert!(error.contains("neither a tcp"), "{error}");
         }
         config.control = "tcp://127.0.0.1:7710".into();
         config.http = "0.0.0.0:7712".into();
+        // Off loopback HTTP is served with TLS only (see `tls`), so the bind itself is allowed.
         config.check_binds().unwrap();
-        config.http = "127.0.0.1:7712".into();
-        config.publish = "ipc:///tmp/x".into();
-        assert!(config.check_binds().is_err(), "PUB must be a tcp endpoint");
+        config.http = "no-port".into();
+        assert!(config.check_binds().is_err());
     }
 
     #[test]

@@ -1,182 +1,332 @@
-//! The ZeroMQ control socket: a ROUTER serving requests concurrently.
+//! A ZeroMQ control socket: a ROUTER serving requests concurrently, owned by one task.
 //!
-//! One task receives frames and spawns a task per request; each request task sends its own
-//! reply through the shared send half. A slow request (a long `wait`) holds
-//! only its own task. In-flight requests are bounded by a semaphore, so a flood of requests
-//! back-pressures the receive loop instead of growing memory.
+//! The control task owns the socket (libzmq sockets belong to one thread at a time). It reads
+//! requests with `DONTWAIT` whenever `ZMQ_FD` signals, spawns a task per request, and takes
+//! the finished replies back over a channel. It sends each reply with `DONTWAIT` on a ROUTER with
+//! `ROUTER_MANDATORY`: if the client's queue in libzmq is full (`EAGAIN`) the reply waits in that
+//! client's backlog here, in order, and is retried on every descriptor wake-up (libzmq signals
+//! when a queue drains) and on a short timer. A reply is dropped only when its client is gone
+//! (`EHOSTUNREACH`) or its backlog has not moved for [`STALL`]; every drop is counted
+//! (`replies_dropped` in `stats` and `/metrics`). A slow request (a long `wait`) holds only its
+//! own task, and a client that does not read holds only its own replies.
+//!
+//! In-flight requests are bounded per client and in all, and a request's slot is released here,
+//! in this task, the moment libzmq accepts its reply, so a client that never has more than
+//! [`PER_CLIENT_IN_FLIGHT`] requests outstanding is never refused. The backlog is bounded by the
+//! same slots.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use drover_proto::{ErrorBody, ErrorCode, ProtoError, ReplyBody};
-use tokio::sync::{watch, Mutex, Semaphore};
-use zeromq::{RouterSendHalf, RouterSocket, SocketRecv, SocketSend, ZmqMessage};
+use drover_zmq::Async;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
+use crate::auth::Auth;
 use crate::caller::{Caller, Via};
 use crate::daemon::Shared;
 use crate::handler::{self, Reply};
 
-/// Requests served at once; more wait in the socket.
+/// Requests served at once on one control socket; more are refused with `limit_reached`.
 const MAX_IN_FLIGHT: usize = 1024;
+/// Requests one client may have in flight at once (until libzmq accepts the reply).
+pub(crate) const PER_CLIENT_IN_FLIGHT: usize = 64;
+/// A client whose waiting replies have not moved for this long loses them.
+pub(crate) const STALL: Duration = Duration::from_secs(10);
+/// How often waiting replies are retried besides the descriptor's wake-ups.
+const RETRY_EVERY: Duration = Duration::from_millis(10);
+/// Requests read in one go before replies get a turn.
+const RECV_BUDGET: usize = 256;
+
+/// A finished reply on its way back to the control task.
+struct Done {
+    identity: Vec<u8>,
+    /// The request came from a REQ socket: the reply keeps the empty delimiter.
+    delimiter: bool,
+    body: Vec<u8>,
+    /// The request's in-flight slot (none for a refusal).
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+/// Replies one client could not take yet, oldest first, and when the queue last moved.
+struct Waiting {
+    replies: VecDeque<Done>,
+    moved: Instant,
+}
 
 /// Serve until `stop` turns true.
 pub(crate) async fn run(
-    socket: RouterSocket,
+    socket: zmq::Socket,
+    via: Via,
     shared: Arc<Shared>,
+    auth: Auth,
     mut stop: watch::Receiver<bool>,
 ) {
-    let (send, mut recv) = socket.split();
-    let replies = Arc::new(Replies {
-        send: Mutex::new(send),
-        in_flight: std::sync::Mutex::new(HashMap::new()),
-        stuck: std::sync::Mutex::new(HashMap::new()),
-    });
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    // Refusals are cheap but not free: past this many at once, excess requests are dropped.
-    let refusals = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let socket = match Async::new(socket) {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::error!(%error, "control socket cannot be registered");
+            return;
+        }
+    };
+    let (done, finished) = mpsc::unbounded_channel();
+    let mut control = Control {
+        socket,
+        via,
+        shared,
+        auth,
+        done,
+        finished,
+        permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        refusals: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        in_flight: HashMap::new(),
+        waiting: HashMap::new(),
+    };
     loop {
-        let message = tokio::select! {
-            received = recv.recv() => received,
+        let exhausted = control.step();
+        if exhausted {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let retry = !control.waiting.is_empty();
+        tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => break,
-        };
-        let Ok(message) = message else {
-            continue;
-        };
-        let shared = Arc::clone(&shared);
-        let replies = Arc::clone(&replies);
-        let identity = message.get(0).cloned().unwrap_or_default();
-        // Over the in-flight bounds (all clients, or this one) a request is refused at once
-        // rather than left unread, so a flood of long `wait`s can neither grow memory nor stall
-        // the socket, and one greedy client cannot take every slot.
-        let client_slot = ClientSlot::take(&replies, identity);
-        let permit = match client_slot {
-            Some(_) => Arc::clone(&permits).try_acquire_owned().ok(),
-            None => None,
-        };
-        let Some(permit) = permit else {
-            let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() else {
-                shared.count_request("dropped", Duration::ZERO, Some("limit_reached"));
-                continue;
-            };
-            tokio::spawn(async move {
-                let reply = refuse(&shared, message);
-                replies.deliver(reply).await;
-                drop(refusal);
-            });
-            continue;
-        };
-        tokio::spawn(async move {
-            let reply = serve(&shared, message).await;
-            replies.deliver(reply).await;
-            drop(client_slot);
-            drop(permit);
-        });
+            reply = control.finished.recv() => {
+                if let Some(reply) = reply {
+                    control.deliver(reply);
+                }
+            }
+            woken = control.socket.wait(zmq::POLLIN) => {
+                if let Err(error) = woken {
+                    tracing::error!(%error, "control socket failed");
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(RETRY_EVERY), if retry => {}
+        }
     }
     // Let requests in flight finish their replies before the socket goes, within a bound: by
     // now every agent has ended, so even `wait`s return at once.
-    let drained = permits.acquire_many(MAX_IN_FLIGHT as u32);
-    let _ = tokio::time::timeout(Duration::from_secs(5), drained).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while control.permits.available_permits() < MAX_IN_FLIGHT || !control.waiting.is_empty() {
+        tokio::select! {
+            reply = control.finished.recv() => {
+                if let Some(reply) = reply {
+                    control.deliver(reply);
+                }
+            }
+            _ = tokio::time::sleep(RETRY_EVERY) => control.retry(),
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
 }
 
-/// How long one reply may wait for room in its client's queue (16 replies, set on the socket).
-/// Sends are serialised, so this is also the most one unresponsive client delays others, once.
-const SEND_TIMEOUT: Duration = Duration::from_millis(50);
-/// After a reply timed out, further replies to that client are dropped at once for this long.
-const STUCK_FOR: Duration = Duration::from_secs(1);
-
-/// Requests one client may have in flight at once.
-const PER_CLIENT_IN_FLIGHT: usize = 64;
-
-/// The send half, the clients recently found not reading their replies, and requests in flight
-/// per client.
-struct Replies {
-    send: Mutex<RouterSendHalf>,
-    // Identity → requests in flight. A std Mutex, held for one update; entries go at zero, so
-    // it holds at most `MAX_IN_FLIGHT` of them.
-    in_flight: std::sync::Mutex<HashMap<Bytes, usize>>,
-    // Identity → when a reply to it last timed out. A std Mutex: held for a lookup or an
-    // insert, never across an await. Bounded: entries expire, and the map is cleared if it
-    // ever holds more than `MAX_IN_FLIGHT` of them.
-    stuck: std::sync::Mutex<HashMap<Bytes, Instant>>,
+struct Control {
+    socket: Async,
+    via: Via,
+    shared: Arc<Shared>,
+    auth: Auth,
+    done: mpsc::UnboundedSender<Done>,
+    // Unbounded, but holds at most one reply per in-flight slot plus one per refusal permit.
+    finished: mpsc::UnboundedReceiver<Done>,
+    permits: Arc<Semaphore>,
+    refusals: Arc<Semaphore>,
+    /// Identity → requests in flight (entries go at zero).
+    in_flight: HashMap<Vec<u8>, usize>,
+    /// Identity → replies waiting for room (entries go when empty).
+    waiting: HashMap<Vec<u8>, Waiting>,
 }
 
-impl Replies {
-    /// Send a reply, unless its client is not reading: that client loses it, nobody else
-    /// waits for it.
-    async fn deliver(&self, reply: ZmqMessage) {
-        let identity = reply.get(0).cloned().unwrap_or_default();
-        if self.is_stuck(&identity) {
+impl Control {
+    /// Do everything that needs no waiting: read waiting requests (up to a budget), deliver
+    /// finished replies, retry waiting ones. Returns true if the budget ran out.
+    fn step(&mut self) -> bool {
+        let mut exhausted = true;
+        for _ in 0..RECV_BUDGET {
+            match self.socket.try_recv() {
+                Ok(frames) => self.on_request(frames),
+                Err(zmq::Error::EAGAIN) => {
+                    exhausted = false;
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "control receive");
+                    exhausted = false;
+                    break;
+                }
+            }
+        }
+        while let Ok(reply) = self.finished.try_recv() {
+            self.deliver(reply);
+        }
+        self.retry();
+        exhausted
+    }
+
+    fn on_request(&mut self, mut frames: Vec<zmq::Message>) {
+        let caller = self.caller(&mut frames);
+        let identity = frames.first().map(|f| f.to_vec()).unwrap_or_default();
+        let count = self.in_flight.get(&identity).copied().unwrap_or(0);
+        let permit = if count < PER_CLIENT_IN_FLIGHT {
+            Arc::clone(&self.permits).try_acquire_owned().ok()
+        } else {
+            None
+        };
+        let shared = Arc::clone(&self.shared);
+        let done = self.done.clone();
+        let Some(permit) = permit else {
+            // Over the in-flight bounds (all clients, or this one) a request is refused at once
+            // rather than left unread, so a flood of long `wait`s can neither grow memory nor
+            // stall the socket, and one greedy client cannot take every slot.
+            let Ok(refusal) = Arc::clone(&self.refusals).try_acquire_owned() else {
+                shared.count_request("dropped", Duration::ZERO, Some("limit_reached"));
+                return;
+            };
+            tokio::spawn(async move {
+                let mut reply = refuse(&shared, frames);
+                reply.slot = None;
+                let _ = done.send(reply);
+                drop(refusal);
+            });
+            return;
+        };
+        *self.in_flight.entry(identity).or_insert(0) += 1;
+        tokio::spawn(async move {
+            let mut reply = serve(&shared, caller, frames).await;
+            reply.slot = Some(permit);
+            let _ = done.send(reply);
+        });
+    }
+
+    /// Who sent this request: on ipc, the local user (full control); on TCP, the role its key
+    /// has in the current table, looked up now, so a revoked key is refused at once.
+    fn caller(&self, frames: &mut [zmq::Message]) -> Result<Caller, ErrorBody> {
+        if self.via == Via::Ipc {
+            return Ok(Caller::control(Via::Ipc));
+        }
+        let key = frames
+            .last_mut()
+            .and_then(|frame| frame.gets("User-Id").map(str::to_owned))
+            .unwrap_or_default();
+        match self.auth.role_of(&key) {
+            Some(role) => Ok(Caller {
+                role,
+                via: Via::Tcp,
+            }),
+            None => Err(ErrorBody::new(
+                ErrorCode::Unauthorized,
+                "this key is not allowed by that daemon (any more)",
+            )),
+        }
+    }
+
+    /// Send a finished reply, or queue it behind its client's waiting replies.
+    fn deliver(&mut self, reply: Done) {
+        if let Some(waiting) = self.waiting.get_mut(&reply.identity) {
+            waiting.replies.push_back(reply);
             return;
         }
-        let mut send = self.send.lock().await;
-        if tokio::time::timeout(SEND_TIMEOUT, send.send(reply))
-            .await
-            .is_err()
-        {
-            drop(send);
-            let mut stuck = self.stuck.lock().unwrap_or_else(|p| p.into_inner());
-            if stuck.len() >= MAX_IN_FLIGHT {
-                stuck.clear();
+        match self.try_send(&reply) {
+            Ok(()) => self.release(reply),
+            Err(zmq::Error::EAGAIN) => {
+                let identity = reply.identity.clone();
+                let mut replies = VecDeque::new();
+                replies.push_back(reply);
+                self.waiting.insert(
+                    identity,
+                    Waiting {
+                        replies,
+                        moved: Instant::now(),
+                    },
+                );
             }
-            stuck.insert(identity, Instant::now());
+            Err(error) => self.drop_reply(reply, error),
         }
     }
 
-    fn is_stuck(&self, identity: &Bytes) -> bool {
-        let mut stuck = self.stuck.lock().unwrap_or_else(|p| p.into_inner());
-        match stuck.get(identity) {
-            Some(at) if at.elapsed() < STUCK_FOR => true,
-            Some(_) => {
-                stuck.remove(identity);
-                false
+    /// Send what waits, client by client, as far as each client's queue has room.
+    fn retry(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let mut waiting = std::mem::take(&mut self.waiting);
+        for (_, client) in waiting.iter_mut() {
+            while let Some(reply) = client.replies.pop_front() {
+                match self.try_send(&reply) {
+                    Ok(()) => {
+                        client.moved = Instant::now();
+                        self.release(reply);
+                    }
+                    Err(zmq::Error::EAGAIN) if client.moved.elapsed() < STALL => {
+                        client.replies.push_front(reply);
+                        break;
+                    }
+                    Err(zmq::Error::EAGAIN) => {
+                        tracing::warn!(
+                            replies = client.replies.len() + 1,
+                            "a control client has not read its replies for {STALL:?}; dropping them"
+                        );
+                        self.drop_reply(reply, zmq::Error::EAGAIN);
+                    }
+                    Err(error) => self.drop_reply(reply, error),
+                }
             }
-            None => false,
+        }
+        waiting.retain(|_, client| !client.replies.is_empty());
+        self.waiting = waiting;
+    }
+
+    fn try_send(&self, reply: &Done) -> Result<(), zmq::Error> {
+        let socket = self.socket.socket();
+        if reply.delimiter {
+            let frames: [&[u8]; 3] = [&reply.identity, &[], &reply.body];
+            socket.send_multipart(frames, zmq::DONTWAIT)
+        } else {
+            let frames: [&[u8]; 2] = [&reply.identity, &reply.body];
+            socket.send_multipart(frames, zmq::DONTWAIT)
         }
     }
-}
 
-/// One request's place in its client's in-flight count, given back on drop.
-struct ClientSlot {
-    replies: Arc<Replies>,
-    identity: Bytes,
-}
-
-impl ClientSlot {
-    /// A slot for `identity`, unless it already has `PER_CLIENT_IN_FLIGHT` requests in flight.
-    fn take(replies: &Arc<Replies>, identity: Bytes) -> Option<ClientSlot> {
-        let mut in_flight = replies.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        let count = in_flight.entry(identity.clone()).or_insert(0);
-        if *count >= PER_CLIENT_IN_FLIGHT {
-            return None;
+    fn drop_reply(&mut self, reply: Done, error: zmq::Error) {
+        if error != zmq::Error::EHOSTUNREACH && error != zmq::Error::EAGAIN {
+            tracing::warn!(%error, "sending a control reply");
         }
-        *count += 1;
-        Some(ClientSlot {
-            replies: Arc::clone(replies),
-            identity,
-        })
+        self.shared
+            .counters
+            .replies_dropped
+            .fetch_add(1, Ordering::Relaxed);
+        self.release(reply);
     }
-}
 
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut in_flight = self
-            .replies
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = in_flight.get_mut(&self.identity) {
+    /// Give back a reply's in-flight slot.
+    fn release(&mut self, reply: Done) {
+        if reply.slot.is_none() {
+            return;
+        }
+        if let Some(count) = self.in_flight.get_mut(&reply.identity) {
             *count -= 1;
             if *count == 0 {
-                in_flight.remove(&self.identity);
+                self.in_flight.remove(&reply.identity);
             }
         }
     }
+}
+
+/// Split a ROUTER message: `[identity, body]` (DEALER) or `[identity, empty, body]` (REQ).
+fn envelope(frames: &[zmq::Message]) -> (Vec<u8>, Option<(bool, &[u8])>) {
+    let identity = frames.first().map(|f| f.to_vec()).unwrap_or_default();
+    let body = match frames.len() {
+        2 => Some((false, &frames[1][..])),
+        3 if frames[1].is_empty() => Some((true, &frames[2][..])),
+        _ => None,
+    };
+    (identity, body)
 }
 
 /// The reply to a request refused because too many are in flight.
-fn refuse(shared: &Shared, message: ZmqMessage) -> ZmqMessage {
+fn refuse(shared: &Shared, frames: Vec<zmq::Message>) -> Done {
     let error = ErrorBody::new(
         ErrorCode::LimitReached,
         format!(
@@ -185,53 +335,48 @@ fn refuse(shared: &Shared, message: ZmqMessage) -> ZmqMessage {
         ),
     );
     shared.count_request("refused", Duration::ZERO, Some("limit_reached"));
-    let mut frames = message.into_vecdeque();
-    let identity = frames.pop_front().unwrap_or_default();
-    let mut envelope = vec![identity];
-    if frames.len() == 2 && frames.front().is_some_and(|f| f.is_empty()) {
-        envelope.push(Bytes::new());
-    }
-    let id = frames
-        .back()
-        .and_then(|body| drover_proto::decode_request(body, shared.config.max_frame).ok())
+    let (identity, body) = envelope(&frames);
+    let id = body
+        .and_then(|(_, body)| drover_proto::decode_request(body, shared.config.max_frame).ok())
         .map(|envelope| envelope.id)
         .unwrap_or(rmpv::Value::Nil);
-    envelope.push(Bytes::from(error_reply(&id, &error)));
-    ZmqMessage::try_from(envelope).unwrap_or_else(|_| ZmqMessage::from(Bytes::new()))
+    Done {
+        identity,
+        delimiter: body.is_some_and(|(delimiter, _)| delimiter),
+        body: error_reply(&id, &error),
+        slot: None,
+    }
 }
 
-/// Answer one ROUTER message: `[identity, body]` (DEALER) or `[identity, empty, body]` (REQ).
-/// The reply has the same shape.
-async fn serve(shared: &Arc<Shared>, message: ZmqMessage) -> ZmqMessage {
-    let mut frames = message.into_vecdeque();
-    let identity = frames.pop_front().unwrap_or_default();
-    let mut envelope = vec![identity];
-    let body = match frames.len() {
-        1 => frames.pop_front(),
-        2 if frames.front().is_some_and(|f| f.is_empty()) => {
-            envelope.push(Bytes::new());
-            frames.pop_back()
-        }
-        _ => None,
-    };
+/// Answer one ROUTER message; the reply has the request's shape.
+async fn serve(
+    shared: &Arc<Shared>,
+    caller: Result<Caller, ErrorBody>,
+    frames: Vec<zmq::Message>,
+) -> Done {
+    let (identity, body) = envelope(&frames);
     let reply = match body {
-        Some(body) => answer(shared, &body).await,
+        Some((_, body)) => answer(shared, caller, body).await,
         None => error_reply(
             &rmpv::Value::Nil,
             &ErrorBody::new(
                 ErrorCode::BadRequest,
                 format!(
                     "expected [body] (DEALER) or [empty, body] (REQ), got {} frames",
-                    frames.len()
+                    frames.len().saturating_sub(1)
                 ),
             ),
         ),
     };
-    envelope.push(Bytes::from(reply));
-    ZmqMessage::try_from(envelope).unwrap_or_else(|_| ZmqMessage::from(Bytes::new()))
+    Done {
+        identity,
+        delimiter: body.is_some_and(|(delimiter, _)| delimiter),
+        body: reply,
+        slot: None,
+    }
 }
 
-async fn answer(shared: &Arc<Shared>, body: &[u8]) -> Vec<u8> {
+async fn answer(shared: &Arc<Shared>, caller: Result<Caller, ErrorBody>, body: &[u8]) -> Vec<u8> {
     let started = Instant::now();
     let envelope = match drover_proto::decode_request(body, shared.config.max_frame) {
         Ok(envelope) => envelope,
@@ -242,7 +387,10 @@ async fn answer(shared: &Arc<Shared>, body: &[u8]) -> Vec<u8> {
         }
     };
     let op = envelope.request.op().as_str();
-    let result = handler::dispatch(shared, Caller::control(Via::Tcp), envelope.request).await;
+    let result = match caller {
+        Ok(caller) => handler::dispatch(shared, caller, envelope.request).await,
+        Err(refused) => Err(refused),
+    };
     shared.count_request(
         op,
         started.elapsed(),

@@ -14,7 +14,8 @@ use crate::agent::LiveAgent;
 use crate::event::EventBus;
 use crate::publish::Publisher;
 use crate::{
-    control, http, publish, restart, retention, Config, DaemonError, Listeners, ShutdownPolicy,
+    auth, control, http, publish, restart, retention, Config, DaemonError, Listeners,
+    ShutdownPolicy,
 };
 
 /// Daemon-wide counters, reported by `stats` and `/metrics`.
@@ -28,6 +29,8 @@ pub(crate) struct Counters {
     pub(crate) backlog_bytes: AtomicU64,
     /// Records lost for good: the agent ended while the store refused them.
     pub(crate) records_dropped: AtomicU64,
+    /// Control replies dropped: the client was gone, or did not read for `control::STALL`.
+    pub(crate) replies_dropped: AtomicU64,
 }
 
 /// Per-op request counters and latency sums, by op name.
@@ -48,8 +51,10 @@ pub(crate) struct Shared {
     pub(crate) publisher: Publisher,
     pub(crate) events: EventBus,
     pub(crate) counters: Counters,
-    /// The PUB endpoint clients can connect to.
+    /// The PUB endpoint clients can connect to over TCP (CURVE).
     pub(crate) pub_endpoint: String,
+    /// The ipc PUB endpoint (trusted by file permission), when bound.
+    pub(crate) pub_ipc: Option<String>,
     // Live agents by id. A std Mutex: held only to look up, insert or remove an entry, never
     // across an await and never while calling into the supervisor or the store.
     pub(crate) live: Mutex<HashMap<AgentId, Arc<LiveAgent>>>,
@@ -116,8 +121,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let Listeners {
-        control: control_socket,
-        publish: pub_socket,
+        context,
+        zap,
+        auth,
+        control: control_sockets,
+        publish: pub_sockets,
         http: http_listener,
         addresses,
         lock,
@@ -138,6 +146,7 @@ pub async fn run(
         events,
         counters: Counters::default(),
         pub_endpoint: addresses.publish.clone(),
+        pub_ipc: addresses.pub_ipc.clone(),
         live: Mutex::new(HashMap::new()),
         spawn_gate: Mutex::new(()),
         shutting_down: AtomicBool::new(false),
@@ -148,24 +157,31 @@ pub async fn run(
     restart::mark_lost(&shared)?;
 
     let events_shared = Arc::clone(&shared);
+    let zap_task = tokio::spawn(auth::zap::run(zap, auth.clone()));
+    let reload_task = tokio::spawn(auth::reload_on_hangup(auth.clone()));
     let publisher_task = tokio::spawn(publish::run(
-        pub_socket,
+        pub_sockets.into_iter().map(|(socket, _)| socket).collect(),
         pub_queue,
         shared.daemon_id,
         move || events_shared.events.last(),
     ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let control_task = tokio::spawn(control::run(
-        control_socket,
-        Arc::clone(&shared),
-        stop_rx.clone(),
-    ));
-    let http_task = tokio::spawn(http::serve(
+    let control_tasks = control_sockets.into_iter().map(|(socket, via)| {
+        tokio::spawn(control::run(
+            socket,
+            via,
+            Arc::clone(&shared),
+            auth.clone(),
+            stop_rx.clone(),
+        ))
+    });
+    let mut tasks: Vec<_> = control_tasks.collect();
+    tasks.push(tokio::spawn(http::serve(
         http_listener,
         Arc::clone(&shared),
         stop_rx.clone(),
-    ));
-    let retention_task = tokio::spawn(retention::run(Arc::clone(&shared), stop_rx));
+    )));
+    tasks.push(tokio::spawn(retention::run(Arc::clone(&shared), stop_rx)));
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -179,7 +195,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     // Every step is bounded: requests in flight and open streams get a moment to finish.
     // Whatever has not finished by then is aborted, so nothing outlives `run`.
-    for mut task in [control_task, http_task, retention_task] {
+    for mut task in tasks {
         if tokio::time::timeout(DRAIN, &mut task).await.is_err() {
             task.abort();
         }
@@ -200,6 +216,10 @@ pub async fn run(
             "the registry still refuses state changes kept in memory; they are lost"
         );
     }
+    zap_task.abort();
+    reload_task.abort();
+    // Sockets hold the context; it ends (with linger 0, at once) when the last one is gone.
+    drop(context);
     shared.store.sync()?;
     drop(lock);
     Ok(())

@@ -30,6 +30,9 @@ pub enum DaemonError {
         /// Why.
         reason: String,
     },
+    /// A key file could not be read or written, or a key is malformed.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     /// The store failed to open or to answer.
     #[error("store: {0}")]
     Store(#[from] StoreError),

@@ -13,6 +13,7 @@
 //! does that.
 
 mod agent;
+pub mod auth;
 mod backlog;
 mod caller;
 mod config;

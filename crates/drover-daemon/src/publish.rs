@@ -5,16 +5,18 @@
 //! (so a chatty agent costs few ZeroMQ messages) and sends. If the queue is full the message is
 //! dropped and counted; subscribers see the `seq` (or `event_seq`) jump and refill from the store
 //! over the control socket, as the protocol prescribes. Per-subscriber buffering is bounded by
-//! the ZeroMQ PUB socket itself, which drops for a subscriber whose queue is full.
+//! the PUB socket's `SNDHWM`: libzmq drops for a subscriber whose queue is full.
+//!
+//! Every message goes to each PUB socket (the CURVE one on TCP and the trusted one on ipc), sent
+//! with `DONTWAIT`, which a PUB socket never refuses, so this task never blocks a worker. The
+//! sends also let libzmq take in new subscriptions; the heartbeat does so when all is quiet.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use drover_proto::{topic, AgentId, DaemonId, Event, Heartbeat, Record, RecordBatch};
 use tokio::sync::mpsc;
-use zeromq::{PubSocket, SocketSend, ZmqMessage};
 
 /// Messages queued for the PUB socket.
 #[derive(Debug)]
@@ -74,7 +76,7 @@ impl Publisher {
 
 /// Publish until the queue closes; a heartbeat goes out every second.
 pub(crate) async fn run(
-    mut socket: PubSocket,
+    sockets: Vec<zmq::Socket>,
     mut queue: mpsc::Receiver<Outgoing>,
     daemon: DaemonId,
     last_event: impl Fn() -> drover_proto::EventSeq,
@@ -88,24 +90,25 @@ pub(crate) async fn run(
                     return;
                 }
                 for (topic, body) in merge(pending.drain(..)) {
-                    send(&mut socket, topic, body).await;
+                    send(&sockets, &topic, &body);
                 }
             }
             _ = heartbeat.tick() => {
                 let beat = Heartbeat { daemon, ts: drover_proto::now_ns(), event_seq: last_event() };
                 if let Ok(body) = drover_proto::encode(&beat) {
-                    send(&mut socket, topic::HEARTBEAT.to_owned(), body).await;
+                    send(&sockets, topic::HEARTBEAT, &body);
                 }
             }
         }
     }
 }
 
-async fn send(socket: &mut PubSocket, topic: String, body: Vec<u8>) {
-    let mut message = ZmqMessage::from(Bytes::from(topic));
-    message.push_back(Bytes::from(body));
-    if let Err(error) = socket.send(message).await {
-        tracing::warn!(%error, "publishing");
+fn send(sockets: &[zmq::Socket], topic: &str, body: &[u8]) {
+    for socket in sockets {
+        let frames: [&[u8]; 2] = [topic.as_bytes(), body];
+        if let Err(error) = socket.send_multipart(frames, zmq::DONTWAIT) {
+            tracing::warn!(%error, "publishing");
+        }
     }
 }
 

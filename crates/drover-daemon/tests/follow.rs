@@ -7,12 +7,10 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
-use bytes::Bytes;
 use common::*;
 use drover_client::follow::Selection;
 use drover_client::{Client, FollowEvent, FollowOptions};
 use drover_proto::{AgentId, AgentInfo, AgentState, RecordBatch, Seq, StdinMode};
-use zeromq::{Socket, SocketRecv, SubSocket};
 
 /// Everything a follower yields until it ends: records per agent, gaps seen, exits.
 #[derive(Default)]
@@ -158,14 +156,16 @@ async fn subscribing_to_one_agent_never_yields_another() {
         let a = client.spawn(spec.clone()).await.unwrap();
         let b = client.spawn(spec).await.unwrap();
         let info = client.stream_info(Some(&a.id.to_string())).await.unwrap();
-        let mut socket = SubSocket::new();
-        socket.connect(&info.pub_endpoint).await.unwrap();
-        socket.subscribe(&info.topics[0]).await.unwrap();
-        socket.subscribe(&info.heartbeat).await.unwrap();
+        let socket = zmq::Context::new().socket(zmq::SUB).unwrap();
+        socket.set_subscribe(info.topics[0].as_bytes()).unwrap();
+        socket.set_subscribe(info.heartbeat.as_bytes()).unwrap();
+        daemon.secure(&socket);
+        socket.connect(&info.pub_endpoint).unwrap();
+        let mut socket = Raw(drover_zmq::Async::new(socket).unwrap());
         // A heartbeat proves the subscriptions are live before the agents write.
         loop {
-            let frames = socket.recv().await.unwrap().into_vec();
-            if frames[0] == Bytes::from_static(b"hb") {
+            let frames = socket.recv().await;
+            if frames[0] == b"hb" {
                 break;
             }
         }
@@ -177,11 +177,11 @@ async fn subscribing_to_one_agent_never_yields_another() {
         }
         let mut seen = Vec::new();
         while seen.len() < 2000 {
-            let frames = socket.recv().await.unwrap().into_vec();
-            if frames[0] == Bytes::from_static(b"hb") {
+            let frames = socket.recv().await;
+            if frames[0] == b"hb" {
                 continue;
             }
-            assert_eq!(frames[0], Bytes::from(format!("log.{}", a.id)));
+            assert_eq!(frames[0], format!("log.{}", a.id).into_bytes());
             let batch: RecordBatch = drover_proto::decode(&frames[1], usize::MAX).unwrap();
             assert_eq!(batch.agent, a.id);
             seen.extend(batch.records.into_iter().map(|r| r.seq.0));

@@ -43,7 +43,7 @@ async fn a_client_reconnects_after_the_daemon_restarts() {
         let endpoint = daemon.addresses.control.clone();
         let options = ClientOptions {
             request_timeout: Duration::from_millis(500),
-            ..ClientOptions::default()
+            ..daemon.options()
         };
         let client = Client::connect_with(&endpoint, options).await.unwrap();
         let before = client.health().await.unwrap().daemon;

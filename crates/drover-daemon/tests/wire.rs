@@ -5,9 +5,7 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
-use zeromq::{DealerSocket, ReqSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
 fn map(entries: Vec<(&str, rmpv::Value)>) -> Vec<u8> {
     let value = rmpv::Value::Map(
@@ -39,24 +37,19 @@ fn error_code(reply: &rmpv::Value) -> String {
         .to_owned()
 }
 
-async fn dealer(daemon: &TestDaemon) -> DealerSocket {
-    let mut socket = DealerSocket::new();
-    socket.connect(&daemon.addresses.control).await.unwrap();
-    socket
+async fn dealer(daemon: &TestDaemon) -> Raw {
+    daemon.raw(zmq::DEALER, &daemon.addresses.control)
 }
 
-async fn ask(socket: &mut DealerSocket, frames: Vec<Bytes>) -> Vec<Bytes> {
-    socket
-        .send(ZmqMessage::try_from(frames).unwrap())
-        .await
-        .unwrap();
-    socket.recv().await.unwrap().into_vec()
+async fn ask(socket: &mut Raw, frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    socket.send(frames).await;
+    socket.recv().await
 }
 
-async fn ask_body(socket: &mut DealerSocket, body: Vec<u8>) -> rmpv::Value {
-    let frames = ask(socket, vec![Bytes::from(body)]).await;
+async fn ask_body(socket: &mut Raw, body: Vec<u8>) -> rmpv::Value {
+    let frames = ask(socket, vec![body]).await;
     assert_eq!(frames.len(), 1, "DEALER replies are [body]");
-    rmpv::decode::read_value(&mut frames[0].as_ref()).unwrap()
+    rmpv::decode::read_value(&mut frames[0].as_slice()).unwrap()
 }
 
 #[tokio::test]
@@ -79,17 +72,15 @@ async fn dealer_and_req_framing_both_work() {
         assert_eq!(field(&reply, "ok").as_bool(), Some(true));
         assert_eq!(field(&reply, "protocol").as_u64(), Some(1));
 
-        let mut req = ReqSocket::new();
-        req.connect(&daemon.addresses.control).await.unwrap();
-        req.send(ZmqMessage::from(map(vec![
+        let mut req = daemon.raw(zmq::REQ, &daemon.addresses.control);
+        req.send(vec![map(vec![
             ("v", 1.into()),
             ("id", 7.into()),
             ("op", "list".into()),
-        ])))
-        .await
-        .unwrap();
-        let frames = req.recv().await.unwrap().into_vec();
-        let reply = rmpv::decode::read_value(&mut frames.last().unwrap().as_ref()).unwrap();
+        ])])
+        .await;
+        let frames = req.recv().await;
+        let reply = rmpv::decode::read_value(&mut frames.last().unwrap().as_slice()).unwrap();
         assert_eq!(field(&reply, "id").as_u64(), Some(7));
         assert!(field(&reply, "agents").as_array().unwrap().is_empty());
         daemon.shutdown().await;
@@ -165,10 +156,10 @@ async fn hostile_input_gets_typed_errors_and_nothing_else() {
         // Odd framing: three frames is neither DEALER nor REQ.
         let frames = ask(
             &mut socket,
-            vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("c")],
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()],
         )
         .await;
-        let reply = rmpv::decode::read_value(&mut frames.last().unwrap().as_ref()).unwrap();
+        let reply = rmpv::decode::read_value(&mut frames.last().unwrap().as_slice()).unwrap();
         assert_eq!(error_code(&reply), "bad_request");
         // Deeply nested input is refused without exhausting the stack.
         let mut nested = vec![0x91u8; 50_000];
@@ -283,10 +274,7 @@ async fn a_frame_far_beyond_the_limit_closes_the_connection_instead_of_being_buf
         let reply = ask_body(&mut socket, vec![0u8; 512 * 1024]).await;
         assert_eq!(error_code(&reply), "too_large");
         // Far beyond: the connection is closed before the frame is buffered.
-        socket
-            .send(ZmqMessage::from(vec![0u8; 4 * 1024 * 1024]))
-            .await
-            .unwrap();
+        socket.send(vec![vec![0u8; 4 * 1024 * 1024]]).await;
         let client = daemon.client().await;
         client.health().await.unwrap();
         daemon.shutdown().await;
@@ -312,16 +300,13 @@ async fn a_client_that_never_reads_its_replies_holds_nobody_else_up() {
                 ("agent", agent.id.to_string().into()),
                 ("limit", 10_000.into()),
             ]);
-            greedy
-                .send(ZmqMessage::from(Bytes::from(body)))
-                .await
-                .unwrap();
+            greedy.send(vec![body]).await;
         }
         // Everyone else is still answered promptly (the greedy client gets 64 requests in
         // flight at most, its replies wait for room only briefly, and big reads take turns).
         let options = drover_client::ClientOptions {
             request_timeout: std::time::Duration::from_secs(5),
-            ..drover_client::ClientOptions::default()
+            ..daemon.options()
         };
         let other = drover_client::Client::connect_with(&daemon.addresses.control, options)
             .await
@@ -350,16 +335,13 @@ async fn one_client_gets_at_most_64_requests_in_flight_and_a_typed_refusal_beyon
                 ("agent", agent.id.to_string().into()),
                 ("timeout_ms", 20_000.into()),
             ]);
-            socket
-                .send(ZmqMessage::from(Bytes::from(body)))
-                .await
-                .unwrap();
+            socket.send(vec![body]).await;
         }
         // The 36 beyond the first 64 are refused at once, in order, while the 64 wait.
         let mut refused = Vec::new();
         while refused.len() < 36 {
-            let frames = socket.recv().await.unwrap().into_vec();
-            let reply = rmpv::decode::read_value(&mut frames[0].as_ref()).unwrap();
+            let frames = socket.recv().await;
+            let reply = rmpv::decode::read_value(&mut frames[0].as_slice()).unwrap();
             assert_eq!(error_code(&reply), "limit_reached", "{reply}");
             refused.push(field(&reply, "id").as_u64().unwrap());
         }
@@ -368,8 +350,8 @@ async fn one_client_gets_at_most_64_requests_in_flight_and_a_typed_refusal_beyon
         client.kill(&agent.id.to_string()).await.unwrap();
         let mut answered = Vec::new();
         while answered.len() < 64 {
-            let frames = socket.recv().await.unwrap().into_vec();
-            let reply = rmpv::decode::read_value(&mut frames[0].as_ref()).unwrap();
+            let frames = socket.recv().await;
+            let reply = rmpv::decode::read_value(&mut frames[0].as_slice()).unwrap();
             assert_eq!(field(&reply, "ok").as_bool(), Some(true), "{reply}");
             answered.push(field(&reply, "id").as_u64().unwrap());
         }

@@ -249,6 +249,7 @@ fn reply_goldens() -> Vec<Golden> {
                 pub_dropped: 4,
                 records_dropped: 100_000,
                 registry_queued: 2,
+                replies_dropped: 1,
             },
         ),
         error_reply(

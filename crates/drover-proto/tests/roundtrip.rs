@@ -377,6 +377,7 @@ fn stats() -> impl Strategy<Value = StatsResult> {
                 pub_dropped: records ^ bytes,
                 records_dropped: records,
                 registry_queued: bytes,
+                replies_dropped: records.wrapping_add(bytes),
             },
         )
 }

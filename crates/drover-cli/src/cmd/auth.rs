@@ -141,7 +141,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                     path.display()
                 );
             }
-            let keys = CurveKeys::generate();
+            let keys = CurveKeys::generate()?;
             keys.write_to(&path)
                 .with_context(|| format!("writing {}", path.display()))?;
             if ctx.json {

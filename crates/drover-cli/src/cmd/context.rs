@@ -177,9 +177,7 @@ fn checked(add: AddArgs) -> anyhow::Result<(String, Context)> {
     };
     if is_tcp {
         if add.server_key.is_none() {
-            bail!(
-                "a tcp:// daemon needs --server-key (run `drover auth server-key` on its host)"
-            );
+            bail!("a tcp:// daemon needs --server-key (run `drover auth server-key` on its host)");
         }
         if let Some(key) = &key {
             if !key.exists() {

@@ -1,6 +1,7 @@
 //! The subcommands, one per file, dispatched by an exhaustive match.
 
 mod agent_op;
+mod auth;
 mod context;
 mod events;
 mod health;
@@ -19,7 +20,7 @@ mod wait;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use drover_client::{Client, ClientOptions};
+use drover_client::{Client, ClientOptions, CurveClient, CurveKeys};
 
 /// Run fleets of command-line agents and watch them live.
 #[derive(Debug, Parser)]
@@ -80,6 +81,8 @@ enum Command {
     Stats,
     /// Name the daemons this client talks to (like `docker context`).
     Context(context::Args),
+    /// Keys, allowed client keys and HTTP tokens of a daemon on this host.
+    Auth(auth::Args),
 }
 
 /// Connection settings shared by every client subcommand.
@@ -126,15 +129,31 @@ impl Ctx {
     }
 }
 
-/// Client options for a target: CURVE keys for `tcp://`.
+/// Client options for a target: for `tcp://`, the daemon's key and this client's keypair.
 fn client_options(target: &Target) -> anyhow::Result<ClientOptions> {
-    let options = ClientOptions::default();
-    if target.context.control.starts_with("tcp://") {
-        anyhow::bail!(
-            "{} is a TCP endpoint, which needs CURVE keys (arriving with the libzmq transport)",
-            target.context.control
-        );
+    let context = &target.context;
+    let mut options = ClientOptions {
+        pub_endpoint: context.publish.clone(),
+        ..ClientOptions::default()
+    };
+    if !context.control.starts_with("tcp://") {
+        return Ok(options);
     }
+    let (Some(server_key), Some(key)) = (&context.server_key, &context.key) else {
+        anyhow::bail!(
+            "{} is a TCP endpoint, which needs the daemon's key and a client key: add a \
+             context with `drover context add NAME --control {} --server-key KEY` (see `drover \
+             auth`), or use the local daemon's ipc socket",
+            context.control,
+            context.control
+        );
+    };
+    let keys = CurveKeys::read_from(key)
+        .with_context(|| format!("reading the client key of context {}", target.name))?;
+    options.curve = Some(CurveClient {
+        server_key: server_key.clone(),
+        keys,
+    });
     Ok(options)
 }
 
@@ -167,5 +186,6 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Health => health::run(&ctx).await,
         Command::Stats => stats::run(&ctx).await,
         Command::Context(args) => context::run(&ctx, args).await,
+        Command::Auth(args) => auth::run(&ctx, args).await,
     }
 }

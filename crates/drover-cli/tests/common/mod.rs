@@ -19,6 +19,8 @@ pub fn drover_bin() -> &'static str {
 pub struct Daemon {
     pub child: Child,
     pub control: String,
+    /// The TCP control endpoint (CURVE only).
+    pub tcp: String,
     pub state_dir: PathBuf,
 }
 
@@ -56,14 +58,19 @@ impl Daemon {
             .read_line(&mut line)
             .expect("read the ready line");
         assert!(line.starts_with("drover ready "), "ready line: {line:?}");
-        let control = line
-            .split_whitespace()
-            .find_map(|field| field.strip_prefix("control="))
-            .expect("control= in the ready line")
-            .to_owned();
+        // The CLI talks to the local daemon over its ipc socket, trusted by file permission
+        // (TCP needs a CURVE key).
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|field| field.strip_prefix(name))
+                .map(str::to_owned)
+        };
+        let tcp = field("control=").expect("control= in the ready line");
+        let control = field("ipc=").unwrap_or_else(|| tcp.clone());
         Daemon {
             child,
             control,
+            tcp,
             state_dir: state_dir.to_path_buf(),
         }
     }

@@ -22,6 +22,7 @@ import time
 
 import msgpack
 import zmq
+import zmq.utils.monitor
 
 RUN_DEADLINE = time.monotonic() + 55.0  # the whole run stays under 60 s
 RECV_TIMEOUT_S = 10.0
@@ -64,6 +65,30 @@ def unpack(body):
 
 
 # --------------------------------------------------------------------------------------------
+# CURVE (PROTOCOL.md, "Security"): every TCP endpoint needs an allowed client key.
+
+# Filled in by `run`: the client keypair and the server's public key, all z85 (bytes).
+CURVE = {}
+
+
+def secure(sock):
+    """Set a socket up as a CURVE client of the daemon, with our allowed key."""
+    sock.curve_serverkey = CURVE["server"]
+    sock.curve_publickey = CURVE["public"]
+    sock.curve_secretkey = CURVE["secret"]
+    return sock
+
+
+def allow_key(state_dir, public, role, comment):
+    """Append a line to the allowed-keys file, as `drover auth allow` would."""
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    path = os.path.join(state_dir, "allowed_keys")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a") as f:
+        f.write(f"{public.decode()} {role} {comment}\n")
+
+
+# --------------------------------------------------------------------------------------------
 # Daemon
 
 
@@ -77,6 +102,7 @@ def start_daemon(drover, state_dir, stderr_file):
         "--no-ipc",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file, stdin=subprocess.DEVNULL)
+    proc.state_dir = state_dir
     return proc
 
 
@@ -134,7 +160,7 @@ class Dealer:
     """A DEALER client: several requests in flight, replies correlated by `id`."""
 
     def __init__(self, ctx, endpoint):
-        self.sock = ctx.socket(zmq.DEALER)
+        self.sock = secure(ctx.socket(zmq.DEALER))
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
         self.next_id = 1
@@ -239,7 +265,7 @@ class Follower:
     """A SUB socket that buffers everything it receives, per PROTOCOL.md's PUB section."""
 
     def __init__(self, ctx, endpoint, topics):
-        self.sock = ctx.socket(zmq.SUB)
+        self.sock = secure(ctx.socket(zmq.SUB))
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, 100000)
         self.sock.connect(endpoint)
@@ -360,6 +386,9 @@ def wait_for_logs(dealer, agent, cond, what, timeout=RECV_TIMEOUT_S):
 
 
 def run(drover, state_dir, daemon_stderr, live_pgids):
+    public, secret = zmq.curve_keypair()
+    CURVE.update(public=public, secret=secret)
+    allow_key(state_dir, public, "control", "python protocol client")
     daemon = start_daemon(drover, state_dir, daemon_stderr)
     ctx = zmq.Context()
     try:
@@ -381,6 +410,37 @@ def scenario(daemon, ctx, live_pgids):
           f"control must be the real bound tcp address: {ready['control']!r}")
     check(ready["http"].startswith("http://127.0.0.1:"), f"http must be a real http address: {ready['http']!r}")
     step("ready line", line)
+
+    # The server's public key is in the state directory (`drover auth` prints it too).
+    with open(os.path.join(daemon.state_dir, "server.key.pub"), "rb") as f:
+        CURVE["server"] = f.read().strip()
+    check(len(CURVE["server"]) == 40, f"server key must be 40 z85 characters: {CURVE['server']!r}")
+
+    # ---- without a key, or with a key the daemon does not allow: no connection, no reply
+    for name, keys in (("no key", None), ("an unknown key", zmq.curve_keypair())):
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        if keys is not None:
+            sock.curve_serverkey = CURVE["server"]
+            sock.curve_publickey, sock.curve_secretkey = keys
+        monitor = sock.get_monitor_socket()
+        sock.connect(ready["control"])
+        sock.send(pack({"v": 1, "id": 1, "op": "health"}))
+        failed = None
+        deadline = time.monotonic() + 5
+        while failed is None and time.monotonic() < deadline:
+            if monitor.poll(int((deadline - time.monotonic()) * 1000), zmq.POLLIN):
+                event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
+                if event in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                             zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+                    failed = event
+                check(event != zmq.EVENT_HANDSHAKE_SUCCEEDED, f"{name}: the handshake succeeded")
+        check(failed is not None, f"{name}: the handshake did not fail within 5 s")
+        check(not sock.poll(200, zmq.POLLIN), f"{name}: got a reply")
+        sock.disable_monitor()
+        monitor.close(linger=0)
+        sock.close(linger=0)
+    step("refused without an allowed key", "the handshake fails; nothing is answered")
 
     dealer = Dealer(ctx, ready["control"])
 
@@ -407,7 +467,7 @@ def scenario(daemon, ctx, live_pgids):
          f"version {health['version']}, daemon {daemon_id}, ids echoed verbatim")
 
     # ---- REQ socket, one request then its reply
-    req = ctx.socket(zmq.REQ)
+    req = secure(ctx.socket(zmq.REQ))
     req.setsockopt(zmq.LINGER, 0)
     req.connect(ready["control"])
     req.send(pack({"v": 1, "id": "req-health", "op": "health"}))

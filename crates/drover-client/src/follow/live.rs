@@ -1,6 +1,5 @@
 //! The live side of a follow: what arrives on the SUB socket.
 
-use bytes::Bytes;
 use drover_proto::{topic, Event, EventKind, Heartbeat, Record, RecordBatch, Seq};
 
 use super::{FollowEvent, Follower, Selection, MAX_PUB_MESSAGE};
@@ -9,8 +8,8 @@ use crate::ClientError;
 impl Follower<'_> {
     pub(super) async fn on_message(
         &mut self,
-        topic: &Bytes,
-        body: &Bytes,
+        topic: &[u8],
+        body: &[u8],
     ) -> Result<(), ClientError> {
         // A message that does not decode is treated like a lost one: re-read from the store.
         if topic.starts_with(topic::LOG_PREFIX.as_bytes()) {
@@ -23,7 +22,7 @@ impl Follower<'_> {
                 Ok(event) => self.on_event(event).await,
                 Err(_) => self.reconcile().await,
             }
-        } else if topic.as_ref() == topic::HEARTBEAT.as_bytes() {
+        } else if topic == topic::HEARTBEAT.as_bytes() {
             match drover_proto::decode::<Heartbeat>(body, MAX_PUB_MESSAGE) {
                 Ok(beat) => self.on_heartbeat(beat).await,
                 Err(_) => Ok(()),

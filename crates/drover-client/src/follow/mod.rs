@@ -20,7 +20,7 @@ use drover_proto::op::{AgentRef, ListArgs, ReadLogsArgs};
 use drover_proto::{
     limits, topic, AgentId, AgentInfo, DaemonId, EventSeq, Record, Seq, StreamKind,
 };
-use zeromq::{Socket, SocketOptions, SocketRecv, SubSocket};
+use drover_zmq::Async;
 
 use crate::{Client, ClientError};
 
@@ -111,7 +111,7 @@ struct Track {
 /// A live follow of one or more agents. Create it with [`Client::follow`].
 pub struct Follower<'c> {
     client: &'c Client,
-    socket: SubSocket,
+    socket: Async,
     selection: Selection,
     options: FollowOptions,
     tracks: HashMap<AgentId, Track>,
@@ -181,25 +181,27 @@ impl Client {
 }
 
 impl Client {
-    /// A SUB socket connected to the daemon's PUB endpoint and subscribed to `topics`.
-    pub(crate) async fn subscriber(&self, topics: &[String]) -> Result<SubSocket, ClientError> {
-        let info = self.stream_info(None).await?;
-        let mut options = SocketOptions::default();
-        options.connect_timeout(Duration::from_secs(3));
-        options.max_message_size(MAX_PUB_MESSAGE);
-        let mut socket = SubSocket::with_options(options);
-        let connect_error = |e: zeromq::ZmqError| ClientError::Connect {
-            endpoint: info.pub_endpoint.clone(),
-            reason: e.to_string(),
+    /// A SUB socket connected to the daemon's PUB endpoint (on the caller's transport, or the
+    /// override in the options) and subscribed to `topics`, with the control connection's CURVE
+    /// keys. Returns once the handshake succeeded.
+    pub(crate) async fn subscriber(&self, topics: &[String]) -> Result<Async, ClientError> {
+        let endpoint = match &self.options().pub_endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => self.stream_info(None).await?.pub_endpoint,
         };
-        socket
-            .connect(&info.pub_endpoint)
-            .await
-            .map_err(connect_error)?;
+        let curve = self.options().curve.as_ref();
+        let socket = crate::keys::socket(zmq::SUB, &endpoint, curve, MAX_PUB_MESSAGE)?;
         for topic in topics {
-            socket.subscribe(topic).await.map_err(connect_error)?;
+            socket
+                .1
+                .set_subscribe(topic.as_bytes())
+                .map_err(|e| ClientError::Connect {
+                    endpoint: endpoint.clone(),
+                    reason: e.to_string(),
+                })?;
         }
-        Ok(socket)
+        let timeout = self.options().connect_timeout;
+        crate::connection::connect(socket, &endpoint, timeout, curve.is_some()).await
     }
 }
 
@@ -226,8 +228,7 @@ impl Follower<'_> {
                 return Ok(None);
             }
             match tokio::time::timeout(SILENCE, self.socket.recv()).await {
-                Ok(Ok(message)) => {
-                    let frames = message.into_vec();
+                Ok(Ok(frames)) => {
                     if let [topic, body] = frames.as_slice() {
                         self.on_message(topic, body).await?;
                     }

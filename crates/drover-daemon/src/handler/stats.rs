@@ -39,5 +39,6 @@ pub(crate) fn handle(shared: &Shared) -> OpResult {
         pub_dropped: shared.publisher.dropped(),
         records_dropped: shared.counters.records_dropped.load(Ordering::Relaxed),
         registry_queued: shared.events.queued() as u64,
+        replies_dropped: shared.counters.replies_dropped.load(Ordering::Relaxed),
     }))
 }

@@ -6,10 +6,10 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use drover_client::{Client, ClientError};
+use drover_client::{Client, ClientError, ClientOptions, CurveClient, CurveKeys};
 use drover_daemon::{Addresses, Config};
 use drover_proto::op::{AgentRef, ReadLogsArgs};
-use drover_proto::{AgentInfo, AgentSpec, ErrorCode, Record};
+use drover_proto::{AgentInfo, AgentSpec, ErrorCode, Record, Role};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -20,6 +20,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 pub struct TestDaemon {
     pub addresses: Addresses,
     pub state_dir: PathBuf,
+    /// A client keypair allowed with the `control` role.
+    pub keys: CurveKeys,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), drover_daemon::DaemonError>>>,
     _dir: Option<tempfile::TempDir>,
@@ -44,6 +46,10 @@ impl TestDaemon {
         let mut config = Config::ephemeral(&state_dir);
         config.default_grace = Duration::from_secs(5);
         adjust(&mut config);
+        // TCP needs an allowed key: the harness makes one with full control.
+        let keys = CurveKeys::generate().expect("client keys");
+        drover_daemon::auth::allow_key(&state_dir, &keys.public, Role::Control, "test harness")
+            .expect("allow the harness key");
         let listeners = drover_daemon::bind(&config).await.expect("bind");
         let addresses = listeners.addresses.clone();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -53,17 +59,44 @@ impl TestDaemon {
         TestDaemon {
             addresses,
             state_dir,
+            keys,
             stop: Some(stop),
             task: Some(task),
             _dir: None,
         }
     }
 
-    /// A client connected to the control socket.
+    /// A client connected to the control socket with the harness's `control` key.
     pub async fn client(&self) -> Client {
-        Client::connect(&self.addresses.control)
+        Client::connect_with(&self.addresses.control, self.options())
             .await
             .expect("connect")
+    }
+
+    /// Client options carrying the harness's key.
+    pub fn options(&self) -> ClientOptions {
+        ClientOptions {
+            curve: Some(self.curve(&self.keys)),
+            ..ClientOptions::default()
+        }
+    }
+
+    /// CURVE settings for this daemon with `keys`.
+    pub fn curve(&self, keys: &CurveKeys) -> CurveClient {
+        CurveClient {
+            server_key: self.addresses.server_key.clone(),
+            keys: keys.clone(),
+        }
+    }
+
+    /// Set a raw libzmq socket up to reach this daemon's TCP endpoints with the harness's key.
+    pub fn secure(&self, socket: &zmq::Socket) {
+        let key = |z85: &str| drover_zmq::key::decode(z85).expect("z85 key");
+        socket
+            .set_curve_serverkey(&key(&self.addresses.server_key))
+            .unwrap();
+        socket.set_curve_publickey(&key(&self.keys.public)).unwrap();
+        socket.set_curve_secretkey(&key(&self.keys.secret)).unwrap();
     }
 
     /// Shut the daemon down and wait for it; returns the state dir's owner for reuse.
@@ -156,4 +189,30 @@ pub async fn wait_ready(client: &Client, agent: &AgentInfo) {
             .then_some(())
     })
     .await
+}
+
+/// A raw libzmq socket for wire-level tests, frames as byte vectors.
+pub struct Raw(pub drover_zmq::Async);
+
+impl Raw {
+    pub async fn send(&mut self, frames: Vec<Vec<u8>>) {
+        let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        self.0.send(&frames).await.expect("send");
+    }
+
+    pub async fn recv(&mut self) -> Vec<Vec<u8>> {
+        let frames = self.0.recv().await.expect("recv");
+        frames.iter().map(|frame| frame.to_vec()).collect()
+    }
+}
+
+impl TestDaemon {
+    /// A raw socket of `kind` connected to `endpoint` with the harness's key.
+    pub fn raw(&self, kind: zmq::SocketType, endpoint: &str) -> Raw {
+        let socket = zmq::Context::new().socket(kind).expect("socket");
+        socket.set_linger(0).expect("linger");
+        self.secure(&socket);
+        socket.connect(endpoint).expect("connect");
+        Raw(drover_zmq::Async::new(socket).expect("register"))
+    }
 }

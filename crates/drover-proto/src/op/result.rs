@@ -152,4 +152,8 @@ pub struct StatsResult {
     /// refused them (a full disk); retried until stored, their events published only then.
     #[serde(default)]
     pub registry_queued: u64,
+    /// Control replies dropped because the client was gone or had not read its replies for the
+    /// documented stall time (10 s).
+    #[serde(default)]
+    pub replies_dropped: u64,
 }

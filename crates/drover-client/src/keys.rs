@@ -1,0 +1,161 @@
+//! CURVE keys for a client: a keypair in a file (0600), and the daemon's public key.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use crate::ClientError;
+
+/// A client's CURVE keypair, z85. The secret never appears in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CurveKeys {
+    /// The public key (what the daemon's allowed-keys file lists).
+    pub public: String,
+    /// The secret key.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CurveKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurveKeys")
+            .field("public", &self.public)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How to reach a daemon over TCP: its public key and our keypair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurveClient {
+    /// The daemon's public key, z85 (`drover auth` prints it).
+    pub server_key: String,
+    /// This client's keypair.
+    pub keys: CurveKeys,
+}
+
+impl CurveKeys {
+    /// A fresh keypair (libzmq's, from libsodium).
+    pub fn generate() -> Result<CurveKeys, ClientError> {
+        let pair = zmq::CurveKeyPair::new().map_err(|e| ClientError::Keys(e.to_string()))?;
+        Ok(CurveKeys {
+            public: drover_zmq::key::encode(&pair.public_key),
+            secret: drover_zmq::key::encode(&pair.secret_key),
+        })
+    }
+
+    /// Write the keypair to `path` (0600; missing directories are created 0700), as two lines:
+    /// public, then secret.
+    pub fn write_to(&self, path: &Path) -> Result<(), ClientError> {
+        let fail =
+            |e: std::io::Error| ClientError::Keys(format!("writing {}: {e}", path.display()));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(fail)?;
+        }
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(fail)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(fail)?;
+        file.write_all(format!("{}\n{}\n", self.public, self.secret).as_bytes())
+            .map_err(fail)
+    }
+
+    /// Read a keypair written by [`CurveKeys::write_to`].
+    pub fn read_from(path: &Path) -> Result<CurveKeys, ClientError> {
+        let text = fs::read_to_string(path)
+            .map_err(|e| ClientError::Keys(format!("reading {}: {e}", path.display())))?;
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let (Some(public), Some(secret)) = (lines.next(), lines.next()) else {
+            return Err(ClientError::Keys(format!(
+                "{}: expected two lines, the public key and the secret key",
+                path.display()
+            )));
+        };
+        for (line, key) in [(1, public), (2, secret)] {
+            drover_zmq::key::decode(key)
+                .map_err(|e| ClientError::Keys(format!("{}: line {line}: {e}", path.display())))?;
+        }
+        Ok(CurveKeys {
+            public: public.to_owned(),
+            secret: secret.to_owned(),
+        })
+    }
+}
+
+/// Make a socket that will connect to `endpoint`: limits, heartbeats, and CURVE on TCP.
+pub(crate) fn socket(
+    kind: zmq::SocketType,
+    endpoint: &str,
+    curve: Option<&CurveClient>,
+    max_message: usize,
+) -> Result<(zmq::Context, zmq::Socket), ClientError> {
+    let fail = |e: zmq::Error| ClientError::Connect {
+        endpoint: endpoint.to_owned(),
+        reason: e.to_string(),
+    };
+    // A context per connection: its I/O thread serves only this socket (and its monitor).
+    let context = zmq::Context::new();
+    let socket = context.socket(kind).map_err(fail)?;
+    socket.set_linger(0).map_err(fail)?;
+    // Messages larger than this close the connection before memory is reserved for them.
+    socket
+        .set_maxmsgsize(i64::try_from(max_message).unwrap_or(i64::MAX))
+        .map_err(fail)?;
+    socket.set_heartbeat_ivl(10_000).map_err(fail)?;
+    socket.set_heartbeat_timeout(30_000).map_err(fail)?;
+    if endpoint.starts_with("tcp://") {
+        if let Some(curve) = curve {
+            let key = |z85: &str, what: &str| {
+                drover_zmq::key::decode(z85).map_err(|e| ClientError::Keys(format!("{what}: {e}")))
+            };
+            socket
+                .set_curve_serverkey(&key(&curve.server_key, "the server key")?)
+                .map_err(fail)?;
+            socket
+                .set_curve_publickey(&key(&curve.keys.public, "the public key")?)
+                .map_err(fail)?;
+            socket
+                .set_curve_secretkey(&key(&curve.keys.secret, "the secret key")?)
+                .map_err(fail)?;
+        }
+    }
+    Ok((context, socket))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_through_a_private_file_and_debug_hides_the_secret() {
+        let dir = std::env::temp_dir().join(format!("drover-keys-{}", std::process::id()));
+        let path = dir.join("sub/client.key");
+        let keys = CurveKeys::generate().unwrap();
+        keys.write_to(&path).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(CurveKeys::read_from(&path).unwrap(), keys);
+        let debug = format!("{keys:?}");
+        assert!(
+            !debug.contains(&keys.secret) && debug.contains(&keys.public),
+            "{debug}"
+        );
+        fs::write(&path, "short\nkey\n").unwrap();
+        let error = CurveKeys::read_from(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("line 1") && error.contains("has 5"),
+            "{error}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,159 @@
+//! Who may use the TCP endpoints: the server's CURVE keypair, the allowed client keys and their
+//! roles, and the ZAP handler that asks them.
+//!
+//! The table is re-read when the file changes (its size, modification time or inode differ from
+//! the last read, checked on every handshake and every TCP request) and on SIGHUP. A file that
+//! does not parse leaves the previous table in force; the error, naming the line, is logged.
+//! Roles are looked up per request, so a revoked key's next request is refused even on a
+//! connection that is already open.
+
+mod keys;
+pub(crate) mod zap;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use drover_proto::Role;
+
+pub use keys::{
+    allow_key, allowed_keys_path, revoke_key, AllowedKey, AllowedKeys, ServerKeys,
+    ALLOWED_KEYS_FILE, SERVER_PUBLIC_FILE, SERVER_SECRET_FILE,
+};
+
+/// Failures reading or writing key files.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A line of a key file is malformed.
+    #[error("{}: line {line}: {reason}", path.display())]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// The line (1-based).
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A key given to [`allow_key`] is not a z85 CURVE public key.
+    #[error("not a CURVE public key: {0}")]
+    BadKey(String),
+    /// libzmq could not make a keypair.
+    #[error("generating a CURVE keypair: {0}")]
+    Generate(String),
+    /// Reading or writing a key file failed.
+    #[error("{context}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AuthError {
+    /// The line of the key file at fault, if that is what went wrong.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            AuthError::KeyFile { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
+}
+
+/// The allowed-keys table the daemon consults; cheap to share.
+#[derive(Debug, Clone)]
+pub(crate) struct Auth {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    // The table and the file stamp it was read at. A std Mutex: held to compare a stamp or swap
+    // the table, never across an await (file reads happen outside it).
+    current: Mutex<(Option<Stamp>, Arc<AllowedKeys>)>,
+}
+
+/// What identifies one version of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: i64,
+    modified_ns: i64,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        len: meta.len(),
+        modified: meta.mtime(),
+        modified_ns: meta.mtime_nsec(),
+        inode: meta.ino(),
+    })
+}
+
+impl Auth {
+    /// Read the table of `state_dir` (a malformed file refuses to start: there is no previous
+    /// table to keep).
+    pub(crate) fn open(state_dir: &Path) -> Result<Auth, AuthError> {
+        let path = allowed_keys_path(state_dir);
+        let before = stamp(&path);
+        let keys = AllowedKeys::read(&path)?;
+        Ok(Auth {
+            inner: Arc::new(Inner {
+                path,
+                current: Mutex::new((before, Arc::new(keys))),
+            }),
+        })
+    }
+
+    /// The role of a client key in the current table (re-read first if the file changed).
+    pub(crate) fn role_of(&self, key: &str) -> Option<Role> {
+        self.refresh(false);
+        self.table().role_of(key)
+    }
+
+    /// Re-read the file: if it changed, or always when `force` (SIGHUP).
+    pub(crate) fn refresh(&self, force: bool) {
+        let now = stamp(&self.inner.path);
+        {
+            let current = self.lock();
+            if !force && current.0 == now {
+                return;
+            }
+        }
+        match AllowedKeys::read(&self.inner.path) {
+            Ok(keys) => {
+                tracing::info!(keys = keys.entries().len(), "allowed keys loaded");
+                *self.lock() = (now, Arc::new(keys));
+            }
+            Err(error) => {
+                tracing::error!(%error, "allowed keys not reloaded; the previous set stays");
+                // Remember the stamp so a bad file is reported once, not on every request.
+                self.lock().0 = now;
+            }
+        }
+    }
+
+    fn table(&self) -> Arc<AllowedKeys> {
+        Arc::clone(&self.lock().1)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Stamp>, Arc<AllowedKeys>)> {
+        self.inner.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Re-read the allowed keys on every SIGHUP, until aborted.
+pub(crate) async fn reload_on_hangup(auth: Auth) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; allowed keys are still re-read when the file changes");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        auth.refresh(true);
+    }
+}

@@ -1,0 +1,397 @@
+//! Trust on the ZeroMQ side: CURVE keys and roles on TCP, file permission on ipc, handshakes
+//! that fail fast and clearly, and the key file re-read without a restart.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use drover_client::follow::Selection;
+use drover_client::{Client, ClientError, ClientOptions, CurveKeys, FollowEvent, FollowOptions};
+use drover_daemon::auth::{self, AllowedKeys};
+use drover_proto::op::{AgentRef, ReadLogsArgs};
+use drover_proto::{ErrorCode, Role};
+
+fn map(entries: Vec<(&str, rmpv::Value)>) -> Vec<u8> {
+    let value = rmpv::Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (rmpv::Value::from(k), v))
+            .collect(),
+    );
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &value).unwrap();
+    out
+}
+
+fn field<'a>(reply: &'a rmpv::Value, name: &str) -> Option<&'a rmpv::Value> {
+    reply
+        .as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(name))
+        .map(|(_, v)| v)
+}
+
+/// A client of `daemon` with a fresh key allowed with `role`.
+async fn client_with_role(daemon: &TestDaemon, role: Role) -> (Client, CurveKeys) {
+    let keys = CurveKeys::generate().unwrap();
+    auth::allow_key(&daemon.state_dir, &keys.public, role, "test").unwrap();
+    let options = ClientOptions {
+        curve: Some(daemon.curve(&keys)),
+        ..ClientOptions::default()
+    };
+    let client = Client::connect_with(&daemon.addresses.control, options)
+        .await
+        .unwrap();
+    (client, keys)
+}
+
+#[test]
+fn libzmq_has_curve() {
+    assert_eq!(zmq::has("curve"), Some(true));
+}
+
+#[tokio::test]
+async fn a_read_key_reads_and_follows_but_cannot_spawn() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let control = daemon.client().await;
+        let agent = control.spawn(sh("seq 1 500")).await.unwrap();
+        let id = agent.id.to_string();
+        let (reader, _) = client_with_role(&daemon, Role::Read).await;
+        assert_eq!(
+            code(reader.spawn(sh("true")).await),
+            ErrorCode::Unauthorized
+        );
+        assert_eq!(code(reader.kill(&id).await), ErrorCode::Unauthorized);
+        reader.health().await.unwrap();
+        // Follows over the CURVE PUB socket: exactly 1..=500.
+        let mut follower = reader
+            .follow(
+                Selection::Agents(vec![id.clone()]),
+                FollowOptions {
+                    until_exit: true,
+                    ..FollowOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        let mut seqs = Vec::new();
+        while let Some(event) = follower.next().await.unwrap() {
+            if let FollowEvent::Records { records, .. } = event {
+                seqs.extend(records.iter().map(|r| r.seq.0));
+            }
+        }
+        assert_eq!(seqs, (1..=500).collect::<Vec<u64>>());
+        let read = reader
+            .read_logs(ReadLogsArgs::new(AgentRef::new(id)))
+            .await
+            .unwrap();
+        assert_eq!(read.records.len(), 500);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_unknown_key_is_refused_at_the_handshake_within_two_seconds() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let stranger = CurveKeys::generate().unwrap();
+        let options = ClientOptions {
+            curve: Some(daemon.curve(&stranger)),
+            ..ClientOptions::default()
+        };
+        let started = Instant::now();
+        let error = Client::connect_with(&daemon.addresses.control, options)
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(error, ClientError::Refused { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains("this key is not allowed by that daemon"),
+            "{error}"
+        );
+        // No key at all on TCP: refused too, with its own message.
+        let error = Client::connect(&daemon.addresses.control)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ClientError::Handshake { .. }), "{error:?}");
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn nothing_listening_is_reported_as_no_daemon_at_once() {
+    within(async {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let started = Instant::now();
+        let error = Client::connect(&endpoint).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(error, ClientError::NoDaemon { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("no daemon at {endpoint}")),
+            "{error}"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_key_removed_from_the_file_is_refused_without_a_restart() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let (client, keys) = client_with_role(&daemon, Role::Control).await;
+        client.health().await.unwrap();
+        // Edit the file by hand: keep every line but this key's.
+        let path = auth::allowed_keys_path(&daemon.state_dir);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: String = text
+            .lines()
+            .filter(|line| !line.starts_with(&keys.public))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        std::fs::write(&path, kept).unwrap();
+        // The open connection's next request is refused...
+        assert_eq!(code(client.health().await), ErrorCode::Unauthorized);
+        // ...and a new connection with that key is refused at the handshake.
+        let options = ClientOptions {
+            curve: Some(daemon.curve(&keys)),
+            ..ClientOptions::default()
+        };
+        let error = Client::connect_with(&daemon.addresses.control, options)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ClientError::Refused { .. }), "{error:?}");
+        // Others are unaffected.
+        daemon.client().await.health().await.unwrap();
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_malformed_key_file_keeps_the_previous_set_and_names_the_line() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let path = auth::allowed_keys_path(&daemon.state_dir);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("# a comment\nnot-a-key control oops\n");
+        let bad_line = text.lines().count();
+        std::fs::write(&path, &text).unwrap();
+        let error = AllowedKeys::read(&path).unwrap_err();
+        assert_eq!(error.line(), Some(bad_line), "{error}");
+        assert!(
+            error.to_string().contains(&format!("line {bad_line}")),
+            "{error}"
+        );
+        // The harness key (from the previous set) still works, on this and new connections.
+        client.health().await.unwrap();
+        daemon.client().await.spawn(sh("true")).await.unwrap();
+        // A wrong-length key is refused by the API before it reaches the file.
+        let short = &daemon.keys.public[..39];
+        let error = auth::allow_key(&daemon.state_dir, short, Role::Read, "x").unwrap_err();
+        assert!(error.to_string().contains("has 39"), "{error}");
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_ipc_sockets_need_no_key_and_stream_info_names_the_ipc_pub() {
+    within(async {
+        let daemon = TestDaemon::start_with(|config| config.ipc = true).await;
+        let ipc = daemon.addresses.ipc.clone().unwrap();
+        let pub_ipc = daemon.addresses.pub_ipc.clone().unwrap();
+        assert!(daemon
+            .addresses
+            .ready_line()
+            .contains(&format!(" pub_ipc={pub_ipc}")));
+        let local = Client::connect(&ipc).await.unwrap();
+        let agent = local.spawn(sh("seq 1 300")).await.unwrap();
+        assert_eq!(local.stream_info(None).await.unwrap().pub_endpoint, pub_ipc);
+        let remote = daemon.client().await;
+        assert_eq!(
+            remote.stream_info(None).await.unwrap().pub_endpoint,
+            daemon.addresses.publish
+        );
+        let mut follower = local
+            .follow(
+                Selection::Agents(vec![agent.id.to_string()]),
+                FollowOptions {
+                    until_exit: true,
+                    ..FollowOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        let mut seqs = Vec::new();
+        while let Some(event) = follower.next().await.unwrap() {
+            if let FollowEvent::Records { records, .. } = event {
+                seqs.extend(records.iter().map(|r| r.seq.0));
+            }
+        }
+        assert_eq!(seqs, (1..=300).collect::<Vec<u64>>());
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_ready_line_names_the_real_port_for_localhost_zero() {
+    within(async {
+        let daemon = TestDaemon::start_with(|config| {
+            config.control = "tcp://localhost:0".into();
+        })
+        .await;
+        let control = &daemon.addresses.control;
+        assert!(!control.ends_with(":0"), "{control}");
+        assert!(control.starts_with("tcp://127.0.0.1:"), "{control}");
+        daemon.client().await.health().await.unwrap();
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn connections_that_never_finish_their_handshake_are_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let address = daemon
+            .addresses
+            .control
+            .strip_prefix("tcp://")
+            .unwrap()
+            .to_owned();
+        let before = rss_kib();
+        let started = Instant::now();
+        let mut streams = Vec::new();
+        for _ in 0..300 {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+            // Half a greeting, then nothing.
+            stream
+                .write_all(&[0xff, 0, 0, 0, 0, 0, 0, 0])
+                .await
+                .unwrap();
+            streams.push(stream);
+        }
+        // Every one is closed by the daemon (EOF after its greeting) once HANDSHAKE_IVL passes.
+        for mut stream in streams {
+            let mut sink = Vec::new();
+            let _ = stream.read_to_end(&mut sink).await;
+        }
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(4),
+            "closed before the handshake interval: {took:?}"
+        );
+        assert!(took < Duration::from_secs(15), "{took:?}");
+        let grown = rss_kib().saturating_sub(before);
+        assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+        daemon.client().await.health().await.unwrap();
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_client_that_keeps_64_in_flight_is_never_refused() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let mut socket = daemon.raw(zmq::DEALER, &daemon.addresses.control);
+        let total = 5_000u64;
+        let (mut sent, mut received) = (0u64, 0u64);
+        while received < total {
+            while sent < total && sent - received < 64 {
+                let body = map(vec![
+                    ("v", 1.into()),
+                    ("id", sent.into()),
+                    ("op", "health".into()),
+                ]);
+                socket.send(vec![body]).await;
+                sent += 1;
+            }
+            let frames = socket.recv().await;
+            let reply = rmpv::decode::read_value(&mut frames[0].as_slice()).unwrap();
+            assert_eq!(
+                field(&reply, "ok").and_then(|v| v.as_bool()),
+                Some(true),
+                "{reply}"
+            );
+            received += 1;
+        }
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn replies_wait_for_a_client_that_reads_late_and_none_is_lost() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        // Replies of about 1 MiB each, many more than libzmq queues for one client.
+        let agent = client.spawn(sh("seq -f '%0127g' 1 20000")).await.unwrap();
+        client.wait(&agent.id.to_string(), None).await.unwrap();
+        let before = client.stats().await.unwrap();
+        let mut slow = daemon.raw(zmq::DEALER, &daemon.addresses.control);
+        for i in 0..64u64 {
+            let body = map(vec![
+                ("v", 1.into()),
+                ("id", i.into()),
+                ("op", "read_logs".into()),
+                ("agent", agent.id.to_string().into()),
+                ("limit", 10_000.into()),
+            ]);
+            slow.send(vec![body]).await;
+        }
+        // Wait until the daemon has answered all 64 without this client reading any.
+        wait_for("all 64 reads answered", || async {
+            let stats = client.stats().await.unwrap();
+            let served = stats.requests.get("read_logs").copied().unwrap_or(0)
+                - before.requests.get("read_logs").copied().unwrap_or(0);
+            (served >= 64).then_some(())
+        })
+        .await;
+        let mut ids = Vec::new();
+        for _ in 0..64 {
+            let frames = slow.recv().await;
+            let reply = rmpv::decode::read_value(&mut frames[0].as_slice()).unwrap();
+            assert_eq!(field(&reply, "ok").and_then(|v| v.as_bool()), Some(true));
+            ids.push(field(&reply, "id").and_then(|v| v.as_u64()).unwrap());
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, (0..64).collect::<Vec<u64>>());
+        assert_eq!(client.stats().await.unwrap().replies_dropped, 0);
+        daemon.shutdown().await;
+    })
+    .await
+}
