@@ -91,15 +91,28 @@ fn errors_exit_with_the_documented_codes() {
     assert_eq!(bad.status.code(), Some(2), "bad_request: {}", stderr(&bad));
     let waited = daemon.drover(&["wait", "--timeout", "100ms", &spawn_sleeper(&daemon)]);
     assert_eq!(waited.status.code(), Some(9), "timeout");
+    let nowhere = dir.path().join("none/control.sock");
     let unreachable = std::process::Command::new(drover_bin())
-        .args(["--control", "tcp://127.0.0.1:1", "ls"])
+        .args(["--control", &format!("ipc://{}", nowhere.display()), "ls"])
         .output()
         .unwrap();
     assert_eq!(unreachable.status.code(), Some(1));
     assert!(
-        stderr(&unreachable).contains("cannot connect"),
+        stderr(&unreachable).contains("no daemon at"),
         "{}",
         stderr(&unreachable)
+    );
+    // A TCP endpoint without keys says how to get them, instead of trying in clear.
+    let keyless = std::process::Command::new(drover_bin())
+        .args(["--control", "tcp://127.0.0.1:1", "ls"])
+        .env("DROVER_CONFIG_DIR", dir.path().join("config"))
+        .output()
+        .unwrap();
+    assert_eq!(keyless.status.code(), Some(1));
+    assert!(
+        stderr(&keyless).contains("drover context add"),
+        "{}",
+        stderr(&keyless)
     );
     daemon.stop();
 }
@@ -215,7 +228,7 @@ fn a_daemon_killed_with_sigkill_comes_back_with_its_registry_and_agents_lost() {
 }
 
 #[test]
-fn serve_refuses_a_non_loopback_bind_with_a_clear_message() {
+fn serve_refuses_a_wildcard_bind_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(drover_bin())
         .args(["serve", "--control", "tcp://0.0.0.0:0", "--state-dir"])
@@ -225,7 +238,8 @@ fn serve_refuses_a_non_loopback_bind_with_a_clear_message() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stdout(&output).is_empty(), "no ready line");
     assert!(
-        stderr(&output).contains("refusing to bind 0.0.0.0"),
+        stderr(&output).contains("refusing to bind tcp://0.0.0.0:0")
+            && stderr(&output).contains("is a wildcard"),
         "{}",
         stderr(&output)
     );

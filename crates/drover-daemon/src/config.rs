@@ -152,19 +152,30 @@ impl Config {
         crate::fdlimit::check(limit, self.max_agents, self.max_streams)
     }
 
-    /// Check the binds. Control and PUB may bind any address: a `tcp://` endpoint always
-    /// requires CURVE with an allowed key, and an `ipc://` one lives in the private state
-    /// directory. HTTP stays loopback-only.
+    /// Check the binds. Control and PUB may bind any address a client can reach: a `tcp://`
+    /// endpoint always requires CURVE with an allowed key, and an `ipc://` one lives in the
+    /// private state directory. A wildcard (`0.0.0.0`, `::`, `*`) is refused: `stream_info`
+    /// tells clients the bound PUB address, and a wildcard is not one they can connect to.
+    /// HTTP may bind anything (a token on every request, TLS off loopback).
     pub fn check_binds(&self) -> Result<(), DaemonError> {
         for endpoint in [&self.control, &self.publish] {
-            let tcp = endpoint
+            let host = endpoint
                 .strip_prefix("tcp://")
                 .and_then(|rest| rest.rsplit_once(':'))
-                .is_some();
-            if !tcp && !endpoint.starts_with("ipc://") {
+                .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'));
+            if host.is_none() && !endpoint.starts_with("ipc://") {
                 return Err(DaemonError::Config {
                     reason: format!(
                         "{endpoint} is neither a tcp://host:port nor an ipc:// endpoint"
+                    ),
+                });
+            }
+            if let Some(host) = host.filter(|h| matches!(*h, "0.0.0.0" | "::" | "*" | "")) {
+                return Err(DaemonError::Config {
+                    reason: format!(
+                        "refusing to bind {endpoint}: {host:?} is a wildcard, and clients are told \
+                         the bound address to subscribe to; bind the address they reach this \
+                         host by (e.g. tcp://10.0.0.2:7710)"
                     ),
                 });
             }
@@ -280,7 +291,6 @@ mod tests {
         for control in [
             "tcp://localhost:1",
             "tcp://[::1]:1",
-            "tcp://0.0.0.0:7710",
             "tcp://192.168.1.5:7710",
             "ipc:///tmp/x",
         ] {
@@ -292,6 +302,11 @@ mod tests {
             config.control = control.into();
             let error = config.check_binds().unwrap_err().to_string();
             assert!(error.contains("neither a tcp"), "{error}");
+        }
+        for wildcard in ["tcp://0.0.0.0:7710", "tcp://[::]:1", "tcp://*:1"] {
+            config.control = wildcard.into();
+            let error = config.check_binds().unwrap_err().to_string();
+            assert!(error.contains("is a wildcard"), "{error}");
         }
         config.control = "tcp://127.0.0.1:7710".into();
         config.http = "0.0.0.0:7712".into();

@@ -113,7 +113,10 @@ impl Ctx {
         };
         let mut context = contexts.get(&name)?;
         if let Some(control) = &self.control {
-            context.control = control.clone();
+            // One-off: another endpoint, whose daemon says where to subscribe; the context's
+            // keys stay, for a TCP endpoint of the same daemon.
+            context.control = normalise_endpoint(control);
+            context.publish = None;
         }
         Ok(Target { name, context })
     }
@@ -126,6 +129,15 @@ impl Ctx {
         Client::connect_with(control, options)
             .await
             .with_context(|| format!("connecting to {control} (context {})", target.name))
+    }
+}
+
+/// `HOST:PORT` (as the ready line prints addresses) means `tcp://HOST:PORT`.
+fn normalise_endpoint(endpoint: &str) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("tcp://{endpoint}")
     }
 }
 

@@ -85,6 +85,9 @@ impl Daemon {
         let mut child = Command::new(drover_bin())
             .args(args)
             .env("DROVER_CONTROL", &self.control)
+            // No contexts file of the user's can change what the tests talk to.
+            .env("DROVER_CONFIG_DIR", self.state_dir.join("no-config"))
+            .env_remove("DROVER_CONTEXT")
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
