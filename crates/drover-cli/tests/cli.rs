@@ -357,31 +357,29 @@ fn ctrl_c_on_run_stops_the_agent_and_reports_how_it_ended() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());
-    let mut run = std::process::Command::new(drover_bin())
-        .args([
-            "run",
-            "--name",
-            "r",
-            "--",
-            "sh",
-            "-c",
-            "echo ready; exec sleep 100",
-        ])
-        .env("DROVER_CONTROL", &daemon.control)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(run.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
-    signal(run.id(), "INT");
-    let output = wait_output(run);
-    assert_eq!(output.status.code(), Some(128 + 15), "{}", stderr(&output));
-    assert!(stderr(&output).contains("stopping"), "{}", stderr(&output));
-    assert_eq!(json(&daemon, &["show", "r"])["state"], "killed");
+    // Ctrl-C, and SIGTERM as a service manager sends it, both stop the agent.
+    for name in ["INT", "TERM"] {
+        let agent = format!("r-{name}");
+        let mut run = std::process::Command::new(drover_bin())
+            .args(["run", "--name", &agent, "--", "sh", "-c"])
+            .arg("echo ready; exec sleep 100")
+            .env("DROVER_CONTROL", &daemon.control)
+            .env("DROVER_CONFIG_DIR", dir.path().join("no-config"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(run.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready\n");
+        signal(run.id(), name);
+        let output = wait_output(run);
+        assert_eq!(output.status.code(), Some(128 + 15), "{}", stderr(&output));
+        assert!(stderr(&output).contains("stopping"), "{}", stderr(&output));
+        assert_eq!(json(&daemon, &["show", &agent])["state"], "killed");
+    }
     daemon.stop();
 }
 

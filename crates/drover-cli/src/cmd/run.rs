@@ -1,10 +1,11 @@
 //! `drover run`: spawn an agent, stream its output live, exit with its exit code (or 128 +
-//! signal). Ctrl-C stops the agent with its grace period.
+//! signal). Ctrl-C, SIGTERM or SIGHUP stops the agent with its grace period.
 
 use anyhow::Context;
 use drover_client::follow::Selection;
 use drover_client::FollowOptions;
 use drover_proto::Seq;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::logs::{follow, Printer};
 use super::spawn::SpecArgs;
@@ -20,7 +21,37 @@ pub(crate) struct Args {
     timestamps: bool,
 }
 
+/// The signals that make `run` stop its agent: Ctrl-C, and SIGTERM or SIGHUP as a service
+/// manager or a closing terminal sends them. Listening starts when this is made, so a signal
+/// that arrives while output is streaming is never lost to the default action.
+struct Interrupts {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl Interrupts {
+    fn listen() -> anyhow::Result<Interrupts> {
+        let listen = |kind: SignalKind| signal(kind).context("installing a signal handler");
+        Ok(Interrupts {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+            hangup: listen(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next one.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+            _ = self.hangup.recv() => {}
+        }
+    }
+}
+
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
+    let mut interrupts = Interrupts::listen()?;
     let client = ctx.client().await?;
     let agent = client.spawn(args.spec.spec()?).await.context("spawning")?;
     if let Some(error) = agent.status.error() {
@@ -40,11 +71,11 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         prefix: false,
         json: ctx.json,
     };
-    // Ctrl-C stops the agent gracefully, like `docker run` proxies it, and keeps streaming its
-    // last words; a second Ctrl-C leaves at once (the agent goes on stopping).
+    // Ctrl-C (or SIGTERM, SIGHUP) stops the agent gracefully, like `docker run` proxies it, and
+    // keeps streaming its last words; a second one leaves at once (the agent goes on stopping).
     let streamed = tokio::select! {
         streamed = follow(&mut follower, &printer) => Some(streamed),
-        _ = tokio::signal::ctrl_c() => None,
+        _ = interrupts.next() => None,
     };
     match streamed {
         Some(result) => result?,
@@ -58,7 +89,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
             }
             tokio::select! {
                 streamed = follow(&mut follower, &printer) => streamed?,
-                _ = tokio::signal::ctrl_c() => return Ok(130),
+                _ = interrupts.next() => return Ok(130),
             }
         }
     }
