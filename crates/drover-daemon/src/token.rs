@@ -17,7 +17,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -154,6 +154,12 @@ fn update(
     state_dir: &Path,
     change: impl FnOnce(&mut Vec<TokenEntry>) -> Result<(), DaemonError>,
 ) -> Result<(), DaemonError> {
+    // `drover auth` may run before the daemon ever did: make the state directory as it would.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(io(format!("creating {}", state_dir.display())))?;
     let lock_path = state_dir.join("tokens.lock");
     let lock_file = OpenOptions::new()
         .create(true)
@@ -384,6 +390,16 @@ mod tests {
         assert_eq!(revoke(dir.path(), &control.id).unwrap(), 1);
         assert_eq!(revoke(dir.path(), &control.id).unwrap(), 0);
         assert_eq!(table.role_of(&control.secret), None);
+    }
+
+    #[test]
+    fn a_missing_state_directory_is_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("new/state");
+        create(&state, Role::Read, "").unwrap();
+        let mode = fs::metadata(&state).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(list(&state).unwrap().len(), 1);
     }
 
     #[test]

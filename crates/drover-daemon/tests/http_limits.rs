@@ -190,3 +190,28 @@ async fn protocol_refusals_carry_the_json_error_body() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_tls_handshake_that_never_finishes_is_dropped() {
+    within(async {
+        let daemon = Daemon::start_with(|config| {
+            config.http = "0.0.0.0:0".into();
+            limits(|l| l.tls_handshake_timeout = Duration::from_millis(500))(config);
+        })
+        .await;
+        assert!(daemon.tls.is_some(), "a non-loopback bind is TLS");
+        let mut stream = TcpStream::connect(daemon.addr).await.expect("connect");
+        // The first bytes of a ClientHello record, and then nothing.
+        stream.write_all(&[0x16, 0x03, 0x01]).await.expect("send");
+        let started = Instant::now();
+        let raw = read_until_closed(&mut stream).await;
+        let elapsed = started.elapsed();
+        assert!(raw.is_empty(), "{raw:?}");
+        assert!(
+            elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(5),
+            "dropped after {elapsed:?}, the timeout is 500 ms"
+        );
+        daemon.stop().await;
+    })
+    .await
+}

@@ -5,6 +5,10 @@
 //! `/v1/events`) read the store and the event bus directly and are the only routes without a
 //! deadline. Errors are always `{"error": {"code", "message"}}` with the code's status, including
 //! axum's own rejections (malformed JSON, oversize bodies, unknown routes, wrong methods).
+//!
+//! Before any route, `guard` (URI length, Host, Origin) and `auth` (the caller: the unix socket,
+//! a bearer token or the login cookie, and its role) decide whether the request goes on.
+//! `listen` binds the sockets and serves connections with their limits.
 
 mod agents;
 mod auth;

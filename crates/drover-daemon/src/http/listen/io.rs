@@ -1,6 +1,7 @@
 //! The connection's byte stream, watched: when bytes last moved and whether a request is in
 //! progress (for the idle timeout), and hyper's bodiless protocol-error answers given a JSON body.
 
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -171,6 +172,33 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ConnIo<I> {
         let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
         self.activity.touch();
         Poll::Ready(Ok(n))
+    }
+
+    // Vectored writes let hyper queue a body frame instead of copying it behind the head (SSE
+    // frames are whole store chunks).
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        ready!(self.poll_pending(cx))?;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            if first.len() == total {
+                if let Some(answer) = replacement(first) {
+                    self.pending = answer;
+                    self.written = 0;
+                    return Poll::Ready(Ok(total));
+                }
+            }
+        }
+        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
+        self.activity.touch();
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
