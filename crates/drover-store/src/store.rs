@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use drover_proto::{
-    AgentId, AgentInfo, AgentState, AgentStatus, Event, EventSeq, Record, Seq, SeqRange,
+    AgentId, AgentInfo, AgentState, AgentStatus, Event, EventKind, EventSeq, Record, Seq, SeqRange,
 };
 
 use crate::journal::{Change, Committed, Journal};
@@ -435,6 +435,29 @@ impl Store {
         journal.queue.clear();
         journal.last = entries.last().map_or(journal.last, |(_, e)| e.event_seq);
         Ok(entries.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// Agents whose stored history a crash of an older daemon left incomplete: (agents with no
+    /// stored event although newer than the oldest stored event: `spawned` missing; ended
+    /// agents whose last stored event is not terminal: `exit`/`lost` missing). Since every
+    /// change is stored with its event, a crash of this version leaves neither.
+    pub fn incomplete_histories(&self) -> Result<(Vec<AgentInfo>, Vec<AgentInfo>), StoreError> {
+        let (last, oldest) = self.inner.registry.last_kinds()?;
+        let mut unannounced = Vec::new();
+        let mut unended = Vec::new();
+        for info in self.inner.registry.list(&ListFilter::default())? {
+            match last.get(&info.id) {
+                None if oldest.is_none_or(|ts| info.created_at >= ts) => unannounced.push(info),
+                None => {}
+                Some(kind) => {
+                    let ended = matches!(kind, EventKind::Exit | EventKind::Lost);
+                    if info.state().is_terminal() && !ended {
+                        unended.push(info);
+                    }
+                }
+            }
+        }
+        Ok((unannounced, unended))
     }
 
     /// How many changes wait for the registry.
