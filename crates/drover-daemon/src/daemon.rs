@@ -154,6 +154,7 @@ pub async fn run(
         requests: Mutex::new(RequestStats::default()),
         state_counts: Mutex::new(None),
     });
+    restart::repair_histories(&shared)?;
     restart::mark_lost(&shared)?;
 
     let events_shared = Arc::clone(&shared);

@@ -1,7 +1,7 @@
 //! Lifecycle events in the registry database: appended one row at a time, the newest
 //! `max_events` kept, read back in `event_seq` order so followers can resume.
 
-use drover_proto::{AgentState, Event, EventKind, EventSeq, Seq, SeqRange};
+use drover_proto::{AgentId, AgentState, Event, EventKind, EventSeq, Seq, SeqRange};
 use rusqlite::{params, Connection, Row};
 
 use crate::registry::Registry;
@@ -84,6 +84,41 @@ impl Registry {
             out.push(row.map_err(|e| StoreError::sqlite(ctx, e))?.into_event()?);
         }
         Ok(out)
+    }
+
+    /// Each agent's last stored event kind, and the time of the oldest stored event (older
+    /// events were trimmed). One pass over the events table, for the repair at startup.
+    pub fn last_kinds(
+        &self,
+    ) -> Result<(std::collections::HashMap<AgentId, EventKind>, Option<i64>), StoreError> {
+        let ctx = "reading event histories";
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT agent, kind, ts FROM events ORDER BY event_seq")
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(|e| StoreError::sqlite(ctx, e))?;
+        let mut last = std::collections::HashMap::new();
+        let mut oldest = None;
+        for row in rows {
+            let (agent, kind, ts) = row.map_err(|e| StoreError::sqlite(ctx, e))?;
+            oldest.get_or_insert(ts);
+            let (Ok(agent), Some(kind)) = (
+                agent.parse::<AgentId>(),
+                KINDS.into_iter().find(|k| k.as_str() == kind),
+            ) else {
+                continue;
+            };
+            last.insert(agent, kind);
+        }
+        Ok((last, oldest))
     }
 
     pub fn last_event_seq(&self) -> Result<EventSeq, StoreError> {

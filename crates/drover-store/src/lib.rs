@@ -13,6 +13,7 @@
 //! call is a short blocking operation except `Follower::next`, which awaits the live feed and
 //! reads history on tokio's blocking pool.
 
+mod commit;
 mod config;
 mod error;
 mod events;

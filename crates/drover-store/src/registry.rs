@@ -143,29 +143,26 @@ fn insert_in(tx: &Connection, info: &AgentInfo) -> Result<(), StoreError> {
     let labels = json(&info.labels, "labels")?;
     let spec = json(&info.spec, "spec")?;
     let s = &info.status;
-    {
-        let tx = tx;
-        if let Some(name) = &info.name {
-            if !info.state().is_terminal() && live_name_taken(&tx, name)? {
-                return Err(StoreError::NameTaken(name.clone()));
-            }
+    if let Some(name) = &info.name {
+        if !info.state().is_terminal() && live_name_taken(tx, name)? {
+            return Err(StoreError::NameTaken(name.clone()));
         }
+    }
+    tx.execute(
+        &format!("INSERT INTO agents ({COLS}, log_budget) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+        params![
+            info.id.to_hyphenated(), info.name, info.backend, info.state().as_str(), s.pid(),
+            s.started_at(), s.ended_at(), s.exit_code(), s.signal(), s.error(),
+            info.created_at, labels, spec, info.spec.log_budget.map(|b| b as i64),
+        ],
+    )
+    .map_err(|e| StoreError::sqlite(ctx(), e))?;
+    for (key, value) in &info.labels {
         tx.execute(
-            &format!("INSERT INTO agents ({COLS}, log_budget) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
-            params![
-                info.id.to_hyphenated(), info.name, info.backend, info.state().as_str(), s.pid(),
-                s.started_at(), s.ended_at(), s.exit_code(), s.signal(), s.error(),
-                info.created_at, labels, spec, info.spec.log_budget.map(|b| b as i64),
-            ],
+            "INSERT INTO agent_labels (agent_id, key, value) VALUES (?1, ?2, ?3)",
+            params![info.id.to_hyphenated(), key, value],
         )
         .map_err(|e| StoreError::sqlite(ctx(), e))?;
-        for (key, value) in &info.labels {
-            tx.execute(
-                "INSERT INTO agent_labels (agent_id, key, value) VALUES (?1, ?2, ?3)",
-                params![info.id.to_hyphenated(), key, value],
-            )
-            .map_err(|e| StoreError::sqlite(ctx(), e))?;
-        }
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use drover_proto::{
     AgentId, AgentInfo, AgentState, AgentStatus, Event, EventSeq, Record, Seq, SeqRange,
 };
 
-use crate::journal::{Change, Committed, Journal};
+use crate::journal::{Change, Journal};
 use crate::registry::Registry;
 use crate::{
     read, recover, retention, syncer, Follower, ListFilter, LogBounds, LogQuery, LogRead, Shared,
@@ -25,14 +25,14 @@ pub const MIN_PREFIX: usize = 4;
 /// logs and one syncer thread (stopped, after a final sync, when the last clone drops).
 #[derive(Clone, Debug)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     dir: PathBuf,
     shared: Arc<Shared>,
-    registry: Registry,
+    pub(crate) registry: Registry,
     // Event numbering and the registry changes waiting for a full disk. Taken before the
     // registry connection's lock when both are needed, never the other way round.
     journal: Mutex<Journal>,
@@ -119,7 +119,7 @@ impl Store {
         })
     }
 
-    fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &Shared {
         &self.inner.shared
     }
 
@@ -242,7 +242,7 @@ impl Store {
         info
     }
 
-    fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+    pub(crate) fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
         // Every mutation leaves the journal consistent before it can fail.
         self.inner.journal.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -309,7 +309,7 @@ impl Store {
     }
 
     /// Delete the agent's whole log; its followers end.
-    fn remove_log(&self, id: AgentId) -> Result<(), StoreError> {
+    pub(crate) fn remove_log(&self, id: AgentId) -> Result<(), StoreError> {
         let log = {
             let mut logs = self
                 .shared()
@@ -372,146 +372,6 @@ impl Store {
     /// The highest stored event seq (0 when none).
     pub fn last_event_seq(&self) -> Result<EventSeq, StoreError> {
         Ok(self.journal().last)
-    }
-
-    // ---- changes with their events ----
-
-    /// Apply `change` and store `event` (numbered here: its `event_seq` is overwritten) in one
-    /// transaction, after any changes still queued. Returns every event now stored, in order:
-    /// the queued ones first, this one last. On failure nothing is stored, nothing is queued
-    /// and no number is consumed.
-    pub fn commit(&self, change: Change, event: Event) -> Result<Vec<Event>, StoreError> {
-        let mut journal = self.journal();
-        let mut entries: Vec<(Change, Event)> = journal.queue.iter().cloned().collect();
-        entries.push((change.clone(), event));
-        journal.number(&mut entries);
-        self.before(&change);
-        if let Err(error) = self
-            .inner
-            .registry
-            .apply(&entries, self.shared().config.max_events)
-        {
-            self.undo(&change);
-            return Err(error);
-        }
-        journal.queue.clear();
-        journal.last = entries.last().map_or(journal.last, |(_, e)| e.event_seq);
-        drop(journal);
-        self.after(&change)?;
-        Ok(entries.into_iter().map(|(_, e)| e).collect())
-    }
-
-    /// Like [`Store::commit`], but a state change (or a dropped range) the registry refuses
-    /// waits in memory instead, in order, and every read shows it at once; `flush_queued`
-    /// stores it later. A new agent or a removal is never queued: its error is returned in
-    /// `queued` and nothing happened.
-    pub fn commit_or_queue(&self, change: Change, event: Event) -> Committed {
-        if !change.may_queue() {
-            return match self.commit(change, event) {
-                Ok(stored) => Committed {
-                    stored,
-                    queued: None,
-                },
-                Err(error) => Committed {
-                    stored: Vec::new(),
-                    queued: Some(error),
-                },
-            };
-        }
-        if let Change::LogDropped(id, range) = &change {
-            // The log learns its end at once: reads and follows report the range from now on.
-            let log = self.shared().log_or_create(*id);
-            let mut st = log.lock();
-            if st.next_seq == range.from {
-                st.dropped = Some(*range);
-            }
-        }
-        // Holding the journal across the attempt keeps the queue in order with other commits.
-        let mut journal = self.journal();
-        let mut entries: Vec<(Change, Event)> = journal.queue.iter().cloned().collect();
-        entries.push((change.clone(), event.clone()));
-        journal.number(&mut entries);
-        match self
-            .inner
-            .registry
-            .apply(&entries, self.shared().config.max_events)
-        {
-            Ok(()) => {
-                journal.queue.clear();
-                journal.last = entries.last().map_or(journal.last, |(_, e)| e.event_seq);
-                Committed {
-                    stored: entries.into_iter().map(|(_, e)| e).collect(),
-                    queued: None,
-                }
-            }
-            Err(error) => {
-                journal.queue.push_back((change, event));
-                Committed {
-                    stored: Vec::new(),
-                    queued: Some(error),
-                }
-            }
-        }
-    }
-
-    /// Store every queued change, in one transaction; returns their events, numbered, in order
-    /// (empty when nothing waited). On failure they stay queued.
-    pub fn flush_queued(&self) -> Result<Vec<Event>, StoreError> {
-        let mut journal = self.journal();
-        if journal.queue.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut entries: Vec<(Change, Event)> = journal.queue.iter().cloned().collect();
-        journal.number(&mut entries);
-        self.inner
-            .registry
-            .apply(&entries, self.shared().config.max_events)?;
-        journal.queue.clear();
-        journal.last = entries.last().map_or(journal.last, |(_, e)| e.event_seq);
-        Ok(entries.into_iter().map(|(_, e)| e).collect())
-    }
-
-    /// How many changes wait for the registry.
-    pub fn queued(&self) -> usize {
-        self.journal().queue.len()
-    }
-
-    /// Preparation a change needs before its row exists: a new agent's log.
-    fn before(&self, change: &Change) {
-        if let Change::Insert(info) = change {
-            // The log first: once the row exists the agent can be found and followed, and a
-            // follower must then find a live log, not a closed (ended) one.
-            let log = self.shared().log_or_create(info.id);
-            if let Some(budget) = info.spec.log_budget {
-                log.lock().budget = budget;
-            }
-            if !info.state().is_terminal() {
-                log.open_live(self.shared().config.follow_buffer);
-            }
-        }
-    }
-
-    /// Undo `before` for a change the registry refused.
-    fn undo(&self, change: &Change) {
-        if let Change::Insert(info) = change {
-            if let Some(log) = self.shared().log(info.id) {
-                log.close();
-            }
-            let mut logs = self
-                .shared()
-                .logs
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            logs.remove(&info.id);
-        }
-    }
-
-    /// Work a stored change implies outside the registry: a removed agent's log files.
-    fn after(&self, change: &Change) -> Result<(), StoreError> {
-        match change {
-            Change::Remove(id) => self.remove_log(*id),
-            _ => Ok(()),
-        }
     }
 
     // ---- logs ----
