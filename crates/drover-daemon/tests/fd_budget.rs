@@ -68,7 +68,8 @@ async fn the_open_files_limit_is_raised_and_a_max_agents_it_cannot_carry_is_refu
 }
 
 /// Every kind of descriptor an agent can hold at once: output (so its log segment is open) and
-/// a stdin pipe. Forty of them cost at most `FDS_PER_AGENT` each.
+/// a stdin pipe. Forty of them cost at most `FDS_PER_AGENT` each (give or take a few the
+/// daemon opens for itself meanwhile).
 #[tokio::test]
 async fn a_live_agent_holds_at_most_fds_per_agent_descriptors() {
     within(async {
@@ -87,10 +88,14 @@ async fn a_live_agent_holds_at_most_fds_per_agent_descriptors() {
         for agent in &agents {
             wait_ready(&client, agent).await;
         }
-        let per_agent = (open_fds() - before) as f64 / 40.0;
+        let grown = open_fds() - before;
+        // A few descriptors the daemon may open meanwhile for itself (a connection, a registry
+        // journal) are not the agents'.
+        const SLACK: usize = 8;
+        let budget = 40 * usize::try_from(FDS_PER_AGENT).unwrap();
         assert!(
-            per_agent <= FDS_PER_AGENT as f64,
-            "{per_agent} descriptors per agent"
+            grown <= budget + SLACK,
+            "40 agents took {grown} descriptors, more than {budget} + {SLACK}"
         );
         daemon.shutdown().await;
     })
