@@ -102,7 +102,8 @@ impl Connection {
         max_frame: usize,
         curve: Option<&CurveClient>,
     ) -> Result<Connection, ClientError> {
-        let socket = crate::keys::socket(zmq::DEALER, endpoint, curve, max_frame.saturating_mul(4))?;
+        let socket =
+            crate::keys::socket(zmq::DEALER, endpoint, curve, max_frame.saturating_mul(4))?;
         let socket = connect(socket, endpoint, connect_timeout, curve.is_some()).await?;
         let pending = Pending::default();
         let (outbox, requests) = mpsc::unbounded_channel();

@@ -22,7 +22,9 @@ pub enum ClientError {
         endpoint: String,
     },
     /// The daemon refused our CURVE key at the handshake.
-    #[error("the daemon at {endpoint} refused the connection: this key is not allowed by that daemon")]
+    #[error(
+        "the daemon at {endpoint} refused the connection: this key is not allowed by that daemon"
+    )]
     Refused {
         /// The endpoint tried.
         endpoint: String,

@@ -47,7 +47,8 @@ impl CurveKeys {
     /// Write the keypair to `path` (0600; missing directories are created 0700), as two lines:
     /// public, then secret.
     pub fn write_to(&self, path: &Path) -> Result<(), ClientError> {
-        let fail = |e: std::io::Error| ClientError::Keys(format!("writing {}: {e}", path.display()));
+        let fail =
+            |e: std::io::Error| ClientError::Keys(format!("writing {}: {e}", path.display()));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -79,9 +80,8 @@ impl CurveKeys {
             )));
         };
         for (line, key) in [(1, public), (2, secret)] {
-            drover_zmq::key::decode(key).map_err(|e| {
-                ClientError::Keys(format!("{}: line {line}: {e}", path.display()))
-            })?;
+            drover_zmq::key::decode(key)
+                .map_err(|e| ClientError::Keys(format!("{}: line {line}: {e}", path.display())))?;
         }
         Ok(CurveKeys {
             public: public.to_owned(),
@@ -146,10 +146,16 @@ mod tests {
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         assert_eq!(CurveKeys::read_from(&path).unwrap(), keys);
         let debug = format!("{keys:?}");
-        assert!(!debug.contains(&keys.secret) && debug.contains(&keys.public), "{debug}");
+        assert!(
+            !debug.contains(&keys.secret) && debug.contains(&keys.public),
+            "{debug}"
+        );
         fs::write(&path, "short\nkey\n").unwrap();
         let error = CurveKeys::read_from(&path).unwrap_err().to_string();
-        assert!(error.contains("line 1") && error.contains("has 5"), "{error}");
+        assert!(
+            error.contains("line 1") && error.contains("has 5"),
+            "{error}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,11 +12,11 @@ mod client;
 mod connection;
 mod error;
 mod events;
-mod keys;
 pub mod follow;
+mod keys;
 
 pub use client::{Client, ClientOptions};
 pub use error::ClientError;
-pub use keys::{CurveClient, CurveKeys};
 pub use events::EventFollower;
 pub use follow::{FollowEvent, FollowOptions, Follower, Selection};
+pub use keys::{CurveClient, CurveKeys};

@@ -27,7 +27,9 @@ async fn main() {
     let (addresses, options, stop, daemon) = raw::daemon(config).await;
     let control = addresses.control.clone();
     let ipc = addresses.ipc.clone().unwrap();
-    let client = Client::connect_with(&control, options.clone()).await.unwrap();
+    let client = Client::connect_with(&control, options.clone())
+        .await
+        .unwrap();
     let local = Client::connect(&ipc).await.unwrap();
     let agent = client.spawn(spec(&["sleep", "1000"])).await.unwrap();
     let id = agent.id.to_string();
@@ -105,7 +107,9 @@ async fn futures_clients(control: &str, options: &ClientOptions) -> Vec<Arc<Clie
     let mut clients = Vec::new();
     for _ in 0..CONCURRENT_CLIENTS {
         clients.push(Arc::new(
-            Client::connect_with(control, options.clone()).await.unwrap(),
+            Client::connect_with(control, options.clone())
+                .await
+                .unwrap(),
         ));
     }
     clients

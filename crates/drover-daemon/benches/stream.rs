@@ -195,8 +195,10 @@ async fn raw_pair() -> (Async, Async) {
     subscriber.set_rcvhwm(100_000).unwrap();
     subscriber.set_subscribe(b"log.").unwrap();
     subscriber.connect(&endpoint).unwrap();
-    let (mut publisher, mut subscriber) =
-        (Async::new(publisher).unwrap(), Async::new(subscriber).unwrap());
+    let (mut publisher, mut subscriber) = (
+        Async::new(publisher).unwrap(),
+        Async::new(subscriber).unwrap(),
+    );
     // Wait until the subscription is live.
     loop {
         publisher.send(&[b"log.probe", b""]).await.unwrap();

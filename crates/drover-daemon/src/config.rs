@@ -142,7 +142,9 @@ impl Config {
                 .is_some();
             if !tcp && !endpoint.starts_with("ipc://") {
                 return Err(DaemonError::Config {
-                    reason: format!("{endpoint} is neither a tcp://host:port nor an ipc:// endpoint"),
+                    reason: format!(
+                        "{endpoint} is neither a tcp://host:port nor an ipc:// endpoint"
+                    ),
                 });
             }
         }

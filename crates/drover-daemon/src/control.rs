@@ -211,7 +211,10 @@ impl Control {
             .and_then(|frame| frame.gets("User-Id").map(str::to_owned))
             .unwrap_or_default();
         match self.auth.role_of(&key) {
-            Some(role) => Ok(Caller { role, via: Via::Tcp }),
+            Some(role) => Ok(Caller {
+                role,
+                via: Via::Tcp,
+            }),
             None => Err(ErrorBody::new(
                 ErrorCode::Unauthorized,
                 "this key is not allowed by that daemon (any more)",

@@ -14,7 +14,8 @@ use crate::agent::LiveAgent;
 use crate::event::EventBus;
 use crate::publish::Publisher;
 use crate::{
-    auth, control, http, publish, restart, retention, Config, DaemonError, Listeners, ShutdownPolicy,
+    auth, control, http, publish, restart, retention, Config, DaemonError, Listeners,
+    ShutdownPolicy,
 };
 
 /// Daemon-wide counters, reported by `stats` and `/metrics`.

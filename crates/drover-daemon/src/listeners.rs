@@ -110,55 +110,63 @@ pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
     let context = zmq::Context::new();
     // The ZAP handler's socket comes first: a CURVE socket with no handler would let every
     // client in.
-    let zap = auth::zap::bind(&context).map_err(zmq_error("the ZAP handler", auth::zap::ENDPOINT))?;
+    let zap =
+        auth::zap::bind(&context).map_err(zmq_error("the ZAP handler", auth::zap::ENDPOINT))?;
     let secret = drover_zmq::key::decode(keys.secret()).map_err(|e| DaemonError::Config {
         reason: format!("the server's secret key: {e}"),
     })?;
-    let make = |kind: zmq::SocketType, endpoint: &str| -> Result<(zmq::Socket, String), DaemonError> {
-        let fail = zmq_error("a socket", endpoint);
-        let socket = context.socket(kind).map_err(&fail)?;
-        socket.set_linger(0).map_err(&fail)?;
-        socket.set_heartbeat_ivl(HEARTBEAT_IVL_MS).map_err(&fail)?;
-        socket.set_heartbeat_timeout(HEARTBEAT_TIMEOUT_MS).map_err(&fail)?;
-        if via(endpoint) == Via::Tcp {
-            socket.set_handshake_ivl(HANDSHAKE_IVL_MS).map_err(&fail)?;
-            socket.set_tcp_keepalive(1).map_err(&fail)?;
-            socket.set_tcp_keepalive_idle(KEEPALIVE_IDLE_S).map_err(&fail)?;
-            socket.set_tcp_keepalive_intvl(KEEPALIVE_INTVL_S).map_err(&fail)?;
-            socket.set_tcp_keepalive_cnt(KEEPALIVE_CNT).map_err(&fail)?;
-            socket.set_zap_domain(auth::zap::DOMAIN).map_err(&fail)?;
-            socket.set_curve_server(true).map_err(&fail)?;
-            socket.set_curve_secretkey(&secret).map_err(&fail)?;
-        }
-        match kind {
-            zmq::ROUTER => {
-                // Frames somewhat over `max_frame` are still read and answered with
-                // `too_large`; anything larger closes the sender's connection unread.
-                let limit = config.max_frame.saturating_add(CONTROL_SLACK);
+    let make =
+        |kind: zmq::SocketType, endpoint: &str| -> Result<(zmq::Socket, String), DaemonError> {
+            let fail = zmq_error("a socket", endpoint);
+            let socket = context.socket(kind).map_err(&fail)?;
+            socket.set_linger(0).map_err(&fail)?;
+            socket.set_heartbeat_ivl(HEARTBEAT_IVL_MS).map_err(&fail)?;
+            socket
+                .set_heartbeat_timeout(HEARTBEAT_TIMEOUT_MS)
+                .map_err(&fail)?;
+            if via(endpoint) == Via::Tcp {
+                socket.set_handshake_ivl(HANDSHAKE_IVL_MS).map_err(&fail)?;
+                socket.set_tcp_keepalive(1).map_err(&fail)?;
                 socket
-                    .set_maxmsgsize(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .set_tcp_keepalive_idle(KEEPALIVE_IDLE_S)
                     .map_err(&fail)?;
-                socket.set_sndhwm(REPLY_HWM).map_err(&fail)?;
-                // A reply to a peer that is gone fails (EHOSTUNREACH) instead of vanishing, and
-                // a full peer queue says EAGAIN, so the control loop can keep it.
-                socket.set_router_mandatory(true).map_err(&fail)?;
+                socket
+                    .set_tcp_keepalive_intvl(KEEPALIVE_INTVL_S)
+                    .map_err(&fail)?;
+                socket.set_tcp_keepalive_cnt(KEEPALIVE_CNT).map_err(&fail)?;
+                socket.set_zap_domain(auth::zap::DOMAIN).map_err(&fail)?;
+                socket.set_curve_server(true).map_err(&fail)?;
+                socket.set_curve_secretkey(&secret).map_err(&fail)?;
             }
-            _ => {
-                socket.set_maxmsgsize(PUB_PEER_LIMIT).map_err(&fail)?;
-                let hwm = i32::try_from(config.pub_subscriber_queue).unwrap_or(i32::MAX);
-                socket.set_sndhwm(hwm).map_err(&fail)?;
+            match kind {
+                zmq::ROUTER => {
+                    // Frames somewhat over `max_frame` are still read and answered with
+                    // `too_large`; anything larger closes the sender's connection unread.
+                    let limit = config.max_frame.saturating_add(CONTROL_SLACK);
+                    socket
+                        .set_maxmsgsize(i64::try_from(limit).unwrap_or(i64::MAX))
+                        .map_err(&fail)?;
+                    socket.set_sndhwm(REPLY_HWM).map_err(&fail)?;
+                    // A reply to a peer that is gone fails (EHOSTUNREACH) instead of vanishing, and
+                    // a full peer queue says EAGAIN, so the control loop can keep it.
+                    socket.set_router_mandatory(true).map_err(&fail)?;
+                }
+                _ => {
+                    socket.set_maxmsgsize(PUB_PEER_LIMIT).map_err(&fail)?;
+                    let hwm = i32::try_from(config.pub_subscriber_queue).unwrap_or(i32::MAX);
+                    socket.set_sndhwm(hwm).map_err(&fail)?;
+                }
             }
-        }
-        socket.bind(endpoint).map_err(|e| DaemonError::Bind {
-            endpoint: endpoint.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let bound = socket
-            .get_last_endpoint()
-            .map_err(&fail)?
-            .unwrap_or_else(|_| endpoint.to_owned());
-        Ok((socket, bound))
-    };
+            socket.bind(endpoint).map_err(|e| DaemonError::Bind {
+                endpoint: endpoint.to_owned(),
+                reason: e.to_string(),
+            })?;
+            let bound = socket
+                .get_last_endpoint()
+                .map_err(&fail)?
+                .unwrap_or_else(|_| endpoint.to_owned());
+            Ok((socket, bound))
+        };
     let (control_tcp, control_endpoint) = make(zmq::ROUTER, &config.control)?;
     let mut control = vec![(control_tcp, via(&config.control))];
     let (pub_tcp, publish_endpoint) = make(zmq::PUB, &config.publish)?;

@@ -61,7 +61,10 @@ async fn a_read_key_reads_and_follows_but_cannot_spawn() {
         let agent = control.spawn(sh("seq 1 500")).await.unwrap();
         let id = agent.id.to_string();
         let (reader, _) = client_with_role(&daemon, Role::Read).await;
-        assert_eq!(code(reader.spawn(sh("true")).await), ErrorCode::Unauthorized);
+        assert_eq!(
+            code(reader.spawn(sh("true")).await),
+            ErrorCode::Unauthorized
+        );
         assert_eq!(code(reader.kill(&id).await), ErrorCode::Unauthorized);
         reader.health().await.unwrap();
         // Follows over the CURVE PUB socket: exactly 1..=500.
@@ -105,14 +108,22 @@ async fn an_unknown_key_is_refused_at_the_handshake_within_two_seconds() {
         let error = Client::connect_with(&daemon.addresses.control, options)
             .await
             .unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         assert!(matches!(error, ClientError::Refused { .. }), "{error:?}");
         assert!(
-            error.to_string().contains("this key is not allowed by that daemon"),
+            error
+                .to_string()
+                .contains("this key is not allowed by that daemon"),
             "{error}"
         );
         // No key at all on TCP: refused too, with its own message.
-        let error = Client::connect(&daemon.addresses.control).await.unwrap_err();
+        let error = Client::connect(&daemon.addresses.control)
+            .await
+            .unwrap_err();
         assert!(matches!(error, ClientError::Handshake { .. }), "{error:?}");
         daemon.shutdown().await;
     })
@@ -127,9 +138,18 @@ async fn nothing_listening_is_reported_as_no_daemon_at_once() {
         drop(listener);
         let started = Instant::now();
         let error = Client::connect(&endpoint).await.unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         assert!(matches!(error, ClientError::NoDaemon { .. }), "{error:?}");
-        assert!(error.to_string().contains(&format!("no daemon at {endpoint}")), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("no daemon at {endpoint}")),
+            "{error}"
+        );
     })
     .await
 }
@@ -179,7 +199,10 @@ async fn a_malformed_key_file_keeps_the_previous_set_and_names_the_line() {
         std::fs::write(&path, &text).unwrap();
         let error = AllowedKeys::read(&path).unwrap_err();
         assert_eq!(error.line(), Some(bad_line), "{error}");
-        assert!(error.to_string().contains(&format!("line {bad_line}")), "{error}");
+        assert!(
+            error.to_string().contains(&format!("line {bad_line}")),
+            "{error}"
+        );
         // The harness key (from the previous set) still works, on this and new connections.
         client.health().await.unwrap();
         daemon.client().await.spawn(sh("true")).await.unwrap();
@@ -198,7 +221,10 @@ async fn the_ipc_sockets_need_no_key_and_stream_info_names_the_ipc_pub() {
         let daemon = TestDaemon::start_with(|config| config.ipc = true).await;
         let ipc = daemon.addresses.ipc.clone().unwrap();
         let pub_ipc = daemon.addresses.pub_ipc.clone().unwrap();
-        assert!(daemon.addresses.ready_line().contains(&format!(" pub_ipc={pub_ipc}")));
+        assert!(daemon
+            .addresses
+            .ready_line()
+            .contains(&format!(" pub_ipc={pub_ipc}")));
         let local = Client::connect(&ipc).await.unwrap();
         let agent = local.spawn(sh("seq 1 300")).await.unwrap();
         assert_eq!(local.stream_info(None).await.unwrap().pub_endpoint, pub_ipc);
@@ -254,13 +280,21 @@ async fn a_client_that_keeps_64_in_flight_is_never_refused() {
         let (mut sent, mut received) = (0u64, 0u64);
         while received < total {
             while sent < total && sent - received < 64 {
-                let body = map(vec![("v", 1.into()), ("id", sent.into()), ("op", "health".into())]);
+                let body = map(vec![
+                    ("v", 1.into()),
+                    ("id", sent.into()),
+                    ("op", "health".into()),
+                ]);
                 socket.send(vec![body]).await;
                 sent += 1;
             }
             let frames = socket.recv().await;
             let reply = rmpv::decode::read_value(&mut frames[0].as_slice()).unwrap();
-            assert_eq!(field(&reply, "ok").and_then(|v| v.as_bool()), Some(true), "{reply}");
+            assert_eq!(
+                field(&reply, "ok").and_then(|v| v.as_bool()),
+                Some(true),
+                "{reply}"
+            );
             received += 1;
         }
         daemon.shutdown().await;

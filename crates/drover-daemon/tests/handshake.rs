@@ -24,14 +24,22 @@ async fn connections_that_never_finish_their_handshake_are_dropped() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     within(async {
         let daemon = TestDaemon::start().await;
-        let address = daemon.addresses.control.strip_prefix("tcp://").unwrap().to_owned();
+        let address = daemon
+            .addresses
+            .control
+            .strip_prefix("tcp://")
+            .unwrap()
+            .to_owned();
         let before = rss_kib();
         let started = Instant::now();
         let mut streams = Vec::new();
         for _ in 0..300 {
             let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
             // Half a greeting, then nothing.
-            stream.write_all(&[0xff, 0, 0, 0, 0, 0, 0, 0]).await.unwrap();
+            stream
+                .write_all(&[0xff, 0, 0, 0, 0, 0, 0, 0])
+                .await
+                .unwrap();
             streams.push(stream);
         }
         // Every one is closed by the daemon (EOF after its greeting) once HANDSHAKE_IVL passes.
@@ -40,7 +48,10 @@ async fn connections_that_never_finish_their_handshake_are_dropped() {
             let _ = stream.read_to_end(&mut sink).await;
         }
         let took = started.elapsed();
-        assert!(took >= Duration::from_secs(4), "closed before the handshake interval: {took:?}");
+        assert!(
+            took >= Duration::from_secs(4),
+            "closed before the handshake interval: {took:?}"
+        );
         assert!(took < Duration::from_secs(15), "{took:?}");
         let grown = rss_kib().saturating_sub(before);
         assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
@@ -49,4 +60,3 @@ async fn connections_that_never_finish_their_handshake_are_dropped() {
     })
     .await
 }
-

@@ -31,7 +31,9 @@ pub struct Async {
 
 impl std::fmt::Debug for Async {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Async").field("fd", &self.fd.get_ref().0).finish()
+        f.debug_struct("Async")
+            .field("fd", &self.fd.get_ref().0)
+            .finish()
     }
 }
 
@@ -93,7 +95,10 @@ impl Async {
     /// Send a multipart message, waiting while the socket cannot take it.
     pub async fn send(&mut self, frames: &[&[u8]]) -> Result<(), zmq::Error> {
         loop {
-            match self.socket.send_multipart(frames.iter().copied(), zmq::DONTWAIT) {
+            match self
+                .socket
+                .send_multipart(frames.iter().copied(), zmq::DONTWAIT)
+            {
                 Err(zmq::Error::EAGAIN) => self.ready(zmq::POLLOUT).await?,
                 other => return other,
             }

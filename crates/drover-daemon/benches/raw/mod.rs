@@ -17,8 +17,13 @@ pub async fn daemon(
 ) {
     let keys = CurveKeys::generate().unwrap();
     std::fs::create_dir_all(&config.state_dir).unwrap();
-    drover_daemon::auth::allow_key(&config.state_dir, &keys.public, drover_proto::Role::Control, "bench")
-        .unwrap();
+    drover_daemon::auth::allow_key(
+        &config.state_dir,
+        &keys.public,
+        drover_proto::Role::Control,
+        "bench",
+    )
+    .unwrap();
     let listeners = drover_daemon::bind(&config).await.unwrap();
     let addresses = listeners.addresses.clone();
     let options = ClientOptions {

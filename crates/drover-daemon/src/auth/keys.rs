@@ -164,11 +164,16 @@ impl AllowedKeys {
 
     /// The role of `key`, if it is allowed (the last line for a key wins).
     pub fn role_of(&self, key: &str) -> Option<Role> {
-        self.entries.iter().rev().find(|e| e.key == key).map(|e| e.role)
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.key == key)
+            .map(|e| e.role)
     }
 
     fn render(&self) -> String {
-        let mut text = String::from("# Drover allowed client keys: <z85 public key> <role> <comment>\n");
+        let mut text =
+            String::from("# Drover allowed client keys: <z85 public key> <role> <comment>\n");
         for entry in &self.entries {
             text.push_str(&format!("{} {} {}\n", entry.key, entry.role, entry.comment));
         }
@@ -277,7 +282,10 @@ mod tests {
             .collect();
         assert_eq!(
             lines,
-            vec![(b.as_str(), Role::Control, "ci"), (a.as_str(), Role::Control, "alice laptop")]
+            vec![
+                (b.as_str(), Role::Control, "ci"),
+                (a.as_str(), Role::Control, "alice laptop")
+            ]
         );
         assert_eq!(revoke_key(dir.path(), "ci").unwrap(), 1);
         assert_eq!(revoke_key(dir.path(), &a).unwrap(), 1);
@@ -289,10 +297,18 @@ mod tests {
     fn malformed_lines_are_named_by_number() {
         let good = key();
         let cases = [
-            (format!("# c\n\n{good} read x\n{} read\n", &good[..39]), 4, "has 39"),
+            (
+                format!("# c\n\n{good} read x\n{} read\n", &good[..39]),
+                4,
+                "has 39",
+            ),
             (format!("{good} admin x\n"), 1, "unknown role"),
             (format!("{good}\n"), 1, "missing the role"),
-            (format!("{}~ read\n", &good[..39]), 1, "outside that alphabet"),
+            (
+                format!("{}~ read\n", &good[..39]),
+                1,
+                "outside that alphabet",
+            ),
         ];
         for (text, line, reason) in cases {
             let (number, message) = AllowedKeys::parse(&text).unwrap_err();

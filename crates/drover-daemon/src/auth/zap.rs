@@ -72,11 +72,21 @@ fn answer(auth: &Auth, frames: &[zmq::Message]) -> Vec<Vec<u8>> {
     };
     match decision {
         Ok(user) => {
-            reply.extend([b"200".to_vec(), b"OK".to_vec(), user.into_bytes(), Vec::new()]);
+            reply.extend([
+                b"200".to_vec(),
+                b"OK".to_vec(),
+                user.into_bytes(),
+                Vec::new(),
+            ]);
         }
         Err(text) => {
             tracing::info!(address = %String::from_utf8_lossy(&frame(5)), "{text}");
-            reply.extend([b"400".to_vec(), text.as_bytes().to_vec(), Vec::new(), Vec::new()]);
+            reply.extend([
+                b"400".to_vec(),
+                text.as_bytes().to_vec(),
+                Vec::new(),
+                Vec::new(),
+            ]);
         }
     }
     reply

@@ -92,7 +92,9 @@ impl TestDaemon {
     /// Set a raw libzmq socket up to reach this daemon's TCP endpoints with the harness's key.
     pub fn secure(&self, socket: &zmq::Socket) {
         let key = |z85: &str| drover_zmq::key::decode(z85).expect("z85 key");
-        socket.set_curve_serverkey(&key(&self.addresses.server_key)).unwrap();
+        socket
+            .set_curve_serverkey(&key(&self.addresses.server_key))
+            .unwrap();
         socket.set_curve_publickey(&key(&self.keys.public)).unwrap();
         socket.set_curve_secretkey(&key(&self.keys.secret)).unwrap();
     }
