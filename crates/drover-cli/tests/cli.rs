@@ -97,7 +97,7 @@ fn errors_exit_with_the_documented_codes() {
         .unwrap();
     assert_eq!(unreachable.status.code(), Some(1));
     assert!(
-        stderr(&unreachable).contains("cannot connect"),
+        stderr(&unreachable).contains("no daemon at tcp://127.0.0.1:1"),
         "{}",
         stderr(&unreachable)
     );
