@@ -166,7 +166,7 @@ fn raw_echo(n: usize, endpoint: &str, curve: Option<raw::Curve>) -> Duration {
         }
     });
     req.connect(&endpoint).unwrap();
-    let body = vec![0x80u8; 48];
+    let body = [0x80u8; 48];
     let mut started = Instant::now();
     for i in 0..n + 100 {
         if i == 100 {

@@ -94,9 +94,13 @@ impl TestDaemon {
         let key = |z85: &str| drover_zmq::key::decode(z85).expect("z85 key");
         socket
             .set_curve_serverkey(&key(&self.addresses.server_key))
-            .unwrap();
-        socket.set_curve_publickey(&key(&self.keys.public)).unwrap();
-        socket.set_curve_secretkey(&key(&self.keys.secret)).unwrap();
+            .expect("CURVE options");
+        socket
+            .set_curve_publickey(&key(&self.keys.public))
+            .expect("CURVE options");
+        socket
+            .set_curve_secretkey(&key(&self.keys.secret))
+            .expect("CURVE options");
     }
 
     /// Shut the daemon down and wait for it; returns the state dir's owner for reuse.
