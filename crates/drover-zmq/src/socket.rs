@@ -21,12 +21,14 @@ impl AsRawFd for Fd {
 
 /// A libzmq socket owned by one task, with async send and receive.
 ///
-/// `zmq::Socket` is `Send` but not `Sync`, so every method takes `&mut self`: the socket lives in
-/// exactly one task, as libzmq requires.
+/// `zmq::Socket` is `Send` but not `Sync`; every async method takes `&mut self`, so the socket
+/// is used by one task at a time, as libzmq requires. It sits behind a `std` mutex (never held
+/// across an await, uncontended by construction) only so that a struct holding an `Async` is
+/// `Sync`, and a future borrowing it can be spawned.
 pub struct Async {
     // Declared first so it is deregistered before the socket (and its descriptor) goes.
     fd: AsyncFd<Fd>,
-    socket: zmq::Socket,
+    socket: std::sync::Mutex<zmq::Socket>,
 }
 
 impl std::fmt::Debug for Async {
@@ -47,25 +49,32 @@ impl Async {
         // the socket, and `fd` is declared (so dropped, deregistering) before `socket`.
         #[allow(deprecated)]
         let fd = AsyncFd::with_interest(Fd(raw), Interest::READABLE)?;
-        Ok(Async { fd, socket })
+        Ok(Async {
+            fd,
+            socket: std::sync::Mutex::new(socket),
+        })
     }
 
-    /// The socket, for options and non-blocking operations.
-    pub fn socket(&self) -> &zmq::Socket {
-        &self.socket
+    /// The socket, for options and non-blocking operations (never hold it across an await).
+    pub fn socket(&self) -> std::sync::MutexGuard<'_, zmq::Socket> {
+        self.socket.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn events(&self) -> Result<zmq::PollEvents, zmq::Error> {
+        self.socket().get_events()
     }
 
     /// Wait until `ZMQ_EVENTS` has any of `wanted`. Only when it has none is tokio's readiness
     /// cleared; an edge that arrived after the check is kept by tokio, so none is lost.
     pub async fn ready(&mut self, wanted: zmq::PollEvents) -> Result<(), zmq::Error> {
         loop {
-            if self.socket.get_events()?.intersects(wanted) {
+            if self.events()?.intersects(wanted) {
                 return Ok(());
             }
             let Some(mut guard) = edge(&self.fd).await? else {
                 continue;
             };
-            if self.socket.get_events()?.intersects(wanted) {
+            if self.events()?.intersects(wanted) {
                 return Ok(());
             }
             guard.clear_ready();
@@ -78,14 +87,14 @@ impl Async {
     /// edge returns, so a loop that also waits for room to send (libzmq signals the descriptor
     /// when a peer's queue drains) gets its chance to retry.
     pub async fn wait(&mut self, wanted: zmq::PollEvents) -> Result<zmq::PollEvents, zmq::Error> {
-        let events = self.socket.get_events()?;
+        let events = self.events()?;
         if events.intersects(wanted) {
             return Ok(events);
         }
         let Some(mut guard) = edge(&self.fd).await? else {
-            return self.socket.get_events();
+            return self.events();
         };
-        let events = self.socket.get_events()?;
+        let events = self.events()?;
         if !events.intersects(wanted) {
             guard.clear_ready();
         }
@@ -95,10 +104,10 @@ impl Async {
     /// Send a multipart message, waiting while the socket cannot take it.
     pub async fn send(&mut self, frames: &[&[u8]]) -> Result<(), zmq::Error> {
         loop {
-            match self
-                .socket
-                .send_multipart(frames.iter().copied(), zmq::DONTWAIT)
-            {
+            let sent = self
+                .socket()
+                .send_multipart(frames.iter().copied(), zmq::DONTWAIT);
+            match sent {
                 Err(zmq::Error::EAGAIN) => self.ready(zmq::POLLOUT).await?,
                 other => return other,
             }
@@ -117,14 +126,15 @@ impl Async {
 
     /// Receive a multipart message if one is waiting (`EAGAIN` otherwise).
     pub fn try_recv(&mut self) -> Result<Vec<zmq::Message>, zmq::Error> {
+        let socket = self.socket();
         let mut first = zmq::Message::new();
-        self.socket.recv(&mut first, zmq::DONTWAIT)?;
+        socket.recv(&mut first, zmq::DONTWAIT)?;
         let mut more = first.get_more();
         let mut frames = vec![first];
         // The rest of a multipart message is delivered atomically with its first frame.
         while more {
             let mut frame = zmq::Message::new();
-            self.socket.recv(&mut frame, 0)?;
+            socket.recv(&mut frame, 0)?;
             more = frame.get_more();
             frames.push(frame);
         }
