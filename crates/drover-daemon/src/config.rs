@@ -163,11 +163,21 @@ impl Config {
                 .strip_prefix("tcp://")
                 .and_then(|rest| rest.rsplit_once(':'))
                 .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'));
-            if host.is_none() && !endpoint.starts_with("ipc://") {
+            if endpoint.starts_with("ipc://") {
+                // An ipc socket is trusted with full control by its file permission, which only
+                // the 0700 state directory guarantees (not a path elsewhere, not an abstract
+                // `ipc://@name`): those are bound there by `ipc = true`, never named here.
                 return Err(DaemonError::Config {
                     reason: format!(
-                        "{endpoint} is neither a tcp://host:port nor an ipc:// endpoint"
+                        "refusing to bind {endpoint}: ipc sockets are trusted without a key, so \
+                         they are only bound in the state directory (ipc = true); control and \
+                         pub take tcp://host:port"
                     ),
+                });
+            }
+            if host.is_none() {
+                return Err(DaemonError::Config {
+                    reason: format!("{endpoint} is not a tcp://host:port endpoint"),
                 });
             }
             if let Some(host) = host.filter(|h| matches!(*h, "0.0.0.0" | "::" | "*" | "")) {
@@ -292,7 +302,6 @@ mod tests {
             "tcp://localhost:1",
             "tcp://[::1]:1",
             "tcp://192.168.1.5:7710",
-            "ipc:///tmp/x",
         ] {
             config.control = control.into();
             config.publish = control.into();
@@ -301,7 +310,15 @@ mod tests {
         for control in ["udp://1.2.3.4:5", "tcp://nohost", "inproc://x"] {
             config.control = control.into();
             let error = config.check_binds().unwrap_err().to_string();
-            assert!(error.contains("neither a tcp"), "{error}");
+            assert!(error.contains("not a tcp://host:port"), "{error}");
+        }
+        for ipc in ["ipc:///tmp/x", "ipc://@abstract"] {
+            config.control = ipc.into();
+            let error = config.check_binds().unwrap_err().to_string();
+            assert!(
+                error.contains("only bound in the state directory"),
+                "{error}"
+            );
         }
         for wildcard in ["tcp://0.0.0.0:7710", "tcp://[::]:1", "tcp://*:1"] {
             config.control = wildcard.into();

@@ -222,6 +222,12 @@ pub async fn run(
     // Sockets hold the context; it ends (with linger 0, at once) when the last one is gone.
     drop(context);
     shared.store.sync()?;
+    if shared.config.on_shutdown == ShutdownPolicy::Leave {
+        // Agents left running must outlive `run`: when the last handle to an agent goes, its
+        // actor ends and drops the child, which kills it. The process is about to exit, so the
+        // handles are leaked on purpose rather than raced against that exit.
+        std::mem::forget(shared.live_agents());
+    }
     drop(lock);
     Ok(())
 }

@@ -80,7 +80,7 @@ impl Addresses {
 /// Bound sockets, ready for [`crate::run`].
 pub struct Listeners {
     pub(crate) context: zmq::Context,
-    pub(crate) zap: zmq::Socket,
+    pub(crate) zap: drover_zmq::Async,
     pub(crate) auth: Auth,
     /// Control ROUTERs and what their callers are.
     pub(crate) control: Vec<(zmq::Socket, Via)>,
@@ -124,6 +124,12 @@ pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
     // client in.
     let zap =
         auth::zap::bind(&context).map_err(zmq_error("the ZAP handler", auth::zap::ENDPOINT))?;
+    // Registered now, so a failure is a start-up error: a handler that never ran would leave
+    // libzmq deciding CURVE handshakes without it.
+    let zap = drover_zmq::Async::new(zap).map_err(|source| DaemonError::Io {
+        context: "registering the ZAP handler's socket".into(),
+        source,
+    })?;
     let secret = drover_zmq::key::decode(keys.secret()).map_err(|e| DaemonError::Config {
         reason: format!("the server's secret key: {e}"),
     })?;

@@ -23,21 +23,21 @@ pub(crate) fn bind(context: &zmq::Context) -> Result<zmq::Socket, zmq::Error> {
     Ok(socket)
 }
 
-/// Answer ZAP requests until the socket fails or the task is aborted.
-pub(crate) async fn run(socket: zmq::Socket, auth: Auth) {
-    let mut socket = match Async::new(socket) {
-        Ok(socket) => socket,
-        Err(error) => {
-            tracing::error!(%error, "ZAP handler cannot start; CURVE handshakes will fail");
-            return;
-        }
-    };
+/// Answer ZAP requests until the daemon's context ends or the task is aborted.
+///
+/// The socket is never given up while the daemon runs: if `inproc://zeromq.zap.01` had no
+/// handler, libzmq 4.3 would accept every CURVE handshake (and let the client name its own
+/// User-Id). A failed receive or send is logged and the loop goes on; an unanswered request
+/// fails its handshake after `HANDSHAKE_IVL`, which is the safe way to fail.
+pub(crate) async fn run(mut socket: Async, auth: Auth) {
     loop {
         let frames = match socket.recv().await {
             Ok(frames) => frames,
+            Err(zmq::Error::ETERM) => return,
             Err(error) => {
-                tracing::warn!(%error, "ZAP handler stopped");
-                return;
+                tracing::error!(%error, "ZAP handler: receiving a request; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
             }
         };
         let reply = answer(&auth, &frames);
