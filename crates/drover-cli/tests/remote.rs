@@ -335,7 +335,7 @@ fn a_remote_daemon_is_reached_only_with_an_allowed_key_and_its_traffic_is_encryp
     };
     let ops_follow = follow("ops");
     let watcher_follow = follow("watcher");
-    ok(on_a(&a, config.path(), &["send", "m", "go", "--close"]));
+    ok(on_a(&a, config.path(), &["send", "m", "go"]));
     let expected: String = (1..=LINES)
         .map(|i| format!("SECRET-MARKER-{i}\n"))
         .collect();
