@@ -94,12 +94,13 @@ fn the_soft_limit_is_raised_and_max_agents_agents_all_start() {
             .to_owned()
     };
     // The CLI reaches a local daemon on its ipc socket (TCP needs a CURVE key).
-    let (control, tcp) = (field("ipc="), field("control="));
+    let (control, tcp, http) = (field("ipc="), field("control="), field("http="));
     assert_eq!(open_files_limit(child.id()), (1024, 1024));
     let daemon = Daemon {
         child,
         control,
         tcp,
+        http,
         state_dir: dir.path().join("state"),
     };
     for _ in 0..147 {

@@ -464,3 +464,215 @@ fn another_local_user_cannot_reach_the_daemon() {
     );
     assert!(!stdout(&denied).contains("uid="), "{}", stdout(&denied));
 }
+
+/// `drover <args>` on this host with its own config directory, against `state`.
+fn local(config: &Path, args: &[&str]) -> Output {
+    let output = Command::new(drover_bin())
+        .args(args)
+        .env("DROVER_CONFIG_DIR", config)
+        .env_remove("DROVER_CONTEXT")
+        .env_remove("DROVER_CONTROL")
+        .output()
+        .unwrap();
+    output
+}
+
+/// The HTTP status of `GET path` with a bearer token.
+fn http_status(daemon: &Daemon, path: &str, token: &str) -> String {
+    let output = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!("{}{path}", daemon.http))
+        .output()
+        .expect("curl");
+    stdout(&output)
+}
+
+#[test]
+fn auth_and_context_commands_manage_keys_tokens_and_contexts() {
+    let state = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let cfg = config.path();
+
+    // Keys: allow, list, revoke by comment.
+    let (key_file, public) = keygen(cfg, "mine");
+    assert_eq!(public.len(), 40, "{public}");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    ok(local(
+        cfg,
+        &[
+            "auth",
+            "allow",
+            &public,
+            "--role",
+            "read",
+            "--comment",
+            "watcher",
+            "--state-dir",
+            state_dir,
+        ],
+    ));
+    let listed: serde_json::Value = serde_json::from_str(&ok(local(
+        cfg,
+        &["--json", "auth", "ls", "--state-dir", state_dir],
+    )))
+    .unwrap();
+    assert_eq!(listed["keys"][0]["key"], public.as_str());
+    assert_eq!(listed["keys"][0]["role"], "read");
+    assert_eq!(listed["keys"][0]["comment"], "watcher");
+    let bad = local(
+        cfg,
+        &[
+            "auth",
+            "allow",
+            "short",
+            "--role",
+            "read",
+            "--state-dir",
+            state_dir,
+        ],
+    );
+    assert!(!bad.status.success());
+    let bad_role = local(
+        cfg,
+        &[
+            "auth",
+            "allow",
+            &public,
+            "--role",
+            "admin",
+            "--state-dir",
+            state_dir,
+        ],
+    );
+    assert!(!bad_role.status.success());
+    assert!(
+        stderr(&bad_role).contains("unknown role"),
+        "{}",
+        stderr(&bad_role)
+    );
+    ok(local(
+        cfg,
+        &["auth", "revoke", "watcher", "--state-dir", state_dir],
+    ));
+    let listed: serde_json::Value = serde_json::from_str(&ok(local(
+        cfg,
+        &["--json", "auth", "ls", "--state-dir", state_dir],
+    )))
+    .unwrap();
+    assert_eq!(listed["keys"], serde_json::json!([]));
+
+    // Tokens: made, used over HTTP, revoked without a restart.
+    let daemon = Daemon::start(state.path());
+    let token = ok(local(
+        cfg,
+        &[
+            "auth",
+            "token",
+            "create",
+            "--role",
+            "read",
+            "--comment",
+            "ci",
+            "--state-dir",
+            state_dir,
+        ],
+    ));
+    let token = token.trim();
+    assert!(token.starts_with("drv_"), "{token}");
+    let stored = std::fs::read_to_string(state.path().join("tokens")).unwrap();
+    assert!(!stored.contains(token), "tokens are stored hashed");
+    assert_eq!(http_status(&daemon, "/v1/agents", token), "200");
+    let listed = ok(local(
+        cfg,
+        &["auth", "token", "ls", "--state-dir", state_dir],
+    ));
+    assert!(listed.contains("ci"), "{listed}");
+    assert!(!listed.contains(token), "{listed}");
+    ok(local(
+        cfg,
+        &["auth", "token", "revoke", "ci", "--state-dir", state_dir],
+    ));
+    assert_eq!(http_status(&daemon, "/v1/agents", token), "401");
+
+    // Contexts: add, list, use, show, remove; `local` is built in.
+    let server_key = ok(local(
+        cfg,
+        &["auth", "server-key", "--state-dir", state_dir],
+    ));
+    let server_key = server_key.trim();
+    ok(local(
+        cfg,
+        &[
+            "context",
+            "add",
+            "here",
+            "--control",
+            &daemon.tcp,
+            "--server-key",
+            server_key,
+            "--key",
+            key_file.to_str().unwrap(),
+        ],
+    ));
+    let again = local(
+        cfg,
+        &[
+            "context",
+            "add",
+            "here",
+            "--control",
+            &daemon.tcp,
+            "--server-key",
+            server_key,
+            "--key",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    assert!(!again.status.success(), "a second add needs --force");
+    let listed = ok(local(cfg, &["context", "ls"]));
+    assert!(
+        listed.contains("* ") || listed.lines().any(|l| l.trim_start().starts_with('*')),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("here") && listed.contains("local"),
+        "{listed}"
+    );
+    ok(local(cfg, &["context", "use", "here"]));
+    let shown = ok(local(cfg, &["context", "show"]));
+    assert!(
+        shown.contains("here") && shown.contains(&daemon.tcp),
+        "{shown}"
+    );
+    // The key is not allowed (it was revoked above): the daemon says so, through the context.
+    let refused = local(cfg, &["ls"]);
+    assert!(
+        stderr(&refused).contains("this key is not allowed by that daemon"),
+        "{}",
+        stderr(&refused)
+    );
+    ok(local(
+        cfg,
+        &[
+            "auth",
+            "allow",
+            &public,
+            "--role",
+            "control",
+            "--state-dir",
+            state_dir,
+        ],
+    ));
+    let ran = ok(local(cfg, &["run", "--", "echo", "through the context"]));
+    assert_eq!(ran, "through the context\n");
+    ok(local(cfg, &["context", "rm", "here"]));
+    let shown = ok(local(cfg, &["context", "show"]));
+    assert!(shown.contains("name:       local"), "{shown}");
+    daemon.stop();
+}

@@ -56,12 +56,8 @@ enum Command {
     Allow {
         /// The client's public key (z85, 40 characters), from its `drover auth keygen`.
         key: String,
-        /// What the key may do.
-        #[arg(long, value_parser = parse_role)]
-        role: Role,
-        /// Who or what the key is for.
-        #[arg(long, default_value = "")]
-        comment: String,
+        #[command(flatten)]
+        grant: Grant,
     },
     /// List the allowed keys and the HTTP tokens.
     #[command(alias = "list")]
@@ -82,12 +78,8 @@ enum Command {
 enum TokenCommand {
     /// Make a token with a role; it is printed once and stored only as a hash.
     Create {
-        /// What the token may do.
-        #[arg(long, value_parser = parse_role)]
-        role: Role,
-        /// Who or what the token is for.
-        #[arg(long, default_value = "")]
-        comment: String,
+        #[command(flatten)]
+        grant: Grant,
     },
     /// List tokens (ids, roles, comments; never the tokens themselves).
     #[command(alias = "list")]
@@ -97,6 +89,17 @@ enum TokenCommand {
         /// The token's id, or the comment it was made with.
         token: String,
     },
+}
+
+/// What a key or token may do, and whom it is for.
+#[derive(Debug, clap::Args)]
+struct Grant {
+    /// `read` (look and follow) or `control` (everything).
+    #[arg(long, value_parser = parse_role)]
+    role: Role,
+    /// Who or what it is for (also a handle for `revoke`).
+    #[arg(long, default_value = "")]
+    comment: String,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -159,9 +162,9 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                 );
             }
         }
-        Command::Allow { key, role, comment } => {
-            auth::allow_key(&state_dir, &key, role, &comment)?;
-            outln!("allowed {key} as {role}")?;
+        Command::Allow { key, grant } => {
+            auth::allow_key(&state_dir, &key, grant.role, &grant.comment)?;
+            outln!("allowed {key} as {}", grant.role)?;
         }
         Command::Ls => list(ctx, &state_dir)?,
         Command::Revoke { key } => {
@@ -221,8 +224,9 @@ fn token_command(
     command: TokenCommand,
 ) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create { role, comment } => {
-            let new = token::create(state_dir, role, &comment)?;
+        TokenCommand::Create { grant } => {
+            let role = grant.role;
+            let new = token::create(state_dir, role, &grant.comment)?;
             if ctx.json {
                 output::json(&serde_json::json!({
                     "id": new.id,

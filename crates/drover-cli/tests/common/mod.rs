@@ -21,6 +21,8 @@ pub struct Daemon {
     pub control: String,
     /// The TCP control endpoint (CURVE only).
     pub tcp: String,
+    /// The HTTP base URL.
+    pub http: String,
     pub state_dir: PathBuf,
 }
 
@@ -67,10 +69,12 @@ impl Daemon {
         };
         let tcp = field("control=").expect("control= in the ready line");
         let control = field("ipc=").unwrap_or_else(|| tcp.clone());
+        let http = field("http=").expect("http= in the ready line");
         Daemon {
             child,
             control,
             tcp,
+            http,
             state_dir: state_dir.to_path_buf(),
         }
     }
