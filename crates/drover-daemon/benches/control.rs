@@ -22,7 +22,7 @@ const SPAWNS: usize = 300;
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::ephemeral(dir.path());
-    config.max_agents = 10_000;
+    config.max_agents = 1_000;
     config.ipc = true;
     let (addresses, options, stop, daemon) = raw::daemon(config).await;
     let control = addresses.control.clone();
