@@ -193,6 +193,7 @@ pub fn allow_key(
     if comment.contains('\n') {
         return Err(AuthError::BadKey("a comment is one line".into()).into());
     }
+    let _lock = lock(state_dir)?;
     let path = allowed_keys_path(state_dir);
     let mut keys = AllowedKeys::read(&path)?;
     keys.entries.retain(|e| e.key != key);
@@ -206,6 +207,7 @@ pub fn allow_key(
 
 /// Remove every line whose key, or whose comment, is `key_or_comment`; returns how many went.
 pub fn revoke_key(state_dir: &Path, key_or_comment: &str) -> Result<usize, crate::DaemonError> {
+    let _lock = lock(state_dir)?;
     let path = allowed_keys_path(state_dir);
     let mut keys = AllowedKeys::read(&path)?;
     let before = keys.entries.len();
@@ -216,6 +218,28 @@ pub fn revoke_key(state_dir: &Path, key_or_comment: &str) -> Result<usize, crate
         write_private(&path, &keys.render())?;
     }
     Ok(removed)
+}
+
+/// An exclusive lock on `allowed_keys.lock`, held for one read-modify-write, so two `drover auth`
+/// runs at once never lose each other's change (a lost revocation would bring a key back).
+fn lock(state_dir: &Path) -> Result<nix::fcntl::Flock<fs::File>, AuthError> {
+    let path = state_dir.join("allowed_keys.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| AuthError::Io {
+            context: format!("opening {}", path.display()),
+            source,
+        })?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, errno)| {
+        AuthError::Io {
+            context: format!("locking {}", path.display()),
+            source: std::io::Error::from(errno),
+        }
+    })
 }
 
 /// Write `text` to `path` through a temporary file in the same directory, 0600, then rename.
@@ -263,6 +287,24 @@ mod tests {
         let debug = format!("{keys:?}");
         assert!(!debug.contains(keys.secret()), "{debug}");
         assert!(debug.contains(keys.public()), "{debug}");
+    }
+
+    #[test]
+    fn concurrent_allows_lose_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<String> = (0..16).map(|_| key()).collect();
+        std::thread::scope(|scope| {
+            for (i, k) in keys.iter().enumerate() {
+                let dir = dir.path();
+                scope.spawn(move || allow_key(dir, k, Role::Read, &format!("n{i}")).unwrap());
+            }
+        });
+        let stored = AllowedKeys::read(&allowed_keys_path(dir.path())).unwrap();
+        let mut stored: Vec<&str> = stored.entries().iter().map(|e| e.key.as_str()).collect();
+        let mut expected: Vec<&str> = keys.iter().map(String::as_str).collect();
+        stored.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(stored, expected);
     }
 
     #[test]
