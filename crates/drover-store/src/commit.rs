@@ -149,15 +149,7 @@ impl Store {
     /// Undo `before` for a change the registry refused.
     fn undo(&self, change: &Change) {
         if let Change::Insert(info) = change {
-            if let Some(log) = self.shared().log(info.id) {
-                log.close();
-            }
-            let mut logs = self
-                .shared()
-                .logs
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            logs.remove(&info.id);
+            self.forget_new_log(info.id);
         }
     }
 

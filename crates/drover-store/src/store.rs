@@ -123,6 +123,19 @@ impl Store {
         &self.inner.shared
     }
 
+    /// Close and drop the (empty) log made for an agent whose row was then refused.
+    pub(crate) fn forget_new_log(&self, id: AgentId) {
+        if let Some(log) = self.shared().log(id) {
+            log.close();
+        }
+        let mut logs = self
+            .shared()
+            .logs
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        logs.remove(&id);
+    }
+
     // ---- registry ----
 
     /// Record a new agent. A non-terminal agent's log is opened for following at once, so a
@@ -139,13 +152,7 @@ impl Store {
         }
         if let Err(error) = self.inner.registry.insert_agent(info) {
             // Refused (a taken name): forget the empty log made for it.
-            log.close();
-            let mut logs = self
-                .shared()
-                .logs
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            logs.remove(&info.id);
+            self.forget_new_log(info.id);
             return Err(error);
         }
         Ok(())
