@@ -1,23 +1,28 @@
-//! One DEALER socket, owned by one task: callers hand it requests, it routes replies by id.
+//! One DEALER socket shared by its callers: each sends its own request, and whoever waits for
+//! a reply reads the socket for everyone.
 //!
-//! A caller registers a oneshot under its request id and hands its frame to the connection's
-//! task over a channel. The task owns the libzmq socket: it sends with `DONTWAIT` (keeping what
-//! does not fit yet in a small outbox, retried as the socket drains), takes each reply, reads its
-//! `id` from the envelope's first keys and completes the oneshot registered under it. Replies
-//! whose id is unknown (late replies to requests that gave up) are dropped. The task ends when
-//! the [`Connection`] is dropped.
+//! A caller registers a oneshot under its request id and sends its frame itself (`DONTWAIT`,
+//! waiting for room if libzmq's queue to the daemon is full). Then it waits for its reply: one
+//! waiting caller at a time holds the reader's turn and reads every reply that has come in,
+//! completing the oneshot registered under each reply's `id` (its own included); the others
+//! wait for their oneshot or for the turn. Replies whose id is unknown (late replies to requests
+//! that gave up) are dropped. No task sits between a caller and the socket, so a round trip
+//! costs the same wake-ups as a bare libzmq echo.
+//!
+//! libzmq's descriptor is edge-triggered and a send may consume the edge a reply raised, so a
+//! sender that then finds a reply waiting wakes the reader through [`Notify`].
 //!
 //! Opening waits for the handshake (a libzmq socket monitor), so a daemon that is not there,
 //! or that refuses our key, is reported at once with its own error.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
 use drover_zmq::monitor::{Handshake, Outcome};
 use drover_zmq::Async;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 
 use crate::keys::CurveClient;
 use crate::ClientError;
@@ -27,13 +32,16 @@ pub(crate) type ReplyFrame = Bytes;
 
 // Requests in flight by id. A std Mutex: held only to insert or remove one entry, never across
 // an await.
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ReplyFrame>>>>;
+type Pending = Mutex<HashMap<u64, oneshot::Sender<ReplyFrame>>>;
 
 /// A live DEALER connection.
 pub(crate) struct Connection {
-    outbox: mpsc::UnboundedSender<Vec<u8>>,
+    socket: Async,
     pending: Pending,
-    task: tokio::task::JoinHandle<()>,
+    /// The reader's turn: held by the one caller that reads replies for everyone.
+    reader: tokio::sync::Mutex<()>,
+    /// Set when a sender found a reply waiting that the descriptor may not announce.
+    readable: Notify,
 }
 
 impl std::fmt::Debug for Connection {
@@ -41,12 +49,6 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("in_flight", &lock(&self.pending).len())
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -105,30 +107,97 @@ impl Connection {
         let socket =
             crate::keys::socket(zmq::DEALER, endpoint, curve, max_frame.saturating_mul(4))?;
         let socket = connect(socket, endpoint, connect_timeout, curve.is_some()).await?;
-        let pending = Pending::default();
-        let (outbox, requests) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(socket, requests, Arc::clone(&pending)));
         Ok(Connection {
-            outbox,
-            pending,
-            task,
+            socket,
+            pending: Pending::default(),
+            reader: tokio::sync::Mutex::new(()),
+            readable: Notify::new(),
         })
     }
 
     /// Send one request body under `id` and wait for its reply frame.
     pub(crate) async fn request(&self, id: u64, body: Vec<u8>) -> Result<ReplyFrame, ClientError> {
-        let (reply, answer) = oneshot::channel();
+        let closed = || ClientError::Disconnected("the connection closed".into());
+        let (reply, mut answer) = oneshot::channel();
         let _forget = Forget {
             pending: &self.pending,
             id,
         };
         lock(&self.pending).insert(id, reply);
-        self.outbox
-            .send(body)
-            .map_err(|_| ClientError::Disconnected("the connection closed".into()))?;
-        answer
-            .await
-            .map_err(|_| ClientError::Disconnected("the connection closed".into()))
+        self.send(&body).await.map_err(|error| self.fail(error))?;
+        // Alone on the connection (the usual case), read at once. Otherwise the send may have
+        // taken in a reply's arrival, leaving the descriptor quiet: tell whoever reads.
+        if let Ok(turn) = self.reader.try_lock() {
+            return self.read_until(&mut answer, turn).await;
+        }
+        if self
+            .socket
+            .events()
+            .map_err(|error| self.fail(error))?
+            .contains(zmq::POLLIN)
+        {
+            self.readable.notify_one();
+        }
+        tokio::select! {
+            biased;
+            reply = &mut answer => reply.map_err(|_| closed()),
+            turn = self.reader.lock() => self.read_until(&mut answer, turn).await,
+        }
+    }
+
+    /// With the reader's turn: read every reply that comes in until our own is among them.
+    async fn read_until(
+        &self,
+        answer: &mut oneshot::Receiver<ReplyFrame>,
+        _turn: tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<ReplyFrame, ClientError> {
+        loop {
+            self.read_all().map_err(|error| self.fail(error))?;
+            match answer.try_recv() {
+                Ok(reply) => return Ok(reply),
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(ClientError::Disconnected("the connection closed".into()))
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            tokio::select! {
+                woken = self.socket.wait(zmq::POLLIN) => {
+                    woken.map_err(|error| self.fail(error))?;
+                }
+                () = self.readable.notified() => {}
+            }
+        }
+    }
+
+    /// Send one frame, waiting while libzmq's queue to the daemon is full.
+    async fn send(&self, body: &[u8]) -> Result<(), zmq::Error> {
+        loop {
+            let sent = self.socket.socket().send(body, zmq::DONTWAIT);
+            match sent {
+                Ok(()) => break,
+                Err(zmq::Error::EAGAIN) => self.socket.ready(zmq::POLLOUT).await?,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Take every reply waiting and hand each to its caller.
+    fn read_all(&self) -> Result<(), zmq::Error> {
+        loop {
+            match self.socket.try_recv() {
+                Ok(frames) => route(&self.pending, frames),
+                Err(zmq::Error::EAGAIN) => return Ok(()),
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// The connection failed: fail every request in flight rather than leave it to deadlines.
+    fn fail(&self, error: zmq::Error) -> ClientError {
+        tracing::debug!(%error, "control connection failed");
+        lock(&self.pending).clear();
+        ClientError::Disconnected(format!("the connection failed: {error}"))
     }
 }
 
@@ -149,67 +218,6 @@ fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Se
     pending
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The connection's task: send what callers hand over, route what comes back.
-async fn run(mut socket: Async, mut requests: mpsc::UnboundedReceiver<Vec<u8>>, pending: Pending) {
-    // Requests libzmq could not take yet (its queue to the daemon is full). Bounded by what
-    // callers have in flight, each of whom waits for a reply.
-    let mut outbox: VecDeque<Vec<u8>> = VecDeque::new();
-    let failed = loop {
-        // Send what fits, then take every reply waiting.
-        while let Ok(body) = requests.try_recv() {
-            outbox.push_back(body);
-        }
-        let mut failure = None;
-        while let Some(body) = outbox.pop_front() {
-            match socket.socket().send(&body[..], zmq::DONTWAIT) {
-                Ok(()) => {}
-                Err(zmq::Error::EAGAIN) => {
-                    outbox.push_front(body);
-                    break;
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
-            }
-        }
-        if failure.is_some() {
-            break failure;
-        }
-        loop {
-            match socket.try_recv() {
-                Ok(frames) => route(&pending, frames),
-                Err(zmq::Error::EAGAIN) => break,
-                Err(error) => {
-                    tracing::debug!(%error, "control connection receive");
-                    break;
-                }
-            }
-        }
-        let wanted = if outbox.is_empty() {
-            zmq::POLLIN
-        } else {
-            zmq::POLLIN | zmq::POLLOUT
-        };
-        tokio::select! {
-            request = requests.recv(), if outbox.is_empty() => match request {
-                Some(body) => outbox.push_back(body),
-                None => break None,
-            },
-            woken = socket.wait(wanted) => {
-                if let Err(error) = woken {
-                    break Some(error);
-                }
-            }
-        }
-    };
-    if let Some(error) = failed {
-        tracing::debug!(%error, "control connection failed");
-    }
-    // Fail everything in flight rather than leave it to the deadlines.
-    lock(&pending).clear();
 }
 
 fn route(pending: &Pending, frames: Vec<zmq::Message>) {

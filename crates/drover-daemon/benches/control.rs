@@ -1,6 +1,10 @@
 //! Control-plane benchmark: round trips (CURVE over TCP, and ipc) and spawn RPCs through the
 //! real daemon, beside raw libzmq baselines of the same transports measured in the same run.
 //!
+//! The daemon runs on a runtime of its own and the clients on another (a thread with a
+//! current-thread runtime), as two processes would; likewise the raw echo's two ends each have
+//! their own libzmq context, so each side has its own I/O thread in both measurements.
+//!
 //! `cargo bench -p drover-daemon --bench control`
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -18,13 +22,27 @@ const ROUND_TRIPS: usize = 5_000;
 const CONCURRENT_CLIENTS: usize = 8;
 const SPAWNS: usize = 300;
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::ephemeral(dir.path());
     config.max_agents = 1_000;
     config.ipc = true;
-    let (addresses, options, stop, daemon) = raw::daemon(config).await;
+    let daemon_runtime = tokio::runtime::Runtime::new().unwrap();
+    let (addresses, options, stop, daemon) = daemon_runtime.block_on(raw::daemon(config));
+    let clients = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    clients.block_on(measure(dir.path(), &addresses, &options));
+    let _ = stop.send(());
+    daemon_runtime.block_on(daemon).unwrap().unwrap();
+}
+
+async fn measure(
+    dir: &std::path::Path,
+    addresses: &drover_daemon::Addresses,
+    options: &ClientOptions,
+) {
     let control = addresses.control.clone();
     let ipc = addresses.ipc.clone().unwrap();
     let client = Client::connect_with(&control, options.clone())
@@ -43,14 +61,14 @@ async fn main() {
     print_rtt("drover get, CURVE", get, Some(echo));
 
     println!("\ncontrol round trips over ipc, {ROUND_TRIPS} sequential requests each");
-    let path = dir.path().join("echo.sock");
+    let path = dir.join("echo.sock");
     let echo = raw_echo(ROUND_TRIPS, &format!("ipc://{}", path.display()), None);
     print_rtt("raw libzmq ipc REQ/REP echo", echo, None);
     let health = timed(ROUND_TRIPS, || async { local.health().await.unwrap() }).await;
     print_rtt("drover health, ipc", health, Some(echo));
 
     println!("\n{CONCURRENT_CLIENTS} concurrent CURVE clients, {ROUND_TRIPS} health requests each");
-    let clients: Vec<Arc<Client>> = futures_clients(&control, &options).await;
+    let clients: Vec<Arc<Client>> = futures_clients(&control, options).await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client in clients {
@@ -92,8 +110,6 @@ async fn main() {
         client.wait(&id.to_string(), None).await.unwrap();
     }
     client.kill(&id).await.unwrap();
-    let _ = stop.send(());
-    daemon.await.unwrap().unwrap();
 }
 
 fn spec(argv: &[&str]) -> AgentSpec {
@@ -148,11 +164,11 @@ fn print_rtt(name: &str, rtt: Duration, baseline: Option<Duration>) {
 }
 
 /// A REQ/REP echo of a health-sized message on `endpoint` (CURVE when `curve` is given), each
-/// side a blocking libzmq socket on its own thread: the floor for a round trip.
+/// side a blocking libzmq socket on its own thread with its own context: the floor for a round
+/// trip between two processes.
 fn raw_echo(n: usize, endpoint: &str, curve: Option<raw::Curve>) -> Duration {
-    let context = zmq::Context::new();
-    let rep = context.socket(zmq::REP).unwrap();
-    let req = context.socket(zmq::REQ).unwrap();
+    let rep = zmq::Context::new().socket(zmq::REP).unwrap();
+    let req = zmq::Context::new().socket(zmq::REQ).unwrap();
     if let Some(curve) = &curve {
         curve.server(&rep);
         curve.client(&req);

@@ -195,7 +195,7 @@ async fn raw_pair() -> (Async, Async) {
     subscriber.set_rcvhwm(100_000).unwrap();
     subscriber.set_subscribe(b"log.").unwrap();
     subscriber.connect(&endpoint).unwrap();
-    let (mut publisher, mut subscriber) = (
+    let (publisher, subscriber) = (
         Async::new(publisher).unwrap(),
         Async::new(subscriber).unwrap(),
     );
@@ -214,7 +214,7 @@ async fn raw_pair() -> (Async, Async) {
 
 /// Encoded batches of 256 records over raw PUB/SUB, decoded on the far side.
 async fn raw_pubsub_throughput(lines: u64) -> f64 {
-    let (mut publisher, mut subscriber) = raw_pair().await;
+    let (publisher, subscriber) = raw_pair().await;
     let agent = AgentId::new();
     let topic = format!("log.{agent}").into_bytes();
     let receiver = tokio::spawn(async move {
@@ -247,7 +247,7 @@ async fn raw_pubsub_throughput(lines: u64) -> f64 {
 
 /// One record per message at RATE/s over raw PUB/SUB; latency from send to decode.
 async fn raw_pubsub_latency() -> Vec<Duration> {
-    let (mut publisher, mut subscriber) = raw_pair().await;
+    let (publisher, subscriber) = raw_pair().await;
     let agent = AgentId::new();
     let topic = format!("log.{agent}").into_bytes();
     let receiver = tokio::spawn(async move {

@@ -27,6 +27,17 @@ pub(crate) enum Via {
     Http,
 }
 
+impl Via {
+    /// A short name for logs and thread names.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Via::Ipc => "ipc",
+            Via::Tcp => "tcp",
+            Via::Http => "http",
+        }
+    }
+}
+
 impl Caller {
     /// A caller with full control over `via`.
     pub(crate) fn control(via: Via) -> Caller {

@@ -1,8 +1,12 @@
 //! A ZeroMQ control socket: a ROUTER serving requests concurrently, owned by one task.
 //!
-//! The control task owns the socket (libzmq sockets belong to one thread at a time). It reads
-//! requests with `DONTWAIT` whenever `ZMQ_FD` signals, spawns a task per request, and takes
-//! the finished replies back over a channel. It sends each reply with `DONTWAIT` on a ROUTER with
+//! The control task owns the socket (libzmq sockets belong to one thread at a time) and runs on
+//! a thread of its own with a current-thread runtime, so a request's arrival wakes exactly that
+//! thread, as a blocking libzmq server would be woken, rather than whichever worker of the
+//! shared runtime holds the I/O driver (and then another to steal the work). It reads requests
+//! with `DONTWAIT` whenever `ZMQ_FD` signals. Quick ops (answered from memory: `health`, `get`,
+//! signals) are served right there, in the daemon's runtime context; the others get a task on
+//! the daemon's runtime, and the control task takes their finished replies back over a channel. It sends each reply with `DONTWAIT` on a ROUTER with
 //! `ROUTER_MANDATORY`: if the client's queue in libzmq is full (`EAGAIN`) the reply waits in that
 //! client's backlog here, in order, and is retried on every descriptor wake-up (libzmq signals
 //! when a queue drains) and on a short timer. A reply is dropped only when its client is gone
@@ -20,8 +24,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover_proto::{ErrorBody, ErrorCode, ProtoError, ReplyBody};
+use drover_proto::{ErrorBody, ErrorCode, Op, ProtoError, ReplyBody, RequestEnvelope};
 use drover_zmq::Async;
+use futures::FutureExt;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::Auth;
@@ -56,13 +61,44 @@ struct Waiting {
     moved: Instant,
 }
 
+/// Serve on a thread of its own until `stop` turns true; the returned task ends with it.
+pub(crate) fn spawn(
+    socket: zmq::Socket,
+    via: Via,
+    shared: Arc<Shared>,
+    auth: Auth,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let daemon = tokio::runtime::Handle::current();
+    let (ended, has_ended) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name(format!("drover-control-{}", via.as_str()))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(run(socket, via, shared, auth, stop, daemon)),
+                Err(error) => tracing::error!(%error, "the control thread's runtime"),
+            }
+            let _ = ended.send(());
+        });
+    if let Err(error) = thread {
+        tracing::error!(%error, "starting the control thread");
+    }
+    tokio::spawn(async move {
+        let _ = has_ended.await;
+    })
+}
+
 /// Serve until `stop` turns true.
-pub(crate) async fn run(
+async fn run(
     socket: zmq::Socket,
     via: Via,
     shared: Arc<Shared>,
     auth: Auth,
     mut stop: watch::Receiver<bool>,
+    daemon: tokio::runtime::Handle,
 ) {
     let socket = match Async::new(socket) {
         Ok(socket) => socket,
@@ -77,6 +113,7 @@ pub(crate) async fn run(
         via,
         shared,
         auth,
+        daemon,
         done,
         finished,
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
@@ -128,6 +165,8 @@ struct Control {
     via: Via,
     shared: Arc<Shared>,
     auth: Auth,
+    /// The daemon's runtime: requests are served in its context and their tasks run on it.
+    daemon: tokio::runtime::Handle,
     done: mpsc::UnboundedSender<Done>,
     // Unbounded, but holds at most one reply per in-flight slot plus one per refusal permit.
     finished: mpsc::UnboundedReceiver<Done>,
@@ -184,7 +223,7 @@ impl Control {
                 shared.count_request("dropped", Duration::ZERO, Some("limit_reached"));
                 return;
             };
-            tokio::spawn(async move {
+            self.daemon.spawn(async move {
                 let mut reply = refuse(&shared, frames);
                 reply.slot = None;
                 let _ = done.send(reply);
@@ -193,10 +232,27 @@ impl Control {
             return;
         };
         *self.in_flight.entry(identity).or_insert(0) += 1;
-        tokio::spawn(async move {
-            let mut reply = serve(&shared, caller, frames).await;
+        let request = Request::read(&shared, caller, frames);
+        let quick = request.is_quick();
+        let mut serving = Box::pin(async move {
+            let mut reply = request.serve(&shared).await;
             reply.slot = Some(permit);
-            let _ = done.send(reply);
+            reply
+        });
+        // A quick op (health, get, a signal) is answered here, without a task and a channel
+        // hop each way; if it does have to wait after all, it moves to a task of its own.
+        if quick {
+            let served = {
+                let _daemon = self.daemon.enter();
+                (&mut serving).now_or_never()
+            };
+            if let Some(reply) = served {
+                self.deliver(reply);
+                return;
+            }
+        }
+        self.daemon.spawn(async move {
+            let _ = done.send(serving.await);
         });
     }
 
@@ -348,44 +404,92 @@ fn refuse(shared: &Shared, frames: Vec<zmq::Message>) -> Done {
     }
 }
 
-/// Answer one ROUTER message; the reply has the request's shape.
-async fn serve(
-    shared: &Arc<Shared>,
-    caller: Result<Caller, ErrorBody>,
-    frames: Vec<zmq::Message>,
-) -> Done {
-    let (identity, body) = envelope(&frames);
-    let reply = match body {
-        Some((_, body)) => answer(shared, caller, body).await,
-        None => error_reply(
-            &rmpv::Value::Nil,
-            &ErrorBody::new(
-                ErrorCode::BadRequest,
-                format!(
-                    "expected [body] (DEALER) or [empty, body] (REQ), got {} frames",
-                    frames.len().saturating_sub(1)
+/// A request as read off the socket: where its reply goes, and what to answer.
+struct Request {
+    identity: Vec<u8>,
+    /// The request came from a REQ socket: the reply keeps the empty delimiter.
+    delimiter: bool,
+    /// Received at.
+    started: Instant,
+    body: Result<(Result<Caller, ErrorBody>, RequestEnvelope), Vec<u8>>,
+}
+
+impl Request {
+    /// Split and decode a ROUTER message; what cannot be served already holds its error reply.
+    fn read(shared: &Shared, caller: Result<Caller, ErrorBody>, frames: Vec<zmq::Message>) -> Self {
+        let started = Instant::now();
+        let (identity, body) = envelope(&frames);
+        let delimiter = body.is_some_and(|(delimiter, _)| delimiter);
+        let body = match body {
+            Some((_, body)) => match drover_proto::decode_request(body, shared.config.max_frame) {
+                Ok(envelope) => Ok((caller, envelope)),
+                Err(failure) => {
+                    let error = failure.error.to_body();
+                    shared.count_request("invalid", started.elapsed(), Some(error.code.as_str()));
+                    Err(error_reply(&failure.id, &error))
+                }
+            },
+            None => Err(error_reply(
+                &rmpv::Value::Nil,
+                &ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "expected [body] (DEALER) or [empty, body] (REQ), got {} frames",
+                        frames.len().saturating_sub(1)
+                    ),
                 ),
+            )),
+        };
+        Request {
+            identity,
+            delimiter,
+            started,
+            body,
+        }
+    }
+
+    /// Whether this request is answered at once from memory, so the control task may serve
+    /// it itself. Ops that read the store, start processes or wait run in their own task.
+    fn is_quick(&self) -> bool {
+        match &self.body {
+            Err(_) => true,
+            Ok((_, envelope)) => matches!(
+                envelope.request.op(),
+                Op::Health
+                    | Op::Get
+                    | Op::StreamInfo
+                    | Op::Stats
+                    | Op::Pause
+                    | Op::Resume
+                    | Op::Signal
+                    | Op::Kill
+                    | Op::Stop
+                    | Op::WriteStdin
+                    | Op::CloseStdin
             ),
-        ),
-    };
-    Done {
-        identity,
-        delimiter: body.is_some_and(|(delimiter, _)| delimiter),
-        body: reply,
-        slot: None,
+        }
+    }
+
+    async fn serve(self, shared: &Arc<Shared>) -> Done {
+        let body = match self.body {
+            Err(reply) => reply,
+            Ok((caller, envelope)) => answer(shared, caller, envelope, self.started).await,
+        };
+        Done {
+            identity: self.identity,
+            delimiter: self.delimiter,
+            body,
+            slot: None,
+        }
     }
 }
 
-async fn answer(shared: &Arc<Shared>, caller: Result<Caller, ErrorBody>, body: &[u8]) -> Vec<u8> {
-    let started = Instant::now();
-    let envelope = match drover_proto::decode_request(body, shared.config.max_frame) {
-        Ok(envelope) => envelope,
-        Err(failure) => {
-            let error = failure.error.to_body();
-            shared.count_request("invalid", started.elapsed(), Some(error.code.as_str()));
-            return error_reply(&failure.id, &error);
-        }
-    };
+async fn answer(
+    shared: &Arc<Shared>,
+    caller: Result<Caller, ErrorBody>,
+    envelope: RequestEnvelope,
+    started: Instant,
+) -> Vec<u8> {
     let op = envelope.request.op().as_str();
     let result = match caller {
         Ok(caller) => handler::dispatch(shared, caller, envelope.request).await,

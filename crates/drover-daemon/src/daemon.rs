@@ -168,13 +168,13 @@ pub async fn run(
     ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let control_tasks = control_sockets.into_iter().map(|(socket, via)| {
-        tokio::spawn(control::run(
+        control::spawn(
             socket,
             via,
             Arc::clone(&shared),
             auth.clone(),
             stop_rx.clone(),
-        ))
+        )
     });
     let mut tasks: Vec<_> = control_tasks.collect();
     tasks.push(tokio::spawn(http::serve(

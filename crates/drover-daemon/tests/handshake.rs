@@ -60,3 +60,89 @@ async fn connections_that_never_finish_their_handshake_are_dropped() {
     })
     .await
 }
+
+/// TCP keepalive is armed on the daemon's side of a control connection (libzmq compiles its
+/// `ZMQ_TCP_KEEPALIVE*` options into no-ops unless built with the platform's features), so a
+/// peer that vanishes without a FIN is found and dropped.
+#[tokio::test]
+async fn accepted_control_connections_have_tcp_keepalive_armed() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let port = daemon
+            .addresses
+            .control
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap();
+        let client = daemon.client().await;
+        client.health().await.unwrap();
+        // /proc/net/tcp: `sl local rem st queues tr:when …`; `tr` 2 is the keepalive timer,
+        // shown once no retransmit or delayed-ack timer is pending on the connection.
+        let timers = || -> Vec<String> {
+            std::fs::read_to_string("/proc/net/tcp")
+                .unwrap()
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let local = u16::from_str_radix(fields[1].rsplit(':').next()?, 16).ok()?;
+                    (local == port && fields[3] == "01").then(|| fields[5].to_owned())
+                })
+                .collect()
+        };
+        wait_for("the keepalive timer on the daemon's side", || async {
+            let timers = timers();
+            (!timers.is_empty() && timers.iter().all(|t| t.starts_with("02:"))).then_some(())
+        })
+        .await;
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+/// The descriptors this test process holds without close-on-exec (its own inheritance, which
+/// the daemon in it passes on like any other program).
+fn inheritable_fds() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fdinfo")
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let info = std::fs::read_to_string(entry.path()).ok()?;
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?.trim();
+            let cloexec = u32::from_str_radix(flags, 8).ok()? & 0o2_000_000 != 0;
+            (!cloexec).then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// An agent inherits stdin, stdout and stderr and nothing the daemon opened: no libzmq
+/// descriptor (its epoll and eventfds were inheritable before the build defined the platform's
+/// close-on-exec features), no store file, no listener.
+#[tokio::test]
+async fn agents_inherit_no_descriptor_of_the_daemon() {
+    within(async {
+        let ours = inheritable_fds();
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client.spawn(sh("exec ls -l /proc/self/fd/")).await.unwrap();
+        client.wait(&agent.id.to_string(), None).await.unwrap();
+        let listed = text(&all_records(&client, &agent).await);
+        // `ls -l`: `… 64 Dec  2 10:56 FD -> TARGET`. Besides 0-2, `ls` reads the directory
+        // through a descriptor of its own.
+        let foreign: Vec<&str> = listed
+            .lines()
+            .filter(|line| line.contains(" -> "))
+            .filter(|line| {
+                let (head, target) = line.split_once(" -> ").unwrap_or((line, ""));
+                let fd = head.rsplit(' ').next().unwrap_or("");
+                !["0", "1", "2"].contains(&fd)
+                    && !target.starts_with("/proc/")
+                    && !ours.iter().any(|o| o == fd)
+            })
+            .collect();
+        assert!(foreign.is_empty(), "{foreign:?} in\n{listed}");
+        daemon.shutdown().await;
+    })
+    .await
+}

@@ -19,12 +19,15 @@ impl AsRawFd for Fd {
     }
 }
 
-/// A libzmq socket owned by one task, with async send and receive.
+/// A libzmq socket with async send and receive.
 ///
-/// `zmq::Socket` is `Send` but not `Sync`; every async method takes `&mut self`, so the socket
-/// is used by one task at a time, as libzmq requires. It sits behind a `std` mutex (never held
-/// across an await, uncontended by construction) only so that a struct holding an `Async` is
-/// `Sync`, and a future borrowing it can be spawned.
+/// `zmq::Socket` is `Send` but not `Sync`, and libzmq allows one thread in a socket at a time:
+/// the socket sits behind a `std` mutex, held for one non-blocking libzmq call and never across
+/// an await, so tasks may share an `Async` (one sends while another waits to receive).
+///
+/// libzmq's descriptor is edge-triggered and any call on the socket may consume its edge: a
+/// task that sends while another waits to receive must check [`Async::events`] afterwards and
+/// wake the receiver itself if a message is waiting (see the client's connection).
 pub struct Async {
     // Declared first so it is deregistered before the socket (and its descriptor) goes.
     fd: AsyncFd<Fd>,
@@ -60,13 +63,14 @@ impl Async {
         self.socket.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn events(&self) -> Result<zmq::PollEvents, zmq::Error> {
+    /// The socket's `ZMQ_EVENTS` now.
+    pub fn events(&self) -> Result<zmq::PollEvents, zmq::Error> {
         self.socket().get_events()
     }
 
     /// Wait until `ZMQ_EVENTS` has any of `wanted`. Only when it has none is tokio's readiness
     /// cleared; an edge that arrived after the check is kept by tokio, so none is lost.
-    pub async fn ready(&mut self, wanted: zmq::PollEvents) -> Result<(), zmq::Error> {
+    pub async fn ready(&self, wanted: zmq::PollEvents) -> Result<(), zmq::Error> {
         loop {
             if self.events()?.intersects(wanted) {
                 return Ok(());
@@ -86,7 +90,7 @@ impl Async {
     /// so a caller that loops (try its operations, then `wait`) never misses a wake-up. Any
     /// edge returns, so a loop that also waits for room to send (libzmq signals the descriptor
     /// when a peer's queue drains) gets its chance to retry.
-    pub async fn wait(&mut self, wanted: zmq::PollEvents) -> Result<zmq::PollEvents, zmq::Error> {
+    pub async fn wait(&self, wanted: zmq::PollEvents) -> Result<zmq::PollEvents, zmq::Error> {
         let events = self.events()?;
         if events.intersects(wanted) {
             return Ok(events);
@@ -102,7 +106,7 @@ impl Async {
     }
 
     /// Send a multipart message, waiting while the socket cannot take it.
-    pub async fn send(&mut self, frames: &[&[u8]]) -> Result<(), zmq::Error> {
+    pub async fn send(&self, frames: &[&[u8]]) -> Result<(), zmq::Error> {
         loop {
             let sent = self
                 .socket()
@@ -115,7 +119,7 @@ impl Async {
     }
 
     /// Receive a multipart message, frames with their metadata (`User-Id` and the like).
-    pub async fn recv(&mut self) -> Result<Vec<zmq::Message>, zmq::Error> {
+    pub async fn recv(&self) -> Result<Vec<zmq::Message>, zmq::Error> {
         loop {
             match self.try_recv() {
                 Err(zmq::Error::EAGAIN) => self.ready(zmq::POLLIN).await?,
@@ -125,7 +129,7 @@ impl Async {
     }
 
     /// Receive a multipart message if one is waiting (`EAGAIN` otherwise).
-    pub fn try_recv(&mut self) -> Result<Vec<zmq::Message>, zmq::Error> {
+    pub fn try_recv(&self) -> Result<Vec<zmq::Message>, zmq::Error> {
         let socket = self.socket();
         let mut first = zmq::Message::new();
         socket.recv(&mut first, zmq::DONTWAIT)?;
@@ -167,8 +171,8 @@ mod tests {
         server.bind("inproc://drover-zmq-test").unwrap();
         let client = context.socket(zmq::DEALER).unwrap();
         client.connect("inproc://drover-zmq-test").unwrap();
-        let mut server = Async::new(server).unwrap();
-        let mut client = Async::new(client).unwrap();
+        let server = Async::new(server).unwrap();
+        let client = Async::new(client).unwrap();
         let echo = tokio::spawn(async move {
             for _ in 0..10_000u32 {
                 let frames = server.recv().await.unwrap();

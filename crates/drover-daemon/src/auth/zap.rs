@@ -29,7 +29,7 @@ pub(crate) fn bind(context: &zmq::Context) -> Result<zmq::Socket, zmq::Error> {
 /// handler, libzmq 4.3 would accept every CURVE handshake (and let the client name its own
 /// User-Id). A failed receive or send is logged and the loop goes on; an unanswered request
 /// fails its handshake after `HANDSHAKE_IVL`, which is the safe way to fail.
-pub(crate) async fn run(mut socket: Async, auth: Auth) {
+pub(crate) async fn run(socket: Async, auth: Auth) {
     loop {
         let frames = match socket.recv().await {
             Ok(frames) => frames,
