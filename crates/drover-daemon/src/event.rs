@@ -16,6 +16,11 @@ use tokio::sync::broadcast;
 
 use crate::publish::Publisher;
 
+/// State changes that may wait for the registry before `pause` and `resume` are refused: what
+/// waits is then bounded by this plus three changes per agent (running, exit, `log_dropped`),
+/// which no request can add to.
+pub(crate) const MAX_QUEUED_BY_REQUEST: usize = 1024;
+
 /// First retry of changes the registry refused; the wait doubles up to `RETRY_AT_MOST`.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_AT_MOST: Duration = Duration::from_secs(5);
@@ -167,6 +172,23 @@ impl EventBus {
     /// State changes waiting for the registry.
     pub(crate) fn queued(&self) -> usize {
         self.inner.store.queued()
+    }
+
+    /// Refuse a request that would add a state change while [`MAX_QUEUED_BY_REQUEST`] of them
+    /// already wait for the registry (a full disk), so memory stays bounded.
+    pub(crate) fn check_room(&self, op: &str) -> Result<(), drover_proto::ErrorBody> {
+        let queued = self.queued();
+        if queued < MAX_QUEUED_BY_REQUEST {
+            return Ok(());
+        }
+        Err(drover_proto::ErrorBody::new(
+            drover_proto::ErrorCode::LimitReached,
+            format!(
+                "cannot {op}: the registry cannot be written (is the disk full?) and {queued} \
+                 state changes already wait in memory (at most {MAX_QUEUED_BY_REQUEST}); retry \
+                 once they are stored"
+            ),
+        ))
     }
 
     /// Live events from now on (for SSE followers).

@@ -377,3 +377,59 @@ async fn the_backlog_pause_is_logged_once_per_episode() {
     })
     .await
 }
+
+/// While the registry cannot be written, state changes wait in memory; requests cannot make
+/// that grow without bound: past 1,024 waiting changes `pause` and `resume` are refused with
+/// `limit_reached`, and once space returns every waiting change is stored, events unbroken.
+#[tokio::test]
+async fn pause_and_resume_on_a_full_disk_are_refused_once_the_waiting_changes_are_bounded() {
+    within(async {
+        let disk = Tmpfs::mount();
+        let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
+        let client = daemon.client().await;
+        let mut spec = sh("echo ready; exec sleep 1000");
+        spec.name = Some("toggled".into());
+        let agent = client.spawn(spec).await.unwrap();
+        wait_ready(&client, &agent).await;
+
+        let filler = disk.fill();
+        let mut accepted = 0usize;
+        let refusal = loop {
+            let result = if accepted % 2 == 0 {
+                client.pause("toggled").await
+            } else {
+                client.resume("toggled").await
+            };
+            match result {
+                Ok(_) => accepted += 1,
+                Err(error) => break error,
+            }
+            assert!(accepted <= 1024, "no refusal after {accepted} changes");
+        };
+        assert_eq!(refusal.code(), Some(ErrorCode::LimitReached), "{refusal}");
+        assert!(refusal.to_string().contains("1024"), "{refusal}");
+        assert_eq!(accepted, 1024);
+        assert_eq!(client.stats().await.unwrap().registry_queued, 1024);
+
+        free(&filler);
+        wait_for("the registry to take the waiting changes", || async {
+            (client.stats().await.unwrap().registry_queued == 0).then_some(())
+        })
+        .await;
+        let (events, last) = events(&client).await;
+        assert_no_holes(&events, last);
+        let states = kinds_of(&events, agent.id)
+            .into_iter()
+            .filter(|kind| *kind == EventKind::State)
+            .count();
+        // Starting → running, then every accepted pause and resume.
+        assert_eq!(states, 1 + 1024);
+        // Requests are taken again.
+        let paused = client.pause("toggled").await.unwrap();
+        assert_eq!(paused.state(), AgentState::Paused);
+        client.kill("toggled").await.unwrap();
+        drop(client);
+        daemon.shutdown().await;
+    })
+    .await
+}

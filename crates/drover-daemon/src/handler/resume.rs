@@ -8,6 +8,7 @@ use crate::error::supervisor_error;
 
 pub(crate) async fn handle(shared: &Shared, agent: &AgentRef) -> OpResult {
     let (_, live, handle) = live(shared, agent, "resume").await?;
+    shared.events.check_room("resume")?;
     let status = handle.resume().await.map_err(supervisor_error)?;
     Ok(after(&live, &status))
 }
