@@ -15,7 +15,8 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use common::*;
-use drover_client::Client;
+use drover_client::follow::Selection;
+use drover_client::{Client, FollowEvent, FollowOptions};
 use drover_proto::op::{AgentRef, ListArgs, ReadLogsArgs};
 use drover_proto::{AgentState, ErrorCode, Event, EventKind, EventSeq, SeqRange, StdinMode};
 
@@ -95,6 +96,67 @@ fn assert_no_holes(events: &[Event], last: EventSeq) {
         last.0,
         seqs.len() as u64,
         "the last event number issued is stored"
+    );
+}
+
+/// Follow an agent from its first record until it ends, in a task; returns once subscribed.
+async fn follow_to_the_end(
+    client: Client,
+    id: String,
+) -> tokio::task::JoinHandle<Vec<FollowEvent>> {
+    let (subscribed, is_subscribed) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let options = FollowOptions {
+            until_exit: true,
+            ..FollowOptions::default()
+        };
+        let mut follower = client
+            .follow(Selection::Agents(vec![id]), options)
+            .await
+            .unwrap();
+        subscribed.send(()).unwrap();
+        let mut events = Vec::new();
+        while let Some(event) = follower.next().await.unwrap() {
+            events.push(event);
+        }
+        events
+    });
+    is_subscribed.await.unwrap();
+    task
+}
+
+/// Records `1..` once each and in order (exactly `1..=kept` when given), then exactly one
+/// `Dropped` naming `dropped`, then the exit, and nothing else but refill gaps.
+fn assert_follow_names_the_loss(events: &[FollowEvent], kept: Option<u64>, dropped: SeqRange) {
+    let mut next = 1u64;
+    let mut losses = Vec::new();
+    for event in events {
+        match event {
+            FollowEvent::Records { records, .. } => {
+                assert!(losses.is_empty(), "records after the loss was named");
+                for record in records {
+                    assert_eq!(record.seq.0, next, "each record once, in order");
+                    next += 1;
+                }
+            }
+            FollowEvent::Dropped { from, to, .. } => losses.push(SeqRange {
+                from: *from,
+                to: *to,
+            }),
+            FollowEvent::Gap { .. } => {}
+            other => assert!(
+                matches!(other, FollowEvent::Exit(_)),
+                "unexpected {other:?}"
+            ),
+        }
+    }
+    assert_eq!(losses, [dropped], "the loss is named once");
+    if let Some(kept) = kept {
+        assert_eq!(next - 1, kept, "the kept prefix is replayed");
+    }
+    assert!(
+        matches!(events.last(), Some(FollowEvent::Exit(_))),
+        "the follow ends with the exit"
     );
 }
 
@@ -223,6 +285,8 @@ async fn output_the_full_disk_refused_is_reported_as_dropped_never_silently_miss
         let agent = client.spawn(spec).await.unwrap();
         let id = agent.id.to_string();
         wait_ready(&client, &agent).await;
+        // A follower live before the disk fills.
+        let live = follow_to_the_end(daemon.client().await, id.clone()).await;
 
         let filler = disk.fill();
         client.close_stdin(&id).await.unwrap();
@@ -284,6 +348,9 @@ async fn output_the_full_disk_refused_is_reported_as_dropped_never_silently_miss
             .find(|e| e.kind == EventKind::LogDropped)
             .unwrap();
         assert_eq!(log_dropped.dropped, Some(dropped));
+        // The live follower got every record once, in order (some of them live although the
+        // store never kept them), then learned which were lost, then the end.
+        assert_follow_names_the_loss(&live.await.unwrap(), None, dropped);
         drop(client);
         daemon.shutdown().await;
 
@@ -295,6 +362,9 @@ async fn output_the_full_disk_refused_is_reported_as_dropped_never_silently_miss
         let read = client.read_logs(args).await.unwrap();
         assert_eq!(read.dropped, Some(dropped));
         assert_eq!(read.next_seq.0, last + 1);
+        // A follow from the start replays the kept prefix, then names the loss, then ends.
+        let replay = follow_to_the_end(daemon.client().await, id.clone()).await;
+        assert_follow_names_the_loss(&replay.await.unwrap(), Some(k), dropped);
         drop(client);
         daemon.shutdown().await;
     })
@@ -354,6 +424,8 @@ async fn the_backlog_pause_is_logged_once_per_episode() {
         let agent = client.spawn(spec).await.unwrap();
         let id = agent.id.to_string();
         wait_ready(&client, &agent).await;
+        // A follower live before the disk fills.
+        let live = follow_to_the_end(daemon.client().await, id.clone()).await;
 
         let filler = disk.fill();
         client.close_stdin(&id).await.unwrap();

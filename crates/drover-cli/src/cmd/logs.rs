@@ -97,6 +97,10 @@ pub(crate) async fn follow(follower: &mut Follower<'_>, printer: &Printer) -> an
                 "drover: {agent}: records {requested}..{} were removed by retention",
                 first_available.0.saturating_sub(1)
             ),
+            FollowEvent::Dropped { agent, from, to } => eprintln!(
+                "drover: {agent}: records {from}..{to} could not be stored (the disk was full) \
+                 and are lost"
+            ),
             FollowEvent::Gap { .. } | FollowEvent::Exit(_) => {}
         }
     }

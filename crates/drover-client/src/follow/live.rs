@@ -125,8 +125,12 @@ impl Follower<'_> {
                     self.ignored.remove(&event.agent);
                 }
             }
-            // The log's dropped range is reported by the log itself (a gap when followed).
-            EventKind::LogDropped => {}
+            // Records a live follower may already have delivered were never stored.
+            EventKind::LogDropped => {
+                if let Some(range) = event.dropped {
+                    self.report_dropped(event.agent, range);
+                }
+            }
             EventKind::State => {
                 if let Some(track) = self.tracks.get_mut(&event.agent) {
                     track.info.status = match self.client.get(&event.agent.to_string()).await {

@@ -81,6 +81,17 @@ pub enum FollowEvent {
         /// Last missed seq.
         to: Seq,
     },
+    /// Records `from..=to` could not be stored (the disk was full when the agent ended) and are
+    /// lost for good; the follow continues after them. A follower that received some of them
+    /// live learns here that they were never kept.
+    Dropped {
+        /// Whose.
+        agent: AgentId,
+        /// First record lost.
+        from: Seq,
+        /// Last record lost.
+        to: Seq,
+    },
     /// The agent ended; every record it printed was delivered before this.
     Exit(Box<AgentInfo>),
 }
@@ -106,6 +117,8 @@ struct Track {
     live: bool,
     /// A gap was already reported for the coming refill.
     gap_reported: bool,
+    /// The dropped range last reported (from the log or from its `log_dropped` event).
+    dropped: Option<drover_proto::SeqRange>,
 }
 
 /// A live follow of one or more agents. Create it with [`Client::follow`].
@@ -286,6 +299,7 @@ impl Follower<'_> {
                 done: false,
                 live: false,
                 gap_reported: false,
+                dropped: None,
             },
         );
         Ok(())
@@ -337,6 +351,14 @@ impl Follower<'_> {
             self.ready
                 .push_back(FollowEvent::Records { agent: id, records });
         }
+        if let Some(range) = read.dropped.filter(|range| track.dropped != Some(*range)) {
+            track.dropped = Some(range);
+            self.ready.push_back(FollowEvent::Dropped {
+                agent: id,
+                from: range.from,
+                to: range.to,
+            });
+        }
         if complete {
             track.caught_up = true;
             track.live = true;
@@ -347,5 +369,23 @@ impl Follower<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Follower<'_> {
+    /// Report a dropped range once, whichever of the log and the event names it first.
+    pub(super) fn report_dropped(&mut self, agent: AgentId, range: drover_proto::SeqRange) {
+        let Some(track) = self.tracks.get_mut(&agent) else {
+            return;
+        };
+        if track.dropped == Some(range) {
+            return;
+        }
+        track.dropped = Some(range);
+        self.ready.push_back(FollowEvent::Dropped {
+            agent,
+            from: range.from,
+            to: range.to,
+        });
     }
 }
