@@ -39,6 +39,7 @@ fn absorb(collected: &mut Collected, event: FollowEvent) {
         FollowEvent::Gap { .. } => collected.gaps += 1,
         FollowEvent::Exit(info) => collected.exits.push(*info),
         FollowEvent::Truncated { .. } => panic!("nothing was removed"),
+        FollowEvent::Dropped { .. } => panic!("nothing was dropped"),
     }
 }
 
