@@ -424,8 +424,6 @@ async fn the_backlog_pause_is_logged_once_per_episode() {
         let agent = client.spawn(spec).await.unwrap();
         let id = agent.id.to_string();
         wait_ready(&client, &agent).await;
-        // A follower live before the disk fills.
-        let live = follow_to_the_end(daemon.client().await, id.clone()).await;
 
         let filler = disk.fill();
         client.close_stdin(&id).await.unwrap();
