@@ -149,7 +149,12 @@ impl Config {
         // Last, so a config refused for another reason changes nothing: raise the soft
         // open-files limit to the hard one, then check that max_agents fits in it.
         let limit = crate::fdlimit::raise()?;
-        crate::fdlimit::check(limit, self.max_agents, self.max_streams)
+        crate::fdlimit::check(
+            limit,
+            self.max_agents,
+            self.max_streams,
+            self.http_limits.max_connections,
+        )
     }
 
     /// Check the binds. Control and PUB may bind any address a client can reach: a `tcp://`

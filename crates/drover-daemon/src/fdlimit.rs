@@ -8,9 +8,11 @@
 //! 4. its open log segment (opened at its first record, kept for group commit);
 //! 5. the write end of its stdin pipe, only when the spec asks for `stdin: pipe`.
 //!
-//! Everything else — the registry (3 SQLite files), the lock file, sockets, client connections,
-//! readers of stored logs for SSE streams — comes out of a reserve of [`RESERVED_FDS`] plus two
-//! per allowed stream (`max_streams`: one reading the store, one feeding the connection).
+//! Everything else comes out of a reserve: [`RESERVED_FDS`] for the registry (3 SQLite files), the
+//! lock file, the listening sockets, libzmq's descriptors and ZeroMQ client connections; one per
+//! HTTP connection the listeners may hold at once (`http_max_connections` on each of
+//! [`HTTP_LISTENERS`]); and two per allowed stream (`max_streams`: one reading the store, one
+//! feeding the connection).
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
@@ -19,8 +21,20 @@ use crate::DaemonError;
 /// File descriptors one live agent may hold at most (see the module documentation).
 pub const FDS_PER_AGENT: u64 = 5;
 
-/// File descriptors kept for the daemon itself, besides two per allowed stream.
+/// File descriptors kept for the daemon itself, besides HTTP connections and streams.
 pub const RESERVED_FDS: u64 = 256;
+
+/// HTTP listeners, each holding up to `http_max_connections`: TCP and the unix socket.
+pub const HTTP_LISTENERS: u64 = 2;
+
+/// The reserve for everything but agents (see the module documentation).
+pub fn reserve(max_streams: usize, http_max_connections: usize) -> u64 {
+    let streams = u64::try_from(max_streams).unwrap_or(u64::MAX);
+    let connections = u64::try_from(http_max_connections).unwrap_or(u64::MAX);
+    RESERVED_FDS
+        .saturating_add(HTTP_LISTENERS.saturating_mul(connections))
+        .saturating_add(streams.saturating_mul(2))
+}
 
 /// The soft and hard limit after raising the soft one as far as it goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,10 +79,14 @@ fn nr_open() -> Option<u64> {
 }
 
 /// Refuse a `max_agents` whose descriptors, with the reserve, exceed `limit`.
-pub fn check(limit: FdLimit, max_agents: usize, max_streams: usize) -> Result<(), DaemonError> {
+pub fn check(
+    limit: FdLimit,
+    max_agents: usize,
+    max_streams: usize,
+    http_max_connections: usize,
+) -> Result<(), DaemonError> {
     let agents = u64::try_from(max_agents).unwrap_or(u64::MAX);
-    let streams = u64::try_from(max_streams).unwrap_or(u64::MAX);
-    let reserve = RESERVED_FDS.saturating_add(streams.saturating_mul(2));
+    let reserve = reserve(max_streams, http_max_connections);
     let needed = agents.saturating_mul(FDS_PER_AGENT).saturating_add(reserve);
     if needed <= limit.soft {
         return Ok(());
@@ -77,7 +95,8 @@ pub fn check(limit: FdLimit, max_agents: usize, max_streams: usize) -> Result<()
     Err(DaemonError::Config {
         reason: format!(
             "max_agents {max_agents} needs {max_agents} × {FDS_PER_AGENT} file descriptors per \
-             agent + {reserve} for the daemon ({RESERVED_FDS} + 2 × max_streams {max_streams}) \
+             agent + {reserve} for the daemon ({RESERVED_FDS} + {HTTP_LISTENERS} × \
+             http_max_connections {http_max_connections} + 2 × max_streams {max_streams}) \
              = {needed}, but the open-files limit is {} (hard limit {}): at most {fit} agents \
              fit; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower max_agents",
             limit.soft, limit.hard
@@ -95,14 +114,16 @@ mod tests {
             soft: 20_000,
             hard: 20_000,
         };
-        check(limit, 3_846, 256).expect("3846 × 5 + 768 = 19998 fits");
-        let error = check(limit, 10_100, 256).expect_err("refused").to_string();
+        check(limit, 3_641, 256, 512).expect("3641 × 5 + 1792 = 19997 fits");
+        let error = check(limit, 10_100, 256, 512)
+            .expect_err("refused")
+            .to_string();
         assert_eq!(
             error,
             "invalid configuration: max_agents 10100 needs 10100 × 5 file descriptors per agent \
-             + 768 for the daemon (256 + 2 × max_streams 256) = 51268, but the open-files limit \
-             is 20000 (hard limit 20000): at most 3846 agents fit; raise the hard limit \
-             (ulimit -Hn, systemd LimitNOFILE=) or lower max_agents"
+             + 1792 for the daemon (256 + 2 × http_max_connections 512 + 2 × max_streams 256) = \
+             52292, but the open-files limit is 20000 (hard limit 20000): at most 3641 agents \
+             fit; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower max_agents"
         );
     }
 }

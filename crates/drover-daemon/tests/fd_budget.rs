@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use drover_daemon::fdlimit::{FDS_PER_AGENT, RESERVED_FDS};
+use drover_daemon::fdlimit::FDS_PER_AGENT;
 use drover_daemon::Config;
 use drover_proto::StdinMode;
 
@@ -41,7 +41,8 @@ async fn the_open_files_limit_is_raised_and_a_max_agents_it_cannot_carry_is_refu
 
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::ephemeral(dir.path());
-        let reserve = RESERVED_FDS + 2 * config.max_streams as u64;
+        let reserve =
+            drover_daemon::fdlimit::reserve(config.max_streams, config.http_limits.max_connections);
         let fit = (hard - reserve) / FDS_PER_AGENT;
         config.max_agents = usize::try_from(fit + 1).unwrap();
         let Err(error) = drover_daemon::bind(&config).await else {
