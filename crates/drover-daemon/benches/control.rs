@@ -68,6 +68,8 @@ async fn measure(
     print_rtt("drover health, ipc", health, Some(echo));
 
     println!("\n{CONCURRENT_CLIENTS} concurrent CURVE clients, {ROUND_TRIPS} health requests each");
+    let raw = raw_concurrent(ROUND_TRIPS);
+    println!("  raw libzmq CURVE x{CONCURRENT_CLIENTS}  : {raw:>10.0} requests/s");
     let clients: Vec<Arc<Client>> = futures_clients(&control, options).await;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -82,9 +84,10 @@ async fn measure(
         task.await.unwrap();
     }
     let total = (CONCURRENT_CLIENTS * ROUND_TRIPS) as f64;
+    let rate = total / started.elapsed().as_secs_f64();
     println!(
-        "  drover health x{CONCURRENT_CLIENTS}      : {:>10.0} requests/s",
-        total / started.elapsed().as_secs_f64()
+        "  drover health x{CONCURRENT_CLIENTS}      : {rate:>10.0} requests/s  ({:.0}% of raw)",
+        100.0 * rate / raw
     );
 
     println!("\nspawn of /bin/true, {SPAWNS} sequential");
@@ -161,6 +164,48 @@ fn print_rtt(name: &str, rtt: Duration, baseline: Option<Duration>) {
         rtt.as_secs_f64() * 1e6,
         1.0 / rtt.as_secs_f64()
     );
+}
+
+/// CONCURRENT_CLIENTS REQ sockets (each on its own thread with its own context, as separate
+/// processes would be) against one ROUTER echo on one thread, CURVE over TCP: requests/s.
+fn raw_concurrent(n: usize) -> f64 {
+    let curve = raw::Curve::new();
+    let router = zmq::Context::new().socket(zmq::ROUTER).unwrap();
+    curve.server(&router);
+    router.bind("tcp://127.0.0.1:0").unwrap();
+    let endpoint = router.get_last_endpoint().unwrap().unwrap();
+    let total = CONCURRENT_CLIENTS * n;
+    let server = std::thread::spawn(move || {
+        for _ in 0..total {
+            let frames = router.recv_multipart(0).unwrap();
+            router.send_multipart(frames, 0).unwrap();
+        }
+    });
+    let barrier = Arc::new(std::sync::Barrier::new(CONCURRENT_CLIENTS + 1));
+    let clients: Vec<_> = (0..CONCURRENT_CLIENTS)
+        .map(|_| {
+            let req = zmq::Context::new().socket(zmq::REQ).unwrap();
+            curve.client(&req);
+            req.connect(&endpoint).unwrap();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let body = [0x80u8; 48];
+                for _ in 0..n {
+                    req.send(&body[..], 0).unwrap();
+                    req.recv_bytes(0).unwrap();
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let elapsed = started.elapsed();
+    server.join().unwrap();
+    total as f64 / elapsed.as_secs_f64()
 }
 
 /// A REQ/REP echo of a health-sized message on `endpoint` (CURVE when `curve` is given), each
