@@ -39,8 +39,12 @@ pub(crate) async fn authenticate(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    // Login checks the token it is given; logout only clears a cookie.
-    if path == "/login" || path == "/logout" {
+    // Login checks the token it is given; logout only clears a cookie; the dashboard's page
+    // and assets hold no data (what they show comes from authenticated routes).
+    if path == "/login"
+        || path == "/logout"
+        || (super::dashboard::is_public(path) && is_safe(request.method()))
+    {
         return next.run(request).await;
     }
     let caller = match request.extensions().get::<Transport>() {

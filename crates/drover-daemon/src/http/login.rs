@@ -115,6 +115,15 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// `GET /v1/session`: the role the request's credential carries (`{"role": "read"}`), so a page
+/// logged in by cookie (which its scripts cannot read) knows whether to offer actions.
+pub(super) async fn session() -> Response {
+    match super::auth::CALLER.try_with(|caller| caller.role) {
+        Ok(role) => Json(serde_json::json!({ "role": role.as_str() })).into_response(),
+        Err(_) => unauthenticated("request without an authenticated caller"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::form_field;

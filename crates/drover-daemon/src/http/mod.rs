@@ -13,6 +13,7 @@
 mod agents;
 mod auth;
 mod body;
+mod dashboard;
 mod events;
 mod follow;
 mod guard;
@@ -83,6 +84,9 @@ pub(crate) fn app(http: AppState) -> Router {
         .route("/v1/agents/{agent}/stdin/close", post(agents::close_stdin))
         .route("/metrics", get(metrics::render))
         .route("/login", get(login::form).post(login::login))
+        .route("/v1/session", get(login::session))
+        .route("/", get(dashboard::index))
+        .route("/ui/{file}", get(dashboard::asset))
         .route("/logout", post(login::logout))
         .layer(middleware::from_fn(deadline));
     // Streams, and `wait` and `logs`, which bound themselves: `logs` only when not following.

@@ -1,0 +1,479 @@
+// The Drover dashboard: a fleet table kept live by /v1/events, and an agent pane following its
+// log over SSE. Everything comes from the documented HTTP API under the login cookie; the page
+// holds no token. No framework, no build step: this file is served as is.
+
+const $ = (id) => document.getElementById(id);
+
+// Lines an agent pane keeps in memory; beyond, the oldest go (the log stays in the daemon).
+const MAX_LINES = 1_000_000;
+const TRIM = 10_000;
+// Height of one log line in pixels (the stylesheet's `--line`); the view renders only the
+// lines in sight, so a million lines scroll like a hundred.
+const LINE = 18;
+
+const state = {
+  role: null,
+  agents: new Map(), // id → AgentInfo
+  sort: { key: "created_at", desc: true },
+  pane: null, // the open agent pane
+};
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const error = body && body.error ? body.error : { code: "internal", message: `HTTP ${status}` };
+    super(`${error.code}: ${error.message}`);
+    this.status = status;
+    this.code = error.code;
+  }
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: {}, credentials: "same-origin" };
+  if (body !== undefined) {
+    if (typeof body === "string") {
+      init.body = body;
+      init.headers["Content-Type"] = "application/octet-stream";
+    } else {
+      init.body = JSON.stringify(body);
+      init.headers["Content-Type"] = "application/json";
+    }
+  }
+  const response = await fetch(path, init);
+  const text = await response.text();
+  const json = text ? JSON.parse(text) : {};
+  if (!response.ok) throw new ApiError(response.status, json);
+  return json;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login
+
+async function start() {
+  try {
+    const session = await api("GET", "/v1/session");
+    state.role = session.role;
+  } catch (error) {
+    if (error.status === 401) return showLogin();
+    throw error;
+  }
+  $("login").hidden = true;
+  $("app").hidden = false;
+  document.body.classList.toggle("can-control", state.role === "control");
+  $("role").textContent = `role: ${state.role}`;
+  await loadAgents();
+  followEvents();
+  refreshHealth();
+  setInterval(refreshHealth, 5000);
+}
+
+function showLogin() {
+  $("app").hidden = true;
+  $("login").hidden = false;
+  $("login-token").focus();
+}
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("login-error").textContent = "";
+  try {
+    await api("POST", "/login", { token: $("login-token").value });
+    $("login-token").value = "";
+    await start();
+  } catch (error) {
+    $("login-error").textContent = error.message;
+  }
+});
+
+async function refreshHealth() {
+  try {
+    const health = await api("GET", "/v1/health");
+    const up = Math.round(health.uptime_ms / 1000);
+    $("health").textContent = `v${health.version} · up ${duration(up)}`;
+  } catch (error) {
+    $("health").textContent = `daemon unreachable (${error.message})`;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleet
+
+async function loadAgents() {
+  let cursor = null;
+  state.agents.clear();
+  do {
+    const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
+    const page = await api("GET", `/v1/agents${query}`);
+    for (const agent of page.agents) state.agents.set(agent.id, agent);
+    cursor = page.next_cursor;
+  } while (cursor);
+  renderFleet();
+}
+
+// Lifecycle events keep the table current; EventSource resumes with Last-Event-ID on its own.
+function followEvents() {
+  const events = new EventSource("/v1/events");
+  const update = async (event) => {
+    const data = JSON.parse(event.data);
+    if (data.kind === "removed") {
+      state.agents.delete(data.agent);
+      renderFleet();
+      return;
+    }
+    try {
+      const { agent } = await api("GET", `/v1/agents/${data.agent}`);
+      state.agents.set(agent.id, agent);
+      renderFleet();
+      if (state.pane && state.pane.id === agent.id) showAgentState(agent);
+    } catch (error) {
+      if (error.status === 404) {
+        state.agents.delete(data.agent);
+        renderFleet();
+      }
+    }
+  };
+  for (const kind of ["spawned", "state", "exit", "lost", "removed", "log_dropped"]) {
+    events.addEventListener(kind, update);
+  }
+  // Numbers no longer stored: re-read the whole table.
+  events.addEventListener("gap", () => loadAgents());
+}
+
+function matches(agent, text, wanted) {
+  if (wanted && agent.state !== wanted) return false;
+  if (!text) return true;
+  const labels = Object.entries(agent.labels || {}).map(([k, v]) => `${k}=${v}`);
+  const haystack = [agent.id, agent.name || "", agent.backend, agent.state, ...labels].join(" ");
+  return haystack.toLowerCase().includes(text.toLowerCase());
+}
+
+function renderFleet() {
+  const text = $("filter").value.trim();
+  const wanted = $("state-filter").value;
+  const counts = {};
+  for (const agent of state.agents.values()) counts[agent.state] = (counts[agent.state] || 0) + 1;
+  $("counts").textContent = Object.entries(counts)
+    .map(([name, n]) => `${n} ${name}`)
+    .join(" · ");
+  const { key, desc } = state.sort;
+  const rows = [...state.agents.values()]
+    .filter((agent) => matches(agent, text, wanted))
+    .sort((a, b) => {
+      const x = a[key] ?? "";
+      const y = b[key] ?? "";
+      return (x < y ? -1 : x > y ? 1 : 0) * (desc ? -1 : 1);
+    });
+  const body = $("agents");
+  body.replaceChildren(
+    ...rows.map((agent) => {
+      const row = document.createElement("tr");
+      row.dataset.id = agent.id;
+      row.tabIndex = 0;
+      row.className = `state-${agent.state}`;
+      const exit = agent.exit_code ?? (agent.signal ? signalName(agent.signal) : "");
+      const labels = Object.entries(agent.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ");
+      for (const value of [
+        agent.name || agent.id.slice(-12),
+        agent.state,
+        agent.backend,
+        duration(Math.round((Date.now() * 1e6 - agent.created_at) / 1e9)),
+        labels,
+        exit,
+      ]) {
+        const cell = document.createElement("td");
+        cell.textContent = value;
+        row.append(cell);
+      }
+      const open = () => openAgent(agent.id);
+      row.addEventListener("click", open);
+      row.addEventListener("keydown", (event) => event.key === "Enter" && open());
+      return row;
+    }),
+  );
+}
+
+$("filter").addEventListener("input", renderFleet);
+$("state-filter").addEventListener("change", renderFleet);
+for (const header of document.querySelectorAll("th[data-sort]")) {
+  header.addEventListener("click", () => {
+    const key = header.dataset.sort;
+    state.sort = { key, desc: state.sort.key === key ? !state.sort.desc : false };
+    renderFleet();
+  });
+}
+
+// Signal names, as `kill -l` gives them; others are shown by number.
+const SIGNALS = {
+  1: "HUP", 2: "INT", 3: "QUIT", 4: "ILL", 6: "ABRT", 8: "FPE", 9: "KILL", 10: "USR1", 11: "SEGV",
+  12: "USR2", 13: "PIPE", 14: "ALRM", 15: "TERM", 17: "CHLD", 18: "CONT", 19: "STOP", 20: "TSTP",
+};
+const signalName = (n) => (SIGNALS[n] ? `SIG${SIGNALS[n]}` : `signal ${n}`);
+
+function duration(seconds) {
+  if (seconds < 60) return `${Math.max(0, seconds)}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)}h`;
+  return `${Math.floor(seconds / 86400)}d`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent pane: a virtualised log following the SSE stream
+
+function openAgent(id) {
+  closeAgent();
+  const agent = state.agents.get(id);
+  const pane = {
+    id,
+    lines: [], // {seq, ts, stream, html, text}
+    dropped: 0, // lines let go beyond MAX_LINES
+    source: new EventSource(`/v1/agents/${id}/logs?follow=true`),
+    pending: false,
+    match: -1,
+  };
+  state.pane = pane;
+  $("agent").hidden = false;
+  $("agent-title").textContent = agent ? agent.name || agent.id : id;
+  $("agent-error").textContent = "";
+  if (agent) showAgentState(agent);
+  pane.source.addEventListener("log", (event) => {
+    const record = JSON.parse(event.data);
+    const text = record.text ?? atob(record.data_b64);
+    pane.lines.push({ seq: record.seq, ts: record.ts, stream: record.stream, text });
+    if (pane.lines.length > MAX_LINES + TRIM) {
+      // In chunks: one splice per TRIM lines, not one per line.
+      pane.lines.splice(0, TRIM);
+      pane.dropped += TRIM;
+    }
+    scheduleRender(pane);
+  });
+  const notice = (text) => {
+    pane.lines.push({ seq: 0, ts: 0, stream: "notice", text });
+    scheduleRender(pane);
+  };
+  pane.source.addEventListener("gap", (event) => {
+    const gap = JSON.parse(event.data);
+    notice(`records ${gap.from}..${gap.to} were removed by retention before they could be read`);
+  });
+  pane.source.addEventListener("truncated", (event) => {
+    const cut = JSON.parse(event.data);
+    notice(`records before ${cut.first_available} were removed by retention`);
+  });
+  pane.source.addEventListener("exit", (event) => {
+    pane.source.close();
+    const end = JSON.parse(event.data);
+    const how =
+      end.exit_code !== null ? `code ${end.exit_code}` : end.signal ? signalName(end.signal) : "";
+    notice(`— ${end.state} ${how} —`);
+  });
+}
+
+function closeAgent() {
+  if (state.pane) state.pane.source.close();
+  state.pane = null;
+  $("agent").hidden = true;
+  $("log-lines").replaceChildren();
+}
+
+function showAgentState(agent) {
+  $("agent-state").textContent = agent.state;
+  $("agent-state").className = `state-${agent.state}`;
+}
+
+function scheduleRender(pane) {
+  if (pane.pending) return;
+  pane.pending = true;
+  requestAnimationFrame(() => {
+    pane.pending = false;
+    if (state.pane === pane) renderLog(pane);
+  });
+}
+
+// Render only the lines in view (plus a margin) inside a spacer as tall as the whole log.
+function renderLog(pane) {
+  const view = $("log");
+  const follow = $("autoscroll").checked;
+  $("log-spacer").style.height = `${pane.lines.length * LINE}px`;
+  if (follow) view.scrollTop = view.scrollHeight;
+  const first = Math.max(0, Math.floor(view.scrollTop / LINE) - 20);
+  const last = Math.min(pane.lines.length, first + Math.ceil(view.clientHeight / LINE) + 40);
+  const stamps = $("timestamps").checked;
+  const box = $("log-lines");
+  box.style.transform = `translateY(${first * LINE}px)`;
+  const rows = [];
+  for (let i = first; i < last; i++) {
+    const line = pane.lines[i];
+    const row = document.createElement("div");
+    row.className = `line ${line.stream}${i === pane.match ? " match" : ""}`;
+    if (line.seq) row.dataset.seq = line.seq;
+    if (stamps && line.ts) {
+      const stamp = document.createElement("span");
+      stamp.className = "ts";
+      stamp.textContent = new Date(line.ts / 1e6).toISOString().slice(11, 23);
+      row.append(stamp);
+    }
+    row.append(...ansi(line.text.replace(/\n$/, "")));
+    rows.push(row);
+  }
+  box.replaceChildren(...rows);
+  const dropped = pane.dropped ? ` (${pane.dropped} older lines let go)` : "";
+  $("line-count").textContent = `${pane.lines.length} lines${dropped}`;
+}
+
+// SGR colours and bold as spans; every other escape sequence is dropped. Text is never HTML.
+function ansi(text) {
+  const out = [];
+  let classes = [];
+  const pattern = /\x1b\[([0-9;]*)([A-Za-z])/g;
+  let at = 0;
+  const push = (chunk) => {
+    if (!chunk) return;
+    const span = document.createElement("span");
+    if (classes.length) span.className = classes.join(" ");
+    span.textContent = chunk;
+    out.push(span);
+  };
+  for (let found; (found = pattern.exec(text)); ) {
+    push(text.slice(at, found.index));
+    at = pattern.lastIndex;
+    if (found[2] !== "m") continue;
+    for (const code of (found[1] || "0").split(";").map(Number)) {
+      if (code === 0) classes = [];
+      else if (code === 1) classes.push("bold");
+      else if ((code >= 30 && code <= 37) || (code >= 90 && code <= 97)) {
+        classes = classes.filter((c) => !c.startsWith("fg"));
+        classes.push(`fg${code}`);
+      } else if (code === 39) classes = classes.filter((c) => !c.startsWith("fg"));
+    }
+  }
+  push(text.slice(at));
+  return out;
+}
+
+$("log").addEventListener("scroll", () => {
+  const view = $("log");
+  const atEnd = view.scrollTop + view.clientHeight >= view.scrollHeight - LINE;
+  if (!atEnd && $("autoscroll").checked) $("autoscroll").checked = false;
+  if (state.pane) scheduleRender(state.pane);
+});
+$("jump").addEventListener("click", () => {
+  $("autoscroll").checked = true;
+  if (state.pane) scheduleRender(state.pane);
+});
+$("timestamps").addEventListener("change", () => state.pane && scheduleRender(state.pane));
+$("agent-close").addEventListener("click", closeAgent);
+
+$("search").addEventListener("keydown", (event) => {
+  const pane = state.pane;
+  if (event.key !== "Enter" || !pane) return;
+  const needle = $("search").value;
+  if (!needle) return;
+  const n = pane.lines.length;
+  for (let k = 1; k <= n; k++) {
+    const i = (pane.match + k) % n;
+    if (pane.lines[i].text.includes(needle)) {
+      pane.match = i;
+      $("autoscroll").checked = false;
+      $("log").scrollTop = Math.max(0, i * LINE - $("log").clientHeight / 2);
+      scheduleRender(pane);
+      return;
+    }
+  }
+  $("agent-error").textContent = `"${needle}" is not in the log`;
+});
+
+$("download").addEventListener("click", () => {
+  const pane = state.pane;
+  if (!pane) return;
+  const text = pane.lines.filter((l) => l.seq).map((l) => l.text).join("");
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
+  link.download = `${pane.id}.log`;
+  link.click();
+  URL.revokeObjectURL(link.href);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Actions (control role): each shows the daemon's typed error when refused
+
+async function act(action) {
+  const pane = state.pane;
+  if (!pane) return;
+  $("agent-error").textContent = "";
+  try {
+    if (action === "remove") {
+      await api("DELETE", `/v1/agents/${pane.id}`);
+      closeAgent();
+      return;
+    }
+    const { agent } = await api("POST", `/v1/agents/${pane.id}/${action}`);
+    state.agents.set(agent.id, agent);
+    showAgentState(agent);
+    renderFleet();
+  } catch (error) {
+    $("agent-error").textContent = error.message;
+  }
+}
+
+for (const button of document.querySelectorAll("[data-action]")) {
+  button.addEventListener("click", () => act(button.dataset.action));
+}
+
+$("stdin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const pane = state.pane;
+  if (!pane) return;
+  $("agent-error").textContent = "";
+  try {
+    await api("POST", `/v1/agents/${pane.id}/stdin`, `${$("stdin").value}\n`);
+    $("stdin").value = "";
+  } catch (error) {
+    $("agent-error").textContent = error.message;
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Spawn form
+
+function pairs(text) {
+  const out = {};
+  for (const item of text.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const at = item.indexOf("=");
+    if (at < 1) throw new Error(`"${item}" is not KEY=VALUE`);
+    out[item.slice(0, at)] = item.slice(at + 1);
+  }
+  return out;
+}
+
+$("spawn-open").addEventListener("click", () => {
+  $("spawn-error").textContent = "";
+  $("spawn").showModal();
+});
+$("spawn-cancel").addEventListener("click", () => $("spawn").close());
+$("spawn-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData($("spawn-form"));
+  $("spawn-error").textContent = "";
+  try {
+    const raw = String(form.get("argv")).trim();
+    const argv = raw.startsWith("[") ? JSON.parse(raw) : raw.split(/\s+/);
+    const spec = { argv, labels: pairs(String(form.get("labels"))), env: pairs(String(form.get("env"))) };
+    for (const key of ["name", "backend", "cwd"]) {
+      const value = String(form.get(key)).trim();
+      if (value) spec[key] = value;
+    }
+    if (form.get("stdin")) spec.stdin = "pipe";
+    const { agent } = await api("POST", "/v1/agents", { spec });
+    state.agents.set(agent.id, agent);
+    renderFleet();
+    $("spawn").close();
+    openAgent(agent.id);
+  } catch (error) {
+    $("spawn-error").textContent = error.message;
+  }
+});
+
+start().catch((error) => {
+  document.body.textContent = `drover: ${error.message}`;
+});

@@ -1,0 +1,143 @@
+// Drives the dashboard in headless Chromium (Debian's /usr/bin/chromium through playwright-core)
+// against a real daemon started by tests/http_dashboard.rs, which passes:
+//   node dashboard.mjs <base-url> <control-token> <read-token> <agent-id> <lines> <screenshots-dir>
+// The agent prints `line 1` .. `line <lines>` and keeps running. Every step asserts; any failure
+// exits non-zero with the reason, and the Rust test prints it.
+
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const [base, controlToken, readToken, agentId, linesArg, shots] = process.argv.slice(2);
+const lines = Number(linesArg);
+const TIMEOUT = 30_000;
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+
+async function api(method, path, token, body) {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: response.status, json: await response.json() };
+}
+
+async function loggedIn(token) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(String(error)));
+  // Refused requests (401 before login, a refused action) are logged by the browser as failed
+  // loads; those are the API answering, not the page failing.
+  page.on(
+    "console",
+    (message) =>
+      message.type() === "error" &&
+      !message.text().startsWith("Failed to load resource") &&
+      errors.push(message.text()),
+  );
+  await page.goto(`${base}/`);
+  await page.locator("#login-token").waitFor({ timeout: TIMEOUT });
+  await page.fill("#login-token", token);
+  await page.click("#login-form button[type=submit]");
+  await page.locator("#app").waitFor({ state: "visible", timeout: TIMEOUT });
+  return { context, page, errors };
+}
+
+const rowOf = (page, id) => page.locator(`tr[data-id="${id}"]`);
+
+try {
+  // --- control role -------------------------------------------------------------------------
+  const { page, errors } = await loggedIn(controlToken);
+  assert.equal(await page.locator("#role").textContent(), "role: control");
+
+  // The agent spawned before the page loaded is listed.
+  await rowOf(page, agentId).waitFor({ timeout: TIMEOUT });
+
+  // An agent spawned by another client appears without a reload (the events stream).
+  const other = await api("POST", "/v1/agents", controlToken, {
+    spec: { argv: ["sh", "-c", "echo other; exec sleep 1000"], name: "from-another-client" },
+  });
+  assert.equal(other.status, 201, JSON.stringify(other.json));
+  const otherId = other.json.agent.id;
+  await rowOf(page, otherId).waitFor({ timeout: TIMEOUT });
+  await page.locator(`tr[data-id="${otherId}"].state-running`).waitFor({ timeout: TIMEOUT });
+
+  // The agent's log follows to the exact last line, every line there once and in order.
+  await rowOf(page, agentId).click();
+  await page.locator("#line-count", { hasText: `${lines} lines` }).waitFor({ timeout: TIMEOUT });
+  const last = page.locator(`#log .line[data-seq="${lines}"]`);
+  await last.waitFor({ timeout: TIMEOUT });
+  assert.equal(await last.textContent(), `line ${lines}`);
+  await page.screenshot({ path: `${shots}/dashboard-agent.png` });
+
+  // Search reaches the first line of a long log (the view renders only what is in sight).
+  await page.fill("#search", "line 1");
+  await page.press("#search", "Enter");
+  const first = page.locator('#log .line.match[data-seq="1"]');
+  await first.waitFor({ timeout: TIMEOUT });
+  assert.equal(await first.textContent(), "line 1");
+
+  // Stop from the page: the state changes in the page and in the daemon.
+  await page.click('button[data-action="stop"]');
+  await page.locator("#agent-state", { hasText: /killed|exited/ }).waitFor({ timeout: TIMEOUT });
+  const stopped = await api("GET", `/v1/agents/${agentId}`, controlToken);
+  assert.match(stopped.json.agent.state, /killed|exited/);
+  // The search left the view at line 1; jump back to the end, where the exit is noted.
+  await page.click("#jump");
+  await page.locator("#log .line.notice", { hasText: /killed|exited/ }).waitFor({ timeout: TIMEOUT });
+
+  // A refused action shows the daemon's typed error.
+  await page.click('button[data-action="pause"]');
+  await page.locator("#agent-error", { hasText: "invalid_state" }).waitFor({ timeout: TIMEOUT });
+
+  // The spawn form starts an agent and opens its log.
+  await page.click("#spawn-open");
+  await page.fill('#spawn-form input[name="argv"]', '["sh", "-c", "echo from-the-form"]');
+  await page.fill('#spawn-form input[name="name"]', "formed");
+  await page.fill('#spawn-form input[name="labels"]', "team=ui");
+  await page.click('#spawn-form button[value="spawn"]');
+  await page.locator("#log .line", { hasText: "from-the-form" }).waitFor({ timeout: TIMEOUT });
+  // A malformed field is shown, not sent.
+  await page.click("#spawn-open");
+  await page.fill('#spawn-form input[name="argv"]', "true");
+  await page.fill('#spawn-form input[name="labels"]', "novalue");
+  await page.click('#spawn-form button[value="spawn"]');
+  await page.locator("#spawn-error", { hasText: "is not KEY=VALUE" }).waitFor({ timeout: TIMEOUT });
+  await page.click("#spawn-cancel");
+
+  // Filtering by label keeps only the form's agent.
+  await page.fill("#filter", "team=ui");
+  await page.locator("tbody tr").first().waitFor({ timeout: TIMEOUT });
+  assert.equal(await page.locator("tbody tr").count(), 1);
+  await page.fill("#filter", "");
+  await page.click("#agent-close");
+  await page.screenshot({ path: `${shots}/dashboard-fleet.png` });
+  assert.deepEqual(errors, [], "no script errors");
+
+  // --- read role ----------------------------------------------------------------------------
+  const reader = await loggedIn(readToken);
+  assert.equal(await reader.page.locator("#role").textContent(), "role: read");
+  await rowOf(reader.page, otherId).click();
+  await reader.page.locator("#log .line", { hasText: "other" }).waitFor({ timeout: TIMEOUT });
+  assert.equal(await reader.page.locator('button[data-action="kill"]').isVisible(), false);
+  assert.equal(await reader.page.locator("#spawn-open").isVisible(), false);
+  // A forged action from the page (cookie and the daemon's own Origin) is refused with 403.
+  const forged = await reader.page.evaluate(async (id) => {
+    const response = await fetch(`/v1/agents/${id}/kill`, { method: "POST" });
+    return { status: response.status, body: await response.json() };
+  }, otherId);
+  assert.equal(forged.status, 403, JSON.stringify(forged));
+  assert.equal(forged.body.error.code, "unauthorized");
+  const still = await api("GET", `/v1/agents/${otherId}`, controlToken);
+  assert.equal(still.json.agent.state, "running");
+  assert.deepEqual(reader.errors, [], "no script errors");
+
+  await api("POST", `/v1/agents/${otherId}/kill`, controlToken);
+  console.log("dashboard: every step passed");
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,122 @@
+//! The dashboard in a real browser: headless Chromium (Debian's `/usr/bin/chromium`) driven by
+//! `playwright-core` from `tests/browser/dashboard.mjs`, against this daemon. The script logs in
+//! with a control token and with a read token and asserts every step (see the script); this
+//! test also checks the page's headers and that the page and its assets need no credential
+//! while every data route still does.
+//!
+//! `scripts/setup-test-env` installs Chromium, Node.js and `playwright-core` (`npm ci` in
+//! `tests/browser`); without them this test fails, saying so: it is never skipped.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::{request_without_token, within, Daemon};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// Lines the followed agent prints before the page opens its log.
+const LINES: u64 = 200_000;
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_with_a_strict_policy_and_no_data() {
+    within(async {
+        let daemon = Daemon::start().await;
+        for (path, kind) in [
+            ("/", "text/html"),
+            ("/ui/app.js", "text/javascript"),
+            ("/ui/app.css", "text/css"),
+        ] {
+            let response = request_without_token(daemon.addr, "GET", path, &[], b"").await;
+            assert_eq!(response.status, 200, "{path}: {}", response.text());
+            assert!(
+                response
+                    .header("content-type")
+                    .unwrap_or("")
+                    .starts_with(kind),
+                "{path}"
+            );
+            let policy = response.header("content-security-policy").unwrap_or("");
+            assert!(
+                policy.contains("script-src 'self'") && policy.contains("default-src 'none'"),
+                "{path}: {policy}"
+            );
+            assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+        }
+        let missing = request_without_token(daemon.addr, "GET", "/ui/nothing.js", &[], b"").await;
+        assert_eq!(missing.status, 404);
+        // Data still needs a credential; the session route says which role one has.
+        let anonymous = request_without_token(daemon.addr, "GET", "/v1/session", &[], b"").await;
+        assert_eq!(anonymous.status, 401);
+        let session = daemon.get("/v1/session").await;
+        assert_eq!(session.json()["role"], "control");
+        let posted = request_without_token(daemon.addr, "POST", "/", &[], b"").await;
+        assert_eq!(posted.status, 401, "only GET of the page is public");
+        daemon.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install Debian's chromium package; scripts/setup-test-env does"
+    );
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run scripts/setup-test-env (npm ci in {})",
+        browser_dir.display()
+    );
+    // Its own bound, longer than `within`'s: a browser starts and reads 200,000 lines.
+    let test = async {
+        let daemon = Daemon::start().await;
+        let id = daemon
+            .spawn(&[
+                "sh",
+                "-c",
+                &format!("seq -f 'line %.0f' 1 {LINES}; exec sleep 1000"),
+            ])
+            .await;
+        let read = daemon.token(drover_proto::Role::Read, "dashboard reader");
+        let shots = tempfile::tempdir().expect("screenshots dir");
+        let run = tokio::process::Command::new("node")
+            .arg(browser_dir.join("dashboard.mjs"))
+            .arg(&daemon.http_url)
+            .arg(&daemon.token)
+            .arg(&read)
+            .arg(&id)
+            .arg(LINES.to_string())
+            .arg(shots.path())
+            .current_dir(&browser_dir)
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(110), run)
+            .await
+            .expect("the browser script finished within 110 s")
+            .expect("node runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.contains("every step passed"),
+            "the browser script failed ({}):\n{stdout}\n{stderr}",
+            output.status
+        );
+        for shot in ["dashboard-fleet.png", "dashboard-agent.png"] {
+            let path = shots.path().join(shot);
+            assert!(
+                path.metadata().map(|m| m.len() > 1000).unwrap_or(false),
+                "{shot}"
+            );
+            // DROVER_SCREENSHOTS=docs refreshes the committed screenshots.
+            if let Ok(dir) = std::env::var("DROVER_SCREENSHOTS") {
+                std::fs::copy(&path, Path::new(&dir).join(shot)).expect("copy screenshot");
+            }
+        }
+        daemon.stop().await;
+    };
+    tokio::time::timeout(Duration::from_secs(150), test)
+        .await
+        .expect("the dashboard test finished within 150 s");
+}
