@@ -416,6 +416,17 @@ async function act(action) {
   }
 }
 
+$("signal-send").addEventListener("click", async () => {
+  const pane = state.pane;
+  if (!pane) return;
+  $("agent-error").textContent = "";
+  try {
+    await api("POST", `/v1/agents/${pane.id}/signal`, { signal: $("signal").value });
+  } catch (error) {
+    $("agent-error").textContent = error.message;
+  }
+});
+
 for (const button of document.querySelectorAll("[data-action]")) {
   button.addEventListener("click", () => act(button.dataset.action));
 }
@@ -457,9 +468,9 @@ $("spawn-form").addEventListener("submit", async (event) => {
   $("spawn-error").textContent = "";
   try {
     const raw = String(form.get("argv")).trim();
-    const argv = raw.startsWith("[") ? JSON.parse(raw) : raw.split(/\s+/);
+    const argv = raw.startsWith("[") ? JSON.parse(raw) : raw ? raw.split(/\s+/) : [];
     const spec = { argv, labels: pairs(String(form.get("labels"))), env: pairs(String(form.get("env"))) };
-    for (const key of ["name", "backend", "cwd"]) {
+    for (const key of ["name", "backend", "task", "model", "cwd"]) {
       const value = String(form.get(key)).trim();
       if (value) spec[key] = value;
     }

@@ -107,7 +107,23 @@ try {
   await page.fill('#spawn-form input[name="labels"]', "novalue");
   await page.click('#spawn-form button[value="spawn"]');
   await page.locator("#spawn-error", { hasText: "is not KEY=VALUE" }).waitFor({ timeout: TIMEOUT });
+  // An invalid spec (no command, no backend) gets the daemon's typed error on the form.
+  await page.fill('#spawn-form input[name="argv"]', "");
+  await page.fill('#spawn-form input[name="labels"]', "");
+  await page.click('#spawn-form button[value="spawn"]');
+  await page.locator("#spawn-error", { hasText: "bad_request" }).waitFor({ timeout: TIMEOUT });
   await page.click("#spawn-cancel");
+
+  // A signal chosen in the page reaches the agent.
+  const trapper = await api("POST", "/v1/agents", controlToken, {
+    spec: { argv: ["sh", "-c", 'trap "echo got-usr1; exit 3" USR1; echo ready; while :; do sleep 0.05; done'] },
+  });
+  await rowOf(page, trapper.json.agent.id).click();
+  await page.locator("#log .line", { hasText: "ready" }).waitFor({ timeout: TIMEOUT });
+  await page.selectOption("#signal", "USR1");
+  await page.click("#signal-send");
+  await page.locator("#log .line", { hasText: "got-usr1" }).waitFor({ timeout: TIMEOUT });
+  await page.locator("#log .line.notice", { hasText: "exited code 3" }).waitFor({ timeout: TIMEOUT });
 
   // Filtering by label keeps only the form's agent.
   await page.fill("#filter", "team=ui");
