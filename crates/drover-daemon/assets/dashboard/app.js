@@ -231,14 +231,31 @@ function openAgent(id) {
     source: new EventSource(`/v1/agents/${id}/logs?follow=true`),
     pending: false,
     match: -1,
+    last: 0, // the last seq received
+    records: 0,
   };
   state.pane = pane;
+  const notice = (text) => {
+    pane.lines.push({ seq: 0, ts: 0, stream: "notice", text });
+    scheduleRender(pane);
+  };
+  const live = (text) => state.pane === pane && ($("stream-state").textContent = text);
+  pane.source.addEventListener("open", () => live("live"));
+  pane.source.addEventListener("error", () => live(pane.ended ? "ended" : "reconnecting…"));
   $("agent").hidden = false;
   $("agent-title").textContent = agent ? agent.name || agent.id : id;
   $("agent-error").textContent = "";
   if (agent) showAgentState(agent);
   pane.source.addEventListener("log", (event) => {
     const record = JSON.parse(event.data);
+    // The stream resumes after a drop with Last-Event-ID, so seqs continue exactly; anything
+    // else would be a bug worth showing, never papering over.
+    if (record.seq <= pane.last) return;
+    if (pane.last && record.seq !== pane.last + 1) {
+      notice(`records ${pane.last + 1}..${record.seq - 1} missing from the stream`);
+    }
+    pane.last = record.seq;
+    pane.records += 1;
     const text = record.text ?? atob(record.data_b64);
     pane.lines.push({ seq: record.seq, ts: record.ts, stream: record.stream, text });
     if (pane.lines.length > MAX_LINES + TRIM) {
@@ -248,12 +265,9 @@ function openAgent(id) {
     }
     scheduleRender(pane);
   });
-  const notice = (text) => {
-    pane.lines.push({ seq: 0, ts: 0, stream: "notice", text });
-    scheduleRender(pane);
-  };
   pane.source.addEventListener("gap", (event) => {
     const gap = JSON.parse(event.data);
+    pane.last = Math.max(pane.last, gap.to);
     notice(`records ${gap.from}..${gap.to} were removed by retention before they could be read`);
   });
   pane.source.addEventListener("truncated", (event) => {
@@ -261,7 +275,9 @@ function openAgent(id) {
     notice(`records before ${cut.first_available} were removed by retention`);
   });
   pane.source.addEventListener("exit", (event) => {
+    pane.ended = true;
     pane.source.close();
+    live("ended");
     const end = JSON.parse(event.data);
     const how =
       end.exit_code !== null ? `code ${end.exit_code}` : end.signal ? signalName(end.signal) : "";
@@ -318,7 +334,7 @@ function renderLog(pane) {
   }
   box.replaceChildren(...rows);
   const dropped = pane.dropped ? ` (${pane.dropped} older lines let go)` : "";
-  $("line-count").textContent = `${pane.lines.length} lines${dropped}`;
+  $("line-count").textContent = `${pane.records} lines${dropped}`;
 }
 
 // SGR colours and bold as spans; every other escape sequence is dropped. Text is never HTML.

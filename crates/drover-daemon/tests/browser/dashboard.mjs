@@ -1,13 +1,16 @@
 // Drives the dashboard in headless Chromium (Debian's /usr/bin/chromium through playwright-core)
 // against a real daemon started by tests/http_dashboard.rs, which passes:
-//   node dashboard.mjs <base-url> <control-token> <read-token> <agent-id> <lines> <screenshots-dir>
+//   node dashboard.mjs <page-url> <daemon-url> <control-token> <read-token> <agent-id> <lines> <shots>
+// The page is loaded through <page-url>, a relay in front of the daemon whose `POST /__cut`
+// drops every connection it relays (a network failure on demand); this script's own API calls
+// go straight to <daemon-url>.
 // The agent prints `line 1` .. `line <lines>` and keeps running. Every step asserts; any failure
 // exits non-zero with the reason, and the Rust test prints it.
 
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
-const [base, controlToken, readToken, agentId, linesArg, shots] = process.argv.slice(2);
+const [base, daemon, controlToken, readToken, agentId, linesArg, shots] = process.argv.slice(2);
 const lines = Number(linesArg);
 const TIMEOUT = 30_000;
 
@@ -17,7 +20,7 @@ const browser = await chromium.launch({
 });
 
 async function api(method, path, token, body) {
-  const response = await fetch(`${base}${path}`, {
+  const response = await fetch(`${daemon}${path}`, {
     method,
     headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -124,6 +127,22 @@ try {
   await page.click("#signal-send");
   await page.locator("#log .line", { hasText: "got-usr1" }).waitFor({ timeout: TIMEOUT });
   await page.locator("#log .line.notice", { hasText: "exited code 3" }).waitFor({ timeout: TIMEOUT });
+
+  // The network drops mid-stream: EventSource reconnects with Last-Event-ID and the log has
+  // every line once, in order (the page flags any seq that does not follow the last).
+  const ticks = 1500;
+  const ticker = await api("POST", "/v1/agents", controlToken, {
+    spec: { argv: ["sh", "-c", `for i in $(seq 1 ${ticks}); do echo "tick $i"; sleep 0.004; done`] },
+  });
+  await rowOf(page, ticker.json.agent.id).click();
+  await page.locator("#log .line", { hasText: "tick 20" }).first().waitFor({ timeout: TIMEOUT });
+  const cut = await fetch(`${base}/__cut`, { method: "POST" });
+  assert.equal(cut.status, 204);
+  await page.locator("#stream-state", { hasText: "reconnecting" }).waitFor({ timeout: TIMEOUT });
+  await page.locator("#log .line.notice", { hasText: "exited code 0" }).waitFor({ timeout: TIMEOUT });
+  assert.equal(await page.locator("#line-count").textContent(), `${ticks} lines`);
+  assert.equal(await page.locator("#log .line", { hasText: "missing from the stream" }).count(), 0);
+  assert.equal(await page.locator(`#log .line[data-seq="${ticks}"]`).textContent(), `tick ${ticks}`);
 
   // Filtering by label keeps only the form's agent.
   await page.fill("#filter", "team=ui");
