@@ -10,7 +10,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use drover_client::follow::Selection;
@@ -30,7 +29,7 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--writer") {
         let rate: u64 = args[2].parse().unwrap();
         let count: u64 = args[3].parse().unwrap();
-        writer(rate, count);
+        raw::writer(rate, count);
         return;
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -42,22 +41,6 @@ fn now_ns() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as i64
-}
-
-/// Write `count` 100-byte lines at `rate` lines/s, each starting with its write time.
-fn writer(rate: u64, count: u64) {
-    let mut out = std::io::stdout().lock();
-    let started = Instant::now();
-    for i in 0..count {
-        let due = started + Duration::from_nanos(i * 1_000_000_000 / rate);
-        let wait = due.saturating_duration_since(Instant::now());
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
-        }
-        let line = format!("{:020} {:<78}\n", now_ns(), "x");
-        out.write_all(line.as_bytes()).unwrap();
-        out.flush().unwrap();
-    }
 }
 
 async fn run() {

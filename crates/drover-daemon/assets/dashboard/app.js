@@ -306,33 +306,51 @@ function scheduleRender(pane) {
   });
 }
 
-// Render only the lines in view (plus a margin) inside a spacer as tall as the whole log.
+// Render only the lines in view (plus a margin) inside a spacer as tall as the whole log. Row
+// elements are reused from frame to frame; a line without escapes is set as plain text.
 function renderLog(pane) {
   const view = $("log");
   const follow = $("autoscroll").checked;
-  $("log-spacer").style.height = `${pane.lines.length * LINE}px`;
-  if (follow) view.scrollTop = view.scrollHeight;
-  const first = Math.max(0, Math.floor(view.scrollTop / LINE) - 20);
-  const last = Math.min(pane.lines.length, first + Math.ceil(view.clientHeight / LINE) + 40);
+  const height = pane.lines.length * LINE;
+  if (pane.height !== height) {
+    $("log-spacer").style.height = `${height}px`;
+    pane.height = height;
+  }
+  if (follow) view.scrollTop = height;
+  const first = Math.max(0, Math.floor(view.scrollTop / LINE) - 10);
+  const last = Math.min(pane.lines.length, first + Math.ceil(view.clientHeight / LINE) + 20);
   const stamps = $("timestamps").checked;
   const box = $("log-lines");
   box.style.transform = `translateY(${first * LINE}px)`;
-  const rows = [];
-  for (let i = first; i < last; i++) {
+  const count = last - first;
+  while (box.children.length < count) box.append(document.createElement("div"));
+  while (box.children.length > count) box.lastChild.remove();
+  for (let k = 0; k < count; k++) {
+    const i = first + k;
     const line = pane.lines[i];
-    const row = document.createElement("div");
-    row.className = `line ${line.stream}${i === pane.match ? " match" : ""}`;
+    const row = box.children[k];
+    const match = i === pane.match;
+    if (row.line === line && row.stamps === stamps && row.match === match) continue;
+    row.line = line;
+    row.stamps = stamps;
+    row.match = match;
+    row.className = `line ${line.stream}${match ? " match" : ""}`;
     if (line.seq) row.dataset.seq = line.seq;
+    else delete row.dataset.seq;
+    const text = line.text.replace(/\n$/, "");
+    if (!stamps && !text.includes("\x1b")) {
+      row.textContent = text;
+      continue;
+    }
+    const parts = [];
     if (stamps && line.ts) {
       const stamp = document.createElement("span");
       stamp.className = "ts";
       stamp.textContent = new Date(line.ts / 1e6).toISOString().slice(11, 23);
-      row.append(stamp);
+      parts.push(stamp);
     }
-    row.append(...ansi(line.text.replace(/\n$/, "")));
-    rows.push(row);
+    row.replaceChildren(...parts, ...ansi(text));
   }
-  box.replaceChildren(...rows);
   const dropped = pane.dropped ? ` (${pane.dropped} older lines let go)` : "";
   $("line-count").textContent = `${pane.records} lines${dropped}`;
 }

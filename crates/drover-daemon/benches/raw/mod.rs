@@ -65,3 +65,22 @@ impl Curve {
         socket.set_curve_secretkey(&self.client.secret_key).unwrap();
     }
 }
+
+/// The paced writer agents of the benchmarks run (the bench binary re-executed with
+/// `--writer <lines/s> <count>`): `count` 100-byte lines at `rate` lines/s, each starting with
+/// its write time in unix nanoseconds (20 digits), so a reader measures write → receipt.
+pub fn writer(rate: u64, count: u64) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let started = std::time::Instant::now();
+    for i in 0..count {
+        let due = started + std::time::Duration::from_nanos(i * 1_000_000_000 / rate);
+        let wait = due.saturating_duration_since(std::time::Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        let line = format!("{:020} {:<78}\n", drover_proto::now_ns(), "x");
+        out.write_all(line.as_bytes()).unwrap();
+        out.flush().unwrap();
+    }
+}
