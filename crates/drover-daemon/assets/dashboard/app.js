@@ -221,43 +221,69 @@ function duration(seconds) {
 // ---------------------------------------------------------------------------------------------
 // Agent pane: a virtualised log following the SSE stream
 
-function openAgent(id) {
-  closeAgent();
+// Browsers hold at most six HTTP/1.1 connections per origin, and the events stream takes one:
+// a merged view follows at most five agents.
+const MAX_FOLLOWED = 5;
+
+const nameOf = (id) => {
   const agent = state.agents.get(id);
+  return agent ? agent.name || agent.id.slice(-12) : id.slice(-12);
+};
+
+// One agent (with its actions), or several merged with name prefixes, like `logs -f --all`.
+function openAgent(id) {
+  openPane([id]);
+}
+
+function openPane(ids) {
+  closeAgent();
+  const multi = ids.length > 1;
   const pane = {
-    id,
-    lines: [], // {seq, ts, stream, html, text}
+    id: multi ? null : ids[0],
+    multi,
+    lines: [], // {seq, ts, stream, text, prefix}
     dropped: 0, // lines let go beyond MAX_LINES
-    source: new EventSource(`/v1/agents/${id}/logs?follow=true`),
+    sources: [],
     pending: false,
     match: -1,
-    last: 0, // the last seq received
     records: 0,
+    ended: 0,
   };
   state.pane = pane;
+  $("agent").hidden = false;
+  $("agent").classList.toggle("multi", multi);
+  $("agent-title").textContent = multi ? ids.map(nameOf).join(", ") : nameOf(ids[0]);
+  $("agent-error").textContent = "";
+  $("agent-state").textContent = "";
+  const agent = state.agents.get(ids[0]);
+  if (!multi && agent) showAgentState(agent);
+  for (const id of ids) follow(pane, id, multi ? nameOf(id) : "");
+}
+
+function follow(pane, id, prefix) {
+  const source = new EventSource(`/v1/agents/${id}/logs?follow=true`);
+  pane.sources.push(source);
+  let last = 0; // the last seq received from this agent
+  let ended = false;
   const notice = (text) => {
-    pane.lines.push({ seq: 0, ts: 0, stream: "notice", text });
+    pane.lines.push({ seq: 0, ts: 0, stream: "notice", text, prefix });
     scheduleRender(pane);
   };
   const live = (text) => state.pane === pane && ($("stream-state").textContent = text);
-  pane.source.addEventListener("open", () => live("live"));
-  pane.source.addEventListener("error", () => live(pane.ended ? "ended" : "reconnecting…"));
-  $("agent").hidden = false;
-  $("agent-title").textContent = agent ? agent.name || agent.id : id;
-  $("agent-error").textContent = "";
-  if (agent) showAgentState(agent);
-  pane.source.addEventListener("log", (event) => {
+  source.addEventListener("open", () => live("live"));
+  source.addEventListener("error", () => !ended && live("reconnecting…"));
+  source.addEventListener("log", (event) => {
     const record = JSON.parse(event.data);
     // The stream resumes after a drop with Last-Event-ID, so seqs continue exactly; anything
     // else would be a bug worth showing, never papering over.
-    if (record.seq <= pane.last) return;
-    if (pane.last && record.seq !== pane.last + 1) {
-      notice(`records ${pane.last + 1}..${record.seq - 1} missing from the stream`);
+    if (record.seq <= last) return;
+    if (last && record.seq !== last + 1) {
+      notice(`records ${last + 1}..${record.seq - 1} missing from the stream`);
     }
-    pane.last = record.seq;
+    last = record.seq;
     pane.records += 1;
     const text = record.text ?? atob(record.data_b64);
-    pane.lines.push({ seq: record.seq, ts: record.ts, stream: record.stream, text });
+    pane.lines.push({ seq: record.seq, ts: record.ts, stream: record.stream, text, prefix });
     if (pane.lines.length > MAX_LINES + TRIM) {
       // In chunks: one splice per TRIM lines, not one per line.
       pane.lines.splice(0, TRIM);
@@ -265,19 +291,20 @@ function openAgent(id) {
     }
     scheduleRender(pane);
   });
-  pane.source.addEventListener("gap", (event) => {
+  source.addEventListener("gap", (event) => {
     const gap = JSON.parse(event.data);
-    pane.last = Math.max(pane.last, gap.to);
+    last = Math.max(last, gap.to);
     notice(`records ${gap.from}..${gap.to} were removed by retention before they could be read`);
   });
-  pane.source.addEventListener("truncated", (event) => {
+  source.addEventListener("truncated", (event) => {
     const cut = JSON.parse(event.data);
     notice(`records before ${cut.first_available} were removed by retention`);
   });
-  pane.source.addEventListener("exit", (event) => {
-    pane.ended = true;
-    pane.source.close();
-    live("ended");
+  source.addEventListener("exit", (event) => {
+    ended = true;
+    source.close();
+    pane.ended += 1;
+    if (pane.ended === pane.sources.length) live("ended");
     const end = JSON.parse(event.data);
     const how =
       end.exit_code !== null ? `code ${end.exit_code}` : end.signal ? signalName(end.signal) : "";
@@ -286,11 +313,23 @@ function openAgent(id) {
 }
 
 function closeAgent() {
-  if (state.pane) state.pane.source.close();
+  if (state.pane) for (const source of state.pane.sources) source.close();
   state.pane = null;
   $("agent").hidden = true;
   $("log-lines").replaceChildren();
 }
+
+$("follow-shown").addEventListener("click", () => {
+  const shown = [...document.querySelectorAll("#agents tr")].map((row) => row.dataset.id);
+  if (shown.length === 0) return;
+  if (shown.length > MAX_FOLLOWED) {
+    $("fleet-error").textContent =
+      `${shown.length} agents shown: filter to at most ${MAX_FOLLOWED} to follow them together`;
+    return;
+  }
+  $("fleet-error").textContent = "";
+  openPane(shown);
+});
 
 function showAgentState(agent) {
   $("agent-state").textContent = agent.state;
@@ -338,11 +377,17 @@ function renderLog(pane) {
     if (line.seq) row.dataset.seq = line.seq;
     else delete row.dataset.seq;
     const text = line.text.replace(/\n$/, "");
-    if (!stamps && !text.includes("\x1b")) {
+    if (!stamps && !line.prefix && !text.includes("\x1b")) {
       row.textContent = text;
       continue;
     }
     const parts = [];
+    if (line.prefix) {
+      const prefix = document.createElement("span");
+      prefix.className = "prefix";
+      prefix.textContent = `${line.prefix} | `;
+      parts.push(prefix);
+    }
     if (stamps && line.ts) {
       const stamp = document.createElement("span");
       stamp.className = "ts";
@@ -420,10 +465,13 @@ $("search").addEventListener("keydown", (event) => {
 $("download").addEventListener("click", () => {
   const pane = state.pane;
   if (!pane) return;
-  const text = pane.lines.filter((l) => l.seq).map((l) => l.text).join("");
+  const text = pane.lines
+    .filter((l) => l.seq)
+    .map((l) => (l.prefix ? `${l.prefix} | ${l.text}` : l.text))
+    .join("");
   const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
-  link.download = `${pane.id}.log`;
+  link.download = `${pane.id ?? "agents"}.log`;
   link.click();
   URL.revokeObjectURL(link.href);
 });

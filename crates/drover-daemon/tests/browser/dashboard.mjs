@@ -144,6 +144,29 @@ try {
   assert.equal(await page.locator("#log .line", { hasText: "missing from the stream" }).count(), 0);
   assert.equal(await page.locator(`#log .line[data-seq="${ticks}"]`).textContent(), `tick ${ticks}`);
 
+  // Several agents followed together, each line prefixed with its agent's name.
+  for (const name of ["pair-a", "pair-b"]) {
+    const pair = await api("POST", "/v1/agents", controlToken, {
+      spec: {
+        name,
+        labels: { pair: "yes" },
+        argv: ["sh", "-c", `for i in 1 2 3; do echo "${name} $i"; sleep 0.05; done`],
+      },
+    });
+    assert.equal(pair.status, 201, JSON.stringify(pair.json));
+  }
+  await page.fill("#filter", "pair=yes");
+  await page.locator('tr:has-text("pair-b")').waitFor({ timeout: TIMEOUT });
+  await page.click("#follow-shown");
+  for (const name of ["pair-a", "pair-b"]) {
+    const line = page.locator("#log .line", { hasText: `${name} 3` });
+    await line.waitFor({ timeout: TIMEOUT });
+    assert.equal(await line.textContent(), `${name} | ${name} 3`);
+  }
+  assert.equal(await page.locator('button[data-action="kill"]').isVisible(), false);
+  await page.locator("#stream-state", { hasText: "ended" }).waitFor({ timeout: TIMEOUT });
+  await page.fill("#filter", "");
+
   // Filtering by label keeps only the form's agent.
   await page.fill("#filter", "team=ui");
   await page.locator("tbody tr").first().waitFor({ timeout: TIMEOUT });
