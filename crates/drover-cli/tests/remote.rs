@@ -676,3 +676,55 @@ fn auth_and_context_commands_manage_keys_tokens_and_contexts() {
     assert!(shown.contains("name:       local"), "{shown}");
     daemon.stop();
 }
+
+/// A z85 key may begin with `-` (one key in 85 does): it is taken as the value of
+/// `--server-key` and as the key of `auth allow` / `auth revoke`, never as a flag.
+#[test]
+fn keys_that_begin_with_a_dash_are_values_not_flags() {
+    let config = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let key = "-nKPe)$ln$WcUoL0[Fx]}<X&v)D0mpy5C2+nk(Z!";
+    assert_eq!(key.len(), 40);
+    ok(local(config.path(), &["auth", "keygen"]));
+    ok(local(
+        config.path(),
+        &[
+            "context",
+            "add",
+            "dashed",
+            "--control",
+            "tcp://127.0.0.1:7710",
+            "--server-key",
+            key,
+        ],
+    ));
+    let shown = ok(local(config.path(), &["context", "show", "dashed"]));
+    assert!(shown.contains(key), "{shown}");
+    let state_dir = state.path().to_str().unwrap();
+    ok(local(
+        config.path(),
+        &[
+            "auth",
+            "allow",
+            key,
+            "--role",
+            "read",
+            "--state-dir",
+            state_dir,
+        ],
+    ));
+    let listed = ok(local(
+        config.path(),
+        &["auth", "ls", "--state-dir", state_dir],
+    ));
+    assert!(listed.contains(key), "{listed}");
+    ok(local(
+        config.path(),
+        &["auth", "revoke", key, "--state-dir", state_dir],
+    ));
+    let listed = ok(local(
+        config.path(),
+        &["auth", "ls", "--state-dir", state_dir],
+    ));
+    assert!(!listed.contains(key), "{listed}");
+}

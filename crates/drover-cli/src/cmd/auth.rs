@@ -55,6 +55,8 @@ enum Command {
     /// Allow a client public key, with a role.
     Allow {
         /// The client's public key (z85, 40 characters), from its `drover auth keygen`.
+        // A z85 key may begin with `-`: it is a value, never a flag.
+        #[arg(allow_hyphen_values = true)]
         key: String,
         #[command(flatten)]
         grant: Grant,
@@ -65,6 +67,7 @@ enum Command {
     /// Stop allowing a key (by key or by comment).
     Revoke {
         /// The key, or the comment it was allowed with.
+        #[arg(allow_hyphen_values = true)]
         key: String,
     },
     /// HTTP bearer tokens.

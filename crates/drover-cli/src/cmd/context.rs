@@ -51,7 +51,8 @@ struct AddArgs {
     #[arg(long)]
     control: String,
     /// The daemon's public key, as printed by `drover auth server-key` on its host.
-    #[arg(long)]
+    // A z85 key may begin with `-`: it is a value, never a flag.
+    #[arg(long, allow_hyphen_values = true)]
     server_key: Option<String>,
     /// This client's keypair file [default: <config dir>/client.key, made by `drover auth keygen`].
     #[arg(long)]
