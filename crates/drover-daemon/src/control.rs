@@ -4,10 +4,11 @@
 //! a thread of its own with a current-thread runtime, so a request's arrival wakes exactly that
 //! thread, as a blocking libzmq server would be woken, rather than whichever worker of the
 //! shared runtime holds the I/O driver (and then another to steal the work). It reads requests
-//! with `DONTWAIT` whenever `ZMQ_FD` signals. Quick ops (answered from memory: `health`, `get`,
-//! signals) are served right there, in the daemon's runtime context; the others get a task on
-//! the daemon's runtime, and the control task takes their finished replies back over a channel. It sends each reply with `DONTWAIT` on a ROUTER with
-//! `ROUTER_MANDATORY`: if the client's queue in libzmq is full (`EAGAIN`) the reply waits in that
+//! with `DONTWAIT` whenever `ZMQ_FD` signals. Requests answered from memory (`health` on a fresh
+//! cache, `get` of a live agent by full id: `handler::is_in_memory`) are served right there, in
+//! the daemon's runtime context; the others get a task on the daemon's runtime, and the control
+//! task takes their finished replies back over a channel. It sends each reply with `DONTWAIT`
+//! on a ROUTER with `ROUTER_MANDATORY`: if the client's queue in libzmq is full (`EAGAIN`) the reply waits in that
 //! client's backlog here, in order, and is retried on every descriptor wake-up (libzmq signals
 //! when a queue drains) and on a short timer. A reply is dropped only when its client is gone
 //! (`EHOSTUNREACH`) or its backlog has not moved for [`STALL`]; every drop is counted
@@ -24,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover_proto::{ErrorBody, ErrorCode, Op, ProtoError, ReplyBody, RequestEnvelope};
+use drover_proto::{ErrorBody, ErrorCode, ProtoError, ReplyBody, RequestEnvelope};
 use drover_zmq::Async;
 use futures::FutureExt;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -146,7 +147,8 @@ async fn run(
     }
     // Let requests in flight finish their replies before the socket goes, within a bound: by
     // now every agent has ended, so even `wait`s return at once.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // Shorter than the daemon's own drain bound, so this thread is done before it gives up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
     while control.permits.available_permits() < MAX_IN_FLIGHT || !control.waiting.is_empty() {
         tokio::select! {
             reply = control.finished.recv() => {
@@ -233,26 +235,44 @@ impl Control {
         };
         *self.in_flight.entry(identity).or_insert(0) += 1;
         let request = Request::read(&shared, caller, frames);
-        let quick = request.is_quick();
-        let mut serving = Box::pin(async move {
-            let mut reply = request.serve(&shared).await;
-            reply.slot = Some(permit);
-            reply
-        });
-        // A quick op (health, get, a signal) is answered here, without a task and a channel
-        // hop each way; if it does have to wait after all, it moves to a task of its own.
+        let quick = request.is_quick(&shared);
+        let (reply_to, delimiter) = (request.identity.clone(), request.delimiter);
+        let mut serving = Box::pin(async move { request.serve(&shared).await });
+        // A quick op (answered from memory) is served here, without a task and a channel hop
+        // each way; if it does have to wait after all, it moves to a task of its own.
         if quick {
             let served = {
                 let _daemon = self.daemon.enter();
-                (&mut serving).now_or_never()
+                // A panic in a handler must not take the control thread (and the socket) down.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    (&mut serving).now_or_never()
+                }))
             };
-            if let Some(reply) = served {
-                self.deliver(reply);
-                return;
+            match served {
+                Ok(Some(mut reply)) => {
+                    reply.slot = Some(permit);
+                    self.deliver(reply);
+                    return;
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    tracing::error!("a control request panicked; answered `internal`");
+                    let error =
+                        ErrorBody::new(ErrorCode::Internal, "the request failed in the daemon");
+                    self.deliver(Done {
+                        identity: reply_to,
+                        delimiter,
+                        body: error_reply(&rmpv::Value::Nil, &error),
+                        slot: Some(permit),
+                    });
+                    return;
+                }
             }
         }
         self.daemon.spawn(async move {
-            let _ = done.send(serving.await);
+            let mut reply = serving.await;
+            reply.slot = Some(permit);
+            let _ = done.send(reply);
         });
     }
 
@@ -448,25 +468,14 @@ impl Request {
         }
     }
 
-    /// Whether this request is answered at once from memory, so the control task may serve
-    /// it itself. Ops that read the store, start processes or wait run in their own task.
-    fn is_quick(&self) -> bool {
+    /// Whether this request is answered at once from memory (decided per request: `health`
+    /// on a fresh cache, `get` of a live agent by full id), so the control task may serve it
+    /// itself. Anything that queries the registry, starts a process or waits runs in a task,
+    /// so nothing slow ever holds the socket.
+    fn is_quick(&self, shared: &Shared) -> bool {
         match &self.body {
             Err(_) => true,
-            Ok((_, envelope)) => matches!(
-                envelope.request.op(),
-                Op::Health
-                    | Op::Get
-                    | Op::StreamInfo
-                    | Op::Stats
-                    | Op::Pause
-                    | Op::Resume
-                    | Op::Signal
-                    | Op::Kill
-                    | Op::Stop
-                    | Op::WriteStdin
-                    | Op::CloseStdin
-            ),
+            Ok((_, envelope)) => handler::is_in_memory(shared, &envelope.request),
         }
     }
 

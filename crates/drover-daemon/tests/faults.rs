@@ -479,6 +479,12 @@ async fn pause_and_resume_on_a_full_disk_are_refused_once_the_waiting_changes_ar
         assert_eq!(refusal.code(), Some(ErrorCode::LimitReached), "{refusal}");
         assert!(refusal.to_string().contains("1024"), "{refusal}");
         assert_eq!(accepted, 1024);
+        // SIGSTOP and SIGCONT are pause and resume by another name: bounded the same way.
+        for name in ["STOP", "CONT"] {
+            let signal = drover_proto::op::SignalSpec::Name(name.into());
+            let refused = client.signal("toggled", signal).await.unwrap_err();
+            assert_eq!(refused.code(), Some(ErrorCode::LimitReached), "{refused}");
+        }
         assert_eq!(client.stats().await.unwrap().registry_queued, 1024);
 
         free(&filler);

@@ -100,6 +100,14 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy_and_no_data() {
         assert_eq!(anonymous.status, 401);
         let session = daemon.get("/v1/session").await;
         assert_eq!(session.json()["role"], "control");
+        // Every answer, agent output as text included, forbids content sniffing.
+        let id = daemon.spawn(&["echo", "<b>x</b>"]).await;
+        daemon.wait_exit(&id).await;
+        let text = daemon
+            .get(&format!("/v1/agents/{id}/logs?format=text"))
+            .await;
+        assert_eq!(text.text(), "<b>x</b>\n");
+        assert_eq!(text.header("x-content-type-options"), Some("nosniff"));
         let posted = request_without_token(daemon.addr, "POST", "/", &[], b"").await;
         assert_eq!(posted.status, 401, "only GET of the page is public");
         daemon.stop().await;

@@ -43,7 +43,12 @@ async function api(method, path, body) {
   }
   const response = await fetch(path, init);
   const text = await response.text();
-  const json = text ? JSON.parse(text) : {};
+  let json = {};
+  try {
+    json = text ? JSON.parse(text) : {};
+  } catch {
+    json = { error: { code: "internal", message: `HTTP ${response.status}: ${text.slice(0, 200)}` } };
+  }
   if (!response.ok) throw new ApiError(response.status, json);
   return json;
 }
@@ -63,8 +68,11 @@ async function start() {
   $("app").hidden = false;
   document.body.classList.toggle("can-control", state.role === "control");
   $("role").textContent = `role: ${state.role}`;
+  // Subscribe before listing, so nothing that happens during the listing is missed; events
+  // that arrive meanwhile are applied once the listing is in.
+  const events = followEvents();
   await loadAgents();
-  followEvents();
+  events.flush();
   refreshHealth();
   setInterval(refreshHealth, 5000);
 }
@@ -113,32 +121,67 @@ async function loadAgents() {
 }
 
 // Lifecycle events keep the table current; EventSource resumes with Last-Event-ID on its own.
+// An event carries the agent's state, exit code and signal, applied at once in `event_seq`
+// order per agent; only an agent the table does not know yet is fetched, and a fetched reply
+// never overrides a newer event.
 function followEvents() {
   const events = new EventSource("/v1/events");
-  const update = async (event) => {
-    const data = JSON.parse(event.data);
+  const latest = new Map(); // agent id → the newest event seen for it
+  let waiting = []; // events received before the listing was in
+  const apply = (data) => {
+    const seen = latest.get(data.agent);
+    if (seen && seen.event_seq >= data.event_seq) return;
+    latest.set(data.agent, data);
     if (data.kind === "removed") {
       state.agents.delete(data.agent);
+      if (state.pane && state.pane.id === data.agent) closeAgent();
       renderFleet();
       return;
     }
+    const known = state.agents.get(data.agent);
+    if (known) {
+      Object.assign(known, { state: data.state, exit_code: data.exit_code, signal: data.signal });
+      renderFleet();
+      if (state.pane && state.pane.id === known.id) showAgentState(known);
+      return;
+    }
+    fetchAgent(data);
+  };
+  const fetchAgent = async (data) => {
     try {
       const { agent } = await api("GET", `/v1/agents/${data.agent}`);
+      const newest = latest.get(agent.id);
+      if (newest && newest.kind === "removed") return;
+      // The reply is at least as new as the event that asked for it, not as later ones.
+      if (newest && newest.event_seq > data.event_seq) {
+        Object.assign(agent, { state: newest.state, exit_code: newest.exit_code, signal: newest.signal });
+      }
       state.agents.set(agent.id, agent);
       renderFleet();
-      if (state.pane && state.pane.id === agent.id) showAgentState(agent);
     } catch (error) {
-      if (error.status === 404) {
-        state.agents.delete(data.agent);
-        renderFleet();
-      }
+      if (error.status !== 404) $("fleet-error").textContent = error.message;
     }
   };
+  const receive = (event) => {
+    const data = JSON.parse(event.data);
+    if (waiting) waiting.push(data);
+    else apply(data);
+  };
   for (const kind of ["spawned", "state", "exit", "lost", "removed", "log_dropped"]) {
-    events.addEventListener(kind, update);
+    events.addEventListener(kind, receive);
   }
-  // Numbers no longer stored: re-read the whole table.
-  events.addEventListener("gap", () => loadAgents());
+  // Numbers no longer stored: list again, applying what arrives meanwhile afterwards.
+  events.addEventListener("gap", async () => {
+    waiting = waiting || [];
+    await loadAgents();
+    flush();
+  });
+  const flush = () => {
+    const pending = waiting || [];
+    waiting = null;
+    for (const data of pending) apply(data);
+  };
+  return { flush };
 }
 
 function matches(agent, text, wanted) {
@@ -221,9 +264,9 @@ function duration(seconds) {
 // ---------------------------------------------------------------------------------------------
 // Agent pane: a virtualised log following the SSE stream
 
-// Browsers hold at most six HTTP/1.1 connections per origin, and the events stream takes one:
-// a merged view follows at most five agents.
-const MAX_FOLLOWED = 5;
+// Browsers hold at most six HTTP/1.1 connections per origin and the events stream takes one:
+// a merged view follows at most four agents, so one connection stays free for actions.
+const MAX_FOLLOWED = 4;
 
 const nameOf = (id) => {
   const agent = state.agents.get(id);
@@ -271,7 +314,12 @@ function follow(pane, id, prefix) {
   };
   const live = (text) => state.pane === pane && ($("stream-state").textContent = text);
   source.addEventListener("open", () => live("live"));
-  source.addEventListener("error", () => !ended && live("reconnecting…"));
+  source.addEventListener("error", () => {
+    if (ended) return;
+    // Refused (401 after a revocation, a limit): EventSource gives up for good.
+    if (source.readyState === EventSource.CLOSED) live("closed by the daemon; reopen to retry");
+    else live("reconnecting…");
+  });
   source.addEventListener("log", (event) => {
     const record = JSON.parse(event.data);
     // The stream resumes after a drop with Last-Event-ID, so seqs continue exactly; anything
@@ -288,6 +336,7 @@ function follow(pane, id, prefix) {
       // In chunks: one splice per TRIM lines, not one per line.
       pane.lines.splice(0, TRIM);
       pane.dropped += TRIM;
+      pane.match = Math.max(-1, pane.match - TRIM);
     }
     scheduleRender(pane);
   });
@@ -479,6 +528,8 @@ $("download").addEventListener("click", () => {
 // ---------------------------------------------------------------------------------------------
 // Actions (control role): each shows the daemon's typed error when refused
 
+const isTerminal = (s) => ["exited", "killed", "failed_to_start", "lost"].includes(s);
+
 async function act(action) {
   const pane = state.pane;
   if (!pane) return;
@@ -490,8 +541,12 @@ async function act(action) {
       return;
     }
     const { agent } = await api("POST", `/v1/agents/${pane.id}/${action}`);
-    state.agents.set(agent.id, agent);
-    showAgentState(agent);
+    // The events stream may already have brought a later state (the end): keep it.
+    const known = state.agents.get(agent.id);
+    if (!(known && isTerminal(known.state) && !isTerminal(agent.state))) {
+      state.agents.set(agent.id, agent);
+    }
+    showAgentState(state.agents.get(agent.id));
     renderFleet();
   } catch (error) {
     $("agent-error").textContent = error.message;

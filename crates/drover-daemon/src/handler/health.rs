@@ -20,6 +20,17 @@ pub(crate) fn handle(shared: &Shared) -> OpResult {
     }))
 }
 
+/// Whether `health` would answer from its cache (no registry query): nothing changed since.
+pub(crate) fn is_cached(shared: &Shared) -> bool {
+    let now = shared.events.version();
+    shared
+        .state_counts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .is_some_and(|(at, _)| *at == now)
+}
+
 /// Agents by state name, from the registry or, while no event happened since, from the cache.
 fn counts_by_state(shared: &Shared) -> Result<BTreeMap<String, u64>, ErrorBody> {
     // Read the change count first: a change racing the query makes the cache look stale,

@@ -141,6 +141,24 @@ async fn blocking(
         })
 }
 
+/// Whether `request` is answered from memory alone, with no registry query, no process started
+/// and nothing to wait for: `health` while its cache holds, and `get` / `stream_info` of a live
+/// agent named by its full id. The control task serves these itself (see `control.rs`).
+pub(crate) fn is_in_memory(shared: &Shared, request: &Request) -> bool {
+    let live = |agent: &AgentRef| {
+        agent
+            .0
+            .parse::<drover_proto::AgentId>()
+            .is_ok_and(|id| shared.live(id).is_some())
+    };
+    match request {
+        Request::Health(_) => health::is_cached(shared),
+        Request::Get(args) => live(&args.agent),
+        Request::StreamInfo(args) => args.agent.as_ref().is_none_or(live),
+        _ => false,
+    }
+}
+
 /// Look an agent up by id, unique id prefix or name.
 pub(crate) fn resolve(shared: &Shared, agent: &AgentRef) -> Result<AgentInfo, ErrorBody> {
     // A live agent named by its full id is answered from memory: its watch holds exactly what

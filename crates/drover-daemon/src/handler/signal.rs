@@ -28,6 +28,10 @@ pub(crate) async fn handle(shared: &Shared, args: SignalArgs) -> OpResult {
         ));
     }
     let (_, live, handle) = live(shared, &args.agent, "signal").await?;
+    // STOP and CONT are pause and resume: state changes, bounded like theirs on a full disk.
+    if number == Signal::SIGSTOP as i32 || number == Signal::SIGCONT as i32 {
+        shared.events.check_room("signal")?;
+    }
     let status = handle.signal(number).await.map_err(supervisor_error)?;
     Ok(after(&live, &status))
 }

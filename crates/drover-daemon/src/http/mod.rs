@@ -106,8 +106,18 @@ pub(crate) fn app(http: AppState) -> Router {
             auth::authenticate,
         ))
         .layer(middleware::from_fn(guard::same_origin))
+        // Agent output is served as text: never let a browser sniff it into HTML or script.
+        .layer(middleware::map_response(nosniff))
         .layer(middleware::from_fn(guard::short_uri))
         .with_state(http)
+}
+
+async fn nosniff(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// Serve HTTP on every listener until `stop` turns true.

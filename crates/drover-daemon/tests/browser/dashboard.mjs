@@ -117,6 +117,20 @@ try {
   await page.locator("#spawn-error", { hasText: "bad_request" }).waitFor({ timeout: TIMEOUT });
   await page.click("#spawn-cancel");
 
+  // Agent output is text, never markup: HTML stays literal, ANSI colour becomes a class.
+  const markup = await api("POST", "/v1/agents", controlToken, {
+    spec: {
+      argv: ["sh", "-c", `printf '<img src=x onerror="document.title=1">\\033[31mred\\033[0m\\n'`],
+    },
+  });
+  await rowOf(page, markup.json.agent.id).click();
+  const marked = page.locator("#log .line", { hasText: "red" }).first();
+  await marked.waitFor({ timeout: TIMEOUT });
+  assert.equal(await marked.textContent(), '<img src=x onerror="document.title=1">red');
+  assert.equal(await page.locator("#log img").count(), 0);
+  assert.equal(await marked.locator("span.fg31").textContent(), "red");
+  assert.notEqual(await page.title(), "1");
+
   // A signal chosen in the page reaches the agent.
   const trapper = await api("POST", "/v1/agents", controlToken, {
     spec: { argv: ["sh", "-c", 'trap "echo got-usr1; exit 3" USR1; echo ready; while :; do sleep 0.05; done'] },
