@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod habits;
 
 use common::*;
 
@@ -197,7 +198,7 @@ fn a_daemon_killed_with_sigkill_comes_back_with_its_registry_and_agents_lost() {
     daemon.crash();
 
     let daemon = Daemon::start(dir.path());
-    let after = json(&daemon, &["ls"]);
+    let after = json(&daemon, &["ls", "--reverse"]);
     let states: Vec<(String, String)> = after
         .as_array()
         .unwrap()

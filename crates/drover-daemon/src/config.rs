@@ -71,6 +71,10 @@ pub struct Config {
     /// Published messages (each at most 1 MiB of records) the PUB socket keeps for one
     /// subscriber that does not read, before dropping for it; the subscriber refills by `seq`.
     pub pub_subscriber_queue: usize,
+    /// Where an agent whose spec names no `cwd` starts; the daemon user's home directory
+    /// (`$HOME`) when `None`. A client on another host cannot name its own directory, so its
+    /// agents start here.
+    pub work_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -98,6 +102,7 @@ impl Config {
             store: StoreConfig::default(),
             pub_queue: 1024,
             pub_subscriber_queue: 256,
+            work_dir: None,
         }
     }
 
@@ -142,6 +147,14 @@ impl Config {
         if self.max_agents == 0 {
             return invalid("max_agents must be at least 1".into());
         }
+        if let Some(dir) = &self.work_dir {
+            if !dir.is_absolute() {
+                return invalid(format!(
+                    "work_dir {} must be an absolute path",
+                    dir.display()
+                ));
+            }
+        }
         if self.http_limits.max_connections == 0 {
             return invalid("http_max_connections must be at least 1".into());
         }
@@ -150,6 +163,16 @@ impl Config {
         // open-files limit to the hard one, then check that max_agents fits in it.
         let limit = crate::fdlimit::raise()?;
         crate::fdlimit::check(limit, self.max_agents, self.max_streams)
+    }
+
+    /// The directory an agent with no `cwd` in its spec starts in: [`Config::work_dir`], else
+    /// `$HOME`, else the daemon's own working directory (`None`).
+    pub fn agent_work_dir(&self) -> Option<PathBuf> {
+        self.work_dir.clone().or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|home| !home.is_empty())
+                .map(PathBuf::from)
+        })
     }
 
     /// Check the binds. Control and PUB may bind any address a client can reach: a `tcp://`
@@ -224,6 +247,7 @@ struct ConfigFile {
     agent_log_budget: Option<u64>,
     global_log_budget: Option<u64>,
     sync_interval_ms: Option<u64>,
+    work_dir: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -249,6 +273,7 @@ impl ConfigFile {
             agent_log_budget,
             global_log_budget,
             sync_interval_ms,
+            work_dir,
         } = self;
         set(&mut config.control, control);
         set(&mut config.publish, publish);
@@ -281,6 +306,7 @@ impl ConfigFile {
             &mut config.store.sync_interval,
             sync_interval_ms.map(Duration::from_millis),
         );
+        config.work_dir = work_dir.or(config.work_dir.take());
     }
 }
 

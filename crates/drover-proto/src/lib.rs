@@ -29,7 +29,7 @@ pub use codec::{
 };
 pub use error::{ErrorBody, ErrorCode, ProtoError};
 pub use event::{Event, EventKind, Heartbeat, SeqRange};
-pub use id::{AgentId, DaemonId, EventSeq, Seq};
+pub use id::{AgentId, DaemonId, EventSeq, Seq, HANDLE_LEN};
 pub use op::{Op, Request};
 pub use record::{Record, RecordBatch, StreamKind};
 pub use role::Role;

@@ -57,7 +57,7 @@ impl Names {
         }
         let name = match client.get(&agent.to_string()).await {
             Ok(info) => super::logs::display_name(&info),
-            Err(_) => agent.to_string(),
+            Err(_) => agent.handle(),
         };
         if self.0.len() > 100_000 {
             self.0.clear();
@@ -75,7 +75,7 @@ async fn print(ctx: &Ctx, client: &Client, names: &mut Names, event: &Event) -> 
         return Ok(out.flush()?);
     }
     drop(out);
-    // A removed agent shows its id.
+    // A removed agent shows its handle.
     let who = names.of(client, event.agent).await;
     let mut line = format!(
         "{:>6}  {}  {:<12} {:<8} {}",
@@ -89,7 +89,7 @@ async fn print(ctx: &Ctx, client: &Client, names: &mut Names, event: &Event) -> 
         line.push_str(&format!(" code {code}"));
     }
     if let Some(signal) = event.signal {
-        line.push_str(&format!(" signal {signal}"));
+        line.push_str(&format!(" signal {}", crate::output::signal_name(signal)));
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;

@@ -1,15 +1,13 @@
 //! `drover logs`: an agent's stored output, or (`-f`) a live follow of one, several or all.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Context;
 use drover_client::follow::Selection;
 use drover_client::{FollowEvent, FollowOptions, Follower};
 use drover_proto::op::{AgentRef, ReadLogsArgs};
-use drover_proto::{limits, AgentInfo, Record, Seq, StreamKind};
+use drover_proto::{limits, AgentId, AgentInfo, Record, Seq, StreamKind};
 
-use super::spawn::key_value;
 use super::Ctx;
 
 #[derive(Debug, clap::Args)]
@@ -22,9 +20,16 @@ pub(crate) struct Args {
     /// Every agent, including ones spawned later (with -f).
     #[arg(long, conflicts_with = "agents")]
     all: bool,
-    /// Agents with this label (repeatable; with -f also ones spawned later).
-    #[arg(long = "label", short = 'l', value_name = "K=V", value_parser = key_value, conflicts_with = "agents")]
-    labels: Vec<(String, String)>,
+    /// Agents whose labels match (repeatable): k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k,
+    /// !k. With -f and only k=v terms, also agents spawned later.
+    #[arg(
+        long = "selector",
+        visible_alias = "label",
+        short = 'l',
+        value_name = "SELECTOR",
+        conflicts_with = "agents"
+    )]
+    selector: Vec<String>,
     /// Start at this record number.
     #[arg(long)]
     since_seq: Option<u64>,
@@ -54,8 +59,20 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
     let selection = if args.all {
         Selection::All
-    } else if !args.labels.is_empty() {
-        Selection::Labels(args.labels.iter().cloned().collect::<BTreeMap<_, _>>())
+    } else if !args.selector.is_empty() {
+        let selector = crate::selector::parse_all(&args.selector)?;
+        if selector.is_only_equalities() {
+            Selection::Labels(selector.equalities())
+        } else {
+            // The daemon selects by k=v only: the agents matching now.
+            let agents =
+                super::many::select(&client, &args.selector, super::many::Applies::Any).await?;
+            if agents.is_empty() {
+                eprintln!("drover: no agent matches");
+                return Ok(0);
+            }
+            Selection::Agents(agents.iter().map(|a| a.id.to_string()).collect())
+        }
     } else if args.agents.is_empty() {
         anyhow::bail!("name an agent, or use --all or --label");
     } else {
@@ -86,8 +103,11 @@ pub(crate) async fn follow(follower: &mut Follower<'_>, printer: &Printer) -> an
     while let Some(event) = follower.next().await? {
         match event {
             FollowEvent::Records { agent, records } => {
-                let name = follower.agent(agent).map(display_name).unwrap_or_default();
-                printer.records(&name, &records)?;
+                let name = follower
+                    .agent(agent)
+                    .map(display_name)
+                    .unwrap_or_else(|| agent.handle());
+                printer.records(agent, &name, &records)?;
             }
             FollowEvent::Truncated {
                 agent,
@@ -144,7 +164,7 @@ async fn history(
                 read.first_seq
             );
         }
-        printer.records(&name, &read.records)?;
+        printer.records(agent.id, &name, &read.records)?;
         // Page on up to what was stored when the read began: a reply holds at most 10 000
         // records or 8 MiB, and `--tail` counts from there too.
         let end = read.end_seq;
@@ -163,7 +183,7 @@ async fn history(
                     read.first_seq.0.saturating_sub(1)
                 );
             }
-            printer.records(&name, &read.records)?;
+            printer.records(agent.id, &name, &read.records)?;
             if read.next_seq <= next {
                 break;
             }
@@ -173,12 +193,9 @@ async fn history(
     Ok(0)
 }
 
-/// An agent's name, or its short id.
+/// An agent's name, or its short handle.
 pub(crate) fn display_name(agent: &AgentInfo) -> String {
-    agent
-        .name
-        .clone()
-        .unwrap_or_else(|| agent.id.to_string().chars().take(8).collect())
+    crate::output::label(agent)
 }
 
 /// How records are written to stdout/stderr.
@@ -189,8 +206,14 @@ pub(crate) struct Printer {
 }
 
 impl Printer {
-    /// Write records byte-exact to the matching stream, with optional prefixes.
-    pub(crate) fn records(&self, name: &str, records: &[Record]) -> anyhow::Result<()> {
+    /// Write records byte-exact to the matching stream, with optional prefixes (`name`);
+    /// JSON lines carry the full `id`.
+    pub(crate) fn records(
+        &self,
+        id: AgentId,
+        name: &str,
+        records: &[Record],
+    ) -> anyhow::Result<()> {
         let stdout = std::io::stdout();
         let stderr = std::io::stderr();
         let mut out = stdout.lock();
@@ -198,7 +221,7 @@ impl Printer {
         for record in records {
             if self.json {
                 let mut line = serde_json::json!({
-                    "agent": name,
+                    "agent": id.to_string(),
                     "seq": record.seq.0,
                     "ts": record.ts,
                     "stream": record.stream.as_str(),

@@ -7,6 +7,8 @@ mod events;
 mod health;
 mod logs;
 mod ls;
+mod many;
+mod prune;
 mod rm;
 mod run;
 mod send;
@@ -15,12 +17,14 @@ mod show;
 mod signal;
 mod spawn;
 mod stats;
+mod stdin;
 mod stop;
 mod wait;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use drover_client::{Client, ClientOptions, CurveClient, CurveKeys};
+use drover_proto::Op;
 
 /// Run fleets of command-line agents and watch them live.
 #[derive(Debug, Parser)]
@@ -65,7 +69,7 @@ enum Command {
     Stop(stop::Args),
     /// Kill an agent (SIGKILL to its process group).
     Kill(agent_op::Many),
-    /// Send any signal to an agent's process group.
+    /// Send any signal to agents' process groups.
     Signal(signal::Args),
     /// Write to an agent's stdin (text, or `-` to copy this process's stdin).
     Send(send::Args),
@@ -73,6 +77,8 @@ enum Command {
     Wait(wait::Args),
     /// Remove ended agents and their logs.
     Rm(rm::Args),
+    /// Remove every ended agent (by age, by selector) and their logs.
+    Prune(prune::Args),
     /// Lifecycle events (`-f` to follow live; `--since N` to resume).
     Events(events::Args),
     /// Check that the daemon answers.
@@ -100,6 +106,28 @@ pub(crate) struct Target {
     /// The context's name.
     pub(crate) name: String,
     pub(crate) context: crate::context::Context,
+}
+
+impl Target {
+    /// Whether the daemon runs on this host (its ipc socket, or a loopback TCP address), so
+    /// that this directory and PATH mean something to it.
+    pub(crate) fn is_local(&self) -> bool {
+        let control = &self.context.control;
+        if control.starts_with("ipc://") {
+            return true;
+        }
+        let host = control
+            .strip_prefix("tcp://")
+            .and_then(|rest| rest.rsplit_once(':'))
+            .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'));
+        match host {
+            Some("localhost") => true,
+            Some(host) => host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+            None => false,
+        }
+    }
 }
 
 impl Ctx {
@@ -133,7 +161,7 @@ impl Ctx {
 }
 
 /// `HOST:PORT` (as the ready line prints addresses) means `tcp://HOST:PORT`.
-fn normalise_endpoint(endpoint: &str) -> String {
+pub(crate) fn normalise_endpoint(endpoint: &str) -> String {
     if endpoint.contains("://") {
         endpoint.to_owned()
     } else {
@@ -186,14 +214,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ls(args) => ls::run(&ctx, args).await,
         Command::Show(args) => show::run(&ctx, args).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
-        Command::Pause(args) => agent_op::run(&ctx, agent_op::Op::Pause, args).await,
-        Command::Resume(args) => agent_op::run(&ctx, agent_op::Op::Resume, args).await,
+        Command::Pause(args) => agent_op::run(&ctx, Op::Pause, args).await,
+        Command::Resume(args) => agent_op::run(&ctx, Op::Resume, args).await,
         Command::Stop(args) => stop::run(&ctx, args).await,
-        Command::Kill(args) => agent_op::run(&ctx, agent_op::Op::Kill, args).await,
+        Command::Kill(args) => agent_op::run(&ctx, Op::Kill, args).await,
         Command::Signal(args) => signal::run(&ctx, args).await,
         Command::Send(args) => send::run(&ctx, args).await,
         Command::Wait(args) => wait::run(&ctx, args).await,
         Command::Rm(args) => rm::run(&ctx, args).await,
+        Command::Prune(args) => prune::run(&ctx, args).await,
         Command::Events(args) => events::run(&ctx, args).await,
         Command::Health => health::run(&ctx).await,
         Command::Stats => stats::run(&ctx).await,

@@ -1,0 +1,7 @@
+//! Issue 18: the habits people bring from docker, kubectl and pueue, each driven through the
+//! real binary against a real daemon.
+
+mod addresses;
+mod handles;
+mod many;
+mod proxy;
