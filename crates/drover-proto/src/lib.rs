@@ -20,6 +20,7 @@ mod record;
 mod role;
 mod shape;
 mod spec;
+pub mod time;
 pub mod topic;
 
 pub use agent::{AgentInfo, AgentState, AgentStatus};

@@ -14,14 +14,43 @@ pub(crate) struct Args {
     /// Keep following live events.
     #[arg(long, short)]
     follow: bool,
-    /// Start after this event number (resume where a previous run stopped).
-    #[arg(long)]
-    since: Option<u64>,
+    /// Start after this event number (a bare integer: resume where a previous run stopped),
+    /// or at this time: a duration ago (10m, 2h, 1d) or RFC 3339 (2026-12-02T11:00:00Z).
+    #[arg(long, value_parser = parse_since)]
+    since: Option<Since>,
+    /// Only events before this time (same forms as --since's times); not with -f.
+    #[arg(long, value_parser = crate::duration::time, conflicts_with = "follow")]
+    until: Option<i64>,
+}
+
+/// Where `--since` starts.
+#[derive(Clone, Copy, Debug)]
+enum Since {
+    /// After this event number.
+    Event(u64),
+    /// At this time (unix ns).
+    Time(i64),
+}
+
+fn parse_since(text: &str) -> Result<Since, String> {
+    match text.trim().parse::<u64>() {
+        Ok(number) => Ok(Since::Event(number)),
+        Err(_) => crate::duration::time(text).map(Since::Time),
+    }
 }
 
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
-    let after = args.since.map(EventSeq);
+    let (after, from_ts) = match args.since {
+        Some(Since::Event(number)) => (Some(EventSeq(number)), None),
+        // Events are stored in time order: the stored ones are read from the start and those
+        // before the time skipped.
+        Some(Since::Time(ts)) => (Some(EventSeq(0)), Some(ts)),
+        None => (None, None),
+    };
+    let wanted = |event: &Event| {
+        from_ts.is_none_or(|ts| event.ts >= ts) && args.until.is_none_or(|ts| event.ts < ts)
+    };
     if !args.follow {
         let mut after = after;
         let mut names = Names::default();
@@ -31,7 +60,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                 break;
             };
             after = Some(last.event_seq);
-            for event in &read.events {
+            for event in read.events.iter().filter(|e| wanted(e)) {
                 print(ctx, &client, &mut names, event).await?;
             }
         }
@@ -41,7 +70,9 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let mut names = Names::default();
     loop {
         let event = follower.next().await?;
-        print(ctx, &client, &mut names, &event).await?;
+        if wanted(&event) {
+            print(ctx, &client, &mut names, &event).await?;
+        }
     }
 }
 

@@ -36,6 +36,13 @@ pub(crate) struct Args {
     /// Start with the last N records (0: only new output, with -f).
     #[arg(long, short = 'n')]
     tail: Option<u32>,
+    /// Start at this time: a duration ago (10m, 2h, 1d), RFC 3339 (2026-12-02T11:00:00Z) or
+    /// unix nanoseconds.
+    #[arg(long, value_parser = crate::duration::time)]
+    since: Option<i64>,
+    /// Stop before this time (same forms as --since); not with -f.
+    #[arg(long, value_parser = crate::duration::time, conflicts_with = "follow")]
+    until: Option<i64>,
     /// Only stdout (out) or stderr (err).
     #[arg(long, value_parser = parse_stream)]
     stream: Option<StreamKind>,
@@ -90,6 +97,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let options = FollowOptions {
         since_seq: args.since_seq.map(Seq),
         tail: args.tail,
+        since: args.since,
         stream: args.stream,
         until_exit: true,
     };
@@ -152,6 +160,7 @@ async fn history(
         let mut query = ReadLogsArgs::new(AgentRef::new(agent.id.to_string()));
         query.since_seq = args.since_seq.map(Seq);
         query.tail = args.tail;
+        query.since = args.since;
         query.stream = args.stream;
         query.limit = Some(limits::MAX_READ_LIMIT);
         let read = client
@@ -164,7 +173,11 @@ async fn history(
                 read.first_seq
             );
         }
-        printer.records(agent.id, &name, &read.records)?;
+        let (records, reached) = before(&read.records, args.until);
+        printer.records(agent.id, &name, records)?;
+        if reached {
+            continue;
+        }
         // Page on up to what was stored when the read began: a reply holds at most 10 000
         // records or 8 MiB, and `--tail` counts from there too.
         let end = read.end_seq;
@@ -183,14 +196,25 @@ async fn history(
                     read.first_seq.0.saturating_sub(1)
                 );
             }
-            printer.records(agent.id, &name, &read.records)?;
-            if read.next_seq <= next {
+            let (records, reached) = before(&read.records, args.until);
+            printer.records(agent.id, &name, records)?;
+            if reached || read.next_seq <= next {
                 break;
             }
             next = read.next_seq;
         }
     }
     Ok(0)
+}
+
+/// The records captured before `until` (all without it), and whether one at or after it was
+/// seen: captures are in time order, so nothing later can be earlier.
+fn before(records: &[Record], until: Option<i64>) -> (&[Record], bool) {
+    let Some(until) = until else {
+        return (records, false);
+    };
+    let end = records.partition_point(|record| record.ts < until);
+    (&records[..end], end < records.len())
 }
 
 /// An agent's name, or its short handle.

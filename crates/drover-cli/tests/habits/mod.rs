@@ -5,3 +5,4 @@ mod addresses;
 mod handles;
 mod many;
 mod proxy;
+mod time;

@@ -45,6 +45,9 @@ pub struct FollowOptions {
     pub since_seq: Option<Seq>,
     /// Start with the last N records (`0`: only what is printed from now on).
     pub tail: Option<u32>,
+    /// Start at the first record captured at or after this time (unix ns), when neither
+    /// `since_seq` nor `tail` is given.
+    pub since: Option<i64>,
     /// Only records of this stream.
     pub stream: Option<StreamKind>,
     /// End once every followed agent has ended (only for [`Selection::Agents`]).
@@ -272,6 +275,13 @@ impl Follower<'_> {
                 } else {
                     read.records.first().map(|r| r.seq).unwrap_or(read.next_seq)
                 }
+            }
+            (true, None, None) if self.options.since.is_some() => {
+                let mut args = ReadLogsArgs::new(AgentRef::new(agent.id.to_string()));
+                args.since = self.options.since;
+                args.limit = Some(1);
+                let read = self.client.read_logs(args).await?;
+                read.records.first().map(|r| r.seq).unwrap_or(read.next_seq)
             }
             _ => Seq::FIRST,
         };
