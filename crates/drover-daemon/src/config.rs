@@ -155,6 +155,10 @@ impl Config {
                 ));
             }
         }
+        for (name, template) in &self.backends {
+            crate::placeholder::check(name, template)
+                .map_err(|reason| DaemonError::Config { reason })?;
+        }
         if self.http_limits.max_connections == 0 {
             return invalid("http_max_connections must be at least 1".into());
         }
@@ -319,6 +323,76 @@ fn set<T>(field: &mut T, value: Option<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every key of the config file, as README.md's "Configuration" must show them.
+    const KEYS: [&str; 21] = [
+        "control",
+        "publish",
+        "http",
+        "http_unix",
+        "tls_cert",
+        "tls_key",
+        "http_max_connections",
+        "ipc",
+        "max_agents",
+        "max_ended_agents",
+        "max_streams",
+        "allowed_backends",
+        "backends",
+        "default_grace_ms",
+        "max_frame",
+        "max_record",
+        "on_shutdown",
+        "agent_log_budget",
+        "global_log_budget",
+        "sync_interval_ms",
+        "work_dir",
+    ];
+
+    #[test]
+    fn the_readme_documents_every_config_key_and_its_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("## Configuration").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let block = &section[start..start + section[start..].find("```").unwrap()];
+        // Commented-out keys count: they are documented, with an example value.
+        let text: String = block
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.split_once(" = ").is_some() => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let parsed: ConfigFile = toml::from_str(&text).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let mut shown: Vec<&str> = table.keys().map(String::as_str).collect();
+        let mut keys = KEYS.to_vec();
+        shown.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(shown, keys, "README's config example shows every key once");
+        let mut config = Config::new("/tmp/unused");
+        parsed.apply(&mut config);
+        assert_eq!(config.work_dir, Some(PathBuf::from("/srv/agents")));
+    }
+
+    #[test]
+    fn an_unknown_placeholder_is_a_config_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drover.toml");
+        std::fs::write(
+            &path,
+            "[backends.mytool]\nargv = [\"mytool\", [\"--model\", \"{modle}\"]]\n",
+        )
+        .unwrap();
+        let mut config = Config::new(dir.path());
+        config.apply_file(&path).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("backend \"mytool\": unknown placeholder {modle}"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn binds_may_be_remote() {

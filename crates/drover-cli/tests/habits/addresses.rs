@@ -98,3 +98,30 @@ fn a_closed_port_fails_at_once_saying_no_daemon() {
     );
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
+
+#[test]
+fn serve_refuses_a_backend_template_with_an_unknown_placeholder() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("drover.toml");
+    std::fs::write(
+        &config,
+        "[backends.mytool]\nargv = [\"mytool\", \"{task}\", [\"--model\", \"{modle}\"]]\n",
+    )
+    .unwrap();
+    let refused = Command::new(drover_bin())
+        .args(["serve", "--control", "127.0.0.1:0", "--pub", "127.0.0.1:0"])
+        .args(["--http", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("DROVER_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stdout(&refused).is_empty(), "no ready line");
+    assert!(
+        stderr(&refused).contains("backend \"mytool\": unknown placeholder {modle}"),
+        "{}",
+        stderr(&refused)
+    );
+}
