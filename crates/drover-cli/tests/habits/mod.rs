@@ -4,5 +4,6 @@
 mod addresses;
 mod handles;
 mod many;
+mod openapi;
 mod proxy;
 mod time;
