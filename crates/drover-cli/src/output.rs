@@ -94,6 +94,9 @@ pub(crate) fn status_detail(agent: &AgentInfo) -> String {
     }
     if let Some(signal) = status.signal() {
         let name = signal_name(signal);
+        if is_timeout(agent, signal) {
+            return format!("timed out ({name})");
+        }
         return format!("signal {name}");
     }
     if let Some(error) = status.error() {
@@ -103,6 +106,20 @@ pub(crate) fn status_detail(agent: &AgentInfo) -> String {
         (Some(start), None) => format!("up {}", duration(drover_proto::now_ns() - start)),
         _ => String::new(),
     }
+}
+
+/// Whether a signal death was the agent's `timeout_ms` stopping it: it ran at least that long
+/// and died of the stop's SIGTERM or SIGKILL. (Inferred: the status has no reason field.)
+fn is_timeout(agent: &AgentInfo, signal: i32) -> bool {
+    let (Some(limit), Some(start), Some(end)) = (
+        agent.spec.timeout_ms,
+        agent.status.started_at(),
+        agent.status.ended_at(),
+    ) else {
+        return false;
+    };
+    let limit_ns = i64::try_from(limit).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;
+    matches!(signal, 9 | 15) && end - start >= limit_ns
 }
 
 /// Linux signal names by number (without `SIG`), for display.

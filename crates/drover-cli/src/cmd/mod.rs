@@ -2,6 +2,7 @@
 
 mod agent_op;
 mod auth;
+mod completions;
 mod context;
 mod events;
 mod health;
@@ -49,46 +50,104 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon in the foreground.
+    #[command(after_help = "Examples:
+  drover serve                                   defaults: 127.0.0.1:7710-7712, ipc socket
+  drover serve --control 127.0.0.1:0 --pub 127.0.0.1:0 --http 127.0.0.1:0 --state-dir ./state
+  drover serve --config /etc/drover.toml --work-dir /srv/agents")]
     Serve(serve::Args),
     /// Start an agent in the background and print its id.
+    #[command(after_help = "Examples:
+  drover spawn --name s -- sleep 100             a command, here, with this PATH
+  drover spawn -b claude -t 'fix the failing test' -m sonnet -l team=a
+  drover spawn -i --name c -- cat                with a stdin pipe (see drover send)
+  drover spawn --cwd ../repo -e TOKEN --timeout 30m -- make test")]
     Spawn(spawn::Args),
     /// Start an agent, stream its output, and exit with its exit code.
+    #[command(after_help = "Examples:
+  drover run -- echo hi                          exit status is the agent's
+  echo x | drover run -i -- cat                  stdin forwarded, end-of-file included
+  drover run -b codex -t 'add a test' --timeout 10m
+  (Ctrl-C, SIGTERM or SIGHUP stop the agent; a second Ctrl-C leaves it running)")]
     Run(run::Args),
     /// List agents.
     #[command(alias = "list")]
     Ls(ls::Args),
     /// Show one agent in detail.
+    #[command(after_help = "Examples:
+  drover show s                                  by name
+  drover show 456789ab                           by handle (the ID column of ls)
+  drover --json show s | jq .status")]
     Show(agent_op::One),
     /// Print an agent's logs (`-f` to follow live).
+    #[command(after_help = "Examples:
+  drover logs s                                  everything kept
+  drover logs -f s                               follow until it ends
+  drover logs -f --all                           every agent, new ones too, [name]-prefixed
+  drover logs -l team=a -n 20                    the last 20 lines of each agent labelled team=a
+  drover logs s --since 10m --until 2026-12-02T11:00:00Z -t")]
     Logs(logs::Args),
-    /// Pause an agent (SIGSTOP to its process group).
+    /// Pause agents (SIGSTOP to their process groups).
+    #[command(after_help = "Examples:
+  drover pause s
+  drover pause -l team=a                         every live agent labelled team=a
+  drover pause --all")]
     Pause(agent_op::Many),
-    /// Resume a paused agent (SIGCONT).
+    /// Resume paused agents (SIGCONT).
+    #[command(after_help = "Examples:
+  drover resume s
+  drover resume -l 'team in (a,b)'
+  drover resume --all")]
     Resume(agent_op::Many),
-    /// Stop an agent: SIGTERM, then SIGKILL after the grace period.
+    /// Stop agents: SIGTERM, then SIGKILL after the grace period.
     Stop(stop::Args),
-    /// Kill an agent (SIGKILL to its process group).
+    /// Kill agents (SIGKILL to their process groups).
+    #[command(after_help = "Examples:
+  drover kill s
+  drover kill a b c
+  drover kill -l '!keep'                         every live agent without the label keep")]
     Kill(agent_op::Many),
     /// Send any signal to agents' process groups.
     Signal(signal::Args),
     /// Write to an agent's stdin (text, or `-` to copy this process's stdin).
+    #[command(after_help = "Examples:
+  drover send c 'hello'                          one line (a newline is added)
+  drover send c - --close < input.txt            a file, then end-of-file
+  drover send c --close                          only end-of-file")]
     Send(send::Args),
-    /// Wait until an agent ends; exits with its exit code.
+    /// Wait until agents end; exits with the agent's exit code.
     Wait(wait::Args),
     /// Remove ended agents and their logs.
     Rm(rm::Args),
     /// Remove every ended agent (by age, by selector) and their logs.
     Prune(prune::Args),
     /// Lifecycle events (`-f` to follow live; `--since N` to resume).
+    #[command(after_help = "Examples:
+  drover events                                  every event kept
+  drover events -f                               live from now
+  drover events -f --since 42                    resume after event 42
+  drover events --since 1h                       the last hour")]
     Events(events::Args),
     /// Check that the daemon answers.
+    #[command(after_help = "Examples:
+  drover health                                  ok: drover VERSION ...
+  drover --context prod health")]
     Health,
     /// Daemon counters.
+    #[command(after_help = "Examples:
+  drover stats
+  drover --json stats | jq .spawns")]
     Stats,
     /// Name the daemons this client talks to (like `docker context`).
     Context(context::Args),
     /// Keys, allowed client keys and HTTP tokens of a daemon on this host.
     Auth(auth::Args),
+    /// Shell completions for bash, zsh or fish, generated from these definitions.
+    Completions(completions::Args),
+    /// The man page (roff), generated from these definitions.
+    #[command(after_help = "Examples:
+  drover man > /usr/local/share/man/man1/drover.1
+  drover man | man -l -")]
+    Man,
 }
 
 /// Connection settings shared by every client subcommand.
@@ -199,8 +258,11 @@ fn client_options(target: &Target) -> anyhow::Result<ClientOptions> {
 
 /// Run the parsed command line; returns the process exit status.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
-    if let Command::Serve(args) = cli.command {
-        return serve::run(cli.control, args).await;
+    match cli.command {
+        Command::Serve(args) => return serve::run(cli.control, args).await,
+        Command::Completions(args) => return completions::completions(&args),
+        Command::Man => return completions::man(),
+        _ => {}
     }
     let ctx = Ctx {
         control: cli.control,
@@ -208,7 +270,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         json: cli.json,
     };
     match cli.command {
-        Command::Serve(_) => unreachable!("handled above"),
+        Command::Serve(_) | Command::Completions(_) | Command::Man => {
+            unreachable!("handled above")
+        }
         Command::Spawn(args) => spawn::run(&ctx, args).await,
         Command::Run(args) => run::run(&ctx, args).await,
         Command::Ls(args) => ls::run(&ctx, args).await,

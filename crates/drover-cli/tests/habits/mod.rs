@@ -3,6 +3,7 @@
 
 mod addresses;
 mod handles;
+mod help;
 mod many;
 mod openapi;
 mod proxy;
