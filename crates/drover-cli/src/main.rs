@@ -17,6 +17,7 @@ mod cmd;
 mod context;
 mod duration;
 mod output;
+mod procfs;
 mod selector;
 
 use std::process::ExitCode;

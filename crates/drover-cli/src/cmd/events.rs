@@ -7,7 +7,7 @@ use drover_client::Client;
 use drover_proto::AgentId;
 use drover_proto::{Event, EventSeq};
 
-use super::Ctx;
+use super::{reconnect, Ctx};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -66,13 +66,39 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    let mut follower = client.follow_events(after).await?;
-    let mut names = Names::default();
+    // Across daemon restarts: go on after the last event printed (numbers are kept in the
+    // registry, so nothing is missed or printed twice).
+    let mut client = client;
+    let mut daemon = client.health().await?.daemon;
+    // "From now on" as a number, so a restart knows where now was.
+    let mut after = match after {
+        Some(after) => after,
+        None => client.read_events(None, Some(1)).await?.last_event_seq,
+    };
     loop {
-        let event = follower.next().await?;
-        if wanted(&event) {
-            print(ctx, &client, &mut names, &event).await?;
+        let mut names = Names::default();
+        {
+            let mut follower = client.follow_events(Some(after)).await?;
+            let gone = reconnect::gone(&client, daemon);
+            tokio::pin!(gone);
+            loop {
+                let event = tokio::select! {
+                    event = follower.next() => event,
+                    () = &mut gone => break,
+                };
+                match event {
+                    Ok(event) => {
+                        after = event.event_seq;
+                        if wanted(&event) {
+                            print(ctx, &client, &mut names, &event).await?;
+                        }
+                    }
+                    Err(_) if !reconnect::is_there(&client, daemon).await => break,
+                    Err(error) => return Err(error.into()),
+                }
+            }
         }
+        (client, daemon) = reconnect::wait_for_daemon(ctx).await?;
     }
 }
 

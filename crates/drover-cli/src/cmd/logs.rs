@@ -8,7 +8,7 @@ use drover_client::{FollowEvent, FollowOptions, Follower};
 use drover_proto::op::{AgentRef, ReadLogsArgs};
 use drover_proto::{limits, AgentId, AgentInfo, Record, Seq, StreamKind};
 
-use super::Ctx;
+use super::{reconnect, Ctx};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -100,10 +100,42 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         since: args.since,
         stream: args.stream,
         until_exit: true,
+        resume: Default::default(),
     };
-    let mut follower = client.follow(selection, options).await?;
-    follow(&mut follower, &printer).await?;
+    follow_across_restarts(ctx, client, selection, options, &printer).await?;
     Ok(0)
+}
+
+/// Follow until the selection ends; when the daemon goes away, wait for it and go on from the
+/// first record not yet printed of each agent (nothing missed, nothing twice).
+async fn follow_across_restarts(
+    ctx: &Ctx,
+    mut client: drover_client::Client,
+    selection: Selection,
+    mut options: FollowOptions,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let mut daemon = client.health().await?.daemon;
+    loop {
+        let mut follower = client.follow(selection.clone(), options.clone()).await?;
+        let finished = tokio::select! {
+            result = follow(&mut follower, printer) => match result {
+                Ok(()) => true,
+                Err(_) if !reconnect::is_there(&client, daemon).await => false,
+                Err(error) => return Err(error),
+            },
+            () = reconnect::gone(&client, daemon) => false,
+        };
+        if finished {
+            return Ok(());
+        }
+        // Agents not followed yet (spawned meanwhile, on an open selection) are new: all of
+        // their output is.
+        options.resume.extend(follower.resume_points());
+        options.since_seq = Some(Seq::FIRST);
+        drop(follower);
+        (client, daemon) = reconnect::wait_for_daemon(ctx).await?;
+    }
 }
 
 /// Print live events until the follow ends.

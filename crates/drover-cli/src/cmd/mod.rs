@@ -10,6 +10,7 @@ mod logs;
 mod ls;
 mod many;
 mod prune;
+mod reconnect;
 mod rm;
 mod run;
 mod send;
@@ -20,6 +21,7 @@ mod spawn;
 mod stats;
 mod stdin;
 mod stop;
+mod top;
 mod wait;
 
 use anyhow::Context;
@@ -120,6 +122,8 @@ enum Command {
     Rm(rm::Args),
     /// Remove every ended agent (by age, by selector) and their logs.
     Prune(prune::Args),
+    /// Live CPU and memory of each running agent (its whole process group, from /proc).
+    Top(top::Args),
     /// Lifecycle events (`-f` to follow live; `--since N` to resume).
     #[command(after_help = "Examples:
   drover events                                  every event kept
@@ -288,6 +292,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Rm(args) => rm::run(&ctx, args).await,
         Command::Prune(args) => prune::run(&ctx, args).await,
         Command::Events(args) => events::run(&ctx, args).await,
+        Command::Top(args) => top::run(&ctx, args).await,
         Command::Health => health::run(&ctx).await,
         Command::Stats => stats::run(&ctx).await,
         Command::Context(args) => context::run(&ctx, args).await,

@@ -7,4 +7,6 @@ mod help;
 mod many;
 mod openapi;
 mod proxy;
+mod restart;
 mod time;
+mod top;
