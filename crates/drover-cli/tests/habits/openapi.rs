@@ -35,5 +35,12 @@ fn openapi_yaml_is_valid_and_lists_every_served_route() {
         stdout(&output),
         stderr(&output)
     );
-    assert_eq!(stdout(&output).trim(), "valid; 19 routes, all documented");
+    // "valid; N routes, all documented", N counted from the router's source.
+    let said = stdout(&output);
+    let count = said
+        .trim()
+        .strip_prefix("valid; ")
+        .and_then(|rest| rest.strip_suffix(" routes, all documented"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(count.parse::<u32>().unwrap() >= 19, "{said}");
 }
