@@ -31,7 +31,21 @@ use drover_proto::Op;
 
 /// Run fleets of command-line agents and watch them live.
 #[derive(Debug, Parser)]
-#[command(name = "drover", version, about, propagate_version = true)]
+#[command(
+    name = "drover",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Examples:
+  drover serve                                   the daemon, in the foreground
+  drover run -- echo hi                          run an agent here, stream it, exit with its code
+  drover spawn --name s -b claude -t 'fix the failing test'
+  drover ls                                      newest first; the ID column is each handle
+  drover logs -f --all                           follow everything, new agents too
+  drover stop -l team=a                          every agent labelled team=a
+
+Agents are named by id, handle, unique id prefix or name. `drover COMMAND --help` has more."
+)]
 pub(crate) struct Cli {
     /// The daemon's control endpoint, overriding the context's (`ipc://PATH` or
     /// `tcp://HOST:PORT`). For `serve`, the endpoint to bind [default: tcp://127.0.0.1:7710;

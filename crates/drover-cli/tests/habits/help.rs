@@ -36,6 +36,7 @@ fn drover(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn every_command_has_examples_and_completions_and_a_man_page_are_generated() {
+    assert!(ok(drover(&["--help"])).contains("Examples:\n  drover "));
     for command in COMMANDS {
         let help = ok(drover(&[command, "--help"]));
         assert!(help.contains("Examples:\n  drover "), "{command}: {help}");
