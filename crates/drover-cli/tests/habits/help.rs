@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::common::*;
 
-const COMMANDS: [&str; 22] = [
+const COMMANDS: [&str; 23] = [
     "serve",
     "spawn",
     "run",
@@ -21,6 +21,7 @@ const COMMANDS: [&str; 22] = [
     "wait",
     "rm",
     "prune",
+    "top",
     "events",
     "health",
     "stats",
