@@ -1,4 +1,5 @@
-//! Human durations on the command line: `500ms`, `30s`, `5m`, `2h`, or bare seconds.
+//! Human durations on the command line (`500ms`, `30s`, `5m`, `2h`, or bare seconds), and
+//! times (`--since 10m`, RFC 3339).
 
 use std::time::Duration;
 
@@ -24,6 +25,11 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a valid duration"))
+}
+
+/// Parse a time flag (`--since`, `--until`): a duration ago (`10m`), RFC 3339, or unix ns.
+pub(crate) fn time(text: &str) -> Result<i64, String> {
+    drover_proto::time::parse_time(text, drover_proto::now_ns()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

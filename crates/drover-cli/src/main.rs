@@ -17,6 +17,8 @@ mod cmd;
 mod context;
 mod duration;
 mod output;
+mod procfs;
+mod selector;
 
 use std::process::ExitCode;
 
@@ -25,7 +27,16 @@ use clap::Parser;
 use crate::cmd::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // `--help` and `--version` are answers, not errors. A usage error exits 1, as the
+            // table in docs/PROTOCOL.md says: clap's own 2 is `bad_request`'s.
+            let code = if error.use_stderr() { 1 } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

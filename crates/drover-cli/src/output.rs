@@ -23,9 +23,11 @@ pub(crate) fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether stdout is a terminal (colour and decoration only then).
-pub(crate) fn is_tty() -> bool {
-    std::io::stdout().is_terminal()
+/// Whether to colour stdout: only on a terminal, and never when `NO_COLOR` is set to anything
+/// non-empty (https://no-color.org).
+pub(crate) fn is_colour() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stdout().is_terminal()
 }
 
 /// A state name, coloured on a terminal.
@@ -78,34 +80,10 @@ pub(crate) fn duration(ns: i64) -> String {
     }
 }
 
-/// The shortest id prefix (at least 8 characters) that tells these agents apart. UUID v7 ids
-/// start with their creation time, so agents made in the same minute share 8 characters and
-/// need more.
-pub(crate) fn id_width(agents: &[AgentInfo]) -> usize {
-    let mut ids: Vec<String> = agents.iter().map(|a| a.id.to_string()).collect();
-    ids.sort();
-    let common = ids
-        .windows(2)
-        .map(|pair| {
-            pair[0]
-                .chars()
-                .zip(pair[1].chars())
-                .take_while(|(a, b)| a == b)
-                .count()
-        })
-        .max()
-        .unwrap_or(0);
-    (common + 1).clamp(8, 36)
-}
-
-/// The first `width` characters of an agent's id.
-pub(crate) fn short_id(agent: &AgentInfo, width: usize) -> String {
-    agent.id.to_string().chars().take(width).collect()
-}
-
-/// An agent's name, or its full id.
+/// An agent's name, or its short handle (unique among the daemon's agents, and accepted
+/// wherever an agent is named).
 pub(crate) fn label(agent: &AgentInfo) -> String {
-    agent.name.clone().unwrap_or_else(|| agent.id.to_string())
+    agent.name.clone().unwrap_or_else(|| agent.id.handle())
 }
 
 /// How an agent ended, or how long it has run.
@@ -116,6 +94,9 @@ pub(crate) fn status_detail(agent: &AgentInfo) -> String {
     }
     if let Some(signal) = status.signal() {
         let name = signal_name(signal);
+        if is_timeout(agent, signal) {
+            return format!("timed out ({name})");
+        }
         return format!("signal {name}");
     }
     if let Some(error) = status.error() {
@@ -127,19 +108,72 @@ pub(crate) fn status_detail(agent: &AgentInfo) -> String {
     }
 }
 
-/// Common signal names for display; others print as numbers.
-fn signal_name(signal: i32) -> String {
-    match signal {
-        1 => "HUP".into(),
-        3 => "QUIT".into(),
-        6 => "ABRT".into(),
-        10 => "USR1".into(),
-        12 => "USR2".into(),
-        13 => "PIPE".into(),
-        2 => "INT".into(),
-        9 => "KILL".into(),
-        15 => "TERM".into(),
-        other => other.to_string(),
+/// Whether a signal death was the agent's `timeout_ms` stopping it: it ran at least that long
+/// and died of the stop's SIGTERM or SIGKILL. (Inferred: the status has no reason field.)
+fn is_timeout(agent: &AgentInfo, signal: i32) -> bool {
+    let (Some(limit), Some(start), Some(end)) = (
+        agent.spec.timeout_ms,
+        agent.status.started_at(),
+        agent.status.ended_at(),
+    ) else {
+        return false;
+    };
+    let limit_ns = i64::try_from(limit).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;
+    matches!(signal, 9 | 15) && end - start >= limit_ns
+}
+
+/// Linux signal names by number (without `SIG`), for display.
+const SIGNALS: [(i32, &str); 31] = [
+    (1, "HUP"),
+    (2, "INT"),
+    (3, "QUIT"),
+    (4, "ILL"),
+    (5, "TRAP"),
+    (6, "ABRT"),
+    (7, "BUS"),
+    (8, "FPE"),
+    (9, "KILL"),
+    (10, "USR1"),
+    (11, "SEGV"),
+    (12, "USR2"),
+    (13, "PIPE"),
+    (14, "ALRM"),
+    (15, "TERM"),
+    (16, "STKFLT"),
+    (17, "CHLD"),
+    (18, "CONT"),
+    (19, "STOP"),
+    (20, "TSTP"),
+    (21, "TTIN"),
+    (22, "TTOU"),
+    (23, "URG"),
+    (24, "XCPU"),
+    (25, "XFSZ"),
+    (26, "VTALRM"),
+    (27, "PROF"),
+    (28, "WINCH"),
+    (29, "IO"),
+    (30, "PWR"),
+    (31, "SYS"),
+];
+
+/// A signal's name (`TERM`), or its number when it has none here (real-time signals).
+pub(crate) fn signal_name(signal: i32) -> String {
+    SIGNALS
+        .iter()
+        .find(|(number, _)| *number == signal)
+        .map(|(_, name)| (*name).to_owned())
+        .unwrap_or_else(|| signal.to_string())
+}
+
+/// A signal as the user typed it (`15`, `sigterm`, `TERM`), shown by name.
+pub(crate) fn signal_label(text: &str) -> String {
+    match text.parse::<i32>() {
+        Ok(number) => signal_name(number),
+        Err(_) => {
+            let upper = text.to_ascii_uppercase();
+            upper.strip_prefix("SIG").unwrap_or(&upper).to_owned()
+        }
     }
 }
 

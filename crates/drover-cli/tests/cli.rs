@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod habits;
 
 use common::*;
 
@@ -197,7 +198,7 @@ fn a_daemon_killed_with_sigkill_comes_back_with_its_registry_and_agents_lost() {
     daemon.crash();
 
     let daemon = Daemon::start(dir.path());
-    let after = json(&daemon, &["ls"]);
+    let after = json(&daemon, &["ls", "--reverse"]);
     let states: Vec<(String, String)> = after
         .as_array()
         .unwrap()
@@ -357,8 +358,9 @@ fn ctrl_c_on_run_stops_the_agent_and_reports_how_it_ended() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());
-    // Ctrl-C, and SIGTERM as a service manager sends it, both stop the agent.
-    for name in ["INT", "TERM"] {
+    // Ctrl-C, SIGTERM as a service manager sends it, and SIGHUP as a closing terminal sends
+    // it, all stop the agent.
+    for name in ["INT", "TERM", "HUP"] {
         let agent = format!("r-{name}");
         let mut run = std::process::Command::new(drover_bin())
             .args(["run", "--name", &agent, "--", "sh", "-c"])

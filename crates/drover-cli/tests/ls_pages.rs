@@ -20,13 +20,15 @@ fn ls_lists_every_agent_when_their_specs_exceed_one_frame() {
         args.extend(std::iter::repeat_n(arg.as_str(), 10));
         ids.push(ok(daemon.drover(&args)).trim().to_owned());
     }
+    // Newest first, as `ls` lists by default; `--reverse` for oldest first.
+    ids.reverse();
     let listed = json(&daemon, &["ls"]);
     let listed = listed.as_array().expect("an array");
     let listed_ids: Vec<&str> = listed
         .iter()
         .map(|a| a["id"].as_str().expect("id"))
         .collect();
-    assert_eq!(listed_ids, ids, "every agent once, oldest first");
+    assert_eq!(listed_ids, ids, "every agent once, newest first");
     assert!(listed
         .iter()
         .all(|a| a["spec"]["argv"].as_array().map(Vec::len) == Some(11)));
@@ -38,7 +40,7 @@ fn ls_lists_every_agent_when_their_specs_exceed_one_frame() {
         .skip(1)
         .filter_map(|line| line.split_whitespace().nth(1))
         .collect();
-    let want: Vec<String> = (0..AGENTS).map(|i| format!("big-{i:02}")).collect();
+    let want: Vec<String> = (0..AGENTS).rev().map(|i| format!("big-{i:02}")).collect();
     assert_eq!(names, want);
     daemon.stop();
 }

@@ -151,7 +151,7 @@ struct RemoteDaemon {
 }
 
 impl RemoteDaemon {
-    fn start(host: &Host, state_dir: &Path) -> RemoteDaemon {
+    fn start(host: &Host, state_dir: &Path, work_dir: &Path) -> RemoteDaemon {
         let there = host.there;
         let mut child = host
             .command(drover_bin())
@@ -164,6 +164,8 @@ impl RemoteDaemon {
             ])
             .arg("--state-dir")
             .arg(state_dir)
+            .arg("--work-dir")
+            .arg(work_dir)
             .env("DROVER_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -281,7 +283,8 @@ fn a_remote_daemon_is_reached_only_with_an_allowed_key_and_its_traffic_is_encryp
     );
     let server_key = on_b_auth(state.path(), &["server-key"]).trim().to_owned();
 
-    let daemon = RemoteDaemon::start(&b, state.path());
+    let work = tempfile::tempdir().unwrap();
+    let daemon = RemoteDaemon::start(&b, state.path(), work.path());
     // Host C relays A's connections (to C's address on A's link) to B.
     let control = Relay::start(a.here, daemon.control);
     let publish = Relay::start(a.here, daemon.publish);
@@ -364,6 +367,15 @@ fn a_remote_daemon_is_reached_only_with_an_allowed_key_and_its_traffic_is_encryp
     );
     let listed = ok(on_a(&a, config.path(), &["--context", "watcher", "ls"]));
     assert!(listed.contains(" m "), "{listed}");
+
+    // This host's directory means nothing there: agents start in the daemon's work directory,
+    // unless told where.
+    let work_dir = format!("{}\n", work.path().canonicalize().unwrap().display());
+    assert_eq!(ok(on_a(&a, config.path(), &["run", "--", "pwd"])), work_dir);
+    assert_eq!(
+        ok(on_a(&a, config.path(), &["run", "--cwd", "/", "--", "pwd"])),
+        "/\n"
+    );
 
     // A key the daemon never allowed is refused at the handshake, promptly, and said so.
     let started = Instant::now();

@@ -71,6 +71,10 @@ pub struct Config {
     /// Published messages (each at most 1 MiB of records) the PUB socket keeps for one
     /// subscriber that does not read, before dropping for it; the subscriber refills by `seq`.
     pub pub_subscriber_queue: usize,
+    /// Where an agent whose spec names no `cwd` starts; the daemon user's home directory
+    /// (`$HOME`) when `None`. A client on another host cannot name its own directory, so its
+    /// agents start here.
+    pub work_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -98,6 +102,7 @@ impl Config {
             store: StoreConfig::default(),
             pub_queue: 1024,
             pub_subscriber_queue: 256,
+            work_dir: None,
         }
     }
 
@@ -142,6 +147,18 @@ impl Config {
         if self.max_agents == 0 {
             return invalid("max_agents must be at least 1".into());
         }
+        if let Some(dir) = &self.work_dir {
+            if !dir.is_absolute() {
+                return invalid(format!(
+                    "work_dir {} must be an absolute path",
+                    dir.display()
+                ));
+            }
+        }
+        for (name, template) in &self.backends {
+            crate::placeholder::check(name, template)
+                .map_err(|reason| DaemonError::Config { reason })?;
+        }
         if self.http_limits.max_connections == 0 {
             return invalid("http_max_connections must be at least 1".into());
         }
@@ -155,6 +172,16 @@ impl Config {
             self.max_streams,
             self.http_limits.max_connections,
         )
+    }
+
+    /// The directory an agent with no `cwd` in its spec starts in: [`Config::work_dir`], else
+    /// `$HOME`, else the daemon's own working directory (`None`).
+    pub fn agent_work_dir(&self) -> Option<PathBuf> {
+        self.work_dir.clone().or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|home| !home.is_empty())
+                .map(PathBuf::from)
+        })
     }
 
     /// Check the binds. Control and PUB may bind any address a client can reach: a `tcp://`
@@ -229,6 +256,7 @@ struct ConfigFile {
     agent_log_budget: Option<u64>,
     global_log_budget: Option<u64>,
     sync_interval_ms: Option<u64>,
+    work_dir: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -254,6 +282,7 @@ impl ConfigFile {
             agent_log_budget,
             global_log_budget,
             sync_interval_ms,
+            work_dir,
         } = self;
         set(&mut config.control, control);
         set(&mut config.publish, publish);
@@ -286,6 +315,7 @@ impl ConfigFile {
             &mut config.store.sync_interval,
             sync_interval_ms.map(Duration::from_millis),
         );
+        config.work_dir = work_dir.or(config.work_dir.take());
     }
 }
 
@@ -298,6 +328,76 @@ fn set<T>(field: &mut T, value: Option<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every key of the config file, as README.md's "Configuration" must show them.
+    const KEYS: [&str; 21] = [
+        "control",
+        "publish",
+        "http",
+        "http_unix",
+        "tls_cert",
+        "tls_key",
+        "http_max_connections",
+        "ipc",
+        "max_agents",
+        "max_ended_agents",
+        "max_streams",
+        "allowed_backends",
+        "backends",
+        "default_grace_ms",
+        "max_frame",
+        "max_record",
+        "on_shutdown",
+        "agent_log_budget",
+        "global_log_budget",
+        "sync_interval_ms",
+        "work_dir",
+    ];
+
+    #[test]
+    fn the_readme_documents_every_config_key_and_its_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("## Configuration").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let block = &section[start..start + section[start..].find("```").unwrap()];
+        // Commented-out keys count: they are documented, with an example value.
+        let text: String = block
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.split_once(" = ").is_some() => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let parsed: ConfigFile = toml::from_str(&text).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let mut shown: Vec<&str> = table.keys().map(String::as_str).collect();
+        let mut keys = KEYS.to_vec();
+        shown.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(shown, keys, "README's config example shows every key once");
+        let mut config = Config::new("/tmp/unused");
+        parsed.apply(&mut config);
+        assert_eq!(config.work_dir, Some(PathBuf::from("/srv/agents")));
+    }
+
+    #[test]
+    fn an_unknown_placeholder_is_a_config_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drover.toml");
+        std::fs::write(
+            &path,
+            "[backends.mytool]\nargv = [\"mytool\", [\"--model\", \"{modle}\"]]\n",
+        )
+        .unwrap();
+        let mut config = Config::new(dir.path());
+        config.apply_file(&path).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("backend \"mytool\": unknown placeholder {modle}"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn binds_may_be_remote() {

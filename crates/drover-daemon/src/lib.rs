@@ -26,6 +26,7 @@ mod handler;
 mod http;
 mod listeners;
 mod lock;
+mod placeholder;
 mod publish;
 mod restart;
 mod retention;

@@ -6,6 +6,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// Hex digits in an agent's short handle ([`AgentId::handle`]).
+pub const HANDLE_LEN: usize = 8;
+
 /// The id of one agent: a UUID v7, so ids sort by creation time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AgentId(Uuid);
@@ -19,6 +22,15 @@ impl AgentId {
     /// The id's canonical hyphenated lowercase form.
     pub fn to_hyphenated(&self) -> String {
         self.0.hyphenated().to_string()
+    }
+
+    /// The agent's short handle: the id's last [`HANDLE_LEN`] hex digits. They come from the
+    /// UUID's random bits (the first ones are the creation time, shared by agents made in the
+    /// same minute), and the daemon never gives two agents it knows the same handle, so a
+    /// handle names one agent for as long as the daemon keeps it.
+    pub fn handle(&self) -> String {
+        let text = self.to_hyphenated();
+        text[text.len() - HANDLE_LEN..].to_owned()
     }
 
     /// The underlying UUID.

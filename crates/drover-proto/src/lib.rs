@@ -20,6 +20,7 @@ mod record;
 mod role;
 mod shape;
 mod spec;
+pub mod time;
 pub mod topic;
 
 pub use agent::{AgentInfo, AgentState, AgentStatus};
@@ -29,7 +30,7 @@ pub use codec::{
 };
 pub use error::{ErrorBody, ErrorCode, ProtoError};
 pub use event::{Event, EventKind, Heartbeat, SeqRange};
-pub use id::{AgentId, DaemonId, EventSeq, Seq};
+pub use id::{AgentId, DaemonId, EventSeq, Seq, HANDLE_LEN};
 pub use op::{Op, Request};
 pub use record::{Record, RecordBatch, StreamKind};
 pub use role::Role;

@@ -210,6 +210,15 @@ impl Registry {
         )
     }
 
+    /// The agent whose short handle (the id's last 8 hex digits) is `handle`.
+    pub fn by_handle(&self, handle: &str) -> Result<Option<AgentInfo>, StoreError> {
+        // The same expression as the `agents_handle` index, so the lookup uses it.
+        self.query_one(
+            &format!("SELECT {COLS} FROM agents WHERE substr(id, 29) = ?1"),
+            handle,
+        )
+    }
+
     /// Agents whose id starts with `prefix` (at most 2: enough to tell unique from ambiguous),
     /// and how many there are.
     pub fn by_prefix(&self, prefix: &str) -> Result<(Option<AgentInfo>, u64), StoreError> {

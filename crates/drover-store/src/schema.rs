@@ -55,6 +55,9 @@ const MIGRATIONS: &[&str] = &[
         from_seq INTEGER NOT NULL,
         to_seq   INTEGER NOT NULL
     ) STRICT;",
+    // 3: agents by short handle (the id's last 8 hex digits, `AgentId::handle`), unique so that
+    // a handle names one agent.
+    "CREATE UNIQUE INDEX agents_handle ON agents (substr(id, 29));",
 ];
 
 /// The schema version this code writes.

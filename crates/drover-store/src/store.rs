@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use drover_proto::{
-    AgentId, AgentInfo, AgentState, AgentStatus, Event, EventSeq, Record, Seq, SeqRange,
+    AgentId, AgentInfo, AgentState, AgentStatus, Event, EventSeq, Record, Seq, SeqRange, HANDLE_LEN,
 };
 
 use crate::journal::{Change, Journal};
@@ -171,7 +171,22 @@ impl Store {
             .map(|info| self.current(info)))
     }
 
-    /// Find an agent by exact id; else by a unique id prefix of at least [`MIN_PREFIX`] hex
+    /// A fresh agent id whose short handle no agent in the registry has. The registry's unique
+    /// index refuses a duplicate anyway (two spawns racing for one handle); this makes that
+    /// refusal practically never happen.
+    pub fn fresh_id(&self) -> Result<AgentId, StoreError> {
+        // 32 random bits: a second try is already rare; after a few the index decides.
+        let mut id = AgentId::new();
+        for _ in 0..8 {
+            if self.inner.registry.by_handle(&id.handle())?.is_none() {
+                break;
+            }
+            id = AgentId::new();
+        }
+        Ok(id)
+    }
+
+    /// Find an agent by exact id; else by its short handle (8 hex digits); else by a unique id prefix of at least [`MIN_PREFIX`] hex
     /// characters (or '-'); else by name (the newest agent with it). A prefix matching several
     /// agents is `Ambiguous` unless the reference is also exactly some agent's name.
     pub fn resolve(&self, reference: &str) -> Result<AgentInfo, StoreError> {
@@ -186,6 +201,13 @@ impl Store {
             }
         }
         let lower = reference.to_ascii_lowercase();
+        // A short handle is exact and unique: it wins over an id prefix that happens to be the
+        // same 8 digits.
+        if lower.len() == HANDLE_LEN && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if let Some(info) = reg.by_handle(&lower)? {
+                return Ok(info);
+            }
+        }
         let is_prefix =
             lower.len() >= MIN_PREFIX && lower.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
         if is_prefix {

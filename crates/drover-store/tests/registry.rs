@@ -221,3 +221,35 @@ fn events_are_kept_newest_first_and_resumable() {
     assert_eq!(all.last().expect("last").exit_code, Some(0));
     assert_eq!(all.last().expect("last").kind, EventKind::Exit);
 }
+
+#[test]
+fn short_handles_resolve_and_are_unique() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path(), StoreConfig::default());
+    let mut first = agent_info(None, 1, AgentStatus::Starting);
+    first.id = "01a23676-5000-7000-8000-0000deadbeef"
+        .parse()
+        .expect("uuid");
+    store.insert_agent(&first).expect("insert");
+    // Same first 8 characters, another handle: both resolve by handle, exactly.
+    let mut second = agent_info(None, 2, AgentStatus::Starting);
+    second.id = "01a23676-5001-7000-8000-00000badf00d"
+        .parse()
+        .expect("uuid");
+    store.insert_agent(&second).expect("insert");
+    assert_eq!(first.id.handle(), "deadbeef");
+    assert_eq!(store.resolve("deadbeef").expect("by handle").id, first.id);
+    assert_eq!(store.resolve("0BADF00D").expect("any case").id, second.id);
+    // The shared prefix alone is ambiguous, as before.
+    assert!(store.resolve("01a23676").is_err());
+    // A third agent with a handle already taken is refused by the registry.
+    let mut clash = agent_info(None, 3, AgentStatus::Starting);
+    clash.id = "01a23676-5002-7000-8000-0000deadbeef"
+        .parse()
+        .expect("uuid");
+    assert!(store.insert_agent(&clash).is_err());
+    // A fresh id never takes a handle in use.
+    let fresh = store.fresh_id().expect("fresh id");
+    assert_ne!(fresh.handle(), first.id.handle());
+    assert_ne!(fresh.handle(), second.id.handle());
+}

@@ -44,7 +44,7 @@ pub struct RenderInput<'a> {
 pub enum BackendError {
     #[error("unknown backend {backend:?}")]
     Unknown { backend: String },
-    #[error("backend {backend:?} needs a {field}")]
+    #[error("backend {backend:?} needs a value for {field}, and the spec gives none")]
     Missing {
         backend: String,
         field: &'static str,

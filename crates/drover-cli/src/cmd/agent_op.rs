@@ -1,63 +1,50 @@
-//! `drover show`, `pause`, `resume` and `kill`: one call per named agent.
+//! `drover show`, and `pause`, `resume` and `kill` on one agent, several, a selector's or all.
 
-use drover_proto::AgentInfo;
+use std::collections::BTreeMap;
 
+use drover_proto::{AgentInfo, Op};
+
+use super::many::{self, Applies, Outcome, Targets};
 use super::Ctx;
 use crate::output;
 
 /// One agent.
 #[derive(Debug, clap::Args)]
 pub(crate) struct One {
-    /// Agent id, unique id prefix, or name.
+    /// Agent id, handle, unique id prefix, or name.
     pub(crate) agent: String,
 }
 
 /// One or more agents.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Many {
-    /// Agent ids, unique id prefixes, or names.
-    #[arg(required = true)]
-    agents: Vec<String>,
+    #[command(flatten)]
+    targets: Targets,
 }
 
-/// The lifecycle op to apply.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Op {
-    Pause,
-    Resume,
-    Kill,
-}
-
-impl Op {
-    fn past(self) -> &'static str {
-        match self {
-            Op::Pause => "paused",
-            Op::Resume => "resumed",
-            Op::Kill => "killed",
-        }
+/// The past tense of a lifecycle op, for its report.
+fn past(op: Op) -> &'static str {
+    match op {
+        Op::Pause => "paused",
+        Op::Resume => "resumed",
+        Op::Kill => "killed",
+        Op::Stop => "stopped",
+        Op::Remove => "removed",
+        _ => "done",
     }
 }
 
 pub(crate) async fn run(ctx: &Ctx, op: Op, args: Many) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
-    let mut status = 0;
-    for agent in &args.agents {
-        let result = match op {
-            Op::Pause => client.pause(agent).await,
-            Op::Resume => client.resume(agent).await,
-            Op::Kill => client.kill(agent).await,
-        };
-        match result {
-            Ok(info) => report(ctx, op.past(), &info)?,
-            Err(error) => {
-                eprintln!("drover: {agent}: {error}");
-                if status == 0 {
-                    status = error.code().map(|c| c.exit_code()).unwrap_or(1);
-                }
-            }
+    let agents = args.targets.resolve(&client, Applies::Live).await?;
+    let mut outcome = Outcome::default();
+    for item in many::batch(&client, op, &agents, BTreeMap::new()).await? {
+        match &item.info {
+            Some(info) if item.ok => outcome.done(ctx, past(op), info)?,
+            _ => outcome.failed_item(ctx, &item),
         }
     }
-    Ok(status)
+    outcome.finish(ctx, args.targets.is_one())
 }
 
 /// Print the outcome of a lifecycle op on one agent.

@@ -160,7 +160,10 @@ fn listing(contexts: &Contexts) -> anyhow::Result<Vec<serde_json::Value>> {
 }
 
 /// A context from `add`'s flags, checked: TCP needs the server's key and a client key file.
-fn checked(add: AddArgs) -> anyhow::Result<(String, Context)> {
+fn checked(mut add: AddArgs) -> anyhow::Result<(String, Context)> {
+    // `HOST:PORT`, as the ready line prints it, is a TCP endpoint.
+    add.control = super::normalise_endpoint(&add.control);
+    add.publish = add.publish.map(|p| super::normalise_endpoint(&p));
     let is_tcp = add.control.starts_with("tcp://");
     if !is_tcp && !add.control.starts_with("ipc://") {
         bail!(

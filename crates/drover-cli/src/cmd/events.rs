@@ -7,21 +7,50 @@ use drover_client::Client;
 use drover_proto::AgentId;
 use drover_proto::{Event, EventSeq};
 
-use super::Ctx;
+use super::{reconnect, Ctx};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Keep following live events.
     #[arg(long, short)]
     follow: bool,
-    /// Start after this event number (resume where a previous run stopped).
-    #[arg(long)]
-    since: Option<u64>,
+    /// Start after this event number (a bare integer: resume where a previous run stopped),
+    /// or at this time: a duration ago (10m, 2h, 1d) or RFC 3339 (2026-12-02T11:00:00Z).
+    #[arg(long, value_parser = parse_since)]
+    since: Option<Since>,
+    /// Only events before this time (same forms as --since's times); not with -f.
+    #[arg(long, value_parser = crate::duration::time, conflicts_with = "follow")]
+    until: Option<i64>,
+}
+
+/// Where `--since` starts.
+#[derive(Clone, Copy, Debug)]
+enum Since {
+    /// After this event number.
+    Event(u64),
+    /// At this time (unix ns).
+    Time(i64),
+}
+
+fn parse_since(text: &str) -> Result<Since, String> {
+    match text.trim().parse::<u64>() {
+        Ok(number) => Ok(Since::Event(number)),
+        Err(_) => crate::duration::time(text).map(Since::Time),
+    }
 }
 
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
-    let after = args.since.map(EventSeq);
+    let (after, from_ts) = match args.since {
+        Some(Since::Event(number)) => (Some(EventSeq(number)), None),
+        // Events are stored in time order: the stored ones are read from the start and those
+        // before the time skipped.
+        Some(Since::Time(ts)) => (Some(EventSeq(0)), Some(ts)),
+        None => (None, None),
+    };
+    let wanted = |event: &Event| {
+        from_ts.is_none_or(|ts| event.ts >= ts) && args.until.is_none_or(|ts| event.ts < ts)
+    };
     if !args.follow {
         let mut after = after;
         let mut names = Names::default();
@@ -31,17 +60,45 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                 break;
             };
             after = Some(last.event_seq);
-            for event in &read.events {
+            for event in read.events.iter().filter(|e| wanted(e)) {
                 print(ctx, &client, &mut names, event).await?;
             }
         }
         return Ok(0);
     }
-    let mut follower = client.follow_events(after).await?;
-    let mut names = Names::default();
+    // Across daemon restarts: go on after the last event printed (numbers are kept in the
+    // registry, so nothing is missed or printed twice).
+    let mut client = client;
+    let mut daemon = client.health().await?.daemon;
+    // "From now on" as a number, so a restart knows where now was.
+    let mut after = match after {
+        Some(after) => after,
+        None => client.read_events(None, Some(1)).await?.last_event_seq,
+    };
     loop {
-        let event = follower.next().await?;
-        print(ctx, &client, &mut names, &event).await?;
+        let mut names = Names::default();
+        {
+            let mut follower = client.follow_events(Some(after)).await?;
+            let gone = reconnect::gone(&client, daemon);
+            tokio::pin!(gone);
+            loop {
+                let event = tokio::select! {
+                    event = follower.next() => event,
+                    () = &mut gone => break,
+                };
+                match event {
+                    Ok(event) => {
+                        after = event.event_seq;
+                        if wanted(&event) {
+                            print(ctx, &client, &mut names, &event).await?;
+                        }
+                    }
+                    Err(_) if !reconnect::is_there(&client, daemon).await => break,
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+        (client, daemon) = reconnect::wait_for_daemon(ctx).await?;
     }
 }
 
@@ -57,7 +114,7 @@ impl Names {
         }
         let name = match client.get(&agent.to_string()).await {
             Ok(info) => super::logs::display_name(&info),
-            Err(_) => agent.to_string(),
+            Err(_) => agent.handle(),
         };
         if self.0.len() > 100_000 {
             self.0.clear();
@@ -75,7 +132,7 @@ async fn print(ctx: &Ctx, client: &Client, names: &mut Names, event: &Event) -> 
         return Ok(out.flush()?);
     }
     drop(out);
-    // A removed agent shows its id.
+    // A removed agent shows its handle.
     let who = names.of(client, event.agent).await;
     let mut line = format!(
         "{:>6}  {}  {:<12} {:<8} {}",
@@ -89,7 +146,7 @@ async fn print(ctx: &Ctx, client: &Client, names: &mut Names, event: &Event) -> 
         line.push_str(&format!(" code {code}"));
     }
     if let Some(signal) = event.signal {
-        line.push_str(&format!(" signal {signal}"));
+        line.push_str(&format!(" signal {}", crate::output::signal_name(signal)));
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;

@@ -1,16 +1,14 @@
 //! `drover logs`: an agent's stored output, or (`-f`) a live follow of one, several or all.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Context;
 use drover_client::follow::Selection;
 use drover_client::{FollowEvent, FollowOptions, Follower};
 use drover_proto::op::{AgentRef, ReadLogsArgs};
-use drover_proto::{limits, AgentInfo, Record, Seq, StreamKind};
+use drover_proto::{limits, AgentId, AgentInfo, Record, Seq, StreamKind};
 
-use super::spawn::key_value;
-use super::Ctx;
+use super::{reconnect, Ctx};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -22,15 +20,29 @@ pub(crate) struct Args {
     /// Every agent, including ones spawned later (with -f).
     #[arg(long, conflicts_with = "agents")]
     all: bool,
-    /// Agents with this label (repeatable; with -f also ones spawned later).
-    #[arg(long = "label", short = 'l', value_name = "K=V", value_parser = key_value, conflicts_with = "agents")]
-    labels: Vec<(String, String)>,
+    /// Agents whose labels match (repeatable): k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k,
+    /// !k. With -f and only k=v terms, also agents spawned later.
+    #[arg(
+        long = "selector",
+        visible_alias = "label",
+        short = 'l',
+        value_name = "SELECTOR",
+        conflicts_with = "agents"
+    )]
+    selector: Vec<String>,
     /// Start at this record number.
     #[arg(long)]
     since_seq: Option<u64>,
     /// Start with the last N records (0: only new output, with -f).
     #[arg(long, short = 'n')]
     tail: Option<u32>,
+    /// Start at this time: a duration ago (10m, 2h, 1d), RFC 3339 (2026-12-02T11:00:00Z) or
+    /// unix nanoseconds.
+    #[arg(long, value_parser = crate::duration::time)]
+    since: Option<i64>,
+    /// Stop before this time (same forms as --since); not with -f.
+    #[arg(long, value_parser = crate::duration::time, conflicts_with = "follow")]
+    until: Option<i64>,
     /// Only stdout (out) or stderr (err).
     #[arg(long, value_parser = parse_stream)]
     stream: Option<StreamKind>,
@@ -54,8 +66,20 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
     let selection = if args.all {
         Selection::All
-    } else if !args.labels.is_empty() {
-        Selection::Labels(args.labels.iter().cloned().collect::<BTreeMap<_, _>>())
+    } else if !args.selector.is_empty() {
+        let selector = crate::selector::parse_all(&args.selector)?;
+        if selector.is_only_equalities() {
+            Selection::Labels(selector.equalities())
+        } else {
+            // The daemon selects by k=v only: the agents matching now.
+            let agents =
+                super::many::select(&client, &args.selector, super::many::Applies::Any).await?;
+            if agents.is_empty() {
+                eprintln!("drover: no agent matches");
+                return Ok(0);
+            }
+            Selection::Agents(agents.iter().map(|a| a.id.to_string()).collect())
+        }
     } else if args.agents.is_empty() {
         anyhow::bail!("name an agent, or use --all or --label");
     } else {
@@ -73,12 +97,45 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let options = FollowOptions {
         since_seq: args.since_seq.map(Seq),
         tail: args.tail,
+        since: args.since,
         stream: args.stream,
         until_exit: true,
+        resume: Default::default(),
     };
-    let mut follower = client.follow(selection, options).await?;
-    follow(&mut follower, &printer).await?;
+    follow_across_restarts(ctx, client, selection, options, &printer).await?;
     Ok(0)
+}
+
+/// Follow until the selection ends; when the daemon goes away, wait for it and go on from the
+/// first record not yet printed of each agent (nothing missed, nothing twice).
+async fn follow_across_restarts(
+    ctx: &Ctx,
+    mut client: drover_client::Client,
+    selection: Selection,
+    mut options: FollowOptions,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let mut daemon = client.health().await?.daemon;
+    loop {
+        let mut follower = client.follow(selection.clone(), options.clone()).await?;
+        let finished = tokio::select! {
+            result = follow(&mut follower, printer) => match result {
+                Ok(()) => true,
+                Err(_) if !reconnect::is_there(&client, daemon).await => false,
+                Err(error) => return Err(error),
+            },
+            () = reconnect::gone(&client, daemon) => false,
+        };
+        if finished {
+            return Ok(());
+        }
+        // Agents not followed yet (spawned meanwhile, on an open selection) are new: all of
+        // their output is.
+        options.resume.extend(follower.resume_points());
+        options.since_seq = Some(Seq::FIRST);
+        drop(follower);
+        (client, daemon) = reconnect::wait_for_daemon(ctx).await?;
+    }
 }
 
 /// Print live events until the follow ends.
@@ -86,8 +143,11 @@ pub(crate) async fn follow(follower: &mut Follower<'_>, printer: &Printer) -> an
     while let Some(event) = follower.next().await? {
         match event {
             FollowEvent::Records { agent, records } => {
-                let name = follower.agent(agent).map(display_name).unwrap_or_default();
-                printer.records(&name, &records)?;
+                let name = follower
+                    .agent(agent)
+                    .map(display_name)
+                    .unwrap_or_else(|| agent.handle());
+                printer.records(agent, &name, &records)?;
             }
             FollowEvent::Truncated {
                 agent,
@@ -136,6 +196,7 @@ async fn history(
         let mut query = ReadLogsArgs::new(AgentRef::new(agent.id.to_string()));
         query.since_seq = args.since_seq.map(Seq);
         query.tail = args.tail;
+        query.since = args.since;
         query.stream = args.stream;
         query.limit = Some(limits::MAX_READ_LIMIT);
         let read = client
@@ -148,7 +209,11 @@ async fn history(
                 read.first_seq
             );
         }
-        printer.records(&name, &read.records)?;
+        let (records, reached) = before(&read.records, args.until);
+        printer.records(agent.id, &name, records)?;
+        if reached {
+            continue;
+        }
         // Page on up to what was stored when the read began: a reply holds at most 10 000
         // records or 8 MiB, and `--tail` counts from there too.
         let end = read.end_seq;
@@ -167,8 +232,9 @@ async fn history(
                     read.first_seq.0.saturating_sub(1)
                 );
             }
-            printer.records(&name, &read.records)?;
-            if read.next_seq <= next {
+            let (records, reached) = before(&read.records, args.until);
+            printer.records(agent.id, &name, records)?;
+            if reached || read.next_seq <= next {
                 break;
             }
             next = read.next_seq;
@@ -177,12 +243,19 @@ async fn history(
     Ok(0)
 }
 
-/// An agent's name, or its short id.
+/// The records captured before `until` (all without it), and whether one at or after it was
+/// seen: captures are in time order, so nothing later can be earlier.
+fn before(records: &[Record], until: Option<i64>) -> (&[Record], bool) {
+    let Some(until) = until else {
+        return (records, false);
+    };
+    let end = records.partition_point(|record| record.ts < until);
+    (&records[..end], end < records.len())
+}
+
+/// An agent's name, or its short handle.
 pub(crate) fn display_name(agent: &AgentInfo) -> String {
-    agent
-        .name
-        .clone()
-        .unwrap_or_else(|| agent.id.to_string().chars().take(8).collect())
+    crate::output::label(agent)
 }
 
 /// How records are written to stdout/stderr.
@@ -193,8 +266,14 @@ pub(crate) struct Printer {
 }
 
 impl Printer {
-    /// Write records byte-exact to the matching stream, with optional prefixes.
-    pub(crate) fn records(&self, name: &str, records: &[Record]) -> anyhow::Result<()> {
+    /// Write records byte-exact to the matching stream, with optional prefixes (`name`);
+    /// JSON lines carry the full `id`.
+    pub(crate) fn records(
+        &self,
+        id: AgentId,
+        name: &str,
+        records: &[Record],
+    ) -> anyhow::Result<()> {
         let stdout = std::io::stdout();
         let stderr = std::io::stderr();
         let mut out = stdout.lock();
@@ -202,7 +281,7 @@ impl Printer {
         for record in records {
             if self.json {
                 let mut line = serde_json::json!({
-                    "agent": name,
+                    "agent": id.to_string(),
                     "seq": record.seq.0,
                     "ts": record.ts,
                     "stream": record.stream.as_str(),

@@ -1,26 +1,58 @@
-//! `drover ls`: agents in an aligned table.
+//! `drover ls`: agents in an aligned table, newest first.
 
-use drover_proto::op::ListArgs;
-use drover_proto::AgentState;
+use drover_proto::{AgentInfo, AgentState};
 
-use super::spawn::key_value;
+use super::many::{self, Applies};
 use super::Ctx;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  drover ls                         every agent, newest first
+  drover ls -s running -l team=a    running agents labelled team=a
+  drover ls -l 'tier in (web,db)'   Kubernetes selectors: k=v, k!=v, in, notin, k, !k
+  drover ls --limit 5 --wide        the newest five, with pid, labels and cwd
+  drover ls -q | xargs drover rm    ids only, for scripts")]
 pub(crate) struct Args {
     /// Only agents in this state (running, paused, exited, ...).
     #[arg(long, short, value_parser = parse_state)]
     state: Option<AgentState>,
-    /// Only agents with this label (repeatable; all must match).
-    #[arg(long = "label", short = 'l', value_name = "K=V", value_parser = key_value)]
-    labels: Vec<(String, String)>,
-    /// At most this many agents.
+    /// Only agents whose labels match (repeatable, all must hold): k=v, k!=v, 'k in (a,b)',
+    /// 'k notin (a,b)', k, !k.
+    #[arg(
+        long = "selector",
+        visible_alias = "label",
+        short = 'l',
+        value_name = "SELECTOR"
+    )]
+    selector: Vec<String>,
+    /// Only the newest N agents (after filtering and before sorting).
     #[arg(long)]
-    limit: Option<u32>,
-    /// Print only ids.
+    limit: Option<usize>,
+    /// Order: created (newest first, the default), name, state, or ended.
+    #[arg(long, value_enum, default_value_t = Sort::Created)]
+    sort: Sort,
+    /// Oldest first (reverse the order).
     #[arg(long, short)]
+    reverse: bool,
+    /// More columns: pid, labels, working directory.
+    #[arg(long, short)]
+    wide: bool,
+    /// Print only full ids, one a line.
+    #[arg(long, short, conflicts_with = "wide")]
     quiet: bool,
+    /// One JSON object per line instead of one JSON array (`--json`).
+    #[arg(long)]
+    jsonl: bool,
+}
+
+/// The orders `ls` sorts by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Sort {
+    Created,
+    Name,
+    State,
+    Ended,
 }
 
 fn parse_state(text: &str) -> Result<AgentState, String> {
@@ -32,16 +64,25 @@ fn parse_state(text: &str) -> Result<AgentState, String> {
 
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
-    // Every page; specs only when shown (the COMMAND column, `--json`).
-    let agents = client
-        .list_all(ListArgs {
-            state: args.state,
-            labels: args.labels.into_iter().collect(),
-            limit: args.limit,
-            cursor: None,
-            specs: !args.quiet,
-        })
-        .await?;
+    // Specs only when shown (COMMAND, CWD, JSON): each can be up to 1 MiB.
+    let specs = !args.quiet;
+    let mut agents = many::select_with(&client, &args.selector, Applies::Any, specs).await?;
+    agents.retain(|agent| args.state.is_none_or(|state| agent.state() == state));
+    // The daemon lists oldest first; the newest N are the last N.
+    if let Some(limit) = args.limit {
+        let skip = agents.len().saturating_sub(limit);
+        agents.drain(..skip);
+    }
+    sort(&mut agents, args.sort);
+    if args.reverse {
+        agents.reverse();
+    }
+    if args.jsonl {
+        for agent in &agents {
+            crate::outln!("{}", serde_json::to_string(agent)?)?;
+        }
+        return Ok(0);
+    }
     if ctx.json {
         output::json(&agents)?;
         return Ok(0);
@@ -52,33 +93,75 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    let colour = output::is_tty();
-    let width = output::id_width(&agents);
+    let colour = output::is_colour();
     let rows: Vec<Vec<String>> = agents
         .iter()
         .map(|agent| {
-            vec![
-                output::short_id(agent, width),
+            let mut row = vec![
+                agent.id.handle(),
                 agent.name.clone().unwrap_or_else(|| "-".into()),
                 agent.backend.clone(),
                 output::state(agent.state(), colour),
                 output::status_detail(agent),
                 output::ago(agent.created_at),
-                command_line(agent),
-            ]
+            ];
+            if args.wide {
+                row.push(
+                    agent
+                        .status
+                        .pid()
+                        .map_or_else(|| "-".into(), |pid| pid.to_string()),
+                );
+                row.push(labels(agent));
+                row.push(agent.spec.cwd.clone().unwrap_or_else(|| "-".into()));
+            }
+            row.push(command_line(agent));
+            row
         })
         .collect();
-    output::table(
-        &[
-            "ID", "NAME", "BACKEND", "STATE", "STATUS", "CREATED", "COMMAND",
-        ],
-        &rows,
-    )?;
+    let mut header = vec!["ID", "NAME", "BACKEND", "STATE", "STATUS", "CREATED"];
+    if args.wide {
+        header.extend(["PID", "LABELS", "CWD"]);
+    }
+    header.push("COMMAND");
+    output::table(&header, &rows)?;
     Ok(0)
 }
 
+/// Sort in place; ties keep creation order, newest first.
+fn sort(agents: &mut [AgentInfo], by: Sort) {
+    agents.sort_by(|a, b| {
+        let newest_first = (b.created_at, b.id).cmp(&(a.created_at, a.id));
+        let primary = match by {
+            Sort::Created => std::cmp::Ordering::Equal,
+            Sort::Name => a.name.cmp(&b.name),
+            Sort::State => a.state().cmp(&b.state()),
+            // The most recently ended first; live agents (no end) before them.
+            Sort::Ended => b
+                .status
+                .ended_at()
+                .unwrap_or(i64::MAX)
+                .cmp(&a.status.ended_at().unwrap_or(i64::MAX)),
+        };
+        primary.then(newest_first)
+    });
+}
+
+/// `k=v,k2=v2`, or `-`.
+fn labels(agent: &AgentInfo) -> String {
+    if agent.labels.is_empty() {
+        return "-".into();
+    }
+    agent
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The agent's command or task, shortened for a table cell.
-fn command_line(agent: &drover_proto::AgentInfo) -> String {
+fn command_line(agent: &AgentInfo) -> String {
     let text = match &agent.spec.task {
         Some(task) => task.clone(),
         None => agent.spec.argv.join(" "),

@@ -2,11 +2,15 @@
 
 mod agent_op;
 mod auth;
+mod completions;
 mod context;
 mod events;
 mod health;
 mod logs;
 mod ls;
+mod many;
+mod prune;
+mod reconnect;
 mod rm;
 mod run;
 mod send;
@@ -15,16 +19,33 @@ mod show;
 mod signal;
 mod spawn;
 mod stats;
+mod stdin;
 mod stop;
+mod top;
 mod wait;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use drover_client::{Client, ClientOptions, CurveClient, CurveKeys};
+use drover_proto::Op;
 
 /// Run fleets of command-line agents and watch them live.
 #[derive(Debug, Parser)]
-#[command(name = "drover", version, about, propagate_version = true)]
+#[command(
+    name = "drover",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Examples:
+  drover serve                                   the daemon, in the foreground
+  drover run -- echo hi                          run an agent here, stream it, exit with its code
+  drover spawn --name s -b claude -t 'fix the failing test'
+  drover ls                                      newest first; the ID column is each handle
+  drover logs -f --all                           follow everything, new agents too
+  drover stop -l team=a                          every agent labelled team=a
+
+Agents are named by id, handle, unique id prefix or name. `drover COMMAND --help` has more."
+)]
 pub(crate) struct Cli {
     /// The daemon's control endpoint, overriding the context's (`ipc://PATH` or
     /// `tcp://HOST:PORT`). For `serve`, the endpoint to bind [default: tcp://127.0.0.1:7710;
@@ -45,44 +66,106 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon in the foreground.
+    #[command(after_help = "Examples:
+  drover serve                                   defaults: 127.0.0.1:7710-7712, ipc socket
+  drover serve --control 127.0.0.1:0 --pub 127.0.0.1:0 --http 127.0.0.1:0 --state-dir ./state
+  drover serve --config /etc/drover.toml --work-dir /srv/agents")]
     Serve(serve::Args),
     /// Start an agent in the background and print its id.
+    #[command(after_help = "Examples:
+  drover spawn --name s -- sleep 100             a command, here, with this PATH
+  drover spawn -b claude -t 'fix the failing test' -m sonnet -l team=a
+  drover spawn -i --name c -- cat                with a stdin pipe (see drover send)
+  drover spawn --cwd ../repo -e TOKEN --timeout 30m -- make test")]
     Spawn(spawn::Args),
     /// Start an agent, stream its output, and exit with its exit code.
+    #[command(after_help = "Examples:
+  drover run -- echo hi                          exit status is the agent's
+  echo x | drover run -i -- cat                  stdin forwarded, end-of-file included
+  drover run -b codex -t 'add a test' --timeout 10m
+  (Ctrl-C, SIGTERM or SIGHUP stop the agent; a second Ctrl-C leaves it running)")]
     Run(run::Args),
     /// List agents.
     #[command(alias = "list")]
     Ls(ls::Args),
     /// Show one agent in detail.
+    #[command(after_help = "Examples:
+  drover show s                                  by name
+  drover show 456789ab                           by handle (the ID column of ls)
+  drover --json show s | jq .status")]
     Show(agent_op::One),
     /// Print an agent's logs (`-f` to follow live).
+    #[command(after_help = "Examples:
+  drover logs s                                  everything kept
+  drover logs -f s                               follow until it ends
+  drover logs -f --all                           every agent, new ones too, [name]-prefixed
+  drover logs -l team=a -n 20                    the last 20 lines of each agent labelled team=a
+  drover logs s --since 10m --until 2026-12-02T11:00:00Z -t")]
     Logs(logs::Args),
-    /// Pause an agent (SIGSTOP to its process group).
+    /// Pause agents (SIGSTOP to their process groups).
+    #[command(after_help = "Examples:
+  drover pause s
+  drover pause -l team=a                         every live agent labelled team=a
+  drover pause --all")]
     Pause(agent_op::Many),
-    /// Resume a paused agent (SIGCONT).
+    /// Resume paused agents (SIGCONT).
+    #[command(after_help = "Examples:
+  drover resume s
+  drover resume -l 'team in (a,b)'
+  drover resume --all")]
     Resume(agent_op::Many),
-    /// Stop an agent: SIGTERM, then SIGKILL after the grace period.
+    /// Stop agents: SIGTERM, then SIGKILL after the grace period.
     Stop(stop::Args),
-    /// Kill an agent (SIGKILL to its process group).
+    /// Kill agents (SIGKILL to their process groups).
+    #[command(after_help = "Examples:
+  drover kill s
+  drover kill a b c
+  drover kill -l '!keep'                         every live agent without the label keep")]
     Kill(agent_op::Many),
-    /// Send any signal to an agent's process group.
+    /// Send any signal to agents' process groups.
     Signal(signal::Args),
     /// Write to an agent's stdin (text, or `-` to copy this process's stdin).
+    #[command(after_help = "Examples:
+  drover send c 'hello'                          one line (a newline is added)
+  drover send c - --close < input.txt            a file, then end-of-file
+  drover send c --close                          only end-of-file")]
     Send(send::Args),
-    /// Wait until an agent ends; exits with its exit code.
+    /// Wait until agents end; exits with the agent's exit code.
     Wait(wait::Args),
     /// Remove ended agents and their logs.
     Rm(rm::Args),
+    /// Remove every ended agent (by age, by selector) and their logs.
+    Prune(prune::Args),
+    /// Live CPU and memory of each running agent (its whole process group, from /proc).
+    Top(top::Args),
     /// Lifecycle events (`-f` to follow live; `--since N` to resume).
+    #[command(after_help = "Examples:
+  drover events                                  every event kept
+  drover events -f                               live from now
+  drover events -f --since 42                    resume after event 42
+  drover events --since 1h                       the last hour")]
     Events(events::Args),
     /// Check that the daemon answers.
+    #[command(after_help = "Examples:
+  drover health                                  ok: drover VERSION ...
+  drover --context prod health")]
     Health,
     /// Daemon counters.
+    #[command(after_help = "Examples:
+  drover stats
+  drover --json stats | jq .spawns")]
     Stats,
     /// Name the daemons this client talks to (like `docker context`).
     Context(context::Args),
     /// Keys, allowed client keys and HTTP tokens of a daemon on this host.
     Auth(auth::Args),
+    /// Shell completions for bash, zsh or fish, generated from these definitions.
+    Completions(completions::Args),
+    /// The man page (roff), generated from these definitions.
+    #[command(after_help = "Examples:
+  drover man > /usr/local/share/man/man1/drover.1
+  drover man | man -l -")]
+    Man,
 }
 
 /// Connection settings shared by every client subcommand.
@@ -100,6 +183,28 @@ pub(crate) struct Target {
     /// The context's name.
     pub(crate) name: String,
     pub(crate) context: crate::context::Context,
+}
+
+impl Target {
+    /// Whether the daemon runs on this host (its ipc socket, or a loopback TCP address), so
+    /// that this directory and PATH mean something to it.
+    pub(crate) fn is_local(&self) -> bool {
+        let control = &self.context.control;
+        if control.starts_with("ipc://") {
+            return true;
+        }
+        let host = control
+            .strip_prefix("tcp://")
+            .and_then(|rest| rest.rsplit_once(':'))
+            .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'));
+        match host {
+            Some("localhost") => true,
+            Some(host) => host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+            None => false,
+        }
+    }
 }
 
 impl Ctx {
@@ -133,7 +238,7 @@ impl Ctx {
 }
 
 /// `HOST:PORT` (as the ready line prints addresses) means `tcp://HOST:PORT`.
-fn normalise_endpoint(endpoint: &str) -> String {
+pub(crate) fn normalise_endpoint(endpoint: &str) -> String {
     if endpoint.contains("://") {
         endpoint.to_owned()
     } else {
@@ -171,8 +276,11 @@ fn client_options(target: &Target) -> anyhow::Result<ClientOptions> {
 
 /// Run the parsed command line; returns the process exit status.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
-    if let Command::Serve(args) = cli.command {
-        return serve::run(cli.control, args).await;
+    match cli.command {
+        Command::Serve(args) => return serve::run(cli.control, args).await,
+        Command::Completions(args) => return completions::completions(&args),
+        Command::Man => return completions::man(),
+        _ => {}
     }
     let ctx = Ctx {
         control: cli.control,
@@ -180,21 +288,25 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         json: cli.json,
     };
     match cli.command {
-        Command::Serve(_) => unreachable!("handled above"),
+        Command::Serve(_) | Command::Completions(_) | Command::Man => {
+            unreachable!("handled above")
+        }
         Command::Spawn(args) => spawn::run(&ctx, args).await,
         Command::Run(args) => run::run(&ctx, args).await,
         Command::Ls(args) => ls::run(&ctx, args).await,
         Command::Show(args) => show::run(&ctx, args).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
-        Command::Pause(args) => agent_op::run(&ctx, agent_op::Op::Pause, args).await,
-        Command::Resume(args) => agent_op::run(&ctx, agent_op::Op::Resume, args).await,
+        Command::Pause(args) => agent_op::run(&ctx, Op::Pause, args).await,
+        Command::Resume(args) => agent_op::run(&ctx, Op::Resume, args).await,
         Command::Stop(args) => stop::run(&ctx, args).await,
-        Command::Kill(args) => agent_op::run(&ctx, agent_op::Op::Kill, args).await,
+        Command::Kill(args) => agent_op::run(&ctx, Op::Kill, args).await,
         Command::Signal(args) => signal::run(&ctx, args).await,
         Command::Send(args) => send::run(&ctx, args).await,
         Command::Wait(args) => wait::run(&ctx, args).await,
         Command::Rm(args) => rm::run(&ctx, args).await,
+        Command::Prune(args) => prune::run(&ctx, args).await,
         Command::Events(args) => events::run(&ctx, args).await,
+        Command::Top(args) => top::run(&ctx, args).await,
         Command::Health => health::run(&ctx).await,
         Command::Stats => stats::run(&ctx).await,
         Command::Context(args) => context::run(&ctx, args).await,

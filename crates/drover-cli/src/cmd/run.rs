@@ -1,5 +1,6 @@
 //! `drover run`: spawn an agent, stream its output live, exit with its exit code (or 128 +
-//! signal). Ctrl-C, SIGTERM or SIGHUP stops the agent with its grace period.
+//! signal). Ctrl-C, SIGTERM or SIGHUP stops the agent with its grace period. With `-i`, this
+//! process's stdin is forwarded to the agent, and its end closes the agent's stdin.
 
 use anyhow::Context;
 use drover_client::follow::Selection;
@@ -53,11 +54,13 @@ impl Interrupts {
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let mut interrupts = Interrupts::listen()?;
     let client = ctx.client().await?;
-    let agent = client.spawn(args.spec.spec()?).await.context("spawning")?;
+    let spec = args.spec.spec(ctx.target()?.is_local())?;
+    let agent = client.spawn(spec).await.context("spawning")?;
     if let Some(error) = agent.status.error() {
         anyhow::bail!("the agent failed to start: {error}");
     }
     let id = agent.id.to_string();
+    let interactive = agent.spec.stdin == drover_proto::StdinMode::Pipe;
     let options = FollowOptions {
         since_seq: Some(Seq::FIRST),
         until_exit: true,
@@ -73,9 +76,22 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     };
     // Ctrl-C (or SIGTERM, SIGHUP) stops the agent gracefully, like `docker run` proxies it, and
     // keeps streaming its last words; a second one leaves at once (the agent goes on stopping).
-    let streamed = tokio::select! {
-        streamed = follow(&mut follower, &printer) => Some(streamed),
-        _ = interrupts.next() => None,
+    let streamed = {
+        let mut streaming = std::pin::pin!(follow(&mut follower, &printer));
+        let mut forwarding = std::pin::pin!(super::stdin::forward(&client, &id));
+        let mut forwarded = !interactive;
+        loop {
+            tokio::select! {
+                streamed = &mut streaming => break Some(streamed),
+                _ = interrupts.next() => break None,
+                result = &mut forwarding, if !forwarded => {
+                    forwarded = true;
+                    if let Err(error) = result {
+                        eprintln!("drover: forwarding stdin to {id}: {error:#}");
+                    }
+                }
+            }
+        }
     };
     match streamed {
         Some(result) => result?,

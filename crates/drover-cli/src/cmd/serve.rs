@@ -17,10 +17,10 @@ pub(crate) struct Args {
     /// TOML config file.
     #[arg(long, env = "DROVER_CONFIG")]
     config: Option<PathBuf>,
-    /// PUB endpoint to bind [default: tcp://127.0.0.1:7711].
+    /// PUB endpoint to bind, `tcp://HOST:PORT` or `HOST:PORT` [default: tcp://127.0.0.1:7711].
     #[arg(long = "pub", env = "DROVER_PUB")]
     publish: Option<String>,
-    /// HTTP address to bind [default: 127.0.0.1:7712].
+    /// HTTP address to bind, `HOST:PORT` or `http://HOST:PORT` [default: 127.0.0.1:7712].
     #[arg(long, env = "DROVER_HTTP")]
     http: Option<String>,
     /// Do not bind the ipc control socket in the state directory.
@@ -32,6 +32,10 @@ pub(crate) struct Args {
     /// Grace between SIGTERM and SIGKILL when a stop names none, in ms [default: 10000].
     #[arg(long, env = "DROVER_GRACE_MS")]
     grace_ms: Option<u64>,
+    /// Where agents whose spawn names no working directory start (remote clients' agents)
+    /// [default: the daemon user's home].
+    #[arg(long, env = "DROVER_WORK_DIR")]
+    work_dir: Option<PathBuf>,
     /// On shutdown, leave agents running instead of stopping them (they are reported `lost`
     /// by the next daemon).
     #[arg(long)]
@@ -48,14 +52,16 @@ pub(crate) async fn run(control: Option<String>, args: Args) -> anyhow::Result<i
     if let Some(path) = &args.config {
         config.apply_file(path)?;
     }
+    // Addresses as the ready line prints them are accepted back: `HOST:PORT` for control and
+    // pub, `http://HOST:PORT` for HTTP.
     if let Some(control) = control {
-        config.control = control;
+        config.control = super::normalise_endpoint(&control);
     }
     if let Some(publish) = args.publish {
-        config.publish = publish;
+        config.publish = super::normalise_endpoint(&publish);
     }
     if let Some(http) = args.http {
-        config.http = http;
+        config.http = http_address(&http);
     }
     if args.no_ipc {
         config.ipc = false;
@@ -65,6 +71,9 @@ pub(crate) async fn run(control: Option<String>, args: Args) -> anyhow::Result<i
     }
     if let Some(ms) = args.grace_ms {
         config.default_grace = Duration::from_millis(ms);
+    }
+    if let Some(dir) = args.work_dir {
+        config.work_dir = Some(crate::context::absolute(dir)?);
     }
     if args.leave_agents {
         config.on_shutdown = ShutdownPolicy::Leave;
@@ -82,6 +91,15 @@ pub(crate) async fn run(control: Option<String>, args: Args) -> anyhow::Result<i
         std::process::exit(0);
     }
     Ok(0)
+}
+
+/// `http://HOST:PORT/` (the ready line's form) as the `HOST:PORT` to bind.
+fn http_address(text: &str) -> String {
+    let bare = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+        .unwrap_or(text);
+    bare.trim_end_matches('/').to_owned()
 }
 
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {

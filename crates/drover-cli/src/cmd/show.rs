@@ -11,7 +11,7 @@ pub(crate) async fn run(ctx: &Ctx, args: One) -> anyhow::Result<i32> {
         output::json(&agent)?;
         return Ok(0);
     }
-    let colour = output::is_tty();
+    let colour = output::is_colour();
     let mut lines = vec![
         ("id", agent.id.to_string()),
         ("name", agent.name.clone().unwrap_or_else(|| "-".into())),

@@ -1,25 +1,41 @@
-//! `drover signal`: any signal to an agent's process group.
+//! `drover signal`: any signal to the process groups of one agent, several, a selector's or
+//! all.
 
-use drover_proto::op::SignalSpec;
+use std::collections::BTreeMap;
 
-use super::agent_op::report;
+use drover_proto::Op;
+
+use super::many::{self, Applies, Outcome, Targets};
 use super::Ctx;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  drover signal USR1 s        SIGUSR1 to agent s's process group
+  drover signal TSTP -l tier=web
+  drover signal 15 --all")]
 pub(crate) struct Args {
-    /// Agent id, unique id prefix, or name.
-    agent: String,
-    /// Signal name (TERM, SIGUSR1) or number (15).
+    /// Signal name (TERM, SIGUSR1, any case) or number (15).
     signal: String,
+    #[command(flatten)]
+    targets: Targets,
 }
 
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
-    let signal = match args.signal.parse::<i32>() {
-        Ok(number) => SignalSpec::Number(number),
-        Err(_) => SignalSpec::Name(args.signal.clone()),
+    let agents = args.targets.resolve(&client, Applies::Live).await?;
+    let signal = match args.signal.parse::<i64>() {
+        Ok(number) => rmpv::Value::from(number),
+        Err(_) => rmpv::Value::from(args.signal.as_str()),
     };
-    let info = client.signal(&args.agent, signal).await?;
-    report(ctx, &format!("sent {} to", args.signal), &info)?;
-    Ok(0)
+    let name = crate::output::signal_label(&args.signal);
+    let verb = format!("sent {name} to");
+    let batch_args = BTreeMap::from([("signal".to_owned(), signal)]);
+    let mut outcome = Outcome::default();
+    for item in many::batch(&client, Op::Signal, &agents, batch_args).await? {
+        match &item.info {
+            Some(info) if item.ok => outcome.done(ctx, &verb, info)?,
+            _ => outcome.failed_item(ctx, &item),
+        }
+    }
+    outcome.finish(ctx, args.targets.is_one())
 }

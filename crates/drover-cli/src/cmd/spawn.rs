@@ -30,12 +30,16 @@ pub(crate) struct SpecArgs {
     /// A name, unique among live agents, usable instead of the id.
     #[arg(long, short)]
     name: Option<String>,
-    /// Working directory (relative paths are taken from here).
+    /// Working directory (relative paths are taken from here) [default: this directory for a
+    /// local daemon; the daemon's work directory for a remote one].
     #[arg(long)]
     cwd: Option<std::path::PathBuf>,
-    /// Environment variable for the agent (repeatable).
-    #[arg(long = "env", short = 'e', value_name = "K=V", value_parser = key_value)]
-    env: Vec<(String, String)>,
+    /// Environment variable for the agent (repeatable): K=V, or K to pass this shell's value.
+    #[arg(long = "env", short = 'e', value_name = "K=V", value_parser = env_var)]
+    env: Vec<(String, Option<String>)>,
+    /// Pass this whole environment to the agent (-e still wins).
+    #[arg(long)]
+    env_all: bool,
     /// Label (repeatable), for `ls --label` and `logs --label`.
     #[arg(long = "label", short = 'l', value_name = "K=V", value_parser = key_value)]
     labels: Vec<(String, String)>,
@@ -59,17 +63,46 @@ pub(crate) fn key_value(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
+/// `-e K=V`, or `-e K` for this process's value of K.
+fn env_var(text: &str) -> Result<(String, Option<String>), String> {
+    match text.split_once('=') {
+        Some((key, value)) => Ok((key.to_owned(), Some(value.to_owned()))),
+        None if !text.is_empty() => Ok((text.to_owned(), None)),
+        None => Err("an empty variable name".to_owned()),
+    }
+}
+
 impl SpecArgs {
-    /// The spec these flags describe.
-    pub(crate) fn spec(self) -> anyhow::Result<AgentSpec> {
+    /// The spec these flags describe. Sent to a `local` daemon (same host), it starts where
+    /// this process is, with this PATH (so the program is found as the shell would find it);
+    /// a remote daemon starts it in its own work directory with its own PATH.
+    pub(crate) fn spec(self, local: bool) -> anyhow::Result<AgentSpec> {
+        let here = || std::env::current_dir().context("reading the current directory");
         let cwd = match self.cwd {
-            Some(dir) if dir.is_relative() => Some(
-                std::env::current_dir()
-                    .context("reading the current directory")?
-                    .join(dir),
-            ),
-            other => other,
+            Some(dir) if dir.is_relative() => Some(here()?.join(dir)),
+            Some(dir) => Some(dir),
+            None if local => Some(here()?),
+            None => None,
         };
+        let mut env = BTreeMap::new();
+        if self.env_all {
+            env.extend(
+                std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+            );
+        } else if local {
+            if let Some(path) = std::env::var_os("PATH").and_then(|p| p.into_string().ok()) {
+                env.insert("PATH".to_owned(), path);
+            }
+        }
+        for (key, value) in self.env {
+            let value = match value {
+                Some(value) => value,
+                None => std::env::var(&key)
+                    .with_context(|| format!("-e {key}: {key} is not set here"))?,
+            };
+            env.insert(key, value);
+        }
         Ok(AgentSpec {
             name: self.name,
             backend: self.backend,
@@ -78,7 +111,7 @@ impl SpecArgs {
             model: self.model,
             system_prompt: self.system_prompt,
             context: self.context,
-            env: self.env.into_iter().collect::<BTreeMap<_, _>>(),
+            env,
             cwd: cwd.map(|dir| dir.to_string_lossy().into_owned()),
             labels: self.labels.into_iter().collect(),
             stdin: if self.interactive {
@@ -102,7 +135,8 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
-    let agent = client.spawn(args.spec.spec()?).await.context("spawning")?;
+    let spec = args.spec.spec(ctx.target()?.is_local())?;
+    let agent = client.spawn(spec).await.context("spawning")?;
     print(ctx, &agent)?;
     // The agent exists (its id is printed) but never ran: a failure for scripts.
     Ok(if agent.status.error().is_some() { 1 } else { 0 })

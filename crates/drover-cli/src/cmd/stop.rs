@@ -1,15 +1,22 @@
-//! `drover stop`: SIGTERM, then SIGKILL after the grace period.
+//! `drover stop`: SIGTERM, then SIGKILL after the grace period; to one agent, several, a
+//! selector's or all.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::agent_op::report;
+use drover_proto::Op;
+
+use super::many::{self, Applies, Outcome, Targets};
 use super::Ctx;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  drover stop s                     stop one agent, wait until it has ended
+  drover stop -l team=a --grace 5s  every live agent labelled team=a, SIGKILL after 5 s
+  drover stop --all --no-wait       every live agent; return at once")]
 pub(crate) struct Args {
-    /// Agent ids, unique id prefixes, or names.
-    #[arg(required = true)]
-    agents: Vec<String>,
+    #[command(flatten)]
+    targets: Targets,
     /// Time between SIGTERM and SIGKILL (e.g. 5s) [default: the daemon's, 10s].
     #[arg(long, short, value_parser = crate::duration::parse)]
     grace: Option<Duration>,
@@ -20,22 +27,28 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
-    let mut status = 0;
-    for agent in &args.agents {
-        let result = match client.stop(agent, args.grace).await {
-            Ok(info) if args.no_wait => Ok(info),
-            Ok(info) => client.wait(&info.id.to_string(), None).await,
-            Err(error) => Err(error),
+    let agents = args.targets.resolve(&client, Applies::Live).await?;
+    let mut batch_args = BTreeMap::new();
+    if let Some(grace) = args.grace {
+        let ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        batch_args.insert("grace_ms".to_owned(), rmpv::Value::from(ms));
+    }
+    let mut outcome = Outcome::default();
+    // Every agent gets its SIGTERM first, then they are waited for: their grace periods run
+    // at once.
+    for item in many::batch(&client, Op::Stop, &agents, batch_args).await? {
+        let Some(info) = item.info.as_ref().filter(|_| item.ok) else {
+            outcome.failed_item(ctx, &item);
+            continue;
         };
-        match result {
-            Ok(info) => report(ctx, "stopped", &info)?,
-            Err(error) => {
-                eprintln!("drover: {agent}: {error}");
-                if status == 0 {
-                    status = error.code().map(|c| c.exit_code()).unwrap_or(1);
-                }
-            }
+        if args.no_wait {
+            outcome.done(ctx, "stopped", info)?;
+            continue;
+        }
+        match client.wait(&info.id.to_string(), None).await {
+            Ok(ended) => outcome.done(ctx, "stopped", &ended)?,
+            Err(error) => outcome.failed_call(ctx, &item.agent.0, &error),
         }
     }
-    Ok(status)
+    outcome.finish(ctx, args.targets.is_one())
 }

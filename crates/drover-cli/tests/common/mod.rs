@@ -84,14 +84,22 @@ impl Daemon {
         self.drover_with_stdin(args, None)
     }
 
-    /// Run `drover <args>` with bytes on its stdin.
-    pub fn drover_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut child = Command::new(drover_bin())
+    /// `drover <args>` set up to talk to this daemon, for a test to adjust (cwd, env) and run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(drover_bin());
+        command
             .args(args)
             .env("DROVER_CONTROL", &self.control)
             // No contexts file of the user's can change what the tests talk to.
             .env("DROVER_CONFIG_DIR", self.state_dir.join("no-config"))
-            .env_remove("DROVER_CONTEXT")
+            .env_remove("DROVER_CONTEXT");
+        command
+    }
+
+    /// Run `drover <args>` with bytes on its stdin.
+    pub fn drover_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut child = self
+            .command(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -173,6 +181,17 @@ pub fn wait_output(child: Child) -> Output {
             panic!("drover did not finish within {TIMEOUT:?}");
         }
     }
+}
+
+/// Run a prepared command to the end (hard timeout), stdin closed.
+pub fn output_of(mut command: Command) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run drover");
+    wait_output(child)
 }
 
 /// Stdout as text.

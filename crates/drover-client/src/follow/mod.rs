@@ -45,8 +45,15 @@ pub struct FollowOptions {
     pub since_seq: Option<Seq>,
     /// Start with the last N records (`0`: only what is printed from now on).
     pub tail: Option<u32>,
+    /// Start at the first record captured at or after this time (unix ns), when neither
+    /// `since_seq` nor `tail` is given.
+    pub since: Option<i64>,
     /// Only records of this stream.
     pub stream: Option<StreamKind>,
+    /// Where to start particular agents, beating the options above: the
+    /// [`Follower::resume_points`] of an earlier follower, so a new one (after a daemon
+    /// restart) goes on without a gap or a duplicate.
+    pub resume: BTreeMap<AgentId, Seq>,
     /// End once every followed agent has ended (only for [`Selection::Agents`]).
     pub until_exit: bool,
 }
@@ -107,6 +114,10 @@ const MAX_PUB_MESSAGE: usize = 64 * 1024 * 1024;
 struct Track {
     info: AgentInfo,
     next: Seq,
+    /// Where the track started.
+    start: Seq,
+    /// The seq after the last record handed to the caller.
+    delivered: Option<Seq>,
     /// True while live batches can be taken as they come; false means read the store first.
     caught_up: bool,
     /// Set when the agent is known to have ended; reported after the final store read.
@@ -224,10 +235,25 @@ impl Follower<'_> {
         self.tracks.get(&id).map(|track| &track.info)
     }
 
+    /// For each agent followed, the seq of the first record not yet handed to the caller: what
+    /// [`FollowOptions::resume`] takes to go on exactly from here.
+    pub fn resume_points(&self) -> BTreeMap<AgentId, Seq> {
+        self.tracks
+            .iter()
+            .map(|(id, track)| (*id, track.delivered.unwrap_or(track.start)))
+            .collect()
+    }
+
     /// The next event; `None` once every followed agent ended (with `until_exit`).
     pub async fn next(&mut self) -> Result<Option<FollowEvent>, ClientError> {
         loop {
             if let Some(event) = self.ready.pop_front() {
+                if let FollowEvent::Records { agent, records } = &event {
+                    if let (Some(track), Some(last)) = (self.tracks.get_mut(agent), records.last())
+                    {
+                        track.delivered = Some(last.seq.next());
+                    }
+                }
                 return Ok(Some(event));
             }
             if let Some(id) = self.behind() {
@@ -274,9 +300,15 @@ impl Follower<'_> {
         if self.tracks.contains_key(&agent.id) {
             return Ok(());
         }
-        let next = match (initial, self.options.since_seq, self.options.tail) {
-            (true, Some(seq), _) => seq,
-            (true, None, Some(tail)) => {
+        let resume = self.options.resume.get(&agent.id).copied();
+        let next = match (
+            initial.then_some(resume),
+            self.options.since_seq,
+            self.options.tail,
+        ) {
+            (Some(Some(seq)), _, _) => seq,
+            (Some(None), Some(seq), _) => seq,
+            (Some(None), None, Some(tail)) => {
                 let mut args = ReadLogsArgs::new(AgentRef::new(agent.id.to_string()));
                 args.tail = Some(tail.max(1));
                 let read = self.client.read_logs(args).await?;
@@ -286,6 +318,13 @@ impl Follower<'_> {
                     read.records.first().map(|r| r.seq).unwrap_or(read.next_seq)
                 }
             }
+            (Some(None), None, None) if self.options.since.is_some() => {
+                let mut args = ReadLogsArgs::new(AgentRef::new(agent.id.to_string()));
+                args.since = self.options.since;
+                args.limit = Some(1);
+                let read = self.client.read_logs(args).await?;
+                read.records.first().map(|r| r.seq).unwrap_or(read.next_seq)
+            }
             _ => Seq::FIRST,
         };
         let ended = agent.state().is_terminal().then(|| agent.clone());
@@ -294,6 +333,8 @@ impl Follower<'_> {
             Track {
                 info: agent,
                 next,
+                start: next,
+                delivered: None,
                 caught_up: false,
                 ended,
                 done: false,

@@ -15,7 +15,10 @@ pub(crate) async fn handle(shared: &Shared, args: SignalArgs) -> OpResult {
     .ok_or_else(|| {
         ErrorBody::new(
             ErrorCode::BadRequest,
-            format!("unknown signal {:?}", args.signal),
+            match &args.signal {
+                SignalSpec::Number(n) => format!("unknown signal {n}"),
+                SignalSpec::Name(name) => format!("unknown signal {name:?}"),
+            },
         )
     })?;
     // Job-control stops would stop the group behind the state machine's back: `pause` exists.
@@ -24,7 +27,10 @@ pub(crate) async fn handle(shared: &Shared, args: SignalArgs) -> OpResult {
     if job_control.iter().any(|s| *s as i32 == number) {
         return Err(ErrorBody::new(
             ErrorCode::BadRequest,
-            format!("signal {number} stops the agent without telling Drover; use pause"),
+            format!(
+                "{} stops the agent without telling Drover; use pause",
+                drover_supervisor::signal_name(number).unwrap_or("this signal")
+            ),
         ));
     }
     let (_, live, handle) = live(shared, &args.agent, "signal").await?;

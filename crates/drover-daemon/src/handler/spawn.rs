@@ -204,7 +204,12 @@ fn render(shared: &Shared, spec: &AgentSpec) -> Result<Command, ErrorBody> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        cwd: spec.cwd.as_ref().map(PathBuf::from),
+        // No cwd (a remote client's): the daemon's configured work directory.
+        cwd: spec
+            .cwd
+            .as_ref()
+            .map(PathBuf::from)
+            .or_else(|| shared.config.agent_work_dir()),
         stdin,
     })
 }
@@ -236,7 +241,7 @@ fn register(
     }
     // Name uniqueness among live agents is the registry's to enforce (`NameTaken`).
     let info = AgentInfo {
-        id: AgentId::new(),
+        id: shared.store.fresh_id().map_err(store_error)?,
         name: spec.name.clone(),
         backend: spec.backend_name().to_owned(),
         status: AgentStatus::Starting,

@@ -78,7 +78,7 @@ pub(super) async fn get(
             last_event_id: sse::last_event_id(&headers).map_err(ApiError::bad_request)?,
             since_seq: params.parse("since_seq")?,
             tail: params.parse("tail")?,
-            since: params.parse("since")?,
+            since: params.time("since")?,
             stream,
         };
         // Resolve through the shared handler so errors (not_found) match the other routes.
@@ -94,7 +94,7 @@ pub(super) async fn get(
         since_seq: params.parse::<u64>("since_seq")?.map(Seq),
         until_seq: params.parse::<u64>("until_seq")?.map(Seq),
         tail: params.parse("tail")?,
-        since: params.parse("since")?,
+        since: params.time("since")?,
         stream,
         limit: params.parse("limit")?,
     };

@@ -53,6 +53,17 @@ impl Params {
             .transpose()
     }
 
+    /// A time: unix nanoseconds, a duration ago (`10m`, `2h`) or RFC 3339
+    /// (`2026-12-02T11:00:00Z`), as unix nanoseconds.
+    pub(crate) fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.get(name)
+            .map(|value| {
+                drover_proto::time::parse_time(value, drover_proto::now_ns())
+                    .map_err(|e| ApiError::bad_request(format!("query parameter {name}: {e}")))
+            })
+            .transpose()
+    }
+
     /// A boolean flag: `true`/`1` or `false`/`0`; absent is false.
     pub(crate) fn flag(&self, name: &str) -> Result<bool, ApiError> {
         match self.get(name) {

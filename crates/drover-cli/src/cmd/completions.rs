@@ -1,0 +1,32 @@
+//! `drover completions SHELL` and `drover man`: generated from the clap definitions, so they
+//! never drift from the real flags.
+
+use clap::CommandFactory;
+
+use super::Cli;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  drover completions bash > ~/.local/share/bash-completion/completions/drover
+  drover completions zsh > \"${fpath[1]}/_drover\"
+  drover completions fish > ~/.config/fish/completions/drover.fish")]
+pub(crate) struct Args {
+    /// The shell to complete for.
+    shell: clap_complete::Shell,
+}
+
+/// Print the completion script for a shell.
+pub(crate) fn completions(args: &Args) -> anyhow::Result<i32> {
+    let mut command = Cli::command();
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(args.shell, &mut command, "drover", &mut out);
+    Ok(0)
+}
+
+/// Print the man page (roff), e.g. `drover man > /usr/local/share/man/man1/drover.1`.
+pub(crate) fn man() -> anyhow::Result<i32> {
+    let page = clap_mangen::Man::new(Cli::command());
+    let mut out = std::io::stdout().lock();
+    page.render(&mut out)?;
+    Ok(0)
+}

@@ -1,0 +1,48 @@
+//! Follows that outlive a daemon restart (`logs -f`, `events -f`): notice that the daemon went
+//! away, say so on stderr, wait for one to answer again, and let the follow go on from the
+//! last record or event it printed.
+
+use std::time::Duration;
+
+use drover_client::Client;
+use drover_proto::DaemonId;
+
+use super::Ctx;
+
+/// How often the daemon is asked whether it is still there, and how long it has to answer.
+const CHECK: Duration = Duration::from_secs(1);
+/// Between attempts to reach a daemon that went away.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// Resolves once `daemon` stops answering, or another daemon answers in its place.
+pub(crate) async fn gone(client: &Client, daemon: DaemonId) {
+    loop {
+        tokio::time::sleep(CHECK).await;
+        if !is_there(client, daemon).await {
+            return;
+        }
+    }
+}
+
+/// Whether `daemon` answers right now.
+pub(crate) async fn is_there(client: &Client, daemon: DaemonId) -> bool {
+    matches!(
+        tokio::time::timeout(CHECK, client.health()).await,
+        Ok(Ok(health)) if health.daemon == daemon
+    )
+}
+
+/// Say that the daemon went away, wait until one answers (indefinitely: Ctrl-C ends the
+/// wait), say so, and return a client for it with its id.
+pub(crate) async fn wait_for_daemon(ctx: &Ctx) -> anyhow::Result<(Client, DaemonId)> {
+    eprintln!("drover: the daemon went away; waiting for it to come back");
+    loop {
+        if let Ok(Ok(client)) = tokio::time::timeout(CHECK, ctx.client()).await {
+            if let Ok(Ok(health)) = tokio::time::timeout(CHECK, client.health()).await {
+                eprintln!("drover: the daemon is back; following on");
+                return Ok((client, health.daemon));
+            }
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}

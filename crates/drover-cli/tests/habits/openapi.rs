@@ -1,0 +1,46 @@
+//! `docs/openapi.yaml` is valid OpenAPI (openapi-spec-validator) and lists exactly the routes
+//! the daemon serves.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+
+fn python() -> PathBuf {
+    match std::env::var_os("DROVER_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),
+    }
+}
+
+#[test]
+fn openapi_yaml_is_valid_and_lists_every_served_route() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = python();
+    assert!(
+        python.exists(),
+        "{} does not exist: the Python interpreter with openapi-spec-validator is required; run \
+         `scripts/setup-test-env` at the workspace root (or set DROVER_PYTHON)",
+        python.display()
+    );
+    let output = Command::new(&python)
+        .arg(root.join("crates/drover-cli/tests/python/openapi_check.py"))
+        .arg(root.join("docs/openapi.yaml"))
+        .arg(root.join("crates/drover-daemon/src/http/mod.rs"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    // "valid; N routes, all documented", N counted from the router's source.
+    let said = stdout(&output);
+    let count = said
+        .trim()
+        .strip_prefix("valid; ")
+        .and_then(|rest| rest.strip_suffix(" routes, all documented"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(count.parse::<u32>().unwrap() >= 19, "{said}");
+}
