@@ -157,13 +157,14 @@ fn status() -> impl Strategy<Value = AgentStatus> {
             }
         }),
         (text(), t()).prop_map(|(error, ended_at)| AgentStatus::FailedToStart { error, ended_at }),
-        (of(any::<u32>()), of(t()), t()).prop_map(|(pid, started_at, ended_at)| {
-            AgentStatus::Lost {
+        (of(any::<u32>()), of(t()), t(), of(text())).prop_map(
+            |(pid, started_at, ended_at, error)| AgentStatus::Lost {
                 pid,
                 started_at,
                 ended_at,
+                error,
             }
-        }),
+        ),
     ]
 }
 

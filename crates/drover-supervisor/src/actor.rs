@@ -28,6 +28,8 @@ pub(crate) enum Op {
     Stop(Duration),
     Kill,
     Signal(i32),
+    /// Let go of a held child (its holder keeps it); nothing for an in-process one.
+    Detach,
 }
 
 impl Op {
@@ -38,6 +40,7 @@ impl Op {
             Op::Stop(_) => "stop",
             Op::Kill => "kill",
             Op::Signal(_) => "signal",
+            Op::Detach => "detach",
         }
     }
 }
@@ -217,6 +220,7 @@ impl Actor {
                 }
             }
             (Op::Stop(_) | Op::Kill | Op::Signal(_), _) => Err(invalid()),
+            (Op::Detach, _) => Ok(current),
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use drover_daemon::{Config, ShutdownPolicy};
+use drover_supervisor::HolderProgram;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// `drover serve` flags; each beats its `DROVER_*` variable, which beats the config file.
@@ -32,9 +33,13 @@ pub(crate) struct Args {
     /// Grace between SIGTERM and SIGKILL when a stop names none, in ms [default: 10000].
     #[arg(long, env = "DROVER_GRACE_MS")]
     grace_ms: Option<u64>,
-    /// On shutdown, leave agents running instead of stopping them (they are reported `lost`
-    /// by the next daemon).
-    #[arg(long)]
+    /// What to do with running agents on shutdown: `stop` them (SIGTERM, then SIGKILL after
+    /// the grace) or `leave` them running under their holders, for the next daemon to
+    /// re-attach [default: stop, or the config file's `on_shutdown`].
+    #[arg(long, env = "DROVER_ON_SHUTDOWN", value_parser = ["stop", "leave"])]
+    on_shutdown: Option<String>,
+    /// Same as `--on-shutdown leave`.
+    #[arg(long, conflicts_with = "on_shutdown")]
     leave_agents: bool,
 }
 
@@ -45,6 +50,9 @@ pub(crate) async fn run(control: Option<String>, args: Args) -> anyhow::Result<i
         None => crate::context::default_state_dir()?,
     };
     let mut config = Config::new(state_dir);
+    // Holders are this very executable (`drover holder ...`): found wherever drover is.
+    let exe = std::env::current_exe().context("finding the drover executable for holders")?;
+    config.holder = Some(HolderProgram::drover(exe));
     if let Some(path) = &args.config {
         config.apply_file(path)?;
     }
@@ -66,8 +74,10 @@ pub(crate) async fn run(control: Option<String>, args: Args) -> anyhow::Result<i
     if let Some(ms) = args.grace_ms {
         config.default_grace = Duration::from_millis(ms);
     }
-    if args.leave_agents {
-        config.on_shutdown = ShutdownPolicy::Leave;
+    match (args.on_shutdown.as_deref(), args.leave_agents) {
+        (Some("leave"), _) | (_, true) => config.on_shutdown = ShutdownPolicy::Leave,
+        (Some(_), _) => config.on_shutdown = ShutdownPolicy::Stop,
+        (None, false) => {}
     }
     let listeners = drover_daemon::bind(&config).await?;
     {

@@ -39,6 +39,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: SpawnArgs) -> OpResult {
         runtime_grace: shared.config.default_grace,
         // 16 chunks of at most 1 MiB: a child that never reads costs at most 16 MiB.
         stdin_queue: 16,
+        spool_limit: shared.config.spool_limit,
         ..SupervisorConfig::default()
     };
     let context = spec.context.clone();
@@ -49,7 +50,10 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: SpawnArgs) -> OpResult {
         command.env.push(("DROVER_CONTEXT".into(), context));
     }
     let watch = live.info.clone();
-    let handle = drover_supervisor::spawn(command, supervisor_config, observer);
+    let handle = shared
+        .holders
+        .spawn(id, command, supervisor_config, observer, 1)
+        .await;
     live.set_handle(handle);
     shared.counters.spawns.fetch_add(1, Ordering::Relaxed);
     // Answer once the process runs (or failed to), so the reply carries the pid.

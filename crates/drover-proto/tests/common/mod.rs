@@ -116,6 +116,7 @@ pub fn status(state: AgentState) -> AgentStatus {
             pid: Some(4242),
             started_at: Some(started_at),
             ended_at: T0 + 3600 * SECOND,
+            error: None,
         },
     }
 }
