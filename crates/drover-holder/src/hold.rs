@@ -21,6 +21,8 @@ use crate::{tree, unix_nanos, HolderError, Status};
 const READ_BUF: usize = 64 * 1024;
 /// Bytes of frames queued for the daemon before the holder stops filling from the spool.
 const OUT_HIGH: usize = 128 * 1024;
+/// How often a holder whose agent ended checks that its socket still exists.
+const ORPHAN_CHECK: Duration = Duration::from_secs(10);
 /// A holder whose daemon never sends `Start` gives up after this.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -141,6 +143,13 @@ impl Holder {
                 eprintln!("drover-holder: no agent to start after {START_TIMEOUT:?}; exiting");
                 return;
             }
+            if self.status.is_terminal()
+                && self.conn.is_none()
+                && !self.dir.join(crate::SOCKET).exists()
+            {
+                eprintln!("drover-holder: my socket is gone and my agent has ended; exiting");
+                return;
+            }
             let ready = match self.wait() {
                 Ok(ready) => ready,
                 Err(e) => {
@@ -232,6 +241,11 @@ impl Holder {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        if self.status.is_terminal() && self.conn.is_none() {
+            // Waiting for a daemon to collect the end: look now and then whether anyone still
+            // can (the state directory may be gone).
+            return Some(Instant::now() + ORPHAN_CHECK);
+        }
         let agent = self.agent.as_ref()?;
         let flush = self.spec.as_ref().map_or(Duration::from_millis(50), |s| {
             Duration::from_millis(s.partial_flush_ms)

@@ -113,6 +113,11 @@ pub async fn spawn_held(
         Err(_) => return Handle::failed(&sink, "the agent's holder did not answer".to_owned()),
     };
     sink.status(&status);
+    let mut conn = conn;
+    if status.is_terminal() {
+        // Failed to start: nothing more will come; the holder may go.
+        let _ = conn.send(&ToHolder::Release).await;
+    }
     let (stdin, stdin_rx) = match command.stdin {
         StdinMode::Pipe => {
             let (slot, rx) = StdinSlot::channel(config.stdin_queue);

@@ -38,6 +38,10 @@ pub(crate) struct Args {
     /// re-attach [default: stop, or the config file's `on_shutdown`].
     #[arg(long, env = "DROVER_ON_SHUTDOWN", value_parser = ["stop", "leave"])]
     on_shutdown: Option<String>,
+    /// Run agents' holders with this `drover-holder` executable instead of `drover holder`
+    /// (it must be of a compatible build).
+    #[arg(long, env = "DROVER_HOLDER")]
+    holder: Option<PathBuf>,
     /// Same as `--on-shutdown leave`.
     #[arg(long, conflicts_with = "on_shutdown")]
     leave_agents: bool,
@@ -50,9 +54,17 @@ pub(crate) async fn run(control: Option<String>, args: Args) -> anyhow::Result<i
         None => crate::context::default_state_dir()?,
     };
     let mut config = Config::new(state_dir);
-    // Holders are this very executable (`drover holder ...`): found wherever drover is.
-    let exe = std::env::current_exe().context("finding the drover executable for holders")?;
-    config.holder = Some(HolderProgram::drover(exe));
+    // Holders are this very executable (`drover holder ...`), found wherever drover is and
+    // always of the same build; `--holder` names a `drover-holder` executable instead.
+    config.holder = Some(match args.holder {
+        Some(program) => HolderProgram {
+            program,
+            args: Vec::new(),
+        },
+        None => HolderProgram::drover(
+            std::env::current_exe().context("finding the drover executable for holders")?,
+        ),
+    });
     if let Some(path) = &args.config {
         config.apply_file(path)?;
     }
