@@ -159,7 +159,21 @@ impl Config {
         // Last, so a config refused for another reason changes nothing: raise the soft
         // open-files limit to the hard one, then check that max_agents fits in it.
         let limit = crate::fdlimit::raise()?;
-        crate::fdlimit::check(limit, self.max_agents, self.max_streams)
+        crate::fdlimit::check(
+            limit,
+            self.max_agents,
+            self.max_streams,
+            self.fds_per_agent(),
+        )
+    }
+
+    /// Descriptors one live agent costs the daemon: fewer under holders, which own the pipes.
+    pub fn fds_per_agent(&self) -> u64 {
+        if self.holder.is_some() {
+            crate::fdlimit::FDS_PER_HELD_AGENT
+        } else {
+            crate::fdlimit::FDS_PER_AGENT
+        }
     }
 
     /// Check the binds. Control and PUB may bind any address a client can reach: a `tcp://`

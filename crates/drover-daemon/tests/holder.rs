@@ -261,3 +261,73 @@ async fn a_full_spool_blocks_the_agent_and_loses_nothing() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_holder_speaking_an_incompatible_protocol_is_reported_and_its_agent_left_running() {
+    use drover_holder::wire::{self, FromHolder, ToHolder};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = leaving(dir.path(), |_| {}).await;
+        let client = daemon.client().await;
+        let agent = client
+            .spawn(sh("echo ready; exec sleep 1000"))
+            .await
+            .unwrap();
+        wait_ready(&client, &agent).await;
+        let pid = agent.status.pid().unwrap();
+        let holder = parent(pid);
+        drop(client);
+        let holder_dir = holder_dir(&daemon, &agent);
+        daemon.shutdown().await;
+
+        // A holder of another build: it answers every hello with `refused`.
+        let socket = holder_dir.join("sock");
+        std::fs::rename(&socket, holder_dir.join("sock.real")).unwrap();
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let other = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let hello = loop {
+                let mut chunk = [0u8; 1024];
+                let n = stream.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(hello) = wire::decode::<ToHolder>(&mut buf).unwrap() {
+                    break hello;
+                }
+            };
+            assert!(
+                matches!(hello, ToHolder::Hello { version: 1, .. }),
+                "{hello:?}"
+            );
+            let mut out = Vec::new();
+            let refused = FromHolder::Refused {
+                version: 2,
+                message: "this holder speaks protocol 2..=2".into(),
+            };
+            wire::encode(&refused, &mut out).unwrap();
+            stream.write_all(&out).await.unwrap();
+        });
+
+        let daemon = leaving(dir.path(), |_| {}).await;
+        let client = daemon.client().await;
+        other.await.unwrap();
+        let info = client.get(&agent.id.to_string()).await.unwrap();
+        assert_eq!(info.state(), AgentState::Lost);
+        let error = info.status.error().unwrap();
+        assert!(error.contains("holder protocol 2"), "{error}");
+        assert!(error.contains("left running"), "{error}");
+        assert!(alive(pid), "the agent was left running");
+        assert!(alive(holder), "its holder too");
+        drop(client);
+        daemon.shutdown().await;
+        for p in [pid, holder] {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    })
+    .await
+}

@@ -10,7 +10,7 @@
 //! (so the daemon can connect the moment the reply arrives, with no race against the holder's
 //! start), and starts the holder with that listening socket as its stdin, its stderr appended
 //! to a log file beside it, and a process group of its own (a Ctrl-C meant for the daemon's
-//! terminal does not reach holders). It reaps holders that exit.
+//! terminal does not reach holders). It reaps holders that exit, every 64 requests.
 
 use std::ffi::OsString;
 use std::io::{BufReader, BufWriter, Write};
@@ -42,13 +42,21 @@ pub struct SpawnReply {
 pub fn run(program: &Path, args: &[OsString]) -> Result<(), HolderError> {
     let mut input = BufReader::new(std::io::stdin().lock());
     let mut output = BufWriter::new(std::io::stdout().lock());
+    let mut served = 0u64;
     loop {
         let request: SpawnRequest = match read_frame(&mut input) {
             Ok(request) => request,
             Err(WireError::Closed) => return Ok(()),
             Err(e) => return Err(HolderError::Wire(e)),
         };
-        reap();
+        // `wait4` walks every child, and live holders are children: reaping at every request
+        // would make a start cost in proportion to the live agents. Exited holders wait as
+        // zombies for a while instead (at most REAP_EVERY of them between two reaps, beyond
+        // those that exit during a burst).
+        served += 1;
+        if served % REAP_EVERY == 0 {
+            reap();
+        }
         let result = start(program, args, &request.dir);
         write_frame(&mut output, &SpawnReply { result }).map_err(HolderError::Wire)?;
         output
@@ -56,6 +64,9 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<(), HolderError> {
             .map_err(|e| HolderError::Wire(WireError::Io(e)))?;
     }
 }
+
+/// Requests between two reaps of exited holders.
+const REAP_EVERY: u64 = 64;
 
 /// Reaps the holders that exited so far (they are our children until we exit).
 fn reap() {
