@@ -331,3 +331,38 @@ async fn a_holder_speaking_an_incompatible_protocol_is_reported_and_its_agent_le
     })
     .await
 }
+
+#[tokio::test]
+async fn stop_sends_the_specs_stop_signal_first_and_a_bad_one_is_refused() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let spec = drover_proto::AgentSpec {
+            stop_signal: Some("INT".into()),
+            ..sh("trap 'echo got INT; exit 0' INT; echo ready; while :; do sleep 0.05; done")
+        };
+        let agent = client.spawn(spec).await.unwrap();
+        wait_ready(&client, &agent).await;
+        client
+            .stop(&agent.id.to_string(), Some(Duration::from_secs(20)))
+            .await
+            .unwrap();
+        let end = ended(&client, &agent).await;
+        assert_eq!(end.status.exit_code(), Some(0), "{:?}", end.status);
+        assert_eq!(
+            text(&all_records(&client, &agent).await),
+            "ready\ngot INT\n"
+        );
+
+        let bad = drover_proto::AgentSpec {
+            stop_signal: Some("NOPE".into()),
+            ..sh("true")
+        };
+        assert_eq!(
+            code(client.spawn(bad).await),
+            drover_proto::ErrorCode::BadRequest
+        );
+        daemon.shutdown().await;
+    })
+    .await
+}

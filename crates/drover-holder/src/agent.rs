@@ -40,6 +40,8 @@ pub(crate) struct Agent {
     pub(crate) kill_at: Option<Instant>,
     /// When `max_runtime` stops the agent.
     pub(crate) runtime_at: Option<Instant>,
+    /// The signal a stop sends first.
+    pub(crate) stop_signal: i32,
     /// The main process was reaped with this status; the pipes are draining.
     pub(crate) reaped: Option<Status>,
     /// The pipes are given up at this time after the reap.
@@ -139,6 +141,7 @@ pub(crate) fn start(spec: &StartSpec) -> Result<Agent, String> {
             .map(|ms| Instant::now() + Duration::from_millis(ms)),
         reaped: None,
         drain_until: None,
+        stop_signal: spec.stop_signal,
     })
 }
 
@@ -217,15 +220,15 @@ impl Agent {
         }
     }
 
-    /// SIGTERM to the group (plus SIGCONT if paused) and arm the SIGKILL; stopping again can
-    /// only bring the SIGKILL closer.
+    /// The stop signal to the group (plus SIGCONT if paused) and arm the SIGKILL; stopping
+    /// again can only bring the SIGKILL closer.
     pub(crate) fn stop(&mut self, grace: Duration, current: &Status) -> Result<Status, OpError> {
         let kill_at = Instant::now() + grace;
         if let Status::Stopping { .. } = current {
             self.kill_at = Some(self.kill_at.map_or(kill_at, |k| k.min(kill_at)));
             return Ok(current.clone());
         }
-        self.signal(Signal::SIGTERM as i32)?;
+        self.signal(self.stop_signal)?;
         if let Status::Paused { .. } = current {
             self.signal(Signal::SIGCONT as i32)?;
         }

@@ -46,6 +46,13 @@ pub struct StartSpec {
     /// Bytes of records the spool keeps unacknowledged before the holder stops reading the
     /// agent's output (the agent then blocks on a full pipe: backpressure, never loss).
     pub spool_limit: u64,
+    /// The signal a stop sends first (SIGTERM when a daemon of an older build leaves it out).
+    #[serde(default = "sigterm")]
+    pub stop_signal: i32,
+}
+
+fn sigterm() -> i32 {
+    libc::SIGTERM
 }
 
 /// A control operation, applied by the holder exactly as the in-process supervisor would.

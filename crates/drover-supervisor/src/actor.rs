@@ -224,8 +224,8 @@ impl Actor {
         }
     }
 
-    /// SIGTERM to the group (plus SIGCONT if paused, so a stopped group can act on it) and arm
-    /// the SIGKILL. Stopping again can only bring the SIGKILL closer, never push it back.
+    /// The stop signal (SIGTERM unless configured) to the group (plus SIGCONT if paused, so a
+    /// stopped group can act on it) and arm the SIGKILL. Stopping again can only bring the SIGKILL closer, never push it back.
     fn stop(&mut self, grace: Duration) -> Result<Status, SupervisorError> {
         let current = self.status.borrow().clone();
         let kill_at = Instant::now() + grace;
@@ -233,7 +233,7 @@ impl Actor {
             self.kill_at = Some(self.kill_at.map_or(kill_at, |k| k.min(kill_at)));
             return Ok(current);
         }
-        self.group.signal(Signal::SIGTERM as i32)?;
+        self.group.signal(self.config.stop_signal)?;
         if let Status::Paused { .. } = current {
             self.group.signal(Signal::SIGCONT as i32)?;
         }

@@ -68,6 +68,8 @@ pub struct SupervisorConfig {
     /// them (it is away, or its store refuses); past this the holder stops reading the agent's
     /// output and the agent blocks on its next write.
     pub spool_limit: u64,
+    /// The signal a stop sends first (then SIGKILL when the grace ends).
+    pub stop_signal: i32,
 }
 
 impl Default for SupervisorConfig {
@@ -80,6 +82,7 @@ impl Default for SupervisorConfig {
             runtime_grace: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(2),
             spool_limit: 16 * 1024 * 1024,
+            stop_signal: libc::SIGTERM,
         }
     }
 }

@@ -81,6 +81,7 @@ pub async fn spawn_held(
         runtime_grace_ms: millis(config.runtime_grace),
         drain_timeout_ms: millis(config.drain_timeout),
         spool_limit: config.spool_limit,
+        stop_signal: config.stop_signal,
     };
     let hello = ToHolder::Hello {
         version: PROTOCOL_VERSION,
