@@ -27,6 +27,13 @@ use clap::Parser;
 use crate::cmd::Cli;
 
 fn main() -> ExitCode {
+    // `drover holder spawner` and `drover holder hold DIR` (hidden, started by the daemon): the
+    // holder runs before anything else exists here, with no async runtime, so it stays small.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|first| first == "holder") {
+        let rest: Vec<std::ffi::OsString> = args.collect();
+        return drover_holder::main(&["holder".into()], &rest);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

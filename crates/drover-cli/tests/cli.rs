@@ -161,7 +161,7 @@ fn send_writes_stdin_and_logs_follow_a_chatty_agent() {
 }
 
 #[test]
-fn a_daemon_killed_with_sigkill_comes_back_with_its_registry_and_agents_lost() {
+fn a_daemon_killed_with_sigkill_comes_back_and_reattaches_its_running_agents() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());
     let finished = daemon.drover(&[
@@ -187,16 +187,19 @@ fn a_daemon_killed_with_sigkill_comes_back_with_its_registry_and_agents_lost() {
     wait_for("a's ready line", || {
         (stdout(&daemon.drover(&["logs", "a"])) == "ready\n").then_some(())
     });
-    let before = json(&daemon, &["ls"]);
-    let pids: Vec<u64> = before
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|agent| agent["pid"].as_u64())
-        .collect();
-    assert_eq!(pids.len(), 2);
+    let pids = |daemon: &Daemon| -> Vec<u64> {
+        json(daemon, &["ls"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|agent| agent["pid"].as_u64())
+            .collect()
+    };
+    let before = pids(&daemon);
+    assert_eq!(before.len(), 2);
     daemon.crash();
 
+    // The holders kept the agents: the new daemon finds them running, same processes.
     let daemon = Daemon::start(dir.path());
     let after = json(&daemon, &["ls", "--reverse"]);
     let states: Vec<(String, String)> = after
@@ -214,17 +217,23 @@ fn a_daemon_killed_with_sigkill_comes_back_with_its_registry_and_agents_lost() {
         states,
         vec![
             ("finished".to_owned(), "exited".to_owned()),
-            ("a".to_owned(), "lost".to_owned()),
-            ("b".to_owned(), "lost".to_owned()),
+            ("a".to_owned(), "running".to_owned()),
+            ("b".to_owned(), "running".to_owned()),
         ]
     );
+    assert_eq!(pids(&daemon), before);
     assert_eq!(after[0]["exit_code"], 2);
     assert_eq!(ok(daemon.drover(&["logs", "finished"])), "kept\n");
     assert_eq!(ok(daemon.drover(&["logs", "a"])), "ready\n");
-    // The orphans are no longer the daemon's; clean them up.
-    for pid in pids {
-        kill_group(pid);
-    }
+    // And it controls them again.
+    assert_eq!(
+        ok(daemon.drover(&["stop", "a", "--grace", "1s"])).trim(),
+        "stopped a (killed)"
+    );
+    ok(daemon.drover(&["kill", "b"]));
+    wait_for("b to end", || {
+        (json(&daemon, &["show", "b"])["state"] == "killed").then_some(())
+    });
     daemon.stop();
 }
 
@@ -305,9 +314,9 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
 }
 
 #[test]
-fn leave_agents_keeps_them_running_and_the_next_daemon_reports_them_lost() {
+fn leave_agents_keeps_them_running_and_the_next_daemon_reattaches_them() {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start_with(dir.path(), &["--leave-agents"]);
+    let mut daemon = Daemon::start_with(dir.path(), &["--on-shutdown", "leave"]);
     ok(daemon.drover(&["spawn", "--name", "stay", "--", "sleep", "100"]));
     let pid = json(&daemon, &["show", "stay"])["pid"].as_u64().unwrap();
     signal(daemon.child.id(), "TERM");
@@ -316,8 +325,10 @@ fn leave_agents_keeps_them_running_and_the_next_daemon_reports_them_lost() {
     let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
     assert!(alive, "the agent outlived the daemon");
     let daemon = Daemon::start(dir.path());
-    assert_eq!(json(&daemon, &["show", "stay"])["state"], "lost");
-    kill_group(pid);
+    let shown = json(&daemon, &["show", "stay"]);
+    assert_eq!(shown["state"], "running");
+    assert_eq!(shown["pid"].as_u64(), Some(pid));
+    ok(daemon.drover(&["stop", "stay", "--grace", "1s"]));
     daemon.stop();
 }
 

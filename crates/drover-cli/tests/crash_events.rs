@@ -1,6 +1,7 @@
-//! A real `drover serve` killed with SIGKILL in the middle of a spawn storm: after a restart,
-//! every agent's event history starts with `spawned` and ends with its terminal event, the
-//! stored events have no holes, and every state matches its last event.
+//! A real `drover serve` killed with SIGKILL in the middle of a spawn storm: after a restart
+//! (which re-attaches to the holders and learns how their agents ended), every agent's event
+//! history starts with `spawned` and ends with its terminal event, the stored events have no
+//! holes, and every state matches its last event.
 
 #![allow(clippy::unwrap_used)]
 
@@ -86,7 +87,16 @@ async fn a_daemon_killed_mid_spawn_storm_leaves_every_history_whole() {
 
     let daemon = Daemon::start(dir.path());
     let client = client(&daemon.control).await;
-    let agents = client.list(ListArgs::default()).await.unwrap();
+    // Re-attached agents report their ends (every one exits at once) moments after the start.
+    let deadline = tokio::time::Instant::now() + common::TIMEOUT;
+    let agents = loop {
+        let agents = client.list(ListArgs::default()).await.unwrap();
+        if agents.iter().all(|a| a.state().is_terminal()) {
+            break agents;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "agents still live");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(agents.len() >= 300, "{} agents recorded", agents.len());
     let events = all_events(&client).await;
     let seqs: Vec<u64> = events.iter().map(|e| e.event_seq.0).collect();

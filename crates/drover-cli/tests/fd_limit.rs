@@ -11,16 +11,17 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// `drover serve <extra>` under soft limit 512 and hard limit 1024.
+/// `drover serve <extra>` under soft limit 512 and hard limit 600.
 fn serve_limited(dir: &Path, extra: &[&str]) -> Command {
     let config = dir.join("drover.toml");
     // 16 streams and 64 HTTP connections per listener: the daemon reserves 256 + 2 × 64 +
-    // 2 × 16 = 416 descriptors; (1024 - 416) / 5 = 121 agents fit.
+    // 2 × 16 = 416 descriptors; each agent under a holder costs it 2 (its socket and its log):
+    // (600 - 416) / 2 = 92 agents fit.
     std::fs::write(&config, "max_streams = 16\nhttp_max_connections = 64\n").expect("config");
     let mut command = Command::new("sh");
     command
         .arg("-c")
-        .arg(r#"ulimit -S -n 512 && ulimit -H -n 1024 && exec "$0" "$@""#)
+        .arg(r#"ulimit -S -n 512 && ulimit -H -n 600 && exec "$0" "$@""#)
         .arg(drover_bin())
         .args([
             "serve",
@@ -56,7 +57,7 @@ fn open_files_limit(pid: u32) -> (u64, u64) {
 fn a_max_agents_the_hard_limit_cannot_carry_is_refused_with_the_arithmetic() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = wait_output(
-        serve_limited(dir.path(), &["--max-agents", "122"])
+        serve_limited(dir.path(), &["--max-agents", "93"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -66,9 +67,9 @@ fn a_max_agents_the_hard_limit_cannot_carry_is_refused_with_the_arithmetic() {
     let message = stderr(&output);
     assert!(
         message.contains(
-            "max_agents 122 needs 122 × 5 file descriptors per agent + 416 for the daemon \
-             (256 + 2 × http_max_connections 64 + 2 × max_streams 16) = 1026, but the \
-             open-files limit is 1024 (hard limit 1024): at most 121 agents fit"
+            "max_agents 93 needs 93 × 2 file descriptors per agent + 416 for the daemon \
+             (256 + 2 × http_max_connections 64 + 2 × max_streams 16) = 602, but the \
+             open-files limit is 600 (hard limit 600): at most 92 agents fit"
         ),
         "{message}"
     );
@@ -77,7 +78,7 @@ fn a_max_agents_the_hard_limit_cannot_carry_is_refused_with_the_arithmetic() {
 #[test]
 fn the_soft_limit_is_raised_and_max_agents_agents_all_start() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = serve_limited(dir.path(), &["--max-agents", "121"])
+    let mut child = serve_limited(dir.path(), &["--max-agents", "92"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -95,7 +96,7 @@ fn the_soft_limit_is_raised_and_max_agents_agents_all_start() {
     };
     // The CLI reaches a local daemon on its ipc socket (TCP needs a CURVE key).
     let (control, tcp, http) = (field("ipc="), field("control="), field("http="));
-    assert_eq!(open_files_limit(child.id()), (1024, 1024));
+    assert_eq!(open_files_limit(child.id()), (600, 600));
     let daemon = Daemon {
         child,
         control,
@@ -103,7 +104,7 @@ fn the_soft_limit_is_raised_and_max_agents_agents_all_start() {
         http,
         state_dir: dir.path().join("state"),
     };
-    for _ in 0..121 {
+    for _ in 0..92 {
         ok(daemon.drover(&["spawn", "-i", "--", "sh", "-c", "echo up; exec sleep 100"]));
     }
     let over = daemon.drover(&["spawn", "--", "true"]);
@@ -111,7 +112,7 @@ fn the_soft_limit_is_raised_and_max_agents_agents_all_start() {
     // Every agent is running and has written its line (so its log segment is open too).
     let running = wait_for("every agent's first line", || {
         let agents = json(&daemon, &["ls", "--state", "running"]);
-        (agents.as_array().map(Vec::len) == Some(121)).then_some(agents)
+        (agents.as_array().map(Vec::len) == Some(92)).then_some(agents)
     });
     for agent in running.as_array().expect("agents") {
         let id = agent["id"].as_str().expect("id");

@@ -155,6 +155,17 @@ pub(crate) fn convert_status(status: &Status) -> AgentStatus {
             ended_at,
         },
         Status::FailedToStart { error, ended_at } => AgentStatus::FailedToStart { error, ended_at },
+        Status::Lost {
+            pid,
+            started_at,
+            ended_at,
+            error,
+        } => AgentStatus::Lost {
+            pid,
+            started_at,
+            ended_at,
+            error: Some(error),
+        },
     }
 }
 
@@ -280,6 +291,14 @@ impl Observer for AgentObserver {
         shared.publisher.log(self.id, records);
     }
 
+    fn kept_through(&self) -> Option<u64> {
+        // What the store holds; records waiting in the backlog stay in the holder's spool too,
+        // so a daemon that dies with a backlog loses nothing.
+        let shared = self.shared.upgrade()?;
+        let bounds = shared.store.log_bounds(self.id).ok()?;
+        Some(bounds.next_seq.0.saturating_sub(1))
+    }
+
     fn status(&self, status: &Status) {
         let Some(shared) = self.shared.upgrade() else {
             return;
@@ -342,7 +361,12 @@ impl Observer for AgentObserver {
             shared.events.record(change, EventKind::State, &info, None);
             return;
         }
-        shared.events.record(change, EventKind::Exit, &info, None);
+        let kind = if info.state() == drover_proto::AgentState::Lost {
+            EventKind::Lost
+        } else {
+            EventKind::Exit
+        };
+        shared.events.record(change, kind, &info, None);
         shared.store.close_log(self.id);
         shared.forget(self.id);
         shared.agent_ended.notify_one();

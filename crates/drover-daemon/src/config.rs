@@ -18,7 +18,8 @@ pub enum ShutdownPolicy {
     /// Stop every agent with its grace period, then exit (the default).
     #[default]
     Stop,
-    /// Leave agents running; the next daemon reports them `lost`.
+    /// Leave agents running: under holders they keep running and the next daemon re-attaches
+    /// to them; without holders the next daemon reports them `lost`.
     Leave,
 }
 
@@ -63,6 +64,13 @@ pub struct Config {
     pub max_record: usize,
     /// What to do with agents at shutdown.
     pub on_shutdown: ShutdownPolicy,
+    /// The holder executable agents run under (`drover holder`, or `drover-holder`); `None`
+    /// runs them inside the daemon, where they cannot outlive it. [`Config::new`] looks for a
+    /// `drover-holder` beside the running executable; `drover serve` uses its own executable.
+    pub holder: Option<drover_supervisor::HolderProgram>,
+    /// Bytes of output a holder keeps for its agent while the daemon has not stored them (the
+    /// daemon is away, or its store refuses); past this the agent blocks on its next write.
+    pub spool_limit: u64,
     /// Log store settings (budgets, group commit).
     pub store: StoreConfig,
     /// Messages queued for the PUB socket before publishing drops (subscribers then see a
@@ -99,6 +107,8 @@ impl Config {
             max_frame: limits::DEFAULT_MAX_FRAME,
             max_record: limits::DEFAULT_MAX_RECORD,
             on_shutdown: ShutdownPolicy::Stop,
+            holder: drover_supervisor::HolderProgram::beside_current_exe(),
+            spool_limit: drover_supervisor::SupervisorConfig::default().spool_limit,
             store: StoreConfig::default(),
             pub_queue: 1024,
             pub_subscriber_queue: 256,
@@ -171,7 +181,17 @@ impl Config {
             self.max_agents,
             self.max_streams,
             self.http_limits.max_connections,
+            self.fds_per_agent(),
         )
+    }
+
+    /// Descriptors one live agent costs the daemon: fewer under holders, which own the pipes.
+    pub fn fds_per_agent(&self) -> u64 {
+        if self.holder.is_some() {
+            crate::fdlimit::FDS_PER_HELD_AGENT
+        } else {
+            crate::fdlimit::FDS_PER_AGENT
+        }
     }
 
     /// The directory an agent with no `cwd` in its spec starts in: [`Config::work_dir`], else

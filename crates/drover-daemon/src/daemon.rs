@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     pub(crate) store: Store,
     pub(crate) backends: BackendTable,
+    /// How agents are started (under holders, or in-process) and where holders live.
+    pub(crate) holders: crate::holders::Holders,
     pub(crate) publisher: Publisher,
     pub(crate) events: EventBus,
     pub(crate) counters: Counters,
@@ -131,6 +133,9 @@ pub async fn run(
         lock,
         store,
     } = listeners;
+    // First, while this process holds few descriptors: the holder spawner inherits none of
+    // them, and every later agent start goes through it.
+    let holders = crate::holders::Holders::start(&config)?;
     let mut backends = BackendTable::builtin();
     backends.merge(config.backends.clone());
     let (publisher, pub_queue) = Publisher::new(config.pub_queue);
@@ -142,6 +147,7 @@ pub async fn run(
         started: Instant::now(),
         store,
         backends,
+        holders,
         publisher,
         events,
         counters: Counters::default(),
@@ -155,7 +161,7 @@ pub async fn run(
         state_counts: Mutex::new(None),
     });
     restart::repair_histories(&shared)?;
-    restart::mark_lost(&shared)?;
+    restart::reattach(&shared).await?;
 
     let events_shared = Arc::clone(&shared);
     let zap_task = tokio::spawn(auth::zap::run(zap, auth.clone()));
@@ -190,8 +196,9 @@ pub async fn run(
         let _gate = shared.spawn_gate.lock().unwrap_or_else(|p| p.into_inner());
         shared.shutting_down.store(true, Ordering::SeqCst);
     }
-    if shared.config.on_shutdown == ShutdownPolicy::Stop {
-        stop_all(&shared).await;
+    match shared.config.on_shutdown {
+        ShutdownPolicy::Stop => stop_all(&shared).await,
+        ShutdownPolicy::Leave => detach_all(&shared).await,
     }
     let _ = stop_tx.send(true);
     // Every step is bounded: requests in flight and open streams get a moment to finish.
@@ -234,6 +241,16 @@ pub async fn run(
 
 /// How long each shutdown step may take beyond the agents' grace.
 const DRAIN: Duration = Duration::from_secs(5);
+
+/// Let go of every held agent: its holder keeps it running and spools its output for the next
+/// daemon, and nothing of this daemon writes about it any more.
+async fn detach_all(shared: &Arc<Shared>) {
+    for agent in shared.live_agents() {
+        if let Some(handle) = agent.handle() {
+            handle.detach().await;
+        }
+    }
+}
 
 /// Stop every live agent with the default grace and wait for all of them; bounded by the grace
 /// plus a margin, since SIGKILL ends even an agent that ignores SIGTERM.

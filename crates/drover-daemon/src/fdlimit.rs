@@ -1,7 +1,12 @@
 //! The file descriptors the daemon may open: the soft `RLIMIT_NOFILE` is raised to the hard limit
 //! at start, and a `max_agents` the limit cannot carry is refused before anything is bound.
 //!
-//! What one live agent holds, at most ([`FDS_PER_AGENT`]):
+//! What one live agent under a holder holds, at most ([`FDS_PER_HELD_AGENT`]): the socket to its
+//! holder, and its open log segment (opened at its first record, kept for group commit). Its
+//! pipes are the holder's.
+//!
+//! What one live agent run in-process (no holder configured) holds, at most
+//! ([`FDS_PER_AGENT`]):
 //! 1. the read end of its stdout pipe and 2. of its stderr pipe (the two streams are kept apart
 //!    and drained separately, guarantee 2);
 //! 3. the pidfd tokio's reaper uses to learn the child exited without polling;
@@ -18,8 +23,11 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
 use crate::DaemonError;
 
-/// File descriptors one live agent may hold at most (see the module documentation).
+/// File descriptors one live in-process agent may hold at most (see the module documentation).
 pub const FDS_PER_AGENT: u64 = 5;
+
+/// File descriptors one live agent under a holder may hold at most: its socket and its log.
+pub const FDS_PER_HELD_AGENT: u64 = 2;
 
 /// File descriptors kept for the daemon itself, besides HTTP connections and streams.
 pub const RESERVED_FDS: u64 = 256;
@@ -78,23 +86,24 @@ fn nr_open() -> Option<u64> {
         .ok()
 }
 
-/// Refuse a `max_agents` whose descriptors, with the reserve, exceed `limit`.
+/// Refuse a `max_agents` whose descriptors (`per_agent` each), with the reserve, exceed `limit`.
 pub fn check(
     limit: FdLimit,
     max_agents: usize,
     max_streams: usize,
     http_max_connections: usize,
+    per_agent: u64,
 ) -> Result<(), DaemonError> {
     let agents = u64::try_from(max_agents).unwrap_or(u64::MAX);
     let reserve = reserve(max_streams, http_max_connections);
-    let needed = agents.saturating_mul(FDS_PER_AGENT).saturating_add(reserve);
+    let needed = agents.saturating_mul(per_agent).saturating_add(reserve);
     if needed <= limit.soft {
         return Ok(());
     }
-    let fit = limit.soft.saturating_sub(reserve) / FDS_PER_AGENT;
+    let fit = limit.soft.saturating_sub(reserve) / per_agent.max(1);
     Err(DaemonError::Config {
         reason: format!(
-            "max_agents {max_agents} needs {max_agents} × {FDS_PER_AGENT} file descriptors per \
+            "max_agents {max_agents} needs {max_agents} × {per_agent} file descriptors per \
              agent + {reserve} for the daemon ({RESERVED_FDS} + {HTTP_LISTENERS} × \
              http_max_connections {http_max_connections} + 2 × max_streams {max_streams}) \
              = {needed}, but the open-files limit is {} (hard limit {}): at most {fit} agents \
@@ -114,8 +123,9 @@ mod tests {
             soft: 20_000,
             hard: 20_000,
         };
-        check(limit, 3_641, 256, 512).expect("3641 × 5 + 1792 = 19997 fits");
-        let error = check(limit, 10_100, 256, 512)
+        check(limit, 3_641, 256, 512, FDS_PER_AGENT).expect("3641 × 5 + 1792 = 19997 fits");
+        check(limit, 9_104, 256, 512, FDS_PER_HELD_AGENT).expect("9104 × 2 + 1792 = 20000 fits");
+        let error = check(limit, 10_100, 256, 512, FDS_PER_AGENT)
             .expect_err("refused")
             .to_string();
         assert_eq!(

@@ -23,6 +23,7 @@ mod error;
 mod event;
 pub mod fdlimit;
 mod handler;
+mod holders;
 mod http;
 mod listeners;
 mod lock;

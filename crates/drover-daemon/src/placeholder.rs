@@ -49,6 +49,7 @@ mod tests {
                 .map(|w| ArgTemplate::Word((*w).to_owned()))
                 .collect(),
             stdin: None,
+            stop_signal: None,
         }
     }
 
@@ -64,6 +65,7 @@ mod tests {
                 ArgTemplate::Optional(vec!["--sys".into(), "{system}".into()]),
             ],
             stdin: None,
+            stop_signal: None,
         };
         assert!(check("t", &optional).unwrap_err().contains("{system}"));
     }

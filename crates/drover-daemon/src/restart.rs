@@ -1,8 +1,13 @@
 //! What a starting daemon does with agents the previous run left live.
 
-use drover_proto::{AgentInfo, AgentState, AgentStatus, EventKind};
-use drover_store::Change;
+use std::collections::HashSet;
+use std::sync::Arc;
 
+use drover_proto::{AgentId, AgentInfo, AgentState, AgentStatus, EventKind};
+use drover_store::Change;
+use drover_supervisor::{AttachError, Status};
+
+use crate::agent::AgentObserver;
 use crate::daemon::Shared;
 use crate::error::DaemonError;
 
@@ -35,22 +40,127 @@ pub(crate) fn repair_histories(shared: &Shared) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Mark every agent recorded as live `lost`: its process was owned by a daemon that is gone,
-/// so this daemon cannot watch it, reap it or capture its output. Never reported as exited or
-/// killed, because nobody saw how it ended. Its logs stay queryable.
-pub(crate) fn mark_lost(shared: &Shared) -> Result<(), DaemonError> {
-    let now = drover_proto::now_ns();
-    for mut agent in shared.store.live_agents()? {
-        agent.status = AgentStatus::Lost {
-            pid: agent.status.pid(),
-            started_at: agent.status.started_at(),
-            ended_at: now,
-        };
-        // The state and its `lost` event are one transaction.
-        let change = Change::Status(agent.id, agent.status.clone());
-        shared.events.commit(change, EventKind::Lost, &agent)?;
-        shared.store.close_log(agent.id);
-        tracing::warn!(agent = %agent.id, "agent lost across a daemon restart");
+/// Re-attach to every agent recorded as live: its holder still runs it (`running`), or ended
+/// it while the daemon was away (the true end arrives after the spooled records, which are
+/// appended with the next seqs). An agent whose holder is gone is `lost`, and its stray
+/// processes (found by the `DROVER_AGENT_ID` in their environment) are killed. An agent whose
+/// holder speaks an incompatible protocol is `lost` with that said, and left running.
+/// Holders of agents that are no longer live (their end was recorded, the release did not
+/// arrive) are released.
+pub(crate) async fn reattach(shared: &Arc<Shared>) -> Result<(), DaemonError> {
+    let mut gone = HashSet::new();
+    let mut attached = 0usize;
+    let agents = shared.store.live_agents()?;
+    let mut attaching = Vec::with_capacity(agents.len());
+    for agent in agents {
+        let resume = shared.store.log_bounds(agent.id)?.next_seq.0;
+        let (observer, live) = AgentObserver::new(shared, agent.clone());
+        let live = Arc::new(live);
+        shared
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agent.id, Arc::clone(&live));
+        shared.store.open_log(agent.id);
+        let last_known = supervisor_status(&agent.status);
+        let root = shared.holders.root().to_path_buf();
+        attaching.push(async move {
+            let id = agent.id.to_string();
+            let result = if shared.holders.is_held() {
+                drover_supervisor::attach(&root, &id, observer, resume, last_known).await
+            } else {
+                Err(AttachError::Gone(std::io::Error::other(
+                    "this daemon runs agents without holders",
+                )))
+            };
+            (agent, live, result)
+        });
     }
+    // Concurrently: each is a connect and one round trip, and a thousand agents must not
+    // take a thousand round trips in a row.
+    for (agent, live, result) in futures::future::join_all(attaching).await {
+        match result {
+            Ok(found) => {
+                live.set_handle(found.handle);
+                attached += 1;
+            }
+            Err(error) => {
+                shared.forget(agent.id);
+                let left_running = matches!(error, AttachError::Incompatible { .. });
+                if !left_running {
+                    gone.insert(agent.id.to_string());
+                }
+                let mut message = error.to_string();
+                if left_running {
+                    message.push_str("; the agent was left running");
+                }
+                mark_lost(shared, agent, message)?;
+            }
+        }
+    }
+    if !gone.is_empty() {
+        let killed = tokio::task::spawn_blocking(move || drover_holder::tree::kill_agents(&gone))
+            .await
+            .unwrap_or_default();
+        if !killed.is_empty() {
+            tracing::warn!(
+                processes = killed.len(),
+                "killed stray processes of lost agents"
+            );
+        }
+    }
+    if attached > 0 {
+        tracing::info!(agents = attached, "re-attached to running agents");
+    }
+    release_stale(shared).await;
     Ok(())
+}
+
+/// One agent is `lost`: the state and its `lost` event are one transaction.
+fn mark_lost(shared: &Shared, mut agent: AgentInfo, error: String) -> Result<(), DaemonError> {
+    tracing::warn!(agent = %agent.id, %error, "agent lost across a daemon restart");
+    agent.status = AgentStatus::Lost {
+        pid: agent.status.pid(),
+        started_at: agent.status.started_at(),
+        ended_at: drover_proto::now_ns(),
+        error: Some(error),
+    };
+    let change = Change::Status(agent.id, agent.status.clone());
+    shared.events.commit(change, EventKind::Lost, &agent)?;
+    shared.store.close_log(agent.id);
+    Ok(())
+}
+
+/// Holder directories of agents that are not live: release the holder (its agent's end is
+/// recorded) or remove what a dead holder left.
+async fn release_stale(shared: &Arc<Shared>) {
+    let Ok(entries) = std::fs::read_dir(shared.holders.root()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let live = name
+            .parse::<AgentId>()
+            .ok()
+            .and_then(|id| shared.live(id))
+            .is_some();
+        if live {
+            continue;
+        }
+        if !drover_supervisor::release(shared.holders.root(), &name).await {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The supervisor's view of a recorded status (for the handle until the holder says more).
+fn supervisor_status(status: &AgentStatus) -> Status {
+    match status.clone() {
+        AgentStatus::Running { pid, started_at } => Status::Running { pid, started_at },
+        AgentStatus::Paused { pid, started_at } => Status::Paused { pid, started_at },
+        AgentStatus::Stopping { pid, started_at } => Status::Stopping { pid, started_at },
+        _ => Status::Starting,
+    }
 }

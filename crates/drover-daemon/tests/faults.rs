@@ -20,6 +20,14 @@ use drover_client::{Client, FollowEvent, FollowOptions};
 use drover_proto::op::{AgentRef, ListArgs, ReadLogsArgs};
 use drover_proto::{AgentState, ErrorCode, Event, EventKind, EventSeq, SeqRange, StdinMode};
 
+/// These tests are about the daemon's own answer to a store that refuses records (its backlog,
+/// the pause, the reported `log_dropped` range), so the agents run in-process: under a holder
+/// on the same full disk, the spool refuses the records first and the holder stops reading the
+/// agent's output until the disk has room (`holder.rs`), and the daemon never sees them.
+fn in_process(config: &mut drover_daemon::Config) {
+    config.holder = None;
+}
+
 /// An 8 MiB tmpfs mounted for one test, unmounted when dropped (also when the test fails).
 struct Tmpfs {
     path: PathBuf,
@@ -172,7 +180,7 @@ fn kinds_of(events: &[Event], agent: drover_proto::AgentId) -> Vec<EventKind> {
 async fn an_agent_that_ends_on_a_full_disk_is_exited_everywhere_and_its_row_catches_up() {
     within(async {
         let disk = Tmpfs::mount();
-        let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
+        let daemon = TestDaemon::start_in(disk.path.clone(), in_process).await;
         let client = daemon.client().await;
         let mut spec = sh("echo ready; read line; exit 7");
         spec.name = Some("phantom".into());
@@ -261,7 +269,7 @@ async fn an_agent_that_ends_on_a_full_disk_is_exited_everywhere_and_its_row_catc
         daemon.shutdown().await;
 
         // The row itself is right: a new daemon reads exited 7, not lost.
-        let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
+        let daemon = TestDaemon::start_in(disk.path.clone(), in_process).await;
         let client = daemon.client().await;
         let got = client.get(&agent.id.to_string()).await.unwrap();
         assert_eq!(
@@ -278,7 +286,7 @@ async fn an_agent_that_ends_on_a_full_disk_is_exited_everywhere_and_its_row_catc
 async fn output_the_full_disk_refused_is_reported_as_dropped_never_silently_missing() {
     within(async {
         let disk = Tmpfs::mount();
-        let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
+        let daemon = TestDaemon::start_in(disk.path.clone(), in_process).await;
         let client = daemon.client().await;
         let mut spec = sh("echo ready; read line; seq 1 20000; exit 0");
         spec.stdin = StdinMode::Pipe;
@@ -355,7 +363,7 @@ async fn output_the_full_disk_refused_is_reported_as_dropped_never_silently_miss
         daemon.shutdown().await;
 
         // The range survives a restart.
-        let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
+        let daemon = TestDaemon::start_in(disk.path.clone(), in_process).await;
         let client = daemon.client().await;
         let mut args = ReadLogsArgs::new(AgentRef::new(id.clone()));
         args.since_seq = Some(drover_proto::Seq(k + 1));
@@ -415,7 +423,7 @@ async fn the_backlog_pause_is_logged_once_per_episode() {
     within(async {
         capture_logs();
         let disk = Tmpfs::mount();
-        let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
+        let daemon = TestDaemon::start_in(disk.path.clone(), in_process).await;
         let client = daemon.client().await;
         // More than the 16 MiB an agent's backlog may hold, as fast as a pipe goes.
         let mut spec =

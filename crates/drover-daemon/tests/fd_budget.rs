@@ -1,6 +1,6 @@
 //! File descriptors (issue 11 item 10): the daemon raises its soft open-files limit to the hard
-//! one, refuses a `max_agents` the limit cannot carry, and a live agent holds at most
-//! `FDS_PER_AGENT` descriptors. Alone in its test binary, so no other test's files disturb the
+//! one, refuses a `max_agents` the limit cannot carry, and a live agent under a holder holds at
+//! most `FDS_PER_HELD_AGENT` descriptors. Alone in its test binary, so no other test's files disturb the
 //! counts of `/proc/self/fd`.
 
 #![allow(clippy::unwrap_used)]
@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use drover_daemon::fdlimit::FDS_PER_AGENT;
+use drover_daemon::fdlimit::FDS_PER_HELD_AGENT;
 use drover_daemon::Config;
 use drover_proto::StdinMode;
 
@@ -43,16 +43,17 @@ async fn the_open_files_limit_is_raised_and_a_max_agents_it_cannot_carry_is_refu
         let mut config = Config::ephemeral(dir.path());
         let reserve =
             drover_daemon::fdlimit::reserve(config.max_streams, config.http_limits.max_connections);
-        let fit = (hard - reserve) / FDS_PER_AGENT;
+        let per_agent = config.fds_per_agent();
+        let fit = (hard - reserve) / per_agent;
         config.max_agents = usize::try_from(fit + 1).unwrap();
         let Err(error) = drover_daemon::bind(&config).await else {
             panic!("a max_agents over the limit was accepted");
         };
         let message = error.to_string();
-        let needed = (fit + 1) * FDS_PER_AGENT + reserve;
+        let needed = (fit + 1) * per_agent + reserve;
         assert!(
             message.contains(&format!(
-                "max_agents {} needs {} × {FDS_PER_AGENT} file descriptors per agent + {reserve} \
+                "max_agents {} needs {} × {per_agent} file descriptors per agent + {reserve} \
                  for the daemon",
                 fit + 1,
                 fit + 1
@@ -69,8 +70,9 @@ async fn the_open_files_limit_is_raised_and_a_max_agents_it_cannot_carry_is_refu
 }
 
 /// Every kind of descriptor an agent can hold at once: output (so its log segment is open) and
-/// a stdin pipe. Forty of them cost at most `FDS_PER_AGENT` each (give or take a few the
-/// daemon opens for itself meanwhile).
+/// a stdin pipe. Under holders, forty of them cost the daemon at most `FDS_PER_HELD_AGENT` each
+/// (its socket and its log; the pipes are the holder's), give or take a few the daemon opens
+/// for itself meanwhile.
 #[tokio::test]
 async fn a_live_agent_holds_at_most_fds_per_agent_descriptors() {
     within(async {
@@ -93,7 +95,7 @@ async fn a_live_agent_holds_at_most_fds_per_agent_descriptors() {
         // A few descriptors the daemon may open meanwhile for itself (a connection, a registry
         // journal) are not the agents'.
         const SLACK: usize = 8;
-        let budget = 40 * usize::try_from(FDS_PER_AGENT).unwrap();
+        let budget = 40 * usize::try_from(FDS_PER_HELD_AGENT).unwrap();
         assert!(
             grown <= budget + SLACK,
             "40 agents took {grown} descriptors, more than {budget} + {SLACK}"

@@ -128,6 +128,9 @@ pub enum AgentStatus {
         started_at: Option<i64>,
         /// When the daemon noticed.
         ended_at: i64,
+        /// What the daemon found: the holder gone, or speaking an incompatible protocol
+        /// (then the agent was left running). Absent for agents lost before holders.
+        error: Option<String>,
     },
 }
 
@@ -201,6 +204,7 @@ impl AgentStatus {
     pub fn error(&self) -> Option<&str> {
         match self {
             AgentStatus::FailedToStart { error, .. } => Some(error),
+            AgentStatus::Lost { error, .. } => error.as_deref(),
             _ => None,
         }
     }
@@ -321,6 +325,7 @@ impl TryFrom<AgentInfoWire> for AgentInfo {
                 pid: wire.pid,
                 started_at: wire.started_at,
                 ended_at: wire.ended_at.ok_or_else(|| missing("ended_at"))?,
+                error: wire.error,
             },
         };
         Ok(AgentInfo {

@@ -46,6 +46,10 @@ pub struct AgentSpec {
     pub timeout_ms: Option<u64>,
     /// This agent's log budget in bytes; the daemon's default when absent.
     pub log_budget: Option<u64>,
+    /// The signal `stop` (and `timeout_ms`) sends first (`"INT"`, `"SIGINT"` or `"2"`); the
+    /// backend's, else SIGTERM, when absent. Left out of the encoding when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
 }
 
 impl AgentSpec {

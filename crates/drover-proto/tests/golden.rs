@@ -280,6 +280,7 @@ fn message_goldens() -> Vec<Golden> {
                 pid: None,
                 started_at: None,
                 ended_at: T0 + SECOND,
+                error: None,
             },
             ..info(AgentState::Lost)
         },

@@ -106,14 +106,14 @@ fn spec() -> impl Strategy<Value = AgentSpec> {
         (of(text()), of("[a-z]{1,8}"), vec(text(), 0..4), of(text())),
         (of(text()), of(text()), of(text()), string_map()),
         (of(text()), string_map(), any::<bool>()),
-        (of(any::<u64>()), of(any::<u64>())),
+        (of(any::<u64>()), of(any::<u64>()), of(text())),
     )
         .prop_map(
             |(
                 (name, backend, argv, task),
                 (model, system_prompt, context, env),
                 (cwd, labels, pipe),
-                (timeout_ms, log_budget),
+                (timeout_ms, log_budget, stop_signal),
             )| AgentSpec {
                 name,
                 backend,
@@ -132,6 +132,7 @@ fn spec() -> impl Strategy<Value = AgentSpec> {
                 },
                 timeout_ms,
                 log_budget,
+                stop_signal,
             },
         )
 }
@@ -157,13 +158,14 @@ fn status() -> impl Strategy<Value = AgentStatus> {
             }
         }),
         (text(), t()).prop_map(|(error, ended_at)| AgentStatus::FailedToStart { error, ended_at }),
-        (of(any::<u32>()), of(t()), t()).prop_map(|(pid, started_at, ended_at)| {
-            AgentStatus::Lost {
+        (of(any::<u32>()), of(t()), t(), of(text())).prop_map(
+            |(pid, started_at, ended_at, error)| AgentStatus::Lost {
                 pid,
                 started_at,
                 ended_at,
+                error,
             }
-        }),
+        ),
     ]
 }
 

@@ -95,6 +95,7 @@ impl RawAgent {
                 pid: self.pid,
                 started_at: self.started_at,
                 ended_at: need(self.ended_at, "missing ended_at")?,
+                error: self.error,
             },
         };
         Ok(AgentInfo {

@@ -54,6 +54,7 @@ fn registry_survives_reopen_with_filters_order_and_resolve() {
                     pid: None,
                     started_at: None,
                     ended_at: 9,
+                    error: None,
                 },
             )
             .expect("update");

@@ -28,6 +28,8 @@ pub(crate) enum Op {
     Stop(Duration),
     Kill,
     Signal(i32),
+    /// Let go of a held child (its holder keeps it); nothing for an in-process one.
+    Detach,
 }
 
 impl Op {
@@ -38,6 +40,7 @@ impl Op {
             Op::Stop(_) => "stop",
             Op::Kill => "kill",
             Op::Signal(_) => "signal",
+            Op::Detach => "detach",
         }
     }
 }
@@ -217,11 +220,12 @@ impl Actor {
                 }
             }
             (Op::Stop(_) | Op::Kill | Op::Signal(_), _) => Err(invalid()),
+            (Op::Detach, _) => Ok(current),
         }
     }
 
-    /// SIGTERM to the group (plus SIGCONT if paused, so a stopped group can act on it) and arm
-    /// the SIGKILL. Stopping again can only bring the SIGKILL closer, never push it back.
+    /// The stop signal (SIGTERM unless configured) to the group (plus SIGCONT if paused, so a
+    /// stopped group can act on it) and arm the SIGKILL. Stopping again can only bring the SIGKILL closer, never push it back.
     fn stop(&mut self, grace: Duration) -> Result<Status, SupervisorError> {
         let current = self.status.borrow().clone();
         let kill_at = Instant::now() + grace;
@@ -229,7 +233,7 @@ impl Actor {
             self.kill_at = Some(self.kill_at.map_or(kill_at, |k| k.min(kill_at)));
             return Ok(current);
         }
-        self.group.signal(Signal::SIGTERM as i32)?;
+        self.group.signal(self.config.stop_signal)?;
         if let Status::Paused { .. } = current {
             self.group.signal(Signal::SIGCONT as i32)?;
         }

@@ -18,6 +18,10 @@ pub struct BackendTemplate {
     pub argv: Vec<ArgTemplate>,
     #[serde(default)]
     pub stdin: Option<StdinMode>,
+    /// The signal a stop sends first (a name or number), when not SIGTERM: `claude` finishes
+    /// its turn and exits on SIGINT.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
 }
 
 /// A word, or an optional group of words emitted only when all its placeholders have values.
@@ -76,23 +80,30 @@ impl BackendTable {
     /// `claude`, `codex`, `gemini`, `opencode`, `aider` and `command`.
     pub fn builtin() -> Self {
         let model = opt(&["--model", "{model}"]);
-        let t = |argv: Vec<ArgTemplate>, stdin| BackendTemplate { argv, stdin };
+        let t = |argv: Vec<ArgTemplate>, stdin| BackendTemplate {
+            argv,
+            stdin,
+            stop_signal: None,
+        };
         let backends = BTreeMap::from([
             (
                 "claude".to_owned(),
-                t(
-                    vec![
-                        w("claude"),
-                        w("-p"),
-                        w("{task}"),
-                        w("--output-format"),
-                        w("stream-json"),
-                        w("--verbose"),
-                        model.clone(),
-                        opt(&["--append-system-prompt", "{system_prompt}"]),
-                    ],
-                    Some(StdinMode::Null),
-                ),
+                BackendTemplate {
+                    stop_signal: Some("INT".to_owned()),
+                    ..t(
+                        vec![
+                            w("claude"),
+                            w("-p"),
+                            w("{task}"),
+                            w("--output-format"),
+                            w("stream-json"),
+                            w("--verbose"),
+                            model.clone(),
+                            opt(&["--append-system-prompt", "{system_prompt}"]),
+                        ],
+                        Some(StdinMode::Null),
+                    )
+                },
             ),
             (
                 "codex".to_owned(),

@@ -64,6 +64,12 @@ pub struct SupervisorConfig {
     /// How long to keep reading the pipes after the main process is reaped (a process that left
     /// the group with `setsid` may hold them open forever).
     pub drain_timeout: Duration,
+    /// Held agents only: bytes of records the holder keeps while the daemon has not stored
+    /// them (it is away, or its store refuses); past this the holder stops reading the agent's
+    /// output and the agent blocks on its next write.
+    pub spool_limit: u64,
+    /// The signal a stop sends first (then SIGKILL when the grace ends).
+    pub stop_signal: i32,
 }
 
 impl Default for SupervisorConfig {
@@ -75,6 +81,8 @@ impl Default for SupervisorConfig {
             max_runtime: None,
             runtime_grace: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(2),
+            spool_limit: 16 * 1024 * 1024,
+            stop_signal: libc::SIGTERM,
         }
     }
 }

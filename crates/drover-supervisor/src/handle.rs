@@ -16,7 +16,7 @@ use crate::stdin::StdinSlot;
 use crate::{Command, Status, StdinMode, SupervisorConfig, SupervisorError};
 
 /// Requests a handle may queue before `pause`/`stop`/... wait for room.
-const REQUEST_QUEUE: usize = 16;
+pub(crate) const REQUEST_QUEUE: usize = 16;
 
 /// Starts `command` under supervision. Never fails: a spawn failure becomes
 /// [`Status::FailedToStart`] with a message naming the missing program or directory.
@@ -154,8 +154,23 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Handle {
+    /// A handle over an actor's channels (the in-process actor or a holder's connection).
+    pub(crate) fn from_parts(
+        requests: mpsc::Sender<Request>,
+        status: watch::Receiver<Status>,
+        stdin: StdinSlot,
+    ) -> Handle {
+        Handle {
+            inner: Arc::new(Inner {
+                requests,
+                status,
+                stdin,
+            }),
+        }
+    }
+
     /// A handle for a child that never started: every operation is refused.
-    fn failed(sink: &Sink, error: String) -> Handle {
+    pub(crate) fn failed(sink: &Sink, error: String) -> Handle {
         let status = Status::FailedToStart {
             error,
             ended_at: unix_nanos(),
@@ -211,6 +226,13 @@ impl Handle {
             return Err(SupervisorError::InvalidSignal(signal));
         }
         self.request(Op::Signal(signal)).await
+    }
+
+    /// Lets go of a held child: the connection to its holder closes, the child keeps running
+    /// under it (for the next daemon to re-attach), and this handle sees no more changes. An
+    /// in-process child is not affected.
+    pub async fn detach(&self) {
+        let _ = self.request(Op::Detach).await;
     }
 
     /// Queues `data` for the child's stdin without waiting. `StdinFull` when the queue is full,

@@ -23,6 +23,16 @@
 //! terminal status (`Exited`/`Killed`) published, first to the observer, then to the handle.
 //! So every record precedes the terminal status, and "exited" always means "reaped".
 //!
+//! ## Held agents
+//!
+//! [`spawn_held`] starts the child under a holder process instead (`drover-holder`, started by
+//! the [`Launcher`]'s spawner): the holder is its parent and subreaper, owns its pipes, cuts
+//! the records and keeps them in a spool until the observer has stored them
+//! ([`Observer::kept_through`]), so the child outlives this process and [`attach`] picks it up
+//! again, every record once. The handle and the observer calls are the same; a holder that
+//! disappears ends the child as [`Status::Lost`] after its stray processes are killed.
+//! Dropping the handles of a held child leaves it running under its holder.
+//!
 //! ## What it does not do
 //!
 //! It does not store, number across restarts, or fan out records (the daemon and the store do),
@@ -35,7 +45,9 @@ mod capture;
 mod command;
 mod error;
 mod handle;
+mod launcher;
 mod observer;
+mod remote;
 mod signal;
 mod status;
 mod stdin;
@@ -44,6 +56,8 @@ pub use backend::{ArgTemplate, BackendError, BackendTable, BackendTemplate, Rend
 pub use command::{Command, StdinMode, SupervisorConfig};
 pub use error::SupervisorError;
 pub use handle::{spawn, Handle};
+pub use launcher::{HolderProgram, Launcher};
 pub use observer::{CapturedRecord, Observer, Stream};
+pub use remote::{attach, holder_dir, release, spawn_held, AttachError, Attached};
 pub use signal::{parse_signal, signal_name};
 pub use status::Status;

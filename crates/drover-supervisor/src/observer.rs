@@ -48,6 +48,11 @@ pub trait Observer: Send + Sync + 'static {
     /// FailedToStart) and the terminal state. The terminal call happens after the process is
     /// reaped AND after every record has been delivered via records().
     fn status(&self, status: &Status);
+    /// The highest seq the observer has kept for good (stored), when it keeps less than it was
+    /// given. A holder keeps every record after it in its spool. `None`: everything given.
+    fn kept_through(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Numbers records and hands them to the observer.
@@ -85,6 +90,22 @@ impl Sink {
             *last_ts = record.ts;
         }
         self.observer.records(batch);
+    }
+
+    /// Delivers records a holder already numbered (consecutive, continuing the last batch).
+    pub(crate) fn deliver_numbered(&self, batch: Vec<CapturedRecord>) {
+        let Some(last) = batch.last() else {
+            return;
+        };
+        let mut guard = self.next_seq.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0 = last.seq + 1;
+        guard.1 = last.ts;
+        self.observer.records(batch);
+    }
+
+    /// See [`Observer::kept_through`].
+    pub(crate) fn kept_through(&self) -> Option<u64> {
+        self.observer.kept_through()
     }
 
     pub(crate) fn status(&self, status: &Status) {

@@ -20,9 +20,15 @@ pub(crate) struct StdinSlot(Arc<Mutex<Option<mpsc::Sender<Vec<u8>>>>>);
 impl StdinSlot {
     /// Starts the writer task for `pipe` and returns the slot feeding it.
     pub(crate) fn spawn_writer(pipe: ChildStdin, queue: usize) -> (Self, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(queue.max(1));
+        let (slot, rx) = Self::channel(queue);
         let task = tokio::spawn(run_writer(pipe, rx));
-        (StdinSlot(Arc::new(Mutex::new(Some(tx)))), task)
+        (slot, task)
+    }
+
+    /// A slot and the queue it feeds, for a writer elsewhere (a holder's connection).
+    pub(crate) fn channel(queue: usize) -> (Self, mpsc::Receiver<Vec<u8>>) {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        (StdinSlot(Arc::new(Mutex::new(Some(tx)))), rx)
     }
 
     /// Queues `data` without waiting. The lock only guards a `try_send`.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use drover_daemon::{Config, ShutdownPolicy};
+use drover_supervisor::HolderProgram;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// `drover serve` flags; each beats its `DROVER_*` variable, which beats the config file.
@@ -36,9 +37,17 @@ pub(crate) struct Args {
     /// [default: the daemon user's home].
     #[arg(long, env = "DROVER_WORK_DIR")]
     work_dir: Option<PathBuf>,
-    /// On shutdown, leave agents running instead of stopping them (they are reported `lost`
-    /// by the next daemon).
-    #[arg(long)]
+    /// What to do with running agents on shutdown: `stop` them (SIGTERM, then SIGKILL after
+    /// the grace) or `leave` them running under their holders, for the next daemon to
+    /// re-attach [default: stop, or the config file's `on_shutdown`].
+    #[arg(long, env = "DROVER_ON_SHUTDOWN", value_parser = ["stop", "leave"])]
+    on_shutdown: Option<String>,
+    /// Run agents' holders with this `drover-holder` executable instead of `drover holder`
+    /// (it must be of a compatible build).
+    #[arg(long, env = "DROVER_HOLDER")]
+    holder: Option<PathBuf>,
+    /// Same as `--on-shutdown leave`.
+    #[arg(long, conflicts_with = "on_shutdown")]
     leave_agents: bool,
 }
 
@@ -49,6 +58,17 @@ pub(crate) async fn run(control: Option<String>, args: Args) -> anyhow::Result<i
         None => crate::context::default_state_dir()?,
     };
     let mut config = Config::new(state_dir);
+    // Holders are this very executable (`drover holder ...`), found wherever drover is and
+    // always of the same build; `--holder` names a `drover-holder` executable instead.
+    config.holder = Some(match args.holder {
+        Some(program) => HolderProgram {
+            program,
+            args: Vec::new(),
+        },
+        None => HolderProgram::drover(
+            std::env::current_exe().context("finding the drover executable for holders")?,
+        ),
+    });
     if let Some(path) = &args.config {
         config.apply_file(path)?;
     }
@@ -75,8 +95,10 @@ pub(crate) async fn run(control: Option<String>, args: Args) -> anyhow::Result<i
     if let Some(dir) = args.work_dir {
         config.work_dir = Some(crate::context::absolute(dir)?);
     }
-    if args.leave_agents {
-        config.on_shutdown = ShutdownPolicy::Leave;
+    match (args.on_shutdown.as_deref(), args.leave_agents) {
+        (Some("leave"), _) | (_, true) => config.on_shutdown = ShutdownPolicy::Leave,
+        (Some(_), _) => config.on_shutdown = ShutdownPolicy::Stop,
+        (None, false) => {}
     }
     let listeners = drover_daemon::bind(&config).await?;
     {

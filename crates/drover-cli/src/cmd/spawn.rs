@@ -52,6 +52,10 @@ pub(crate) struct SpecArgs {
     /// Log budget in bytes for this agent.
     #[arg(long)]
     log_budget: Option<u64>,
+    /// The signal `stop` sends first (`INT`, `SIGINT` or `2`) [default: the backend's, else
+    /// TERM].
+    #[arg(long, value_name = "SIGNAL")]
+    stop_signal: Option<String>,
     /// The command and its arguments (for the command backend), after `--`.
     #[arg(last = true)]
     argv: Vec<String>,
@@ -123,6 +127,7 @@ impl SpecArgs {
                 .timeout
                 .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             log_budget: self.log_budget,
+            stop_signal: self.stop_signal,
         })
     }
 }

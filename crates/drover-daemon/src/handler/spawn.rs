@@ -13,7 +13,7 @@ use drover_proto::{
 };
 use drover_store::Change;
 use drover_supervisor::backend::RenderInput;
-use drover_supervisor::{Command, SupervisorConfig};
+use drover_supervisor::{parse_signal, Command, SupervisorConfig};
 
 use super::{OpResult, Reply};
 use crate::agent::{AgentObserver, LiveAgent};
@@ -33,12 +33,15 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: SpawnArgs) -> OpResult {
     let spec = args.spec;
     validate(&spec)?;
     let command = render(shared, &spec)?;
+    let stop_signal = stop_signal(shared, &spec)?;
     let supervisor_config = SupervisorConfig {
         max_record: shared.config.max_record,
         max_runtime: spec.timeout_ms.map(Duration::from_millis),
         runtime_grace: shared.config.default_grace,
         // 16 chunks of at most 1 MiB: a child that never reads costs at most 16 MiB.
         stdin_queue: 16,
+        spool_limit: shared.config.spool_limit,
+        stop_signal,
         ..SupervisorConfig::default()
     };
     let context = spec.context.clone();
@@ -49,7 +52,10 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: SpawnArgs) -> OpResult {
         command.env.push(("DROVER_CONTEXT".into(), context));
     }
     let watch = live.info.clone();
-    let handle = drover_supervisor::spawn(command, supervisor_config, observer);
+    let handle = shared
+        .holders
+        .spawn(id, command, supervisor_config, observer, 1)
+        .await;
     live.set_handle(handle);
     shared.counters.spawns.fetch_add(1, Ordering::Relaxed);
     // Answer once the process runs (or failed to), so the reply carries the pid.
@@ -83,6 +89,7 @@ fn spec_bytes(spec: &AgentSpec) -> usize {
         &spec.system_prompt,
         &spec.context,
         &spec.cwd,
+        &spec.stop_signal,
     ];
     let maps = spec.env.iter().chain(spec.labels.iter());
     options
@@ -159,6 +166,26 @@ fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
         }
     }
     Ok(())
+}
+
+/// The spec's stop signal, else its backend's, else SIGTERM.
+fn stop_signal(shared: &Shared, spec: &AgentSpec) -> Result<i32, ErrorBody> {
+    let backend = shared
+        .backends
+        .get(spec.backend_name())
+        .and_then(|t| t.stop_signal.clone());
+    match spec.stop_signal.as_deref().or(backend.as_deref()) {
+        None => Ok(libc_sigterm()),
+        Some(name) => parse_signal(name).ok_or_else(|| {
+            bad(format!(
+                "stop_signal {name:?} is not a signal name or number"
+            ))
+        }),
+    }
+}
+
+fn libc_sigterm() -> i32 {
+    nix::sys::signal::Signal::SIGTERM as i32
 }
 
 fn render(shared: &Shared, spec: &AgentSpec) -> Result<Command, ErrorBody> {

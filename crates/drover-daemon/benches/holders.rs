@@ -1,0 +1,320 @@
+//! Holder benchmark: spawn rate as live agents accumulate, with holders and on the direct
+//! (in-process) path, beside bare spawns from the same process; memory per holder and per agent
+//! in the daemon; re-attach time.
+//!
+//! `cargo bench -p drover-daemon --bench holders` (`DROVER_BENCH_LEVELS=0,1000,3000` sets the
+//! live-agent levels, `DROVER_BENCH_SPAWNS=300` the spawns measured at each level,
+//! `DROVER_BENCH_MODES=held,direct` which paths run)
+//!
+//! The daemon runs in this process, so "bare" — `std::process::Command` spawning and reaping
+//! `/bin/true` from here — pays for this process's descriptor table exactly as the direct path
+//! does: `clone` copies the table and `exec` walks it. Held agents are started by the spawner,
+//! whose table stays at a handful of descriptors. Live agents are `sleep 3600`; the measured
+//! spawns are `/bin/true` (spawn RPCs answered once the process runs), one after another and
+//! from 8 concurrent callers; each figure is the best of three rounds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use drover_client::Client;
+use drover_daemon::{Config, ShutdownPolicy};
+use drover_proto::AgentSpec;
+use tokio::sync::oneshot;
+
+fn levels() -> Vec<usize> {
+    std::env::var("DROVER_BENCH_LEVELS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![0, 1000, 3000])
+}
+
+fn spawns() -> usize {
+    std::env::var("DROVER_BENCH_SPAWNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
+}
+
+fn argv(words: &[&str]) -> AgentSpec {
+    AgentSpec {
+        argv: words.iter().map(|w| (*w).to_owned()).collect(),
+        ..AgentSpec::default()
+    }
+}
+
+/// A daemon in this process on `dir`, and a client on its ipc socket.
+struct Running {
+    client: Client,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), drover_daemon::DaemonError>>,
+}
+
+async fn start(dir: &Path, held: bool, on_shutdown: ShutdownPolicy) -> (Running, Duration) {
+    let mut config = Config::ephemeral(dir);
+    config.ipc = true;
+    config.max_agents = 3_500;
+    config.on_shutdown = on_shutdown;
+    config.default_grace = Duration::from_secs(2);
+    if !held {
+        config.holder = None;
+    }
+    assert!(
+        !held || config.holder.is_some(),
+        "no drover-holder executable found beside the bench (build the daemon's binaries)"
+    );
+    // A daemon just stopped in this process may still hold its ipc sockets for a moment.
+    let mut tries = 0;
+    let listeners = loop {
+        match drover_daemon::bind(&config).await {
+            Ok(listeners) => break listeners,
+            Err(error) if tries < 100 => {
+                tries += 1;
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("bind: {error}"),
+        }
+    };
+    let begun = Instant::now();
+    let ipc = listeners.addresses.ipc.clone().expect("ipc endpoint");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(drover_daemon::run(config, listeners, async {
+        let _ = stopped.await;
+    }));
+    let client = Client::connect(&ipc).await.expect("connect");
+    // `run` re-attaches before it serves, so the first answer marks the end of re-attaching.
+    client.health().await.expect("health");
+    let ready = begun.elapsed();
+    (Running { client, stop, task }, ready)
+}
+
+impl Running {
+    async fn shutdown(self) {
+        drop(self.client);
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Bare spawn + reap of `/bin/true` from this process, per second.
+fn bare(n: usize) -> f64 {
+    let begun = Instant::now();
+    for _ in 0..n {
+        std::process::Command::new("true")
+            .status()
+            .expect("spawn true");
+    }
+    n as f64 / begun.elapsed().as_secs_f64()
+}
+
+/// Sequential spawn RPCs of `/bin/true`, per second.
+async fn rpc(client: &Client, n: usize) -> f64 {
+    let begun = Instant::now();
+    for _ in 0..n {
+        client.spawn(argv(&["true"])).await.expect("spawn");
+    }
+    n as f64 / begun.elapsed().as_secs_f64()
+}
+
+/// Spawn RPCs of `/bin/true` from 8 concurrent callers, per second.
+async fn rpc_concurrent(client: &Client, n: usize) -> f64 {
+    let begun = Instant::now();
+    let per = n.div_ceil(8);
+    let callers = (0..8).map(|_| async {
+        for _ in 0..per {
+            client.spawn(argv(&["true"])).await?;
+        }
+        Ok::<(), drover_client::ClientError>(())
+    });
+    for result in futures::future::join_all(callers).await {
+        if let Err(error) = result {
+            eprintln!("a concurrent spawn failed: {error}");
+            return f64::NAN;
+        }
+    }
+    (per * 8) as f64 / begun.elapsed().as_secs_f64()
+}
+
+/// Spawns `sleep 3600` agents until `target` are live (eight requests in flight).
+async fn fill(client: &Client, live: &mut usize, target: usize) {
+    while *live < target {
+        let batch = (target - *live).min(8);
+        let spawns = (0..batch).map(|_| client.spawn(argv(&["sleep", "3600"])));
+        for result in futures::future::join_all(spawns).await {
+            result.expect("spawn a sleeper");
+        }
+        *live += batch;
+    }
+    // The short agents of the previous level have ended by now; wait for it.
+    loop {
+        let health = client.health().await.unwrap();
+        let running: u64 = health
+            .agents
+            .iter()
+            .filter(|(state, _)| {
+                !matches!(
+                    state.as_str(),
+                    "exited" | "killed" | "failed_to_start" | "lost"
+                )
+            })
+            .map(|(_, n)| *n)
+            .sum();
+        if running as usize <= target {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+fn kib(field: &str, path: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Private_Dirty (KiB) of every holder under `dir`.
+fn holder_private(dir: &Path) -> Vec<u64> {
+    let marker = dir.join("holders").display().to_string();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("\0hold\0") && cmdline.contains(&marker) {
+            if let Some(kb) = kib("Private_Dirty:", &format!("/proc/{pid}/smaps_rollup")) {
+                out.push(kb);
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// One level's figures: live agents, open fds, and the best of three rounds of bare spawns,
+/// sequential spawn RPCs and concurrent spawn RPCs.
+type Row = (usize, usize, f64, f64, f64);
+
+async fn run_mode(held: bool, levels: &[usize], n: usize) -> Vec<Row> {
+    let dir = tempfile::tempdir().unwrap();
+    // Held agents are left running at the end, for the re-attach measurement.
+    let policy = if held {
+        ShutdownPolicy::Leave
+    } else {
+        ShutdownPolicy::Stop
+    };
+    let (daemon, _) = start(dir.path(), held, policy).await;
+    let mut live = 0;
+    let mut rows = Vec::new();
+    let rss0 = kib("VmRSS:", "/proc/self/status").unwrap_or(0);
+    for &level in levels {
+        fill(&daemon.client, &mut live, level).await;
+        let fds = open_fds();
+        let (mut best_bare, mut best_rpc, mut best_many) = (0f64, 0f64, 0f64);
+        for _ in 0..3 {
+            best_bare = best_bare.max(bare(n));
+            best_rpc = best_rpc.max(rpc(&daemon.client, n).await);
+            best_many = best_many.max(rpc_concurrent(&daemon.client, n).await);
+        }
+        println!(
+            "{} | {level} | {fds} | {best_bare:.0} | {best_rpc:.0} | {:.2} | {best_many:.0} |",
+            if held { "holders" } else { "direct" },
+            best_rpc / best_bare
+        );
+        rows.push((level, fds, best_bare, best_rpc, best_many));
+    }
+    let top = *levels.iter().max().unwrap_or(&0);
+    if held && top > 0 {
+        let rss = kib("VmRSS:", "/proc/self/status").unwrap_or(0);
+        let private = holder_private(dir.path());
+        let median = private.get(private.len() / 2).copied().unwrap_or(0);
+        println!(
+            "memory at {top} live held agents: holder Private_Dirty median {median} KiB \
+             (min {} KiB, max {} KiB, {} holders); bench process RSS grew {} KiB = {:.1} KiB per agent",
+            private.first().copied().unwrap_or(0),
+            private.last().copied().unwrap_or(0),
+            private.len(),
+            rss.saturating_sub(rss0),
+            rss.saturating_sub(rss0) as f64 / top as f64
+        );
+        // Re-attach: leave every agent running, start a new daemon on the same directory.
+        daemon.shutdown().await;
+        let (again, ready) = start(dir.path(), held, ShutdownPolicy::Stop).await;
+        let reattached = again.client.health().await.unwrap();
+        println!(
+            "re-attach after a restart: {:.0} ms from bound to first answer, {} agents live again",
+            ready.as_secs_f64() * 1e3,
+            reattached.agents.get("running").copied().unwrap_or(0)
+        );
+        again.shutdown().await;
+    } else {
+        daemon.shutdown().await;
+    }
+    rows
+}
+
+fn main() {
+    // Each path runs in a process of its own (this program, run again), so neither inherits
+    // the other's descriptors, threads or leftovers; both run within one invocation.
+    let Ok(modes) = std::env::var("DROVER_BENCH_MODES") else {
+        let exe = std::env::current_exe().unwrap();
+        for mode in ["held", "direct"] {
+            let status = std::process::Command::new(&exe)
+                .env("DROVER_BENCH_MODES", mode)
+                .status()
+                .unwrap();
+            assert!(status.success(), "the {mode} run failed: {status}");
+        }
+        return;
+    };
+    // The daemon raises the soft open-files limit itself; the bench's own baseline needs it too.
+    let _ = drover_daemon::fdlimit::raise();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let levels = levels();
+    let n = spawns();
+    for held in [true, false] {
+        if !modes.contains(if held { "held" } else { "direct" }) {
+            continue;
+        }
+        let rows = runtime.block_on(run_mode(held, &levels, n));
+        println!(
+            "\n{} ({n} spawns per level)",
+            if held {
+                "holders"
+            } else {
+                "direct (in-process)"
+            }
+        );
+        println!(
+            "| live agents | open fds | bare spawn+reap /s | spawn RPC /s (sequential) | RPC / bare | spawn RPC /s (8 callers) |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for (level, fds, bare, rpc, many) in rows {
+            println!(
+                "| {level} | {fds} | {bare:.0} | {rpc:.0} | {:.2} | {many:.0} |",
+                rpc / bare
+            );
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The `drover-holder` executable: `drover-holder spawner` or `drover-holder hold DIR`.
+//!
+//! It lives in this package so the daemon's tests have it built beside them; installed, the
+//! `drover` executable's hidden `holder` subcommand does the same.
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    drover_holder::main(&[], &args)
+}

@@ -1,0 +1,368 @@
+//! Agents under holders: a stop reaches every descendant, a holder's death makes its agent
+//! `lost` (and kills what is left of it), and a daemon that goes away and comes back
+//! re-attaches to its agents with every record exactly once.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use drover_daemon::ShutdownPolicy;
+use drover_proto::{AgentInfo, AgentState};
+
+/// True while `pid` is a process that has not ended (a zombie has ended).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// The parent of `pid`.
+fn parent(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn holder_dir(daemon: &TestDaemon, agent: &AgentInfo) -> PathBuf {
+    daemon.state_dir.join("holders").join(agent.id.to_string())
+}
+
+/// A script printing `1..=n`, one line every `pause` seconds (0: as fast as it can), then
+/// exiting with `code`.
+fn counter(n: u32, pause: &str, code: i32) -> drover_proto::AgentSpec {
+    sh(&format!(
+        "i=1; while [ $i -le {n} ]; do echo $i; i=$((i+1)); [ {pause} = 0 ] || sleep {pause}; done; exit {code}"
+    ))
+}
+
+/// The stdout lines of an agent, as numbers, asserting every record is one whole line.
+async fn numbers(client: &drover_client::Client, agent: &AgentInfo) -> Vec<u32> {
+    let records = all_records(client, agent).await;
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq.0).collect();
+    assert_eq!(
+        seqs,
+        (1..=records.len() as u64).collect::<Vec<_>>(),
+        "seqs have no gap"
+    );
+    records
+        .iter()
+        .map(|r| {
+            assert!(!r.partial, "record {} is whole", r.seq.0);
+            std::str::from_utf8(&r.data)
+                .unwrap()
+                .trim_end()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+async fn ended(client: &drover_client::Client, agent: &AgentInfo) -> AgentInfo {
+    wait_for("the agent to end", || async {
+        let info = client.get(&agent.id.to_string()).await.unwrap();
+        info.state().is_terminal().then_some(info)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn stop_kills_a_descendant_that_left_the_process_group() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("escaped");
+        let script = format!(
+            "setsid sh -c 'echo $$ > {p}.tmp; mv {p}.tmp {p}; exec sleep 1001' >/dev/null 2>&1 </dev/null & echo ready; sleep 1000",
+            p = pidfile.display()
+        );
+        let agent = client.spawn(sh(&script)).await.unwrap();
+        wait_ready(&client, &agent).await;
+        let escaped: u32 = wait_for("the escaped process's pid", || async {
+            std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok()
+        })
+        .await;
+        assert!(alive(escaped));
+        client
+            .stop(&agent.id.to_string(), Some(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        let end = ended(&client, &agent).await;
+        assert_eq!(end.state(), AgentState::Killed);
+        assert!(!alive(escaped), "the setsid descendant died with the agent");
+        client.remove(&agent.id.to_string()).await.unwrap();
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_agent_whose_holder_is_killed_is_lost_and_its_processes_are_killed() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client
+            .spawn(sh("sleep 1000 & echo ready; wait"))
+            .await
+            .unwrap();
+        wait_ready(&client, &agent).await;
+        let pid = agent.status.pid().unwrap();
+        let holder = parent(pid);
+        assert_ne!(
+            holder,
+            std::process::id(),
+            "the agent's parent is its holder"
+        );
+        assert!(holder_dir(&daemon, &agent).join("sock").exists());
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(holder as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let end = ended(&client, &agent).await;
+        assert_eq!(end.state(), AgentState::Lost);
+        assert!(
+            end.status.error().unwrap().contains("holder"),
+            "{:?}",
+            end.status
+        );
+        wait_for("the lost agent's processes to be killed", || async {
+            (!alive(pid)).then_some(())
+        })
+        .await;
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+/// Start a daemon on `dir` that leaves its agents running when it shuts down.
+async fn leaving(dir: &Path, tune: impl FnOnce(&mut drover_daemon::Config)) -> TestDaemon {
+    TestDaemon::start_in(dir.to_path_buf(), |config| {
+        config.on_shutdown = ShutdownPolicy::Leave;
+        tune(config);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_restarted_daemon_reattaches_and_every_log_is_exact() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = leaving(dir.path(), |_| {}).await;
+        let client = daemon.client().await;
+        // Fast, slow, and one that ends while the daemon is away.
+        let plans = [(300, "0", 0), (40, "0.02", 3), (5, "0", 7)];
+        let mut agents = Vec::new();
+        for (n, pause, code) in plans {
+            agents.push((
+                client.spawn(counter(n, pause, code)).await.unwrap(),
+                n,
+                code,
+            ));
+        }
+        let quick = &agents[2].0;
+        ended(&client, quick).await;
+        let waits_for_input = drover_proto::AgentSpec {
+            stdin: drover_proto::StdinMode::Pipe,
+            ..sh("echo ready; read line; echo got $line; exit 4")
+        };
+        let still = client.spawn(waits_for_input).await.unwrap();
+        wait_ready(&client, &still).await;
+        drop(client);
+        daemon.shutdown().await;
+
+        let daemon = leaving(dir.path(), |_| {}).await;
+        let client = daemon.client().await;
+        let info = client.get(&still.id.to_string()).await.unwrap();
+        assert_eq!(
+            info.state(),
+            AgentState::Running,
+            "re-attached, still running"
+        );
+        assert_eq!(info.status.pid(), still.status.pid());
+        for (agent, n, code) in &agents {
+            let end = ended(&client, agent).await;
+            assert_eq!(end.status.exit_code(), Some(*code));
+            assert_eq!(numbers(&client, agent).await, (1..=*n).collect::<Vec<_>>());
+        }
+        client
+            .stop(&still.id.to_string(), Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert_eq!(ended(&client, &still).await.state(), AgentState::Killed);
+        drop(client);
+        daemon.shutdown().await;
+        let holders = std::fs::read_dir(dir.path().join("holders"))
+            .unwrap()
+            .count();
+        assert_eq!(holders, 0, "every holder was released and cleaned up");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_full_spool_blocks_the_agent_and_loses_nothing() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 64 * 1024;
+        let daemon = leaving(dir.path(), |config| config.spool_limit = limit).await;
+        let client = daemon.client().await;
+        // 3,000 lines of about 100 bytes: far more than the spool may keep.
+        let n = 3000;
+        let script = format!(
+            "echo ready >&2; read go; i=1; while [ $i -le {n} ]; do printf '%s %0100d\\n' $i 0; i=$((i+1)); done"
+        );
+        let spec = drover_proto::AgentSpec {
+            stdin: drover_proto::StdinMode::Pipe,
+            ..sh(&script)
+        };
+        let agent = client.spawn(spec).await.unwrap();
+        wait_ready(&client, &agent).await;
+        drop(client);
+        let spool = daemon.state_dir.join("holders").join(agent.id.to_string()).join("spool");
+        daemon.shutdown().await;
+        // Nobody stores: the daemon is away. Start the writing now.
+        let pid = agent.status.pid().unwrap();
+        let fifo = format!("/proc/{pid}/fd/0");
+        std::fs::write(&fifo, b"go\n").unwrap();
+        let full = wait_for("the spool to fill", || async {
+            let len = std::fs::metadata(&spool).ok()?.len();
+            (len >= limit).then_some(len)
+        })
+        .await;
+        assert!(full < limit + 128 * 1024, "the spool stays near its limit ({full} bytes)");
+        assert!(alive(pid), "the agent is blocked on its output, not finished");
+
+        let daemon = leaving(dir.path(), |config| config.spool_limit = limit).await;
+        let client = daemon.client().await;
+        let end = ended(&client, &agent).await;
+        assert_eq!(end.status.exit_code(), Some(0), "{:?}", end.status);
+        let records = all_records(&client, &agent).await;
+        let lines: Vec<u32> = records
+            .iter()
+            .filter(|r| r.stream == drover_proto::StreamKind::Stdout)
+            .map(|r| {
+                let text = std::str::from_utf8(&r.data).unwrap();
+                text.split_whitespace().next().unwrap().parse().unwrap()
+            })
+            .collect();
+        assert_eq!(lines, (1..=n).collect::<Vec<_>>());
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq.0).collect();
+        assert_eq!(seqs, (1..=records.len() as u64).collect::<Vec<_>>());
+        drop(client);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_holder_speaking_an_incompatible_protocol_is_reported_and_its_agent_left_running() {
+    use drover_holder::wire::{self, FromHolder, ToHolder};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = leaving(dir.path(), |_| {}).await;
+        let client = daemon.client().await;
+        let agent = client
+            .spawn(sh("echo ready; exec sleep 1000"))
+            .await
+            .unwrap();
+        wait_ready(&client, &agent).await;
+        let pid = agent.status.pid().unwrap();
+        let holder = parent(pid);
+        drop(client);
+        let holder_dir = holder_dir(&daemon, &agent);
+        daemon.shutdown().await;
+
+        // A holder of another build: it answers every hello with `refused`.
+        let socket = holder_dir.join("sock");
+        std::fs::rename(&socket, holder_dir.join("sock.real")).unwrap();
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let other = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let hello = loop {
+                let mut chunk = [0u8; 1024];
+                let n = stream.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(hello) = wire::decode::<ToHolder>(&mut buf).unwrap() {
+                    break hello;
+                }
+            };
+            assert!(
+                matches!(hello, ToHolder::Hello { version: 1, .. }),
+                "{hello:?}"
+            );
+            let mut out = Vec::new();
+            let refused = FromHolder::Refused {
+                version: 2,
+                message: "this holder speaks protocol 2..=2".into(),
+            };
+            wire::encode(&refused, &mut out).unwrap();
+            stream.write_all(&out).await.unwrap();
+        });
+
+        let daemon = leaving(dir.path(), |_| {}).await;
+        let client = daemon.client().await;
+        other.await.unwrap();
+        let info = client.get(&agent.id.to_string()).await.unwrap();
+        assert_eq!(info.state(), AgentState::Lost);
+        let error = info.status.error().unwrap();
+        assert!(error.contains("holder protocol 2"), "{error}");
+        assert!(error.contains("left running"), "{error}");
+        assert!(alive(pid), "the agent was left running");
+        assert!(alive(holder), "its holder too");
+        drop(client);
+        daemon.shutdown().await;
+        for p in [pid, holder] {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn stop_sends_the_specs_stop_signal_first_and_a_bad_one_is_refused() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let spec = drover_proto::AgentSpec {
+            stop_signal: Some("INT".into()),
+            ..sh("trap 'echo got INT; exit 0' INT; echo ready; while :; do sleep 0.05; done")
+        };
+        let agent = client.spawn(spec).await.unwrap();
+        wait_ready(&client, &agent).await;
+        client
+            .stop(&agent.id.to_string(), Some(Duration::from_secs(20)))
+            .await
+            .unwrap();
+        let end = ended(&client, &agent).await;
+        assert_eq!(end.status.exit_code(), Some(0), "{:?}", end.status);
+        assert_eq!(
+            text(&all_records(&client, &agent).await),
+            "ready\ngot INT\n"
+        );
+
+        let bad = drover_proto::AgentSpec {
+            stop_signal: Some("NOPE".into()),
+            ..sh("true")
+        };
+        assert_eq!(
+            code(client.spawn(bad).await),
+            drover_proto::ErrorCode::BadRequest
+        );
+        daemon.shutdown().await;
+    })
+    .await
+}

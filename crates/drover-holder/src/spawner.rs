@@ -1,0 +1,110 @@
+//! The spawner: a small process the daemon starts first, which starts holders on request.
+//!
+//! Why it exists: `fork`/`clone` copies the caller's file-descriptor table and `exec` closes
+//! its close-on-exec entries, so starting a process costs time in proportion to the caller's
+//! open files. The daemon holds a socket per agent; the spawner holds three files, so starting
+//! a holder costs the same with 10 or 10,000 agents live.
+//!
+//! Requests and replies are wire frames on the spawner's stdin and stdout, answered in order.
+//! For each request the spawner creates the holder's directory, binds the holder's socket in it
+//! (so the daemon can connect the moment the reply arrives, with no race against the holder's
+//! start), and starts the holder with that listening socket as its stdin, its stderr appended
+//! to a log file beside it, and a process group of its own (a Ctrl-C meant for the daemon's
+//! terminal does not reach holders). It reaps holders that exit, every 64 requests.
+
+use std::ffi::OsString;
+use std::io::{BufReader, BufWriter, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::wire::{read_frame, write_frame, WireError};
+use crate::HolderError;
+
+/// Start a holder in `dir` (created; it must not exist).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnRequest {
+    pub dir: PathBuf,
+}
+
+/// The holder's pid, or why it could not be started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnReply {
+    pub result: Result<u32, String>,
+}
+
+/// Serves requests on stdin until it closes (the daemon is gone), then exits; holders live on.
+/// Holders are started as `program args.. hold DIR`.
+pub fn run(program: &Path, args: &[OsString]) -> Result<(), HolderError> {
+    let mut input = BufReader::new(std::io::stdin().lock());
+    let mut output = BufWriter::new(std::io::stdout().lock());
+    let mut served = 0u64;
+    loop {
+        let request: SpawnRequest = match read_frame(&mut input) {
+            Ok(request) => request,
+            Err(WireError::Closed) => return Ok(()),
+            Err(e) => return Err(HolderError::Wire(e)),
+        };
+        // `wait4` walks every child, and live holders are children: reaping at every request
+        // would make a start cost in proportion to the live agents. Exited holders wait as
+        // zombies for a while instead (at most REAP_EVERY of them between two reaps, beyond
+        // those that exit during a burst).
+        served += 1;
+        if served % REAP_EVERY == 0 {
+            reap();
+        }
+        let result = start(program, args, &request.dir);
+        write_frame(&mut output, &SpawnReply { result }).map_err(HolderError::Wire)?;
+        output
+            .flush()
+            .map_err(|e| HolderError::Wire(WireError::Io(e)))?;
+    }
+}
+
+/// Requests between two reaps of exited holders.
+const REAP_EVERY: u64 = 64;
+
+/// Reaps the holders that exited so far (they are our children until we exit).
+fn reap() {
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+fn start(program: &Path, args: &[OsString], dir: &Path) -> Result<u32, String> {
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("creating holder directory {}: {e}", dir.display()))?;
+    let socket = dir.join(crate::SOCKET);
+    let listener = std::os::unix::net::UnixListener::bind(&socket)
+        .map_err(|e| format!("binding holder socket {}: {e}", socket.display()))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(crate::LOG))
+        .map_err(|e| format!("opening the holder's log: {e}"))?;
+    let child = std::process::Command::new(program)
+        .args(args)
+        .arg("hold")
+        .arg(dir)
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("starting holder {}: {e}", program.display()));
+    match child {
+        Ok(child) => Ok(child.id()),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(dir);
+            Err(e)
+        }
+    }
+}

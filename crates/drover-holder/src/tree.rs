@@ -1,0 +1,114 @@
+//! Processes under the holder, and an agent's strays after its holder died, found in `/proc`.
+
+use std::collections::HashSet;
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+/// Direct children of `pid` (`/proc/PID/task/*/children`; the holder is single-threaded, but
+/// every task is read so a thread's children are not missed).
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// SIGKILLs the process group `pgid` and every process below the holder (`me`). Because the
+/// holder is a child subreaper, a process whose parent died is re-parented to it, so killing
+/// its direct children repeatedly reaches every descendant, including those that left the
+/// group with `setsid` or double-forked. Returns how many processes were signalled.
+pub fn kill_all(me: u32, pgid: Option<u32>) -> usize {
+    if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+    let mut signalled = 0;
+    for child in children(me) {
+        if let Ok(pid) = i32::try_from(child) {
+            if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                signalled += 1;
+            }
+        }
+    }
+    signalled
+}
+
+/// True while `pid` is a process that has not ended (a zombie has).
+pub fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Processes whose environment carries `AGENT_ENV=<id>` for one of `ids` (an agent's stray
+/// processes once its holder is gone: every process of an agent inherits the variable unless
+/// it clears its environment), with the id each belongs to. Only processes this user may read
+/// are seen, which are the only ones it could signal anyway.
+pub fn find_by_agent(ids: &HashSet<String>) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    if ids.is_empty() {
+        return out;
+    }
+    let prefix = format!("{}=", crate::AGENT_ENV);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let found = environ
+            .split(|b| *b == 0)
+            .filter_map(|var| var.strip_prefix(prefix.as_bytes()))
+            .filter_map(|value| std::str::from_utf8(value).ok())
+            .find(|value| ids.contains(*value));
+        if let Some(id) = found {
+            out.push((pid, id.to_owned()));
+        }
+    }
+    out
+}
+
+/// SIGKILLs every process of the agents `ids` (found by [`find_by_agent`]) until none is left
+/// or `rounds` scans found nothing new to kill; returns the pids signalled.
+pub fn kill_agents(ids: &HashSet<String>) -> Vec<u32> {
+    let mut killed = Vec::new();
+    for _ in 0..8 {
+        let found = find_by_agent(ids);
+        let mut any = false;
+        for (pid, _) in found {
+            let Ok(raw) = i32::try_from(pid) else {
+                continue;
+            };
+            if kill(Pid::from_raw(raw), Signal::SIGKILL).is_ok() {
+                any = true;
+                if !killed.contains(&pid) {
+                    killed.push(pid);
+                }
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    killed
+}

@@ -1,0 +1,269 @@
+//! The holder's wire: length-prefixed MessagePack maps over a unix stream socket.
+//!
+//! Every frame is a 4-byte big-endian length followed by that many bytes of one MessagePack map
+//! with a `"t"` key naming the message. The daemon speaks first on every connection with
+//! [`ToHolder::Hello`], whose shape is frozen for all versions, so any holder can read it and
+//! answer [`FromHolder::Welcome`] (a version both speak) or [`FromHolder::Refused`]. See
+//! `docs/ARCHITECTURE.md` ("Holders") for the whole exchange.
+
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Status;
+
+/// The protocol this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The oldest protocol this build still speaks (a holder of an older build is re-attached
+/// as long as its version is at least this).
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
+/// Largest frame either side accepts: a batch of records is cut well below it.
+pub const MAX_FRAME: usize = 8 * 1024 * 1024;
+
+/// The environment variable every agent process is started with (the daemon sets it to the
+/// agent's id). The daemon also finds an agent's stray processes by it after its holder died.
+pub const AGENT_ENV: &str = "DROVER_AGENT_ID";
+
+/// What to run: sent once, in [`ToHolder::Start`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Overrides on top of the holder's inherited environment (the daemon's).
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    /// A pipe fed by [`ToHolder::Stdin`] (else `/dev/null`).
+    pub stdin_pipe: bool,
+    /// Seq of the first record.
+    pub first_seq: u64,
+    pub max_record: u64,
+    pub partial_flush_ms: u64,
+    /// Wall-clock limit; when reached the agent is stopped with `runtime_grace_ms`.
+    pub max_runtime_ms: Option<u64>,
+    pub runtime_grace_ms: u64,
+    /// How long after the main process is reaped the pipes are still read.
+    pub drain_timeout_ms: u64,
+    /// Bytes of records the spool keeps unacknowledged before the holder stops reading the
+    /// agent's output (the agent then blocks on a full pipe: backpressure, never loss).
+    pub spool_limit: u64,
+    /// The signal a stop sends first (SIGTERM when a daemon of an older build leaves it out).
+    #[serde(default = "sigterm")]
+    pub stop_signal: i32,
+}
+
+fn sigterm() -> i32 {
+    libc::SIGTERM
+}
+
+/// A control operation, applied by the holder exactly as the in-process supervisor would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Pause,
+    Resume,
+    Stop { grace_ms: u64 },
+    Kill,
+    Signal { signal: i32 },
+}
+
+impl Op {
+    /// The operation's name in errors (`cannot stop an agent that is exited`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Pause => "pause",
+            Op::Resume => "resume",
+            Op::Stop { .. } => "stop",
+            Op::Kill => "kill",
+            Op::Signal { .. } => "signal",
+        }
+    }
+}
+
+/// Daemon to holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum ToHolder {
+    /// First on every connection. `resume_from` is the first seq the daemon does not have.
+    Hello {
+        version: u32,
+        min_version: u32,
+        resume_from: u64,
+    },
+    /// Start the agent (only once, on a holder that has not started one).
+    Start { spec: StartSpec },
+    /// Every record up to `through` is stored: the spool may forget them.
+    Ack { through: u64 },
+    /// Apply an operation; answered by one [`FromHolder::Reply`], in order.
+    Op { op: Op },
+    /// Bytes for the agent's stdin; the holder reports them with `StdinWritten` once written.
+    Stdin {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Close stdin once the bytes already sent are written.
+    CloseStdin,
+    /// The agent's end is recorded: remove the spool and socket and exit.
+    Release,
+}
+
+/// One record as it crosses the wire and sits in the spool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireRecord {
+    pub seq: u64,
+    pub ts: i64,
+    /// 1 = stdout, 2 = stderr.
+    pub stream: u8,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    pub partial: bool,
+}
+
+/// Why an operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OpError {
+    InvalidState { op: String, state: String },
+    InvalidSignal { signal: i32 },
+    Signal { signal: i32, pgid: u32, errno: i32 },
+}
+
+/// Holder to daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum FromHolder {
+    /// The answer to `Hello`: the version chosen, the holder's pid, the agent's status
+    /// (`starting` before `Start`), and the next seq it will number.
+    Welcome {
+        version: u32,
+        holder_pid: u32,
+        status: Status,
+        next_seq: u64,
+        /// The first seq the spool still holds (records before it were acknowledged).
+        first_kept: u64,
+    },
+    /// No version in common: the holder keeps its agent and waits for another daemon.
+    Refused {
+        version: u32,
+        message: String,
+    },
+    /// Consecutive records, in seq order, none twice on one connection.
+    Records {
+        records: Vec<WireRecord>,
+    },
+    /// A status change; the terminal one comes after every record.
+    Status {
+        status: Status,
+    },
+    Reply {
+        result: Result<Status, OpError>,
+    },
+    /// Bytes of stdin written to the agent (credit for more).
+    StdinWritten {
+        bytes: u64,
+    },
+    /// The agent's stdin is closed (it exited or closed it): further bytes are refused.
+    StdinClosed,
+}
+
+/// Why a frame could not be read or written.
+#[derive(thiserror::Error, Debug)]
+#[non_exhaustive]
+pub enum WireError {
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("malformed frame")]
+    Decode(#[source] rmp_serde::decode::Error),
+    #[error("encoding a frame failed")]
+    Encode(#[source] rmp_serde::encode::Error),
+    #[error("socket I/O failed")]
+    Io(#[source] std::io::Error),
+}
+
+/// Appends one frame holding `message` to `out`.
+pub fn encode<T: Serialize>(message: &T, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    rmp_serde::encode::write_named(out, message).map_err(WireError::Encode)?;
+    let len = out.len() - start - 4;
+    let len32 = u32::try_from(len).map_err(|_| WireError::TooLarge(len))?;
+    out[start..start + 4].copy_from_slice(&len32.to_be_bytes());
+    Ok(())
+}
+
+/// Takes one whole frame off the front of `buf`, if one is there.
+pub fn decode<T: for<'de> Deserialize<'de>>(buf: &mut Vec<u8>) -> Result<Option<T>, WireError> {
+    let Some(len) = frame_len(buf)? else {
+        return Ok(None);
+    };
+    let message = rmp_serde::from_slice(&buf[4..4 + len]).map_err(WireError::Decode);
+    buf.drain(..4 + len);
+    message.map(Some)
+}
+
+/// The length of the frame at the front of `buf` if it is complete.
+fn frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
+    let Some(header) = buf.first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes(*header) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    Ok((buf.len() >= 4 + len).then_some(len))
+}
+
+/// Blocking write of one frame (the spawner and tests use blocking sockets).
+pub fn write_frame<T: Serialize>(w: &mut impl Write, message: &T) -> Result<(), WireError> {
+    let mut out = Vec::new();
+    encode(message, &mut out)?;
+    w.write_all(&out).map_err(WireError::Io)
+}
+
+/// Blocking read of one frame.
+pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, WireError> {
+    let mut header = [0u8; 4];
+    r.read_exact(&mut header).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => WireError::Closed,
+        _ => WireError::Io(e),
+    })?;
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).map_err(WireError::Io)?;
+    rmp_serde::from_slice(&body).map_err(WireError::Decode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_wait_for_completion() {
+        let hello = ToHolder::Hello {
+            version: 1,
+            min_version: 1,
+            resume_from: 7,
+        };
+        let mut buf = Vec::new();
+        encode(&hello, &mut buf).unwrap_or_else(|e| panic!("{e}"));
+        let whole = buf.clone();
+        buf.truncate(whole.len() - 1);
+        assert_eq!(decode::<ToHolder>(&mut buf).ok().flatten(), None);
+        let mut buf = whole;
+        assert_eq!(decode::<ToHolder>(&mut buf).ok().flatten(), Some(hello));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn oversize_frames_are_refused_before_decoding() {
+        let mut buf = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
+        assert!(matches!(
+            decode::<ToHolder>(&mut buf),
+            Err(WireError::TooLarge(_))
+        ));
+    }
+}

@@ -1,0 +1,563 @@
+//! Agents held by a holder process: starting one, re-attaching to one, and the actor that
+//! stands for the holder inside the daemon (same [`Handle`], same [`Observer`] calls as the
+//! in-process actor).
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_holder::wire::{
+    self, FromHolder, OpError, StartSpec, ToHolder, WireRecord, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::actor::{Op, Request};
+use crate::handle::REQUEST_QUEUE;
+use crate::observer::{CapturedRecord, Sink, Stream};
+use crate::status::unix_nanos;
+use crate::stdin::StdinSlot;
+use crate::SupervisorError;
+use crate::{Command, Handle, Launcher, Observer, Status, StdinMode, SupervisorConfig};
+
+/// Bytes of stdin sent to a holder and not yet written by it: the holder buffers at most this.
+const STDIN_WINDOW: u64 = 64 * 1024;
+/// How long a holder may take to answer a new connection.
+const GREETING: Duration = Duration::from_secs(5);
+
+/// Why a holder could not be re-attached.
+#[derive(thiserror::Error, Debug)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// Nothing listens on its socket: the holder is gone.
+    #[error("the agent's holder is gone ({0})")]
+    Gone(#[source] std::io::Error),
+    /// The holder speaks no protocol version this daemon speaks; it keeps its agent.
+    #[error("the agent's holder speaks holder protocol {version}, this daemon {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}: {message}")]
+    Incompatible { version: u32, message: String },
+    /// It answered, but not as a holder does.
+    #[error("the agent's holder did not answer as expected: {0}")]
+    Protocol(String),
+}
+
+/// An agent's holder directory under the launcher's root.
+pub fn holder_dir(root: &Path, agent: &str) -> PathBuf {
+    root.join(agent)
+}
+
+/// Starts `command` under a new holder in `launcher.root()/agent`; `agent` must be a name
+/// fit for a directory (the agent id). Never fails: a holder or spawn failure becomes
+/// [`Status::FailedToStart`]. Records are numbered from `first_seq`.
+pub async fn spawn_held(
+    launcher: &Launcher,
+    agent: &str,
+    command: Command,
+    config: SupervisorConfig,
+    observer: Arc<dyn Observer>,
+    first_seq: u64,
+) -> Handle {
+    let sink = Arc::new(Sink::new(observer));
+    let holder_pid = match launcher.spawn_holder(agent).await {
+        Ok(pid) => pid,
+        Err(error) => {
+            return Handle::failed(&sink, format!("cannot start the agent's holder: {error}"))
+        }
+    };
+    let dir = holder_dir(launcher.root(), agent);
+    let spec = StartSpec {
+        program: command.program,
+        args: command.args,
+        env: command.env,
+        cwd: command.cwd.map(|p| p.to_string_lossy().into_owned()),
+        stdin_pipe: command.stdin == StdinMode::Pipe,
+        first_seq,
+        max_record: config.max_record as u64,
+        partial_flush_ms: millis(config.partial_flush),
+        max_runtime_ms: config.max_runtime.map(millis),
+        runtime_grace_ms: millis(config.runtime_grace),
+        drain_timeout_ms: millis(config.drain_timeout),
+        spool_limit: config.spool_limit,
+        stop_signal: config.stop_signal,
+    };
+    let hello = ToHolder::Hello {
+        version: PROTOCOL_VERSION,
+        min_version: MIN_PROTOCOL_VERSION,
+        resume_from: first_seq,
+    };
+    let started = async {
+        let mut conn = Conn::connect(&dir).await.map_err(|e| e.to_string())?;
+        conn.send(&hello).await?;
+        conn.send(&ToHolder::Start { spec }).await?;
+        match conn.next().await? {
+            FromHolder::Welcome { .. } => {}
+            other => return Err(format!("unexpected first answer {other:?}")),
+        }
+        // The agent's first status (running, or failed to start) comes before any record.
+        loop {
+            match conn.next().await? {
+                FromHolder::Status { status } if status != Status::Starting => {
+                    return Ok((conn, status))
+                }
+                _ => {}
+            }
+        }
+    };
+    let (conn, status) = match tokio::time::timeout(GREETING, started).await {
+        Ok(Ok(started)) => started,
+        Ok(Err(error)) => {
+            return Handle::failed(&sink, format!("the agent's holder failed: {error}"));
+        }
+        Err(_) => return Handle::failed(&sink, "the agent's holder did not answer".to_owned()),
+    };
+    sink.status(&status);
+    let mut conn = conn;
+    if status.is_terminal() {
+        // Failed to start: nothing more will come; the holder may go.
+        let _ = conn.send(&ToHolder::Release).await;
+    }
+    let (stdin, stdin_rx) = match command.stdin {
+        StdinMode::Pipe => {
+            let (slot, rx) = StdinSlot::channel(config.stdin_queue);
+            (slot, Some(rx))
+        }
+        StdinMode::Null => (StdinSlot::default(), None),
+    };
+    launch(
+        conn,
+        sink,
+        status,
+        stdin,
+        stdin_rx,
+        agent.to_owned(),
+        holder_pid,
+    )
+}
+
+/// What re-attaching found.
+#[derive(Debug)]
+pub struct Attached {
+    pub handle: Handle,
+    /// The holder's own pid.
+    pub holder_pid: u32,
+}
+
+/// Re-attaches to the holder of `agent` (a daemon restart): asks for every record from
+/// `resume_from` on. `last_known` is the status the registry has, used until the holder's
+/// own status arrives (after the spooled records, for an agent that ended meanwhile).
+/// The agent's stdin, if it had one, is closed for the new daemon: the queue that fed it
+/// died with the old one.
+pub async fn attach(
+    root: &Path,
+    agent: &str,
+    observer: Arc<dyn Observer>,
+    resume_from: u64,
+    last_known: Status,
+) -> Result<Attached, AttachError> {
+    let dir = holder_dir(root, agent);
+    let mut conn = Conn::connect(&dir).await.map_err(AttachError::Gone)?;
+    let hello = ToHolder::Hello {
+        version: PROTOCOL_VERSION,
+        min_version: MIN_PROTOCOL_VERSION,
+        resume_from,
+    };
+    conn.send(&hello).await.map_err(AttachError::Protocol)?;
+    let answer = tokio::time::timeout(GREETING, conn.next())
+        .await
+        .map_err(|_| AttachError::Protocol("no answer to hello".to_owned()))?;
+    let (holder_pid, status) = match answer {
+        Ok(FromHolder::Welcome {
+            version,
+            holder_pid,
+            status,
+            ..
+        }) => {
+            if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
+                return Err(AttachError::Incompatible {
+                    version,
+                    message: "it chose a version this daemon does not speak".to_owned(),
+                });
+            }
+            (holder_pid, status)
+        }
+        Ok(FromHolder::Refused { version, message }) => {
+            return Err(AttachError::Incompatible { version, message })
+        }
+        Ok(other) => return Err(AttachError::Protocol(format!("{other:?}"))),
+        Err(e) => return Err(AttachError::Protocol(e)),
+    };
+    if status == Status::Starting {
+        // The old daemon died between starting the holder and starting the agent.
+        let _ = conn.send(&ToHolder::Release).await;
+        return Err(AttachError::Gone(std::io::Error::other(
+            "the holder never started its agent",
+        )));
+    }
+    let sink = Arc::new(Sink::new(observer));
+    let current = if status.is_terminal() {
+        last_known
+    } else {
+        status
+    };
+    let handle = launch(
+        conn,
+        sink,
+        current,
+        StdinSlot::default(),
+        None,
+        agent.to_owned(),
+        holder_pid,
+    );
+    Ok(Attached { handle, holder_pid })
+}
+
+/// Tells the holder of `agent` that its agent's end is recorded, if its agent has ended (a
+/// daemon died between recording the end and releasing the holder). Returns whether a holder
+/// answered at all; one whose agent still runs is left alone.
+pub async fn release(root: &Path, agent: &str) -> bool {
+    let dir = holder_dir(root, agent);
+    let talk = async {
+        let mut conn = Conn::connect(&dir).await.map_err(|e| e.to_string())?;
+        let hello = ToHolder::Hello {
+            version: PROTOCOL_VERSION,
+            min_version: MIN_PROTOCOL_VERSION,
+            resume_from: u64::MAX,
+        };
+        conn.send(&hello).await?;
+        if let FromHolder::Welcome { status, .. } = conn.next().await? {
+            if status.is_terminal() || status == Status::Starting {
+                conn.send(&ToHolder::Release).await?;
+            }
+        }
+        Ok::<(), String>(())
+    };
+    matches!(tokio::time::timeout(GREETING, talk).await, Ok(Ok(())))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn launch(
+    conn: Conn,
+    sink: Arc<Sink>,
+    status: Status,
+    stdin: StdinSlot,
+    stdin_rx: Option<mpsc::Receiver<Vec<u8>>>,
+    agent: String,
+    holder_pid: u32,
+) -> Handle {
+    let (status_tx, status_rx) = watch::channel(status);
+    let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE);
+    let actor = RemoteActor {
+        conn,
+        sink,
+        status: status_tx,
+        stdin: stdin.clone(),
+        stdin_rx,
+        in_flight: 0,
+        pending: VecDeque::new(),
+        acked: 0,
+        agent,
+        holder_pid,
+    };
+    tokio::spawn(actor.run(requests_rx));
+    Handle::from_parts(requests_tx, status_rx, stdin)
+}
+
+/// One connection to a holder: frames in and out.
+#[derive(Debug)]
+struct Conn {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+}
+
+impl Conn {
+    async fn connect(dir: &Path) -> std::io::Result<Conn> {
+        let stream = UnixStream::connect(dir.join(drover_holder::SOCKET)).await?;
+        let (reader, writer) = stream.into_split();
+        Ok(Conn {
+            reader,
+            writer,
+            inbuf: Vec::new(),
+            outbuf: Vec::new(),
+        })
+    }
+
+    async fn send(&mut self, message: &ToHolder) -> Result<(), String> {
+        self.outbuf.clear();
+        wire::encode(message, &mut self.outbuf).map_err(|e| e.to_string())?;
+        self.writer
+            .write_all(&self.outbuf)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The next frame, reading as needed.
+    async fn next(&mut self) -> Result<FromHolder, String> {
+        loop {
+            if let Some(message) = self.decoded()? {
+                return Ok(message);
+            }
+            self.fill().await?;
+        }
+    }
+
+    fn decoded(&mut self) -> Result<Option<FromHolder>, String> {
+        wire::decode(&mut self.inbuf).map_err(|e| e.to_string())
+    }
+
+    /// One read into the buffer (cancel-safe: a read either happened or did not).
+    async fn fill(&mut self) -> Result<(), String> {
+        let mut chunk = [0u8; 64 * 1024];
+        match self.reader.read(&mut chunk).await {
+            Ok(0) => Err("the holder closed the connection".to_owned()),
+            Ok(n) => {
+                self.inbuf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Status, SupervisorError>>;
+
+/// Stands for the holder in the daemon: forwards requests and stdin, delivers records and
+/// statuses, acknowledges what the observer kept.
+#[derive(Debug)]
+struct RemoteActor {
+    conn: Conn,
+    sink: Arc<Sink>,
+    status: watch::Sender<Status>,
+    stdin: StdinSlot,
+    stdin_rx: Option<mpsc::Receiver<Vec<u8>>>,
+    in_flight: u64,
+    pending: VecDeque<(Op, Reply)>,
+    acked: u64,
+    agent: String,
+    /// The holder's pid: when the connection ends while it still runs, the holder let go of
+    /// this daemon (another one connected) and the agent is not lost to it.
+    holder_pid: u32,
+}
+
+impl RemoteActor {
+    async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        let mut handles_open = true;
+        let end = loop {
+            // Frames already buffered first.
+            match self.conn.decoded() {
+                Ok(Some(message)) => {
+                    if let Some(end) = self.on_message(message).await {
+                        break end;
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => break self.lost(format!("the holder sent a malformed frame: {e}")),
+            }
+            let stdin_ready = self.stdin_rx.is_some() && self.in_flight < STDIN_WINDOW;
+            tokio::select! {
+                filled = self.conn.fill() => {
+                    if let Err(e) = filled {
+                        break self.lost(format!("the holder is gone: {e}"));
+                    }
+                }
+                req = requests.recv(), if handles_open => match req {
+                    Some(req) if matches!(req.op, Op::Detach) => {
+                        let _ = req.reply.send(Ok(self.status.borrow().clone()));
+                        // Ends without a status: the agent lives on under its holder.
+                        return;
+                    }
+                    Some(req) => {
+                        let op = match req.op {
+                            Op::Detach => continue,
+                            Op::Pause => wire::Op::Pause,
+                            Op::Resume => wire::Op::Resume,
+                            Op::Stop(grace) => wire::Op::Stop { grace_ms: millis(grace) },
+                            Op::Kill => wire::Op::Kill,
+                            Op::Signal(signal) => wire::Op::Signal { signal },
+                        };
+                        if self.conn.send(&ToHolder::Op { op }).await.is_err() {
+                            let _ = req.reply.send(Err(SupervisorError::ActorGone));
+                            break self.lost("the holder is gone".to_owned());
+                        }
+                        self.pending.push_back((req.op, req.reply));
+                    }
+                    // Nobody can control the agent from here any more, but its holder keeps
+                    // it: keep delivering its output and its end.
+                    None => handles_open = false,
+                },
+                chunk = recv_stdin(&mut self.stdin_rx), if stdin_ready => match chunk {
+                    Some(data) => {
+                        self.in_flight += data.len() as u64;
+                        let _ = self.conn.send(&ToHolder::Stdin { data }).await;
+                    }
+                    None => {
+                        self.stdin_rx = None;
+                        let _ = self.conn.send(&ToHolder::CloseStdin).await;
+                    }
+                },
+            }
+        };
+        for (op, reply) in self.pending.drain(..) {
+            let _ = reply.send(Err(SupervisorError::InvalidState {
+                op: op.name(),
+                state: end.name(),
+            }));
+        }
+        self.set_status(end);
+    }
+
+    /// Handles one frame; the terminal status when the agent's life is over.
+    async fn on_message(&mut self, message: FromHolder) -> Option<Status> {
+        match message {
+            FromHolder::Records { records } => {
+                let last = records.last().map(|r| r.seq)?;
+                self.sink
+                    .deliver_numbered(records.into_iter().map(convert_record).collect());
+                let through = self.sink.kept_through().unwrap_or(last).min(last);
+                if through > self.acked {
+                    self.acked = through;
+                    let _ = self.conn.send(&ToHolder::Ack { through }).await;
+                }
+            }
+            FromHolder::Status { status } => {
+                if status.is_terminal() {
+                    // Everything before it was delivered; recorded by the caller of `run`.
+                    // The holder may go once the observer has it: release it after.
+                    self.set_status(status.clone());
+                    let _ = self.conn.send(&ToHolder::Release).await;
+                    return Some(status);
+                }
+                self.set_status(status);
+            }
+            FromHolder::Reply { result } => {
+                if let Ok(status) = &result {
+                    self.set_status(status.clone());
+                }
+                if let Some((_, reply)) = self.pending.pop_front() {
+                    let _ = reply.send(result.map_err(convert_error));
+                }
+            }
+            FromHolder::StdinWritten { bytes } => {
+                self.in_flight = self.in_flight.saturating_sub(bytes);
+            }
+            FromHolder::StdinClosed => {
+                let _ = self.stdin.close();
+                self.stdin_rx = None;
+                self.in_flight = 0;
+            }
+            FromHolder::Welcome { .. } | FromHolder::Refused { .. } => {}
+        }
+        None
+    }
+
+    /// The connection ended: the agent is lost to this daemon. If the holder is gone too,
+    /// whatever is left of the agent is killed; a holder that still runs keeps it.
+    fn lost(&mut self, error: String) -> Status {
+        let current = self.status.borrow().clone();
+        if current.is_terminal() {
+            return current;
+        }
+        if drover_holder::tree::is_alive(self.holder_pid) {
+            tracing::warn!(agent = %self.agent, %error, "the holder let go of this daemon");
+            return Status::Lost {
+                pid: current.pid(),
+                started_at: current.started_at(),
+                ended_at: unix_nanos(),
+                error: format!(
+                    "{error}; its holder (pid {}) still runs it",
+                    self.holder_pid
+                ),
+            };
+        }
+        let ids = HashSet::from([self.agent.clone()]);
+        let killed = drover_holder::tree::kill_agents(&ids);
+        tracing::warn!(agent = %self.agent, %error, killed = killed.len(), "holder lost");
+        Status::Lost {
+            pid: current.pid(),
+            started_at: current.started_at(),
+            ended_at: unix_nanos(),
+            error,
+        }
+    }
+
+    /// Observer first, then the watch (as the in-process actor); each change once.
+    fn set_status(&self, status: Status) {
+        if *self.status.borrow() == status {
+            return;
+        }
+        self.sink.status(&status);
+        self.status.send_replace(status);
+    }
+}
+
+async fn recv_stdin(rx: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn convert_record(r: WireRecord) -> CapturedRecord {
+    CapturedRecord {
+        seq: r.seq,
+        ts: r.ts,
+        stream: if r.stream == 2 {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        },
+        data: r.data,
+        partial: r.partial,
+    }
+}
+
+/// Names from the wire as the `&'static str`s the error type carries.
+fn known(name: &str) -> &'static str {
+    const NAMES: [&str; 13] = [
+        "pause",
+        "resume",
+        "stop",
+        "kill",
+        "signal",
+        "starting",
+        "running",
+        "paused",
+        "stopping",
+        "exited",
+        "killed",
+        "failed_to_start",
+        "lost",
+    ];
+    NAMES
+        .iter()
+        .find(|n| **n == name)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+fn convert_error(e: OpError) -> SupervisorError {
+    match e {
+        OpError::InvalidState { op, state } => SupervisorError::InvalidState {
+            op: known(&op),
+            state: known(&state),
+        },
+        OpError::InvalidSignal { signal } => SupervisorError::InvalidSignal(signal),
+        OpError::Signal {
+            signal,
+            pgid,
+            errno,
+        } => SupervisorError::Signal {
+            signal,
+            pgid,
+            source: nix::Error::from_raw(errno),
+        },
+    }
+}
