@@ -152,9 +152,9 @@ async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium()
             .current_dir(&browser_dir)
             .kill_on_drop(true)
             .output();
-        let output = tokio::time::timeout(Duration::from_secs(110), run)
+        let output = tokio::time::timeout(Duration::from_secs(200), run)
             .await
-            .expect("the browser script finished within 110 s")
+            .expect("the browser script finished within 200 s")
             .expect("node runs");
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -176,7 +176,7 @@ async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium()
         }
         daemon.stop().await;
     };
-    tokio::time::timeout(Duration::from_secs(150), test)
+    tokio::time::timeout(Duration::from_secs(240), test)
         .await
-        .expect("the dashboard test finished within 150 s");
+        .expect("the dashboard test finished within 240 s");
 }

@@ -26,8 +26,9 @@ fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
 #[test]
 fn follows_go_on_across_a_daemon_restart_without_gap_or_duplicate() {
     let dir = tempfile::tempdir().unwrap();
-    // The agent outlives the first daemon, which therefore never reports its end: only the
-    // next one can (as `lost`), so the follow must cross the restart to finish.
+    // The agent outlives the first daemon (under its holder), which therefore never reports its
+    // end: it is killed while no daemon runs, and only the next one, re-attaching to the
+    // holder, reports it (`killed`, signal 9), so the follow must cross the restart to finish.
     let daemon = Daemon::start_with(dir.path(), &["--leave-agents"]);
     let script = "i=1; while [ $i -le 100000 ]; do echo $i; i=$((i+1)); sleep 0.01; done";
     let id = ok(daemon.drover(&["spawn", "--name", "n", "--", "sh", "-c", script]))
@@ -55,7 +56,7 @@ fn follows_go_on_across_a_daemon_restart_without_gap_or_duplicate() {
     let after = ok(daemon.drover(&["run", "--name", "after", "--", "true"]));
     assert_eq!(after, "");
 
-    // logs -f ends once the new daemon reports the agent lost, having printed every stored
+    // logs -f ends once the new daemon reports the agent's end, having printed every stored
     // line exactly once.
     let logs = wait_output(logs);
     assert!(logs.status.success(), "{}", stderr(&logs));
@@ -71,7 +72,8 @@ fn follows_go_on_across_a_daemon_restart_without_gap_or_duplicate() {
          drover: the daemon is back; following on\n"
     );
 
-    // events -f saw the lost agent and everything after the restart, numbered consecutively.
+    // events -f saw the agent's true end and everything after the restart, numbered
+    // consecutively.
     let after_id = json(&daemon, &["show", "after"])["id"]
         .as_str()
         .unwrap()
@@ -99,8 +101,10 @@ fn follows_go_on_across_a_daemon_restart_without_gap_or_duplicate() {
         "consecutive, once each"
     );
     assert!(
-        seen.iter()
-            .any(|e| e["agent"] == id.as_str() && e["kind"] == "lost"),
+        seen.iter().any(|e| e["agent"] == id.as_str()
+            && e["kind"] == "exit"
+            && e["state"] == "killed"
+            && e["signal"] == 9),
         "{seen:?}"
     );
     assert!(
