@@ -112,3 +112,71 @@ pub fn kill_agents(ids: &HashSet<String>) -> Vec<u32> {
     }
     killed
 }
+
+/// Start time of `pid` in unix nanoseconds (from `/proc/PID/stat` and the boot time), and its
+/// process group.
+fn start_and_group(pid: u32) -> Option<(i64, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state, ppid, pgrp, ... starttime is the 20th (field 22 of stat(5)).
+    let pgrp: u32 = fields.get(2)?.parse().ok()?;
+    let ticks: i64 = fields.get(19)?.parse().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)
+        .unwrap_or(100);
+    let boot = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: i64 = boot
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((
+        btime * 1_000_000_000 + ticks * (1_000_000_000 / per_second),
+        pgrp,
+    ))
+}
+
+/// How far a recorded start time may be from the kernel's (boot time is whole seconds, the
+/// daemon stamps the start just after the spawn returns).
+const START_SLACK_NS: i64 = 2_000_000_000;
+
+/// SIGKILLs what is left of the process group `pgid` of an agent that started at
+/// `started_at` (unix ns), for agents whose holder is gone. A group id is not reused while any
+/// process is in the group, so members are the agent's; but if a process with pid `pgid` now
+/// exists and started at another time, the id was recycled and nothing is touched. Returns
+/// the pids signalled.
+pub fn kill_group_of(pgid: u32, started_at: i64) -> Vec<u32> {
+    if let Some((leader_start, _)) = start_and_group(pgid) {
+        if (leader_start - started_at).abs() > START_SLACK_NS {
+            return Vec::new();
+        }
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut killed = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some((_, group)) = start_and_group(pid) else {
+            continue;
+        };
+        if group == pgid {
+            if let Ok(raw) = i32::try_from(pid) {
+                if kill(Pid::from_raw(raw), Signal::SIGKILL).is_ok() {
+                    killed.push(pid);
+                }
+            }
+        }
+    }
+    killed
+}
