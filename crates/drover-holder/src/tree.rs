@@ -113,7 +113,7 @@ pub fn kill_agents(ids: &HashSet<String>) -> Vec<u32> {
     killed
 }
 
-/// Start time of `pid` in unix nanoseconds (from `/proc/PID/stat` and the boot time), and its
+/// Start time of `pid` in unix nanoseconds (from `/proc/PID/stat` and the uptime), and its
 /// process group.
 fn start_and_group(pid: u32) -> Option<(i64, u32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -127,22 +127,21 @@ fn start_and_group(pid: u32) -> Option<(i64, u32)> {
         .flatten()
         .filter(|t| *t > 0)
         .unwrap_or(100);
-    let boot = std::fs::read_to_string("/proc/stat").ok()?;
-    let btime: i64 = boot
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
+    // Age from the uptime clock (10 ms resolution), then back from now: the boot time in
+    // /proc/stat is whole seconds and drifts from the wall clock.
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
         .parse()
         .ok()?;
-    Some((
-        btime * 1_000_000_000 + ticks * (1_000_000_000 / per_second),
-        pgrp,
-    ))
+    let age_ns = (uptime * 1e9) as i64 - ticks * (1_000_000_000 / per_second);
+    Some((crate::unix_nanos() - age_ns, pgrp))
 }
 
-/// How far a recorded start time may be from the kernel's (boot time is whole seconds, the
-/// daemon stamps the start just after the spawn returns).
-const START_SLACK_NS: i64 = 2_000_000_000;
+/// How far a recorded start time may be from the kernel's (the holder stamps the start just
+/// after the spawn returns, which a loaded machine may delay).
+const START_SLACK_NS: i64 = 5_000_000_000;
 
 /// SIGKILLs what is left of the process group `pgid` of an agent that started at
 /// `started_at` (unix ns), for agents whose holder is gone. A group id is not reused while any
@@ -179,4 +178,26 @@ pub fn kill_group_of(pgid: u32, started_at: i64) -> Vec<u32> {
         }
     }
     killed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_start_time_is_read_within_a_second_of_the_clock() {
+        let before = crate::unix_nanos();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let after = crate::unix_nanos();
+        let (start, _) = start_and_group(child.id()).unwrap_or_else(|| panic!("no stat"));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            start > before - 1_000_000_000 && start < after + 1_000_000_000,
+            "start {start} not within a second of {before}..{after}"
+        );
+    }
 }
