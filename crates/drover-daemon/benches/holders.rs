@@ -168,6 +168,67 @@ async fn fill(client: &Client, live: &mut usize, target: usize) {
     }
 }
 
+/// Lines the paced writer prints, one every 100 µs (10,000 lines/s).
+const PACED_LINES: u64 = 20_000;
+
+/// Run as the paced writer (this program, re-executed): each line is the unix-nanosecond time
+/// it was written.
+fn paced_writer() {
+    use std::io::Write;
+    let begun = Instant::now();
+    let mut out = std::io::stdout().lock();
+    for i in 0..PACED_LINES {
+        let due = begun + Duration::from_micros(100 * i);
+        while Instant::now() < due {
+            std::hint::spin_loop();
+        }
+        writeln!(out, "{}", drover_proto::now_ns()).unwrap();
+        out.flush().unwrap();
+    }
+}
+
+/// Write → receive latency (p50, p99, in µs) of lines written at 10,000 lines/s, received by a
+/// `Client::follow` on the same daemon.
+async fn latency(client: &Client) -> (f64, f64) {
+    let exe = std::env::current_exe().unwrap().display().to_string();
+    let spec = AgentSpec {
+        env: [("DROVER_BENCH_WRITER".to_owned(), "1".to_owned())].into(),
+        ..argv(&[&exe])
+    };
+    let agent = client.spawn(spec).await.expect("spawn the writer");
+    let options = drover_client::FollowOptions {
+        since_seq: Some(drover_proto::Seq(1)),
+        until_exit: true,
+        ..Default::default()
+    };
+    let mut follower = client
+        .follow(
+            drover_client::Selection::Agents(vec![agent.id.to_string()]),
+            options,
+        )
+        .await
+        .expect("follow");
+    let mut micros = Vec::with_capacity(PACED_LINES as usize);
+    while let Some(event) = follower.next().await.expect("follow") {
+        match event {
+            drover_client::FollowEvent::Records { records, .. } => {
+                let now = drover_proto::now_ns();
+                for record in records {
+                    let text = std::str::from_utf8(&record.data).unwrap().trim();
+                    let written: i64 = text.parse().unwrap();
+                    micros.push((now - written) as f64 / 1e3);
+                }
+            }
+            drover_client::FollowEvent::Exit(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(micros.len() as u64, PACED_LINES, "every line received");
+    micros.sort_by(f64::total_cmp);
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99))
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
@@ -221,6 +282,11 @@ async fn run_mode(held: bool, levels: &[usize], n: usize) -> Vec<Row> {
         ShutdownPolicy::Stop
     };
     let (daemon, _) = start(dir.path(), held, policy).await;
+    let (p50, p99) = latency(&daemon.client).await;
+    println!(
+        "{}: write -> receive at 10,000 lines/s ({PACED_LINES} lines, Client::follow): p50 {p50:.0} µs, p99 {p99:.0} µs",
+        if held { "holders" } else { "direct" }
+    );
     let mut live = 0;
     let mut rows = Vec::new();
     let rss0 = kib("VmRSS:", "/proc/self/status").unwrap_or(0);
@@ -271,6 +337,9 @@ async fn run_mode(held: bool, levels: &[usize], n: usize) -> Vec<Row> {
 }
 
 fn main() {
+    if std::env::var_os("DROVER_BENCH_WRITER").is_some() {
+        return paced_writer();
+    }
     // Each path runs in a process of its own (this program, run again), so neither inherits
     // the other's descriptors, threads or leftovers; both run within one invocation.
     let Ok(modes) = std::env::var("DROVER_BENCH_MODES") else {

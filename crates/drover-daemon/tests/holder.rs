@@ -366,3 +366,40 @@ async fn stop_sends_the_specs_stop_signal_first_and_a_bad_one_is_refused() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_lost_agents_process_group_is_killed_even_without_its_environment() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        // `env -i`: nothing of DROVER_AGENT_ID is left; only the process group says whose it is.
+        let spec = drover_proto::AgentSpec {
+            argv: vec![
+                "env".into(),
+                "-i".into(),
+                "/bin/sh".into(),
+                "-c".into(),
+                "/bin/sleep 1000 & echo ready; wait".into(),
+            ],
+            ..drover_proto::AgentSpec::default()
+        };
+        let agent = client.spawn(spec).await.unwrap();
+        wait_ready(&client, &agent).await;
+        let pid = agent.status.pid().unwrap();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(environ.is_empty(), "the agent cleared its environment");
+        let holder = parent(pid);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(holder as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        assert_eq!(ended(&client, &agent).await.state(), AgentState::Lost);
+        wait_for("the lost agent's group to be killed", || async {
+            (!alive(pid)).then_some(())
+        })
+        .await;
+        daemon.shutdown().await;
+    })
+    .await
+}

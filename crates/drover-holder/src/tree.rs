@@ -112,3 +112,92 @@ pub fn kill_agents(ids: &HashSet<String>) -> Vec<u32> {
     }
     killed
 }
+
+/// Start time of `pid` in unix nanoseconds (from `/proc/PID/stat` and the uptime), and its
+/// process group.
+fn start_and_group(pid: u32) -> Option<(i64, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state, ppid, pgrp, ... starttime is the 20th (field 22 of stat(5)).
+    let pgrp: u32 = fields.get(2)?.parse().ok()?;
+    let ticks: i64 = fields.get(19)?.parse().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)
+        .unwrap_or(100);
+    // Age from the uptime clock (10 ms resolution), then back from now: the boot time in
+    // /proc/stat is whole seconds and drifts from the wall clock.
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let age_ns = (uptime * 1e9) as i64 - ticks * (1_000_000_000 / per_second);
+    Some((crate::unix_nanos() - age_ns, pgrp))
+}
+
+/// How far a recorded start time may be from the kernel's (the holder stamps the start just
+/// after the spawn returns, which a loaded machine may delay).
+const START_SLACK_NS: i64 = 5_000_000_000;
+
+/// SIGKILLs what is left of the process group `pgid` of an agent that started at
+/// `started_at` (unix ns), for agents whose holder is gone. A group id is not reused while any
+/// process is in the group, so members are the agent's; but if a process with pid `pgid` now
+/// exists and started at another time, the id was recycled and nothing is touched. Returns
+/// the pids signalled.
+pub fn kill_group_of(pgid: u32, started_at: i64) -> Vec<u32> {
+    if let Some((leader_start, _)) = start_and_group(pgid) {
+        if (leader_start - started_at).abs() > START_SLACK_NS {
+            return Vec::new();
+        }
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut killed = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some((_, group)) = start_and_group(pid) else {
+            continue;
+        };
+        if group == pgid {
+            if let Ok(raw) = i32::try_from(pid) {
+                if kill(Pid::from_raw(raw), Signal::SIGKILL).is_ok() {
+                    killed.push(pid);
+                }
+            }
+        }
+    }
+    killed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_start_time_is_read_within_a_second_of_the_clock() {
+        let before = crate::unix_nanos();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let after = crate::unix_nanos();
+        let (start, _) = start_and_group(child.id()).unwrap_or_else(|| panic!("no stat"));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            start > before - 1_000_000_000 && start < after + 1_000_000_000,
+            "start {start} not within a second of {before}..{after}"
+        );
+    }
+}

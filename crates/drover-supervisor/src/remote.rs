@@ -359,13 +359,17 @@ impl RemoteActor {
                     continue;
                 }
                 Ok(None) => {}
-                Err(e) => break self.lost(format!("the holder sent a malformed frame: {e}")),
+                Err(e) => {
+                    break self
+                        .lost(format!("the holder sent a malformed frame: {e}"))
+                        .await
+                }
             }
             let stdin_ready = self.stdin_rx.is_some() && self.in_flight < STDIN_WINDOW;
             tokio::select! {
                 filled = self.conn.fill() => {
                     if let Err(e) = filled {
-                        break self.lost(format!("the holder is gone: {e}"));
+                        break self.lost(format!("the holder is gone: {e}")).await;
                     }
                 }
                 req = requests.recv(), if handles_open => match req {
@@ -385,7 +389,7 @@ impl RemoteActor {
                         };
                         if self.conn.send(&ToHolder::Op { op }).await.is_err() {
                             let _ = req.reply.send(Err(SupervisorError::ActorGone));
-                            break self.lost("the holder is gone".to_owned());
+                            break self.lost("the holder is gone".to_owned()).await;
                         }
                         self.pending.push_back((req.op, req.reply));
                     }
@@ -460,7 +464,7 @@ impl RemoteActor {
 
     /// The connection ended: the agent is lost to this daemon. If the holder is gone too,
     /// whatever is left of the agent is killed; a holder that still runs keeps it.
-    fn lost(&mut self, error: String) -> Status {
+    async fn lost(&mut self, error: String) -> Status {
         let current = self.status.borrow().clone();
         if current.is_terminal() {
             return current;
@@ -478,7 +482,17 @@ impl RemoteActor {
             };
         }
         let ids = HashSet::from([self.agent.clone()]);
-        let killed = drover_holder::tree::kill_agents(&ids);
+        // A scan of every process's environment: off the runtime's threads.
+        let group = current.pid().zip(current.started_at());
+        let killed = tokio::task::spawn_blocking(move || {
+            let mut killed = drover_holder::tree::kill_agents(&ids);
+            if let Some((pgid, started_at)) = group {
+                killed.extend(drover_holder::tree::kill_group_of(pgid, started_at));
+            }
+            killed
+        })
+        .await
+        .unwrap_or_default();
         tracing::warn!(agent = %self.agent, %error, killed = killed.len(), "holder lost");
         Status::Lost {
             pid: current.pid(),
