@@ -120,3 +120,29 @@ fn usage_errors_exit_1_and_help_exits_0() {
         assert!(!stdout(&output).is_empty(), "{args:?}");
     }
 }
+
+/// A reader that closes the pipe early (`drover ls --json | head -1`) is not an error, for JSON
+/// output too (serde_json wraps the `EPIPE`): exit 0 and nothing on stderr.
+#[test]
+fn a_closed_stdout_is_success_for_json_output_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    for _ in 0..3 {
+        ok(daemon.drover(&["run", "--", "true"]));
+    }
+    for args in ["--json ls", "ls"] {
+        // `true` exits without reading: every write of drover finds the pipe closed.
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -o pipefail; \"$0\" {args} | true"))
+            .arg(drover_bin())
+            .env("DROVER_CONTROL", &daemon.control)
+            .env("DROVER_CONFIG_DIR", dir.path().join("no-config"))
+            .env_remove("DROVER_CONTEXT")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args}: {}", stderr(&output));
+        assert_eq!(stderr(&output), "", "{args}");
+    }
+    daemon.stop();
+}
