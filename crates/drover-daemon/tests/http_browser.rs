@@ -15,54 +15,13 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{within, Daemon};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use support::{start_front, within, Daemon};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const PAGE: &str = include_str!("browser/follow.html");
-
-/// Serve the page and relay everything else to `daemon`; the front's address.
-async fn start_front(daemon: SocketAddr) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind front");
-    let addr = listener.local_addr().expect("front address");
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            tokio::spawn(serve_front(client, daemon));
-        }
-    });
-    addr
-}
-
-async fn serve_front(mut client: TcpStream, daemon: SocketAddr) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match client.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    if head.starts_with(b"GET /follow.html") {
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
-            PAGE.len()
-        );
-        let _ = client.write_all(response.as_bytes()).await;
-        return;
-    }
-    let Ok(mut upstream) = TcpStream::connect(daemon).await else {
-        return;
-    };
-    if upstream.write_all(&head).await.is_ok() {
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-    }
-}
 
 #[tokio::test]
 async fn chromium_event_source_gets_every_line_and_the_exit() {
@@ -73,7 +32,7 @@ async fn chromium_event_source_gets_every_line_and_the_exit() {
     );
     within(async {
         let daemon = Daemon::start().await;
-        let front = start_front(daemon.addr).await;
+        let front = start_front(daemon.addr, Some(("/follow.html", PAGE))).await;
         let n = 100;
         // Still writing while the page loads, so the browser sees live lines, not only replay.
         let id = daemon

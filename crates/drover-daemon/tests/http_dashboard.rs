@@ -12,61 +12,11 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-
-use support::{request_without_token, within, Daemon};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::AbortHandle;
+use support::{request_without_token, start_front, within, Daemon};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Lines the followed agent prints before the page opens its log.
 const LINES: u64 = 200_000;
-
-/// A relay in front of the daemon, so the test can cut the browser's connections: every
-/// connection is relayed byte for byte, except `POST /__cut`, which drops every connection
-/// relayed so far (as a network failure would) and answers 204.
-async fn start_front(daemon: SocketAddr) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind front");
-    let addr = listener.local_addr().expect("front address");
-    let relays: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let relays = Arc::clone(&relays);
-            let relay = tokio::spawn(relay(client, daemon, Arc::clone(&relays)));
-            relays.lock().expect("relays").push(relay.abort_handle());
-        }
-    });
-    addr
-}
-
-async fn relay(mut client: TcpStream, daemon: SocketAddr, relays: Arc<Mutex<Vec<AbortHandle>>>) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match client.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    if head.starts_with(b"POST /__cut ") {
-        let cut: Vec<AbortHandle> = std::mem::take(&mut *relays.lock().expect("relays"));
-        for relay in cut {
-            relay.abort();
-        }
-        let _ = client
-            .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-            .await;
-        return;
-    }
-    let Ok(mut upstream) = TcpStream::connect(daemon).await else {
-        return;
-    };
-    if upstream.write_all(&head).await.is_ok() {
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-    }
-}
 
 #[tokio::test]
 async fn the_page_and_its_assets_are_served_with_a_strict_policy_and_no_data() {
@@ -138,7 +88,7 @@ async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium()
             ])
             .await;
         let read = daemon.token(drover_proto::Role::Read, "dashboard reader");
-        let front = start_front(daemon.addr).await;
+        let front = start_front(daemon.addr, None).await;
         let shots = tempfile::tempdir().expect("screenshots dir");
         let run = tokio::process::Command::new("node")
             .arg(browser_dir.join("dashboard.mjs"))

@@ -14,13 +14,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use drover_proto::Role;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
 
 // The daemon harness, `within` and the timeout are the control tests'; this module adds HTTP.
 #[path = "../common/mod.rs"]
@@ -578,4 +579,74 @@ pub fn log_seqs(events: &[SseEvent]) -> Vec<u64> {
             seq
         })
         .collect()
+}
+
+/// A relay in front of `daemon` for browser tests: a page served from the relay has the same
+/// origin as everything it relays, since the daemon sends no CORS headers. Every connection is
+/// relayed byte for byte, except `GET <page path>`, answered with the page itself, and
+/// `POST /__cut`, which drops every connection relayed so far (as a network failure would) and
+/// answers 204. Returns the relay's address.
+pub async fn start_front(
+    daemon: SocketAddr,
+    page: Option<(&'static str, &'static str)>,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind front");
+    let addr = listener.local_addr().expect("front address");
+    let relays: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let relays_of = Arc::clone(&relays);
+            let relay = tokio::spawn(relay(client, daemon, page, relays_of));
+            relays
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(relay.abort_handle());
+        }
+    });
+    addr
+}
+
+async fn relay(
+    mut client: TcpStream,
+    daemon: SocketAddr,
+    page: Option<(&'static str, &'static str)>,
+    relays: Arc<Mutex<Vec<AbortHandle>>>,
+) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match client.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    if let Some((path, html)) = page {
+        let request_line = format!("GET {path}");
+        let rest = head.strip_prefix(request_line.as_bytes()).unwrap_or(b"");
+        if rest.starts_with(b" ") || rest.starts_with(b"?") {
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                html.len()
+            );
+            let _ = client.write_all(response.as_bytes()).await;
+            return;
+        }
+    }
+    if head.starts_with(b"POST /__cut ") {
+        let cut = std::mem::take(&mut *relays.lock().unwrap_or_else(|p| p.into_inner()));
+        for relay in cut {
+            relay.abort();
+        }
+        let _ = client
+            .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            .await;
+        return;
+    }
+    let Ok(mut upstream) = TcpStream::connect(daemon).await else {
+        return;
+    };
+    if upstream.write_all(&head).await.is_ok() {
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    }
 }
