@@ -43,17 +43,12 @@ pub(crate) fn repair_histories(shared: &Shared) -> Result<(), DaemonError> {
 /// Re-attach to every agent recorded as live: its holder still runs it (`running`), or ended
 /// it while the daemon was away (the true end arrives after the spooled records, which are
 /// appended with the next seqs). An agent whose holder is gone is `lost`, and its stray
-/// processes are killed: those with its `DROVER_AGENT_ID` in their environment, and the
-/// members of its recorded process group (unless the group id was recycled: checked by the
-/// leader's start time). An agent whose
+/// processes (found by the `DROVER_AGENT_ID` in their environment) are killed. An agent whose
 /// holder speaks an incompatible protocol is `lost` with that said, and left running.
 /// Holders of agents that are no longer live (their end was recorded, the release did not
 /// arrive) are released.
 pub(crate) async fn reattach(shared: &Arc<Shared>) -> Result<(), DaemonError> {
     let mut gone = HashSet::new();
-    // Process groups (with their start times) of agents whose holder is gone: their members
-    // are killed too, even one that cleared its environment.
-    let mut groups = Vec::new();
     let mut attached = 0usize;
     let agents = shared.store.live_agents()?;
     let mut attaching = Vec::with_capacity(agents.len());
@@ -94,9 +89,6 @@ pub(crate) async fn reattach(shared: &Arc<Shared>) -> Result<(), DaemonError> {
                 let left_running = matches!(error, AttachError::Incompatible { .. });
                 if !left_running {
                     gone.insert(agent.id.to_string());
-                    if let Some(group) = agent.status.pid().zip(agent.status.started_at()) {
-                        groups.push(group);
-                    }
                 }
                 let mut message = error.to_string();
                 if left_running {
@@ -107,15 +99,9 @@ pub(crate) async fn reattach(shared: &Arc<Shared>) -> Result<(), DaemonError> {
         }
     }
     if !gone.is_empty() {
-        let killed = tokio::task::spawn_blocking(move || {
-            let mut killed = drover_holder::tree::kill_agents(&gone);
-            for (pgid, started_at) in groups {
-                killed.extend(drover_holder::tree::kill_group_of(pgid, started_at));
-            }
-            killed
-        })
-        .await
-        .unwrap_or_default();
+        let killed = tokio::task::spawn_blocking(move || drover_holder::tree::kill_agents(&gone))
+            .await
+            .unwrap_or_default();
         if !killed.is_empty() {
             tracing::warn!(
                 processes = killed.len(),

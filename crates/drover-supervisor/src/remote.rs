@@ -483,16 +483,9 @@ impl RemoteActor {
         }
         let ids = HashSet::from([self.agent.clone()]);
         // A scan of every process's environment: off the runtime's threads.
-        let group = current.pid().zip(current.started_at());
-        let killed = tokio::task::spawn_blocking(move || {
-            let mut killed = drover_holder::tree::kill_agents(&ids);
-            if let Some((pgid, started_at)) = group {
-                killed.extend(drover_holder::tree::kill_group_of(pgid, started_at));
-            }
-            killed
-        })
-        .await
-        .unwrap_or_default();
+        let killed = tokio::task::spawn_blocking(move || drover_holder::tree::kill_agents(&ids))
+            .await
+            .unwrap_or_default();
         tracing::warn!(agent = %self.agent, %error, killed = killed.len(), "holder lost");
         Status::Lost {
             pid: current.pid(),
