@@ -4,7 +4,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use drover_proto::{AgentId, AgentInfo, AgentStatus, EventKind, Record, Seq, SeqRange, StreamKind};
+use drover_agent::{Ending, Tracker, Update};
+use drover_proto::{
+    Activity, AgentId, AgentInfo, AgentStatus, EventKind, Record, Seq, SeqRange, StreamKind,
+};
 use drover_store::{Change, StoreError};
 use drover_supervisor::{CapturedRecord, Handle, Observer, Status, Stream};
 use tokio::sync::watch;
@@ -64,6 +67,16 @@ pub(crate) struct AgentObserver {
     // Records the store refused, waiting for a retry. A std Mutex held across the synchronous
     // append only, never across an await.
     backlog: Arc<Mutex<Waiting>>,
+    // The backend's parser, reading stdout into the agent's activity; `None` for backends
+    // without one. Locked by the capture path (one batch at a time) and the end.
+    reader: Option<Mutex<Reader>>,
+}
+
+/// An agent's parser and the activity last recorded in the registry.
+#[derive(Debug)]
+struct Reader {
+    tracker: Tracker,
+    recorded: Option<Activity>,
 }
 
 /// The backlog and what the observer did about it.
@@ -87,7 +100,17 @@ const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(200);
 const RETRY_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl AgentObserver {
-    pub(crate) fn new(shared: &Arc<Shared>, info: AgentInfo) -> (Arc<AgentObserver>, LiveAgent) {
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        info: AgentInfo,
+        tracker: Option<Tracker>,
+    ) -> (Arc<AgentObserver>, LiveAgent) {
+        let reader = tracker.map(|tracker| {
+            Mutex::new(Reader {
+                recorded: info.activity.clone(),
+                tracker,
+            })
+        });
         let (watch, receiver) = watch::channel(info.clone());
         let (ended, ended_receiver) = watch::channel(false);
         let observer = AgentObserver {
@@ -97,6 +120,7 @@ impl AgentObserver {
             watch,
             ended,
             backlog: Arc::default(),
+            reader,
         };
         let live = LiveAgent {
             handle: OnceLock::new(),
@@ -263,6 +287,76 @@ async fn retry(id: AgentId, shared: Weak<Shared>, backlog: Arc<Mutex<Waiting>>) 
     }
 }
 
+fn lock_reader(reader: &Mutex<Reader>) -> std::sync::MutexGuard<'_, Reader> {
+    reader.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AgentObserver {
+    /// Feed the stdout records to the parser, if the backend has one.
+    fn read(&self, records: &[Record]) -> Option<Update> {
+        let reader = self.reader.as_ref()?;
+        let mut reader = lock_reader(reader);
+        let mut update = Update::default();
+        for record in records.iter().filter(|r| r.stream == StreamKind::Stdout) {
+            reader
+                .tracker
+                .feed(&record.data, record.partial, &mut update);
+        }
+        update.changed.then_some(update)
+    }
+
+    /// Show the parser's new reading: every lookup sees it at once; a change of phase,
+    /// attention or result is also recorded in the registry with an `activity` event each.
+    fn apply(&self, shared: &Shared, update: Update) {
+        let Some(reader) = &self.reader else {
+            return;
+        };
+        // Lock order: the agent, then its reader (as `status` does).
+        let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reader = lock_reader(reader);
+        for snapshot in update.events {
+            reader.recorded = Some(snapshot.clone());
+            self.record_activity(shared, &mut info, snapshot);
+        }
+        info.activity = Some(reader.tracker.activity().clone());
+        self.watch.send_replace(info.clone());
+    }
+
+    fn record_activity(&self, shared: &Shared, info: &mut AgentInfo, activity: Activity) {
+        info.activity = Some(activity.clone());
+        shared.events.record(
+            Change::Activity(self.id, Box::new(activity)),
+            EventKind::Activity,
+            info,
+            None,
+        );
+    }
+
+    /// The process ended: the parser's last reading, recorded (with an event) unless the
+    /// registry already holds it.
+    fn end_activity(&self, shared: &Shared, info: &mut AgentInfo, status: &AgentStatus) {
+        let Some(reader) = &self.reader else {
+            return;
+        };
+        let mut reader = lock_reader(reader);
+        let ending = match status {
+            AgentStatus::Exited { code, .. } => Ending::Exited(*code),
+            AgentStatus::Killed { signal, .. } => Ending::Killed(*signal),
+            _ => Ending::Failed,
+        };
+        let update = reader.tracker.end(ending);
+        for snapshot in update.events {
+            reader.recorded = Some(snapshot.clone());
+            self.record_activity(shared, info, snapshot);
+        }
+        let last = reader.tracker.activity().clone();
+        if reader.recorded.as_ref() != Some(&last) {
+            reader.recorded = Some(last.clone());
+            self.record_activity(shared, info, last);
+        }
+    }
+}
+
 impl Observer for AgentObserver {
     fn records(&self, batch: Vec<CapturedRecord>) {
         let Some(shared) = self.shared.upgrade() else {
@@ -288,7 +382,11 @@ impl Observer for AgentObserver {
             self.on_refused(&shared, &mut waiting, error.as_ref());
         }
         drop(waiting);
+        let update = self.read(&records);
         shared.publisher.log(self.id, records);
+        if let Some(update) = update {
+            self.apply(&shared, update);
+        }
     }
 
     fn kept_through(&self) -> Option<u64> {
@@ -341,6 +439,10 @@ impl Observer for AgentObserver {
         let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
         if info.status == status {
             return;
+        }
+        if terminal {
+            // The activity's last word comes before the exit: whoever sees the exit finds it.
+            self.end_activity(&shared, &mut info, &status);
         }
         info.status = status;
         // Order matters: whoever hears of the event and asks must find the new state (lookups

@@ -223,5 +223,8 @@ fn draft(kind: EventKind, agent: &AgentInfo, dropped: Option<SeqRange>) -> Event
         exit_code: agent.status.exit_code(),
         signal: agent.status.signal(),
         dropped,
+        activity: (kind == EventKind::Activity)
+            .then(|| agent.activity.clone())
+            .flatten(),
     }
 }

@@ -7,9 +7,9 @@
 use drover_supervisor::backend::{ArgTemplate, BackendTemplate};
 
 /// What a template may name.
-const KNOWN: [&str; 4] = ["task", "model", "system_prompt", "argv"];
+const KNOWN: [&str; 5] = ["task", "model", "system_prompt", "session", "argv"];
 
-/// `Err` naming the first unknown placeholder of backend `name`.
+/// `Err` naming the first unknown placeholder of backend `name`, or its unknown parser.
 pub(crate) fn check(name: &str, template: &BackendTemplate) -> Result<(), String> {
     let words = template.argv.iter().flat_map(|arg| match arg {
         ArgTemplate::Word(word) => std::slice::from_ref(word).iter(),
@@ -19,9 +19,14 @@ pub(crate) fn check(name: &str, template: &BackendTemplate) -> Result<(), String
         if let Some(unknown) = placeholders(word).find(|p| !KNOWN.contains(p)) {
             return Err(format!(
                 "backend {name:?}: unknown placeholder {{{unknown}}} in {word:?} (known: {{task}}, \
-                 {{model}}, {{system_prompt}}, {{argv}})"
+                 {{model}}, {{system_prompt}}, {{session}}, {{argv}})"
             ));
         }
+    }
+    if let Some(parser) = &template.parser {
+        parser
+            .parse::<drover_agent::ParserKind>()
+            .map_err(|e| format!("backend {name:?}: {e}"))?;
     }
     Ok(())
 }
@@ -50,6 +55,7 @@ mod tests {
                 .collect(),
             stdin: None,
             stop_signal: None,
+            parser: None,
         }
     }
 
@@ -66,6 +72,7 @@ mod tests {
             ],
             stdin: None,
             stop_signal: None,
+            parser: None,
         };
         assert!(check("t", &optional).unwrap_err().contains("{system}"));
     }

@@ -54,14 +54,15 @@ pub(crate) async fn reattach(shared: &Arc<Shared>) -> Result<(), DaemonError> {
     let mut attaching = Vec::with_capacity(agents.len());
     for agent in agents {
         let resume = shared.store.log_bounds(agent.id)?.next_seq.0;
-        let (observer, live) = AgentObserver::new(shared, agent.clone());
+        shared.store.open_log(agent.id);
+        let tracker = crate::handler::spawn::tracker_for(shared, &agent);
+        let (observer, live) = AgentObserver::new(shared, agent.clone(), tracker);
         let live = Arc::new(live);
         shared
             .live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(agent.id, Arc::clone(&live));
-        shared.store.open_log(agent.id);
         let last_known = supervisor_status(&agent.status);
         let root = shared.holders.root().to_path_buf();
         attaching.push(async move {

@@ -21,6 +21,7 @@ fn agent(status: AgentStatus, created_at: i64) -> AgentInfo {
             argv: vec!["true".into()],
             ..AgentSpec::default()
         },
+        activity: None,
     }
 }
 
@@ -34,6 +35,7 @@ fn event(seq: u64, info: &AgentInfo, kind: EventKind, status: AgentStatus) -> Ev
         exit_code: None,
         signal: None,
         dropped: None,
+        activity: None,
     }
 }
 

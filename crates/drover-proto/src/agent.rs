@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AgentId, AgentSpec};
+use crate::{Activity, AgentId, AgentSpec};
 
 /// The name of an agent's state, as it appears on the wire and in filters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -213,7 +213,8 @@ impl AgentStatus {
 /// One agent, as every reply and the registry carry it. On the wire it is one flat map:
 /// `id`, `name`, `backend`, `state`, `pid`, `created_at`, `started_at`, `ended_at`, `exit_code`,
 /// `signal`, `error`, `labels`, `spec` (`spec` is left out when it is the default: a `list`
-/// that did not ask for specs).
+/// that did not ask for specs), `activity` (agents whose backend has a parser) and `parent`
+/// (agents started by `continue`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "AgentInfoWire", try_from = "AgentInfoWire")]
 pub struct AgentInfo {
@@ -231,6 +232,9 @@ pub struct AgentInfo {
     pub labels: BTreeMap<String, String>,
     /// The spec it was spawned from.
     pub spec: AgentSpec,
+    /// What the agent is doing, read from its output by its backend's parser; `None` for
+    /// backends without one.
+    pub activity: Option<Activity>,
 }
 
 impl AgentInfo {
@@ -269,6 +273,11 @@ struct AgentInfoWire {
     /// never the default one (that renders no command), so nothing is lost by omitting it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     spec: Option<AgentSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    activity: Option<Activity>,
+    /// A copy of `spec.parent`, kept when the spec is left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<AgentId>,
 }
 
 impl From<AgentInfo> for AgentInfoWire {
@@ -286,7 +295,9 @@ impl From<AgentInfo> for AgentInfoWire {
             signal: info.status.signal(),
             error: info.status.error().map(str::to_owned),
             labels: info.labels,
+            parent: info.spec.parent,
             spec: (info.spec != AgentSpec::default()).then_some(info.spec),
+            activity: info.activity,
         }
     }
 }
@@ -336,6 +347,7 @@ impl TryFrom<AgentInfoWire> for AgentInfo {
             created_at: wire.created_at,
             labels: wire.labels,
             spec: wire.spec.unwrap_or_default(),
+            activity: wire.activity,
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AgentId, AgentState, DaemonId, EventSeq, Seq};
+use crate::{Activity, AgentId, AgentState, DaemonId, EventSeq, Seq};
 
 /// What happened to an agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -21,6 +21,9 @@ pub enum EventKind {
     /// Records the daemon could not store (a full disk when the agent ended) are lost for
     /// good; `dropped` names the range. Reads and follows of the log report the same range.
     LogDropped,
+    /// What the agent is doing changed: its phase, its attention or its final result
+    /// (`activity` carries the whole activity; not sent per token).
+    Activity,
 }
 
 impl EventKind {
@@ -33,6 +36,7 @@ impl EventKind {
             EventKind::Lost => "lost",
             EventKind::Removed => "removed",
             EventKind::LogDropped => "log_dropped",
+            EventKind::Activity => "activity",
         }
     }
 }
@@ -60,6 +64,9 @@ pub struct Event {
     /// On `log_dropped`: the records lost (absent from every other kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<SeqRange>,
+    /// On `activity`: the agent's activity after the change (absent from every other kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<Activity>,
 }
 
 /// An inclusive range of record seqs: `from..=to`.

@@ -9,6 +9,7 @@
 //! client all depend on it; it depends on no other Drover crate. `docs/PROTOCOL.md` is the prose
 //! form of this crate and the two are kept in step.
 
+pub mod activity;
 mod agent;
 mod codec;
 mod error;
@@ -23,6 +24,7 @@ mod spec;
 pub mod time;
 pub mod topic;
 
+pub use activity::{Activity, Attention, AttentionReason, Phase, Tokens, ToolCall, Usd};
 pub use agent::{AgentInfo, AgentState, AgentStatus};
 pub use codec::{
     decode, decode_reply, decode_request, encode, encode_reply, encode_request, request_from_value,

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::AgentId;
+
 /// Where the agent's stdin comes from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,6 +52,14 @@ pub struct AgentSpec {
     /// backend's, else SIGTERM, when absent. Left out of the encoding when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// The agent session to resume (`claude --resume <id>`), for backends that can; a spawn
+    /// naming one on a backend that cannot is refused. Left out of the encoding when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+    /// The agent this one continues (`drover continue`); it must exist. Left out of the
+    /// encoding when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<AgentId>,
 }
 
 impl AgentSpec {

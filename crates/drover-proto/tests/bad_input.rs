@@ -370,6 +370,7 @@ fn nested_message(arrays: usize) -> Vec<u8> {
         exit_code: None,
         signal: None,
         dropped: None,
+        activity: None,
     };
     let mut entries = match rmpv::decode::read_value(&mut &encode(&event).expect("encode")[..]) {
         Ok(rmpv::Value::Map(entries)) => entries,

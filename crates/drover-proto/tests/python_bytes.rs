@@ -264,6 +264,7 @@ fn published_record_batch_event_and_heartbeat() {
             exit_code: Some(3),
             signal: None,
             dropped: None,
+            activity: None,
         }
     );
 

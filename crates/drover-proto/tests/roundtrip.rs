@@ -68,6 +68,7 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
         EventKind::Lost,
         EventKind::Removed,
         EventKind::LogDropped,
+        EventKind::Activity,
     ])
 }
 
@@ -133,6 +134,8 @@ fn spec() -> impl Strategy<Value = AgentSpec> {
                 timeout_ms,
                 log_budget,
                 stop_signal,
+                parent: None,
+                resume: None,
             },
         )
 }
@@ -178,9 +181,10 @@ fn info() -> impl Strategy<Value = AgentInfo> {
         any::<i64>(),
         string_map(),
         spec(),
+        of(activity()),
     )
         .prop_map(
-            |(id, name, backend, status, created_at, labels, spec)| AgentInfo {
+            |(id, name, backend, status, created_at, labels, spec, activity)| AgentInfo {
                 id,
                 name,
                 backend,
@@ -188,8 +192,50 @@ fn info() -> impl Strategy<Value = AgentInfo> {
                 created_at,
                 labels,
                 spec,
+                activity,
             },
         )
+}
+
+fn activity() -> impl Strategy<Value = drover_proto::Activity> {
+    (
+        of(text()),
+        0..6usize,
+        any::<u32>(),
+        any::<[u64; 4]>(),
+        of(any::<u64>()),
+        of(text()),
+        any::<bool>(),
+    )
+        .prop_map(|(session_id, phase, turns, t, cost, result, is_error)| {
+            drover_proto::Activity {
+                parser: "claude-stream-json".to_owned(),
+                session_id,
+                model: Some("m".to_owned()),
+                phase: drover_proto::Phase::ALL[phase],
+                turns,
+                tokens: drover_proto::Tokens {
+                    input: t[0],
+                    output: t[1],
+                    cache_read: t[2],
+                    cache_write: t[3],
+                },
+                // Whole nanodollars below 2^53 survive the trip through a double exactly.
+                cost_usd: cost.map(|c| drover_proto::Usd(c % (1 << 40))),
+                current_tool: Some(drover_proto::ToolCall {
+                    name: "Bash".to_owned(),
+                    summary: "ls".to_owned(),
+                }),
+                last_text: None,
+                result,
+                is_error,
+                attention: vec![drover_proto::Attention {
+                    reason: drover_proto::AttentionReason::MaxTurns,
+                    detail: "3".to_owned(),
+                }],
+                ignored_lines: u64::from(turns),
+            }
+        })
 }
 
 fn record() -> impl Strategy<Value = Record> {
@@ -236,6 +282,7 @@ fn event() -> impl Strategy<Value = Event> {
                     from: Seq(1),
                     to: Seq(event_seq.max(1)),
                 }),
+                activity: (kind == EventKind::Activity).then(drover_proto::Activity::default),
             },
         )
 }

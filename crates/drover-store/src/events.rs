@@ -7,20 +7,26 @@ use rusqlite::{params, Connection, Row};
 use crate::registry::Registry;
 use crate::StoreError;
 
-const KINDS: [EventKind; 6] = [
+const KINDS: [EventKind; 7] = [
     EventKind::Spawned,
     EventKind::State,
     EventKind::Exit,
     EventKind::Lost,
     EventKind::Removed,
     EventKind::LogDropped,
+    EventKind::Activity,
 ];
 
 /// Insert one numbered event inside a transaction.
 pub(crate) fn insert_event(conn: &Connection, event: &Event) -> Result<(), StoreError> {
+    let activity = event
+        .activity
+        .as_ref()
+        .map(|a| crate::row::json(a, "activity"))
+        .transpose()?;
     conn.execute(
         "INSERT INTO events (event_seq, ts, agent, kind, state, exit_code, signal, \
-         dropped_from, dropped_to) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         dropped_from, dropped_to, activity) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             event.event_seq.0 as i64,
             event.ts,
@@ -31,6 +37,7 @@ pub(crate) fn insert_event(conn: &Connection, event: &Event) -> Result<(), Store
             event.signal,
             event.dropped.map(|r| r.from.0 as i64),
             event.dropped.map(|r| r.to.0 as i64),
+            activity,
         ],
     )
     .map_err(|e| StoreError::sqlite(format!("appending event {}", event.event_seq), e))?;
@@ -72,7 +79,7 @@ impl Registry {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT event_seq, ts, agent, kind, state, exit_code, signal, dropped_from, \
-                 dropped_to FROM events \
+                 dropped_to, activity FROM events \
                  WHERE event_seq > ?1 ORDER BY event_seq LIMIT ?2",
             )
             .map_err(|e| StoreError::sqlite(ctx, e))?;
@@ -140,6 +147,7 @@ type RawEvent = (
     Option<i32>,
     Option<i64>,
     Option<i64>,
+    Option<String>,
 );
 
 fn raw_event(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
@@ -153,6 +161,7 @@ fn raw_event(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
         r.get(6)?,
         r.get(7)?,
         r.get(8)?,
+        r.get(9)?,
     ))
 }
 
@@ -162,7 +171,7 @@ trait IntoEvent {
 
 impl IntoEvent for RawEvent {
     fn into_event(self) -> Result<Event, StoreError> {
-        let (seq, ts, agent, kind, state, exit_code, signal, from, to) = self;
+        let (seq, ts, agent, kind, state, exit_code, signal, from, to, activity) = self;
         let bad =
             |what: String| StoreError::corrupt("registry.sqlite3", format!("event {seq}: {what}"));
         Ok(Event {
@@ -184,6 +193,11 @@ impl IntoEvent for RawEvent {
                 }),
                 _ => None,
             },
+            activity: activity
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| bad(format!("activity: {e}")))?,
         })
     }
 }

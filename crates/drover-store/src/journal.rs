@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use drover_proto::{AgentId, AgentInfo, AgentStatus, Event, EventSeq, SeqRange};
+use drover_proto::{Activity, AgentId, AgentInfo, AgentStatus, Event, EventSeq, SeqRange};
 
 use crate::StoreError;
 
@@ -32,13 +32,18 @@ pub enum Change {
     /// Records `range` of the agent's log are lost for good: remembered so reads and follows
     /// report the range instead of ending silently short.
     LogDropped(AgentId, SeqRange),
+    /// Set what an AI agent is doing (its parser's reading of its output).
+    Activity(AgentId, Box<Activity>),
 }
 
 impl Change {
     /// Whether this change may wait in memory when the registry refuses it. A new agent or a
     /// removal is refused instead (the caller answers its client with the error).
     pub(crate) fn may_queue(&self) -> bool {
-        matches!(self, Change::Status(..) | Change::LogDropped(..))
+        matches!(
+            self,
+            Change::Status(..) | Change::LogDropped(..) | Change::Activity(..)
+        )
     }
 }
 

@@ -16,7 +16,7 @@ use crate::row::{json, parse_id, parse_state, raw_row, RawAgent};
 use crate::{schema, ListFilter, StoreError};
 
 const COLS: &str = "id, name, backend, state, pid, started_at, ended_at, exit_code, signal, \
-                    error, created_at, labels, spec";
+                    error, created_at, labels, spec, activity";
 
 /// The registry database.
 #[derive(Debug)]
@@ -81,6 +81,16 @@ impl Registry {
                 Change::Status(id, status) => {
                     update_in(&tx, *id, status)?;
                 }
+                Change::Activity(id, activity) => {
+                    let activity = json(activity.as_ref(), "activity")?;
+                    tx.execute(
+                        "UPDATE agents SET activity = ?2 WHERE id = ?1",
+                        params![id.to_hyphenated(), activity],
+                    )
+                    .map_err(|e| {
+                        StoreError::sqlite(format!("updating activity of agent {id}"), e)
+                    })?;
+                }
                 Change::Remove(id) => {
                     let removed = tx
                         .execute("DELETE FROM agents WHERE id = ?1", [id.to_hyphenated()])
@@ -142,6 +152,11 @@ fn insert_in(tx: &Connection, info: &AgentInfo) -> Result<(), StoreError> {
     let ctx = || format!("inserting agent {}", info.id);
     let labels = json(&info.labels, "labels")?;
     let spec = json(&info.spec, "spec")?;
+    let activity = info
+        .activity
+        .as_ref()
+        .map(|a| json(a, "activity"))
+        .transpose()?;
     let s = &info.status;
     if let Some(name) = &info.name {
         if !info.state().is_terminal() && live_name_taken(tx, name)? {
@@ -149,11 +164,11 @@ fn insert_in(tx: &Connection, info: &AgentInfo) -> Result<(), StoreError> {
         }
     }
     tx.execute(
-        &format!("INSERT INTO agents ({COLS}, log_budget) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+        &format!("INSERT INTO agents ({COLS}, log_budget) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
         params![
             info.id.to_hyphenated(), info.name, info.backend, info.state().as_str(), s.pid(),
             s.started_at(), s.ended_at(), s.exit_code(), s.signal(), s.error(),
-            info.created_at, labels, spec, info.spec.log_budget.map(|b| b as i64),
+            info.created_at, labels, spec, activity, info.spec.log_budget.map(|b| b as i64),
         ],
     )
     .map_err(|e| StoreError::sqlite(ctx(), e))?;

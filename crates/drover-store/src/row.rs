@@ -35,6 +35,7 @@ pub struct RawAgent {
     created_at: i64,
     labels: String,
     spec: String,
+    activity: Option<String>,
 }
 
 pub fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawAgent> {
@@ -52,6 +53,7 @@ pub fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawAgent> {
         created_at: r.get(10)?,
         labels: r.get(11)?,
         spec: r.get(12)?,
+        activity: r.get(13)?,
     })
 }
 
@@ -106,6 +108,12 @@ impl RawAgent {
             created_at: self.created_at,
             labels: serde_json::from_str(&self.labels).map_err(|e| bad(&format!("labels: {e}")))?,
             spec: serde_json::from_str(&self.spec).map_err(|e| bad(&format!("spec: {e}")))?,
+            activity: self
+                .activity
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| bad(&format!("activity: {e}")))?,
         })
     }
 }

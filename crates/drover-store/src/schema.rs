@@ -58,6 +58,10 @@ const MIGRATIONS: &[&str] = &[
     // 3: agents by short handle (the id's last 8 hex digits, `AgentId::handle`), unique so that
     // a handle names one agent.
     "CREATE UNIQUE INDEX agents_handle ON agents (substr(id, 29));",
+    // 4: what an AI agent is doing (JSON `Activity`, set by its backend's parser), on the
+    // agent and on `activity` events.
+    "ALTER TABLE agents ADD COLUMN activity TEXT;
+    ALTER TABLE events ADD COLUMN activity TEXT;",
 ];
 
 /// The schema version this code writes.

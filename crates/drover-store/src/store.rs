@@ -254,19 +254,24 @@ impl Store {
         Ok(agents)
     }
 
-    /// The agent as it truly is: its row, with a state change still waiting for the registry.
+    /// The agent as it truly is: its row, with a state or activity change still waiting for the
+    /// registry.
     fn current(&self, mut info: AgentInfo) -> AgentInfo {
         let journal = self.journal();
-        let queued = journal
-            .queue
-            .iter()
-            .rev()
-            .find_map(|(change, _)| match change {
-                Change::Status(id, status) if *id == info.id => Some(status.clone()),
-                _ => None,
-            });
+        let queue = || journal.queue.iter().rev();
+        let queued = queue().find_map(|(change, _)| match change {
+            Change::Status(id, status) if *id == info.id => Some(status.clone()),
+            _ => None,
+        });
         if let Some(status) = queued {
             info.status = status;
+        }
+        let activity = queue().find_map(|(change, _)| match change {
+            Change::Activity(id, activity) if *id == info.id => Some(activity.as_ref().clone()),
+            _ => None,
+        });
+        if activity.is_some() {
+            info.activity = activity;
         }
         info
     }

@@ -17,6 +17,7 @@ fn event(kind: EventKind, info: &drover_proto::AgentInfo) -> Event {
         exit_code: info.status.exit_code(),
         signal: info.status.signal(),
         dropped: None,
+        activity: None,
     }
 }
 

@@ -203,6 +203,7 @@ fn events_are_kept_newest_first_and_resumable() {
                 exit_code: (seq == 25).then_some(0),
                 signal: None,
                 dropped: None,
+                activity: None,
             };
             store.append_event(&event).expect("append event");
         }

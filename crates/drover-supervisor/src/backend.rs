@@ -1,9 +1,10 @@
 //! Agent backends as data: argv templates rendered into a program and its arguments.
 //!
-//! A template is a list of words. A word is always emitted with `{task}`, `{model}` and
-//! `{system_prompt}` replaced by their values (a missing value is an error); an optional group
-//! (a nested list) is emitted only if every placeholder in it has a value; the word `{argv}`
-//! splices the caller's argv. Values are substituted once and never re-scanned, and no shell is
+//! A template is a list of words. A word is always emitted with `{task}`, `{model}`,
+//! `{system_prompt}` and `{session}` replaced by their values (a missing value is an error); an
+//! optional group (a nested list) is emitted only if every placeholder in it has a value; the
+//! word `{argv}` splices the caller's argv (for an agent backend: the extra arguments given
+//! after `--`), and a template without `{argv}` gets them appended at its end. Values are substituted once and never re-scanned, and no shell is
 //! ever involved, so a task is always exactly one argv element whatever it contains.
 
 use std::collections::BTreeMap;
@@ -22,6 +23,27 @@ pub struct BackendTemplate {
     /// its turn and exits on SIGINT.
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// The parser that reads the agent's stdout into its activity (`claude-stream-json`,
+    /// `codex-json`, `gemini-stream-json`, `opencode-json`); none for plain commands.
+    #[serde(default)]
+    pub parser: Option<String>,
+}
+
+impl BackendTemplate {
+    /// Whether the template can resume a session (it uses `{session}`).
+    pub fn resumes(&self) -> bool {
+        self.argv.iter().any(|arg| match arg {
+            ArgTemplate::Word(word) => word.contains(SESSION),
+            ArgTemplate::Optional(words) => words.iter().any(|w| w.contains(SESSION)),
+        })
+    }
+
+    fn splices_argv(&self) -> bool {
+        self.argv.iter().any(|arg| match arg {
+            ArgTemplate::Word(word) => word == ARGV,
+            ArgTemplate::Optional(words) => words.iter().any(|w| w == ARGV),
+        })
+    }
 }
 
 /// A word, or an optional group of words emitted only when all its placeholders have values.
@@ -38,7 +60,9 @@ pub struct RenderInput<'a> {
     pub task: Option<&'a str>,
     pub model: Option<&'a str>,
     pub system_prompt: Option<&'a str>,
-    /// Spliced where the template has the word `{argv}` (the `command` backend).
+    /// The agent session to resume.
+    pub session: Option<&'a str>,
+    /// Spliced where the template has the word `{argv}` (the `command` backend), else appended.
     pub argv: &'a [String],
 }
 
@@ -66,7 +90,8 @@ pub struct BackendTable {
 }
 
 const ARGV: &str = "{argv}";
-const PLACEHOLDERS: [&str; 3] = ["task", "model", "system_prompt"];
+const SESSION: &str = "{session}";
+const PLACEHOLDERS: [&str; 4] = ["task", "model", "system_prompt", "session"];
 
 fn w(s: &str) -> ArgTemplate {
     ArgTemplate::Word(s.to_owned())
@@ -77,18 +102,23 @@ fn opt(words: &[&str]) -> ArgTemplate {
 }
 
 impl BackendTable {
-    /// `claude`, `codex`, `gemini`, `opencode`, `aider` and `command`.
+    /// `claude`, `codex`, `gemini`, `opencode`, `aider` and `command` (their command lines are
+    /// documented in `docs/BACKENDS.md`).
     pub fn builtin() -> Self {
         let model = opt(&["--model", "{model}"]);
-        let t = |argv: Vec<ArgTemplate>, stdin| BackendTemplate {
+        let extra = opt(&[ARGV]);
+        let t = |argv: Vec<ArgTemplate>, parser: Option<&str>| BackendTemplate {
             argv,
-            stdin,
+            stdin: None,
             stop_signal: None,
+            parser: parser.map(str::to_owned),
         };
         let backends = BTreeMap::from([
             (
                 "claude".to_owned(),
                 BackendTemplate {
+                    // claude waits on an open stdin; it finishes its turn and exits on SIGINT.
+                    stdin: Some(StdinMode::Null),
                     stop_signal: Some("INT".to_owned()),
                     ..t(
                         vec![
@@ -100,8 +130,10 @@ impl BackendTable {
                             w("--verbose"),
                             model.clone(),
                             opt(&["--append-system-prompt", "{system_prompt}"]),
+                            opt(&["--resume", SESSION]),
+                            extra.clone(),
                         ],
-                        Some(StdinMode::Null),
+                        Some("claude-stream-json"),
                     )
                 },
             ),
@@ -111,16 +143,29 @@ impl BackendTable {
                     vec![
                         w("codex"),
                         w("exec"),
+                        opt(&["resume", SESSION]),
                         w("--json"),
                         model.clone(),
+                        extra.clone(),
                         w("{task}"),
                     ],
-                    None,
+                    Some("codex-json"),
                 ),
             ),
             (
                 "gemini".to_owned(),
-                t(vec![w("gemini"), w("-p"), w("{task}"), model.clone()], None),
+                t(
+                    vec![
+                        w("gemini"),
+                        w("-p"),
+                        w("{task}"),
+                        w("--output-format"),
+                        w("stream-json"),
+                        model.clone(),
+                        extra.clone(),
+                    ],
+                    Some("gemini-stream-json"),
+                ),
             ),
             (
                 "opencode".to_owned(),
@@ -130,16 +175,25 @@ impl BackendTable {
                         w("run"),
                         w("--format"),
                         w("json"),
+                        opt(&["--session", SESSION]),
                         model.clone(),
+                        extra.clone(),
                         w("{task}"),
                     ],
-                    None,
+                    Some("opencode-json"),
                 ),
             ),
             (
                 "aider".to_owned(),
                 t(
-                    vec![w("aider"), w("--yes"), w("--message"), w("{task}"), model],
+                    vec![
+                        w("aider"),
+                        w("--yes"),
+                        w("--message"),
+                        w("{task}"),
+                        model,
+                        extra,
+                    ],
                     None,
                 ),
             ),
@@ -224,6 +278,9 @@ impl BackendTable {
                 }
             }
         }
+        if !template.splices_argv() {
+            out.extend(input.argv.iter().cloned());
+        }
         if out.first().is_none_or(String::is_empty) {
             return Err(BackendError::Empty {
                 backend: backend.to_owned(),
@@ -251,6 +308,7 @@ fn substitute(word: &str, input: &RenderInput) -> Result<String, &'static str> {
                 let value = match *name {
                     "task" => input.task,
                     "model" => input.model,
+                    "session" => input.session,
                     _ => input.system_prompt,
                 };
                 out.push_str(value.ok_or(*name)?);

@@ -76,7 +76,15 @@ async fn builtins_and_custom_backends_render_exact_argv() {
             task: Some(TASK),
             model: Some("opus 4"),
             system_prompt: Some("be brief; $(id)"),
+            session: None,
             argv: &[],
+        };
+        let extra = ["--max-turns".to_owned(), "3".to_owned()];
+        let resumed = RenderInput {
+            task: Some(TASK),
+            session: Some("s-1"),
+            argv: &extra,
+            ..Default::default()
         };
 
         let cases: Vec<(&str, &RenderInput, Vec<String>)> = vec![
@@ -85,7 +93,13 @@ async fn builtins_and_custom_backends_render_exact_argv() {
                 "--model", "opus 4", "--append-system-prompt", "be brief; $(id)"])),
             ("codex", &task_only, v(&["codex", "exec", "--json", TASK])),
             ("codex", &all, v(&["codex", "exec", "--json", "--model", "opus 4", TASK])),
-            ("gemini", &all, v(&["gemini", "-p", TASK, "--model", "opus 4"])),
+            ("gemini", &all, v(&["gemini", "-p", TASK, "--output-format", "stream-json", "--model", "opus 4"])),
+            ("claude", &resumed, v(&["claude", "-p", TASK, "--output-format", "stream-json", "--verbose",
+                "--resume", "s-1", "--max-turns", "3"])),
+            ("codex", &resumed, v(&["codex", "exec", "resume", "s-1", "--json", "--max-turns", "3", TASK])),
+            ("opencode", &resumed, v(&["opencode", "run", "--format", "json", "--session", "s-1",
+                "--max-turns", "3", TASK])),
+            ("mytool", &resumed, v(&["mytool", "--prompt", TASK, "--max-turns", "3"])),
             ("opencode", &task_only, v(&["opencode", "run", "--format", "json", TASK])),
             ("aider", &all, v(&["aider", "--yes", "--message", TASK, "--model", "opus 4"])),
             ("mytool", &task_only, v(&["mytool", "--prompt", TASK])),

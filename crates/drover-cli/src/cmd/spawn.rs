@@ -128,6 +128,8 @@ impl SpecArgs {
                 .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             log_budget: self.log_budget,
             stop_signal: self.stop_signal,
+            parent: None,
+            resume: None,
         })
     }
 }

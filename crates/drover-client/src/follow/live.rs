@@ -131,6 +131,8 @@ impl Follower<'_> {
                     self.report_dropped(event.agent, range);
                 }
             }
+            // What an agent does is not what a log follow tracks.
+            EventKind::Activity => {}
             EventKind::State => {
                 if let Some(track) = self.tracks.get_mut(&event.agent) {
                     track.info.status = match self.client.get(&event.agent.to_string()).await {

@@ -13,7 +13,7 @@ mod read_logs;
 mod remove;
 mod resume;
 mod signal;
-mod spawn;
+pub(crate) mod spawn;
 mod stats;
 mod stop;
 mod stream_info;

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use drover_agent::{ParserKind, Tracker};
 use drover_proto::limits::{MAX_NAME_LEN, MAX_SPEC_BYTES};
 use drover_proto::op::{AgentResult, SpawnArgs};
 use drover_proto::{
@@ -22,6 +23,8 @@ use crate::error::store_error;
 
 /// Smallest per-agent log budget: a few records.
 const MIN_LOG_BUDGET: u64 = 64 * 1024;
+/// Longest session id a spec may resume.
+const MAX_SESSION_LEN: usize = 256;
 /// Largest per-agent log budget the registry can record.
 const MAX_LOG_BUDGET: u64 = i64::MAX as u64;
 
@@ -32,7 +35,9 @@ fn bad(message: impl Into<String>) -> ErrorBody {
 pub(crate) async fn handle(shared: &Arc<Shared>, args: SpawnArgs) -> OpResult {
     let spec = args.spec;
     validate(&spec)?;
+    check_parent(shared, &spec)?;
     let command = render(shared, &spec)?;
+    let tracker = tracker(shared, &spec, &command);
     let stop_signal = stop_signal(shared, &spec)?;
     let supervisor_config = SupervisorConfig {
         max_record: shared.config.max_record,
@@ -45,7 +50,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: SpawnArgs) -> OpResult {
         ..SupervisorConfig::default()
     };
     let context = spec.context.clone();
-    let (id, observer, live) = register(shared, spec)?;
+    let (id, observer, live) = register(shared, spec, tracker)?;
     let mut command = command;
     command.env.push(("DROVER_AGENT_ID".into(), id.to_string()));
     if let Some(context) = context {
@@ -90,6 +95,7 @@ fn spec_bytes(spec: &AgentSpec) -> usize {
         &spec.context,
         &spec.cwd,
         &spec.stop_signal,
+        &spec.resume,
     ];
     let maps = spec.env.iter().chain(spec.labels.iter());
     options
@@ -140,6 +146,13 @@ fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
             return Err(bad(format!("cwd {cwd:?} must be an absolute path")));
         }
     }
+    if let Some(session) = &spec.resume {
+        if session.is_empty() || session.len() > MAX_SESSION_LEN || session.contains('\0') {
+            return Err(bad(format!(
+                "resume must be a session id of 1 to {MAX_SESSION_LEN} bytes"
+            )));
+        }
+    }
     if spec.timeout_ms == Some(0) {
         return Err(bad("timeout_ms must be positive"));
     }
@@ -157,6 +170,7 @@ fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
             ("task", &spec.task),
             ("model", &spec.model),
             ("system_prompt", &spec.system_prompt),
+            ("resume", &spec.resume),
         ] {
             if value.as_deref().is_some_and(|v| v.starts_with('-')) {
                 return Err(bad(format!(
@@ -166,6 +180,74 @@ fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
         }
     }
     Ok(())
+}
+
+/// The agent `spec.parent` names must exist (any state): `continue` links to it.
+fn check_parent(shared: &Shared, spec: &AgentSpec) -> Result<(), ErrorBody> {
+    let Some(parent) = spec.parent else {
+        return Ok(());
+    };
+    match shared.store.agent(parent).map_err(store_error)? {
+        Some(_) => Ok(()),
+        None => Err(ErrorBody::new(
+            ErrorCode::NotFound,
+            format!("parent agent {parent} not found"),
+        )),
+    }
+}
+
+/// A tracker for the backend's parser (checked when the configuration was loaded), reading the
+/// agent's stdout into its activity.
+fn tracker(shared: &Shared, spec: &AgentSpec, command: &Command) -> Option<Tracker> {
+    let kind = shared
+        .backends
+        .get(spec.backend_name())?
+        .parser
+        .as_deref()?
+        .parse::<ParserKind>()
+        .ok()?;
+    let interactive = command.stdin == drover_supervisor::StdinMode::Pipe;
+    Some(Tracker::new(kind, interactive))
+}
+
+/// For an agent the daemon re-attaches to after a restart: a tracker that has read what its
+/// log keeps (so session, turns and tokens survive the restart), or `None` without a parser.
+/// The records the holder spooled meanwhile follow through the observer.
+pub(crate) fn tracker_for(shared: &Shared, agent: &AgentInfo) -> Option<Tracker> {
+    let kind = shared
+        .backends
+        .get(agent.spec.backend_name())?
+        .parser
+        .as_deref()?
+        .parse::<ParserKind>()
+        .ok()?;
+    let template_stdin = shared
+        .backends
+        .get(agent.spec.backend_name())
+        .and_then(|t| t.stdin);
+    let interactive = template_stdin.map_or(agent.spec.stdin == StdinMode::Pipe, |mode| {
+        mode == drover_supervisor::StdinMode::Pipe
+    });
+    let mut tracker = Tracker::new(kind, interactive);
+    let mut update = drover_agent::Update::default();
+    let mut query = drover_store::LogQuery {
+        stream: Some(drover_proto::StreamKind::Stdout),
+        limit: drover_proto::limits::MAX_READ_LIMIT,
+        ..drover_store::LogQuery::default()
+    };
+    // Bounded by the agent's log budget; stops at the first read error (the activity is then
+    // what was read, and the next records go on from there).
+    while let Ok(read) = shared.store.read(agent.id, &query) {
+        if read.records.is_empty() {
+            break;
+        }
+        for record in &read.records {
+            tracker.feed(&record.data, record.partial, &mut update);
+        }
+        update.events.clear();
+        query.since_seq = Some(read.next_seq);
+    }
+    Some(tracker)
 }
 
 /// The spec's stop signal, else its backend's, else SIGTERM.
@@ -201,10 +283,32 @@ fn render(shared: &Shared, spec: &AgentSpec) -> Result<Command, ErrorBody> {
             ));
         }
     }
+    let template = shared
+        .backends
+        .get(backend)
+        .ok_or_else(|| bad(format!("unknown backend {backend:?}")))?;
+    if spec.resume.is_some() && !template.resumes() {
+        return Err(bad(format!(
+            "backend {backend:?} has no way to resume a session (its command line has no \
+             {{session}})"
+        )));
+    }
+    // Extra arguments reach an agent CLI's own flags (`--mcp-config` can start any program):
+    // a daemon that restricts which backends clients use refuses them.
+    if backend != "command" && !spec.argv.is_empty() && shared.config.allowed_backends.is_some() {
+        return Err(ErrorBody::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "this daemon restricts backends, so extra arguments to backend {backend:?} are \
+                 not allowed"
+            ),
+        ));
+    }
     let input = RenderInput {
         task: spec.task.as_deref(),
         model: spec.model.as_deref(),
         system_prompt: spec.system_prompt.as_deref(),
+        session: spec.resume.as_deref(),
         argv: &spec.argv,
     };
     let (argv, backend_stdin) = shared
@@ -246,6 +350,7 @@ fn render(shared: &Shared, spec: &AgentSpec) -> Result<Command, ErrorBody> {
 fn register(
     shared: &Arc<Shared>,
     spec: AgentSpec,
+    tracker: Option<Tracker>,
 ) -> Result<(AgentId, Arc<AgentObserver>, Arc<LiveAgent>), ErrorBody> {
     let _gate = shared.spawn_gate.lock().unwrap_or_else(|p| p.into_inner());
     if shared
@@ -275,9 +380,10 @@ fn register(
         created_at: drover_proto::now_ns(),
         labels: spec.labels.clone(),
         spec,
+        activity: tracker.as_ref().map(|t| t.activity().clone()),
     };
     let id = info.id;
-    let (observer, live) = AgentObserver::new(shared, info.clone());
+    let (observer, live) = AgentObserver::new(shared, info.clone(), tracker);
     let live = Arc::new(live);
     // Live slot first, registry row second: once the agent can be found, it is live (a `wait`
     // or `stop` never sees a registered agent without its slot).

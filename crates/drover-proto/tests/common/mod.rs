@@ -71,6 +71,8 @@ pub fn spec_full() -> AgentSpec {
         log_budget: Some(64 * 1024 * 1024),
         // Left out of the encoding when absent, and absent here: the v1 golden files predate it.
         stop_signal: None,
+        parent: None,
+        resume: None,
     }
 }
 
@@ -134,6 +136,7 @@ pub fn info(state: AgentState) -> AgentInfo {
         created_at: T0,
         labels: spec.labels.clone(),
         spec,
+        activity: None,
     }
 }
 
@@ -147,6 +150,7 @@ pub fn other_info(state: AgentState) -> AgentInfo {
         created_at: T0 + SECOND / 2,
         labels: BTreeMap::new(),
         spec: spec_minimal(),
+        activity: None,
     }
 }
 
@@ -188,6 +192,7 @@ pub fn event(kind: EventKind) -> Event {
         EventKind::Lost => (AgentState::Lost, None, None),
         EventKind::Removed => (AgentState::Exited, None, None),
         EventKind::LogDropped => (AgentState::Exited, None, None),
+        EventKind::Activity => (AgentState::Running, None, None),
     };
     let dropped = (kind == EventKind::LogDropped).then_some(SeqRange {
         from: Seq(41),
@@ -202,6 +207,7 @@ pub fn event(kind: EventKind) -> Event {
         exit_code,
         signal,
         dropped,
+        activity: None,
     }
 }
 

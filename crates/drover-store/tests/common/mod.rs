@@ -64,5 +64,6 @@ pub fn agent_info(name: Option<&str>, created_at: i64, status: AgentStatus) -> A
         created_at,
         labels: Default::default(),
         spec,
+        activity: None,
     }
 }

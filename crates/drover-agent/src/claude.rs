@@ -1,0 +1,335 @@
+//! `claude -p --output-format stream-json --verbose` (Claude Code).
+//!
+//! Source: Claude Code's headless-mode documentation
+//! (<https://docs.claude.com/en/docs/claude-code/headless>, "Streaming JSON output") and the
+//! Agent SDK's message types (`SDKMessage`: `system`/`init`, `assistant`, `user`, `result`,
+//! `stream_event`), checked against transcripts recorded from `@anthropic-ai/claude-code`
+//! 2.1.197 (`tests/fixtures/real/`). One JSON object per line:
+//! - `{"type":"system","subtype":"init","session_id","model","tools",...}` first;
+//! - `{"type":"assistant","message":{"id","model","content":[text | tool_use | thinking],
+//!   "usage"},"session_id"}`: with `--verbose` each content block of one API message comes as
+//!   its own line, repeating the message `id` and its `usage`;
+//! - `{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id","is_error",
+//!   "content"}]}}`: a tool's result;
+//! - `{"type":"result","subtype":"success"|"error_max_turns"|"error_during_execution",
+//!   "is_error","num_turns","result","session_id","total_cost_usd","usage",
+//!   "permission_denials":[{"tool_name","tool_input"}]}` last.
+//!
+//! `turns` counts distinct assistant message ids until the result's `num_turns` replaces it;
+//! tokens sum each message's usage once, until the result's session totals replace them.
+
+use std::collections::HashSet;
+
+use drover_proto::{AttentionReason, Tokens, Usd};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::reading::Reading;
+use crate::summarize_input;
+
+/// Tool calls that ask the person running the agent a question.
+const QUESTION_TOOLS: [&str; 1] = ["AskUserQuestion"];
+
+/// Tool calls still waiting for their result: at most this many ids are remembered (a model
+/// calls a handful at once).
+const MAX_PENDING: usize = 64;
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// The API message being read and the usage counted for it so far.
+    message: Option<(String, Tokens)>,
+    /// Tokens of earlier messages.
+    before: Tokens,
+    /// Tool calls without a result yet.
+    pending: HashSet<String>,
+}
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(default, borrow)]
+    subtype: Option<&'a str>,
+    #[serde(default)]
+    session_id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default, borrow)]
+    message: Option<Message<'a>>,
+    // `result` lines.
+    #[serde(default)]
+    is_error: Option<bool>,
+    #[serde(default)]
+    num_turns: Option<u32>,
+    #[serde(default)]
+    result: Option<String>,
+    #[serde(default)]
+    total_cost_usd: Option<f64>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    permission_denials: Vec<Denial>,
+    #[serde(default)]
+    errors: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    /// A string (a prompt) or a list of blocks.
+    #[serde(default, borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    input: Option<Value>,
+    #[serde(default)]
+    tool_use_id: Option<String>,
+    #[serde(default)]
+    is_error: Option<bool>,
+    #[serde(default, borrow)]
+    content: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(default)]
+struct Usage {
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_read_input_tokens: u64,
+    cache_creation_input_tokens: u64,
+}
+
+impl Usage {
+    fn tokens(self) -> Tokens {
+        Tokens {
+            input: self.input_tokens,
+            output: self.output_tokens,
+            cache_read: self.cache_read_input_tokens,
+            cache_write: self.cache_creation_input_tokens,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Denial {
+    #[serde(default)]
+    tool_name: String,
+    #[serde(default)]
+    tool_input: Value,
+}
+
+/// Read one line; false if it is not a line of this format.
+pub(crate) fn line(state: &mut State, reading: &mut Reading<'_>, bytes: &[u8]) -> bool {
+    let Ok(line) = serde_json::from_slice::<Line<'_>>(bytes) else {
+        return false;
+    };
+    if let Some(id) = &line.session_id {
+        reading.session(id);
+    }
+    match line.kind {
+        "system" => {
+            if line.subtype == Some("init") {
+                if let Some(model) = &line.model {
+                    reading.model(model);
+                }
+                reading.working();
+            }
+            true
+        }
+        "assistant" => {
+            let Some(message) = line.message else {
+                return false;
+            };
+            assistant(state, reading, message);
+            true
+        }
+        "user" => {
+            if let Some(message) = line.message {
+                tool_results(state, reading, message);
+            }
+            true
+        }
+        "result" => {
+            result(state, reading, line);
+            true
+        }
+        // Partial-message events (`--include-partial-messages`): the whole message follows.
+        "stream_event" => true,
+        _ => false,
+    }
+}
+
+fn blocks<'a>(content: Option<&'a RawValue>) -> Vec<Block<'a>> {
+    content
+        .and_then(|raw| serde_json::from_str::<Vec<Block<'a>>>(raw.get()).ok())
+        .unwrap_or_default()
+}
+
+fn assistant(state: &mut State, reading: &mut Reading<'_>, message: Message<'_>) {
+    // Claude Code reports an API error as a message from the model `<synthetic>`.
+    if let Some(model) = message.model.as_deref().filter(|m| !m.starts_with('<')) {
+        reading.model(model);
+    }
+    let id = message.id.unwrap_or_default();
+    let usage = message.usage.map(Usage::tokens).unwrap_or_default();
+    match &mut state.message {
+        Some((current, counted)) if *current == id => *counted = usage,
+        _ => {
+            if let Some((_, counted)) = state.message.take() {
+                state.before.add(&counted);
+            }
+            state.message = Some((id, usage));
+            reading.activity.turns = reading.activity.turns.saturating_add(1);
+        }
+    }
+    let mut tokens = state.before;
+    if let Some((_, counted)) = &state.message {
+        tokens.add(counted);
+    }
+    reading.activity.tokens = tokens;
+    if reading.activity.phase != drover_proto::Phase::Tool {
+        reading.working();
+    }
+    for block in blocks(message.content) {
+        match block.kind {
+            "text" => {
+                if let Some(text) = &block.text {
+                    reading.text(text);
+                }
+            }
+            "tool_use" => {
+                let name = block.name.unwrap_or_default();
+                let summary = block
+                    .input
+                    .as_ref()
+                    .map(summarize_input)
+                    .unwrap_or_default();
+                if state.pending.len() < MAX_PENDING {
+                    state.pending.insert(block.id.unwrap_or_default());
+                }
+                if QUESTION_TOOLS.contains(&name.as_str()) {
+                    reading.question(&summary);
+                } else {
+                    reading.tool(&name, summary);
+                }
+                reading.mark();
+            }
+            _ => {}
+        }
+    }
+}
+
+fn tool_results(state: &mut State, reading: &mut Reading<'_>, message: Message<'_>) {
+    let mut any = false;
+    for block in blocks(message.content) {
+        if block.kind != "tool_result" {
+            continue;
+        }
+        any = true;
+        if let Some(id) = &block.tool_use_id {
+            state.pending.remove(id);
+        }
+        if block.is_error == Some(true) {
+            let text = block.content.map(result_text).unwrap_or_default();
+            if is_permission_refusal(&text) {
+                let tool = reading
+                    .activity
+                    .current_tool
+                    .as_ref()
+                    .map(|t| format!("{}: {}", t.name, t.summary))
+                    .unwrap_or(text);
+                reading.attention(AttentionReason::PermissionDenied, &tool);
+            }
+        }
+    }
+    if any && state.pending.is_empty() {
+        reading.tool_done();
+    }
+}
+
+/// A tool result's text: a string, or the text blocks of a list.
+fn result_text(raw: &RawValue) -> String {
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::String(s)) => s,
+        Ok(Value::Array(items)) => items
+            .iter()
+            .filter_map(|item| item.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// Claude Code answers a tool it may not use with "Claude requested permissions to use Bash,
+/// but you haven't granted it yet." (and, in other versions, "...permission to use...").
+fn is_permission_refusal(text: &str) -> bool {
+    text.contains("requested permissions") || text.contains("permission to use")
+}
+
+fn result(state: &mut State, reading: &mut Reading<'_>, line: Line<'_>) {
+    state.pending.clear();
+    if let Some(turns) = line.num_turns {
+        reading.activity.turns = turns;
+    }
+    if let Some(usage) = line.usage {
+        reading.activity.tokens = usage.tokens();
+    }
+    if let Some(cost) = line.total_cost_usd {
+        reading.activity.cost_usd = Some(Usd::from_dollars(cost));
+    }
+    for denial in &line.permission_denials {
+        let detail = format!(
+            "{}: {}",
+            denial.tool_name,
+            summarize_input(&denial.tool_input)
+        );
+        reading.attention(AttentionReason::PermissionDenied, &detail);
+    }
+    let subtype = line.subtype.unwrap_or("success");
+    let is_error = line.is_error.unwrap_or(false) || subtype != "success";
+    if subtype == "error_max_turns" {
+        let detail = match line.num_turns {
+            Some(n) => format!("stopped after {n} turns"),
+            None => "stopped at its turn limit".to_owned(),
+        };
+        reading.attention(AttentionReason::MaxTurns, &detail);
+        reading.finished(false, line.result.as_deref().or(Some(&detail)));
+    } else if is_error {
+        let detail = line
+            .result
+            .clone()
+            .or_else(|| line.errors.first().map(error_text))
+            .unwrap_or_else(|| subtype.to_owned());
+        reading.attention(AttentionReason::Error, &detail);
+        reading.finished(false, Some(&detail));
+    } else {
+        reading.finished(true, line.result.as_deref());
+    }
+}
+
+fn error_text(error: &Value) -> String {
+    match error {
+        Value::String(s) => s.clone(),
+        other => other
+            .get("message")
+            .and_then(Value::as_str)
+            .map_or_else(|| other.to_string(), str::to_owned),
+    }
+}

@@ -1,0 +1,173 @@
+//! What the format modules share: the activity being read, and the marks that become events.
+
+use drover_proto::activity::{bounded, MAX_ACTIVITY_TEXT, MAX_ATTENTION, MAX_TOOL_SUMMARY};
+use drover_proto::{Activity, Attention, AttentionReason, Phase, ToolCall};
+
+/// The part of an activity whose change is an event: phase, attention, final result.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Key {
+    phase: Phase,
+    attention: usize,
+    result: Option<String>,
+    is_error: bool,
+}
+
+impl Key {
+    pub(crate) fn of(activity: &Activity) -> Key {
+        Key {
+            phase: activity.phase,
+            attention: activity.attention.len(),
+            result: activity.result.clone(),
+            is_error: activity.is_error,
+        }
+    }
+
+    fn same(&self, activity: &Activity) -> bool {
+        self.phase == activity.phase
+            && self.attention == activity.attention.len()
+            && self.is_error == activity.is_error
+            && self.result == activity.result
+    }
+}
+
+/// One line being read into an activity.
+pub(crate) struct Reading<'a> {
+    pub(crate) activity: &'a mut Activity,
+    /// The agent's stdin is a pipe: a finished turn waits for more input instead of ending.
+    pub(crate) interactive: bool,
+    pub(crate) marks: &'a mut Vec<Activity>,
+    pub(crate) key: &'a mut Key,
+}
+
+impl Reading<'_> {
+    /// Snapshot the activity as an event if its phase, attention or result changed since the
+    /// last snapshot. Called after every line, and inside a line that passes through a phase
+    /// (a tool that starts and ends in one line).
+    pub(crate) fn mark(&mut self) {
+        if !self.key.same(self.activity) {
+            *self.key = Key::of(self.activity);
+            self.marks.push(self.activity.clone());
+        }
+    }
+
+    pub(crate) fn session(&mut self, id: &str) {
+        if !id.is_empty() && self.activity.session_id.as_deref() != Some(id) {
+            self.activity.session_id = Some(id.to_owned());
+        }
+    }
+
+    pub(crate) fn model(&mut self, model: &str) {
+        if !model.is_empty() && self.activity.model.as_deref() != Some(model) {
+            self.activity.model = Some(model.to_owned());
+        }
+    }
+
+    /// The model is at work (a new turn, text, a tool finished). A finished or waiting agent
+    /// that works again (another message on its stdin) leaves its last result behind.
+    pub(crate) fn working(&mut self) {
+        let activity = &mut *self.activity;
+        if matches!(activity.phase, Phase::Waiting | Phase::Done) {
+            activity.result = None;
+            activity.is_error = false;
+            activity.attention.clear();
+        }
+        activity.phase = Phase::Working;
+        activity.current_tool = None;
+    }
+
+    pub(crate) fn text(&mut self, text: &str) {
+        if !text.trim().is_empty() {
+            self.activity.last_text = Some(bounded(text, MAX_ACTIVITY_TEXT));
+        }
+    }
+
+    pub(crate) fn tool(&mut self, name: &str, summary: String) {
+        if self.activity.phase != Phase::Tool {
+            self.working();
+        }
+        self.activity.phase = Phase::Tool;
+        self.activity.current_tool = Some(ToolCall {
+            name: name.to_owned(),
+            summary,
+        });
+    }
+
+    pub(crate) fn tool_done(&mut self) {
+        if self.activity.phase == Phase::Tool {
+            self.activity.phase = Phase::Working;
+        }
+        self.activity.current_tool = None;
+    }
+
+    pub(crate) fn attention(&mut self, reason: AttentionReason, detail: &str) {
+        let detail = bounded(&one_line(detail), MAX_TOOL_SUMMARY);
+        let list = &mut self.activity.attention;
+        if list
+            .iter()
+            .any(|a| a.reason == reason && a.detail == detail)
+        {
+            return;
+        }
+        if list.len() == MAX_ATTENTION {
+            list.pop();
+        }
+        list.push(Attention { reason, detail });
+    }
+
+    /// The agent asked a person something and waits (a question tool).
+    pub(crate) fn question(&mut self, detail: &str) {
+        self.attention(AttentionReason::Question, detail);
+        self.activity.phase = Phase::Waiting;
+    }
+
+    /// The run (or turn) ended with `result`: `ok` is false for an error result. A result that
+    /// ends with a question asks a person for one.
+    pub(crate) fn finished(&mut self, ok: bool, result: Option<&str>) {
+        let activity = &mut *self.activity;
+        activity.current_tool = None;
+        activity.is_error = !ok;
+        if let Some(text) = result {
+            activity.result = Some(bounded(text, MAX_ACTIVITY_TEXT));
+        }
+        activity.phase = if !ok {
+            Phase::Failed
+        } else if self.interactive {
+            Phase::Waiting
+        } else {
+            Phase::Done
+        };
+        if ok && result.is_some_and(asks_a_question) {
+            let last = result
+                .and_then(|r| r.trim_end().lines().last())
+                .unwrap_or_default()
+                .to_owned();
+            self.attention(AttentionReason::Question, &last);
+        }
+    }
+
+    /// The run failed: an error result (`detail` says why).
+    pub(crate) fn failed(&mut self, detail: &str) {
+        self.attention(AttentionReason::Error, detail);
+        self.finished(false, Some(detail));
+    }
+}
+
+/// Whether a final text ends by asking something: its last line ends with `?`.
+fn asks_a_question(text: &str) -> bool {
+    text.trim_end().ends_with('?')
+}
+
+/// `text` on one line: runs of whitespace (newlines included) become one space.
+pub(crate) fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(256));
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+        if out.len() > 4 * MAX_TOOL_SUMMARY {
+            break;
+        }
+    }
+    out
+}

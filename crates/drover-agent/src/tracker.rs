@@ -1,0 +1,180 @@
+//! A [`Tracker`] reads one agent's stdout records, line by line, into its activity.
+
+use drover_proto::{Activity, AttentionReason, Phase};
+
+use crate::reading::{Key, Reading};
+use crate::{claude, codex, gemini, opencode, ParserKind};
+
+/// Longest line a tracker assembles from partial records, in bytes. A longer line (a huge tool
+/// result) is skipped and counted as ignored; the log keeps it whole.
+pub const MAX_LINE: usize = 4 * 1024 * 1024;
+
+/// What feeding records did.
+#[derive(Debug, Default)]
+pub struct Update {
+    /// The activity changed (anything: tokens, text, the ignored counter).
+    pub changed: bool,
+    /// Snapshots at each change of phase, attention or final result, in order: one event each.
+    pub events: Vec<Activity>,
+}
+
+/// How the agent's process ended, for [`Tracker::end`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal ended it.
+    Killed(i32),
+    /// It never started, or its holder was lost.
+    Failed,
+}
+
+/// Per-format reading state.
+#[derive(Debug)]
+enum Format {
+    Claude(claude::State),
+    Codex(codex::State),
+    Gemini(gemini::State),
+    Opencode(opencode::State),
+}
+
+/// One agent's parser: the line being assembled, the activity read so far.
+#[derive(Debug)]
+pub struct Tracker {
+    format: Format,
+    activity: Activity,
+    key: Key,
+    interactive: bool,
+    line: Vec<u8>,
+    /// The line being assembled passed [`MAX_LINE`]: the rest of it is skipped.
+    overflow: bool,
+}
+
+impl Tracker {
+    /// A tracker for `kind`. `interactive`: the agent's stdin is a pipe, so a finished turn
+    /// waits for input (`waiting`) instead of ending (`done`).
+    pub fn new(kind: ParserKind, interactive: bool) -> Tracker {
+        let format = match kind {
+            ParserKind::ClaudeStreamJson => Format::Claude(claude::State::default()),
+            ParserKind::CodexJson => Format::Codex(codex::State::default()),
+            ParserKind::GeminiStreamJson => Format::Gemini(gemini::State::default()),
+            ParserKind::OpencodeJson => Format::Opencode(opencode::State::default()),
+        };
+        let activity = Activity::new(kind.name());
+        Tracker {
+            format,
+            key: Key::of(&activity),
+            activity,
+            interactive,
+            line: Vec::new(),
+            overflow: false,
+        }
+    }
+
+    /// The activity read so far.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
+    }
+
+    /// Feed one stdout record (`partial`: the line goes on in the next record).
+    pub fn feed(&mut self, data: &[u8], partial: bool, update: &mut Update) {
+        if self.line.is_empty() && !self.overflow && !partial {
+            self.line_done(data, update);
+            return;
+        }
+        if !self.overflow {
+            if self.line.len() + data.len() > MAX_LINE {
+                self.overflow = true;
+                self.line = Vec::new();
+            } else {
+                self.line.extend_from_slice(data);
+            }
+        }
+        if partial {
+            return;
+        }
+        if std::mem::take(&mut self.overflow) {
+            self.activity.ignored_lines += 1;
+            update.changed = true;
+        } else {
+            let line = std::mem::take(&mut self.line);
+            self.line_done(&line, update);
+            // Keep the allocation for the next long line, unless it was huge.
+            if line.capacity() <= 64 * 1024 {
+                self.line = line;
+                self.line.clear();
+            }
+        }
+    }
+
+    fn line_done(&mut self, line: &[u8], update: &mut Update) {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            return;
+        }
+        update.changed = true;
+        let mut reading = Reading {
+            activity: &mut self.activity,
+            interactive: self.interactive,
+            marks: &mut update.events,
+            key: &mut self.key,
+        };
+        let understood = line[0] == b'{'
+            && match &mut self.format {
+                Format::Claude(state) => claude::line(state, &mut reading, line),
+                Format::Codex(state) => codex::line(state, &mut reading, line),
+                Format::Gemini(state) => gemini::line(state, &mut reading, line),
+                Format::Opencode(state) => opencode::line(state, &mut reading, line),
+            };
+        if !understood {
+            reading.activity.ignored_lines += 1;
+        }
+        reading.mark();
+    }
+
+    /// The process ended: a phase that is not final becomes `done` (exit code 0) or `failed`
+    /// (anything else; an error exit before any result also asks for attention).
+    pub fn end(&mut self, ending: Ending) -> Update {
+        let mut update = Update::default();
+        if !self.line.is_empty() && !self.overflow {
+            // The stream ended without a newline: its last line is still a line.
+            let line = std::mem::take(&mut self.line);
+            self.line_done(&line, &mut update);
+        }
+        let mut reading = Reading {
+            activity: &mut self.activity,
+            interactive: false,
+            marks: &mut update.events,
+            key: &mut self.key,
+        };
+        let activity = &*reading.activity;
+        if activity.phase == Phase::Failed {
+            reading.mark();
+            return update;
+        }
+        // A turn that ended well and then waited for input ended well.
+        let ended_well = activity.phase == Phase::Done
+            || (activity.phase == Phase::Waiting
+                && activity.result.is_some()
+                && !activity.is_error);
+        reading.activity.current_tool = None;
+        reading.activity.phase = match ending {
+            Ending::Exited(0) => Phase::Done,
+            _ if ended_well => Phase::Done,
+            Ending::Exited(code) => {
+                if reading.activity.result.is_none() {
+                    reading.attention(
+                        AttentionReason::Error,
+                        &format!("exited with code {code} before a result"),
+                    );
+                }
+                Phase::Failed
+            }
+            // Stopped or killed: somebody meant it; no attention asked.
+            Ending::Killed(_) | Ending::Failed => Phase::Failed,
+        };
+        update.changed = true;
+        reading.mark();
+        update
+    }
+}
