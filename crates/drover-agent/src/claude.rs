@@ -43,7 +43,13 @@ pub(crate) struct State {
     before: Tokens,
     /// Tool calls without a result yet.
     pending: HashSet<String>,
+    /// The person interrupted the run (SIGINT, which `stop` sends): its error result is what
+    /// they asked for, not a reason to call them.
+    interrupted: bool,
 }
+
+/// What Claude Code writes as a user message when SIGINT interrupts it.
+const INTERRUPTED: &str = "[Request interrupted by user";
 
 #[derive(Deserialize)]
 struct Line<'a> {
@@ -162,6 +168,12 @@ pub(crate) fn line(state: &mut State, reading: &mut Reading<'_>, bytes: &[u8]) -
         }
         "user" => {
             if let Some(message) = line.message {
+                if message
+                    .content
+                    .is_some_and(|c| c.get().contains(INTERRUPTED))
+                {
+                    state.interrupted = true;
+                }
                 tool_results(state, reading, message);
             }
             true
@@ -278,9 +290,13 @@ fn result_text(raw: &RawValue) -> String {
 }
 
 /// Claude Code answers a tool it may not use with "Claude requested permissions to use Bash,
-/// but you haven't granted it yet." (and, in other versions, "...permission to use...").
+/// but you haven't granted it yet." (other versions: "...permission to use..."; 2.1.197, for a
+/// write outside the allowed directories: "touch in '...' was blocked."). The result's
+/// `permission_denials` is the final word.
 fn is_permission_refusal(text: &str) -> bool {
-    text.contains("requested permissions") || text.contains("permission to use")
+    text.contains("requested permissions")
+        || text.contains("permission to use")
+        || text.contains("was blocked")
 }
 
 fn result(state: &mut State, reading: &mut Reading<'_>, line: Line<'_>) {
@@ -288,8 +304,9 @@ fn result(state: &mut State, reading: &mut Reading<'_>, line: Line<'_>) {
     if let Some(turns) = line.num_turns {
         reading.activity.turns = turns;
     }
-    if let Some(usage) = line.usage {
-        reading.activity.tokens = usage.tokens();
+    // The session's totals, except after an interruption, whose result reports zeros.
+    if let Some(usage) = line.usage.map(Usage::tokens).filter(|t| t.total() > 0) {
+        reading.activity.tokens = usage;
     }
     if let Some(cost) = line.total_cost_usd {
         reading.activity.cost_usd = Some(Usd::from_dollars(cost));
@@ -311,6 +328,8 @@ fn result(state: &mut State, reading: &mut Reading<'_>, line: Line<'_>) {
         };
         reading.attention(AttentionReason::MaxTurns, &detail);
         reading.finished(false, line.result.as_deref().or(Some(&detail)));
+    } else if is_error && state.interrupted {
+        reading.finished(false, Some("interrupted"));
     } else if is_error {
         let detail = line
             .result

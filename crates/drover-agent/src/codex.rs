@@ -189,12 +189,9 @@ fn item_completed(state: &mut State, reading: &mut Reading<'_>, item: &Item) {
                 state.last_message = Some(text.clone());
             }
         }
-        "error" => {
-            reading.attention(
-                AttentionReason::Error,
-                item.message.as_deref().unwrap_or_default(),
-            );
-        }
+        // A warning (codex 0.171 reports an unknown model's metadata this way and goes on):
+        // only `turn.failed` and a top-level `error` mean the run failed.
+        "error" => {}
         _ => {
             if let Some((name, summary)) = tool_of(item) {
                 if state.running == 0 {

@@ -18,6 +18,16 @@ pub struct Pretty {
     kind: Option<ParserKind>,
     /// Text was printed without its newline (Gemini streams text in pieces).
     open_text: bool,
+    /// opencode reports tokens and cost per step: the run's sums so far.
+    steps: Steps,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Steps {
+    input: u64,
+    output: u64,
+    cached: u64,
+    cost: f64,
 }
 
 impl Pretty {
@@ -26,6 +36,7 @@ impl Pretty {
         Pretty {
             kind,
             open_text: false,
+            steps: Steps::default(),
         }
     }
 
@@ -45,7 +56,7 @@ impl Pretty {
             ParserKind::ClaudeStreamJson => claude(&value, &mut out),
             ParserKind::CodexJson => codex(&value, &mut out),
             ParserKind::GeminiStreamJson => gemini(&value, &mut out),
-            ParserKind::OpencodeJson => opencode(&value, &mut out),
+            ParserKind::OpencodeJson => opencode(&value, &mut out, &mut self.steps),
         };
         if !known {
             return self.raw();
@@ -219,9 +230,10 @@ fn claude(v: &Value, out: &mut Out) -> bool {
                 ));
             }
             let usage = v.get("usage").cloned().unwrap_or_default();
+            let turns = u64_of(v, "num_turns");
             let figures = format!(
-                "{} turns · {} · ${:.4}",
-                u64_of(v, "num_turns"),
+                "{turns} turn{} · {} · ${:.4}",
+                if turns == 1 { "" } else { "s" },
                 tokens(
                     u64_of(&usage, "input_tokens"),
                     u64_of(&usage, "output_tokens"),
@@ -234,7 +246,12 @@ fn claude(v: &Value, out: &mut Out) -> bool {
             let subtype = str_of(v, "subtype");
             let is_error = v.get("is_error").and_then(Value::as_bool) == Some(true);
             if is_error || subtype != "success" {
-                out.line(&format!("✗ {subtype} · {figures}"));
+                let what = if subtype == "success" {
+                    "error"
+                } else {
+                    subtype
+                };
+                out.line(&format!("✗ {what} · {figures}"));
                 let result = str_of(v, "result");
                 if !result.is_empty() {
                     out.line(&format!("  {}", shorten(result)));
@@ -405,7 +422,7 @@ fn gemini(v: &Value, out: &mut Out) -> bool {
     true
 }
 
-fn opencode(v: &Value, out: &mut Out) -> bool {
+fn opencode(v: &Value, out: &mut Out, steps: &mut Steps) -> bool {
     let part = v.get("part").cloned().unwrap_or_default();
     match str_of(v, "type") {
         "step_start" | "reasoning" => {}
@@ -423,18 +440,20 @@ fn opencode(v: &Value, out: &mut Out) -> bool {
             }
         }
         "step_finish" => {
+            let t = part.get("tokens").cloned().unwrap_or_default();
+            steps.input += u64_of(&t, "input");
+            steps.output += u64_of(&t, "output") + u64_of(&t, "reasoning");
+            steps.cached += t
+                .pointer("/cache/read")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            steps.cost += part.get("cost").and_then(Value::as_f64).unwrap_or(0.0);
             if str_of(&part, "reason") != "tool-calls" {
-                let t = part.get("tokens").cloned().unwrap_or_default();
+                let sum = std::mem::take(steps);
                 out.line(&format!(
                     "✓ done · {} · ${:.4}",
-                    tokens(
-                        u64_of(&t, "input"),
-                        u64_of(&t, "output"),
-                        t.pointer("/cache/read")
-                            .and_then(Value::as_u64)
-                            .unwrap_or(0)
-                    ),
-                    part.get("cost").and_then(Value::as_f64).unwrap_or(0.0)
+                    tokens(sum.input, sum.output, sum.cached),
+                    sum.cost
                 ));
             }
         }

@@ -139,18 +139,24 @@ impl BackendTable {
             ),
             (
                 "codex".to_owned(),
-                t(
-                    vec![
-                        w("codex"),
-                        w("exec"),
-                        opt(&["resume", SESSION]),
-                        w("--json"),
-                        model.clone(),
-                        extra.clone(),
-                        w("{task}"),
-                    ],
-                    Some("codex-json"),
-                ),
+                BackendTemplate {
+                    // codex reads a prompt from a stdin that is not a terminal.
+                    stdin: Some(StdinMode::Null),
+                    ..t(
+                        vec![
+                            w("codex"),
+                            w("exec"),
+                            w("--json"),
+                            // Agents run in any directory, not only a trusted git checkout.
+                            w("--skip-git-repo-check"),
+                            model.clone(),
+                            extra.clone(),
+                            opt(&["resume", SESSION]),
+                            w("{task}"),
+                        ],
+                        Some("codex-json"),
+                    )
+                },
             ),
             (
                 "gemini".to_owned(),
@@ -162,6 +168,7 @@ impl BackendTable {
                         w("--output-format"),
                         w("stream-json"),
                         model.clone(),
+                        opt(&["--resume", SESSION]),
                         extra.clone(),
                     ],
                     Some("gemini-stream-json"),

@@ -30,6 +30,13 @@ pub(crate) fn handle(shared: &Shared, args: ListArgs) -> OpResult {
     shared
         .store
         .list_each(&filter, |mut info| {
+            // A live agent's activity changes with every turn; the registry has it as of its
+            // last phase change.
+            if info.activity.is_some() {
+                if let Some(live) = shared.live(info.id) {
+                    info.activity = live.info.borrow().activity.clone();
+                }
+            }
             if !args.specs {
                 info.spec = AgentSpec::default();
             }
