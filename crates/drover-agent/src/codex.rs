@@ -68,8 +68,6 @@ struct Item {
     query: Option<String>,
     #[serde(default)]
     changes: Option<Value>,
-    #[serde(default)]
-    message: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]

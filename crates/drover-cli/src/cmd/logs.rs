@@ -6,6 +6,10 @@ use anyhow::Context;
 use drover_client::follow::Selection;
 use drover_client::{FollowEvent, FollowOptions, Follower};
 use drover_proto::op::{AgentRef, ReadLogsArgs};
+use std::collections::HashMap;
+
+use drover_agent::pretty::Pretty;
+use drover_agent::ParserKind;
 use drover_proto::{limits, AgentId, AgentInfo, Record, Seq, StreamKind};
 
 use super::{reconnect, Ctx};
@@ -52,6 +56,11 @@ pub(crate) struct Args {
     /// Never prefix lines with the agent's name.
     #[arg(long)]
     no_prefix: bool,
+    /// Render AI agents' structured output (claude, codex, gemini, opencode) as a readable
+    /// transcript: text, tool calls, shortened tool results, the final result with turns and
+    /// cost. Other lines and other agents' output pass through untouched.
+    #[arg(long)]
+    pretty: bool,
 }
 
 fn parse_stream(text: &str) -> Result<StreamKind, String> {
@@ -87,6 +96,8 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     };
     let many = !matches!(&selection, Selection::Agents(a) if a.len() == 1);
     let printer = Printer {
+        // JSON lines stay byte-exact.
+        pretty: (args.pretty && !ctx.json).then(Default::default),
         timestamps: args.timestamps,
         prefix: many && !args.no_prefix,
         json: ctx.json,
@@ -143,10 +154,9 @@ pub(crate) async fn follow(follower: &mut Follower<'_>, printer: &Printer) -> an
     while let Some(event) = follower.next().await? {
         match event {
             FollowEvent::Records { agent, records } => {
-                let name = follower
-                    .agent(agent)
-                    .map(display_name)
-                    .unwrap_or_else(|| agent.handle());
+                let info = follower.agent(agent);
+                let name = info.map(display_name).unwrap_or_else(|| agent.handle());
+                printer.parser(agent, info);
                 printer.records(agent, &name, &records)?;
             }
             FollowEvent::Truncated {
@@ -193,6 +203,7 @@ async fn history(
     };
     for agent in agents {
         let name = display_name(&agent);
+        printer.parser(agent.id, Some(&agent));
         let mut query = ReadLogsArgs::new(AgentRef::new(agent.id.to_string()));
         query.since_seq = args.since_seq.map(Seq);
         query.tail = args.tail;
@@ -260,12 +271,73 @@ pub(crate) fn display_name(agent: &AgentInfo) -> String {
 
 /// How records are written to stdout/stderr.
 pub(crate) struct Printer {
+    /// `--pretty`: each agent's transcript renderer and the piece of a line it waits for the
+    /// rest of (bounded: a piece longer than `MAX_LINE` passes through raw).
+    pub(crate) pretty: Option<std::cell::RefCell<HashMap<AgentId, Transcript>>>,
     pub(crate) timestamps: bool,
     pub(crate) prefix: bool,
     pub(crate) json: bool,
 }
 
+/// One agent's transcript rendering.
+pub(crate) struct Transcript {
+    pretty: Pretty,
+    partial: Vec<u8>,
+}
+
 impl Printer {
+    /// Learn which parser renders `agent`'s output (from its activity: the daemon's backend
+    /// table says, for custom backends too); no parser, no rendering.
+    pub(crate) fn parser(&self, id: AgentId, agent: Option<&AgentInfo>) {
+        let Some(pretty) = &self.pretty else {
+            return;
+        };
+        let mut map = pretty.borrow_mut();
+        if map.contains_key(&id) {
+            return;
+        }
+        let kind = agent
+            .and_then(|a| a.activity.as_ref())
+            .and_then(|a| a.parser.parse::<ParserKind>().ok());
+        map.insert(
+            id,
+            Transcript {
+                pretty: Pretty::new(kind),
+                partial: Vec::new(),
+            },
+        );
+    }
+
+    /// A stdout record rendered as transcript text, or `None` to write it as it is.
+    fn render(&self, id: AgentId, record: &Record) -> Option<Vec<u8>> {
+        let pretty = self.pretty.as_ref()?;
+        if record.stream != StreamKind::Stdout {
+            return None;
+        }
+        let mut map = pretty.borrow_mut();
+        let transcript = map.get_mut(&id)?;
+        if record.partial {
+            if transcript.partial.len() + record.data.len() > drover_agent::MAX_LINE {
+                let mut raw = std::mem::take(&mut transcript.partial);
+                raw.extend_from_slice(&record.data);
+                return Some(raw);
+            }
+            transcript.partial.extend_from_slice(&record.data);
+            return Some(Vec::new());
+        }
+        let line = if transcript.partial.is_empty() {
+            std::borrow::Cow::Borrowed(&record.data[..])
+        } else {
+            let mut line = std::mem::take(&mut transcript.partial);
+            line.extend_from_slice(&record.data);
+            std::borrow::Cow::Owned(line)
+        };
+        Some(match transcript.pretty.line(&line) {
+            Some(text) => text.into_bytes(),
+            None => line.into_owned(),
+        })
+    }
+
     /// Write records byte-exact to the matching stream, with optional prefixes (`name`);
     /// JSON lines carry the full `id`.
     pub(crate) fn records(
@@ -303,13 +375,18 @@ impl Printer {
                 StreamKind::Stdout => &mut out,
                 StreamKind::Stderr => &mut err,
             };
+            let rendered = self.render(id, record);
+            let data = rendered.as_deref().unwrap_or(&record.data);
+            if data.is_empty() {
+                continue;
+            }
             if self.prefix {
                 write!(sink, "[{name}] ")?;
             }
             if self.timestamps {
                 write!(sink, "{} ", rfc3339(record.ts))?;
             }
-            sink.write_all(&record.data)?;
+            sink.write_all(data)?;
         }
         out.flush()?;
         err.flush()?;
@@ -318,7 +395,7 @@ impl Printer {
 }
 
 /// Unix nanoseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC), without a date-time dependency.
-fn rfc3339(ts: i64) -> String {
+pub(crate) fn rfc3339(ts: i64) -> String {
     let secs = ts.div_euclid(1_000_000_000);
     let millis = ts.rem_euclid(1_000_000_000) / 1_000_000;
     let days = secs.div_euclid(86_400);

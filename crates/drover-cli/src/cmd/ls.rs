@@ -12,6 +12,7 @@ use crate::output;
   drover ls -s running -l team=a    running agents labelled team=a
   drover ls -l 'tier in (web,db)'   Kubernetes selectors: k=v, k!=v, in, notin, k, !k
   drover ls --limit 5 --wide        the newest five, with pid, labels and cwd
+  drover ls --attention             agents that need a person first (PHASE ends in !)
   drover ls -q | xargs drover rm    ids only, for scripts")]
 pub(crate) struct Args {
     /// Only agents in this state (running, paused, exited, ...).
@@ -35,6 +36,10 @@ pub(crate) struct Args {
     /// Oldest first (reverse the order).
     #[arg(long, short)]
     reverse: bool,
+    /// Agents that need a person first (permission denied, error, turn limit, a question),
+    /// then the chosen order.
+    #[arg(long)]
+    attention: bool,
     /// More columns: pid, labels, working directory.
     #[arg(long, short)]
     wide: bool,
@@ -77,6 +82,10 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     if args.reverse {
         agents.reverse();
     }
+    if args.attention {
+        // Stable: the chosen order holds within each group.
+        agents.sort_by_key(|agent| !needs_attention(agent));
+    }
     if args.jsonl {
         for agent in &agents {
             crate::outln!("{}", serde_json::to_string(agent)?)?;
@@ -94,6 +103,8 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let colour = output::is_colour();
+    // AI agents' columns, when any listed agent has an activity.
+    let aware = agents.iter().any(|agent| agent.activity.is_some());
     let rows: Vec<Vec<String>> = agents
         .iter()
         .map(|agent| {
@@ -105,6 +116,9 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                 output::status_detail(agent),
                 output::ago(agent.created_at),
             ];
+            if aware {
+                row.extend(activity_cells(agent));
+            }
             if args.wide {
                 row.push(
                     agent
@@ -120,12 +134,34 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         })
         .collect();
     let mut header = vec!["ID", "NAME", "BACKEND", "STATE", "STATUS", "CREATED"];
+    if aware {
+        header.extend(["PHASE", "TURNS", "COST"]);
+    }
     if args.wide {
         header.extend(["PID", "LABELS", "CWD"]);
     }
     header.push("COMMAND");
     output::table(&header, &rows)?;
     Ok(0)
+}
+
+fn needs_attention(agent: &AgentInfo) -> bool {
+    agent.activity.as_ref().is_some_and(|a| a.needs_attention())
+}
+
+/// PHASE (with `!` when a person is needed), TURNS and COST, or dashes.
+fn activity_cells(agent: &AgentInfo) -> [String; 3] {
+    let Some(activity) = &agent.activity else {
+        return ["-".into(), "-".into(), "-".into()];
+    };
+    let mark = if activity.needs_attention() { "!" } else { "" };
+    [
+        format!("{}{mark}", activity.phase.as_str()),
+        activity.turns.to_string(),
+        activity
+            .cost_usd
+            .map_or_else(|| "-".into(), |c| format!("${:.4}", c.dollars())),
+    ]
 }
 
 /// Sort in place; ties keep creation order, newest first.

@@ -4,6 +4,7 @@ mod agent_op;
 mod auth;
 mod completions;
 mod context;
+mod cost;
 mod events;
 mod health;
 mod logs;
@@ -11,6 +12,7 @@ mod ls;
 mod many;
 mod prune;
 mod reconnect;
+mod resume_session;
 mod rm;
 mod run;
 mod send;
@@ -132,6 +134,11 @@ enum Command {
     Send(send::Args),
     /// Wait until agents end; exits with the agent's exit code.
     Wait(wait::Args),
+    /// Start a new agent that resumes an AI agent's session with the next prompt
+    /// (`claude --resume`, `codex exec resume`, `gemini --resume`, `opencode run --session`).
+    Continue(resume_session::Args),
+    /// What AI agents have cost and used (tokens, turns), by backend, model, day or label.
+    Cost(cost::Args),
     /// Remove ended agents and their logs.
     Rm(rm::Args),
     /// Remove every ended agent (by age, by selector) and their logs.
@@ -303,6 +310,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Signal(args) => signal::run(&ctx, args).await,
         Command::Send(args) => send::run(&ctx, args).await,
         Command::Wait(args) => wait::run(&ctx, args).await,
+        Command::Continue(args) => resume_session::run(&ctx, args).await,
+        Command::Cost(args) => cost::run(&ctx, args).await,
         Command::Rm(args) => rm::run(&ctx, args).await,
         Command::Prune(args) => prune::run(&ctx, args).await,
         Command::Events(args) => events::run(&ctx, args).await,

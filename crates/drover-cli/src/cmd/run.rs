@@ -70,6 +70,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         .follow(Selection::Agents(vec![id.clone()]), options)
         .await?;
     let printer = Printer {
+        pretty: None,
         timestamps: args.timestamps,
         prefix: false,
         json: ctx.json,

@@ -52,8 +52,59 @@ pub(crate) async fn run(ctx: &Ctx, args: One) -> anyhow::Result<i32> {
             .collect();
         lines.push(("labels", labels.join(",")));
     }
+    if let Some(parent) = agent.spec.parent {
+        lines.push(("parent", parent.to_string()));
+    }
+    if let Some(activity) = &agent.activity {
+        lines.extend(activity_lines(activity));
+    }
     for (key, value) in lines {
         crate::outln!("{key:<8} {value}")?;
     }
     Ok(0)
+}
+
+/// What an AI agent is doing, one `show` line each.
+fn activity_lines(a: &drover_proto::Activity) -> Vec<(&'static str, String)> {
+    let mut lines = vec![("phase", a.phase.as_str().to_owned())];
+    if let Some(session) = &a.session_id {
+        lines.push(("session", session.clone()));
+    }
+    if let Some(model) = &a.model {
+        lines.push(("model", model.clone()));
+    }
+    lines.push(("turns", a.turns.to_string()));
+    let t = &a.tokens;
+    lines.push((
+        "tokens",
+        format!(
+            "{} in, {} out, {} cache read, {} cache write",
+            t.input, t.output, t.cache_read, t.cache_write
+        ),
+    ));
+    if let Some(cost) = a.cost_usd {
+        lines.push(("cost", format!("${:.4}", cost.dollars())));
+    }
+    if let Some(tool) = &a.current_tool {
+        lines.push(("tool", format!("{}: {}", tool.name, tool.summary)));
+    }
+    for attention in &a.attention {
+        lines.push((
+            "needs",
+            format!("{}: {}", attention.reason.as_str(), attention.detail),
+        ));
+    }
+    if let Some(result) = &a.result {
+        let label = if a.is_error { "error" } else { "result" };
+        lines.push((label, result.replace('\n', " ")));
+    } else if let Some(text) = &a.last_text {
+        lines.push(("said", text.replace('\n', " ")));
+    }
+    if a.ignored_lines > 0 {
+        lines.push((
+            "ignored",
+            format!("{} lines not understood", a.ignored_lines),
+        ));
+    }
+    lines
 }

@@ -149,7 +149,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     Ok(if agent.status.error().is_some() { 1 } else { 0 })
 }
 
-fn print(ctx: &Ctx, agent: &AgentInfo) -> anyhow::Result<()> {
+pub(crate) fn print(ctx: &Ctx, agent: &AgentInfo) -> anyhow::Result<()> {
     if ctx.json {
         return output::json(agent);
     }

@@ -1,0 +1,310 @@
+//! Agent-awareness end to end: the real daemon runs the built-in backends against a fake agent
+//! CLI (`tests/agents/fake-agent`, on PATH as claude/codex/gemini/opencode) that checks the
+//! command line it is given and replays a transcript recorded from the real CLI; the real
+//! client reads the activity, its events, the pretty transcript, continues a session and sums
+//! the cost.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{json, ok, Daemon};
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../drover-agent/tests/fixtures")
+}
+
+fn transcript(name: &str) -> PathBuf {
+    fixtures().join(format!("real/{name}.jsonl"))
+}
+
+/// A directory with the fake agent installed under each CLI's name.
+fn fake_bin(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let fake = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/agents/fake-agent");
+    for cli in ["claude", "codex", "gemini", "opencode"] {
+        std::os::unix::fs::symlink(&fake, bin.join(cli)).expect("symlink");
+    }
+    bin
+}
+
+struct Fake {
+    path: String,
+    argv_log: PathBuf,
+}
+
+impl Fake {
+    fn new(dir: &Path) -> Fake {
+        let bin = fake_bin(dir);
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Fake {
+            path,
+            argv_log: dir.join("argv.jsonl"),
+        }
+    }
+
+    /// `drover spawn -b BACKEND -t TASK` replaying `transcript`; the agent's id.
+    fn spawn(&self, daemon: &Daemon, backend: &str, transcript: &Path, extra: &[&str]) -> String {
+        let path = format!("PATH={}", self.path);
+        let replay = format!("DROVER_FAKE_TRANSCRIPT={}", transcript.display());
+        let log = format!("DROVER_FAKE_ARGV_LOG={}", self.argv_log.display());
+        let mut args = vec![
+            "spawn",
+            "-b",
+            backend,
+            "-t",
+            "Run the scripted step.",
+            "-e",
+            &path,
+            "-e",
+            &replay,
+            "-e",
+            &log,
+        ];
+        args.extend_from_slice(extra);
+        ok(daemon.drover(&args)).trim().to_owned()
+    }
+
+    /// Each command line the fake was started with.
+    fn argvs(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.argv_log)
+            .expect("argv log")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("argv line"))
+            .collect()
+    }
+}
+
+fn session_of(transcript: &Path) -> String {
+    let text = std::fs::read_to_string(transcript).expect("transcript");
+    for line in text.lines() {
+        let Ok(value) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        for key in ["session_id", "thread_id", "sessionID"] {
+            if let Some(id) = value.get(key).and_then(Value::as_str) {
+                return id.to_owned();
+            }
+        }
+    }
+    panic!("no session in {}", transcript.display())
+}
+
+/// The phases of `agent`'s `activity` events, in `event_seq` order.
+fn activity_phases(daemon: &Daemon, agent: &str) -> Vec<String> {
+    let out = ok(daemon.drover(&["--json", "events"]));
+    out.lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("event"))
+        .filter(|e| e["agent"] == agent && e["kind"] == "activity")
+        .map(|e| e["activity"]["phase"].as_str().expect("phase").to_owned())
+        .collect()
+}
+
+#[test]
+fn a_claude_agent_is_read_live_rendered_continued_and_costed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(&dir.path().join("state"));
+    let fake = Fake::new(dir.path());
+    let recorded = transcript("claude-tool");
+    let id = fake.spawn(&daemon, "claude", &recorded, &["--name", "c1"]);
+    ok(daemon.drover(&["wait", "c1"]));
+
+    // The stored bytes are the transcript, untouched.
+    let logs = daemon.drover(&["logs", "c1"]);
+    assert_eq!(logs.stdout, std::fs::read(&recorded).expect("transcript"));
+
+    let agent = json(&daemon, &["show", "c1"]);
+    let activity = &agent["activity"];
+    assert_eq!(activity["parser"], "claude-stream-json");
+    assert_eq!(activity["session_id"], session_of(&recorded).as_str());
+    assert_eq!(activity["phase"], "done");
+    assert_eq!(activity["turns"], 2);
+    assert_eq!(activity["tokens"]["input"], 200);
+    assert_eq!(activity["tokens"]["output"], 40);
+    assert_eq!(activity["cost_usd"], 0.002);
+    assert_eq!(activity["result"], "The command printed drover-tool-ran.");
+    assert_eq!(activity["attention"], serde_json::json!([]));
+    assert_eq!(activity["ignored_lines"], 0);
+    assert_eq!(
+        activity_phases(&daemon, &id),
+        ["working", "tool", "working", "done"]
+    );
+
+    // The transcript, rendered.
+    let pretty = ok(daemon.drover(&["logs", "--pretty", "c1"]));
+    let golden =
+        std::fs::read_to_string(fixtures().join("pretty/claude-tool.txt")).expect("golden");
+    assert_eq!(pretty, golden);
+
+    // Continue: a new agent resuming the same session, linked to the first.
+    let next = ok(daemon.drover(&["continue", "c1", "now say goodbye"]))
+        .trim()
+        .to_owned();
+    ok(daemon.drover(&["wait", &next]));
+    let argvs = fake.argvs();
+    assert_eq!(argvs.len(), 2);
+    assert_eq!(argvs[0]["session"], Value::Null);
+    assert_eq!(argvs[1]["session"], session_of(&recorded).as_str());
+    assert_eq!(argvs[1]["argv"][1], "now say goodbye");
+    let continued = json(&daemon, &["show", &next]);
+    assert_eq!(continued["parent"], id.as_str());
+    assert_eq!(continued["spec"]["resume"], session_of(&recorded).as_str());
+
+    // ls shows the agent columns; cost sums both runs.
+    let table = ok(daemon.drover(&["ls"]));
+    let header = table.lines().next().expect("header");
+    for column in ["PHASE", "TURNS", "COST"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(table.contains("$0.0020"), "{table}");
+    let cost = json(&daemon, &["cost"]);
+    assert_eq!(cost["claude"]["agents"], 2);
+    assert_eq!(cost["claude"]["cost_usd"], 0.004);
+    assert_eq!(cost["claude"]["turns"], 4);
+    assert_eq!(cost["claude"]["tokens"]["input"], 400);
+    daemon.stop();
+}
+
+#[test]
+fn garbage_in_the_output_changes_only_the_ignored_counter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(&dir.path().join("state"));
+    let fake = Fake::new(dir.path());
+    let clean = std::fs::read(transcript("claude-tool")).expect("transcript");
+    let mut dirty = Vec::new();
+    let garbage: [&[u8]; 3] = [
+        b"plain text\n",
+        b"{\"type\":\"assistant\",\"message\":{\"content\":[{\"ty\n",
+        b"{\"type\":\"from_the_future\"}\n",
+    ];
+    for (i, line) in clean.split_inclusive(|b| *b == b'\n').enumerate() {
+        dirty.extend_from_slice(garbage[i % garbage.len()]);
+        dirty.extend_from_slice(line);
+    }
+    let path = dir.path().join("dirty.jsonl");
+    std::fs::write(&path, &dirty).expect("write");
+    fake.spawn(
+        &daemon,
+        "claude",
+        &transcript("claude-tool"),
+        &["--name", "clean"],
+    );
+    fake.spawn(&daemon, "claude", &path, &["--name", "dirty"]);
+    ok(daemon.drover(&["wait", "clean", "dirty"]));
+    let mut a = json(&daemon, &["show", "clean"])["activity"].clone();
+    let mut b = json(&daemon, &["show", "dirty"])["activity"].clone();
+    assert_eq!(b["ignored_lines"], 5);
+    a["ignored_lines"] = 0.into();
+    b["ignored_lines"] = 0.into();
+    assert_eq!(a, b);
+    daemon.stop();
+}
+
+#[test]
+fn every_backend_is_accepted_by_its_cli_and_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(&dir.path().join("state"));
+    let fake = Fake::new(dir.path());
+    let cases = [
+        ("codex", "codex-tool", 200, 40),
+        ("gemini", "gemini-tool", 200, 40),
+        ("opencode", "opencode-tool", 200, 40),
+    ];
+    for (backend, name, input, output) in cases {
+        let recorded = transcript(name);
+        let id = fake.spawn(&daemon, backend, &recorded, &["-m", "mock/mock-model"]);
+        let waited = daemon.drover(&["wait", &id]);
+        assert!(
+            waited.status.success(),
+            "{backend}: {}",
+            common::stderr(&waited)
+        );
+        let activity = json(&daemon, &["show", &id])["activity"].clone();
+        assert_eq!(
+            activity["session_id"],
+            session_of(&recorded).as_str(),
+            "{backend}"
+        );
+        assert_eq!(activity["phase"], "done", "{backend}");
+        assert_eq!(activity["tokens"]["input"], input, "{backend}");
+        assert_eq!(activity["tokens"]["output"], output, "{backend}");
+        assert_eq!(
+            activity_phases(&daemon, &id),
+            ["working", "tool", "working", "done"],
+            "{backend}"
+        );
+        // Continue resumes with each CLI's own flag.
+        let next = ok(daemon.drover(&["continue", &id, "next"]))
+            .trim()
+            .to_owned();
+        ok(daemon.drover(&["wait", &next]));
+        let last = fake.argvs().pop().expect("argv");
+        assert_eq!(last["session"], session_of(&recorded).as_str(), "{backend}");
+    }
+    // Extra arguments after `--` reach the CLI.
+    let id = fake.spawn(
+        &daemon,
+        "claude",
+        &transcript("claude-tool"),
+        &["--", "--max-turns", "3"],
+    );
+    ok(daemon.drover(&["wait", &id]));
+    let last = fake.argvs().pop().expect("argv");
+    let argv: Vec<&str> = last["argv"]
+        .as_array()
+        .expect("argv")
+        .iter()
+        .map(|v| v.as_str().expect("word"))
+        .collect();
+    assert_eq!(&argv[argv.len() - 2..], ["--max-turns", "3"]);
+    daemon.stop();
+}
+
+#[test]
+fn agents_needing_attention_sort_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(&dir.path().join("state"));
+    let fake = Fake::new(dir.path());
+    fake.spawn(
+        &daemon,
+        "claude",
+        &transcript("claude-permission-denial"),
+        &["--name", "denied"],
+    );
+    fake.spawn(
+        &daemon,
+        "claude",
+        &transcript("claude-tool"),
+        &["--name", "fine"],
+    );
+    ok(daemon.drover(&["wait", "denied", "fine"]));
+    let denied = json(&daemon, &["show", "denied"]);
+    assert_eq!(
+        denied["activity"]["attention"][0]["reason"],
+        "permission_denied"
+    );
+    assert_eq!(
+        denied["activity"]["attention"][0]["detail"],
+        "Bash: touch drover-out.txt"
+    );
+    // Newest first would put `fine` first; --attention puts `denied` first, marked.
+    let table = ok(daemon.drover(&["ls", "--attention"]));
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert!(
+        rows[0].contains("denied") && rows[0].contains("done!"),
+        "{table}"
+    );
+    assert!(rows[1].contains("fine"), "{table}");
+    let shown = ok(daemon.drover(&["show", "denied"]));
+    assert!(
+        shown.contains("needs    permission_denied: Bash: touch drover-out.txt"),
+        "{shown}"
+    );
+    daemon.stop();
+}
