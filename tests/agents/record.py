@@ -14,9 +14,11 @@ a CLI that tries to reach the internet fails here instead of leaking out.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -24,6 +26,7 @@ ROOT = HERE.parent.parent
 OUT = ROOT / "crates/drover-agent/tests/fixtures/real"
 BIN = HERE / "node_modules/.bin"
 TIMEOUT = 120
+INTERRUPT_AFTER = 2.5
 TASK = "Run the scripted step."
 NEXT = "Continue with the next step."
 
@@ -55,7 +58,8 @@ def opencode_config(port):
         "provider": {"mock": {
             "npm": "@ai-sdk/openai-compatible", "name": "Mock",
             "options": {"baseURL": f"http://127.0.0.1:{port}/v1", "apiKey": "sk-mock"},
-            "models": {"mock-model": {"name": "Mock Model"}}}},
+            # A price (USD per million tokens) so that the step_finish lines carry a cost.
+            "models": {"mock-model": {"name": "Mock Model", "cost": {"input": 3, "output": 15}}}}},
         "model": "mock/mock-model", "small_model": "mock/mock-model",
         "autoupdate": False, "share": "disabled"}, indent=2) + "\n"
 
@@ -108,7 +112,7 @@ BASE_EXTRA = {
     "opencode": [],
 }
 
-# (cli, scenario, mock script, extra args beyond BASE_EXTRA, what it shows)
+# (cli, scenario, mock script, extra args beyond BASE_EXTRA, what it shows[, signal sent])
 CASES = [
     ("claude", "plain", "plain", [], "a plain answer"),
     ("claude", "tool", "tool", ["--allowedTools", "Bash"], "Bash runs `echo`, then a final answer"),
@@ -121,6 +125,9 @@ CASES = [
     ("claude", "slow", "slow", ["--include-partial-messages"],
      "a 5-chunk stream 300 ms apart, with stream_event deltas"),
     ("claude", "resume", "resume", [], "a second run with --resume <session_id>"),
+    ("claude", "sigint", "very-slow", [],
+     "SIGINT 2.5 s into a 10 s stream (Drover's stop signal for claude)", signal.SIGINT),
+    ("claude", "sigterm", "very-slow", [], "SIGTERM 2.5 s into a 10 s stream", signal.SIGTERM),
     ("codex", "plain", "plain", [], "a plain answer"),
     ("codex", "tool", "tool", [], "exec_command runs `echo`, then a final answer"),
     ("codex", "error", "error", [], "HTTP 400 from the API"),
@@ -133,6 +140,9 @@ CASES = [
     ("opencode", "tool", "tool", [], "bash runs `echo`, then a final answer"),
     ("opencode", "error", "error", [], "HTTP 400 from the API"),
     ("opencode", "resume", "resume", [], "a second run with --session <sessionID>"),
+    ("codex", "slow", "slow", [], "a 5-chunk stream 300 ms apart"),
+    ("gemini", "slow", "slow", [], "a 5-chunk stream 300 ms apart"),
+    ("opencode", "slow", "slow", [], "a 5-chunk stream 300 ms apart"),
 ]
 
 
@@ -164,14 +174,26 @@ class Mock:
         self.proc.wait()
 
 
-def run(argv, cwd, env):
-    proc = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          timeout=TIMEOUT)
-    return proc.returncode, proc.stdout, proc.stderr
+def run(argv, cwd, env, mock, sig=None):
+    """Runs one CLI to its end; with `sig`, sends it that signal INTERRUPT_AFTER seconds after the
+    mock has seen its first model request (mid-stream with the very-slow script)."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if sig:
+        deadline = time.monotonic() + TIMEOUT
+        while not (mock.log.exists() and "POST" in mock.log.read_text()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{argv[0]}: no model request within {TIMEOUT} s")
+            time.sleep(0.05)
+        time.sleep(INTERRUPT_AFTER)
+        proc.send_signal(sig)
+    out, err = proc.communicate(timeout=TIMEOUT)
+    return proc.returncode, out, err
 
 
 def record(case, scratch):
-    cli, scenario, script, extra, _ = case
+    cli, scenario, script, extra, _ = case[:5]
+    sig = case[5] if len(case) > 5 else None
     extra = [] if extra is None else BASE_EXTRA[cli] + extra
     if case[3] is None:  # gemini plain: the backend's own words only plus the output format
         extra = ["--output-format", "stream-json"]
@@ -186,11 +208,11 @@ def record(case, scratch):
                "LANG": "C.UTF-8", **cli_env}
         runs = []
         argv = backend(cli, TASK, extra)
-        runs.append((argv, *run(argv, work, env)))
+        runs.append((argv, *run(argv, work, env, mock, sig)))
         if scenario == "resume":
             sid = session_id(cli, runs[0][2].decode())
             argv = backend(cli, NEXT, extra, resume=sid)
-            runs.append((argv, *run(argv, work, env)))
+            runs.append((argv, *run(argv, work, env, mock)))
             bodies = [json.dumps(r["body"]) for r in mock.requests()]
             if "First answer." not in bodies[-1]:
                 raise RuntimeError(f"{cli}: the resumed request does not carry the first answer")
