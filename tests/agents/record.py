@@ -35,7 +35,9 @@ PACKAGES = {"claude": "@anthropic-ai/claude-code", "codex": "@openai/codex",
 
 GEMINI_SETTINGS = {"security": {"auth": {"selectedType": "gemini-api-key"}},
                    "privacy": {"usageStatisticsEnabled": False},
-                   "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+                   # maxAttempts 1: a 5xx fails at once instead of ten tries with backoff.
+                   "general": {"disableAutoUpdate": True, "disableUpdateNag": True,
+                               "maxAttempts": 1},
                    "telemetry": {"enabled": False}}
 
 
@@ -135,6 +137,7 @@ CASES = [
     ("gemini", "plain", "plain", None, "a plain answer, model auto (routed: a classifier call)"),
     ("gemini", "tool", "tool", ["--yolo"], "run_shell_command runs `echo` (needs --yolo)"),
     ("gemini", "error", "error", [], "HTTP 400 from the API"),
+    ("gemini", "error-500", "error-500", [], "HTTP 500 with settings general.maxAttempts 1"),
     ("gemini", "resume", "resume", [], "a second run with --resume <session_id>"),
     ("opencode", "plain", "plain", [], "a plain answer"),
     ("opencode", "tool", "tool", [], "bash runs `echo`, then a final answer"),
@@ -266,7 +269,7 @@ def readme(entries):
             ".", "").isalnum() else json.dumps(a) for a in e["argv"])
         lines += [f"### {e['name']}.jsonl", "", f"{e['what']}; script `{e['script']}.json`; "
                   f"exit code {e['exit']}.", "", "```", argv, "```", "",
-                  "mock saw (both runs, for a resume pair): " + ", ".join(f"`{r}`" for r in e["requests"]), ""]
+                  ("mock saw (both runs): " if "resume" in e["name"] else "mock saw: ") + ", ".join(f"`{r}`" for r in e["requests"]), ""]
     (OUT / "README.md").write_text("\n".join(lines))
 
 
