@@ -288,7 +288,7 @@ fn opencode_tool_session() {
             assert_eq!(a.turns, 2);
             assert_eq!(a.tokens, tokens(200, 40));
             // Two steps of 100 in / 20 out at the mock model's configured price.
-        assert_eq!(a.cost_usd, Some(Usd::from_dollars(0.0012)));
+            assert_eq!(a.cost_usd, Some(Usd::from_dollars(0.0012)));
             assert_eq!(
                 a.result.as_deref(),
                 Some("The command printed drover-tool-ran.")

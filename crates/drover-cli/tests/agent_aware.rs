@@ -168,6 +168,28 @@ fn a_claude_agent_is_read_live_rendered_continued_and_costed() {
     assert_eq!(cost["claude"]["cost_usd"], 0.004);
     assert_eq!(cost["claude"]["turns"], 4);
     assert_eq!(cost["claude"]["tokens"]["input"], 400);
+
+    // The same sums in /metrics (over the unix socket, which needs no token).
+    let socket = daemon.state_dir.join("http.sock");
+    let metrics = std::process::Command::new("curl")
+        .args(["-sS", "--unix-socket"])
+        .arg(&socket)
+        .arg("http://drover/metrics")
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let labels = "backend=\"claude\",model=\"claude-opus-4-8\"";
+    for line in [
+        "drover_agent_phase{phase=\"done\"} 2".to_owned(),
+        format!("drover_agent_cost_usd{{{labels}}} 0.004"),
+        format!("drover_agent_turns{{{labels}}} 4"),
+        format!("drover_agent_tokens{{{labels},kind=\"output\"}} 80"),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in:\n{metrics}"
+        );
+    }
     daemon.stop();
 }
 

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     Log(AgentId, Vec<Record>),
-    Event(Event),
+    Event(Box<Event>),
 }
 
 /// The queue side of the publisher; cheap to clone.
@@ -58,7 +58,7 @@ impl Publisher {
 
     /// Queue an event; never blocks.
     pub(crate) fn event(&self, event: Event) {
-        if self.queue.try_send(Outgoing::Event(event)).is_err() {
+        if self.queue.try_send(Outgoing::Event(Box::new(event))).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

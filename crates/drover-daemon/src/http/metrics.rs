@@ -134,6 +134,7 @@ pub(super) async fn render(State(http): State<AppState>) -> Result<Response, Api
     for (code, n) in &errors {
         let _ = writeln!(out, "drover_request_errors_total{{code=\"{code}\"}} {n}");
     }
+    super::agent_metrics::render(shared, &mut out).map_err(|e| ApiError::from(store_error(e)))?;
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -10,6 +10,7 @@
 //! a bearer token or the login cookie, and its role) decide whether the request goes on.
 //! `listen` binds the sockets and serves connections with their limits.
 
+mod agent_metrics;
 mod agents;
 mod auth;
 mod body;
