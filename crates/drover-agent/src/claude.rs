@@ -21,7 +21,10 @@
 use std::collections::HashSet;
 
 use drover_proto::{AttentionReason, Tokens, Usd};
-use serde::Deserialize;
+use std::borrow::Cow;
+
+use serde::de::{SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -57,10 +60,10 @@ struct Line<'a> {
     kind: &'a str,
     #[serde(default, borrow)]
     subtype: Option<&'a str>,
-    #[serde(default)]
-    session_id: Option<String>,
-    #[serde(default)]
-    model: Option<String>,
+    #[serde(default, borrow)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     message: Option<Message<'a>>,
     // `result` lines.
@@ -82,13 +85,13 @@ struct Line<'a> {
 
 #[derive(Deserialize)]
 struct Message<'a> {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    model: Option<String>,
-    /// A string (a prompt) or a list of blocks.
     #[serde(default, borrow)]
-    content: Option<&'a RawValue>,
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    /// A list of blocks; a string (a prompt) reads as none.
+    #[serde(default, borrow, deserialize_with = "blocks")]
+    content: Vec<Block<'a>>,
     #[serde(default)]
     usage: Option<Usage>,
 }
@@ -97,20 +100,51 @@ struct Message<'a> {
 struct Block<'a> {
     #[serde(rename = "type", borrow)]
     kind: &'a str,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
     #[serde(default)]
     input: Option<Value>,
-    #[serde(default)]
-    tool_use_id: Option<String>,
+    #[serde(default, borrow)]
+    tool_use_id: Option<Cow<'a, str>>,
     #[serde(default)]
     is_error: Option<bool>,
+    /// A tool result's content, looked at only when the result is an error.
     #[serde(default, borrow)]
     content: Option<&'a RawValue>,
+}
+
+/// A message's `content`: its blocks, parsed in the same pass as the line; a plain string
+/// (a prompt) has none.
+fn blocks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Block<'de>>, D::Error> {
+    struct Blocks;
+    impl<'de> Visitor<'de> for Blocks {
+        type Value = Vec<Block<'de>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of content blocks or a string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(block) = seq.next_element()? {
+                out.push(block);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Blocks)
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -168,10 +202,13 @@ pub(crate) fn line(state: &mut State, reading: &mut Reading<'_>, bytes: &[u8]) -
         }
         "user" => {
             if let Some(message) = line.message {
-                if message
-                    .content
-                    .is_some_and(|c| c.get().contains(INTERRUPTED))
-                {
+                let interrupted = message.content.iter().any(|b| {
+                    b.kind == "text"
+                        && b.text
+                            .as_deref()
+                            .is_some_and(|t| t.starts_with(INTERRUPTED))
+                });
+                if interrupted {
                     state.interrupted = true;
                 }
                 tool_results(state, reading, message);
@@ -188,26 +225,20 @@ pub(crate) fn line(state: &mut State, reading: &mut Reading<'_>, bytes: &[u8]) -
     }
 }
 
-fn blocks<'a>(content: Option<&'a RawValue>) -> Vec<Block<'a>> {
-    content
-        .and_then(|raw| serde_json::from_str::<Vec<Block<'a>>>(raw.get()).ok())
-        .unwrap_or_default()
-}
-
 fn assistant(state: &mut State, reading: &mut Reading<'_>, message: Message<'_>) {
     // Claude Code reports an API error as a message from the model `<synthetic>`.
     if let Some(model) = message.model.as_deref().filter(|m| !m.starts_with('<')) {
         reading.model(model);
     }
-    let id = message.id.unwrap_or_default();
+    let id = message.id.as_deref().unwrap_or_default();
     let usage = message.usage.map(Usage::tokens).unwrap_or_default();
     match &mut state.message {
-        Some((current, counted)) if *current == id => *counted = usage,
+        Some((current, counted)) if current == id => *counted = usage,
         _ => {
             if let Some((_, counted)) = state.message.take() {
                 state.before.add(&counted);
             }
-            state.message = Some((id, usage));
+            state.message = Some((id.to_owned(), usage));
             reading.activity.turns = reading.activity.turns.saturating_add(1);
         }
     }
@@ -219,7 +250,7 @@ fn assistant(state: &mut State, reading: &mut Reading<'_>, message: Message<'_>)
     if reading.activity.phase != drover_proto::Phase::Tool {
         reading.working();
     }
-    for block in blocks(message.content) {
+    for block in message.content {
         match block.kind {
             "text" => {
                 if let Some(text) = &block.text {
@@ -227,19 +258,20 @@ fn assistant(state: &mut State, reading: &mut Reading<'_>, message: Message<'_>)
                 }
             }
             "tool_use" => {
-                let name = block.name.unwrap_or_default();
+                let name = block.name.as_deref().unwrap_or_default();
                 let summary = block
                     .input
                     .as_ref()
                     .map(summarize_input)
                     .unwrap_or_default();
                 if state.pending.len() < MAX_PENDING {
-                    state.pending.insert(block.id.unwrap_or_default());
+                    let id = block.id.as_deref().unwrap_or_default();
+                    state.pending.insert(id.to_owned());
                 }
-                if QUESTION_TOOLS.contains(&name.as_str()) {
+                if QUESTION_TOOLS.contains(&name) {
                     reading.question(&summary);
                 } else {
-                    reading.tool(&name, summary);
+                    reading.tool(name, summary);
                 }
                 reading.mark();
             }
@@ -250,13 +282,13 @@ fn assistant(state: &mut State, reading: &mut Reading<'_>, message: Message<'_>)
 
 fn tool_results(state: &mut State, reading: &mut Reading<'_>, message: Message<'_>) {
     let mut any = false;
-    for block in blocks(message.content) {
+    for block in message.content {
         if block.kind != "tool_result" {
             continue;
         }
         any = true;
         if let Some(id) = &block.tool_use_id {
-            state.pending.remove(id);
+            state.pending.remove(id.as_ref());
         }
         if block.is_error == Some(true) {
             let text = block.content.map(result_text).unwrap_or_default();

@@ -36,6 +36,9 @@ pub(crate) struct Reading<'a> {
     /// The agent's stdin is a pipe: a finished turn waits for more input instead of ending.
     pub(crate) interactive: bool,
     pub(crate) marks: &'a mut Vec<Activity>,
+    /// Most snapshots wanted; changes past it are counted in `coalesced` instead.
+    pub(crate) cap: Option<usize>,
+    pub(crate) coalesced: &'a mut usize,
     pub(crate) key: &'a mut Key,
 }
 
@@ -46,7 +49,11 @@ impl Reading<'_> {
     pub(crate) fn mark(&mut self) {
         if !self.key.same(self.activity) {
             *self.key = Key::of(self.activity);
-            self.marks.push(self.activity.clone());
+            if self.cap.is_none_or(|cap| self.marks.len() < cap) {
+                self.marks.push(self.activity.clone());
+            } else {
+                *self.coalesced += 1;
+            }
         }
     }
 

@@ -16,6 +16,21 @@ pub struct Update {
     pub changed: bool,
     /// Snapshots at each change of phase, attention or final result, in order: one event each.
     pub events: Vec<Activity>,
+    /// Most snapshots wanted (`None`: all). Past it, changes are only counted in `coalesced`:
+    /// a caller that can record only so many events is spared copying the rest.
+    pub cap: Option<usize>,
+    /// Changes past `cap`, not snapshotted: the latest reading differs from the last snapshot.
+    pub coalesced: usize,
+}
+
+impl Update {
+    /// An update that keeps at most `cap` snapshots.
+    pub fn capped(cap: usize) -> Update {
+        Update {
+            cap: Some(cap),
+            ..Update::default()
+        }
+    }
 }
 
 /// How the agent's process ended, for [`Tracker::end`].
@@ -25,6 +40,9 @@ pub enum Ending {
     Exited(i32),
     /// A signal ended it.
     Killed(i32),
+    /// It ended (any way) after someone asked it to stop: the end is what they asked for,
+    /// whatever the exit code says (gemini exits 0 on SIGINT without a result).
+    Stopped,
     /// It never started, or its holder was lost.
     Failed,
 }
@@ -117,6 +135,8 @@ impl Tracker {
             activity: &mut self.activity,
             interactive: self.interactive,
             marks: &mut update.events,
+            cap: update.cap,
+            coalesced: &mut update.coalesced,
             key: &mut self.key,
         };
         let understood = line[0] == b'{'
@@ -132,8 +152,9 @@ impl Tracker {
         reading.mark();
     }
 
-    /// The process ended: a phase that is not final becomes `done` (exit code 0) or `failed`
-    /// (anything else; an error exit before any result also asks for attention).
+    /// The process ended: a phase that is not final becomes `done` (a good result, or exit code
+    /// 0 without a stop) or `failed` (anything else; an error exit before any result also asks
+    /// for attention).
     pub fn end(&mut self, ending: Ending) -> Update {
         let mut update = Update::default();
         if !self.line.is_empty() && !self.overflow {
@@ -145,6 +166,8 @@ impl Tracker {
             activity: &mut self.activity,
             interactive: false,
             marks: &mut update.events,
+            cap: None,
+            coalesced: &mut update.coalesced,
             key: &mut self.key,
         };
         let activity = &*reading.activity;
@@ -159,8 +182,8 @@ impl Tracker {
                 && !activity.is_error);
         reading.activity.current_tool = None;
         reading.activity.phase = match ending {
-            Ending::Exited(0) => Phase::Done,
             _ if ended_well => Phase::Done,
+            Ending::Exited(0) => Phase::Done,
             Ending::Exited(code) => {
                 if reading.activity.result.is_none() {
                     reading.attention(
@@ -171,7 +194,7 @@ impl Tracker {
                 Phase::Failed
             }
             // Stopped or killed: somebody meant it; no attention asked.
-            Ending::Killed(_) | Ending::Failed => Phase::Failed,
+            Ending::Killed(_) | Ending::Stopped | Ending::Failed => Phase::Failed,
         };
         update.changed = true;
         reading.mark();

@@ -68,8 +68,10 @@ pub(crate) struct AgentObserver {
     // append only, never across an await.
     backlog: Arc<Mutex<Waiting>>,
     // The backend's parser, reading stdout into the agent's activity; `None` for backends
-    // without one. Locked by the capture path (one batch at a time) and the end.
+    // without one. Used by the activity reader thread (`reading.rs`) only.
     reader: Option<Mutex<Reader>>,
+    // This observer, for handing it to the reader thread.
+    me: Weak<AgentObserver>,
 }
 
 /// An agent's parser and the activity last recorded in the registry.
@@ -77,6 +79,45 @@ pub(crate) struct AgentObserver {
 struct Reader {
     tracker: Tracker,
     recorded: Option<Activity>,
+    /// `activity` events this agent may still record now (a token bucket).
+    budget: f64,
+    refilled: std::time::Instant,
+    /// A change held back by the budget: recorded when the budget allows (the next output) or
+    /// when the agent ends, unless a newer change replaces it first.
+    held: Option<Activity>,
+}
+
+/// `activity` events an agent may record in a burst, and per second after it. A real agent
+/// changes phase a few times per tool call, far below this; an agent that floods its output
+/// with tool calls has its changes coalesced (the latest wins) instead of filling the registry
+/// and the event history, which keeps the newest 100 000 events of all agents.
+const ACTIVITY_BURST: f64 = 32.0;
+const ACTIVITY_PER_SECOND: f64 = 20.0;
+
+impl Reader {
+    fn new(tracker: Tracker, recorded: Option<Activity>) -> Reader {
+        Reader {
+            tracker,
+            recorded,
+            budget: ACTIVITY_BURST,
+            refilled: std::time::Instant::now(),
+            held: None,
+        }
+    }
+
+    /// Events the budget allows now.
+    fn available(&mut self) -> usize {
+        let now = std::time::Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * ACTIVITY_PER_SECOND;
+        self.budget = (self.budget + earned).min(ACTIVITY_BURST);
+        self.refilled = now;
+        self.budget as usize
+    }
+
+    /// Take one event from the budget.
+    fn spend(&mut self) {
+        self.budget = (self.budget - 1.0).max(0.0);
+    }
 }
 
 /// The backlog and what the observer did about it.
@@ -105,15 +146,11 @@ impl AgentObserver {
         info: AgentInfo,
         tracker: Option<Tracker>,
     ) -> (Arc<AgentObserver>, LiveAgent) {
-        let reader = tracker.map(|tracker| {
-            Mutex::new(Reader {
-                recorded: info.activity.clone(),
-                tracker,
-            })
-        });
+        let reader = tracker.map(|tracker| Mutex::new(Reader::new(tracker, info.activity.clone())));
         let (watch, receiver) = watch::channel(info.clone());
         let (ended, ended_receiver) = watch::channel(false);
-        let observer = AgentObserver {
+        let observer = Arc::new_cyclic(|me| AgentObserver {
+            me: me.clone(),
             id: info.id,
             shared: Arc::downgrade(shared),
             info: Mutex::new(info),
@@ -121,14 +158,14 @@ impl AgentObserver {
             ended,
             backlog: Arc::default(),
             reader,
-        };
+        });
         let live = LiveAgent {
             handle: OnceLock::new(),
             handle_set: tokio::sync::Notify::new(),
             info: receiver,
             ended: ended_receiver,
         };
-        (Arc::new(observer), live)
+        (observer, live)
     }
 }
 
@@ -292,31 +329,42 @@ fn lock_reader(reader: &Mutex<Reader>) -> std::sync::MutexGuard<'_, Reader> {
 }
 
 impl AgentObserver {
-    /// Feed the stdout records to the parser, if the backend has one.
-    fn read(&self, records: &[Record]) -> Option<Update> {
-        let reader = self.reader.as_ref()?;
-        let mut reader = lock_reader(reader);
-        let mut update = Update::default();
-        for record in records.iter().filter(|r| r.stream == StreamKind::Stdout) {
-            reader
-                .tracker
-                .feed(&record.data, record.partial, &mut update);
-        }
-        update.changed.then_some(update)
-    }
-
-    /// Show the parser's new reading: every lookup sees it at once; a change of phase,
-    /// attention or result is also recorded in the registry with an `activity` event each.
-    fn apply(&self, shared: &Shared, update: Update) {
-        let Some(reader) = &self.reader else {
+    /// Read stdout lines into the activity and show it: every lookup sees the new reading at
+    /// once; each change of phase, attention or result is also recorded in the registry with
+    /// an `activity` event (at most `ACTIVITY_BURST` at once and `ACTIVITY_PER_SECOND` after).
+    /// Called by the activity reader thread.
+    pub(crate) fn read_and_apply(&self, lines: &[(Vec<u8>, bool)]) {
+        let (Some(reader), Some(shared)) = (&self.reader, self.shared.upgrade()) else {
             return;
         };
-        // Lock order: the agent, then its reader (as `status` does).
+        // Lock order: the agent, then its reader.
         let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
         let mut reader = lock_reader(reader);
+        // Snapshots only for the events the budget allows now; later changes are coalesced.
+        let mut update = Update::capped(reader.available());
+        for (data, partial) in lines {
+            reader.tracker.feed(data, *partial, &mut update);
+        }
+        if !update.changed {
+            return;
+        }
+        let newer = !update.events.is_empty() || update.coalesced > 0;
+        if newer {
+            // A newer change replaces one held back.
+            reader.held = None;
+        } else if reader.held.is_some() && reader.available() > 0 {
+            // Nothing new: a change held back earlier goes out once the budget allows.
+            if let Some(held) = reader.held.take() {
+                update.events.push(held);
+            }
+        }
         for snapshot in update.events {
+            reader.spend();
             reader.recorded = Some(snapshot.clone());
-            self.record_activity(shared, &mut info, snapshot);
+            self.record_activity(&shared, &mut info, snapshot);
+        }
+        if update.coalesced > 0 {
+            reader.held = Some(reader.tracker.activity().clone());
         }
         info.activity = Some(reader.tracker.activity().clone());
         self.watch.send_replace(info.clone());
@@ -333,18 +381,28 @@ impl AgentObserver {
     }
 
     /// The process ended: the parser's last reading, recorded (with an event) unless the
-    /// registry already holds it.
-    fn end_activity(&self, shared: &Shared, info: &mut AgentInfo, status: &AgentStatus) {
-        let Some(reader) = &self.reader else {
+    /// registry already holds it. Called by the activity reader thread once it has read every
+    /// line before the end.
+    pub(crate) fn end_activity(&self, status: &AgentStatus) {
+        let (Some(reader), Some(shared)) = (&self.reader, self.shared.upgrade()) else {
             return;
         };
+        let shared = &*shared;
+        let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
+        let info = &mut *info;
         let mut reader = lock_reader(reader);
+        // Stopping before the end: someone asked for it (`stop`, a timeout, the daemon's
+        // shutdown), and only claude says so in its output.
+        let stopped = matches!(info.status, AgentStatus::Stopping { .. });
         let ending = match status {
+            _ if stopped => Ending::Stopped,
             AgentStatus::Exited { code, .. } => Ending::Exited(*code),
             AgentStatus::Killed { signal, .. } => Ending::Killed(*signal),
             _ => Ending::Failed,
         };
         let update = reader.tracker.end(ending);
+        // The end is always recorded, whatever the budget says; it replaces a held change.
+        reader.held = None;
         for snapshot in update.events {
             reader.recorded = Some(snapshot.clone());
             self.record_activity(shared, info, snapshot);
@@ -382,10 +440,20 @@ impl Observer for AgentObserver {
             self.on_refused(&shared, &mut waiting, error.as_ref());
         }
         drop(waiting);
-        let update = self.read(&records);
+        // The parser reads a copy, on its own thread, after the batch is published: it adds
+        // no latency to followers.
+        let lines: Option<Vec<(Vec<u8>, bool)>> = self.reader.as_ref().map(|_| {
+            records
+                .iter()
+                .filter(|r| r.stream == StreamKind::Stdout)
+                .map(|r| (r.data.clone(), r.partial))
+                .collect()
+        });
         shared.publisher.log(self.id, records);
-        if let Some(update) = update {
-            self.apply(&shared, update);
+        if let (Some(lines), Some(me)) = (lines, self.me.upgrade()) {
+            if !lines.is_empty() {
+                shared.readers.feed(me, lines);
+            }
         }
     }
 
@@ -403,6 +471,14 @@ impl Observer for AgentObserver {
         };
         let status = convert_status(status);
         let terminal = status.state().is_terminal();
+        if terminal && self.reader.is_some() {
+            // The activity's last word comes before the exit (whoever sees the exit finds it),
+            // once the reader has read every line; not under this agent's lock, which the
+            // reader takes.
+            if let Some(me) = self.me.upgrade() {
+                shared.readers.end(me, status.clone());
+            }
+        }
         if status.state() == drover_proto::AgentState::Running {
             // Resumed (by anyone): a later recovery of the store must not resume the agent
             // again if someone pauses it meanwhile.
@@ -439,10 +515,6 @@ impl Observer for AgentObserver {
         let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
         if info.status == status {
             return;
-        }
-        if terminal {
-            // The activity's last word comes before the exit: whoever sees the exit finds it.
-            self.end_activity(&shared, &mut info, &status);
         }
         info.status = status;
         // Order matters: whoever hears of the event and asks must find the new state (lookups

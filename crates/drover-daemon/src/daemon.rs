@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) holders: crate::holders::Holders,
     pub(crate) publisher: Publisher,
     pub(crate) events: EventBus,
+    /// The thread that reads AI agents' output into their activity.
+    pub(crate) readers: crate::reading::Readers,
     pub(crate) counters: Counters,
     /// The PUB endpoint clients can connect to over TCP (CURVE).
     pub(crate) pub_endpoint: String,
@@ -159,6 +161,10 @@ pub async fn run(
         agent_ended: tokio::sync::Notify::new(),
         requests: Mutex::new(RequestStats::default()),
         state_counts: Mutex::new(None),
+        readers: crate::reading::Readers::start().map_err(|e| DaemonError::Io {
+            context: "starting the activity reader thread".into(),
+            source: e,
+        })?,
     });
     restart::repair_histories(&shared)?;
     restart::reattach(&shared).await?;

@@ -29,6 +29,7 @@ mod listeners;
 mod lock;
 mod placeholder;
 mod publish;
+mod reading;
 mod restart;
 mod retention;
 pub mod tls;

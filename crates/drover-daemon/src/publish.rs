@@ -58,7 +58,11 @@ impl Publisher {
 
     /// Queue an event; never blocks.
     pub(crate) fn event(&self, event: Event) {
-        if self.queue.try_send(Outgoing::Event(Box::new(event))).is_err() {
+        if self
+            .queue
+            .try_send(Outgoing::Event(Box::new(event)))
+            .is_err()
+        {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -176,19 +176,23 @@ impl BackendTable {
             ),
             (
                 "opencode".to_owned(),
-                t(
-                    vec![
-                        w("opencode"),
-                        w("run"),
-                        w("--format"),
-                        w("json"),
-                        opt(&["--session", SESSION]),
-                        model.clone(),
-                        extra.clone(),
-                        w("{task}"),
-                    ],
-                    Some("opencode-json"),
-                ),
+                BackendTemplate {
+                    // opencode reads a stdin that is not a terminal to its end before it starts.
+                    stdin: Some(StdinMode::Null),
+                    ..t(
+                        vec![
+                            w("opencode"),
+                            w("run"),
+                            w("--format"),
+                            w("json"),
+                            opt(&["--session", SESSION]),
+                            model.clone(),
+                            extra.clone(),
+                            w("{task}"),
+                        ],
+                        Some("opencode-json"),
+                    )
+                },
             ),
             (
                 "aider".to_owned(),

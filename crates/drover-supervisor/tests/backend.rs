@@ -133,7 +133,15 @@ fn stdin_preferences_come_from_the_template() {
         table.render("claude", &input).unwrap().1,
         Some(StdinMode::Null)
     );
-    assert_eq!(table.render("codex", &input).unwrap().1, None);
+    // codex and opencode read a stdin that is not a terminal; gemini does not care.
+    for cli in ["codex", "opencode"] {
+        assert_eq!(
+            table.render(cli, &input).unwrap().1,
+            Some(StdinMode::Null),
+            "{cli}"
+        );
+    }
+    assert_eq!(table.render("gemini", &input).unwrap().1, None);
     assert_eq!(
         table.render("mytool", &input).unwrap().1,
         Some(StdinMode::Pipe)

@@ -1,0 +1,93 @@
+//! The activity reader: one thread that feeds AI agents' stdout to their parsers, off the
+//! capture path. Capture stores and publishes a batch, then hands a copy of its stdout lines
+//! here and goes on; the thread parses them in order (one queue for all agents, so each agent's
+//! lines stay in order) and records the changes. A full queue makes capture wait: the activity
+//! never skips a line, and memory stays bounded. An agent's end waits for the thread to have
+//! read everything before it, so the final activity is recorded before the `exit` event.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+use drover_proto::AgentStatus;
+
+use crate::agent::AgentObserver;
+
+/// Batches waiting for the reader, all agents together. A capture batch holds at most a read's
+/// worth of output (64 KiB from a pipe, up to 1 MiB from a holder's spool), so what waits is
+/// at most about 64 MiB.
+const QUEUE: usize = 64;
+
+enum Job {
+    /// Stdout lines (data, partial) of one agent, in order.
+    Feed(Arc<AgentObserver>, Vec<(Vec<u8>, bool)>),
+    /// The agent ended: settle its activity, then say so.
+    End(Arc<AgentObserver>, AgentStatus, SyncSender<()>),
+}
+
+/// The handle capture uses; the thread ends when the daemon drops it.
+#[derive(Debug, Clone)]
+pub(crate) struct Readers {
+    queue: SyncSender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Feed(..) => f.write_str("Feed"),
+            Job::End(..) => f.write_str("End"),
+        }
+    }
+}
+
+impl Readers {
+    /// Start the reader thread. It enters the daemon's runtime, so the event bus can start its
+    /// retry task from there when the registry refuses a change.
+    pub(crate) fn start() -> std::io::Result<Readers> {
+        let (queue, jobs) = sync_channel(QUEUE);
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        std::thread::Builder::new()
+            .name("drover-activity".into())
+            .spawn(move || {
+                let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
+                run(&jobs);
+            })?;
+        Ok(Readers { queue })
+    }
+
+    /// Queue stdout lines for `observer`'s parser; waits while the queue is full.
+    pub(crate) fn feed(&self, observer: Arc<AgentObserver>, lines: Vec<(Vec<u8>, bool)>) {
+        if let Err(error) = self.queue.send(Job::Feed(observer, lines)) {
+            // The thread is gone (the daemon is stopping): read here.
+            if let Job::Feed(observer, lines) = error.0 {
+                observer.read_and_apply(&lines);
+            }
+        }
+    }
+
+    /// Settle `observer`'s activity once everything queued before is read; returns when done.
+    pub(crate) fn end(&self, observer: Arc<AgentObserver>, status: AgentStatus) {
+        let (done, finished) = sync_channel(1);
+        match self.queue.send(Job::End(observer, status, done)) {
+            Ok(()) => {
+                let _ = finished.recv();
+            }
+            Err(error) => {
+                if let Job::End(observer, status, _) = error.0 {
+                    observer.end_activity(&status);
+                }
+            }
+        }
+    }
+}
+
+fn run(jobs: &Receiver<Job>) {
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::Feed(observer, lines) => observer.read_and_apply(&lines),
+            Job::End(observer, status, done) => {
+                observer.end_activity(&status);
+                let _ = done.send(());
+            }
+        }
+    }
+}
