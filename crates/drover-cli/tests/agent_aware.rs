@@ -330,3 +330,41 @@ fn agents_needing_attention_sort_first() {
     );
     daemon.stop();
 }
+
+/// An agent that floods its output with tool calls (2 000 phase changes at full speed) cannot
+/// flood the registry and the event history: its `activity` events are budgeted and coalesced,
+/// and the last one is still its true end.
+#[test]
+fn a_flood_of_phase_changes_is_coalesced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(&dir.path().join("state"));
+    let fake = Fake::new(dir.path());
+    let recorded = std::fs::read(transcript("claude-tool")).expect("transcript");
+    let lines: Vec<&[u8]> = recorded.split_inclusive(|b| *b == b'\n').collect();
+    // init, then (tool call, tool result) × 1000, then the final text and the result.
+    let mut flood = lines[0].to_vec();
+    for _ in 0..1000 {
+        flood.extend_from_slice(lines[1]);
+        flood.extend_from_slice(lines[2]);
+    }
+    for line in &lines[3..] {
+        flood.extend_from_slice(line);
+    }
+    let path = dir.path().join("flood.jsonl");
+    std::fs::write(&path, &flood).expect("write");
+    let pace = "DROVER_FAKE_PACE_MS=0";
+    let id = fake.spawn(&daemon, "claude", &path, &["-e", pace]);
+    ok(daemon.drover(&["wait", &id]));
+    let phases = activity_phases(&daemon, &id);
+    assert!(
+        phases.len() < 500,
+        "{} activity events for 2 000 phase changes",
+        phases.len()
+    );
+    assert_eq!(phases.last().map(String::as_str), Some("done"));
+    let activity = json(&daemon, &["show", &id])["activity"].clone();
+    assert_eq!(activity["phase"], "done");
+    assert_eq!(activity["turns"], 2, "the result's num_turns is the final word");
+    assert_eq!(activity["ignored_lines"], 0);
+    daemon.stop();
+}
