@@ -1,5 +1,5 @@
 //! Agent-awareness end to end: the real daemon runs the built-in backends against a fake agent
-//! CLI (`tests/agents/fake-agent`, on PATH as claude/codex/gemini/opencode) that checks the
+//! CLI (`tests/agents/fake-agent` at the repository root, on PATH as claude/codex/gemini/opencode) that checks the
 //! command line it is given and replays a transcript recorded from the real CLI; the real
 //! client reads the activity, its events, the pretty transcript, continues a session and sums
 //! the cost.
@@ -23,7 +23,7 @@ fn transcript(name: &str) -> PathBuf {
 fn fake_bin(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).expect("bin dir");
-    let fake = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/agents/fake-agent");
+    let fake = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/agents/fake-agent");
     for cli in ["claude", "codex", "gemini", "opencode"] {
         std::os::unix::fs::symlink(&fake, bin.join(cli)).expect("symlink");
     }
@@ -364,7 +364,10 @@ fn a_flood_of_phase_changes_is_coalesced() {
     assert_eq!(phases.last().map(String::as_str), Some("done"));
     let activity = json(&daemon, &["show", &id])["activity"].clone();
     assert_eq!(activity["phase"], "done");
-    assert_eq!(activity["turns"], 2, "the result's num_turns is the final word");
+    assert_eq!(
+        activity["turns"], 2,
+        "the result's num_turns is the final word"
+    );
     assert_eq!(activity["ignored_lines"], 0);
     daemon.stop();
 }

@@ -26,6 +26,7 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy_and_no_data() {
             ("/", "text/html"),
             ("/ui/app.js", "text/javascript"),
             ("/ui/app.css", "text/css"),
+            ("/ui/transcript.js", "text/javascript"),
         ] {
             let response = request_without_token(daemon.addr, "GET", path, &[], b"").await;
             assert_eq!(response.status, 200, "{path}: {}", response.text());
@@ -129,4 +130,67 @@ async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium()
     tokio::time::timeout(Duration::from_secs(240), test)
         .await
         .expect("the dashboard test finished within 240 s");
+}
+
+/// What AI agents do, in the browser: agents of the `claude` backend (the fake agent CLI of
+/// `tests/agents/fake-agent`, replaying transcripts recorded from the real claude) show their
+/// phase, turns and cost in the fleet table, the one that needs a person sorts first and is
+/// marked, the agent pane shows the activity and renders the log as a transcript, and
+/// "Continue" starts an agent resuming the same session. `tests/browser/agents.mjs` drives it.
+#[tokio::test]
+async fn the_dashboard_shows_what_ai_agents_do_in_chromium() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install Debian's chromium package; scripts/setup-test-env does"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run scripts/setup-test-env (npm ci in {})",
+        browser_dir.display()
+    );
+    let test = async {
+        let bin = tempfile::tempdir().expect("bin dir");
+        std::os::unix::fs::symlink(
+            root.join("tests/agents/fake-agent"),
+            bin.path().join("claude"),
+        )
+        .expect("symlink");
+        let daemon = Daemon::start().await;
+        let front = start_front(daemon.addr, None).await;
+        let shots = tempfile::tempdir().expect("screenshots dir");
+        let run = tokio::process::Command::new("node")
+            .arg(browser_dir.join("agents.mjs"))
+            .arg(format!("http://{front}"))
+            .arg(&daemon.http_url)
+            .arg(&daemon.token)
+            .arg(bin.path())
+            .arg(root.join("crates/drover-agent/tests/fixtures/real"))
+            .arg(shots.path())
+            .current_dir(&browser_dir)
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(120), run)
+            .await
+            .expect("the browser script finished within 120 s")
+            .expect("node runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.contains("every step passed"),
+            "the browser script failed ({}):\n{stdout}\n{stderr}",
+            output.status
+        );
+        let shot = shots.path().join("dashboard-activity.png");
+        assert!(shot.metadata().map(|m| m.len() > 1000).unwrap_or(false));
+        if let Ok(dir) = std::env::var("DROVER_SCREENSHOTS") {
+            std::fs::copy(&shot, Path::new(&dir).join("dashboard-activity.png"))
+                .expect("copy screenshot");
+        }
+        daemon.stop().await;
+    };
+    tokio::time::timeout(Duration::from_secs(180), test)
+        .await
+        .expect("the agents dashboard test finished within 180 s");
 }

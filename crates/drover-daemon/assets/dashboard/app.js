@@ -2,6 +2,8 @@
 // log over SSE. Everything comes from the documented HTTP API under the login cookie; the page
 // holds no token. No framework, no build step: this file is served as is.
 
+import { transcriptOf } from "./transcript.js";
+
 const $ = (id) => document.getElementById(id);
 
 // Lines an agent pane keeps in memory; beyond, the oldest go (the log stays in the daemon).
@@ -141,6 +143,7 @@ function followEvents() {
     const known = state.agents.get(data.agent);
     if (known) {
       Object.assign(known, { state: data.state, exit_code: data.exit_code, signal: data.signal });
+      if (data.activity) known.activity = data.activity;
       renderFleet();
       if (state.pane && state.pane.id === known.id) showAgentState(known);
       return;
@@ -155,6 +158,7 @@ function followEvents() {
       // The reply is at least as new as the event that asked for it, not as later ones.
       if (newest && newest.event_seq > data.event_seq) {
         Object.assign(agent, { state: newest.state, exit_code: newest.exit_code, signal: newest.signal });
+        if (newest.activity) agent.activity = newest.activity;
       }
       state.agents.set(agent.id, agent);
       renderFleet();
@@ -167,7 +171,7 @@ function followEvents() {
     if (waiting) waiting.push(data);
     else apply(data);
   };
-  for (const kind of ["spawned", "state", "exit", "lost", "removed", "log_dropped"]) {
+  for (const kind of ["spawned", "state", "exit", "lost", "removed", "log_dropped", "activity"]) {
     events.addEventListener(kind, receive);
   }
   // Numbers no longer stored: list again, applying what arrives meanwhile afterwards.
@@ -182,6 +186,23 @@ function followEvents() {
     for (const data of pending) apply(data);
   };
   return { flush };
+}
+
+const needsAttention = (agent) => (agent.activity?.attention?.length ?? 0) > 0;
+
+// What a column sorts by: the agent's own field, or its activity's.
+function sortValue(agent, key) {
+  const a = agent.activity;
+  if (key === "phase") return a ? a.phase : "";
+  if (key === "turns") return a ? a.turns : -1;
+  if (key === "cost") return a ? a.cost_usd ?? -1 : -2;
+  return agent[key] ?? "";
+}
+
+function phaseCell(agent) {
+  const a = agent.activity;
+  if (!a) return "";
+  return needsAttention(agent) ? `${a.phase} !` : a.phase;
 }
 
 function matches(agent, text, wanted) {
@@ -204,8 +225,11 @@ function renderFleet() {
   const rows = [...state.agents.values()]
     .filter((agent) => matches(agent, text, wanted))
     .sort((a, b) => {
-      const x = a[key] ?? "";
-      const y = b[key] ?? "";
+      if ($("attention-first").checked && needsAttention(a) !== needsAttention(b)) {
+        return needsAttention(a) ? -1 : 1;
+      }
+      const x = sortValue(a, key);
+      const y = sortValue(b, key);
       return (x < y ? -1 : x > y ? 1 : 0) * (desc ? -1 : 1);
     });
   const body = $("agents");
@@ -214,7 +238,7 @@ function renderFleet() {
       const row = document.createElement("tr");
       row.dataset.id = agent.id;
       row.tabIndex = 0;
-      row.className = `state-${agent.state}`;
+      row.className = `state-${agent.state}${needsAttention(agent) ? " attention" : ""}`;
       const exit = agent.exit_code ?? (agent.signal ? signalName(agent.signal) : "");
       const labels = Object.entries(agent.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ");
       for (const value of [
@@ -224,10 +248,16 @@ function renderFleet() {
         duration(Math.round((Date.now() * 1e6 - agent.created_at) / 1e9)),
         labels,
         exit,
+        phaseCell(agent),
+        agent.activity ? String(agent.activity.turns) : "",
+        agent.activity?.cost_usd != null ? `$${agent.activity.cost_usd.toFixed(4)}` : "",
       ]) {
         const cell = document.createElement("td");
         cell.textContent = value;
         row.append(cell);
+      }
+      if (needsAttention(agent)) {
+        row.title = agent.activity.attention.map((a) => `${a.reason}: ${a.detail}`).join("\n");
       }
       const open = () => openAgent(agent.id);
       row.addEventListener("click", open);
@@ -239,6 +269,7 @@ function renderFleet() {
 
 $("filter").addEventListener("input", renderFleet);
 $("state-filter").addEventListener("change", renderFleet);
+$("attention-first").addEventListener("change", renderFleet);
 for (const header of document.querySelectorAll("th[data-sort]")) {
   header.addEventListener("click", () => {
     const key = header.dataset.sort;
@@ -285,6 +316,7 @@ function openPane(ids) {
     id: multi ? null : ids[0],
     multi,
     lines: [], // {seq, ts, stream, text, prefix}
+    tlines: [], // the same as a transcript, for agents whose backend has a parser
     dropped: 0, // lines let go beyond MAX_LINES
     sources: [],
     pending: false,
@@ -309,8 +341,28 @@ function follow(pane, id, prefix) {
   let last = 0; // the last seq received from this agent
   let ended = false;
   const notice = (text) => {
-    pane.lines.push({ seq: 0, ts: 0, stream: "notice", text, prefix });
+    const line = { seq: 0, ts: 0, stream: "notice", text, prefix };
+    pane.lines.push(line);
+    pane.tlines.push(line);
     scheduleRender(pane);
+  };
+  const reader = transcriptOf(state.agents.get(id)?.activity?.parser);
+  let partial = ""; // a stdout line arriving in pieces
+  const transcribe = (record, text) => {
+    if (record.stream !== "stdout") {
+      pane.tlines.push({ seq: record.seq, ts: record.ts, stream: record.stream, text, prefix });
+      return;
+    }
+    if (record.partial) {
+      partial += text;
+      return;
+    }
+    const whole = partial + text;
+    partial = "";
+    const rows = reader.line(whole) ?? [whole];
+    for (const row of rows) {
+      pane.tlines.push({ seq: record.seq, ts: record.ts, stream: "stdout", text: row, prefix });
+    }
   };
   const live = (text) => state.pane === pane && ($("stream-state").textContent = text);
   source.addEventListener("open", () => live("live"));
@@ -332,6 +384,8 @@ function follow(pane, id, prefix) {
     pane.records += 1;
     const text = record.text ?? atob(record.data_b64);
     pane.lines.push({ seq: record.seq, ts: record.ts, stream: record.stream, text, prefix });
+    transcribe(record, text);
+    if (pane.tlines.length > MAX_LINES + TRIM) pane.tlines.splice(0, TRIM);
     if (pane.lines.length > MAX_LINES + TRIM) {
       // In chunks: one splice per TRIM lines, not one per line.
       pane.lines.splice(0, TRIM);
@@ -352,6 +406,9 @@ function follow(pane, id, prefix) {
   source.addEventListener("exit", (event) => {
     ended = true;
     source.close();
+    for (const row of reader.flush()) {
+      pane.tlines.push({ seq: last, ts: 0, stream: "stdout", text: row, prefix });
+    }
     pane.ended += 1;
     if (pane.ended === pane.sources.length) live("ended");
     const end = JSON.parse(event.data);
@@ -383,7 +440,38 @@ $("follow-shown").addEventListener("click", () => {
 function showAgentState(agent) {
   $("agent-state").textContent = agent.state;
   $("agent-state").className = `state-${agent.state}`;
+  showActivity(agent);
 }
+
+// What an AI agent is doing, on one line above its log; the continue form when it has a
+// session to resume.
+function showActivity(agent) {
+  const a = agent.activity;
+  $("activity").hidden = !a;
+  $("continue-form").hidden = !(a && a.session_id && state.role === "control");
+  if (!a) return;
+  const t = a.tokens ?? {};
+  const parts = [a.phase];
+  if (a.model) parts.push(a.model);
+  parts.push(`${a.turns} turn${a.turns === 1 ? "" : "s"}`);
+  parts.push(`${t.input ?? 0} in · ${t.output ?? 0} out`);
+  if (a.cost_usd != null) parts.push(`$${a.cost_usd.toFixed(4)}`);
+  if (a.current_tool) parts.push(`tool ${a.current_tool.name}: ${a.current_tool.summary}`);
+  if (a.session_id) parts.push(`session ${a.session_id}`);
+  $("activity-summary").textContent = parts.join(" · ");
+  $("activity-attention").textContent = (a.attention ?? [])
+    .map((x) => `needs a person: ${x.reason.replace("_", " ")}: ${x.detail}`)
+    .join(" — ");
+}
+
+// The lines the view shows: the raw log, or the transcript.
+const shown = (pane) => ($("transcript").checked ? pane.tlines : pane.lines);
+$("transcript").addEventListener("change", () => {
+  if (!state.pane) return;
+  state.pane.match = -1;
+  state.pane.height = -1;
+  scheduleRender(state.pane);
+});
 
 function scheduleRender(pane) {
   if (pane.pending) return;
@@ -397,16 +485,17 @@ function scheduleRender(pane) {
 // Render only the lines in view (plus a margin) inside a spacer as tall as the whole log. Row
 // elements are reused from frame to frame; a line without escapes is set as plain text.
 function renderLog(pane) {
+  const lines = shown(pane);
   const view = $("log");
   const follow = $("autoscroll").checked;
-  const height = pane.lines.length * LINE;
+  const height = lines.length * LINE;
   if (pane.height !== height) {
     $("log-spacer").style.height = `${height}px`;
     pane.height = height;
   }
   if (follow) view.scrollTop = height;
   const first = Math.max(0, Math.floor(view.scrollTop / LINE) - 10);
-  const last = Math.min(pane.lines.length, first + Math.ceil(view.clientHeight / LINE) + 20);
+  const last = Math.min(lines.length, first + Math.ceil(view.clientHeight / LINE) + 20);
   const stamps = $("timestamps").checked;
   const box = $("log-lines");
   box.style.transform = `translateY(${first * LINE}px)`;
@@ -415,7 +504,7 @@ function renderLog(pane) {
   while (box.children.length > count) box.lastChild.remove();
   for (let k = 0; k < count; k++) {
     const i = first + k;
-    const line = pane.lines[i];
+    const line = lines[i];
     const row = box.children[k];
     const match = i === pane.match;
     if (row.line === line && row.stamps === stamps && row.match === match) continue;
@@ -497,10 +586,11 @@ $("search").addEventListener("keydown", (event) => {
   if (event.key !== "Enter" || !pane) return;
   const needle = $("search").value;
   if (!needle) return;
-  const n = pane.lines.length;
+  const lines = shown(pane);
+  const n = lines.length;
   for (let k = 1; k <= n; k++) {
     const i = (pane.match + k) % n;
-    if (pane.lines[i].text.includes(needle)) {
+    if (lines[i].text.includes(needle)) {
       pane.match = i;
       $("autoscroll").checked = false;
       $("log").scrollTop = Math.max(0, i * LINE - $("log").clientHeight / 2);
@@ -576,6 +666,28 @@ $("stdin-form").addEventListener("submit", async (event) => {
   try {
     await api("POST", `/v1/agents/${pane.id}/stdin`, `${$("stdin").value}\n`);
     $("stdin").value = "";
+  } catch (error) {
+    $("agent-error").textContent = error.message;
+  }
+});
+
+// Continue: a new agent resuming this one's session with the next prompt (`drover continue`).
+$("continue-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const pane = state.pane;
+  if (!pane) return;
+  $("agent-error").textContent = "";
+  try {
+    const { agent: parent } = await api("GET", `/v1/agents/${pane.id}`);
+    const session = parent.activity?.session_id;
+    if (!session) throw new Error("this agent has no session to continue");
+    const spec = { ...parent.spec, task: $("continue-prompt").value, resume: session, parent: parent.id };
+    delete spec.name;
+    const { agent } = await api("POST", "/v1/agents", { spec });
+    $("continue-prompt").value = "";
+    state.agents.set(agent.id, agent);
+    renderFleet();
+    openAgent(agent.id);
   } catch (error) {
     $("agent-error").textContent = error.message;
   }

@@ -20,6 +20,7 @@ use super::ApiError;
 const INDEX: &str = include_str!("../../assets/dashboard/index.html");
 const SCRIPT: &str = include_str!("../../assets/dashboard/app.js");
 const STYLE: &str = include_str!("../../assets/dashboard/app.css");
+const TRANSCRIPT: &str = include_str!("../../assets/dashboard/transcript.js");
 
 /// Only the daemon's own scripts, styles and connections; no frames, no plugins, no forms
 /// posting elsewhere.
@@ -32,11 +33,12 @@ pub(super) async fn index() -> Response {
     asset_response(INDEX, "text/html; charset=utf-8")
 }
 
-/// `GET /ui/{file}`: the page's script and stylesheet.
+/// `GET /ui/{file}`: the page's scripts (the app and its transcript renderer) and stylesheet.
 pub(super) async fn asset(Path(file): Path<String>) -> Response {
     match file.as_str() {
         "app.js" => asset_response(SCRIPT, "text/javascript; charset=utf-8"),
         "app.css" => asset_response(STYLE, "text/css; charset=utf-8"),
+        "transcript.js" => asset_response(TRANSCRIPT, "text/javascript; charset=utf-8"),
         _ => ApiError::new(
             drover_proto::ErrorCode::NotFound,
             format!("no asset {file}"),
