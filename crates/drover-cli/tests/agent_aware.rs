@@ -371,3 +371,61 @@ fn a_flood_of_phase_changes_is_coalesced() {
     assert_eq!(activity["ignored_lines"], 0);
     daemon.stop();
 }
+
+/// `logs --pretty -f` renders a live agent as it runs, and several agents with their prefixes.
+#[test]
+fn pretty_follows_live_and_several_agents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(&dir.path().join("state"));
+    let fake = Fake::new(dir.path());
+    fake.spawn(&daemon, "claude", &transcript("claude-tool"), &["--name", "one", "-e", "DROVER_FAKE_PACE_MS=100"]);
+    let followed = ok(daemon.drover(&["logs", "--pretty", "-f", "one"]));
+    let golden = std::fs::read_to_string(fixtures().join("pretty/claude-tool.txt")).expect("golden");
+    assert_eq!(followed, golden);
+    fake.spawn(&daemon, "claude", &transcript("claude-tool"), &["--name", "two"]);
+    ok(daemon.drover(&["wait", "two"]));
+    let both = ok(daemon.drover(&["logs", "--pretty", "one", "two"]));
+    for name in ["one", "two"] {
+        assert!(
+            both.contains(&format!("[{name}] → Bash: echo drover-tool-ran\n")),
+            "{both}"
+        );
+    }
+    daemon.stop();
+}
+
+/// A backend that cannot resume a session says so: `continue` of a plain command, and a spec
+/// naming a session for a backend without `{session}`.
+#[test]
+fn continuing_what_cannot_be_continued_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(&dir.path().join("state"));
+    ok(daemon.drover(&["spawn", "--name", "plain", "--", "true"]));
+    ok(daemon.drover(&["wait", "plain"]));
+    let refused = daemon.drover(&["continue", "plain", "next"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        common::stderr(&refused).contains("has no session to continue"),
+        "{}",
+        common::stderr(&refused)
+    );
+    let body = serde_json::json!({"spec": {"backend": "aider", "task": "t", "resume": "s-1"}});
+    let socket = daemon.state_dir.join("http.sock");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--unix-socket"])
+        .arg(&socket)
+        .args(["-H", "Content-Type: application/json", "-d"])
+        .arg(body.to_string())
+        .arg("http://drover/v1/agents")
+        .output()
+        .expect("curl");
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
+    assert_eq!(answer["error"]["code"], "bad_request", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no way to resume a session")),
+        "{answer}"
+    );
+    daemon.stop();
+}

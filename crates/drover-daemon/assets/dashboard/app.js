@@ -316,7 +316,8 @@ function openPane(ids) {
     id: multi ? null : ids[0],
     multi,
     lines: [], // {seq, ts, stream, text, prefix}
-    tlines: [], // the same as a transcript, for agents whose backend has a parser
+    tlines: [], // the same as a transcript, kept only when an agent's backend has a parser
+    transcript: ids.some((id) => state.agents.get(id)?.activity?.parser),
     dropped: 0, // lines let go beyond MAX_LINES
     sources: [],
     pending: false,
@@ -325,6 +326,8 @@ function openPane(ids) {
     ended: 0,
   };
   state.pane = pane;
+  // Only agents whose backend has a parser have a transcript.
+  $("transcript").disabled = !pane.transcript;
   $("agent").hidden = false;
   $("agent").classList.toggle("multi", multi);
   $("agent-title").textContent = multi ? ids.map(nameOf).join(", ") : nameOf(ids[0]);
@@ -343,12 +346,13 @@ function follow(pane, id, prefix) {
   const notice = (text) => {
     const line = { seq: 0, ts: 0, stream: "notice", text, prefix };
     pane.lines.push(line);
-    pane.tlines.push(line);
+    if (pane.transcript) pane.tlines.push(line);
     scheduleRender(pane);
   };
   const reader = transcriptOf(state.agents.get(id)?.activity?.parser);
   let partial = ""; // a stdout line arriving in pieces
   const transcribe = (record, text) => {
+    if (!pane.transcript) return;
     if (record.stream !== "stdout") {
       pane.tlines.push({ seq: record.seq, ts: record.ts, stream: record.stream, text, prefix });
       return;
@@ -406,8 +410,10 @@ function follow(pane, id, prefix) {
   source.addEventListener("exit", (event) => {
     ended = true;
     source.close();
-    for (const row of reader.flush()) {
-      pane.tlines.push({ seq: last, ts: 0, stream: "stdout", text: row, prefix });
+    if (pane.transcript) {
+      for (const row of reader.flush()) {
+        pane.tlines.push({ seq: last, ts: 0, stream: "stdout", text: row, prefix });
+      }
     }
     pane.ended += 1;
     if (pane.ended === pane.sources.length) live("ended");
@@ -465,7 +471,7 @@ function showActivity(agent) {
 }
 
 // The lines the view shows: the raw log, or the transcript.
-const shown = (pane) => ($("transcript").checked ? pane.tlines : pane.lines);
+const shown = (pane) => ($("transcript").checked && pane.transcript ? pane.tlines : pane.lines);
 $("transcript").addEventListener("change", () => {
   if (!state.pane) return;
   state.pane.match = -1;
