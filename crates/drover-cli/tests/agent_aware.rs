@@ -378,11 +378,22 @@ fn pretty_follows_live_and_several_agents() {
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = Daemon::start(&dir.path().join("state"));
     let fake = Fake::new(dir.path());
-    fake.spawn(&daemon, "claude", &transcript("claude-tool"), &["--name", "one", "-e", "DROVER_FAKE_PACE_MS=100"]);
+    fake.spawn(
+        &daemon,
+        "claude",
+        &transcript("claude-tool"),
+        &["--name", "one", "-e", "DROVER_FAKE_PACE_MS=100"],
+    );
     let followed = ok(daemon.drover(&["logs", "--pretty", "-f", "one"]));
-    let golden = std::fs::read_to_string(fixtures().join("pretty/claude-tool.txt")).expect("golden");
+    let golden =
+        std::fs::read_to_string(fixtures().join("pretty/claude-tool.txt")).expect("golden");
     assert_eq!(followed, golden);
-    fake.spawn(&daemon, "claude", &transcript("claude-tool"), &["--name", "two"]);
+    fake.spawn(
+        &daemon,
+        "claude",
+        &transcript("claude-tool"),
+        &["--name", "two"],
+    );
     ok(daemon.drover(&["wait", "two"]));
     let both = ok(daemon.drover(&["logs", "--pretty", "one", "two"]));
     for name in ["one", "two"] {

@@ -1,6 +1,6 @@
 //! The live side of a follow: what arrives on the SUB socket.
 
-use drover_proto::{topic, Event, EventKind, Heartbeat, Record, RecordBatch, Seq};
+use drover_proto::{topic, Event, EventKind, EventSeq, Heartbeat, Record, RecordBatch, Seq};
 
 use super::{FollowEvent, Follower, Selection, MAX_PUB_MESSAGE};
 use crate::ClientError;
@@ -82,12 +82,46 @@ impl Follower<'_> {
         Ok(())
     }
 
+    /// Read the events after `last` and before `upto` from the store and report the lost log
+    /// ranges among them. At most `MISSED_PAGES` pages: past that (a follower that missed that
+    /// much), the reconcile that follows is what it gets.
+    async fn missed_drops(&mut self, last: EventSeq, upto: EventSeq) -> Result<(), ClientError> {
+        const PAGE: u32 = 1000;
+        const MISSED_PAGES: usize = 16;
+        let mut after = last;
+        for _ in 0..MISSED_PAGES {
+            let page = self.client.read_events(Some(after), Some(PAGE)).await?;
+            let Some(newest) = page.events.last().map(|e| e.event_seq) else {
+                return Ok(());
+            };
+            for missed in page.events.iter().filter(|e| e.event_seq < upto) {
+                if let (EventKind::LogDropped, Some(range)) = (missed.kind, missed.dropped) {
+                    self.report_dropped(missed.agent, range);
+                }
+            }
+            if newest.0 + 1 >= upto.0 {
+                return Ok(());
+            }
+            after = newest;
+        }
+        Ok(())
+    }
+
     pub(super) async fn on_event(&mut self, event: Event) -> Result<(), ClientError> {
-        let missed = self
-            .last_event
-            .is_some_and(|last| event.event_seq.0 > last.0 + 1);
+        let previous = self.last_event;
+        let missed = previous.is_some_and(|last| event.event_seq.0 > last.0 + 1);
         self.last_event = Some(event.event_seq.max(self.last_event.unwrap_or_default()));
         if missed {
+            // The PUB socket dropped events (a slow follower): the store has them. A lost
+            // range of a log is announced only by its event, which a reconcile cannot see.
+            if let Some(last) = previous {
+                self.missed_drops(last, event.event_seq).await?;
+            }
+            if event.kind == EventKind::LogDropped {
+                if let Some(range) = event.dropped {
+                    self.report_dropped(event.agent, range);
+                }
+            }
             return self.reconcile().await;
         }
         match event.kind {
