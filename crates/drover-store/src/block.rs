@@ -91,19 +91,97 @@ impl Payload {
             self.first_ts = ts;
             self.last_ts = ts;
         }
-        let tag = (data.len() as u64) << 2
-            | u64::from(partial) << 1
-            | u64::from(stream == StreamKind::Stderr);
-        varint::put(&mut self.buf, tag);
-        varint::put(&mut self.buf, varint::zigzag(ts.wrapping_sub(self.last_ts)));
-        self.buf.extend_from_slice(data);
+        put_record(
+            &mut self.buf,
+            ts.wrapping_sub(self.last_ts),
+            stream,
+            partial,
+            data,
+        );
         self.last_ts = ts;
         self.count += 1;
         self.output += data.len() as u64;
     }
 
+    #[cfg(test)]
     pub fn push_record(&mut self, r: &Record) {
         self.push(r.seq, r.ts, r.stream, r.partial, &r.data);
+    }
+}
+
+/// One record's encoding in a payload.
+fn put_record(out: &mut Vec<u8>, delta: i64, stream: StreamKind, partial: bool, data: &[u8]) {
+    let tag = (data.len() as u64) << 2
+        | u64::from(partial) << 1
+        | u64::from(stream == StreamKind::Stderr);
+    varint::put(out, tag);
+    varint::put(out, varint::zigzag(delta));
+    out.extend_from_slice(data);
+}
+
+/// A raw block encoded in place at the end of a caller's buffer (the append path: one copy of
+/// each record, straight into what `write(2)` gets).
+#[derive(Debug)]
+pub struct RawBlock {
+    start: usize,
+    count: u32,
+    first_seq: Seq,
+    first_ts: i64,
+    last_ts: i64,
+    /// Record data bytes in the block.
+    pub output: u64,
+}
+
+impl RawBlock {
+    /// Start a block at the end of `out` (its header is filled in by `finish`).
+    pub fn begin(out: &mut Vec<u8>, first_seq: Seq, first_ts: i64) -> RawBlock {
+        let start = out.len();
+        out.resize(start + HEADER_LEN, 0);
+        RawBlock {
+            start,
+            count: 0,
+            first_seq,
+            first_ts,
+            last_ts: first_ts,
+            output: 0,
+        }
+    }
+
+    pub fn push(&mut self, out: &mut Vec<u8>, r: &Record) {
+        put_record(
+            out,
+            r.ts.wrapping_sub(self.last_ts),
+            r.stream,
+            r.partial,
+            &r.data,
+        );
+        self.last_ts = r.ts;
+        self.count += 1;
+        self.output += r.data.len() as u64;
+    }
+
+    /// Raw payload bytes so far.
+    pub fn raw_len(&self, out: &[u8]) -> usize {
+        out.len() - self.start - HEADER_LEN
+    }
+
+    /// Fill in the header and checksum.
+    pub fn finish(self, out: &mut [u8]) {
+        let len = (out.len() - self.start - HEADER_LEN) as u32;
+        let h = &mut out[self.start..];
+        h[0..2].copy_from_slice(&MAGIC);
+        h[2] = 0;
+        h[3] = 0;
+        h[4..8].copy_from_slice(&len.to_le_bytes());
+        h[8..12].copy_from_slice(&len.to_le_bytes());
+        h[12..16].copy_from_slice(&self.count.to_le_bytes());
+        h[16..24].copy_from_slice(&self.first_seq.0.to_le_bytes());
+        h[24..32].copy_from_slice(&self.first_ts.to_le_bytes());
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&h[0..32]);
+        hasher.update(&h[HEADER_LEN..]);
+        let crc = hasher.finalize();
+        h[32..36].copy_from_slice(&crc.to_le_bytes());
     }
 }
 
@@ -371,6 +449,25 @@ mod tests {
             }
             assert!(matches!(decode(&buf[..buf.len() - 1]), Decoded::Short(_)));
         }
+    }
+
+    #[test]
+    fn a_block_encoded_in_place_equals_one_written_from_a_payload() {
+        let records = sample();
+        let mut p = Payload::default();
+        for r in &records {
+            p.push_record(r);
+        }
+        let mut written = b"before".to_vec();
+        write(&mut written, &p, Codec::Raw, None);
+        let mut in_place = b"before".to_vec();
+        let mut b = RawBlock::begin(&mut in_place, records[0].seq, records[0].ts);
+        for r in &records {
+            b.push(&mut in_place, r);
+        }
+        assert_eq!(b.output, p.output);
+        b.finish(&mut in_place);
+        assert_eq!(in_place, written);
     }
 
     #[test]

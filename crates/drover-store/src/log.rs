@@ -16,10 +16,13 @@ use std::time::{Instant, SystemTime};
 use drover_proto::{AgentId, Record, Seq, SeqRange};
 use tokio::sync::broadcast;
 
-use crate::block::{self, Codec, Payload, MAX_DATA};
+use crate::block::{self, RawBlock, MAX_DATA};
 use crate::index::{Builder, Entry, SegIndex};
 use crate::segment::{self, Kind, FILE_HEADER_LEN};
 use crate::{Shared, StoreError};
+
+/// Encode buffer capacity an agent keeps between appends.
+const KEEP_BUFFER: usize = 64 * 1024;
 
 /// The smallest segment a small budget gets (see `LogState::segment_limit`).
 pub const MIN_SEGMENT: u64 = 16 * 1024;
@@ -85,9 +88,8 @@ pub struct LogState {
     /// ended while the store refused them. Reads and follows report the range and continue
     /// after it; nothing is appended after it.
     pub dropped: Option<SeqRange>,
-    /// Reused encode buffers.
+    /// Reused encode buffer.
     buf: Vec<u8>,
-    payload: Payload,
 }
 
 /// One agent's log.
@@ -156,36 +158,38 @@ impl AgentLog {
             .map_or((FILE_HEADER_LEN, 0), |s| (s.end, s.output));
 
         let mut buf = std::mem::take(&mut st.buf);
-        let mut payload = std::mem::take(&mut st.payload);
         buf.clear();
-        payload.clear();
         let mut entries: Vec<Entry> = Vec::new();
         let mut out = 0u64;
-        let mut flush = |payload: &mut Payload, buf: &mut Vec<u8>, builder: &mut Builder| {
-            let offset = active_end + buf.len() as u64;
-            entries.extend(builder.note(
-                payload.first_seq,
-                payload.first_ts,
-                offset,
-                seg_out + out,
-            ));
-            block::write(buf, payload, Codec::Raw, None);
-            out += payload.output;
-            payload.clear();
-        };
+        let mut block: Option<RawBlock> = None;
         for r in records {
-            payload.push_record(r);
-            if payload.buf.len() >= block::APPEND_BLOCK {
-                flush(&mut payload, &mut buf, &mut st.builder);
+            let mut current = match block.take() {
+                Some(b) => b,
+                None => {
+                    let offset = active_end + buf.len() as u64;
+                    entries.extend(st.builder.note(r.seq, r.ts, offset, seg_out + out));
+                    RawBlock::begin(&mut buf, r.seq, r.ts)
+                }
+            };
+            current.push(&mut buf, r);
+            if current.raw_len(&buf) >= block::APPEND_BLOCK {
+                out += current.output;
+                current.finish(&mut buf);
+            } else {
+                block = Some(current);
             }
         }
-        if payload.count > 0 {
-            flush(&mut payload, &mut buf, &mut st.builder);
+        if let Some(last) = block {
+            out += last.output;
+            last.finish(&mut buf);
         }
         let written = (&*file).write_all(&buf);
         let n = buf.len() as u64;
+        // Kept for the next append, but not at the size of a rare huge batch: per-agent memory
+        // stays small with thousands of agents.
+        buf.clear();
+        buf.shrink_to(KEEP_BUFFER);
         st.buf = buf;
-        st.payload = payload;
         if let Err(e) = written {
             st.rollback(active_end, entries.first().copied());
             return Err(StoreError::io(
@@ -267,7 +271,6 @@ impl LogState {
             sync_failed: None,
             dropped: None,
             buf: Vec::new(),
-            payload: Payload::default(),
         }
     }
 

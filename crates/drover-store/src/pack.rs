@@ -7,10 +7,11 @@
 //! crc32 u32` of the entries and those 20 bytes, then `b"DRVPIDX1"`). Opening a store reads only
 //! footers, never whole packs.
 //!
-//! Crash safety: the pack is written to `<first>.pack.tmp` and fdatasynced, renamed to
-//! `<first>.pack` (under the log lock, where the segment list changes), the directory synced,
-//! and only then `<first>.seg` removed. Recovery deletes `*.tmp` and, when both files of one
-//! segment exist, the `.seg`. A reader that listed the `.seg` before the swap and opens it after
+//! Crash safety: the pack is written to `logs/.tmp/<agent>-<first>.pack` and fdatasynced,
+//! renamed to `logs/<agent>/<first>.pack` (under the log lock, where the segment list changes;
+//! so removing an agent, which deletes its directory under that lock, never races an install),
+//! the directory synced, and only then `<first>.seg` removed. Opening the store empties
+//! `logs/.tmp` and, when both files of one segment exist, deletes the `.seg`. A reader that listed the `.seg` before the swap and opens it after
 //! gets `NotFound` and retries on a fresh listing (see `read`).
 
 use std::fs::{self, File, OpenOptions};
@@ -28,6 +29,8 @@ use crate::log::AgentLog;
 use crate::segment::{self, BlockReader, Kind, Step, FILE_HEADER_LEN};
 use crate::{Shared, StoreError};
 
+/// The packer's scratch directory under `logs/` (not an agent id, so never read as a log).
+pub const TMP_DIR: &str = ".tmp";
 const TRAILER_LEN: u64 = 32;
 const ENTRY_LEN: u64 = 32;
 const TRAILER_MAGIC: &[u8; 8] = b"DRVPIDX1";
@@ -213,7 +216,7 @@ pub fn read_footer(path: &Path) -> io::Result<Result<Packed, &'static str>> {
     }))
 }
 
-/// The temporary name a pack is written under.
+/// The temporary name a migration writes a pack under (`recover` deletes leftovers).
 pub fn tmp_path(dir: &Path, first: Seq) -> PathBuf {
     dir.join(format!("{}.tmp", segment::file_name(first, Kind::Packed)))
 }
@@ -315,12 +318,18 @@ pub fn pack_one(shared: &Shared, log: &AgentLog) -> bool {
             i == last,
         )
     };
-    let tmp = tmp_path(&dir, first);
+    let tmp = shared.logs_dir.join(TMP_DIR).join(format!(
+        "{}-{}",
+        log.id,
+        segment::file_name(first, Kind::Packed)
+    ));
     let packed = match pack_raw(&src, end, first, until, &tmp, shared) {
         Ok(p) => p,
         Err(error) => {
             let _ = fs::remove_file(&tmp);
-            if shared.shutdown.load(Ordering::Relaxed) {
+            let gone = matches!(&error, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound);
+            // Closing, or the log was removed meanwhile: nothing to report.
+            if shared.shutdown.load(Ordering::Relaxed) || gone {
                 return false;
             }
             tracing::warn!(agent = %log.id, path = %src.display(), %error, "could not pack a sealed segment; it stays raw");

@@ -61,6 +61,20 @@ impl Store {
         let logs_dir = dir.join("logs");
         fs::create_dir_all(&logs_dir)
             .map_err(|e| StoreError::io(format!("creating {}", logs_dir.display()), e))?;
+        // The packer's work in progress; whatever a crash left there is incomplete.
+        let pack_tmp = logs_dir.join(pack::TMP_DIR);
+        match fs::remove_dir_all(&pack_tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::io(
+                    format!("clearing {}", pack_tmp.display()),
+                    e,
+                ))
+            }
+        }
+        fs::create_dir_all(&pack_tmp)
+            .map_err(|e| StoreError::io(format!("creating {}", pack_tmp.display()), e))?;
         let registry = Registry::open(&dir.join("registry.sqlite3"))?;
         let shared = Arc::new(Shared::new(config, logs_dir.clone()));
         let budgets: BTreeMap<AgentId, u64> = registry.log_budgets()?.into_iter().collect();
@@ -377,6 +391,8 @@ impl Store {
         st.bytes = 0;
         st.output = 0;
         st.trim = None;
+        // Under the log lock, so the packer cannot install a pack meanwhile (its swap checks
+        // the segment list, which is empty now); its work in progress lives in `logs/.tmp`.
         match fs::remove_dir_all(&st.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
