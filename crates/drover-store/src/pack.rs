@@ -300,7 +300,10 @@ pub fn run(shared: Arc<Shared>) {
 pub fn pack_one(shared: &Shared, log: &AgentLog) -> bool {
     let (first, src, end, len, until, dir, was_last) = {
         let st = log.lock();
-        let closed = st.live.is_none();
+        // A closed log's last segment is sealed too, once nothing has appended to it for a
+        // while (appends to a closed log are rare: a re-attached agent before its log reopens;
+        // packing it each time would leave a trail of tiny segments).
+        let closed = st.live.is_none() && st.last_append.elapsed() >= shared.config.pack_interval;
         let last = st.segments.len().saturating_sub(1);
         let Some((i, seg)) = st.segments.iter().enumerate().find(|(i, s)| {
             s.kind == Kind::Raw && !s.pack_failed && (*i < last || closed) && s.output > 0
