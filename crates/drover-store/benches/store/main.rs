@@ -96,7 +96,7 @@ fn sizes(root: &Path) {
             (raw as f64 - output as f64) / n as f64
         );
         println!(
-            "  packed (zstd 3, 64 KiB blocks):   {:.3}x output = ratio {:.2}x, {:.2} bytes/record (packed in {:.0} ms)",
+            "  packed (zstd 3, 64 KiB blocks):   {:.3}x output = ratio {:.2}x, {:.2} bytes/record (packed {:.0} ms after the close; a closed log waits pack_interval, 1 s)",
             packed as f64 / output as f64,
             output as f64 / packed as f64,
             packed as f64 / n as f64,
