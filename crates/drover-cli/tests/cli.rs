@@ -56,6 +56,10 @@ fn the_quick_start_tour_works_and_reads_well() {
     let show = ok(daemon.drover(&["show", "s"]));
     assert!(show.contains("state    killed"), "{show}");
     assert!(show.contains("signal TERM"), "{show}");
+    assert!(
+        show.contains("log      seq 1..1, 0 B of output kept, 0 B on disk"),
+        "{show}"
+    );
 
     let logs = ok(daemon.drover(&["logs", &id.trim()[..13]]));
     assert_eq!(logs, "");

@@ -66,6 +66,18 @@ async fn spawn_run_and_read_logs_exactly() {
         assert_eq!(read.next_seq, Seq(3));
         assert!(!read.truncated);
         assert_eq!(all_records(&client, &agent).await.len(), 3);
+
+        // The last 0 records: just the log's extent and sizes. 12 bytes of output; on disk
+        // at least a segment header and one block header more (how many blocks depends on
+        // how the capture batched the lines).
+        let mut args = ReadLogsArgs::new(id.clone());
+        args.tail = Some(0);
+        let read = client.read_logs(args).await.unwrap();
+        assert!(read.records.is_empty());
+        assert_eq!((read.first_seq, read.end_seq), (Seq(1), Seq(4)));
+        assert_eq!(read.output_bytes, 12);
+        assert!(read.disk_bytes >= 12 + 16 + 36, "{}", read.disk_bytes);
+        assert_eq!(client.stats().await.unwrap().log_output_bytes, 12);
         daemon.shutdown().await;
     })
     .await

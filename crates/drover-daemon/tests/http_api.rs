@@ -214,6 +214,9 @@ async fn log_history_as_json_ndjson_and_text() {
         assert_eq!(body["next_seq"], 15);
         assert_eq!(body["first_seq"], 1);
         assert_eq!(body["truncated"], false);
+        // "line 1\n".."line 9\n" (7 bytes each), "line 10\n".."line 50\n" (8), "oops\n" (5).
+        assert_eq!(body["output_bytes"], 9 * 7 + 41 * 8 + 5);
+        assert!(body["disk_bytes"].as_u64().expect("disk_bytes") > 0);
 
         let ndjson = request(
             daemon.addr,
@@ -225,6 +228,7 @@ async fn log_history_as_json_ndjson_and_text() {
         .await;
         assert_eq!(ndjson.header("content-type"), Some("application/x-ndjson"));
         assert_eq!(ndjson.header("x-drover-next-seq"), Some("52"));
+        assert_eq!(ndjson.header("x-drover-output-bytes"), Some("396"));
         let lines: Vec<serde_json::Value> = ndjson
             .text()
             .lines()

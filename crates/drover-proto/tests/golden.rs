@@ -164,6 +164,8 @@ fn reply_goldens() -> Vec<Golden> {
                 truncated: true,
                 end_seq: Seq(50),
                 dropped: None,
+                output_bytes: 1_048_576,
+                disk_bytes: 131_072,
             },
         ),
         reply(
@@ -175,6 +177,8 @@ fn reply_goldens() -> Vec<Golden> {
                 next_seq: Seq(100_041),
                 truncated: false,
                 end_seq: Seq(100_041),
+                output_bytes: 0,
+                disk_bytes: 0,
                 dropped: Some(drover_proto::SeqRange {
                     from: Seq(41),
                     to: Seq(100_040),
@@ -246,6 +250,7 @@ fn reply_goldens() -> Vec<Golden> {
                 errors: [("not_found".to_owned(), 1)].into(),
                 events: 9,
                 log_bytes: 131_072,
+                log_output_bytes: 1_048_576,
                 pub_dropped: 4,
                 records_dropped: 100_000,
                 registry_queued: 2,

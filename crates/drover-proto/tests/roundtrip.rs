@@ -423,6 +423,7 @@ fn stats() -> impl Strategy<Value = StatsResult> {
                 errors,
                 events,
                 log_bytes,
+                log_output_bytes: log_bytes.rotate_left(7),
                 pub_dropped: records ^ bytes,
                 records_dropped: records,
                 registry_queued: bytes,
@@ -532,7 +533,7 @@ proptest! {
         topics in vec(text(), 0..4),
         written in any::<u64>(),
     ) {
-        let logs = ReadLogsResult { records, first_seq: Seq(first_seq), next_seq: Seq(next_seq), truncated, end_seq: Seq(next_seq), dropped: None };
+        let logs = ReadLogsResult { records, first_seq: Seq(first_seq), next_seq: Seq(next_seq), truncated, end_seq: Seq(next_seq), dropped: None, output_bytes: next_seq, disk_bytes: first_seq };
         reply_round_trips(&id, &logs)?;
         let info = StreamInfoResult { pub_endpoint: endpoint, topics, heartbeat: "hb".into() };
         reply_round_trips(&id, &info)?;

@@ -7,10 +7,19 @@ use std::time::Duration;
 pub struct StoreConfig {
     /// A segment is sealed and a new one started at the first append after it reaches this size.
     pub segment_bytes: u64,
-    /// Default per-agent log budget (bytes on disk); `set_agent_budget` overrides it.
+    /// Default per-agent log budget: bytes of output (record data) kept, whatever they take on
+    /// disk; the oldest blocks go first. `set_agent_budget` overrides it.
     pub agent_budget: u64,
-    /// Budget for all logs together; the oldest sealed segments across agents go first.
+    /// Budget for all logs together, in bytes on disk; the oldest sealed segments across agents
+    /// go first.
     pub global_budget: u64,
+    /// zstd level of packed blocks (chosen by measurement, see BENCHMARKS.md).
+    pub pack_level: i32,
+    /// Raw bytes of records per packed block: what a read decompresses to reach one record,
+    /// and retention's unit. At most 1 MiB.
+    pub pack_block: usize,
+    /// The packer looks for sealed segments this often even when nobody woke it.
+    pub pack_interval: Duration,
     /// Group commit: the longest time an appended record waits for its fdatasync.
     pub sync_interval: Duration,
     /// Group commit: an agent with this many unsynced records wakes the syncer early.
@@ -27,8 +36,12 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             segment_bytes: 8 * 1024 * 1024,
-            agent_budget: 64 * 1024 * 1024,
+            // 128 MiB of output: a default agent keeps at least its last 100 MB.
+            agent_budget: 128 * 1024 * 1024,
             global_budget: 4 * 1024 * 1024 * 1024,
+            pack_level: 3,
+            pack_block: 64 * 1024,
+            pack_interval: Duration::from_secs(1),
             sync_interval: Duration::from_millis(50),
             sync_records: 10_000,
             // Small on purpose: a follower that falls behind refills from the store, losing

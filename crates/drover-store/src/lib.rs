@@ -3,25 +3,29 @@
 //! Two stores under one state directory:
 //! - the **registry** (`registry.sqlite3`, SQLite in WAL mode): one row per agent, lifecycle
 //!   events, a versioned schema with migrations, one small transaction per change;
-//! - the **logs** (`logs/<agent_id>/*.seg`): every record an agent printed, in append-only
-//!   segment files with CRC-checked frames, group-committed fsyncs, crash recovery, a sparse
-//!   index for fast tail/seq/time queries, per-agent and global byte budgets, and a follow
-//!   primitive (stored history, then live appends, no gap, no duplicate).
+//! - the **logs** (`logs/<agent_id>/*.seg|*.pack`): every record an agent printed, in compact
+//!   CRC-checked blocks (delta seqs and timestamps, varint lengths), appended raw to the active
+//!   segment and packed into zstd blocks once sealed (off the capture path), with
+//!   group-committed fsyncs, crash recovery, a sparse index for fast tail/seq/time queries,
+//!   per-agent budgets of output bytes and a global budget of disk bytes, and a follow primitive
+//!   (stored history, then live appends, no gap, no duplicate).
 //!
 //! It does not run processes, split output into records, speak any network protocol or publish
 //! on ZeroMQ: the daemon does those and calls this crate. It does no async IO of its own; every
 //! call is a short blocking operation except `Follower::next`, which awaits the live feed and
 //! reads history on tokio's blocking pool.
 
+mod block;
 mod commit;
 mod config;
 mod error;
 mod events;
 mod follow;
-mod frame;
 mod index;
 mod journal;
 mod log;
+mod migrate;
+mod pack;
 mod read;
 mod recover;
 mod registry;
@@ -31,6 +35,8 @@ mod schema;
 mod segment;
 mod store;
 mod syncer;
+mod v1;
+mod varint;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -40,10 +46,10 @@ use std::time::Duration;
 
 use drover_proto::{AgentId, AgentState, Record, Seq, SeqRange, StreamKind};
 
+pub use block::MAX_DATA as MAX_RECORD_BYTES;
 pub use config::StoreConfig;
 pub use error::StoreError;
 pub use follow::{FollowItem, Follower};
-pub use frame::MAX_DATA as MAX_RECORD_BYTES;
 pub use journal::{Change, Committed};
 pub use read::MAX_READ_BYTES;
 pub use store::Store;
@@ -109,6 +115,8 @@ pub struct LogBounds {
     pub next_seq: Seq,
     /// Bytes on disk.
     pub bytes: u64,
+    /// Bytes of output kept: the data of the records from `first_seq` on.
+    pub output: u64,
 }
 
 /// State shared by the store handles and the syncer thread.
@@ -119,9 +127,38 @@ pub(crate) struct Shared {
     pub logs: RwLock<HashMap<AgentId, Arc<AgentLog>>>,
     /// Bytes of all segment files.
     pub usage: AtomicU64,
-    kick: Mutex<bool>,
-    kicked: Condvar,
+    /// Wakes the syncer.
+    sync_waker: Waker,
+    /// Wakes the packer (a segment was sealed).
+    pub pack_waker: Waker,
     pub shutdown: AtomicBool,
+}
+
+/// Wakes one background thread early.
+#[derive(Debug, Default)]
+pub(crate) struct Waker {
+    kicked: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Waker {
+    pub fn kick(&self) {
+        *self.kicked.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_one();
+    }
+
+    /// Sleep until kicked, `shutdown` or `timeout`; true when shutting down.
+    pub fn wait(&self, shutdown: &AtomicBool, timeout: Duration) -> bool {
+        let guard = self.kicked.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut guard, _) = self
+            .cv
+            .wait_timeout_while(guard, timeout, |kicked| {
+                !*kicked && !shutdown.load(Ordering::Relaxed)
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        *guard = false;
+        shutdown.load(Ordering::Relaxed)
+    }
 }
 
 impl Shared {
@@ -131,29 +168,26 @@ impl Shared {
             logs_dir,
             logs: RwLock::new(HashMap::new()),
             usage: AtomicU64::new(0),
-            kick: Mutex::new(false),
-            kicked: Condvar::new(),
+            sync_waker: Waker::default(),
+            pack_waker: Waker::default(),
             shutdown: AtomicBool::new(false),
         }
     }
 
     /// Wake the syncer now.
     pub fn kick(&self) {
-        *self.kick.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.kicked.notify_one();
+        self.sync_waker.kick();
     }
 
     /// Sleep until kicked or `timeout`; true when the store is shutting down.
     pub fn wait_for_kick(&self, timeout: Duration) -> bool {
-        let guard = self.kick.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut guard, _) = self
-            .kicked
-            .wait_timeout_while(guard, timeout, |kicked| {
-                !*kicked && !self.shutdown.load(Ordering::Relaxed)
-            })
-            .unwrap_or_else(|p| p.into_inner());
-        *guard = false;
-        self.shutdown.load(Ordering::Relaxed)
+        self.sync_waker.wait(&self.shutdown, timeout)
+    }
+
+    /// Wake every background thread (at shutdown).
+    pub fn kick_all(&self) {
+        self.sync_waker.kick();
+        self.pack_waker.kick();
     }
 
     pub fn log(&self, id: AgentId) -> Option<Arc<AgentLog>> {

@@ -16,10 +16,16 @@ use std::time::{Instant, SystemTime};
 use drover_proto::{AgentId, Record, Seq, SeqRange};
 use tokio::sync::broadcast;
 
-use crate::frame::{self, MAX_DATA};
+use crate::block::{self, RawBlock, MAX_DATA};
 use crate::index::{Builder, Entry, SegIndex};
-use crate::segment::{self, FILE_HEADER_LEN};
+use crate::segment::{self, Kind, FILE_HEADER_LEN};
 use crate::{Shared, StoreError};
+
+/// Encode buffer capacity an agent keeps between appends.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+/// The smallest segment a small budget gets (see `LogState::segment_limit`).
+pub const MIN_SEGMENT: u64 = 16 * 1024;
 
 /// A batch of consecutive records as the live feed carries it.
 pub type Batch = Arc<[Record]>;
@@ -29,9 +35,17 @@ pub type Batch = Arc<[Record]>;
 pub struct Segment {
     pub first: Seq,
     pub path: Arc<Path>,
-    /// Bytes known to hold whole, valid frames (readers never look past this).
+    pub kind: Kind,
+    /// Bytes of the file on disk that belong to it (a raw segment: whole, valid blocks).
     pub len: u64,
+    /// Where its blocks end: `len` for a raw segment, the footer's start for a pack. Readers
+    /// never look past this.
+    pub end: u64,
+    /// Bytes of record data (output) it holds.
+    pub output: u64,
     pub index: Arc<SegIndex>,
+    /// Packing failed on damage: it stays raw (reads report the damage) and is not retried.
+    pub pack_failed: bool,
     /// When the segment was sealed (mtime for segments found at startup): global retention
     /// removes the oldest first.
     pub sealed_at: SystemTime,
@@ -44,8 +58,15 @@ pub struct LogState {
     /// Oldest first; the last one is the active (appended-to) segment.
     pub segments: VecDeque<Segment>,
     pub next_seq: Seq,
+    /// Bytes on disk.
     pub bytes: u64,
+    /// Bytes of output kept: record data from `first_seq()` on.
+    pub output: u64,
+    /// Bytes of output this log may keep (retention drops its oldest blocks beyond it).
     pub budget: u64,
+    /// Retention moved the log's start inside its oldest segment: the first seq kept and the
+    /// segment's output before it (still on disk until the whole segment goes).
+    pub trim: Option<(Seq, u64)>,
     pub writer: Option<Arc<File>>,
     pub builder: Builder,
     /// Records appended since the syncer last took a snapshot.
@@ -132,21 +153,45 @@ impl AgentLog {
         }
         st.roll_if_full(shared, first.seq)?;
         let file = st.writer()?;
-        let active_len = st.active().map_or(FILE_HEADER_LEN, |s| s.len);
+        let (active_end, seg_out) = st
+            .active()
+            .map_or((FILE_HEADER_LEN, 0), |s| (s.end, s.output));
 
         let mut buf = std::mem::take(&mut st.buf);
         buf.clear();
         let mut entries: Vec<Entry> = Vec::new();
+        let mut out = 0u64;
+        let mut block: Option<RawBlock> = None;
         for r in records {
-            let offset = active_len + buf.len() as u64;
-            entries.extend(st.builder.note(r.seq, r.ts, offset));
-            frame::encode(r, &mut buf);
+            let mut current = match block.take() {
+                Some(b) => b,
+                None => {
+                    let offset = active_end + buf.len() as u64;
+                    entries.extend(st.builder.note(r.seq, r.ts, offset, seg_out + out));
+                    RawBlock::begin(&mut buf, r.seq, r.ts)
+                }
+            };
+            current.push(&mut buf, r);
+            if current.raw_len(&buf) >= block::APPEND_BLOCK {
+                out += current.output;
+                current.finish(&mut buf);
+            } else {
+                block = Some(current);
+            }
+        }
+        if let Some(last) = block {
+            out += last.output;
+            last.finish(&mut buf);
         }
         let written = (&*file).write_all(&buf);
         let n = buf.len() as u64;
+        // Kept for the next append, but not at the size of a rare huge batch: per-agent memory
+        // stays small with thousands of agents.
+        buf.clear();
+        buf.shrink_to(KEEP_BUFFER);
         st.buf = buf;
         if let Err(e) = written {
-            st.rollback(active_len, entries.first().copied());
+            st.rollback(active_end, entries.first().copied());
             return Err(StoreError::io(
                 format!("appending to log of agent {}", self.id),
                 e,
@@ -156,10 +201,13 @@ impl AgentLog {
         // Commit: only now do readers see the new length.
         if let Some(seg) = st.segments.back_mut() {
             seg.len += n;
+            seg.end += n;
+            seg.output += out;
             seg.index.extend(&entries);
         }
         st.next_seq = expect;
         st.bytes += n;
+        st.output += out;
         st.unsynced += records.len() as u64;
         st.last_append = Instant::now();
         shared.usage.fetch_add(n, Ordering::Relaxed);
@@ -169,7 +217,7 @@ impl AgentLog {
                 let _ = live.send(Batch::from(records));
             }
         }
-        let over_budget = st.bytes > st.budget;
+        let over_budget = st.output > st.budget;
         let kick = st.unsynced >= shared.config.sync_records;
         if over_budget {
             crate::retention::trim_agent(&mut st, shared);
@@ -190,12 +238,15 @@ impl AgentLog {
     }
 
     /// No more appends: end followers after they drain, hand the writer to the syncer.
-    pub fn close(&self) {
+    pub fn close(&self, shared: &Shared) {
         let mut st = self.lock();
         st.live = None;
         if let Some(file) = st.writer.take() {
             st.to_sync.push(file);
         }
+        drop(st);
+        // Its last segment is sealed now: worth packing.
+        shared.pack_waker.kick();
     }
 }
 
@@ -206,9 +257,11 @@ impl LogState {
             segments: VecDeque::new(),
             next_seq: Seq::FIRST,
             bytes: 0,
+            output: 0,
             budget,
+            trim: None,
             writer: None,
-            builder: Builder::default(),
+            builder: Builder::sparse(None),
             unsynced: 0,
             to_sync: Vec::new(),
             dir_dirty: false,
@@ -227,7 +280,21 @@ impl LogState {
 
     /// The first seq still kept.
     pub fn first_seq(&self) -> Seq {
-        self.segments.front().map_or(self.next_seq, |s| s.first)
+        match (self.segments.front(), self.trim) {
+            (None, _) => self.next_seq,
+            (Some(_), Some((seq, _))) => seq,
+            (Some(s), None) => s.first,
+        }
+    }
+
+    /// The size at which this log's active segment is sealed: `segment_bytes`, but at most an
+    /// eighth of the budget (and at least `MIN_SEGMENT`), so a small budget is not dwarfed by
+    /// one segment waiting to fill.
+    pub fn segment_limit(&self, shared: &Shared) -> u64 {
+        shared
+            .config
+            .segment_bytes
+            .min((self.budget / 8).max(MIN_SEGMENT))
     }
 
     /// Start a new segment at `next` when the active one is full (or there is none). Rolling
@@ -235,7 +302,9 @@ impl LogState {
     fn roll_if_full(&mut self, shared: &Shared, next: Seq) -> Result<(), StoreError> {
         let full = match self.active() {
             None => true,
-            Some(seg) => seg.len >= shared.config.segment_bytes && seg.len > FILE_HEADER_LEN,
+            // A pack (or a format-1 segment migrated to one) is never appended to.
+            Some(seg) if seg.kind == Kind::Packed => true,
+            Some(seg) => seg.len >= self.segment_limit(shared) && seg.len > FILE_HEADER_LEN,
         };
         if !full {
             return Ok(());
@@ -261,7 +330,7 @@ impl LogState {
                 }
             }
         }
-        let path = self.dir.join(segment::file_name(next));
+        let path = self.dir.join(segment::file_name(next, Kind::Raw));
         let file = segment::create(&path, next)
             .map_err(|e| StoreError::io(format!("creating segment {}", path.display()), e))?;
         if let Some(old) = self.writer.replace(Arc::new(file)) {
@@ -273,14 +342,21 @@ impl LogState {
         self.segments.push_back(Segment {
             first: next,
             path: path.into(),
+            kind: Kind::Raw,
             len: FILE_HEADER_LEN,
-            index: Arc::new(SegIndex::complete(Vec::new())),
+            end: FILE_HEADER_LEN,
+            output: 0,
+            index: Arc::new(SegIndex::default()),
+            pack_failed: false,
             sealed_at: SystemTime::now(),
         });
         self.bytes += FILE_HEADER_LEN;
         shared.usage.fetch_add(FILE_HEADER_LEN, Ordering::Relaxed);
-        self.builder = Builder::default();
+        self.builder = Builder::sparse(None);
         self.dir_dirty = true;
+        if self.segments.len() > 1 {
+            shared.pack_waker.kick();
+        }
         Ok(())
     }
 
@@ -325,7 +401,7 @@ impl LogState {
             .active()
             .and_then(|s| s.index.offset_for_seq(Seq(u64::MAX)));
         if first_entry.is_some() {
-            self.builder = Builder::after(last.map(|e| e.offset));
+            self.builder = Builder::sparse(last.map(|e| e.offset));
         }
     }
 }

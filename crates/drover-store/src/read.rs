@@ -1,4 +1,5 @@
-//! Log queries: locate the start through the sparse index, then scan frames forward.
+//! Log queries: locate the start's block through the segment index, then decode blocks forward
+//! (a packed block is decompressed whole: about 64 KiB of records).
 
 use std::io;
 use std::path::Path;
@@ -7,9 +8,10 @@ use std::sync::Arc;
 use drover_proto::limits::{DEFAULT_READ_LIMIT, MAX_READ_LIMIT};
 use drover_proto::Seq;
 
+use crate::block::{RecordRef, Records};
 use crate::index::SegIndex;
 use crate::log::AgentLog;
-use crate::segment::{self, FrameReader, Step, FILE_HEADER_LEN};
+use crate::segment::{BlockReader, Step, FILE_HEADER_LEN};
 use crate::{LogQuery, LogRead, StoreError};
 
 /// A read stops collecting once it holds this many bytes of record data (at least one record is
@@ -25,7 +27,8 @@ struct SegSnap {
     /// The seq after its last record.
     next: Seq,
     path: Arc<Path>,
-    len: u64,
+    /// Where its blocks end.
+    end: u64,
     index: Arc<SegIndex>,
 }
 
@@ -56,7 +59,7 @@ fn snapshot(log: &AgentLog) -> Snapshot {
             first: s.first,
             next,
             path: s.path.clone(),
-            len: s.len,
+            end: s.end,
             index: s.index.clone(),
         });
     }
@@ -129,36 +132,47 @@ fn read_snapshot(snap: &Snapshot, q: &LogQuery, max_bytes: usize) -> Result<LogR
         if seg.next <= out.next_seq {
             continue;
         }
-        ensure_index(seg)?;
         let offset = seg
             .index
             .offset_for_seq(out.next_seq)
             .map_or(FILE_HEADER_LEN, |e| e.offset);
-        let mut reader = open(&seg.path, offset, seg.len)?;
+        let mut reader = open(&seg.path, offset, seg.end)?;
         let stop = end.min(seg.next);
         while out.next_seq < stop {
-            let f = match reader.next().map_err(|e| read_err(&seg.path, e))? {
-                Step::Frame(_, f) => f,
+            let (header, payload) = match reader.next().map_err(|e| read_err(&seg.path, e))? {
+                Step::Block(_, h, payload) => (h, payload),
                 Step::End | Step::Torn(_) => {
                     return Err(corrupt(&seg.path, format!("ends before seq {stop}")))
                 }
                 Step::Bad(at, why) => return Err(corrupt(&seg.path, format!("{why} at {at}"))),
             };
-            if f.seq < out.next_seq {
+            if header.end_seq() <= out.next_seq {
                 continue;
             }
-            if f.seq != out.next_seq {
-                let detail = format!("seq {} where {} was expected", f.seq, out.next_seq);
+            if header.first_seq > out.next_seq {
+                let detail = format!(
+                    "block of seq {} where {} was expected",
+                    header.first_seq, out.next_seq
+                );
                 return Err(corrupt(&seg.path, detail));
             }
-            out.next_seq = f.seq.next();
-            scanned += 1;
-            if q.stream.is_none_or(|s| s == f.stream) {
-                bytes += f.data.len();
-                out.records.push(f.to_record());
-            }
-            if out.records.len() >= limit || scanned >= max_scan || bytes >= max_bytes {
-                return Ok(out);
+            for r in Records::new(&header, payload) {
+                let r: RecordRef<'_> = r.map_err(|why| corrupt(&seg.path, why.to_owned()))?;
+                if r.seq < out.next_seq {
+                    continue;
+                }
+                if r.seq >= stop {
+                    break;
+                }
+                out.next_seq = r.seq.next();
+                scanned += 1;
+                if q.stream.is_none_or(|s| s == r.stream) {
+                    bytes += r.data.len();
+                    out.records.push(r.to_record());
+                }
+                if out.records.len() >= limit || scanned >= max_scan || bytes >= max_bytes {
+                    return Ok(out);
+                }
             }
         }
     }
@@ -181,18 +195,23 @@ fn seq_at_ts(snap: &Snapshot, since: i64) -> Result<(Seq, bool), Failure> {
     let Some(seg) = lo.checked_sub(1).map(|i| &snap.segs[i]) else {
         return Ok((snap.first_seq, true));
     };
-    ensure_index(seg)?;
     let offset = seg
         .index
         .offset_for_ts(since)
         .map_or(FILE_HEADER_LEN, |e| e.offset);
-    let mut reader = open(&seg.path, offset, seg.len)?;
+    let mut reader = open(&seg.path, offset, seg.end)?;
     loop {
         match reader.next().map_err(|e| read_err(&seg.path, e))? {
-            Step::Frame(_, f) if f.ts >= since => return Ok((f.seq, false)),
-            Step::Frame(..) => {}
+            Step::Block(_, h, payload) => {
+                for r in Records::new(&h, payload) {
+                    let r = r.map_err(|why| corrupt(&seg.path, why.to_owned()))?;
+                    if r.ts >= since && r.seq < seg.next {
+                        return Ok((r.seq, false));
+                    }
+                }
+            }
             Step::End => return Ok((seg.next, false)),
-            Step::Torn(at) => return Err(corrupt(&seg.path, format!("torn frame at {at}"))),
+            Step::Torn(at) => return Err(corrupt(&seg.path, format!("torn block at {at}"))),
             Step::Bad(at, why) => return Err(corrupt(&seg.path, format!("{why} at {at}"))),
         }
     }
@@ -200,33 +219,11 @@ fn seq_at_ts(snap: &Snapshot, since: i64) -> Result<(Seq, bool), Failure> {
 
 /// A segment's first record's ts; `None` for an empty segment.
 fn first_ts(seg: &SegSnap) -> Result<Option<i64>, Failure> {
-    if let Some(ts) = seg.index.first_ts() {
-        return Ok(Some(ts));
-    }
-    if seg.len <= FILE_HEADER_LEN {
-        return Ok(None);
-    }
-    let mut reader = open(&seg.path, FILE_HEADER_LEN, seg.len)?;
-    match reader.next().map_err(|e| read_err(&seg.path, e))? {
-        Step::Frame(_, f) => Ok(Some(f.ts)),
-        Step::End => Ok(None),
-        Step::Torn(at) | Step::Bad(at, _) => Err(corrupt(&seg.path, format!("bad frame at {at}"))),
-    }
+    Ok(seg.index.first_ts())
 }
 
-/// Build a sealed segment's index on first use (segments found at startup are not scanned).
-fn ensure_index(seg: &SegSnap) -> Result<(), Failure> {
-    if seg.index.is_complete() {
-        return Ok(());
-    }
-    let scan = segment::scan(&seg.path, seg.first, seg.len).map_err(|e| read_err(&seg.path, e))?;
-    // A damaged middle is reported when a read reaches it; the valid part stays readable.
-    seg.index.fill(scan.entries);
-    Ok(())
-}
-
-fn open(path: &Path, offset: u64, end: u64) -> Result<FrameReader, Failure> {
-    FrameReader::open(path, offset, end).map_err(|e| read_err(path, e))
+fn open(path: &Path, offset: u64, end: u64) -> Result<BlockReader, Failure> {
+    BlockReader::open(path, offset, end).map_err(|e| read_err(path, e))
 }
 
 fn read_err(path: &Path, e: io::Error) -> Failure {

@@ -1,12 +1,15 @@
-//! Loading logs at startup: list segments, verify the newest ones, cut a torn tail.
+//! Loading logs at startup: list segments, finish or undo interrupted packs, migrate format 1,
+//! verify the raw segments, cut a torn tail.
 //!
-//! Only the last two segments are scanned. The syncer fdatasyncs sealed segments before (or
-//! with) the active one and only then counts records as synced, so a crash can tear at most the
-//! unsynced end of the log: with the default sizes (8 MiB segments, at most 10 000 records per
-//! sync) that end lies in the last two segments. Older segments are verified lazily, when a read
-//! first builds their index; damage there is reported as `StoreError::Corrupt`.
+//! Packs are whole by construction (fdatasynced before their rename), so only their footers are
+//! read. Raw segments are scanned block by block: normally only the active one and the one
+//! sealed before it, which the packer had not reached yet. The syncer fdatasyncs sealed
+//! segments before (or with) the active one and only then counts records as synced, so a crash
+//! can tear at most the unsynced end of the log, which lies in the last two segments: only
+//! there is a torn or damaged tail cut off. Damage in an older raw segment is left in place and
+//! reported as `StoreError::Corrupt` when a read reaches it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, OpenOptions};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,95 +19,203 @@ use drover_proto::{AgentId, Seq};
 
 use crate::index::{Builder, SegIndex};
 use crate::log::{LogState, Segment};
-use crate::segment::{self, FILE_HEADER_LEN};
-use crate::StoreError;
+use crate::segment::{self, Kind, Version, FILE_HEADER_LEN};
+use crate::{migrate, pack, StoreConfig, StoreError};
 
 /// Load the log in `dir` (all of its records are from earlier runs, so it starts closed).
-pub fn load(dir: &Path, id: AgentId, budget: u64) -> Result<LogState, StoreError> {
+pub fn load(
+    dir: &Path,
+    id: AgentId,
+    budget: u64,
+    config: &StoreConfig,
+) -> Result<LogState, StoreError> {
     let io = |what: &str, path: &Path, e| StoreError::io(format!("{what} {}", path.display()), e);
-    let mut firsts: Vec<Seq> = Vec::new();
+    let mut files: BTreeMap<Seq, (bool, bool)> = BTreeMap::new();
     for entry in fs::read_dir(dir).map_err(|e| io("listing", dir, e))? {
         let entry = entry.map_err(|e| io("listing", dir, e))?;
-        if let Some(first) = entry.file_name().to_str().and_then(segment::parse_name) {
-            firsts.push(first);
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".pack.tmp") {
+            // A pack the packer (or a migration) did not finish: its raw segment is intact.
+            fs::remove_file(entry.path()).map_err(|e| io("removing", &entry.path(), e))?;
+            continue;
+        }
+        match segment::parse_name(name) {
+            Some((first, Kind::Raw)) => files.entry(first).or_default().0 = true,
+            Some((first, Kind::Packed)) => files.entry(first).or_default().1 = true,
+            None => {}
         }
     }
-    firsts.sort();
-    let mut state = LogState::new(dir.to_path_buf(), budget);
     let mut segments = VecDeque::new();
-    for &first in &firsts {
-        let path = dir.join(segment::file_name(first));
-        let meta = fs::metadata(&path).map_err(|e| io("reading", &path, e))?;
-        segments.push_back(Segment {
-            first,
-            path: path.into(),
-            len: meta.len(),
-            index: Arc::new(SegIndex::pending()),
-            sealed_at: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-        });
+    let mut nexts = Vec::new();
+    let count = files.len();
+    for (i, (&first, &(raw, packed))) in files.iter().enumerate() {
+        let recent = i + 2 >= count;
+        let raw_path = dir.join(segment::file_name(first, Kind::Raw));
+        if raw && packed {
+            // Packed, renamed, but the raw file's removal did not happen: the pack is whole.
+            fs::remove_file(&raw_path).map_err(|e| io("removing", &raw_path, e))?;
+        }
+        let (seg, next) = if packed {
+            load_pack(dir, first)?
+        } else {
+            load_raw(&raw_path, first, recent, config)?
+        };
+        segments.push_back(seg);
+        nexts.push(next);
     }
-    // Verify the last two segments, newest last; a tear in the older one invalidates the newer.
-    let mut next_seq = Seq::FIRST;
+    // A tear in the older of the last two segments invalidates the newer one.
     let verify_from = segments.len().saturating_sub(2);
-    let mut i = verify_from;
-    while i < segments.len() {
-        let (valid_len, seg_next, entries) = verify(&segments[i])?;
-        let seg = &mut segments[i];
-        seg.len = valid_len;
-        seg.index = Arc::new(SegIndex::complete(entries));
-        next_seq = seg_next;
-        let torn = segments.get(i + 1).is_some_and(|n| n.first != seg_next);
-        if torn {
+    for (i, &seg_next) in nexts.iter().enumerate().skip(verify_from) {
+        if segments.get(i + 1).is_some_and(|n| n.first != seg_next) {
             for newer in segments.drain(i + 1..) {
                 tracing::warn!(agent = %id, path = %newer.path.display(), "dropping segment after a torn one");
                 fs::remove_file(&newer.path).map_err(|e| io("removing", &newer.path, e))?;
             }
+            break;
         }
-        i += 1;
     }
+    let mut state = LogState::new(dir.to_path_buf(), budget);
     if let Some(active) = segments.back() {
         let last = active.index.offset_for_seq(Seq(u64::MAX));
-        state.builder = Builder::after(last.map(|e| e.offset));
+        state.builder = Builder::sparse(last.map(|e| e.offset));
+        state.next_seq = nexts[segments.len() - 1];
     }
     state.bytes = segments.iter().map(|s| s.len).sum();
-    state.next_seq = next_seq;
+    state.output = segments.iter().map(|s| s.output).sum();
     state.segments = segments;
     Ok(state)
 }
 
-/// Scan one segment, truncating anything after its last valid frame (and rewriting a damaged
-/// header). Returns the valid length, the seq after its last frame, and its index.
-fn verify(seg: &Segment) -> Result<(u64, Seq, Vec<crate::index::Entry>), StoreError> {
-    let path = &seg.path;
+/// A segment and the seq after its last record.
+type Loaded = (Segment, Seq);
+
+fn load_pack(dir: &Path, first: Seq) -> Result<Loaded, StoreError> {
+    let path = dir.join(segment::file_name(first, Kind::Packed));
+    let ctx = |what: &str| format!("{what} {}", path.display());
+    let meta = fs::metadata(&path).map_err(|e| StoreError::io(ctx("reading"), e))?;
+    let footer = pack::read_footer(&path).map_err(|e| StoreError::io(ctx("reading"), e))?;
+    let (end, next, output, entries) = match footer {
+        Ok(p) => (p.end, p.end_seq, p.output, p.entries),
+        Err(why) => {
+            // Not a torn write (packs are synced before they get their name): damage. Index
+            // what still verifies; reads past it report `Corrupt`.
+            tracing::warn!(path = %path.display(), problem = why, "pack footer damaged; indexing its blocks");
+            let scan = segment::scan(&path, first, meta.len(), Builder::dense())
+                .map_err(|e| StoreError::io(ctx("scanning"), e))?;
+            (scan.valid_len, scan.next_seq, scan.output, scan.entries)
+        }
+    };
+    let seg = Segment {
+        first,
+        path: path.into(),
+        kind: Kind::Packed,
+        len: meta.len(),
+        end,
+        output,
+        index: Arc::new(SegIndex::new(entries)),
+        pack_failed: false,
+        sealed_at: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+    };
+    Ok((seg, next))
+}
+
+/// Load a `.seg`: migrate format 1, scan format 2, reset a damaged header (recent segments).
+fn load_raw(
+    path: &Path,
+    first: Seq,
+    recent: bool,
+    config: &StoreConfig,
+) -> Result<Loaded, StoreError> {
     let ctx = |what: &str| format!("{what} {}", path.display());
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .map_err(|e| StoreError::io(ctx("opening"), e))?;
-    if !segment::header_ok(&file, seg.first).map_err(|e| StoreError::io(ctx("reading"), e))? {
-        tracing::warn!(path = %path.display(), "segment header damaged; its records are dropped");
-        file.set_len(0)
-            .map_err(|e| StoreError::io(ctx("truncating"), e))?;
-        drop(file);
-        fs::remove_file(path).map_err(|e| StoreError::io(ctx("removing"), e))?;
-        drop(segment::create(path, seg.first).map_err(|e| StoreError::io(ctx("recreating"), e))?);
-        return Ok((FILE_HEADER_LEN, seg.first, Vec::new()));
+    let meta = file
+        .metadata()
+        .map_err(|e| StoreError::io(ctx("reading"), e))?;
+    let sealed_at = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let version = segment::version(&file, first).map_err(|e| StoreError::io(ctx("reading"), e))?;
+    match version {
+        Some(Version::V1) => {
+            drop(file);
+            let packed = migrate::migrate(path, first, config)?;
+            let dir = path.parent().unwrap_or(path);
+            let seg = Segment {
+                first,
+                path: dir.join(segment::file_name(first, Kind::Packed)).into(),
+                kind: Kind::Packed,
+                len: packed.len,
+                end: packed.end,
+                output: packed.output,
+                index: Arc::new(SegIndex::new(packed.entries)),
+                pack_failed: false,
+                sealed_at,
+            };
+            return Ok((seg, packed.end_seq));
+        }
+        None if recent => {
+            tracing::warn!(path = %path.display(), "segment header damaged; its records are dropped");
+            drop(file);
+            fs::remove_file(path).map_err(|e| StoreError::io(ctx("removing"), e))?;
+            drop(segment::create(path, first).map_err(|e| StoreError::io(ctx("recreating"), e))?);
+            return Ok((empty_raw(path, first, sealed_at), first));
+        }
+        // An older segment with a damaged header: reads reaching it report `Corrupt`.
+        None => {
+            tracing::warn!(path = %path.display(), "segment header damaged");
+            let mut seg = empty_raw(path, first, sealed_at);
+            seg.len = meta.len();
+            seg.end = meta.len();
+            seg.pack_failed = true;
+            return Ok((seg, first));
+        }
+        Some(Version::V2) => {}
     }
-    let scan =
-        segment::scan(path, seg.first, seg.len).map_err(|e| StoreError::io(ctx("scanning"), e))?;
-    if scan.valid_len < seg.len {
+    let scan = segment::scan(path, first, meta.len(), Builder::sparse(None))
+        .map_err(|e| StoreError::io(ctx("scanning"), e))?;
+    let mut len = meta.len();
+    if scan.valid_len < len && recent {
         tracing::warn!(
             path = %path.display(),
             problem = scan.problem.as_deref().unwrap_or("trailing bytes"),
             kept = scan.valid_len,
-            dropped = seg.len - scan.valid_len,
+            dropped = len - scan.valid_len,
             "truncating damaged segment tail"
         );
         file.set_len(scan.valid_len)
             .map_err(|e| StoreError::io(ctx("truncating"), e))?;
         file.sync_data()
             .map_err(|e| StoreError::io(ctx("syncing"), e))?;
+        len = scan.valid_len;
     }
-    Ok((scan.valid_len, scan.next_seq, scan.entries))
+    let seg = Segment {
+        first,
+        path: path.into(),
+        kind: Kind::Raw,
+        len,
+        end: len,
+        output: scan.output,
+        index: Arc::new(SegIndex::new(scan.entries)),
+        // Damage in an older segment stays where reads report it.
+        pack_failed: scan.valid_len < len,
+        sealed_at,
+    };
+    Ok((seg, scan.next_seq))
+}
+
+fn empty_raw(path: &Path, first: Seq, sealed_at: SystemTime) -> Segment {
+    Segment {
+        first,
+        path: path.into(),
+        kind: Kind::Raw,
+        len: FILE_HEADER_LEN,
+        end: FILE_HEADER_LEN,
+        output: 0,
+        index: Arc::new(SegIndex::default()),
+        pack_failed: false,
+        sealed_at,
+    }
 }

@@ -1,7 +1,11 @@
-//! Retention: delete the oldest whole sealed segments when a budget is exceeded.
+//! Retention: drop a log's oldest records when a budget is exceeded.
 //!
-//! Per agent first (inline in the append that crossed the agent's budget: one `unlink` per
-//! segment, rare), then globally (on the syncer thread, so appends never scan other agents):
+//! Per agent first, in bytes of output (inline in the append that crossed the agent's budget):
+//! the log's start moves forward a block at a time (an index entry: one packed block, or about
+//! 16 KiB of a raw segment) until the output kept is within the budget, and a segment is
+//! deleted once none of its records is kept. So a log keeps at most its budget of output and
+//! less than one block under it, and the active segment of a small budget is small too (see
+//! `LogState::segment_limit`). The newest block always stays. Then globally, in bytes on disk (on the syncer thread, so appends never scan other agents):
 //! sealed segments of all agents, oldest sealed first, until the total is within the global
 //! budget. The active segment of a live log is never deleted, so it always keeps its newest
 //! records and stays contiguous from its first kept seq. A closed log (its agent ended) has no
@@ -18,11 +22,36 @@ use drover_proto::Seq;
 use crate::log::{AgentLog, LogState};
 use crate::Shared;
 
-/// Trim one log to its own budget.
+/// Trim one log to its own budget of output bytes.
 pub fn trim_agent(st: &mut LogState, shared: &Shared) {
-    while st.bytes > st.budget && st.segments.len() > 1 {
-        if !remove_oldest(st, shared) {
-            break;
+    while st.output > st.budget {
+        let excess = st.output - st.budget;
+        let Some(front) = st.segments.front() else {
+            return;
+        };
+        let (start, skipped) = st.trim.unwrap_or((front.first, 0));
+        let kept_here = front.output.saturating_sub(skipped);
+        if kept_here <= excess && st.segments.len() > 1 {
+            if !remove_oldest(st, shared) {
+                return;
+            }
+            continue;
+        }
+        // Move the start to the first block that leaves enough of this segment out.
+        match front.index.first_with_out(start, skipped + excess) {
+            Some(entry) => {
+                st.output -= entry.out - skipped;
+                st.trim = Some((entry.seq, entry.out));
+                return;
+            }
+            // Only the segment's last block is left to give, and a newer segment holds more.
+            None if st.segments.len() > 1 => {
+                if !remove_oldest(st, shared) {
+                    return;
+                }
+            }
+            // The newest block stays.
+            None => return,
         }
     }
 }
@@ -40,9 +69,11 @@ fn remove_oldest(st: &mut LogState, shared: &Shared) -> bool {
             return false;
         }
     }
-    let len = seg.len;
+    let (len, output) = (seg.len, seg.output);
+    let skipped = st.trim.take().map_or(0, |(_, out)| out);
     st.segments.pop_front();
     st.bytes -= len;
+    st.output -= output.saturating_sub(skipped).min(st.output);
     st.dir_dirty = true;
     shared.usage.fetch_sub(len, Ordering::Relaxed);
     true

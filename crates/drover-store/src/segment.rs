@@ -1,9 +1,15 @@
-//! Segment files: naming, the file header, and reading frames in order.
+//! Segment files: naming, the file header, and reading blocks in order.
 //!
-//! A segment is `logs/<agent_id>/<first_seq as 20 digits>.seg`: a 16-byte header
-//! (`b"DRVSEG01"` then the first seq, u64 little-endian) followed by frames (see `frame`) with
-//! consecutive seqs starting at the first seq. Files are only ever appended to, truncated back to
-//! a frame boundary (failed append, recovery), or deleted whole (retention, removal).
+//! A log is a directory of segments named by their first seq (20 digits):
+//! - `<first>.seg`: the active (appended-to) segment, or a sealed one not packed yet: a 16-byte
+//!   header (`b"DRVSEG02"`, then the first seq u64 LE) and raw blocks (see `block`), one or more
+//!   per append. Only ever appended to, truncated back to a block boundary (failed append,
+//!   recovery), or deleted whole.
+//! - `<first>.pack`: a sealed segment rewritten off the capture path (see `pack`): the same
+//!   header, zstd blocks of about 64 KiB of records each, then a block index (footer). Written
+//!   to `<first>.pack.tmp`, fdatasynced, then renamed, so a `.pack` is always whole.
+//! - A `.seg` starting `b"DRVSEG01"` is format 1 (frames, before blocks); it is migrated to a
+//!   `.pack` when the store opens (see `migrate`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -12,69 +18,102 @@ use std::path::Path;
 
 use drover_proto::Seq;
 
-use crate::frame::{self, Decoded, Frame};
+use crate::block::{self, Decoded, Header};
 use crate::index::{Builder, Entry};
 
-const FILE_MAGIC: &[u8; 8] = b"DRVSEG01";
-/// Bytes before the first frame.
+/// The file magic of a format-2 segment (raw or packed).
+pub const FILE_MAGIC: &[u8; 8] = b"DRVSEG02";
+/// Bytes before the first block.
 pub const FILE_HEADER_LEN: u64 = 16;
 const READ_CHUNK: usize = 64 * 1024;
 
-/// The file name of the segment starting at `first`.
-pub fn file_name(first: Seq) -> String {
-    format!("{:020}.seg", first.0)
+/// Which of the two format-2 files a segment is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `.seg`: raw blocks, appendable.
+    Raw,
+    /// `.pack`: compressed blocks and a footer, immutable.
+    Packed,
 }
 
-/// The first seq named by a segment file name, if it is one.
-pub fn parse_name(name: &str) -> Option<Seq> {
-    let digits = name.strip_suffix(".seg")?;
+/// The on-disk format a segment header announces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// The file name of the segment starting at `first`.
+pub fn file_name(first: Seq, kind: Kind) -> String {
+    match kind {
+        Kind::Raw => format!("{:020}.seg", first.0),
+        Kind::Packed => format!("{:020}.pack", first.0),
+    }
+}
+
+/// The first seq and kind named by a segment file name, if it is one.
+pub fn parse_name(name: &str) -> Option<(Seq, Kind)> {
+    let (digits, kind) = if let Some(d) = name.strip_suffix(".seg") {
+        (d, Kind::Raw)
+    } else {
+        (name.strip_suffix(".pack")?, Kind::Packed)
+    };
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok().map(Seq)
+    digits.parse().ok().map(|s| (Seq(s), kind))
 }
 
-/// Create a new segment file with its header; fails if it exists.
+/// The 16-byte file header for `first`.
+pub fn file_header(first: Seq) -> [u8; FILE_HEADER_LEN as usize] {
+    let mut header = [0u8; FILE_HEADER_LEN as usize];
+    header[..8].copy_from_slice(FILE_MAGIC);
+    header[8..].copy_from_slice(&first.0.to_le_bytes());
+    header
+}
+
+/// Create a new raw segment file with its header; fails if it exists.
 pub fn create(path: &Path, first: Seq) -> io::Result<File> {
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
         .create_new(true)
         .open(path)?;
-    let mut header = [0u8; FILE_HEADER_LEN as usize];
-    header[..8].copy_from_slice(FILE_MAGIC);
-    header[8..].copy_from_slice(&first.0.to_le_bytes());
-    file.write_all(&header)?;
+    file.write_all(&file_header(first))?;
     Ok(file)
 }
 
-/// Whether the file starts with a valid header for `first`.
-pub fn header_ok(file: &File, first: Seq) -> io::Result<bool> {
+/// The format of a file whose header is valid for `first`; `None` if it is damaged or short.
+pub fn version(file: &File, first: Seq) -> io::Result<Option<Version>> {
     let mut header = [0u8; FILE_HEADER_LEN as usize];
     match file.read_exact_at(&mut header, 0) {
-        Ok(()) => Ok(&header[..8] == FILE_MAGIC && header[8..] == first.0.to_le_bytes()),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Ok(()) if header[8..] != first.0.to_le_bytes() => Ok(None),
+        Ok(()) if &header[..8] == FILE_MAGIC => Ok(Some(Version::V2)),
+        Ok(()) if &header[..8] == crate::v1::FILE_MAGIC => Ok(Some(Version::V1)),
+        Ok(()) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-/// One step of a [`FrameReader`].
+/// One step of a [`BlockReader`].
 #[derive(Debug)]
 pub enum Step<'a> {
-    /// A valid frame at this file offset.
-    Frame(u64, Frame<'a>),
-    /// The readable range ended on a frame boundary.
+    /// A valid block at this file offset, with its raw (decompressed) payload.
+    Block(u64, Header, &'a [u8]),
+    /// The readable range ended on a block boundary.
     End,
-    /// The range ends inside a frame starting at this offset (a torn write).
+    /// The range ends inside a block starting at this offset (a torn write).
     Torn(u64),
-    /// Not a valid frame at this offset.
+    /// Not a valid block at this offset.
     Bad(u64, &'static str),
 }
 
-/// Reads frames sequentially from `pos` to `end` with positioned reads in 64 KiB chunks, so
-/// memory stays bounded and no shared file cursor is involved.
+/// Reads blocks sequentially from `pos` to `end` with positioned reads (64 KiB at a time, or a
+/// whole block when larger), so memory stays bounded (by one block) and no shared file cursor
+/// is involved.
 #[derive(Debug)]
-pub struct FrameReader {
+pub struct BlockReader {
     file: File,
     buf: Vec<u8>,
     /// Index in `buf` of the next unread byte.
@@ -82,28 +121,27 @@ pub struct FrameReader {
     /// File offset of `buf[0]`.
     buf_pos: u64,
     end: u64,
+    /// Decompressed payload of the last zstd block.
+    scratch: Vec<u8>,
 }
 
-impl FrameReader {
-    pub fn open(path: &Path, pos: u64, end: u64) -> io::Result<FrameReader> {
-        Ok(FrameReader::new(File::open(path)?, pos, end))
-    }
-
-    pub fn new(file: File, pos: u64, end: u64) -> FrameReader {
-        FrameReader {
-            file,
+impl BlockReader {
+    pub fn open(path: &Path, pos: u64, end: u64) -> io::Result<BlockReader> {
+        Ok(BlockReader {
+            file: File::open(path)?,
             buf: Vec::new(),
             start: 0,
             buf_pos: pos,
             end,
-        }
+            scratch: Vec::new(),
+        })
     }
 
     pub fn next(&mut self) -> io::Result<Step<'_>> {
         loop {
             let offset = self.buf_pos + self.start as u64;
-            let (seq, ts, stream, partial, len) = match frame::decode(&self.buf[self.start..]) {
-                Decoded::Frame(f) => (f.seq, f.ts, f.stream, f.partial, f.data.len()),
+            let header = match block::decode(&self.buf[self.start..]) {
+                Decoded::Block(h) => h,
                 Decoded::Bad(why) => return Ok(Step::Bad(offset, why)),
                 Decoded::Short(need) => {
                     let buf_end = self.buf_pos + self.buf.len() as u64;
@@ -118,21 +156,17 @@ impl FrameReader {
                     continue;
                 }
             };
-            let data_start = self.start + frame::HEADER_LEN;
-            self.start = data_start + len;
-            let data = &self.buf[data_start..data_start + len];
-            let frame = Frame {
-                seq,
-                ts,
-                stream,
-                partial,
-                data,
-            };
-            return Ok(Step::Frame(offset, frame));
+            let stored_start = self.start + block::HEADER_LEN;
+            self.start += header.block_len();
+            let stored = &self.buf[stored_start..self.start];
+            return Ok(match block::payload(&header, stored, &mut self.scratch) {
+                Ok(payload) => Step::Block(offset, header, payload),
+                Err(why) => Step::Bad(offset, why),
+            });
         }
     }
 
-    /// Keep the unread bytes and read at least enough for a frame of `need` bytes.
+    /// Keep the unread bytes and read at least enough for a block of `need` bytes.
     fn refill(&mut self, need: usize) -> io::Result<()> {
         self.buf.drain(..self.start);
         self.buf_pos += self.start as u64;
@@ -161,46 +195,61 @@ impl FrameReader {
     }
 }
 
-/// The result of scanning a whole segment.
-#[derive(Debug)]
+/// The result of scanning a segment's blocks.
+#[derive(Debug, Default)]
 pub struct Scan {
-    /// Length up to the end of the last valid frame.
+    /// Offset of the end of the last valid block.
     pub valid_len: u64,
-    /// The seq after the last valid frame.
+    /// The seq after the last valid block.
     pub next_seq: Seq,
     /// Index entries for the valid part.
     pub entries: Vec<Entry>,
-    /// Why the scan stopped before the end of the file, if it did.
+    /// Record data bytes in the valid part.
+    pub output: u64,
+    /// Why the scan stopped before `end`, if it did.
     pub problem: Option<String>,
 }
 
-/// Scan a segment from its header to `end`, verifying every frame and seq continuity.
-pub fn scan(path: &Path, first: Seq, end: u64) -> io::Result<Scan> {
-    let mut reader = FrameReader::open(path, FILE_HEADER_LEN, end)?;
-    let mut builder = Builder::default();
+/// Scan blocks from the header to `end`, verifying every block, its records and seq
+/// continuity; index entries as `builder` spaces them.
+pub fn scan(path: &Path, first: Seq, end: u64, mut builder: Builder) -> io::Result<Scan> {
+    let mut reader = BlockReader::open(path, FILE_HEADER_LEN, end)?;
     let mut scan = Scan {
         valid_len: FILE_HEADER_LEN,
         next_seq: first,
-        entries: Vec::new(),
-        problem: None,
+        ..Scan::default()
     };
     loop {
         match reader.next()? {
-            Step::Frame(offset, f) => {
-                if f.seq != scan.next_seq {
+            Step::Block(offset, h, payload) => {
+                if h.first_seq != scan.next_seq {
                     scan.problem = Some(format!(
                         "seq {} at offset {offset}, expected {}",
-                        f.seq, scan.next_seq
+                        h.first_seq, scan.next_seq
                     ));
                     break;
                 }
-                scan.entries.extend(builder.note(f.seq, f.ts, offset));
-                scan.valid_len = offset + f.len() as u64;
-                scan.next_seq = f.seq.next();
+                let mut output = 0u64;
+                let mut bad = None;
+                for r in block::Records::new(&h, payload) {
+                    match r {
+                        Ok(r) => output += r.data.len() as u64,
+                        Err(why) => bad = Some(why),
+                    }
+                }
+                if let Some(why) = bad {
+                    scan.problem = Some(format!("{why} at offset {offset}"));
+                    break;
+                }
+                scan.entries
+                    .extend(builder.note(h.first_seq, h.first_ts, offset, scan.output));
+                scan.output += output;
+                scan.valid_len = offset + h.block_len() as u64;
+                scan.next_seq = h.end_seq();
             }
             Step::End => break,
             Step::Torn(offset) => {
-                scan.problem = Some(format!("torn frame at offset {offset}"));
+                scan.problem = Some(format!("torn block at offset {offset}"));
                 break;
             }
             Step::Bad(offset, why) => {

@@ -14,8 +14,8 @@ use drover_proto::{
 use crate::journal::{Change, Journal};
 use crate::registry::Registry;
 use crate::{
-    read, recover, retention, syncer, Follower, ListFilter, LogBounds, LogQuery, LogRead, Shared,
-    StoreConfig, StoreError,
+    pack, read, recover, retention, syncer, Follower, ListFilter, LogBounds, LogQuery, LogRead,
+    Shared, StoreConfig, StoreError,
 };
 
 /// Shortest id prefix `resolve` accepts, so short names are not mistaken for ids.
@@ -37,26 +37,44 @@ pub(crate) struct Inner {
     // registry connection's lock when both are needed, never the other way round.
     journal: Mutex<Journal>,
     syncer: Mutex<Option<JoinHandle<()>>>,
+    packer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::Relaxed);
-        self.shared.kick();
-        let handle = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = handle {
-            let _ = handle.join();
+        self.shared.kick_all();
+        for thread in [&self.syncer, &self.packer] {
+            let handle = thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(handle) = handle {
+                let _ = handle.join();
+            }
         }
     }
 }
 
 impl Store {
     /// Open (creating) the store in `dir`: `dir/registry.sqlite3` and `dir/logs/`. Runs schema
-    /// migrations and recovers every log (torn tails cut off), then starts the syncer.
+    /// migrations and recovers every log (torn tails cut off, format-1 segments migrated), then
+    /// starts the syncer and the packer.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
         let logs_dir = dir.join("logs");
         fs::create_dir_all(&logs_dir)
             .map_err(|e| StoreError::io(format!("creating {}", logs_dir.display()), e))?;
+        // The packer's work in progress; whatever a crash left there is incomplete.
+        let pack_tmp = logs_dir.join(pack::TMP_DIR);
+        match fs::remove_dir_all(&pack_tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::io(
+                    format!("clearing {}", pack_tmp.display()),
+                    e,
+                ))
+            }
+        }
+        fs::create_dir_all(&pack_tmp)
+            .map_err(|e| StoreError::io(format!("creating {}", pack_tmp.display()), e))?;
         let registry = Registry::open(&dir.join("registry.sqlite3"))?;
         let shared = Arc::new(Shared::new(config, logs_dir.clone()));
         let budgets: BTreeMap<AgentId, u64> = registry.log_budgets()?.into_iter().collect();
@@ -78,7 +96,7 @@ impl Store {
                     .get(&id)
                     .copied()
                     .unwrap_or(shared.config.agent_budget);
-                let state = recover::load(&entry.path(), id, budget)?;
+                let state = recover::load(&entry.path(), id, budget, &shared.config)?;
                 shared.usage.fetch_add(state.bytes, Ordering::Relaxed);
                 logs.insert(id, Arc::new(crate::log::AgentLog::new(id, state)));
             }
@@ -108,6 +126,19 @@ impl Store {
             .name("drover-store-sync".into())
             .spawn(move || syncer::run(thread_shared))
             .map_err(|e| StoreError::io("starting the syncer thread", e))?;
+        let thread_shared = shared.clone();
+        let packer = std::thread::Builder::new()
+            .name("drover-store-pack".into())
+            .spawn(move || pack::run(thread_shared));
+        let packer = match packer {
+            Ok(packer) => packer,
+            Err(e) => {
+                shared.shutdown.store(true, Ordering::Relaxed);
+                shared.kick_all();
+                let _ = syncer.join();
+                return Err(StoreError::io("starting the packer thread", e));
+            }
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -115,6 +146,7 @@ impl Store {
                 registry,
                 journal: Mutex::new(journal),
                 syncer: Mutex::new(Some(syncer)),
+                packer: Mutex::new(Some(packer)),
             }),
         })
     }
@@ -126,7 +158,7 @@ impl Store {
     /// Close and drop the (empty) log made for an agent whose row was then refused.
     pub(crate) fn forget_new_log(&self, id: AgentId) {
         if let Some(log) = self.shared().log(id) {
-            log.close();
+            log.close(self.shared());
         }
         let mut logs = self
             .shared()
@@ -362,6 +394,10 @@ impl Store {
         st.segments.clear();
         self.shared().usage.fetch_sub(st.bytes, Ordering::Relaxed);
         st.bytes = 0;
+        st.output = 0;
+        st.trim = None;
+        // Under the log lock, so the packer cannot install a pack meanwhile (its swap checks
+        // the segment list, which is empty now); its work in progress lives in `logs/.tmp`.
         match fs::remove_dir_all(&st.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -458,12 +494,14 @@ impl Store {
                     first_seq: st.first_seq(),
                     next_seq: st.dropped.map_or(st.next_seq, |r| r.to.next()),
                     bytes: st.bytes,
+                    output: st.output,
                 }
             }
             None => LogBounds {
                 first_seq: Seq::FIRST,
                 next_seq: Seq::FIRST,
                 bytes: 0,
+                output: 0,
             },
         })
     }
@@ -484,11 +522,11 @@ impl Store {
     /// The agent will append no more: followers end once they have drained.
     pub fn close_log(&self, agent: AgentId) {
         if let Some(log) = self.shared().log(agent) {
-            log.close();
+            log.close(self.shared());
         }
     }
 
-    /// Override one agent's log budget (bytes); trims at once if it is now exceeded.
+    /// Override one agent's log budget (bytes of output); trims at once if it is now exceeded.
     pub fn set_agent_budget(&self, agent: AgentId, bytes: u64) {
         let log = self.shared().log_or_create(agent);
         let mut st = log.lock();
@@ -505,6 +543,15 @@ impl Store {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Bytes of output kept in all logs (the data of every record still readable).
+    pub fn output_bytes(&self) -> u64 {
+        self.shared()
+            .all_logs()
+            .iter()
+            .map(|log| log.lock().output)
+            .sum()
     }
 
     /// Bytes used: all segment files plus the registry database and its WAL.

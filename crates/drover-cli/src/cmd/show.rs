@@ -1,5 +1,7 @@
 //! `drover show`: one agent in detail.
 
+use drover_proto::op::{AgentRef, ReadLogsArgs};
+
 use super::agent_op::One;
 use super::Ctx;
 use crate::output;
@@ -52,6 +54,23 @@ pub(crate) async fn run(ctx: &Ctx, args: One) -> anyhow::Result<i32> {
             .collect();
         lines.push(("labels", labels.join(",")));
     }
+    // The log's extent and size: a read of no records (the last 0) answers just that.
+    let log = client
+        .read_logs(ReadLogsArgs {
+            tail: Some(0),
+            ..ReadLogsArgs::new(AgentRef::new(agent.id.to_string()))
+        })
+        .await?;
+    lines.push((
+        "log",
+        format!(
+            "seq {}..{}, {} of output kept, {} on disk",
+            log.first_seq,
+            log.end_seq,
+            bytes(log.output_bytes),
+            bytes(log.disk_bytes)
+        ),
+    ));
     if let Some(parent) = agent.spec.parent {
         lines.push(("parent", parent.to_string()));
     }
@@ -107,4 +126,31 @@ fn activity_lines(a: &drover_proto::Activity) -> Vec<(&'static str, String)> {
         ));
     }
     lines
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `64.0 MiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bytes_are_shown_in_binary_units() {
+        assert_eq!(super::bytes(0), "0 B");
+        assert_eq!(super::bytes(1023), "1023 B");
+        assert_eq!(super::bytes(1536), "1.5 KiB");
+        assert_eq!(super::bytes(64 << 20), "64.0 MiB");
+        assert_eq!(super::bytes(3 << 40), "3.0 TiB");
+    }
 }

@@ -49,7 +49,7 @@ pub(crate) struct SpecArgs {
     /// Give the agent a stdin pipe (for `drover send`).
     #[arg(long, short = 'i')]
     interactive: bool,
-    /// Log budget in bytes for this agent.
+    /// Log budget for this agent: bytes of output kept (at least 65536).
     #[arg(long)]
     log_budget: Option<u64>,
     /// The signal `stop` sends first (`INT`, `SIGINT` or `2`) [default: the backend's, else

@@ -25,7 +25,11 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<i32> {
         stats.records,
         stats.bytes
     )?;
-    crate::outln!("log storage   {} bytes", stats.log_bytes)?;
+    crate::outln!(
+        "log storage   {} bytes of output kept, {} bytes on disk",
+        stats.log_output_bytes,
+        stats.log_bytes
+    )?;
     crate::outln!("events        {}", stats.events)?;
     for (op, n) in &stats.requests {
         crate::outln!("requests      {op:<12} {n}")?;

@@ -23,17 +23,15 @@ pub(crate) fn handle(shared: &Shared, args: ReadLogsArgs) -> OpResult {
     };
     let read = shared.store.read(agent.id, &query).map_err(store_error)?;
     // Taken after the read, so it is never behind what the read saw.
-    let end_seq = shared
-        .store
-        .log_bounds(agent.id)
-        .map_err(store_error)?
-        .next_seq;
+    let bounds = shared.store.log_bounds(agent.id).map_err(store_error)?;
     Ok(Reply::ReadLogs(ReadLogsResult {
         records: read.records,
         first_seq: read.first_seq,
         next_seq: read.next_seq,
         truncated: read.truncated,
-        end_seq: end_seq.max(read.next_seq),
+        end_seq: bounds.next_seq.max(read.next_seq),
         dropped: read.dropped,
+        output_bytes: bounds.output,
+        disk_bytes: bounds.bytes,
     }))
 }

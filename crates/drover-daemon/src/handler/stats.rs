@@ -36,6 +36,7 @@ pub(crate) fn handle(shared: &Shared) -> OpResult {
         errors,
         events: shared.events.last().0,
         log_bytes: shared.store.disk_usage(),
+        log_output_bytes: shared.store.output_bytes(),
         pub_dropped: shared.publisher.dropped(),
         records_dropped: shared.counters.records_dropped.load(Ordering::Relaxed),
         registry_queued: shared.events.queued() as u64,

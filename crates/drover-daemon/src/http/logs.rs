@@ -16,7 +16,8 @@ use crate::handler::Reply;
 /// How history is rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
-    /// `{"records": [...], "first_seq", "next_seq", "truncated", "end_seq"}`.
+    /// `{"records": [...], "first_seq", "next_seq", "truncated", "end_seq", "output_bytes",
+    /// "disk_bytes"}`.
     Json,
     /// One record's JSON per line.
     Ndjson,
@@ -140,5 +141,10 @@ fn render(format: Format, read: &ReadLogsResult) -> Response {
         "x-drover-truncated",
         HeaderValue::from(u64::from(read.truncated)),
     );
+    headers.insert(
+        "x-drover-output-bytes",
+        HeaderValue::from(read.output_bytes),
+    );
+    headers.insert("x-drover-disk-bytes", HeaderValue::from(read.disk_bytes));
     response
 }

@@ -25,7 +25,7 @@ pub(super) async fn render(State(http): State<AppState>) -> Result<Response, Api
         let _ = writeln!(out, "drover_agents{{state=\"{}\"}} {n}", state.as_str());
     }
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    let single: [(&str, &str, &str, u64); 12] = [
+    let single: [(&str, &str, &str, u64); 13] = [
         (
             "drover_agents_live",
             "gauge",
@@ -79,6 +79,12 @@ pub(super) async fn render(State(http): State<AppState>) -> Result<Response, Api
             "gauge",
             "Bytes of logs and registry on disk.",
             shared.store.disk_usage(),
+        ),
+        (
+            "drover_log_output_bytes",
+            "gauge",
+            "Bytes of output the logs keep (record data, before compression).",
+            shared.store.output_bytes(),
         ),
         (
             "drover_records_dropped_total",

@@ -54,6 +54,8 @@ pub(crate) struct ReadLogsJson<'a> {
     next_seq: Seq,
     truncated: bool,
     end_seq: Seq,
+    output_bytes: u64,
+    disk_bytes: u64,
 }
 
 impl<'a> From<&'a ReadLogsResult> for ReadLogsJson<'a> {
@@ -64,6 +66,8 @@ impl<'a> From<&'a ReadLogsResult> for ReadLogsJson<'a> {
             next_seq: read.next_seq,
             truncated: read.truncated,
             end_seq: read.end_seq,
+            output_bytes: read.output_bytes,
+            disk_bytes: read.disk_bytes,
         }
     }
 }

@@ -81,6 +81,13 @@ pub struct ReadLogsResult {
     /// ended), when the read reached them: `next_seq` continues after them. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<SeqRange>,
+    /// Bytes of output the log keeps: the data of its records from `first_seq` to `end_seq`.
+    /// The agent's `log_budget` bounds this (0 from an older daemon).
+    #[serde(default)]
+    pub output_bytes: u64,
+    /// Bytes the log's files take on disk (compressed once sealed; 0 from an older daemon).
+    #[serde(default)]
+    pub disk_bytes: u64,
 }
 
 /// `stream_info` result.
@@ -140,8 +147,10 @@ pub struct StatsResult {
     pub errors: BTreeMap<String, u64>,
     /// Events published.
     pub events: u64,
-    /// Bytes of logs kept on disk.
+    /// Bytes of logs kept on disk (and the registry database).
     pub log_bytes: u64,
+    /// Bytes of output the logs keep (record data, before compression).
+    pub log_output_bytes: u64,
     /// PUB messages dropped because the publish queue was full (subscribers refill by `seq`).
     pub pub_dropped: u64,
     /// Records lost for good because the store could not keep them (each range is also a

@@ -24,6 +24,25 @@ pub fn rec(seq: u64) -> Record {
     }
 }
 
+/// Record `seq` with 100 bytes that do not compress (a deterministic xorshift of the seq), for
+/// tests about bytes on disk that packing must not shrink away.
+pub fn noisy(seq: u64) -> Record {
+    let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let data = (0..100)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    Record {
+        data,
+        partial: false,
+        ..rec(seq)
+    }
+}
+
 pub fn recs(from: u64, to_inclusive: u64) -> Vec<Record> {
     (from..=to_inclusive).map(rec).collect()
 }

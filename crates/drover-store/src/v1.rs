@@ -1,4 +1,5 @@
-//! Record framing inside a segment file.
+//! Format 1 (`DRVSEG01`, before blocks): kept only to read and migrate segments written by
+//! earlier versions (see `migrate`). Record framing inside such a segment:
 //!
 //! ```text
 //! offset size  field
@@ -14,15 +15,27 @@
 //! A frame that is short, has a bad magic, unknown flags or a crc mismatch ends the valid part
 //! of a segment: recovery truncates there, a reader reports corruption.
 
-use drover_proto::{Record, Seq, StreamKind};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+#[cfg(test)]
+use drover_proto::Record;
+use drover_proto::{Seq, StreamKind};
+
+/// The file magic of a format-1 segment.
+pub const FILE_MAGIC: &[u8; 8] = b"DRVSEG01";
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Bytes before a frame's data.
 pub const HEADER_LEN: usize = 28;
 const MAGIC: [u8; 2] = [0xD7, 0x5E];
 /// Largest data a frame may carry; bigger lengths are treated as corruption.
-pub const MAX_DATA: usize = 16 * 1024 * 1024;
+pub const MAX_DATA: usize = crate::block::MAX_DATA;
 
-/// Append a record's frame to `out`.
+/// Append a record's frame to `out` (the format-1 writer, kept for the migration tests).
+#[cfg(test)]
 pub fn encode(record: &Record, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&MAGIC);
@@ -56,12 +69,8 @@ pub struct Frame<'a> {
 }
 
 impl Frame<'_> {
-    /// Bytes this frame occupies.
-    pub fn len(&self) -> usize {
-        HEADER_LEN + self.data.len()
-    }
-
     /// An owned record.
+    #[cfg(test)]
     pub fn to_record(self) -> Record {
         Record {
             seq: self.seq,
@@ -121,6 +130,109 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
         partial: buf[3] & 1 == 1,
         data: &buf[HEADER_LEN..total],
     })
+}
+
+/// One step of a [`FrameReader`].
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// A valid frame at this file offset.
+    Frame(u64, Frame<'a>),
+    /// The readable range ended on a frame boundary.
+    End,
+    /// The range ends inside a frame starting at this offset (a torn write).
+    Torn(u64),
+    /// Not a valid frame at this offset.
+    Bad(u64, &'static str),
+}
+
+/// Reads frames sequentially from `pos` to `end` with positioned reads in 64 KiB chunks, so
+/// memory stays bounded and no shared file cursor is involved.
+#[derive(Debug)]
+pub struct FrameReader {
+    file: File,
+    buf: Vec<u8>,
+    /// Index in `buf` of the next unread byte.
+    start: usize,
+    /// File offset of `buf[0]`.
+    buf_pos: u64,
+    end: u64,
+}
+
+impl FrameReader {
+    pub fn open(path: &Path, pos: u64, end: u64) -> io::Result<FrameReader> {
+        Ok(FrameReader::new(File::open(path)?, pos, end))
+    }
+
+    pub fn new(file: File, pos: u64, end: u64) -> FrameReader {
+        FrameReader {
+            file,
+            buf: Vec::new(),
+            start: 0,
+            buf_pos: pos,
+            end,
+        }
+    }
+
+    pub fn next(&mut self) -> io::Result<Step<'_>> {
+        loop {
+            let offset = self.buf_pos + self.start as u64;
+            let (seq, ts, stream, partial, len) = match decode(&self.buf[self.start..]) {
+                Decoded::Frame(f) => (f.seq, f.ts, f.stream, f.partial, f.data.len()),
+                Decoded::Bad(why) => return Ok(Step::Bad(offset, why)),
+                Decoded::Short(need) => {
+                    let buf_end = self.buf_pos + self.buf.len() as u64;
+                    if buf_end >= self.end {
+                        return Ok(if self.start == self.buf.len() {
+                            Step::End
+                        } else {
+                            Step::Torn(offset)
+                        });
+                    }
+                    self.refill(need)?;
+                    continue;
+                }
+            };
+            let data_start = self.start + HEADER_LEN;
+            self.start = data_start + len;
+            let data = &self.buf[data_start..data_start + len];
+            let frame = Frame {
+                seq,
+                ts,
+                stream,
+                partial,
+                data,
+            };
+            return Ok(Step::Frame(offset, frame));
+        }
+    }
+
+    /// Keep the unread bytes and read at least enough for a frame of `need` bytes.
+    fn refill(&mut self, need: usize) -> io::Result<()> {
+        self.buf.drain(..self.start);
+        self.buf_pos += self.start as u64;
+        self.start = 0;
+        let have = self.buf.len();
+        let file_pos = self.buf_pos + have as u64;
+        let want = need.max(have + READ_CHUNK) - have;
+        let want = want.min((self.end - file_pos) as usize);
+        self.buf.resize(have + want, 0);
+        let mut filled = 0;
+        while filled < want {
+            let n = self
+                .file
+                .read_at(&mut self.buf[have + filled..], file_pos + filled as u64)?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        self.buf.truncate(have + filled);
+        if filled < want {
+            // The file is shorter than the range we were told is readable.
+            self.end = file_pos + filled as u64;
+        }
+        Ok(())
+    }
 }
 
 fn u32_at(buf: &[u8], at: usize) -> u32 {
