@@ -182,7 +182,7 @@ fn tool_call_then_continue(expect: &Expect) {
     assert_eq!(tool["name"], expect.tool.0, "{name}");
     assert_eq!(tool["summary"], expect.tool.1, "{name}");
 
-    // The CLI really ran the command, in the agent's directory, and sent its output back.
+    // The CLI really ran the command and sent its output back to the model.
     let calls = rig.mock.model_calls();
     assert_eq!(calls.len(), 2, "{name}: model calls");
     assert!(
@@ -191,8 +191,7 @@ fn tool_call_then_continue(expect: &Expect) {
     );
     assert!(
         calls[1]["body"].to_string().contains(TOOL_OUTPUT),
-        "{name}: the tool's output is not in the next request: {}",
-        calls[1]["body"]["contents"]
+        "{name}: the tool's output is not in the next request"
     );
 
     let pretty = ok(rig.daemon.drover(&["logs", "--pretty", &id]));
