@@ -26,7 +26,9 @@ The shell tool is found among the tools the request offers (Bash, shell, exec_co
 run_shell_command, bash, ...) and its required string/array arguments are filled from the schema,
 so the CLI itself executes the command. Requests without tools (titles, classifiers) get a short
 fixed answer and take no turn. When the script is exhausted the answer says so, so a test sees it.
-Every request is appended to the --log file as one JSON line: {"n", "method", "path", "body"}.
+Every request is appended to the --log file as one JSON line: {"n", "method", "path", "body"};
+when the answer to POST request n has been written out to its end, {"answered": n} follows (a
+test waits on it to know a slow stream is over on the mock's side).
 """
 
 import json
@@ -60,12 +62,20 @@ class Script:
             return self.turns[self.taken - 1]
 
     def record(self, method, path, body):
+        """Logs a request; returns its number."""
         with self.lock:
             self.logged += 1
-            if self.log_path:
-                line = {"n": self.logged, "method": method, "path": path, "body": body}
-                with open(self.log_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(line) + "\n")
+            self.write({"n": self.logged, "method": method, "path": path, "body": body})
+            return self.logged
+
+    def answered(self, n):
+        with self.lock:
+            self.write({"answered": n})
+
+    def write(self, line):
+        if self.log_path:
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
 
 
 def chunks_of(turn):
@@ -162,7 +172,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.body()
-        self.script.record("POST", self.path, body)
+        n = self.script.record("POST", self.path, body)
+        try:
+            self.answer(body)
+        finally:
+            self.script.answered(n)
+
+    def answer(self, body):
         path = self.path.split("?")[0]
         if not isinstance(body, dict):
             body = {}

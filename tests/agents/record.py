@@ -170,7 +170,8 @@ class Mock:
         self.log = log
 
     def requests(self):
-        return [json.loads(line) for line in self.log.read_text().splitlines()]
+        lines = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [r for r in lines if "method" in r]
 
     def stop(self):
         self.proc.kill()

@@ -34,7 +34,21 @@ impl Daemon {
 
     /// Start with extra `serve` flags.
     pub fn start_with(state_dir: &Path, extra: &[&str]) -> Daemon {
-        let mut child = Command::new(drover_bin())
+        Self::start_wrapped(state_dir, extra, &[])
+    }
+
+    /// Start as the last argument of `wrapper` (a program that ends by exec-ing its arguments,
+    /// such as `nsenter` or `env -i`), so the daemon's pid is still the child's.
+    pub fn start_wrapped(state_dir: &Path, extra: &[&str], wrapper: &[String]) -> Daemon {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(drover_bin());
+                command
+            }
+            None => Command::new(drover_bin()),
+        };
+        let mut child = command
             .args([
                 "serve",
                 "--control",
