@@ -29,12 +29,20 @@ fn corpus(name: &str) -> Vec<u8> {
 }
 
 fn main() {
+    // `cargo bench -p drover-agent --bench parse -- claude`: only the formats named so.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     for (name, kind) in [
         ("claude-tool", ParserKind::ClaudeStreamJson),
         ("codex-tool", ParserKind::CodexJson),
         ("gemini-tool", ParserKind::GeminiStreamJson),
         ("opencode-tool", ParserKind::OpencodeJson),
     ] {
+        if !only.is_empty() && !only.iter().any(|o| name.contains(o.as_str())) {
+            continue;
+        }
         let data = corpus(name);
         let start = Instant::now();
         let mut n = 0usize;

@@ -29,7 +29,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::reading::Reading;
-use crate::summarize_input;
+use crate::{summarize_input, summarize_raw};
 
 /// Tool calls that ask the person running the agent a question.
 const QUESTION_TOOLS: [&str; 1] = ["AskUserQuestion"];
@@ -106,8 +106,8 @@ struct Block<'a> {
     id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     name: Option<Cow<'a, str>>,
-    #[serde(default)]
-    input: Option<Value>,
+    #[serde(default, borrow)]
+    input: Option<&'a RawValue>,
     #[serde(default, borrow)]
     tool_use_id: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -259,11 +259,7 @@ fn assistant(state: &mut State, reading: &mut Reading<'_>, message: Message<'_>)
             }
             "tool_use" => {
                 let name = block.name.as_deref().unwrap_or_default();
-                let summary = block
-                    .input
-                    .as_ref()
-                    .map(summarize_input)
-                    .unwrap_or_default();
+                let summary = block.input.map(summarize_raw).unwrap_or_default();
                 if state.pending.len() < MAX_PENDING {
                     let id = block.id.as_deref().unwrap_or_default();
                     state.pending.insert(id.to_owned());

@@ -24,5 +24,5 @@ mod summary;
 mod tracker;
 
 pub use kind::{ParserKind, UnknownParser};
-pub use summary::summarize_input;
+pub use summary::{summarize_input, summarize_raw};
 pub use tracker::{Ending, Tracker, Update, MAX_LINE};

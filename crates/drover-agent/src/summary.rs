@@ -1,6 +1,10 @@
 //! One-line summaries of a tool call's argument, for `current_tool` and transcripts.
 
 use drover_proto::activity::{bounded, MAX_TOOL_SUMMARY};
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::reading::one_line;
@@ -43,6 +47,62 @@ pub fn summarize_input(input: &Value) -> String {
     bounded(&one_line(&text), MAX_TOOL_SUMMARY)
 }
 
+/// [`summarize_input`] of a tool input still in its JSON text: the common fields are read as
+/// borrowed strings, without building a tree (the capture-path case); anything else falls back
+/// to the tree.
+pub fn summarize_raw(raw: &RawValue) -> String {
+    #[derive(Deserialize)]
+    struct Known<'a> {
+        #[serde(borrow)]
+        command: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        cmd: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        file_path: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        path: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        absolute_path: Option<Cow<'a, str>>,
+        #[serde(rename = "filePath", borrow)]
+        file_path_camel: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pattern: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        query: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        url: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        description: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        prompt: Option<Cow<'a, str>>,
+    }
+    if let Ok(known) = serde_json::from_str::<Known<'_>>(raw.get()) {
+        // In `KEYS` order.
+        let first = [
+            known.command,
+            known.cmd,
+            known.file_path,
+            known.path,
+            known.absolute_path,
+            known.file_path_camel,
+            known.pattern,
+            known.query,
+            known.url,
+            known.description,
+            known.prompt,
+        ]
+        .into_iter()
+        .flatten()
+        .find(|s| !s.is_empty());
+        if let Some(text) = first {
+            return bounded(&one_line(&text), MAX_TOOL_SUMMARY);
+        }
+    }
+    serde_json::from_str::<Value>(raw.get())
+        .map(|v| summarize_input(&v))
+        .unwrap_or_default()
+}
+
 fn as_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
@@ -69,6 +129,21 @@ mod tests {
         assert_eq!(summarize_input(&argv), "bash -lc echo hi");
         let other = serde_json::json!({"n": 3});
         assert_eq!(summarize_input(&other), "{\"n\":3}");
+    }
+
+    #[test]
+    fn the_raw_summary_is_the_tree_summary() {
+        for input in [
+            r#"{"description": "list", "command": "ls -la\n/tmp"}"#,
+            r#"{"cmd": ["bash", "-lc", "echo hi"]}"#,
+            r#"{"n": 3}"#,
+            r#"{"file_path": "", "pattern": "fn main"}"#,
+            r#"{"content": "only content"}"#,
+        ] {
+            let raw: Box<RawValue> = serde_json::from_str(input).expect("raw");
+            let tree: Value = serde_json::from_str(input).expect("tree");
+            assert_eq!(summarize_raw(&raw), summarize_input(&tree), "{input}");
+        }
     }
 
     #[test]

@@ -333,7 +333,7 @@ impl AgentObserver {
     /// once; each change of phase, attention or result is also recorded in the registry with
     /// an `activity` event (at most `ACTIVITY_BURST` at once and `ACTIVITY_PER_SECOND` after).
     /// Called by the activity reader thread.
-    pub(crate) fn read_and_apply(&self, lines: &[(Vec<u8>, bool)]) {
+    pub(crate) fn read_and_apply(&self, lines: &crate::reading::Lines) {
         let (Some(reader), Some(shared)) = (&self.reader, self.shared.upgrade()) else {
             return;
         };
@@ -342,8 +342,8 @@ impl AgentObserver {
         let mut reader = lock_reader(reader);
         // Snapshots only for the events the budget allows now; later changes are coalesced.
         let mut update = Update::capped(reader.available());
-        for (data, partial) in lines {
-            reader.tracker.feed(data, *partial, &mut update);
+        for (data, partial) in lines.iter() {
+            reader.tracker.feed(data, partial, &mut update);
         }
         if !update.changed {
             return;
@@ -442,12 +442,12 @@ impl Observer for AgentObserver {
         drop(waiting);
         // The parser reads a copy, on its own thread, after the batch is published: it adds
         // no latency to followers.
-        let lines: Option<Vec<(Vec<u8>, bool)>> = self.reader.as_ref().map(|_| {
-            records
-                .iter()
-                .filter(|r| r.stream == StreamKind::Stdout)
-                .map(|r| (r.data.clone(), r.partial))
-                .collect()
+        let lines = self.reader.as_ref().map(|_| {
+            let mut lines = crate::reading::Lines::default();
+            for record in records.iter().filter(|r| r.stream == StreamKind::Stdout) {
+                lines.push(&record.data, record.partial);
+            }
+            lines
         });
         shared.publisher.log(self.id, records);
         if let (Some(lines), Some(me)) = (lines, self.me.upgrade()) {

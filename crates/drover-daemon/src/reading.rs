@@ -17,9 +17,38 @@ use crate::agent::AgentObserver;
 /// at most about 64 MiB.
 const QUEUE: usize = 64;
 
+/// One batch's stdout records, copied into one buffer (one allocation per batch, not per line).
+#[derive(Debug, Default)]
+pub(crate) struct Lines {
+    data: Vec<u8>,
+    /// Each record's end in `data` and whether it is `partial`.
+    ends: Vec<(usize, bool)>,
+}
+
+impl Lines {
+    pub(crate) fn push(&mut self, data: &[u8], partial: bool) {
+        self.data.extend_from_slice(data);
+        self.ends.push((self.data.len(), partial));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Each record's bytes and whether it is partial, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], bool)> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(end, partial)| {
+            let record = &self.data[start..end];
+            start = end;
+            (record, partial)
+        })
+    }
+}
+
 enum Job {
-    /// Stdout lines (data, partial) of one agent, in order.
-    Feed(Arc<AgentObserver>, Vec<(Vec<u8>, bool)>),
+    /// Stdout records of one agent, in order.
+    Feed(Arc<AgentObserver>, Lines),
     /// The agent ended: settle its activity, then say so.
     End(Arc<AgentObserver>, AgentStatus, SyncSender<()>),
 }
@@ -55,7 +84,7 @@ impl Readers {
     }
 
     /// Queue stdout lines for `observer`'s parser; waits while the queue is full.
-    pub(crate) fn feed(&self, observer: Arc<AgentObserver>, lines: Vec<(Vec<u8>, bool)>) {
+    pub(crate) fn feed(&self, observer: Arc<AgentObserver>, lines: Lines) {
         if let Err(error) = self.queue.send(Job::Feed(observer, lines)) {
             // The thread is gone (the daemon is stopping): read here.
             if let Job::Feed(observer, lines) = error.0 {
