@@ -333,6 +333,34 @@ fn one_fleet_over_two_hosts_lists_follows_and_survives_outages() {
         assert_eq!(seen, &expected, "{agent}: no gap, no duplicate");
     }
 
+    // `--all` over the fleet follows agents spawned after it started, on every host.
+    let all = cli.spawn(&["--context", "bc", "logs", "-f", "--all", "-n", "0"]);
+    for host in ["b", "c"] {
+        ok(cli.run(&[
+            "--context",
+            host,
+            "spawn",
+            "-i",
+            "--name",
+            "late",
+            "--",
+            "sh",
+            "-c",
+            "read go; echo late-$go",
+        ]));
+        ok(cli.run(&["--context", host, "send", "late", host]));
+    }
+    let mut lines = wait_for("both late agents' lines", || {
+        let out = all.stdout();
+        (out.lines().count() >= 2).then_some(out)
+    })
+    .lines()
+    .map(str::to_owned)
+    .collect::<Vec<_>>();
+    lines.sort();
+    assert_eq!(lines, ["[b/late] late-b", "[c/late] late-c"]);
+    drop(all);
+
     // C's daemon dies: `ls` of the fleet says so promptly, and still lists B's agents.
     remote_c.daemon.crash();
     let started = Instant::now();
@@ -351,6 +379,6 @@ fn one_fleet_over_two_hosts_lists_follows_and_survives_outages() {
             (cells[0].to_owned(), cells[2].to_owned())
         })
         .collect();
-    assert_eq!(names, pairs(&[("b", "q"), ("b", "p1")]));
+    assert_eq!(names, pairs(&[("b", "late"), ("b", "q"), ("b", "p1")]));
     drop(remote_b);
 }
