@@ -294,6 +294,23 @@ fn one_fleet_over_two_hosts_lists_follows_and_survives_outages() {
         stderr(&unqualified)
     );
 
+    // Events of both hosts, each agent named HOST/NAME (a removed one by HOST/HANDLE).
+    let events = ok(cli.run(&["--context", "bc", "events"]));
+    let spawned = |prefix: &str| {
+        events
+            .lines()
+            .filter(|line| {
+                let cells: Vec<&str> = line.split_whitespace().collect();
+                cells.get(2).is_some_and(|who| who.starts_with(prefix))
+                    && cells.get(3) == Some(&"spawned")
+            })
+            .count()
+    };
+    for host in ["b", "c"] {
+        assert_eq!(spawned(&format!("{host}/")), 2, "{events}");
+        assert_eq!(spawned(&format!("{host}/p1")), 1, "{events}");
+    }
+
     // The link A–B goes down for 5 s in the middle of a follow of both hosts: the follow says
     // so, goes on with C, and resumes B where it stopped.
     for host in ["b", "c"] {
@@ -335,6 +352,8 @@ fn one_fleet_over_two_hosts_lists_follows_and_survives_outages() {
 
     // `--all` over the fleet follows agents spawned after it started, on every host.
     let all = cli.spawn(&["--context", "bc", "logs", "-f", "--all", "-n", "0"]);
+    // And `events -f` over the fleet (from the first event, so its start cannot race the spawns).
+    let live_events = cli.spawn(&["--context", "bc", "events", "-f", "--since", "0"]);
     for host in ["b", "c"] {
         ok(cli.run(&[
             "--context",
@@ -360,6 +379,19 @@ fn one_fleet_over_two_hosts_lists_follows_and_survives_outages() {
     lines.sort();
     assert_eq!(lines, ["[b/late] late-b", "[c/late] late-c"]);
     drop(all);
+    for agent in ["b/late", "c/late"] {
+        wait_for("the late agents' exits, live", || {
+            live_events
+                .stdout()
+                .lines()
+                .any(|line| {
+                    let cells: Vec<&str> = line.split_whitespace().collect();
+                    cells.get(2) == Some(&agent) && cells.get(3) == Some(&"exit")
+                })
+                .then_some(())
+        });
+    }
+    drop(live_events);
 
     // C's daemon dies: `ls` of the fleet says so promptly, and still lists B's agents.
     remote_c.daemon.crash();
