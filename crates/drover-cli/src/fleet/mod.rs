@@ -105,3 +105,31 @@ pub(crate) fn fold(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_known_context_qualifies_a_reference() {
+        let mut contexts = Contexts::default();
+        contexts.contexts.insert(
+            "b1".into(),
+            crate::context::Context {
+                control: "tcp://10.0.0.2:7710".into(),
+                server_key: None,
+                key: None,
+                publish: None,
+                http: None,
+            },
+        );
+        assert_eq!(split(&contexts, "b1/fix"), Some(("b1", "fix")));
+        assert_eq!(split(&contexts, "local/fix"), Some(("local", "fix")));
+        // The rest of the reference is the agent's, slashes and all.
+        assert_eq!(split(&contexts, "b1/a/b"), Some(("b1", "a/b")));
+        // Not a context: an agent whose name holds a slash.
+        assert_eq!(split(&contexts, "team/fix"), None);
+        assert_eq!(split(&contexts, "b1/"), None);
+        assert_eq!(split(&contexts, "fix"), None);
+    }
+}
