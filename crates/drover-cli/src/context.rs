@@ -6,6 +6,9 @@
 //! (`$DROVER_CONFIG_DIR`, else `$XDG_CONFIG_HOME/drover`, else `~/.config/drover`), with the
 //! one in use under `current`. The built-in context `local` is never stored: it is the local
 //! daemon's ipc socket in the default state directory, trusted by file permission.
+//!
+//! A fleet is a named list of contexts (`[fleets]` in the same file: `NAME = ["a", "b"]`); a
+//! file without fleets is written exactly as before, so older clients keep reading it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -48,6 +51,9 @@ pub(crate) struct Contexts {
     /// Every stored context by name.
     #[serde(default)]
     pub(crate) contexts: BTreeMap<String, Context>,
+    /// Named fleets: lists of context names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) fleets: BTreeMap<String, Vec<String>>,
 }
 
 /// The user's Drover config directory.
@@ -172,6 +178,65 @@ impl Contexts {
     pub(crate) fn current_name(&self) -> &str {
         self.current.as_deref().unwrap_or(LOCAL)
     }
+
+    /// Whether `choice` (a `--context` value) selects several daemons: a comma list or a
+    /// fleet's name, even a list or fleet of one, so the output's shape follows what was asked
+    /// rather than how many contexts the file holds.
+    pub(crate) fn is_several(&self, choice: &str) -> bool {
+        choice.contains(',') || self.fleets.contains_key(choice)
+    }
+
+    /// The context names a `--context` value selects: each comma-separated item is a context
+    /// or a fleet (expanded); the first mention of a context wins, so none is asked twice.
+    pub(crate) fn expand(&self, choice: &str) -> anyhow::Result<Vec<String>> {
+        let mut names: Vec<String> = Vec::new();
+        for item in choice.split(',').map(str::trim) {
+            if item.is_empty() {
+                bail!("empty context name in {choice:?}");
+            }
+            let members = match self.fleets.get(item) {
+                Some(members) => members.clone(),
+                None => {
+                    self.get(item)?;
+                    vec![item.to_owned()]
+                }
+            };
+            for member in members {
+                if !names.contains(&member) {
+                    names.push(member);
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// `--all-contexts`: every stored context, in name order (not the built-in `local`,
+    /// which is there whether or not a local daemon runs; name it with `--context local,...`
+    /// or in a fleet).
+    pub(crate) fn all_stored(&self) -> anyhow::Result<Vec<String>> {
+        if self.contexts.is_empty() {
+            bail!("no stored contexts (add one with `drover context add`)");
+        }
+        Ok(self.contexts.keys().cloned().collect())
+    }
+
+    /// Check a new fleet: a valid name that no context has, and members that are contexts.
+    pub(crate) fn check_fleet(&self, name: &str, members: &[String]) -> anyhow::Result<()> {
+        validate_name(name)?;
+        if self.contexts.contains_key(name) {
+            bail!("{name:?} is a context; a fleet needs a name of its own");
+        }
+        if members.is_empty() {
+            bail!("a fleet needs at least one context");
+        }
+        for member in members {
+            if self.fleets.contains_key(member) {
+                bail!("{member:?} is a fleet; a fleet lists contexts");
+            }
+            self.get(member)?;
+        }
+        Ok(())
+    }
 }
 
 /// Check a context name: short, printable, no path separators, not the built-in one.
@@ -253,5 +318,53 @@ mod tests {
         let contexts = Contexts::load_from(&dir.path().join("none.toml")).expect("load");
         assert_eq!(contexts.current_name(), LOCAL);
         assert_eq!(contexts.names(), vec![LOCAL.to_owned()]);
+    }
+
+    fn tcp(host: &str) -> Context {
+        Context {
+            control: format!("tcp://{host}:7710"),
+            server_key: None,
+            key: None,
+            publish: None,
+            http: None,
+        }
+    }
+
+    #[test]
+    fn fleets_expand_and_files_without_them_are_unchanged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("contexts.toml");
+        let mut contexts = Contexts::default();
+        for name in ["a", "b", "c"] {
+            contexts.contexts.insert(name.into(), tcp(name));
+        }
+        contexts.save_to(&path).expect("save");
+        let before = std::fs::read_to_string(&path).expect("read");
+        assert!(!before.contains("fleets"), "{before}");
+        // A file written before fleets existed reads the same.
+        assert_eq!(Contexts::load_from(&path).expect("load"), contexts);
+
+        assert!(contexts.check_fleet("a", &["b".into()]).is_err());
+        assert!(contexts.check_fleet("f", &[]).is_err());
+        assert!(contexts.check_fleet("f", &["nope".into()]).is_err());
+        contexts
+            .check_fleet("f", &["b".into(), "c".into()])
+            .expect("valid");
+        contexts
+            .fleets
+            .insert("f".into(), vec!["b".into(), "c".into()]);
+        contexts.save_to(&path).expect("save");
+        assert_eq!(Contexts::load_from(&path).expect("load"), contexts);
+
+        assert!(!contexts.is_several("a"));
+        assert!(contexts.is_several("f"));
+        assert!(contexts.is_several("a,b"));
+        assert_eq!(contexts.expand("a").expect("one"), ["a"]);
+        assert_eq!(contexts.expand("f").expect("fleet"), ["b", "c"]);
+        assert_eq!(contexts.expand("c,f,a").expect("mixed"), ["c", "b", "a"]);
+        assert!(contexts.expand("a,,b").is_err());
+        assert!(contexts.expand("a,nope").is_err());
+        assert_eq!(contexts.all_stored().expect("all"), ["a", "b", "c"]);
+        assert!(Contexts::default().all_stored().is_err());
     }
 }

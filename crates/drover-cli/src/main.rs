@@ -16,6 +16,7 @@ pub(crate) use outln;
 mod cmd;
 mod context;
 mod duration;
+mod fleet;
 mod output;
 mod procfs;
 mod selector;

@@ -10,33 +10,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::netns::{ip, Netns, NetnsDaemon};
 use common::*;
-
-/// Run `ip` with these arguments; the test fails if it does.
-fn ip(args: &[&str]) {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run ip (iproute2)");
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// A network namespace joined to this one by a veth pair: `here` on our side, `there` inside.
 struct Host {
-    netns: String,
+    ns: Netns,
     here: Ipv4Addr,
     there: Ipv4Addr,
 }
@@ -45,9 +32,9 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 impl Host {
     fn new(role: char) -> Host {
+        let ns = Netns::new(role);
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let id = std::process::id() % 100_000;
-        let netns = format!("drv{id}{role}{n}");
         // Interface names are at most 15 bytes.
         let outer = format!("dv{id}{role}{n}o");
         let inner = format!("dv{id}{role}{n}i");
@@ -55,42 +42,29 @@ impl Host {
         let net = [10u8, 77 + (id % 100) as u8, n as u8];
         let here = Ipv4Addr::new(net[0], net[1], net[2], 1);
         let there = Ipv4Addr::new(net[0], net[1], net[2], 2);
-        ip(&["netns", "add", &netns]);
-        let host = Host { netns, here, there };
         ip(&[
             "link", "add", &outer, "type", "veth", "peer", "name", &inner,
         ]);
-        ip(&["link", "set", &inner, "netns", &host.netns]);
+        ip(&["link", "set", &inner, "netns", &ns.name]);
         ip(&["addr", "add", &format!("{here}/30"), "dev", &outer]);
         ip(&["link", "set", &outer, "up"]);
         ip(&[
             "-n",
-            &host.netns,
+            &ns.name,
             "addr",
             "add",
             &format!("{there}/30"),
             "dev",
             &inner,
         ]);
-        ip(&["-n", &host.netns, "link", "set", &inner, "up"]);
-        ip(&["-n", &host.netns, "link", "set", "lo", "up"]);
-        host
+        ip(&["-n", &ns.name, "link", "set", &inner, "up"]);
+        // Deleting the namespace (when `ns` drops) deletes its end of the pair, and ours.
+        Host { ns, here, there }
     }
 
     /// A command run inside this host.
     fn command(&self, program: &str) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.netns, program]);
-        command
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes its end of the veth pair, and with it ours.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
+        self.ns.command(program)
     }
 }
 
@@ -140,69 +114,6 @@ impl Relay {
 
     fn bytes(&self) -> Vec<u8> {
         self.seen.lock().unwrap().clone()
-    }
-}
-
-/// `drover serve` inside host B, bound to B's address.
-struct RemoteDaemon {
-    child: Child,
-    control: SocketAddr,
-    publish: SocketAddr,
-}
-
-impl RemoteDaemon {
-    fn start(host: &Host, state_dir: &Path, work_dir: &Path) -> RemoteDaemon {
-        let there = host.there;
-        let mut child = host
-            .command(drover_bin())
-            .args(["serve", "--control", &format!("tcp://{there}:0")])
-            .args([
-                "--pub",
-                &format!("tcp://{there}:0"),
-                "--http",
-                "127.0.0.1:0",
-            ])
-            .arg("--state-dir")
-            .arg(state_dir)
-            .arg("--work-dir")
-            .arg(work_dir)
-            .env("DROVER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("drover ready "), "ready line: {line:?}");
-        let field = |name: &str| -> SocketAddr {
-            let value = line
-                .split_whitespace()
-                .find_map(|f| f.strip_prefix(name))
-                .unwrap_or_else(|| panic!("{name} in {line:?}"));
-            value.trim_start_matches("tcp://").parse().unwrap()
-        };
-        let control = field("control=");
-        let publish = field("pub=");
-        assert_eq!(control.ip(), there, "bound to B's address: {line}");
-        RemoteDaemon {
-            child,
-            control,
-            publish,
-        }
-    }
-}
-
-impl Drop for RemoteDaemon {
-    fn drop(&mut self) {
-        signal(self.child.id(), "TERM");
-        let deadline = Instant::now() + TIMEOUT;
-        while self.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -284,7 +195,7 @@ fn a_remote_daemon_is_reached_only_with_an_allowed_key_and_its_traffic_is_encryp
     let server_key = on_b_auth(state.path(), &["server-key"]).trim().to_owned();
 
     let work = tempfile::tempdir().unwrap();
-    let daemon = RemoteDaemon::start(&b, state.path(), work.path());
+    let daemon = NetnsDaemon::start(&b.ns, b.there, state.path(), work.path());
     // Host C relays A's connections (to C's address on A's link) to B.
     let control = Relay::start(a.here, daemon.control);
     let publish = Relay::start(a.here, daemon.publish);

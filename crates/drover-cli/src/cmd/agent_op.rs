@@ -9,14 +9,34 @@ use super::Ctx;
 use crate::output;
 
 /// One agent.
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub(crate) struct One {
-    /// Agent id, handle, unique id prefix, or name.
+    /// Agent id, handle, unique id prefix, or name (`HOST/AGENT` on another context).
     pub(crate) agent: String,
 }
 
+impl many::Refs for One {
+    fn refs(&self) -> &[String] {
+        std::slice::from_ref(&self.agent)
+    }
+    fn set_refs(&mut self, refs: Vec<String>) {
+        if let Some(agent) = refs.into_iter().next() {
+            self.agent = agent;
+        }
+    }
+}
+
+impl many::Refs for Many {
+    fn refs(&self) -> &[String] {
+        self.targets.refs()
+    }
+    fn set_refs(&mut self, refs: Vec<String>) {
+        self.targets.set_refs(refs);
+    }
+}
+
 /// One or more agents.
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub(crate) struct Many {
     #[command(flatten)]
     targets: Targets,
@@ -52,10 +72,6 @@ pub(crate) fn report(ctx: &Ctx, verb: &str, agent: &AgentInfo) -> anyhow::Result
     if ctx.json {
         return output::json(agent);
     }
-    crate::outln!(
-        "{verb} {} ({})",
-        output::label(agent),
-        agent.state().as_str()
-    )?;
+    crate::outln!("{verb} {} ({})", ctx.label(agent), agent.state().as_str())?;
     Ok(())
 }

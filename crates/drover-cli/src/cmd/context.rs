@@ -13,7 +13,9 @@ use crate::output;
   drover auth keygen                          # once, on this machine
   drover context add prod --control tcp://10.0.0.2:7710 --server-key 'rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7'
   drover context use prod && drover ls
-  drover --context local ls                   # the local daemon, this once")]
+  drover --context local ls                   # the local daemon, this once
+  drover context fleet add builders b1 b2 b3  # a fleet: --context builders means all three
+  drover --context builders ls                # every agent of the three, with a HOST column")]
 pub(crate) struct Args {
     #[command(subcommand)]
     command: Command,
@@ -26,9 +28,9 @@ enum Command {
     /// List contexts; the current one is marked.
     #[command(alias = "list")]
     Ls,
-    /// Make a context the current one.
+    /// Make a context (or a fleet) the current one.
     Use {
-        /// The context's name (`local` is the local daemon).
+        /// The context's or fleet's name (`local` is the local daemon).
         name: String,
     },
     /// Remove a context.
@@ -40,6 +42,32 @@ enum Command {
     Show {
         /// The context's name.
         name: Option<String>,
+    },
+    /// Named lists of contexts: `--context FLEET` selects them all.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum FleetCommand {
+    /// Add (or with --force replace) a fleet of contexts.
+    Add {
+        /// The fleet's name (not a context's).
+        name: String,
+        /// Its contexts.
+        #[arg(required = true)]
+        contexts: Vec<String>,
+        /// Replace a fleet of the same name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List fleets and their contexts.
+    #[command(alias = "list")]
+    Ls,
+    /// Remove a fleet (its contexts stay).
+    Rm {
+        /// The fleet's name.
+        name: String,
     },
 }
 
@@ -73,6 +101,12 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     match args.command {
         Command::Add(add) => {
             context::validate_name(&add.name)?;
+            if contexts.fleets.contains_key(&add.name) {
+                bail!(
+                    "{:?} is a fleet; a context needs a name of its own",
+                    add.name
+                );
+            }
             if contexts.contexts.contains_key(&add.name) && !add.force {
                 bail!(
                     "a context named {:?} exists; pass --force to replace it",
@@ -103,7 +137,9 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
             }
         }
         Command::Use { name } => {
-            contexts.get(&name)?;
+            if !contexts.fleets.contains_key(&name) {
+                contexts.get(&name)?;
+            }
             contexts.current = (name != LOCAL).then(|| name.clone());
             contexts.save()?;
             outln!("current context: {name}")?;
@@ -111,6 +147,9 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         Command::Rm { name } => {
             if name == LOCAL {
                 bail!("{LOCAL:?} is built in and cannot be removed");
+            }
+            if let Some((fleet, _)) = contexts.fleets.iter().find(|(_, m)| m.contains(&name)) {
+                bail!("context {name:?} is in fleet {fleet:?}; take it out of the fleet first");
             }
             if contexts.contexts.remove(&name).is_none() {
                 bail!("no context named {name:?}");
@@ -123,6 +162,15 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         }
         Command::Show { name } => {
             let name = name.unwrap_or_else(|| contexts.current_name().to_owned());
+            if let Some(members) = contexts.fleets.get(&name) {
+                if ctx.json {
+                    output::json(&serde_json::json!({ "name": name, "fleet": members }))?;
+                } else {
+                    outln!("name:       {name}")?;
+                    outln!("fleet:      {}", members.join(","))?;
+                }
+                return Ok(0);
+            }
             let context = contexts.get(&name)?;
             if ctx.json {
                 output::json(&serde_json::json!({ "name": name, "context": context }))?;
@@ -143,8 +191,51 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                 }
             }
         }
+        Command::Fleet(command) => fleet(ctx, &mut contexts, command)?,
     }
     Ok(0)
+}
+
+/// `drover context fleet ...`.
+fn fleet(ctx: &Ctx, contexts: &mut Contexts, command: FleetCommand) -> anyhow::Result<()> {
+    match command {
+        FleetCommand::Add {
+            name,
+            contexts: members,
+            force,
+        } => {
+            if contexts.fleets.contains_key(&name) && !force {
+                bail!("a fleet named {name:?} exists; pass --force to replace it");
+            }
+            contexts.check_fleet(&name, &members)?;
+            contexts.fleets.insert(name.clone(), members);
+            contexts.save()?;
+            outln!("added fleet {name} (use it with `drover --context {name} ls`)")?;
+        }
+        FleetCommand::Ls => {
+            if ctx.json {
+                output::json(&contexts.fleets)?;
+            } else {
+                let rows: Vec<Vec<String>> = contexts
+                    .fleets
+                    .iter()
+                    .map(|(name, members)| vec![name.clone(), members.join(",")])
+                    .collect();
+                output::table(&["FLEET", "CONTEXTS"], &rows)?;
+            }
+        }
+        FleetCommand::Rm { name } => {
+            if contexts.fleets.remove(&name).is_none() {
+                bail!("no fleet named {name:?}");
+            }
+            if contexts.current.as_deref() == Some(name.as_str()) {
+                contexts.current = None;
+            }
+            contexts.save()?;
+            outln!("removed fleet {name}")?;
+        }
+    }
+    Ok(())
 }
 
 /// Every context as JSON, `local` included.

@@ -9,7 +9,7 @@ use drover_proto::{Event, EventSeq};
 
 use super::{reconnect, Ctx};
 
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub(crate) struct Args {
     /// Keep following live events.
     #[arg(long, short)]
@@ -40,7 +40,49 @@ fn parse_since(text: &str) -> Result<Since, String> {
 }
 
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
-    let client = ctx.client().await?;
+    let Some(hosts) = ctx.hosts()? else {
+        return run_one(ctx, args).await;
+    };
+    // Several hosts: stored events host after host; live ones from every host at once, each
+    // line naming the agent `HOST/NAME` (JSON: `host`), each host resuming on its own.
+    let shares: Vec<Ctx> = hosts.iter().map(|host| ctx.on(host, true)).collect();
+    let mut status = 0;
+    if !args.follow {
+        for share in &shares {
+            let result = run_one(share, args.clone()).await;
+            crate::fleet::fold(&mut status, true, share.host.as_deref(), result)?;
+        }
+        return Ok(status);
+    }
+    let runs = shares.iter().map(|share| {
+        let args = args.clone();
+        async move {
+            match run_one(share, args).await {
+                Ok(code) => code,
+                Err(error) => {
+                    let host = share.host.as_deref().unwrap_or("?");
+                    eprintln!("drover: {host}: {error:#}");
+                    crate::output::exit_code(&error)
+                }
+            }
+        }
+    });
+    let codes = futures::future::join_all(runs).await;
+    Ok(codes.into_iter().find(|code| *code != 0).unwrap_or(0))
+}
+
+/// `events` on one daemon.
+async fn run_one(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
+    let client = match ctx.client().await {
+        Ok(client) => client,
+        // One host of several, followed: wait for it as for one that goes away later.
+        Err(error) if args.follow && ctx.host.is_some() => {
+            let host = ctx.host.as_deref().unwrap_or("?");
+            eprintln!("drover: {host}: unreachable: {error:#}");
+            reconnect::wait_for_daemon(ctx).await?.0
+        }
+        Err(error) => return Err(error),
+    };
     let (after, from_ts) = match args.since {
         Some(Since::Event(number)) => (Some(EventSeq(number)), None),
         // Events are stored in time order: the stored ones are read from the start and those
@@ -127,13 +169,22 @@ impl Names {
 async fn print(ctx: &Ctx, client: &Client, names: &mut Names, event: &Event) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if ctx.json {
-        serde_json::to_writer(&mut out, event)?;
+        match &ctx.host {
+            Some(host) => {
+                let mut value = serde_json::to_value(event)?;
+                if let Some(map) = value.as_object_mut() {
+                    map.insert("host".into(), host.as_str().into());
+                }
+                serde_json::to_writer(&mut out, &value)?;
+            }
+            None => serde_json::to_writer(&mut out, event)?,
+        }
         writeln!(out)?;
         return Ok(out.flush()?);
     }
     drop(out);
     // A removed agent shows its handle.
-    let who = names.of(client, event.agent).await;
+    let who = ctx.qualify(&names.of(client, event.agent).await);
     let mut line = format!(
         "{:>6}  {}  {:<12} {:<8} {}",
         event.event_seq,

@@ -16,11 +16,11 @@ use super::{reconnect, Ctx};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Agent ids, unique id prefixes, or names.
-    agents: Vec<String>,
+    /// Agent ids, unique id prefixes, or names; `HOST/AGENT` for an agent on another context.
+    pub(crate) agents: Vec<String>,
     /// Follow live output; ends when the named agents have all ended.
     #[arg(long, short)]
-    follow: bool,
+    pub(crate) follow: bool,
     /// Every agent, including ones spawned later (with -f).
     #[arg(long, conflicts_with = "agents")]
     all: bool,
@@ -71,9 +71,40 @@ fn parse_stream(text: &str) -> Result<StreamKind, String> {
     }
 }
 
-pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
+pub(crate) async fn run(ctx: &Ctx, mut args: Args) -> anyhow::Result<i32> {
+    let shares = crate::fleet::route(ctx, &args.agents)?;
+    if shares.len() > 1 || shares.iter().any(|share| share.ctx.host.is_some()) {
+        return crate::fleet::logs::run(shares, &args).await;
+    }
+    let Some(share) = shares.into_iter().next() else {
+        anyhow::bail!("no daemon selected");
+    };
+    let ctx = &share.ctx;
+    if !share.refs.is_empty() {
+        args.agents = share.refs;
+    }
     let client = ctx.client().await?;
-    let selection = if args.all {
+    let Some(selection) = selection(&client, &args, &args.agents).await? else {
+        eprintln!("drover: no agent matches");
+        return Ok(0);
+    };
+    let many = !matches!(&selection, Selection::Agents(a) if a.len() == 1);
+    let printer = printer(ctx, &args, many);
+    if !args.follow {
+        return history(&client, &selection, &args, &printer).await;
+    }
+    follow_across_restarts(ctx, client, selection, follow_options(&args), &printer).await?;
+    Ok(0)
+}
+
+/// What to follow on one daemon: `--all`, a label selector, or the agents `refs` named there;
+/// `None` when a selector the daemon cannot apply itself matches nothing now.
+pub(crate) async fn selection(
+    client: &drover_client::Client,
+    args: &Args,
+    refs: &[String],
+) -> anyhow::Result<Option<Selection>> {
+    Ok(Some(if args.all {
         Selection::All
     } else if !args.selector.is_empty() {
         let selector = crate::selector::parse_all(&args.selector)?;
@@ -82,44 +113,47 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         } else {
             // The daemon selects by k=v only: the agents matching now.
             let agents =
-                super::many::select(&client, &args.selector, super::many::Applies::Any).await?;
+                super::many::select(client, &args.selector, super::many::Applies::Any).await?;
             if agents.is_empty() {
-                eprintln!("drover: no agent matches");
-                return Ok(0);
+                return Ok(None);
             }
             Selection::Agents(agents.iter().map(|a| a.id.to_string()).collect())
         }
-    } else if args.agents.is_empty() {
+    } else if refs.is_empty() {
         anyhow::bail!("name an agent, or use --all or --label");
     } else {
-        Selection::Agents(args.agents.clone())
-    };
-    let many = !matches!(&selection, Selection::Agents(a) if a.len() == 1);
-    let printer = Printer {
+        Selection::Agents(refs.to_vec())
+    }))
+}
+
+/// How `args` wants records printed; `many` prefixes each line with its agent (and on one host
+/// of several, `ctx`'s host).
+pub(crate) fn printer(ctx: &Ctx, args: &Args, many: bool) -> Printer {
+    Printer {
         // JSON lines stay byte-exact.
         pretty: (args.pretty && !ctx.json).then(Default::default),
         timestamps: args.timestamps,
         prefix: many && !args.no_prefix,
         json: ctx.json,
-    };
-    if !args.follow {
-        return history(&client, &selection, &args, &printer).await;
+        host: ctx.host.clone(),
     }
-    let options = FollowOptions {
+}
+
+/// Where a follow starts, from the flags.
+pub(crate) fn follow_options(args: &Args) -> FollowOptions {
+    FollowOptions {
         since_seq: args.since_seq.map(Seq),
         tail: args.tail,
         since: args.since,
         stream: args.stream,
         until_exit: true,
         resume: Default::default(),
-    };
-    follow_across_restarts(ctx, client, selection, options, &printer).await?;
-    Ok(0)
+    }
 }
 
 /// Follow until the selection ends; when the daemon goes away, wait for it and go on from the
 /// first record not yet printed of each agent (nothing missed, nothing twice).
-async fn follow_across_restarts(
+pub(crate) async fn follow_across_restarts(
     ctx: &Ctx,
     mut client: drover_client::Client,
     selection: Selection,
@@ -177,7 +211,7 @@ pub(crate) async fn follow(follower: &mut Follower<'_>, printer: &Printer) -> an
     Ok(())
 }
 
-async fn history(
+pub(crate) async fn history(
     client: &drover_client::Client,
     selection: &Selection,
     args: &Args,
@@ -277,6 +311,9 @@ pub(crate) struct Printer {
     pub(crate) timestamps: bool,
     pub(crate) prefix: bool,
     pub(crate) json: bool,
+    /// The host's context name, on one host of several: prefixes become `[HOST/NAME]` and
+    /// JSON lines carry `host`.
+    pub(crate) host: Option<String>,
 }
 
 /// One agent's transcript rendering.
@@ -359,6 +396,9 @@ impl Printer {
                     "stream": record.stream.as_str(),
                     "partial": record.partial,
                 });
+                if let Some(host) = &self.host {
+                    line["host"] = host.as_str().into();
+                }
                 // Byte-exact, as on the HTTP API: text when the bytes are UTF-8, else base64.
                 match std::str::from_utf8(&record.data) {
                     Ok(text) => line["text"] = text.into(),
@@ -380,8 +420,10 @@ impl Printer {
             if data.is_empty() {
                 continue;
             }
-            if self.prefix {
-                write!(sink, "[{name}] ")?;
+            match (&self.host, self.prefix) {
+                (Some(host), true) => write!(sink, "[{host}/{name}] ")?,
+                (None, true) => write!(sink, "[{name}] ")?,
+                (_, false) => {}
             }
             if self.timestamps {
                 write!(sink, "{} ", rfc3339(record.ts))?;

@@ -4,6 +4,7 @@ use drover_proto::{AgentInfo, AgentState};
 
 use super::many::{self, Applies};
 use super::Ctx;
+use crate::fleet::HOST_DEADLINE;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
@@ -13,7 +14,8 @@ use crate::output;
   drover ls -l 'tier in (web,db)'   Kubernetes selectors: k=v, k!=v, in, notin, k, !k
   drover ls --limit 5 --wide        the newest five, with pid, labels and cwd
   drover ls --attention             agents that need a person first (PHASE ends in !)
-  drover ls -q | xargs drover rm    ids only, for scripts")]
+  drover ls -q | xargs drover rm    ids only, for scripts
+  drover --context b1,b2 ls         both daemons' agents, merged, with a HOST column")]
 pub(crate) struct Args {
     /// Only agents in this state (running, paused, exited, ...).
     #[arg(long, short, value_parser = parse_state)]
@@ -67,13 +69,31 @@ fn parse_state(text: &str) -> Result<AgentState, String> {
     })
 }
 
+/// An agent as listed, with its host when several were asked.
+struct Listed {
+    host: Option<String>,
+    agent: AgentInfo,
+}
+
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
-    let client = ctx.client().await?;
     // Specs only when shown (COMMAND, CWD, JSON): each can be up to 1 MiB.
     let specs = !args.quiet;
-    let mut agents = many::select_with(&client, &args.selector, Applies::Any, specs).await?;
-    agents.retain(|agent| args.state.is_none_or(|state| agent.state() == state));
-    // The daemon lists oldest first; the newest N are the last N.
+    let hosts = ctx.hosts()?;
+    let fleet = hosts.is_some();
+    let (mut agents, status) = match hosts {
+        None => {
+            let client = ctx.client().await?;
+            let agents = many::select_with(&client, &args.selector, Applies::Any, specs).await?;
+            let listed = agents
+                .into_iter()
+                .map(|agent| Listed { host: None, agent })
+                .collect();
+            (listed, 0)
+        }
+        Some(hosts) => gather(ctx, &hosts, &args.selector, specs).await?,
+    };
+    agents.retain(|listed| args.state.is_none_or(|state| listed.agent.state() == state));
+    // Listed oldest first; the newest N are the last N.
     if let Some(limit) = args.limit {
         let skip = agents.len().saturating_sub(limit);
         agents.drain(..skip);
@@ -84,38 +104,54 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     }
     if args.attention {
         // Stable: the chosen order holds within each group.
-        agents.sort_by_key(|agent| !needs_attention(agent));
+        agents.sort_by_key(|listed| !needs_attention(&listed.agent));
     }
     if args.jsonl {
-        for agent in &agents {
-            crate::outln!("{}", serde_json::to_string(agent)?)?;
+        for listed in &agents {
+            let line = match &listed.host {
+                Some(_) => serde_json::to_string(&json_of(listed)?)?,
+                None => serde_json::to_string(&listed.agent)?,
+            };
+            crate::outln!("{line}")?;
         }
-        return Ok(0);
+        return Ok(status);
     }
     if ctx.json {
-        output::json(&agents)?;
-        return Ok(0);
+        if fleet {
+            let all = agents.iter().map(json_of).collect::<Result<Vec<_>, _>>()?;
+            output::json(&all)?;
+        } else {
+            let all: Vec<&AgentInfo> = agents.iter().map(|listed| &listed.agent).collect();
+            output::json(&all)?;
+        }
+        return Ok(status);
     }
     if args.quiet {
-        for agent in &agents {
-            crate::outln!("{}", agent.id)?;
+        // `HOST/ID`, which every verb on agents takes.
+        for listed in &agents {
+            match &listed.host {
+                Some(host) => crate::outln!("{host}/{}", listed.agent.id)?,
+                None => crate::outln!("{}", listed.agent.id)?,
+            }
         }
-        return Ok(0);
+        return Ok(status);
     }
     let colour = output::is_colour();
     // AI agents' columns, when any listed agent has an activity.
-    let aware = agents.iter().any(|agent| agent.activity.is_some());
+    let aware = agents.iter().any(|listed| listed.agent.activity.is_some());
     let rows: Vec<Vec<String>> = agents
         .iter()
-        .map(|agent| {
-            let mut row = vec![
+        .map(|listed| {
+            let agent = &listed.agent;
+            let mut row: Vec<String> = listed.host.iter().cloned().collect();
+            row.extend([
                 agent.id.handle(),
                 agent.name.clone().unwrap_or_else(|| "-".into()),
                 agent.backend.clone(),
                 output::state(agent.state(), colour),
                 output::status_detail(agent),
                 output::ago(agent.created_at),
-            ];
+            ]);
             if aware {
                 row.extend(activity_cells(agent));
             }
@@ -133,7 +169,8 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
             row
         })
         .collect();
-    let mut header = vec!["ID", "NAME", "BACKEND", "STATE", "STATUS", "CREATED"];
+    let mut header = if fleet { vec!["HOST"] } else { Vec::new() };
+    header.extend(["ID", "NAME", "BACKEND", "STATE", "STATUS", "CREATED"]);
     if aware {
         header.extend(["PHASE", "TURNS", "COST"]);
     }
@@ -142,7 +179,64 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     }
     header.push("COMMAND");
     output::table(&header, &rows)?;
-    Ok(0)
+    Ok(status)
+}
+
+/// Every host's agents, asked concurrently, oldest first; a host that fails (or does not
+/// answer within [`HOST_DEADLINE`]) is reported on stderr as `drover: HOST: unreachable:
+/// REASON` and sets the status (1, or the error code's status, e.g. 6 for `unauthorized`),
+/// while the others are listed.
+async fn gather(
+    ctx: &Ctx,
+    hosts: &[String],
+    selector: &[String],
+    specs: bool,
+) -> anyhow::Result<(Vec<Listed>, i32)> {
+    // A bad selector is the user's error, said once, not once per host.
+    crate::selector::parse_all(selector)?;
+    let answers = futures::future::join_all(hosts.iter().map(|host| async move {
+        let ctx = ctx.on(host, true);
+        let listing = async {
+            let client = ctx.client().await?;
+            many::select_with(&client, selector, Applies::Any, specs).await
+        };
+        let result = match tokio::time::timeout(HOST_DEADLINE, listing).await {
+            Ok(result) => result,
+            Err(_) => Err(anyhow::anyhow!(
+                "no answer within {} ms",
+                HOST_DEADLINE.as_millis()
+            )),
+        };
+        (host, result)
+    }))
+    .await;
+    let mut status = 0;
+    let mut listed = Vec::new();
+    for (host, result) in answers {
+        match result {
+            Ok(agents) => listed.extend(agents.into_iter().map(|agent| Listed {
+                host: Some(host.clone()),
+                agent,
+            })),
+            Err(error) => {
+                eprintln!("drover: {host}: unreachable: {error:#}");
+                if status == 0 {
+                    status = output::exit_code(&error);
+                }
+            }
+        }
+    }
+    listed.sort_by_key(|l| (l.agent.created_at, l.agent.id));
+    Ok((listed, status))
+}
+
+/// An agent's JSON, with `host` when several hosts were asked.
+fn json_of(listed: &Listed) -> serde_json::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(&listed.agent)?;
+    if let (Some(host), Some(map)) = (&listed.host, value.as_object_mut()) {
+        map.insert("host".into(), host.clone().into());
+    }
+    Ok(value)
 }
 
 fn needs_attention(agent: &AgentInfo) -> bool {
@@ -165,8 +259,9 @@ fn activity_cells(agent: &AgentInfo) -> [String; 3] {
 }
 
 /// Sort in place; ties keep creation order, newest first.
-fn sort(agents: &mut [AgentInfo], by: Sort) {
+fn sort(agents: &mut [Listed], by: Sort) {
     agents.sort_by(|a, b| {
+        let (a, b) = (&a.agent, &b.agent);
         let newest_first = (b.created_at, b.id).cmp(&(a.created_at, a.id));
         let primary = match by {
             Sort::Created => std::cmp::Ordering::Equal,

@@ -13,7 +13,7 @@ use crate::output;
 use crate::selector;
 
 /// Which agents a verb acts on.
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 #[group(id = "targets", required = true, multiple = false)]
 pub(crate) struct Targets {
     /// Agent ids, handles, unique id prefixes, or names.
@@ -32,6 +32,24 @@ pub(crate) struct Targets {
     /// Every agent the verb applies to.
     #[arg(long, group = "targets")]
     pub(crate) all: bool,
+}
+
+/// Commands whose named agents may live on several hosts (`HOST/AGENT`): each host gets a
+/// copy with its own agents (see [`crate::fleet::route`]).
+pub(crate) trait Refs: Clone {
+    /// The agents named on the command line (none for a selector or `--all`).
+    fn refs(&self) -> &[String];
+    /// The same command naming `refs` instead.
+    fn set_refs(&mut self, refs: Vec<String>);
+}
+
+impl Refs for Targets {
+    fn refs(&self) -> &[String] {
+        &self.agents
+    }
+    fn set_refs(&mut self, refs: Vec<String>) {
+        self.agents = refs;
+    }
 }
 
 /// An agent a verb acts on.
@@ -200,7 +218,7 @@ impl Outcome {
                 .push(serde_json::json!({ "agent": reference, "ok": true }));
             return Ok(());
         }
-        crate::outln!("{verb} {label}")?;
+        crate::outln!("{verb} {}", ctx.qualify(label))?;
         Ok(())
     }
 
@@ -212,7 +230,7 @@ impl Outcome {
         code: drover_proto::ErrorCode,
         message: &str,
     ) {
-        eprintln!("drover: {agent}: {code}: {message}");
+        eprintln!("drover: {}: {code}: {message}", ctx.qualify(agent));
         if ctx.json {
             self.items.push(serde_json::json!({
                 "agent": agent,
@@ -246,7 +264,7 @@ impl Outcome {
         error: &drover_client::ClientError,
     ) {
         let code = error.code().unwrap_or(drover_proto::ErrorCode::Internal);
-        eprintln!("drover: {agent}: {error}");
+        eprintln!("drover: {}: {error}", ctx.qualify(agent));
         if ctx.json {
             self.items.push(serde_json::json!({
                 "agent": agent,

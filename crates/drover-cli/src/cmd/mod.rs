@@ -7,11 +7,11 @@ mod context;
 mod cost;
 mod events;
 mod health;
-mod logs;
+pub(crate) mod logs;
 mod ls;
 mod many;
 mod prune;
-mod reconnect;
+pub(crate) mod reconnect;
 mod resume_session;
 mod rm;
 mod run;
@@ -55,9 +55,13 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "DROVER_CONTROL")]
     control: Option<String>,
     /// The context (named daemon) to talk to [default: the current one, else `local`, the
-    /// local daemon's ipc socket]. See `drover context`.
+    /// local daemon's ipc socket]. See `drover context`. A comma list (`a,b,c`) or a fleet's
+    /// name selects several: `ls`, `logs` and the verbs on agents then fan out over them.
     #[arg(long, global = true, env = "DROVER_CONTEXT")]
     context: Option<String>,
+    /// Every stored context (not the built-in `local`), as one fleet.
+    #[arg(long, global = true)]
+    all_contexts: bool,
     /// Print JSON instead of human-readable output.
     #[arg(long, global = true)]
     json: bool,
@@ -176,12 +180,18 @@ enum Command {
 }
 
 /// Connection settings shared by every client subcommand.
+#[derive(Clone, Debug)]
 pub(crate) struct Ctx {
     /// `--control`: overrides the context's endpoint.
     control: Option<String>,
-    /// `--context`: which named daemon.
+    /// `--context`: which named daemon, or several (a comma list or a fleet).
     context: Option<String>,
+    /// `--all-contexts`.
+    all_contexts: bool,
     pub(crate) json: bool,
+    /// Set when this is one host of several (see [`Ctx::on`]): reports name agents
+    /// `HOST/NAME`.
+    pub(crate) host: Option<String>,
 }
 
 /// The daemon a command talks to, resolved from `--context`, `--control` and the contexts file.
@@ -218,6 +228,12 @@ impl Ctx {
     /// Which daemon to talk to: `--context`, else `DROVER_CONTEXT`, else the current context,
     /// else `local`; `--control` replaces its endpoint.
     pub(crate) fn target(&self) -> anyhow::Result<Target> {
+        if self.hosts()?.is_some() {
+            anyhow::bail!(
+                "this command talks to one daemon, and several contexts are selected: name one \
+                 with --context HOST, or the agent as HOST/NAME"
+            );
+        }
         let contexts = crate::context::Contexts::load()?;
         let name = match &self.context {
             Some(name) => name.clone(),
@@ -233,6 +249,57 @@ impl Ctx {
         Ok(Target { name, context })
     }
 
+    /// The contexts selected when several are (a comma list, a fleet, `--all-contexts`), in
+    /// order; `None` for one context, which behaves exactly as it did before fleets.
+    pub(crate) fn hosts(&self) -> anyhow::Result<Option<Vec<String>>> {
+        if self.host.is_some() {
+            return Ok(None);
+        }
+        let contexts = crate::context::Contexts::load()?;
+        let hosts = if self.all_contexts {
+            contexts.all_stored()?
+        } else {
+            let choice = match &self.context {
+                Some(choice) => choice.as_str(),
+                None => contexts.current_name(),
+            };
+            if !contexts.is_several(choice) {
+                return Ok(None);
+            }
+            contexts.expand(choice)?
+        };
+        if self.control.is_some() {
+            anyhow::bail!("--control names one daemon; it cannot be used with several contexts");
+        }
+        Ok(Some(hosts))
+    }
+
+    /// This command narrowed to the context `host`; `labelled` makes its reports name
+    /// agents `HOST/NAME` (when several hosts answer in one output).
+    pub(crate) fn on(&self, host: &str, labelled: bool) -> Ctx {
+        Ctx {
+            control: None,
+            context: Some(host.to_owned()),
+            all_contexts: false,
+            json: self.json,
+            host: labelled.then(|| host.to_owned()),
+        }
+    }
+
+    /// An agent's label in reports: `HOST/NAME` on one host of several, else its name or
+    /// handle.
+    pub(crate) fn label(&self, agent: &drover_proto::AgentInfo) -> String {
+        self.qualify(&output_label(agent))
+    }
+
+    /// `text` prefixed with `HOST/` on one host of several.
+    pub(crate) fn qualify(&self, text: &str) -> String {
+        match &self.host {
+            Some(host) => format!("{host}/{text}"),
+            None => text.to_owned(),
+        }
+    }
+
     /// Connect to the daemon.
     pub(crate) async fn client(&self) -> anyhow::Result<Client> {
         let target = self.target()?;
@@ -242,6 +309,10 @@ impl Ctx {
             .await
             .with_context(|| format!("connecting to {control} (context {})", target.name))
     }
+}
+
+fn output_label(agent: &drover_proto::AgentInfo) -> String {
+    crate::output::label(agent)
 }
 
 /// `HOST:PORT` (as the ready line prints addresses) means `tcp://HOST:PORT`.
@@ -281,6 +352,28 @@ fn client_options(target: &Target) -> anyhow::Result<ClientOptions> {
     Ok(options)
 }
 
+/// Run a command on agents once per host its agents live on (see [`crate::fleet::route`]),
+/// binding `$c` to that host's [`Ctx`] and `$a` to its copy of the arguments; the status is
+/// the first non-zero one.
+macro_rules! per_host {
+    ($ctx:expr, $args:expr, |$c:ident, $a:ident| $call:expr) => {{
+        let args = $args;
+        let shares = crate::fleet::route($ctx, many::Refs::refs(&args))?;
+        let several = shares.len() > 1 || shares.iter().any(|share| share.ctx.host.is_some());
+        let mut status = 0;
+        for share in shares {
+            let mut $a = args.clone();
+            if !share.refs.is_empty() {
+                many::Refs::set_refs(&mut $a, share.refs);
+            }
+            let $c = &share.ctx;
+            let result = $call.await;
+            crate::fleet::fold(&mut status, several, $c.host.as_deref(), result)?;
+        }
+        Ok(status)
+    }};
+}
+
 /// Run the parsed command line; returns the process exit status.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
@@ -292,7 +385,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
     let ctx = Ctx {
         control: cli.control,
         context: cli.context,
+        all_contexts: cli.all_contexts,
         json: cli.json,
+        host: None,
     };
     match cli.command {
         Command::Serve(_) | Command::Completions(_) | Command::Man => {
@@ -301,18 +396,18 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Spawn(args) => spawn::run(&ctx, args).await,
         Command::Run(args) => run::run(&ctx, args).await,
         Command::Ls(args) => ls::run(&ctx, args).await,
-        Command::Show(args) => show::run(&ctx, args).await,
+        Command::Show(args) => per_host!(&ctx, args, |c, a| show::run(c, a)),
         Command::Logs(args) => logs::run(&ctx, args).await,
-        Command::Pause(args) => agent_op::run(&ctx, Op::Pause, args).await,
-        Command::Resume(args) => agent_op::run(&ctx, Op::Resume, args).await,
-        Command::Stop(args) => stop::run(&ctx, args).await,
-        Command::Kill(args) => agent_op::run(&ctx, Op::Kill, args).await,
-        Command::Signal(args) => signal::run(&ctx, args).await,
+        Command::Pause(args) => per_host!(&ctx, args, |c, a| agent_op::run(c, Op::Pause, a)),
+        Command::Resume(args) => per_host!(&ctx, args, |c, a| agent_op::run(c, Op::Resume, a)),
+        Command::Stop(args) => per_host!(&ctx, args, |c, a| stop::run(c, a)),
+        Command::Kill(args) => per_host!(&ctx, args, |c, a| agent_op::run(c, Op::Kill, a)),
+        Command::Signal(args) => per_host!(&ctx, args, |c, a| signal::run(c, a)),
         Command::Send(args) => send::run(&ctx, args).await,
-        Command::Wait(args) => wait::run(&ctx, args).await,
+        Command::Wait(args) => per_host!(&ctx, args, |c, a| wait::run(c, a)),
         Command::Continue(args) => resume_session::run(&ctx, args).await,
         Command::Cost(args) => cost::run(&ctx, args).await,
-        Command::Rm(args) => rm::run(&ctx, args).await,
+        Command::Rm(args) => per_host!(&ctx, args, |c, a| rm::run(c, a)),
         Command::Prune(args) => prune::run(&ctx, args).await,
         Command::Events(args) => events::run(&ctx, args).await,
         Command::Top(args) => top::run(&ctx, args).await,

@@ -35,11 +35,21 @@ pub(crate) async fn is_there(client: &Client, daemon: DaemonId) -> bool {
 /// Say that the daemon went away, wait until one answers (indefinitely: Ctrl-C ends the
 /// wait), say so, and return a client for it with its id.
 pub(crate) async fn wait_for_daemon(ctx: &Ctx) -> anyhow::Result<(Client, DaemonId)> {
-    eprintln!("drover: the daemon went away; waiting for it to come back");
+    match &ctx.host {
+        // One host of several: the others go on meanwhile.
+        Some(host) => eprintln!(
+            "drover: {host}: unreachable; following the others, and this one from where it \
+             stopped when it answers"
+        ),
+        None => eprintln!("drover: the daemon went away; waiting for it to come back"),
+    }
     loop {
         if let Ok(Ok(client)) = tokio::time::timeout(CHECK, ctx.client()).await {
             if let Ok(Ok(health)) = tokio::time::timeout(CHECK, client.health()).await {
-                eprintln!("drover: the daemon is back; following on");
+                match &ctx.host {
+                    Some(host) => eprintln!("drover: {host}: back; following on"),
+                    None => eprintln!("drover: the daemon is back; following on"),
+                }
                 return Ok((client, health.daemon));
             }
         }

@@ -7,7 +7,7 @@ use drover_proto::Op;
 use super::many::{self, Applies, Outcome, Targets};
 use super::Ctx;
 
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 #[command(after_help = "Examples:
   drover rm s                 remove an ended agent and its logs
   drover rm -f s              kill it first if it still runs
@@ -66,4 +66,13 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         }
     }
     outcome.finish(ctx, args.targets.is_one())
+}
+
+impl super::many::Refs for Args {
+    fn refs(&self) -> &[String] {
+        super::many::Refs::refs(&self.targets)
+    }
+    fn set_refs(&mut self, refs: Vec<String>) {
+        super::many::Refs::set_refs(&mut self.targets, refs);
+    }
 }

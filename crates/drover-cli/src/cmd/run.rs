@@ -74,6 +74,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         timestamps: args.timestamps,
         prefix: false,
         json: ctx.json,
+        host: None,
     };
     // Ctrl-C (or SIGTERM, SIGHUP) stops the agent gracefully, like `docker run` proxies it, and
     // keeps streaming its last words; a second one leaves at once (the agent goes on stopping).

@@ -8,7 +8,7 @@ use drover_proto::Op;
 use super::many::{self, Applies, Outcome, Targets};
 use super::Ctx;
 
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 #[command(after_help = "Examples:
   drover signal USR1 s        SIGUSR1 to agent s's process group
   drover signal TSTP -l tier=web
@@ -38,4 +38,13 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         }
     }
     outcome.finish(ctx, args.targets.is_one())
+}
+
+impl super::many::Refs for Args {
+    fn refs(&self) -> &[String] {
+        super::many::Refs::refs(&self.targets)
+    }
+    fn set_refs(&mut self, refs: Vec<String>) {
+        super::many::Refs::set_refs(&mut self.targets, refs);
+    }
 }

@@ -9,7 +9,7 @@ use drover_proto::Op;
 use super::many::{self, Applies, Outcome, Targets};
 use super::Ctx;
 
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 #[command(after_help = "Examples:
   drover stop s                     stop one agent, wait until it has ended
   drover stop -l team=a --grace 5s  every live agent labelled team=a, SIGKILL after 5 s
@@ -51,4 +51,13 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         }
     }
     outcome.finish(ctx, args.targets.is_one())
+}
+
+impl super::many::Refs for Args {
+    fn refs(&self) -> &[String] {
+        super::many::Refs::refs(&self.targets)
+    }
+    fn set_refs(&mut self, refs: Vec<String>) {
+        super::many::Refs::set_refs(&mut self.targets, refs);
+    }
 }

@@ -9,7 +9,7 @@ use super::many::{Applies, Targets};
 use super::Ctx;
 use crate::output;
 
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 #[command(after_help = "Examples:
   drover wait s                     until s ends; exit with its code
   drover wait a b c                 until all three end; exit 0 only if all exited 0
@@ -59,11 +59,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         for agent in &ended {
             let detail = output::status_detail(agent);
             if many {
-                crate::outln!(
-                    "{} {} {detail}",
-                    output::label(agent),
-                    agent.state().as_str()
-                )?;
+                crate::outln!("{} {} {detail}", ctx.label(agent), agent.state().as_str())?;
             } else {
                 crate::outln!("{} {detail}", agent.state().as_str())?;
             }
@@ -86,4 +82,13 @@ pub(crate) fn agent_exit_status(agent: &AgentInfo) -> i32 {
         return 128 + signal;
     }
     1
+}
+
+impl super::many::Refs for Args {
+    fn refs(&self) -> &[String] {
+        super::many::Refs::refs(&self.targets)
+    }
+    fn set_refs(&mut self, refs: Vec<String>) {
+        super::many::Refs::set_refs(&mut self.targets, refs);
+    }
 }

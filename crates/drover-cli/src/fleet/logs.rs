@@ -1,0 +1,77 @@
+//! `drover logs` over several hosts (`--all`, `-l`, or `HOST/AGENT` names on several
+//! contexts): stored logs host after host; with `-f`, one follow per host, all at once, each
+//! line prefixed `[HOST/NAME]`.
+//!
+//! Each host's follow is the single-daemon one ([`follow_across_restarts`]): when a host stops
+//! answering (its daemon restarts, or the link to it drops), it says so on stderr, the other
+//! hosts' follows go on, and once the host answers again its follow resumes from the first
+//! record not yet printed of each agent (its resume points), so nothing is missed and nothing
+//! is printed twice.
+
+use drover_client::Client;
+
+use super::{Share, HOST_DEADLINE};
+use crate::cmd::logs::{follow_across_restarts, follow_options, history, printer, selection, Args};
+use crate::cmd::{reconnect, Ctx};
+
+/// Run `logs` on every share; the status is the first non-zero one of any host.
+pub(crate) async fn run(shares: Vec<Share>, args: &Args) -> anyhow::Result<i32> {
+    let mut status = 0;
+    if !args.follow {
+        for share in &shares {
+            let result = history_on(share, args).await;
+            super::fold(&mut status, true, share.ctx.host.as_deref(), result)?;
+        }
+        return Ok(status);
+    }
+    let codes = futures::future::join_all(shares.iter().map(|share| follow_on(share, args))).await;
+    Ok(codes.into_iter().find(|code| *code != 0).unwrap_or(0))
+}
+
+/// Connect to one host of several, within [`HOST_DEADLINE`].
+async fn connect(ctx: &Ctx) -> anyhow::Result<Client> {
+    match tokio::time::timeout(HOST_DEADLINE, ctx.client()).await {
+        Ok(result) => result,
+        Err(_) => anyhow::bail!("no answer within {} ms", HOST_DEADLINE.as_millis()),
+    }
+}
+
+/// One host's stored logs.
+async fn history_on(share: &Share, args: &Args) -> anyhow::Result<i32> {
+    let client = connect(&share.ctx).await?;
+    let Some(selection) = selection(&client, args, &share.refs).await? else {
+        return Ok(0);
+    };
+    let printer = printer(&share.ctx, args, true);
+    history(&client, &selection, args, &printer).await
+}
+
+/// Follow one host until its selection ends (for ever with `--all` and `-l`), reporting its
+/// failure at once as `drover: HOST: ...` and returning its exit status. A host that does not
+/// answer at the start is waited for, as one that goes away later is.
+async fn follow_on(share: &Share, args: &Args) -> i32 {
+    let ctx = &share.ctx;
+    let host = ctx.host.as_deref().unwrap_or("?");
+    let result = async {
+        let client = match connect(ctx).await {
+            Ok(client) => client,
+            Err(error) => {
+                eprintln!("drover: {host}: unreachable: {error:#}");
+                reconnect::wait_for_daemon(ctx).await?.0
+            }
+        };
+        let Some(selection) = selection(&client, args, &share.refs).await? else {
+            return Ok(());
+        };
+        let printer = printer(ctx, args, true);
+        follow_across_restarts(ctx, client, selection, follow_options(args), &printer).await
+    }
+    .await;
+    match result {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("drover: {host}: {error:#}");
+            crate::output::exit_code(&error)
+        }
+    }
+}
