@@ -329,6 +329,7 @@ fn is_permission_refusal(text: &str) -> bool {
 
 fn result(state: &mut State, reading: &mut Reading<'_>, line: Line<'_>) {
     state.pending.clear();
+    let interrupted = std::mem::take(&mut state.interrupted);
     if let Some(turns) = line.num_turns {
         reading.activity.turns = turns;
     }
@@ -356,7 +357,7 @@ fn result(state: &mut State, reading: &mut Reading<'_>, line: Line<'_>) {
         };
         reading.attention(AttentionReason::MaxTurns, &detail);
         reading.finished(false, line.result.as_deref().or(Some(&detail)));
-    } else if is_error && state.interrupted {
+    } else if is_error && interrupted {
         reading.finished(false, Some("interrupted"));
     } else if is_error {
         let detail = line

@@ -46,10 +46,10 @@ impl Pretty {
         let kind = self.kind?;
         let trimmed = line.trim_ascii();
         if trimmed.first() != Some(&b'{') {
-            return self.raw();
+            return self.raw(line);
         }
         let Ok(value) = serde_json::from_slice::<Value>(trimmed) else {
-            return self.raw();
+            return self.raw(line);
         };
         let mut out = Out::default();
         let known = match kind {
@@ -59,7 +59,7 @@ impl Pretty {
             ParserKind::OpencodeJson => opencode(&value, &mut out, &mut self.steps),
         };
         if !known {
-            return self.raw();
+            return self.raw(line);
         }
         let mut text = String::new();
         if self.open_text && !out.continues_text {
@@ -74,10 +74,11 @@ impl Pretty {
         Some(text)
     }
 
-    /// A line passing through: close any open text first.
-    fn raw(&mut self) -> Option<String> {
+    /// A line passing through: close any open text first (then the line is written as text,
+    /// which keeps it unless it is not UTF-8).
+    fn raw(&mut self, line: &[u8]) -> Option<String> {
         if std::mem::take(&mut self.open_text) {
-            return Some("\n".to_owned());
+            return Some(format!("\n{}", String::from_utf8_lossy(line)));
         }
         None
     }

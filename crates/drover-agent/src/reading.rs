@@ -1,13 +1,15 @@
 //! What the format modules share: the activity being read, and the marks that become events.
 
-use drover_proto::activity::{bounded, MAX_ACTIVITY_TEXT, MAX_ATTENTION, MAX_TOOL_SUMMARY};
+use drover_proto::activity::{
+    bounded, MAX_ACTIVITY_NAME, MAX_ACTIVITY_TEXT, MAX_ATTENTION, MAX_TOOL_SUMMARY,
+};
 use drover_proto::{Activity, Attention, AttentionReason, Phase, ToolCall};
 
 /// The part of an activity whose change is an event: phase, attention, final result.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Key {
     phase: Phase,
-    attention: usize,
+    attention: Vec<Attention>,
     result: Option<String>,
     is_error: bool,
 }
@@ -16,7 +18,7 @@ impl Key {
     pub(crate) fn of(activity: &Activity) -> Key {
         Key {
             phase: activity.phase,
-            attention: activity.attention.len(),
+            attention: activity.attention.clone(),
             result: activity.result.clone(),
             is_error: activity.is_error,
         }
@@ -24,7 +26,7 @@ impl Key {
 
     fn same(&self, activity: &Activity) -> bool {
         self.phase == activity.phase
-            && self.attention == activity.attention.len()
+            && self.attention == activity.attention
             && self.is_error == activity.is_error
             && self.result == activity.result
     }
@@ -59,13 +61,13 @@ impl Reading<'_> {
 
     pub(crate) fn session(&mut self, id: &str) {
         if !id.is_empty() && self.activity.session_id.as_deref() != Some(id) {
-            self.activity.session_id = Some(id.to_owned());
+            self.activity.session_id = Some(bounded(id, MAX_ACTIVITY_NAME));
         }
     }
 
     pub(crate) fn model(&mut self, model: &str) {
         if !model.is_empty() && self.activity.model.as_deref() != Some(model) {
-            self.activity.model = Some(model.to_owned());
+            self.activity.model = Some(bounded(model, MAX_ACTIVITY_NAME));
         }
     }
 
@@ -94,7 +96,7 @@ impl Reading<'_> {
         }
         self.activity.phase = Phase::Tool;
         self.activity.current_tool = Some(ToolCall {
-            name: name.to_owned(),
+            name: bounded(name, MAX_ACTIVITY_NAME),
             summary,
         });
     }
@@ -116,7 +118,8 @@ impl Reading<'_> {
             return;
         }
         if list.len() == MAX_ATTENTION {
-            list.pop();
+            // The newest say most about what is needed now.
+            list.remove(0);
         }
         list.push(Attention { reason, detail });
     }

@@ -372,6 +372,8 @@ impl AgentObserver {
 
     fn record_activity(&self, shared: &Shared, info: &mut AgentInfo, activity: Activity) {
         info.activity = Some(activity.clone());
+        // Whoever hears of the event and asks finds what it announced.
+        self.watch.send_replace(info.clone());
         shared.events.record(
             Change::Activity(self.id, Box::new(activity)),
             EventKind::Activity,

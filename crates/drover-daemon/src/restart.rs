@@ -120,6 +120,21 @@ pub(crate) async fn reattach(shared: &Arc<Shared>) -> Result<(), DaemonError> {
 /// One agent is `lost`: the state and its `lost` event are one transaction.
 fn mark_lost(shared: &Shared, mut agent: AgentInfo, error: String) -> Result<(), DaemonError> {
     tracing::warn!(agent = %agent.id, %error, "agent lost across a daemon restart");
+    // Nobody saw it end: an AI agent's activity ends failed, asking for a person.
+    if let Some(mut activity) = agent.activity.clone().filter(|a| !a.phase.is_final()) {
+        activity.phase = drover_proto::Phase::Failed;
+        activity.current_tool = None;
+        activity.attention.push(drover_proto::Attention {
+            reason: drover_proto::AttentionReason::Error,
+            detail: "lost: nobody saw it end (its holder is gone)".to_owned(),
+        });
+        if activity.attention.len() > drover_proto::activity::MAX_ATTENTION {
+            activity.attention.remove(0);
+        }
+        agent.activity = Some(activity.clone());
+        let change = Change::Activity(agent.id, Box::new(activity));
+        shared.events.commit(change, EventKind::Activity, &agent)?;
+    }
     agent.status = AgentStatus::Lost {
         pid: agent.status.pid(),
         started_at: agent.status.started_at(),

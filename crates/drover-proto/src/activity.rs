@@ -9,6 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const MAX_ACTIVITY_TEXT: usize = 2048;
 /// Longest tool summary, in bytes.
 pub const MAX_TOOL_SUMMARY: usize = 160;
+/// Longest `session_id`, `model` and tool name, in bytes: they come from the agent's output.
+pub const MAX_ACTIVITY_NAME: usize = 256;
 /// Most attention reasons kept; later ones replace the newest.
 pub const MAX_ATTENTION: usize = 8;
 

@@ -77,6 +77,21 @@ impl Store {
                 }
             }
             Err(error) => {
+                // An agent's activity waits at most once: a newer reading replaces the one
+                // queued (in its place), so a full disk holds one per agent, not one per change.
+                if let Change::Activity(id, _) = &change {
+                    let queued = journal
+                        .queue
+                        .iter_mut()
+                        .find(|(c, _)| matches!(c, Change::Activity(other, _) if other == id));
+                    if let Some(slot) = queued {
+                        *slot = (change, event);
+                        return Committed {
+                            stored: Vec::new(),
+                            queued: Some(error),
+                        };
+                    }
+                }
                 journal.queue.push_back((change, event));
                 Committed {
                     stored: Vec::new(),

@@ -320,6 +320,8 @@ pub(crate) struct Printer {
 pub(crate) struct Transcript {
     pretty: Pretty,
     partial: Vec<u8>,
+    /// The last rendered text ended its line (streamed text may not have).
+    line_start: bool,
 }
 
 impl Printer {
@@ -341,8 +343,24 @@ impl Printer {
             Transcript {
                 pretty: Pretty::new(kind),
                 partial: Vec::new(),
+                line_start: true,
             },
         );
+    }
+
+    fn at_line_start(&self, id: AgentId) -> bool {
+        self.pretty
+            .as_ref()
+            .and_then(|p| p.borrow().get(&id).map(|t| t.line_start))
+            .unwrap_or(true)
+    }
+
+    fn set_line_start(&self, id: AgentId, at_start: bool) {
+        if let Some(pretty) = &self.pretty {
+            if let Some(transcript) = pretty.borrow_mut().get_mut(&id) {
+                transcript.line_start = at_start;
+            }
+        }
     }
 
     /// A stdout record rendered as transcript text, or `None` to write it as it is.
@@ -420,15 +438,29 @@ impl Printer {
             if data.is_empty() {
                 continue;
             }
-            match (&self.host, self.prefix) {
-                (Some(host), true) => write!(sink, "[{host}/{name}] ")?,
-                (None, true) => write!(sink, "[{name}] ")?,
-                (_, false) => {}
+            // A rendered record may be several lines, or a piece of one (streamed text): each
+            // line gets the prefix once, at its start.
+            let pieces: Vec<&[u8]> = if rendered.is_some() {
+                data.split_inclusive(|b| *b == b'\n').collect()
+            } else {
+                vec![data]
+            };
+            for piece in pieces {
+                if rendered.is_none() || self.at_line_start(id) {
+                    match (&self.host, self.prefix) {
+                        (Some(host), true) => write!(sink, "[{host}/{name}] ")?,
+                        (None, true) => write!(sink, "[{name}] ")?,
+                        (_, false) => {}
+                    }
+                    if self.timestamps {
+                        write!(sink, "{} ", rfc3339(record.ts))?;
+                    }
+                }
+                sink.write_all(piece)?;
+                if rendered.is_some() {
+                    self.set_line_start(id, piece.ends_with(b"\n"));
+                }
             }
-            if self.timestamps {
-                write!(sink, "{} ", rfc3339(record.ts))?;
-            }
-            sink.write_all(data)?;
         }
         out.flush()?;
         err.flush()?;

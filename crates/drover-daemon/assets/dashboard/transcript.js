@@ -33,6 +33,7 @@ function shorten(text) {
   return out;
 }
 
+const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
 const n = (v) => (v >= 10_000 ? `${Math.round(v / 1000)}k` : v >= 1000 ? `${(v / 1000).toFixed(1)}k` : String(v ?? 0));
 const tokens = (input, output, cached) =>
   `${n(input)} in · ${n(output)} out${cached ? ` · ${n(cached)} cached` : ""}`;
@@ -45,7 +46,7 @@ function claude(v, out) {
       if (v.subtype === "init") out.push(`● session ${v.session_id} · ${v.model} · ${v.cwd}`);
       return true;
     case "assistant":
-      for (const block of v.message?.content ?? []) {
+      for (const block of Array.isArray(v.message?.content) ? v.message.content : []) {
         if (block.type === "text") out.push(...text(block.text));
         if (block.type === "tool_use") out.push(tool(block.name, summarize(block.input)));
       }
@@ -61,7 +62,7 @@ function claude(v, out) {
       for (const d of v.permission_denials ?? []) out.push(`! permission denied: ${d.tool_name}: ${summarize(d.tool_input)}`);
       const u = v.usage ?? {};
       const turns = v.num_turns ?? 0;
-      const figures = `${turns} turn${turns === 1 ? "" : "s"} · ${tokens(u.input_tokens, u.output_tokens, u.cache_read_input_tokens)} · $${(v.total_cost_usd ?? 0).toFixed(4)}`;
+      const figures = `${turns} turn${turns === 1 ? "" : "s"} · ${tokens(u.input_tokens, u.output_tokens, u.cache_read_input_tokens)} · $${num(v.total_cost_usd).toFixed(4)}`;
       if (v.is_error || v.subtype !== "success") {
         out.push(`✗ ${v.subtype === "success" ? "error" : v.subtype} · ${figures}`);
         if (v.result) out.push(`  ${shorten(v.result)}`);
@@ -164,10 +165,10 @@ function opencode(v, out, state) {
     case "step_finish": {
       const t = part.tokens ?? {};
       const sum = (state.steps ??= { input: 0, output: 0, cached: 0, cost: 0 });
-      sum.input += t.input ?? 0;
-      sum.output += (t.output ?? 0) + (t.reasoning ?? 0);
-      sum.cached += t.cache?.read ?? 0;
-      sum.cost += part.cost ?? 0;
+      sum.input += num(t.input);
+      sum.output += num(t.output) + num(t.reasoning);
+      sum.cached += num(t.cache?.read);
+      sum.cost += num(part.cost);
       if (part.reason !== "tool-calls") {
         out.push(`✓ done · ${tokens(sum.input, sum.output, sum.cached)} · $${sum.cost.toFixed(4)}`);
         state.steps = undefined;

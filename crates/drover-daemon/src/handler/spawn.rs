@@ -229,22 +229,25 @@ pub(crate) fn tracker_for(shared: &Shared, agent: &AgentInfo) -> Option<Tracker>
         mode == drover_supervisor::StdinMode::Pipe
     });
     let mut tracker = Tracker::new(kind, interactive);
-    let mut update = drover_agent::Update::default();
+    // No snapshots: nothing is recorded from the replay, only the reading is rebuilt.
+    let mut update = drover_agent::Update::capped(0);
+    let end = shared.store.log_bounds(agent.id).ok()?.next_seq;
     let mut query = drover_store::LogQuery {
         stream: Some(drover_proto::StreamKind::Stdout),
         limit: drover_proto::limits::MAX_READ_LIMIT,
         ..drover_store::LogQuery::default()
     };
-    // Bounded by the agent's log budget; stops at the first read error (the activity is then
-    // what was read, and the next records go on from there).
+    // Bounded by the agent's log budget. A read filtered to stdout may scan stderr records and
+    // return none: it goes on from `next_seq` until the end. A read error stops it (the
+    // activity is then what was read; the next records go on from there).
     while let Ok(read) = shared.store.read(agent.id, &query) {
-        if read.records.is_empty() {
-            break;
-        }
         for record in &read.records {
             tracker.feed(&record.data, record.partial, &mut update);
         }
-        update.events.clear();
+        update.coalesced = 0;
+        if read.next_seq >= end || Some(read.next_seq) == query.since_seq {
+            break;
+        }
         query.since_seq = Some(read.next_seq);
     }
     Some(tracker)
