@@ -440,3 +440,52 @@ fn continuing_what_cannot_be_continued_is_a_clear_error() {
     );
     daemon.stop();
 }
+
+/// A daemon killed with SIGKILL mid-session comes back with the agent's activity whole: it
+/// re-reads what the log keeps, then goes on with what the holder kept meanwhile, and the
+/// events across both runs are the transcript's phases exactly.
+#[test]
+fn the_activity_survives_a_daemon_crash_mid_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let daemon = Daemon::start(&state);
+    let fake = Fake::new(dir.path());
+    let gate = dir.path().join("gate");
+    let recorded = transcript("claude-tool");
+    let gate_env = format!("DROVER_FAKE_GATE={}", gate.display());
+    let id = fake.spawn(
+        &daemon,
+        "claude",
+        &recorded,
+        &[
+            "--name",
+            "held",
+            "-e",
+            &gate_env,
+            "-e",
+            "DROVER_FAKE_GATE_AFTER=2",
+        ],
+    );
+    // Held after the init line and the tool call.
+    common::wait_for("the tool phase", || {
+        (json(&daemon, &["show", "held"])["activity"]["phase"] == "tool").then_some(())
+    });
+    daemon.crash();
+    let daemon = Daemon::start(&state);
+    let before = json(&daemon, &["show", "held"])["activity"].clone();
+    assert_eq!(before["phase"], "tool", "re-read from the log: {before}");
+    assert_eq!(before["session_id"], session_of(&recorded).as_str());
+    assert_eq!(before["turns"], 1);
+    std::fs::write(&gate, b"").expect("open the gate");
+    ok(daemon.drover(&["wait", "held"]));
+    let activity = json(&daemon, &["show", "held"])["activity"].clone();
+    assert_eq!(activity["phase"], "done");
+    assert_eq!(activity["turns"], 2);
+    assert_eq!(activity["tokens"]["input"], 200);
+    assert_eq!(activity["cost_usd"], 0.002);
+    assert_eq!(
+        activity_phases(&daemon, &id),
+        ["working", "tool", "working", "done"]
+    );
+    daemon.stop();
+}
