@@ -81,6 +81,14 @@ impl Fake {
     }
 }
 
+/// A scratch directory, a daemon on it, and the fake agent CLIs.
+fn rig() -> (tempfile::TempDir, Daemon, Fake) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(&dir.path().join("state"));
+    let fake = Fake::new(dir.path());
+    (dir, daemon, fake)
+}
+
 fn session_of(transcript: &Path) -> String {
     let text = std::fs::read_to_string(transcript).expect("transcript");
     for line in text.lines() {
@@ -108,9 +116,7 @@ fn activity_phases(daemon: &Daemon, agent: &str) -> Vec<String> {
 
 #[test]
 fn a_claude_agent_is_read_live_rendered_continued_and_costed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(&dir.path().join("state"));
-    let fake = Fake::new(dir.path());
+    let (_dir, daemon, fake) = rig();
     let recorded = transcript("claude-tool");
     let id = fake.spawn(&daemon, "claude", &recorded, &["--name", "c1"]);
     ok(daemon.drover(&["wait", "c1"]));
@@ -195,9 +201,7 @@ fn a_claude_agent_is_read_live_rendered_continued_and_costed() {
 
 #[test]
 fn garbage_in_the_output_changes_only_the_ignored_counter() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(&dir.path().join("state"));
-    let fake = Fake::new(dir.path());
+    let (dir, daemon, fake) = rig();
     let clean = std::fs::read(transcript("claude-tool")).expect("transcript");
     let mut dirty = Vec::new();
     let garbage: [&[u8]; 3] = [
@@ -230,9 +234,7 @@ fn garbage_in_the_output_changes_only_the_ignored_counter() {
 
 #[test]
 fn every_backend_is_accepted_by_its_cli_and_read() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(&dir.path().join("state"));
-    let fake = Fake::new(dir.path());
+    let (_dir, daemon, fake) = rig();
     let cases = [
         ("codex", "codex-tool", 200, 40),
         ("gemini", "gemini-tool", 200, 40),
@@ -290,9 +292,7 @@ fn every_backend_is_accepted_by_its_cli_and_read() {
 
 #[test]
 fn agents_needing_attention_sort_first() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(&dir.path().join("state"));
-    let fake = Fake::new(dir.path());
+    let (_dir, daemon, fake) = rig();
     fake.spawn(
         &daemon,
         "claude",
@@ -336,9 +336,7 @@ fn agents_needing_attention_sort_first() {
 /// and the last one is still its true end.
 #[test]
 fn a_flood_of_phase_changes_is_coalesced() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(&dir.path().join("state"));
-    let fake = Fake::new(dir.path());
+    let (dir, daemon, fake) = rig();
     let recorded = std::fs::read(transcript("claude-tool")).expect("transcript");
     let lines: Vec<&[u8]> = recorded.split_inclusive(|b| *b == b'\n').collect();
     // init, then (tool call, tool result) × 1000, then the final text and the result.
@@ -375,9 +373,7 @@ fn a_flood_of_phase_changes_is_coalesced() {
 /// `logs --pretty -f` renders a live agent as it runs, and several agents with their prefixes.
 #[test]
 fn pretty_follows_live_and_several_agents() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(&dir.path().join("state"));
-    let fake = Fake::new(dir.path());
+    let (_dir, daemon, fake) = rig();
     fake.spawn(
         &daemon,
         "claude",

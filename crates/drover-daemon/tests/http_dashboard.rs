@@ -18,6 +18,21 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// Lines the followed agent prints before the page opens its log.
 const LINES: u64 = 200_000;
 
+/// The browser scripts' directory, once Chromium and playwright-core are known to be there.
+fn browser() -> std::path::PathBuf {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install Debian's chromium package; scripts/setup-test-env does"
+    );
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run scripts/setup-test-env (npm ci in {})",
+        browser_dir.display()
+    );
+    browser_dir
+}
+
 #[tokio::test]
 async fn the_page_and_its_assets_are_served_with_a_strict_policy_and_no_data() {
     within(async {
@@ -68,16 +83,7 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy_and_no_data() {
 
 #[tokio::test]
 async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium() {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install Debian's chromium package; scripts/setup-test-env does"
-    );
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is missing: run scripts/setup-test-env (npm ci in {})",
-        browser_dir.display()
-    );
+    let browser_dir = browser();
     // Its own bound, longer than `within`'s: a browser starts and reads 200,000 lines.
     let test = async {
         let daemon = Daemon::start().await;
@@ -139,17 +145,8 @@ async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium()
 /// "Continue" starts an agent resuming the same session. `tests/browser/agents.mjs` drives it.
 #[tokio::test]
 async fn the_dashboard_shows_what_ai_agents_do_in_chromium() {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install Debian's chromium package; scripts/setup-test-env does"
-    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is missing: run scripts/setup-test-env (npm ci in {})",
-        browser_dir.display()
-    );
+    let browser_dir = browser();
     let test = async {
         let bin = tempfile::tempdir().expect("bin dir");
         std::os::unix::fs::symlink(
