@@ -38,10 +38,11 @@ impl Update {
 pub enum Ending {
     /// It exited with this code.
     Exited(i32),
-    /// A signal ended it.
+    /// A signal nobody asked for ended it (a `kill`, `stop` or `signal` is `Stopped`).
     Killed(i32),
-    /// It ended (any way) after someone asked it to stop: the end is what they asked for,
-    /// whatever the exit code says (gemini exits 0 on SIGINT without a result).
+    /// It ended (any way) after someone asked it to end (`stop`, `kill`, `signal`, a timeout,
+    /// the daemon's shutdown): the end is what they asked for, whatever the exit code says
+    /// (gemini exits 0 on SIGINT without a result).
     Stopped,
     /// It never started, or its holder was lost.
     Failed,
@@ -193,8 +194,16 @@ impl Tracker {
                 }
                 Phase::Failed
             }
-            // Stopped or killed: somebody meant it; no attention asked.
-            Ending::Killed(_) | Ending::Stopped | Ending::Failed => Phase::Failed,
+            // Stopped (or killed, or signalled) on request: somebody meant it.
+            Ending::Stopped | Ending::Failed => Phase::Failed,
+            // A signal nobody asked for (the OOM killer, a crash): a person should look.
+            Ending::Killed(signal) => {
+                reading.attention(
+                    AttentionReason::Error,
+                    &format!("killed by signal {signal} that nobody asked for"),
+                );
+                Phase::Failed
+            }
         };
         update.changed = true;
         reading.mark();

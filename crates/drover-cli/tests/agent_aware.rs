@@ -485,3 +485,45 @@ fn the_activity_survives_a_daemon_crash_mid_session() {
     );
     daemon.stop();
 }
+
+/// An agent ended on request (`kill`) ends failed without asking anyone; one killed by a
+/// signal nobody asked for (the OOM killer, here `kill -9` from outside) asks for a person.
+#[test]
+fn a_kill_nobody_asked_for_asks_for_a_person() {
+    let (dir, daemon, fake) = rig();
+    let gate = format!("DROVER_FAKE_GATE={}", dir.path().join("never").display());
+    let held = ["-e", gate.as_str(), "-e", "DROVER_FAKE_GATE_AFTER=2"];
+    let recorded = transcript("claude-tool");
+    let mut asked = held.to_vec();
+    asked.extend(["--name", "asked"]);
+    let mut crashed = held.to_vec();
+    crashed.extend(["--name", "crashed"]);
+    fake.spawn(&daemon, "claude", &recorded, &asked);
+    fake.spawn(&daemon, "claude", &recorded, &crashed);
+    for name in ["asked", "crashed"] {
+        common::wait_for("the tool phase", || {
+            (json(&daemon, &["show", name])["activity"]["phase"] == "tool").then_some(())
+        });
+    }
+    ok(daemon.drover(&["kill", "asked"]));
+    let pid = json(&daemon, &["show", "crashed"])["pid"]
+        .as_u64()
+        .expect("pid");
+    common::signal(pid as u32, "KILL");
+    for name in ["asked", "crashed"] {
+        common::wait_for("the end", || {
+            (json(&daemon, &["show", name])["state"] == "killed").then_some(())
+        });
+    }
+    let asked = json(&daemon, &["show", "asked"])["activity"].clone();
+    assert_eq!(asked["phase"], "failed");
+    assert_eq!(asked["attention"], serde_json::json!([]));
+    let crashed = json(&daemon, &["show", "crashed"])["activity"].clone();
+    assert_eq!(crashed["phase"], "failed");
+    assert_eq!(crashed["attention"][0]["reason"], "error");
+    assert_eq!(
+        crashed["attention"][0]["detail"],
+        "killed by signal 9 that nobody asked for"
+    );
+    daemon.stop();
+}

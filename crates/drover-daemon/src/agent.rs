@@ -26,9 +26,17 @@ pub(crate) struct LiveAgent {
     /// Turns true once the agent's end is fully recorded (registry, exit event, log closed,
     /// live slot freed); `wait` watches it.
     pub(crate) ended: watch::Receiver<bool>,
+    /// A client asked for the agent's end (`kill`, a signal): shared with its observer, so an
+    /// end by signal is told from a crash.
+    end_asked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LiveAgent {
+    /// A client is about to end the agent (or may: a signal): its end is what they asked for.
+    pub(crate) fn ask_end(&self) {
+        self.end_asked.store(true, Ordering::SeqCst);
+    }
+
     /// The handle, if the process was started.
     pub(crate) fn handle(&self) -> Option<Handle> {
         self.handle.get().cloned()
@@ -72,6 +80,8 @@ pub(crate) struct AgentObserver {
     reader: Option<Mutex<Reader>>,
     // This observer, for handing it to the reader thread.
     me: Weak<AgentObserver>,
+    // Shared with the live agent: a client asked for the end.
+    end_asked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An agent's parser and the activity last recorded in the registry.
@@ -149,8 +159,10 @@ impl AgentObserver {
         let reader = tracker.map(|tracker| Mutex::new(Reader::new(tracker, info.activity.clone())));
         let (watch, receiver) = watch::channel(info.clone());
         let (ended, ended_receiver) = watch::channel(false);
+        let end_asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let observer = Arc::new_cyclic(|me| AgentObserver {
             me: me.clone(),
+            end_asked: Arc::clone(&end_asked),
             id: info.id,
             shared: Arc::downgrade(shared),
             info: Mutex::new(info),
@@ -164,6 +176,7 @@ impl AgentObserver {
             handle_set: tokio::sync::Notify::new(),
             info: receiver,
             ended: ended_receiver,
+            end_asked,
         };
         (observer, live)
     }
@@ -395,7 +408,8 @@ impl AgentObserver {
         let mut reader = lock_reader(reader);
         // Stopping before the end: someone asked for it (`stop`, a timeout, the daemon's
         // shutdown), and only claude says so in its output.
-        let stopped = matches!(info.status, AgentStatus::Stopping { .. });
+        let stopped = matches!(info.status, AgentStatus::Stopping { .. })
+            || self.end_asked.load(Ordering::SeqCst);
         let ending = match status {
             _ if stopped => Ending::Stopped,
             AgentStatus::Exited { code, .. } => Ending::Exited(*code),

@@ -8,6 +8,7 @@ use crate::error::supervisor_error;
 
 pub(crate) async fn handle(shared: &Shared, agent: &AgentRef) -> OpResult {
     let (_, live, handle) = live(shared, agent, "kill").await?;
+    live.ask_end();
     let status = handle.kill().await.map_err(supervisor_error)?;
     Ok(after(&live, &status))
 }

@@ -38,6 +38,20 @@ pub(crate) async fn handle(shared: &Shared, args: SignalArgs) -> OpResult {
     if number == Signal::SIGSTOP as i32 || number == Signal::SIGCONT as i32 {
         shared.events.check_room("signal")?;
     }
+    // A signal whose default is to end the process: if the agent ends now, it was asked to.
+    let harmless = [
+        Signal::SIGSTOP,
+        Signal::SIGCONT,
+        Signal::SIGTSTP,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+        Signal::SIGWINCH,
+        Signal::SIGCHLD,
+        Signal::SIGURG,
+    ];
+    if !harmless.iter().any(|s| *s as i32 == number) {
+        live.ask_end();
+    }
     let status = handle.signal(number).await.map_err(supervisor_error)?;
     Ok(after(&live, &status))
 }
