@@ -92,9 +92,9 @@ struct Reader {
     /// `activity` events this agent may still record now (a token bucket).
     budget: f64,
     refilled: std::time::Instant,
-    /// A change held back by the budget: recorded when the budget allows (the next output) or
-    /// when the agent ends, unless a newer change replaces it first.
-    held: Option<Activity>,
+    /// A change was held back by the budget: the reading is recorded when the budget allows
+    /// (with the next output) or when the agent ends, unless a newer change goes out first.
+    held: bool,
 }
 
 /// `activity` events an agent may record in a burst, and per second after it. A real agent
@@ -111,7 +111,7 @@ impl Reader {
             recorded,
             budget: ACTIVITY_BURST,
             refilled: std::time::Instant::now(),
-            held: None,
+            held: false,
         }
     }
 
@@ -364,12 +364,12 @@ impl AgentObserver {
         let newer = !update.events.is_empty() || update.coalesced > 0;
         if newer {
             // A newer change replaces one held back.
-            reader.held = None;
-        } else if reader.held.is_some() && reader.available() > 0 {
-            // Nothing new: a change held back earlier goes out once the budget allows.
-            if let Some(held) = reader.held.take() {
-                update.events.push(held);
-            }
+            reader.held = false;
+        } else if reader.held && reader.available() > 0 {
+            // Nothing new: a change held back earlier goes out once the budget allows, as the
+            // reading is now (its tokens and text are newer than when it was held).
+            reader.held = false;
+            update.events.push(reader.tracker.activity().clone());
         }
         for snapshot in update.events {
             reader.spend();
@@ -377,7 +377,7 @@ impl AgentObserver {
             self.record_activity(&shared, &mut info, snapshot);
         }
         if update.coalesced > 0 {
-            reader.held = Some(reader.tracker.activity().clone());
+            reader.held = true;
         }
         info.activity = Some(reader.tracker.activity().clone());
         self.watch.send_replace(info.clone());
@@ -418,7 +418,7 @@ impl AgentObserver {
         };
         let update = reader.tracker.end(ending);
         // The end is always recorded, whatever the budget says; it replaces a held change.
-        reader.held = None;
+        reader.held = false;
         for snapshot in update.events {
             reader.recorded = Some(snapshot.clone());
             self.record_activity(shared, info, snapshot);
