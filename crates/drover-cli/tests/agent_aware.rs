@@ -416,24 +416,47 @@ fn continuing_what_cannot_be_continued_is_a_clear_error() {
         "{}",
         common::stderr(&refused)
     );
-    let body = serde_json::json!({"spec": {"backend": "aider", "task": "t", "resume": "s-1"}});
-    let socket = daemon.state_dir.join("http.sock");
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--unix-socket"])
-        .arg(&socket)
-        .args(["-H", "Content-Type: application/json", "-d"])
-        .arg(body.to_string())
-        .arg("http://drover/v1/agents")
-        .output()
-        .expect("curl");
-    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
-    assert_eq!(answer["error"]["code"], "bad_request", "{answer}");
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("no way to resume a session")),
-        "{answer}"
+    let spawn = |spec: Value| -> Value {
+        let socket = daemon.state_dir.join("http.sock");
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--unix-socket"])
+            .arg(&socket)
+            .args(["-H", "Content-Type: application/json", "-d"])
+            .arg(serde_json::json!({ "spec": spec }).to_string())
+            .arg("http://drover/v1/agents")
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout).expect("JSON answer")
+    };
+    let refused = |spec: Value, code: &str, says: &str| {
+        let answer = spawn(spec);
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(says)),
+            "{answer}"
+        );
+    };
+    refused(
+        serde_json::json!({"backend": "aider", "task": "t", "resume": "s-1"}),
+        "bad_request",
+        "no way to resume a session",
     );
+    // A session that would read as an option, and a parent that does not exist.
+    refused(
+        serde_json::json!({"backend": "claude", "task": "t", "resume": "--dangerously-skip-permissions"}),
+        "bad_request",
+        "resume may not start with '-'",
+    );
+    refused(
+        serde_json::json!({"backend": "claude", "task": "t",
+                           "parent": "0190a3f2-5b1c-7d4e-8f00-0123456789ab"}),
+        "not_found",
+        "parent agent 0190a3f2-5b1c-7d4e-8f00-0123456789ab not found",
+    );
+    // Nothing was started by the refusals; the daemon still answers.
+    assert_eq!(json(&daemon, &["ls"]).as_array().map(Vec::len), Some(1));
     daemon.stop();
 }
 

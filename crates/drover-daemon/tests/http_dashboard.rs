@@ -33,6 +33,27 @@ fn browser() -> std::path::PathBuf {
     browser_dir
 }
 
+/// Run a browser script with `node` and require it to end saying "every step passed".
+async fn run_script(browser_dir: &Path, script: &str, args: &[String], limit: Duration) {
+    let run = tokio::process::Command::new("node")
+        .arg(browser_dir.join(script))
+        .args(args)
+        .current_dir(browser_dir)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(limit, run)
+        .await
+        .unwrap_or_else(|_| panic!("{script} finished within {limit:?}"))
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("every step passed"),
+        "{script} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+}
+
 #[tokio::test]
 async fn the_page_and_its_assets_are_served_with_a_strict_policy_and_no_data() {
     within(async {
@@ -97,29 +118,22 @@ async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium()
         let read = daemon.token(drover_proto::Role::Read, "dashboard reader");
         let front = start_front(daemon.addr, None).await;
         let shots = tempfile::tempdir().expect("screenshots dir");
-        let run = tokio::process::Command::new("node")
-            .arg(browser_dir.join("dashboard.mjs"))
-            .arg(format!("http://{front}"))
-            .arg(&daemon.http_url)
-            .arg(&daemon.token)
-            .arg(&read)
-            .arg(&id)
-            .arg(LINES.to_string())
-            .arg(shots.path())
-            .current_dir(&browser_dir)
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(200), run)
-            .await
-            .expect("the browser script finished within 200 s")
-            .expect("node runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success() && stdout.contains("every step passed"),
-            "the browser script failed ({}):\n{stdout}\n{stderr}",
-            output.status
-        );
+        let args = [
+            format!("http://{front}"),
+            daemon.http_url.clone(),
+            daemon.token.clone(),
+            read.clone(),
+            id.clone(),
+            LINES.to_string(),
+            shots.path().display().to_string(),
+        ];
+        run_script(
+            &browser_dir,
+            "dashboard.mjs",
+            &args,
+            Duration::from_secs(200),
+        )
+        .await;
         for shot in ["dashboard-fleet.png", "dashboard-agent.png"] {
             let path = shots.path().join(shot);
             assert!(
@@ -157,28 +171,17 @@ async fn the_dashboard_shows_what_ai_agents_do_in_chromium() {
         let daemon = Daemon::start().await;
         let front = start_front(daemon.addr, None).await;
         let shots = tempfile::tempdir().expect("screenshots dir");
-        let run = tokio::process::Command::new("node")
-            .arg(browser_dir.join("agents.mjs"))
-            .arg(format!("http://{front}"))
-            .arg(&daemon.http_url)
-            .arg(&daemon.token)
-            .arg(bin.path())
-            .arg(root.join("crates/drover-agent/tests/fixtures/real"))
-            .arg(shots.path())
-            .current_dir(&browser_dir)
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(120), run)
-            .await
-            .expect("the browser script finished within 120 s")
-            .expect("node runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success() && stdout.contains("every step passed"),
-            "the browser script failed ({}):\n{stdout}\n{stderr}",
-            output.status
-        );
+        let args = [
+            format!("http://{front}"),
+            daemon.http_url.clone(),
+            daemon.token.clone(),
+            bin.path().display().to_string(),
+            root.join("crates/drover-agent/tests/fixtures/real")
+                .display()
+                .to_string(),
+            shots.path().display().to_string(),
+        ];
+        run_script(&browser_dir, "agents.mjs", &args, Duration::from_secs(120)).await;
         let shot = shots.path().join("dashboard-activity.png");
         assert!(shot.metadata().map(|m| m.len() > 1000).unwrap_or(false));
         if let Ok(dir) = std::env::var("DROVER_SCREENSHOTS") {

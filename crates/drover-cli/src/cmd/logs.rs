@@ -205,7 +205,10 @@ pub(crate) async fn follow(follower: &mut Follower<'_>, printer: &Printer) -> an
                 "drover: {agent}: records {from}..{to} could not be stored (the disk was full) \
                  and are lost"
             ),
-            FollowEvent::Gap { .. } | FollowEvent::Exit(_) => {}
+            // An ended agent prints nothing more: its renderer goes, so an open follow holds
+            // renderers for the agents still running only.
+            FollowEvent::Exit(info) => printer.forget(info.id),
+            FollowEvent::Gap { .. } => {}
         }
     }
     Ok(())
@@ -346,6 +349,13 @@ impl Printer {
                 line_start: true,
             },
         );
+    }
+
+    /// Drop `id`'s transcript renderer (the agent ended).
+    pub(crate) fn forget(&self, id: AgentId) {
+        if let Some(pretty) = &self.pretty {
+            pretty.borrow_mut().remove(&id);
+        }
     }
 
     fn at_line_start(&self, id: AgentId) -> bool {

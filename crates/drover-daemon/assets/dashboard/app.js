@@ -9,6 +9,8 @@ const $ = (id) => document.getElementById(id);
 // Lines an agent pane keeps in memory; beyond, the oldest go (the log stays in the daemon).
 const MAX_LINES = 1_000_000;
 const TRIM = 10_000;
+// Longest line the transcript assembles from pieces (the parsers' `MAX_LINE`).
+const MAX_PARTIAL = 4 * 1024 * 1024;
 // Height of one log line in pixels (the stylesheet's `--line`); the view renders only the
 // lines in sight, so a million lines scroll like a hundred.
 const LINE = 18;
@@ -359,6 +361,11 @@ function follow(pane, id, prefix) {
     }
     if (record.partial) {
       partial += text;
+      // As the parsers do: a line past 4 MiB is shown as it is, in pieces, not kept whole.
+      if (partial.length > MAX_PARTIAL) {
+        pane.tlines.push({ seq: record.seq, ts: record.ts, stream: "stdout", text: partial, prefix });
+        partial = "";
+      }
       return;
     }
     const whole = partial + text;

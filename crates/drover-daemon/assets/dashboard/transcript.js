@@ -112,6 +112,12 @@ function codex(v, out) {
   }
 }
 
+function flushOpen(state) {
+  const open = state.open;
+  state.open = undefined;
+  return text(open);
+}
+
 function gemini(v, out, state) {
   switch (v.type) {
     case "init":
@@ -120,8 +126,10 @@ function gemini(v, out, state) {
     case "message":
       if (v.role === "assistant") {
         // Streamed in pieces: one transcript line grows until something else comes.
+        // Bounded like the log's lines: a reply past 64 KiB goes out and a new one starts.
         if (state.open !== undefined) state.open += v.content ?? "";
         else state.open = v.content ?? "";
+        if (state.open.length > 65_536) out.push(...flushOpen(state));
         return true;
       }
       out.push(`> ${shorten(v.content)}`);
@@ -196,12 +204,7 @@ const FORMATS = {
 export function transcriptOf(parser) {
   const format = FORMATS[parser];
   const state = {};
-  const flush = () => {
-    if (state.open === undefined) return [];
-    const open = state.open;
-    state.open = undefined;
-    return text(open);
-  };
+  const flush = () => (state.open === undefined ? [] : flushOpen(state));
   return {
     line(raw) {
       if (!format) return null;
