@@ -100,7 +100,13 @@ try {
   }
   await page.screenshot({ path: `${shots}/dashboard-activity.png` });
   await page.uncheck("#transcript");
-  assert.ok((await lines())[0].startsWith('{"type":"system"'), "the raw log is back");
+  // The view re-renders on the next animation frame: wait for it, then check the whole log.
+  await page.locator("#log-lines div").first().filter({ hasText: /^\{"type":"system"/ })
+    .waitFor({ timeout: TIMEOUT });
+  const raw = await lines();
+  assert.equal(raw.length, 6, `the raw log is back: ${JSON.stringify(raw)}`);
+  assert.equal(raw[5], "— exited code 0 —");
+  assert.ok(raw[0].startsWith('{"type":"system"'), "the raw log starts with claude's system line");
   console.log("ok: the pane shows the activity and the transcript");
 
   // Continue the session.
