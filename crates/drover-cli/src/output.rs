@@ -38,7 +38,10 @@ pub(crate) fn state(state: AgentState, colour: bool) -> String {
     }
     let code = match state {
         AgentState::Running => "32",
-        AgentState::Paused | AgentState::Stopping | AgentState::Starting => "33",
+        AgentState::Paused
+        | AgentState::Stopping
+        | AgentState::Starting
+        | AgentState::Restarting => "33",
         AgentState::Exited => "36",
         AgentState::Killed | AgentState::FailedToStart | AgentState::Lost => "31",
     };
@@ -86,18 +89,26 @@ pub(crate) fn label(agent: &AgentInfo) -> String {
     agent.name.clone().unwrap_or_else(|| agent.id.handle())
 }
 
-/// How an agent ended, or how long it has run.
+/// How an agent ended (restarting: how its last run ended, and when the next starts), or how
+/// long it has run.
 pub(crate) fn status_detail(agent: &AgentInfo) -> String {
     let status = &agent.status;
-    if let Some(code) = status.exit_code() {
-        return format!("code {code}");
-    }
-    if let Some(signal) = status.signal() {
-        let name = signal_name(signal);
-        if is_timeout(agent, signal) {
-            return format!("timed out ({name})");
+    let ended = if let Some(code) = status.exit_code() {
+        Some(format!("code {code}"))
+    } else {
+        status
+            .signal()
+            .map(|signal| format!("signal {}", signal_name(signal)))
+    };
+    if let Some(ended) = ended {
+        if let Some(at) = status.restart_at() {
+            let wait = duration((at - drover_proto::now_ns()).max(0));
+            return format!("{ended}, restarts in {wait}");
         }
-        return format!("signal {name}");
+        if agent.timed_out {
+            return format!("timed out ({ended})");
+        }
+        return ended;
     }
     if let Some(error) = status.error() {
         return error.to_owned();
@@ -106,20 +117,6 @@ pub(crate) fn status_detail(agent: &AgentInfo) -> String {
         (Some(start), None) => format!("up {}", duration(drover_proto::now_ns() - start)),
         _ => String::new(),
     }
-}
-
-/// Whether a signal death was the agent's `timeout_ms` stopping it: it ran at least that long
-/// and died of the stop's SIGTERM or SIGKILL. (Inferred: the status has no reason field.)
-fn is_timeout(agent: &AgentInfo, signal: i32) -> bool {
-    let (Some(limit), Some(start), Some(end)) = (
-        agent.spec.timeout_ms,
-        agent.status.started_at(),
-        agent.status.ended_at(),
-    ) else {
-        return false;
-    };
-    let limit_ns = i64::try_from(limit).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;
-    matches!(signal, 9 | 15) && end - start >= limit_ns
 }
 
 /// Linux signal names by number (without `SIG`), for display.

@@ -1,8 +1,8 @@
 //! One live agent: its supervisor handle and the observer that turns what the supervisor sees
 //! into stored records, registry updates and events.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use drover_agent::{Ending, Tracker, Update};
 use drover_proto::{
@@ -18,17 +18,22 @@ use crate::daemon::Shared;
 /// A live agent as the daemon holds it.
 #[derive(Debug)]
 pub(crate) struct LiveAgent {
-    /// Set right after the supervisor starts the process (`set_handle`).
-    handle: OnceLock<Handle>,
+    /// The current run's handle, set right after the supervisor starts its process
+    /// (`set_handle`); replaced when the restart policy starts the next run.
+    handle: Mutex<Option<Handle>>,
     handle_set: tokio::sync::Notify,
+    /// While a restart waits for its time: sending cancels it (the agent then ends as its last
+    /// run did). Taken by whoever acts first, the waiting restart or a `stop`/`kill`.
+    pub(crate) restart: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     /// The agent as last recorded; lookups of a live agent read it.
     pub(crate) info: watch::Receiver<AgentInfo>,
     /// Turns true once the agent's end is fully recorded (registry, exit event, log closed,
     /// live slot freed); `wait` watches it.
     pub(crate) ended: watch::Receiver<bool>,
-    /// A client asked for the agent's end (`kill`, a signal): shared with its observer, so an
-    /// end by signal is told from a crash.
-    end_asked: Arc<std::sync::atomic::AtomicBool>,
+    /// A client asked for the agent's end (`stop`, `kill`, a signal): shared with its
+    /// observer, so an end by signal is told from a crash, a stop from a timeout, and neither
+    /// restarts the agent.
+    end_asked: Arc<AtomicBool>,
 }
 
 impl LiveAgent {
@@ -39,13 +44,32 @@ impl LiveAgent {
 
     /// The handle, if the process was started.
     pub(crate) fn handle(&self) -> Option<Handle> {
-        self.handle.get().cloned()
+        self.handle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Record the handle once the supervisor has started the process, and wake whoever waits.
     pub(crate) fn set_handle(&self, handle: Handle) {
-        let _ = self.handle.set(handle);
+        *self.handle.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         self.handle_set.notify_waiters();
+    }
+
+    /// Forget the last run's handle while the next run starts.
+    pub(crate) fn clear_handle(&self) {
+        *self.handle.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Cancel a restart that waits for its time; false when none waits (it already started
+    /// the next run, or there was none).
+    pub(crate) fn cancel_restart(&self) -> bool {
+        let waiting = self
+            .restart
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        waiting.is_some_and(|cancel| cancel.send(()).is_ok())
     }
 
     /// The handle; for an agent registered by a spawn that is still starting its process, once
@@ -55,11 +79,11 @@ impl LiveAgent {
         tokio::pin!(set);
         // Registered before looking, so a `set_handle` in between still wakes us.
         set.as_mut().enable();
-        if let Some(handle) = self.handle.get() {
-            return Some(handle.clone());
+        if let Some(handle) = self.handle() {
+            return Some(handle);
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), set).await;
-        self.handle.get().cloned()
+        self.handle()
     }
 }
 
@@ -80,8 +104,14 @@ pub(crate) struct AgentObserver {
     reader: Option<Mutex<Reader>>,
     // This observer, for handing it to the reader thread.
     me: Weak<AgentObserver>,
-    // Shared with the live agent: a client asked for the end.
-    end_asked: Arc<std::sync::atomic::AtomicBool>,
+    // Shared with the live agent: a client asked for the end. Cleared for each new run.
+    end_asked: Arc<AtomicBool>,
+    // The current run is stopping and nobody asked: its `timeout_ms` stops it.
+    timing_out: AtomicBool,
+    // The next status of a run the restart policy started is announced as `restarted`.
+    announce_restart: AtomicBool,
+    // Runs in a row that ended sooner than the restart policy's `reset_after_ms`.
+    pub(crate) quick_runs: AtomicU32,
 }
 
 /// An agent's parser and the activity last recorded in the registry.
@@ -159,10 +189,13 @@ impl AgentObserver {
         let reader = tracker.map(|tracker| Mutex::new(Reader::new(tracker, info.activity.clone())));
         let (watch, receiver) = watch::channel(info.clone());
         let (ended, ended_receiver) = watch::channel(false);
-        let end_asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let end_asked = Arc::new(AtomicBool::new(false));
         let observer = Arc::new_cyclic(|me| AgentObserver {
             me: me.clone(),
             end_asked: Arc::clone(&end_asked),
+            timing_out: AtomicBool::new(false),
+            announce_restart: AtomicBool::new(false),
+            quick_runs: AtomicU32::new(0),
             id: info.id,
             shared: Arc::downgrade(shared),
             info: Mutex::new(info),
@@ -172,8 +205,9 @@ impl AgentObserver {
             reader,
         });
         let live = LiveAgent {
-            handle: OnceLock::new(),
+            handle: Mutex::new(None),
             handle_set: tokio::sync::Notify::new(),
+            restart: Mutex::new(None),
             info: receiver,
             ended: ended_receiver,
             end_asked,
@@ -486,8 +520,20 @@ impl Observer for AgentObserver {
             return;
         };
         let status = convert_status(status);
-        let terminal = status.state().is_terminal();
-        if terminal && self.reader.is_some() {
+        if status.state() == drover_proto::AgentState::Stopping
+            && !self.end_asked.load(Ordering::SeqCst)
+            && !shared.shutting_down.load(Ordering::SeqCst)
+        {
+            // Nobody asked and the daemon is not shutting down: the run's `timeout_ms`.
+            self.timing_out.store(true, Ordering::SeqCst);
+        }
+        let run_ended = status.state().is_terminal();
+        let restart = if run_ended {
+            self.restart_delay(&shared, &status)
+        } else {
+            None
+        };
+        if run_ended && self.reader.is_some() {
             // The activity's last word comes before the exit (whoever sees the exit finds it),
             // once the reader has read every line; not under this agent's lock, which the
             // reader takes.
@@ -501,7 +547,7 @@ impl Observer for AgentObserver {
             lock(&self.backlog).paused = false;
         }
         let mut dropped = None;
-        if terminal {
+        if run_ended {
             // Every record came before this call; whatever the store still refuses is lost,
             // and said so where clients look: a `log_dropped` event, the range in reads and
             // follows of the log, and the `records_dropped` counter.
@@ -528,11 +574,18 @@ impl Observer for AgentObserver {
             }
             account(&shared, before, 0);
         }
+        let timed_out = run_ended && self.timing_out.load(Ordering::SeqCst);
+        let status = match restart {
+            Some(delay) => restarting(&status, delay),
+            None => status,
+        };
+        let terminal = status.state().is_terminal();
         let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
         if info.status == status {
             return;
         }
         info.status = status;
+        info.timed_out |= timed_out;
         // Order matters: whoever hears of the event and asks must find the new state (lookups
         // of a live agent read the watch, so it changes before the event), and a `wait` returns
         // only once the end is fully recorded: exit event out (or waiting for a full registry,
@@ -546,20 +599,155 @@ impl Observer for AgentObserver {
                 Some(range),
             );
         }
-        let change = Change::Status(self.id, info.status.clone());
+        let change = Change::Status(self.id, info.status.clone(), info.runs());
         if !terminal {
-            shared.events.record(change, EventKind::State, &info, None);
+            // The first status of a run the restart policy started (past `starting`) says so.
+            let announce = info.state() != drover_proto::AgentState::Starting
+                && self.announce_restart.swap(false, Ordering::SeqCst);
+            let kind = if announce {
+                EventKind::Restarted
+            } else {
+                EventKind::State
+            };
+            shared.events.record(change, kind, &info, None);
+            if let Some(at) = info.status.restart_at() {
+                drop(info);
+                if let Some(me) = self.me.upgrade() {
+                    crate::restarting::schedule(&shared, me, at);
+                }
+            }
             return;
         }
+        self.announce_restart.store(false, Ordering::SeqCst);
+        self.finish(&shared, &info, change);
+    }
+}
+
+/// The status of an agent whose run ended with `ended` and restarts after `delay`.
+fn restarting(ended: &AgentStatus, delay: std::time::Duration) -> AgentStatus {
+    let now = drover_proto::now_ns();
+    let ended_at = ended.ended_at().unwrap_or(now);
+    AgentStatus::Restarting {
+        code: ended.exit_code(),
+        signal: ended.signal(),
+        started_at: ended.started_at().unwrap_or(ended_at),
+        ended_at,
+        restart_at: now.saturating_add(i64::try_from(delay.as_nanos()).unwrap_or(i64::MAX)),
+    }
+}
+
+impl AgentObserver {
+    /// The agent's end is recorded with `change`: its terminal event, its log closed, its live
+    /// slot freed, and whoever waits for it woken.
+    fn finish(&self, shared: &Shared, info: &AgentInfo, change: Change) {
         let kind = if info.state() == drover_proto::AgentState::Lost {
             EventKind::Lost
         } else {
             EventKind::Exit
         };
-        shared.events.record(change, kind, &info, None);
+        shared.events.record(change, kind, info, None);
         shared.store.close_log(self.id);
         shared.forget(self.id);
         shared.agent_ended.notify_one();
         self.ended.send_replace(true);
+    }
+
+    /// How long to wait before the next run, when the restart policy restarts the agent after
+    /// its run ended with `status`; `None` when this end is the agent's end.
+    fn restart_delay(&self, shared: &Shared, status: &AgentStatus) -> Option<std::time::Duration> {
+        let (policy, restarts) = {
+            let info = self.watch.borrow();
+            (info.spec.restart.clone()?, info.restarts)
+        };
+        // Asked for (a stop, a kill, a signal), a timeout, or the daemon going away.
+        if self.end_asked.load(Ordering::SeqCst)
+            || self.timing_out.load(Ordering::SeqCst)
+            || shared.shutting_down.load(Ordering::SeqCst)
+        {
+            return None;
+        }
+        let failed = match status {
+            AgentStatus::Exited { code, .. } => *code != 0,
+            AgentStatus::Killed { .. } => true,
+            // Not started (the spec cannot run) or lost: nothing a restart mends.
+            _ => return None,
+        };
+        let wanted = match policy.policy {
+            drover_proto::RestartPolicy::Never => false,
+            drover_proto::RestartPolicy::OnFailure => failed,
+            drover_proto::RestartPolicy::Always => true,
+        };
+        if !wanted || policy.max_restarts.is_some_and(|most| restarts >= most) {
+            return None;
+        }
+        let lasted_ns = status
+            .ended_at()
+            .zip(status.started_at())
+            .map_or(0, |(end, start)| end.saturating_sub(start));
+        let stable =
+            lasted_ns / 1_000_000 >= i64::try_from(policy.reset_after_ms).unwrap_or(i64::MAX);
+        let quick = if stable {
+            self.quick_runs.store(1, Ordering::SeqCst);
+            1
+        } else {
+            self.quick_runs.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        Some(std::time::Duration::from_millis(policy.delay_ms(quick)))
+    }
+
+    /// The agent's id.
+    pub(crate) fn id(&self) -> AgentId {
+        self.id
+    }
+
+    /// The restart policy starts the next run: count it, forget what the last run's client
+    /// asked, and read the new run's output afresh.
+    pub(crate) fn new_run(&self, tracker: Option<Tracker>) -> u32 {
+        self.end_asked.store(false, Ordering::SeqCst);
+        self.timing_out.store(false, Ordering::SeqCst);
+        self.announce_restart.store(true, Ordering::SeqCst);
+        let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
+        info.restarts = info.restarts.saturating_add(1);
+        if let (Some(reader), Some(tracker)) = (&self.reader, tracker) {
+            let mut reader = lock_reader(reader);
+            info.activity = Some(tracker.activity().clone());
+            *reader = Reader::new(tracker, reader.recorded.clone());
+        }
+        self.watch.send_replace(info.clone());
+        info.restarts + 1
+    }
+
+    /// A restart that waited was cancelled (`stop`, `kill`, the daemon stopping its agents):
+    /// the agent ends as its last run did.
+    pub(crate) fn end_restarting(&self) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
+        let AgentStatus::Restarting {
+            code,
+            signal,
+            started_at,
+            ended_at,
+            ..
+        } = info.status
+        else {
+            return;
+        };
+        info.status = match (code, signal) {
+            (_, Some(signal)) => AgentStatus::Killed {
+                signal,
+                started_at,
+                ended_at,
+            },
+            (code, None) => AgentStatus::Exited {
+                code: code.unwrap_or(0),
+                started_at,
+                ended_at,
+            },
+        };
+        self.watch.send_replace(info.clone());
+        let change = Change::Status(self.id, info.status.clone(), info.runs());
+        self.finish(&shared, &info, change);
     }
 }

@@ -266,6 +266,12 @@ async fn stop_all(shared: &Arc<Shared>) {
     let mut waits = Vec::new();
     for agent in agents {
         waits.push(tokio::spawn(async move {
+            // Waiting to restart: it ends as its last run did.
+            if agent.cancel_restart() {
+                let mut ended = agent.ended.clone();
+                let _ = ended.wait_for(|ended| *ended).await;
+                return;
+            }
             // An agent registered just before shutdown gets its handle a moment later.
             let Some(handle) = agent.handle_when_started().await else {
                 return;

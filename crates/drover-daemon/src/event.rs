@@ -226,5 +226,6 @@ fn draft(kind: EventKind, agent: &AgentInfo, dropped: Option<SeqRange>) -> Event
         activity: (kind == EventKind::Activity)
             .then(|| agent.activity.clone())
             .flatten(),
+        run: agent.restarts.saturating_add(1),
     }
 }

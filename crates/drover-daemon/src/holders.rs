@@ -16,6 +16,25 @@ use crate::{Config, DaemonError};
 /// The directory under the state directory where each holder has its own directory.
 pub(crate) const HOLDERS_DIR: &str = "holders";
 
+/// The directory name of the holder of an agent's run: its id for the first run, and
+/// `<id>.<run>` for the runs its restart policy starts (a new holder each, while the last
+/// run's holder may still be going away).
+pub(crate) fn holder_name(id: AgentId, run: u32) -> String {
+    if run <= 1 {
+        id.to_string()
+    } else {
+        format!("{id}.{run}")
+    }
+}
+
+/// The agent a holder directory's name belongs to, and its run.
+pub(crate) fn parse_holder_name(name: &str) -> Option<(AgentId, u32)> {
+    match name.split_once('.') {
+        None => Some((name.parse().ok()?, 1)),
+        Some((id, run)) => Some((id.parse().ok()?, run.parse().ok().filter(|r| *r > 1)?)),
+    }
+}
+
 /// How this daemon starts agents.
 #[derive(Debug)]
 pub(crate) struct Holders {
@@ -50,10 +69,11 @@ impl Holders {
         &self.root
     }
 
-    /// Starts an agent, numbering its records from `first_seq`.
+    /// Starts run `run` of an agent, numbering its records from `first_seq`.
     pub(crate) async fn spawn(
         &self,
         id: AgentId,
+        run: u32,
         command: Command,
         config: SupervisorConfig,
         observer: Arc<dyn Observer>,
@@ -63,7 +83,7 @@ impl Holders {
             Some(launcher) => {
                 drover_supervisor::spawn_held(
                     launcher,
-                    &id.to_string(),
+                    &holder_name(id, run),
                     command,
                     config,
                     observer,

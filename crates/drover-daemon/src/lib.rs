@@ -31,6 +31,7 @@ mod placeholder;
 mod publish;
 mod reading;
 mod restart;
+mod restarting;
 mod retention;
 pub mod tls;
 pub mod token;

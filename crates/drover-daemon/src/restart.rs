@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use drover_proto::{AgentId, AgentInfo, AgentState, AgentStatus, EventKind};
+use drover_proto::{AgentInfo, AgentState, AgentStatus, EventKind};
 use drover_store::Change;
 use drover_supervisor::{AttachError, Status};
 
@@ -22,7 +22,7 @@ pub(crate) fn repair_histories(shared: &Shared) -> Result<(), DaemonError> {
             status: AgentStatus::Starting,
             ..agent.clone()
         };
-        let change = Change::Status(agent.id, agent.status.clone());
+        let change = Change::Status(agent.id, agent.status.clone(), agent.runs());
         shared.events.commit(change, EventKind::Spawned, &spawned)?;
         tracing::warn!(agent = %agent.id, "repaired a history without `spawned`");
     }
@@ -33,7 +33,7 @@ pub(crate) fn repair_histories(shared: &Shared) -> Result<(), DaemonError> {
         } else {
             EventKind::Exit
         };
-        let change = Change::Status(agent.id, agent.status.clone());
+        let change = Change::Status(agent.id, agent.status.clone(), agent.runs());
         shared.events.commit(change, kind, &agent)?;
         tracing::warn!(agent = %agent.id, "repaired a history without its terminal event");
     }
@@ -63,10 +63,17 @@ pub(crate) async fn reattach(shared: &Arc<Shared>) -> Result<(), DaemonError> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(agent.id, Arc::clone(&live));
+        if let Some(at) = agent.status.restart_at() {
+            // Waiting to restart when the last daemon went: no holder runs it; the restart
+            // goes ahead as scheduled.
+            crate::restarting::schedule(shared, observer, at);
+            attached += 1;
+            continue;
+        }
         let last_known = supervisor_status(&agent.status);
         let root = shared.holders.root().to_path_buf();
         attaching.push(async move {
-            let id = agent.id.to_string();
+            let id = crate::holders::holder_name(agent.id, agent.restarts.saturating_add(1));
             let result = if shared.holders.is_held() {
                 drover_supervisor::attach(&root, &id, observer, resume, last_known).await
             } else {
@@ -141,7 +148,7 @@ fn mark_lost(shared: &Shared, mut agent: AgentInfo, error: String) -> Result<(),
         ended_at: drover_proto::now_ns(),
         error: Some(error),
     };
-    let change = Change::Status(agent.id, agent.status.clone());
+    let change = Change::Status(agent.id, agent.status.clone(), agent.runs());
     shared.events.commit(change, EventKind::Lost, &agent)?;
     shared.store.close_log(agent.id);
     Ok(())
@@ -157,12 +164,13 @@ async fn release_stale(shared: &Arc<Shared>) {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        let live = name
-            .parse::<AgentId>()
-            .ok()
-            .and_then(|id| shared.live(id))
-            .is_some();
-        if live {
+        // The holder of a live agent's current run stays.
+        let current = crate::holders::parse_holder_name(&name).is_some_and(|(id, run)| {
+            shared
+                .live(id)
+                .is_some_and(|live| live.info.borrow().restarts.saturating_add(1) == run)
+        });
+        if current {
             continue;
         }
         if !drover_supervisor::release(shared.holders.root(), &name).await {

@@ -22,6 +22,8 @@ fn agent(status: AgentStatus, created_at: i64) -> AgentInfo {
             ..AgentSpec::default()
         },
         activity: None,
+        restarts: 0,
+        timed_out: false,
     }
 }
 
@@ -36,6 +38,7 @@ fn event(seq: u64, info: &AgentInfo, kind: EventKind, status: AgentStatus) -> Ev
         signal: None,
         dropped: None,
         activity: None,
+        run: 1,
     }
 }
 

@@ -18,6 +18,8 @@ pub enum AgentState {
     Paused,
     /// SIGTERM was sent; SIGKILL follows when the grace ends.
     Stopping,
+    /// A run ended and the spec's restart policy starts the next one at `restart_at`.
+    Restarting,
     /// The process exited by itself with a code (terminal).
     Exited,
     /// The process was ended by a signal (terminal).
@@ -30,11 +32,12 @@ pub enum AgentState {
 
 impl AgentState {
     /// Every state, in lifecycle order.
-    pub const ALL: [AgentState; 8] = [
+    pub const ALL: [AgentState; 9] = [
         AgentState::Starting,
         AgentState::Running,
         AgentState::Paused,
         AgentState::Stopping,
+        AgentState::Restarting,
         AgentState::Exited,
         AgentState::Killed,
         AgentState::FailedToStart,
@@ -48,6 +51,7 @@ impl AgentState {
             AgentState::Running => "running",
             AgentState::Paused => "paused",
             AgentState::Stopping => "stopping",
+            AgentState::Restarting => "restarting",
             AgentState::Exited => "exited",
             AgentState::Killed => "killed",
             AgentState::FailedToStart => "failed_to_start",
@@ -94,6 +98,20 @@ pub enum AgentStatus {
         pid: u32,
         /// When it started.
         started_at: i64,
+    },
+    /// A run ended (by itself: an exit code, or a signal nobody asked for) and the restart
+    /// policy starts the next one.
+    Restarting {
+        /// The ended run's exit code, if it exited.
+        code: Option<i32>,
+        /// The signal that ended it, if one did.
+        signal: Option<i32>,
+        /// When the ended run started.
+        started_at: i64,
+        /// When it was reaped.
+        ended_at: i64,
+        /// When the next run starts.
+        restart_at: i64,
     },
     /// Exited by itself.
     Exited {
@@ -142,6 +160,7 @@ impl AgentStatus {
             AgentStatus::Running { .. } => AgentState::Running,
             AgentStatus::Paused { .. } => AgentState::Paused,
             AgentStatus::Stopping { .. } => AgentState::Stopping,
+            AgentStatus::Restarting { .. } => AgentState::Restarting,
             AgentStatus::Exited { .. } => AgentState::Exited,
             AgentStatus::Killed { .. } => AgentState::Killed,
             AgentStatus::FailedToStart { .. } => AgentState::FailedToStart,
@@ -166,6 +185,7 @@ impl AgentStatus {
             AgentStatus::Running { started_at, .. }
             | AgentStatus::Paused { started_at, .. }
             | AgentStatus::Stopping { started_at, .. }
+            | AgentStatus::Restarting { started_at, .. }
             | AgentStatus::Exited { started_at, .. }
             | AgentStatus::Killed { started_at, .. } => Some(*started_at),
             AgentStatus::Lost { started_at, .. } => *started_at,
@@ -173,10 +193,11 @@ impl AgentStatus {
         }
     }
 
-    /// When the agent reached its terminal state.
+    /// When the agent reached its terminal state (restarting: when its last run ended).
     pub fn ended_at(&self) -> Option<i64> {
         match self {
-            AgentStatus::Exited { ended_at, .. }
+            AgentStatus::Restarting { ended_at, .. }
+            | AgentStatus::Exited { ended_at, .. }
             | AgentStatus::Killed { ended_at, .. }
             | AgentStatus::FailedToStart { ended_at, .. }
             | AgentStatus::Lost { ended_at, .. } => Some(*ended_at),
@@ -184,18 +205,28 @@ impl AgentStatus {
         }
     }
 
-    /// The exit code, once exited.
+    /// The exit code, once exited (restarting: the last run's, if it exited).
     pub fn exit_code(&self) -> Option<i32> {
         match self {
             AgentStatus::Exited { code, .. } => Some(*code),
+            AgentStatus::Restarting { code, .. } => *code,
             _ => None,
         }
     }
 
-    /// The signal, once killed.
+    /// The signal, once killed (restarting: the one that ended the last run, if any).
     pub fn signal(&self) -> Option<i32> {
         match self {
             AgentStatus::Killed { signal, .. } => Some(*signal),
+            AgentStatus::Restarting { signal, .. } => *signal,
+            _ => None,
+        }
+    }
+
+    /// When the next run starts, while restarting.
+    pub fn restart_at(&self) -> Option<i64> {
+        match self {
+            AgentStatus::Restarting { restart_at, .. } => Some(*restart_at),
             _ => None,
         }
     }
@@ -213,8 +244,9 @@ impl AgentStatus {
 /// One agent, as every reply and the registry carry it. On the wire it is one flat map:
 /// `id`, `name`, `backend`, `state`, `pid`, `created_at`, `started_at`, `ended_at`, `exit_code`,
 /// `signal`, `error`, `labels`, `spec` (`spec` is left out when it is the default: a `list`
-/// that did not ask for specs), `activity` (agents whose backend has a parser) and `parent`
-/// (agents started by `continue`).
+/// that did not ask for specs), `activity` (agents whose backend has a parser), `parent`
+/// (agents started by `continue`), `restart_at` (restarting), `restarts` (left out when 0) and
+/// `timed_out` (left out when false).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "AgentInfoWire", try_from = "AgentInfoWire")]
 pub struct AgentInfo {
@@ -235,6 +267,10 @@ pub struct AgentInfo {
     /// What the agent is doing, read from its output by its backend's parser; `None` for
     /// backends without one.
     pub activity: Option<Activity>,
+    /// How many times its restart policy started it again (its run number is this plus one).
+    pub restarts: u32,
+    /// Its end was its `timeout_ms` stopping it, not a client or the agent itself.
+    pub timed_out: bool,
 }
 
 impl AgentInfo {
@@ -242,6 +278,29 @@ impl AgentInfo {
     pub fn state(&self) -> AgentState {
         self.status.state()
     }
+
+    /// What its runs add to its status.
+    pub fn runs(&self) -> Runs {
+        Runs {
+            restarts: self.restarts,
+            timed_out: self.timed_out,
+        }
+    }
+
+    /// Take what a status change says of its runs.
+    pub fn set_runs(&mut self, runs: Runs) {
+        self.restarts = runs.restarts;
+        self.timed_out = runs.timed_out;
+    }
+}
+
+/// What an agent's runs add to its status; recorded with each status change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Runs {
+    /// Restarts so far (see [`AgentInfo::restarts`]).
+    pub restarts: u32,
+    /// The end was the agent's timeout (see [`AgentInfo::timed_out`]).
+    pub timed_out: bool,
 }
 
 /// The flat wire layout of [`AgentInfo`].
@@ -278,6 +337,20 @@ struct AgentInfoWire {
     /// A copy of `spec.parent`, kept when the spec is left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parent: Option<AgentId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restart_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    restarts: u32,
+    #[serde(default, skip_serializing_if = "is_false")]
+    timed_out: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl From<AgentInfo> for AgentInfoWire {
@@ -294,6 +367,9 @@ impl From<AgentInfo> for AgentInfoWire {
             exit_code: info.status.exit_code(),
             signal: info.status.signal(),
             error: info.status.error().map(str::to_owned),
+            restart_at: info.status.restart_at(),
+            restarts: info.restarts,
+            timed_out: info.timed_out,
             labels: info.labels,
             parent: info.spec.parent,
             spec: (info.spec != AgentSpec::default()).then_some(info.spec),
@@ -318,6 +394,13 @@ impl TryFrom<AgentInfoWire> for AgentInfo {
                     _ => AgentStatus::Stopping { pid, started_at },
                 }
             }
+            AgentState::Restarting => AgentStatus::Restarting {
+                code: wire.exit_code,
+                signal: wire.signal,
+                started_at: wire.started_at.ok_or_else(|| missing("started_at"))?,
+                ended_at: wire.ended_at.ok_or_else(|| missing("ended_at"))?,
+                restart_at: wire.restart_at.ok_or_else(|| missing("restart_at"))?,
+            },
             AgentState::Exited => AgentStatus::Exited {
                 code: wire.exit_code.ok_or_else(|| missing("exit_code"))?,
                 started_at: wire.started_at.ok_or_else(|| missing("started_at"))?,
@@ -348,6 +431,8 @@ impl TryFrom<AgentInfoWire> for AgentInfo {
             labels: wire.labels,
             spec: wire.spec.unwrap_or_default(),
             activity: wire.activity,
+            restarts: wire.restarts,
+            timed_out: wire.timed_out,
         })
     }
 }

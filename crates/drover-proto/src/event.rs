@@ -24,6 +24,9 @@ pub enum EventKind {
     /// What the agent is doing changed: its phase, its attention or its final result
     /// (`activity` carries the whole activity; not sent per token).
     Activity,
+    /// The restart policy started the agent's next run (`run` says which; its records go on
+    /// from the next `seq`).
+    Restarted,
 }
 
 impl EventKind {
@@ -37,6 +40,7 @@ impl EventKind {
             EventKind::Removed => "removed",
             EventKind::LogDropped => "log_dropped",
             EventKind::Activity => "activity",
+            EventKind::Restarted => "restarted",
         }
     }
 }
@@ -67,6 +71,18 @@ pub struct Event {
     /// On `activity`: the agent's activity after the change (absent from every other kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity: Option<Activity>,
+    /// The agent's run the event belongs to: 1 for the first, one more for each restart.
+    /// Left out of the encoding when 1.
+    #[serde(default = "first_run", skip_serializing_if = "is_first_run")]
+    pub run: u32,
+}
+
+fn first_run() -> u32 {
+    1
+}
+
+fn is_first_run(run: &u32) -> bool {
+    *run == 1
 }
 
 /// An inclusive range of record seqs: `from..=to`.

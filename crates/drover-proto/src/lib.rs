@@ -25,7 +25,7 @@ pub mod time;
 pub mod topic;
 
 pub use activity::{Activity, Attention, AttentionReason, Phase, Tokens, ToolCall, Usd};
-pub use agent::{AgentInfo, AgentState, AgentStatus};
+pub use agent::{AgentInfo, AgentState, AgentStatus, Runs};
 pub use codec::{
     decode, decode_reply, decode_request, encode, encode_reply, encode_request, request_from_value,
     ReplyBody, RequestEnvelope, RequestError,
@@ -36,7 +36,7 @@ pub use id::{AgentId, DaemonId, EventSeq, Seq, HANDLE_LEN};
 pub use op::{Op, Request};
 pub use record::{Record, RecordBatch, StreamKind};
 pub use role::Role;
-pub use spec::{AgentSpec, StdinMode};
+pub use spec::{AgentSpec, Restart, RestartPolicy, StdinMode};
 
 /// Protocol version spoken by this crate; sent as `"v"` in every envelope.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -60,6 +60,76 @@ pub struct AgentSpec {
     /// encoding when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<AgentId>,
+    /// Whether the agent is started again when its process ends; never when absent. Left out
+    /// of the encoding when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<Restart>,
+}
+
+/// Which ends of a run start the next one. An end a client asked for (`stop`, `kill`, a
+/// `signal` that ends it, removal) or a `timeout_ms` never restarts the agent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never: the first end is the agent's end.
+    #[default]
+    Never,
+    /// After a non-zero exit code or a signal nobody asked for (a crash).
+    OnFailure,
+    /// After any end nobody asked for, exit code 0 included.
+    Always,
+}
+
+impl RestartPolicy {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Never => "never",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+}
+
+/// A spec's restart policy. The wait before restart `n` (counting from 1 since the last run
+/// that lasted `reset_after_ms`) is `backoff_ms × 2^(n−1)`, at most `max_backoff_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Restart {
+    /// Which ends restart the agent.
+    pub policy: RestartPolicy,
+    /// How many restarts in all; unlimited when absent.
+    pub max_restarts: Option<u32>,
+    /// The first wait, milliseconds (default 1 000).
+    pub backoff_ms: u64,
+    /// The longest wait, milliseconds (default 60 000).
+    pub max_backoff_ms: u64,
+    /// A run that lasts this long (milliseconds, default 600 000) resets the wait to
+    /// `backoff_ms`.
+    pub reset_after_ms: u64,
+}
+
+impl Default for Restart {
+    fn default() -> Restart {
+        Restart {
+            policy: RestartPolicy::Never,
+            max_restarts: None,
+            backoff_ms: 1_000,
+            max_backoff_ms: 60_000,
+            reset_after_ms: 600_000,
+        }
+    }
+}
+
+impl Restart {
+    /// The wait before the next run, after `quick` runs in a row that each ended before
+    /// `reset_after_ms` (the one that just ended included, so at least 1).
+    pub fn delay_ms(&self, quick: u32) -> u64 {
+        let doublings = quick.saturating_sub(1).min(63);
+        self.backoff_ms
+            .saturating_mul(1u64 << doublings)
+            .min(self.max_backoff_ms)
+    }
 }
 
 impl AgentSpec {

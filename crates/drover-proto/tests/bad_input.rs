@@ -371,6 +371,7 @@ fn nested_message(arrays: usize) -> Vec<u8> {
         signal: None,
         dropped: None,
         activity: None,
+        run: 1,
     };
     let mut entries = match rmpv::decode::read_value(&mut &encode(&event).expect("encode")[..]) {
         Ok(rmpv::Value::Map(entries)) => entries,

@@ -265,6 +265,7 @@ fn published_record_batch_event_and_heartbeat() {
             signal: None,
             dropped: None,
             activity: None,
+            run: 1,
         }
     );
 

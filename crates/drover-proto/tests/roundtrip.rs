@@ -108,6 +108,11 @@ fn spec() -> impl Strategy<Value = AgentSpec> {
         (of(text()), of(text()), of(text()), string_map()),
         (of(text()), string_map(), any::<bool>()),
         (of(any::<u64>()), of(any::<u64>()), of(text())),
+        of((
+            0u8..3,
+            of(any::<u32>()),
+            (any::<u64>(), any::<u64>(), any::<u64>()),
+        )),
     )
         .prop_map(
             |(
@@ -115,6 +120,7 @@ fn spec() -> impl Strategy<Value = AgentSpec> {
                 (model, system_prompt, context, env),
                 (cwd, labels, pipe),
                 (timeout_ms, log_budget, stop_signal),
+                restart,
             )| AgentSpec {
                 name,
                 backend,
@@ -136,6 +142,19 @@ fn spec() -> impl Strategy<Value = AgentSpec> {
                 stop_signal,
                 parent: None,
                 resume: None,
+                restart: restart.map(|(policy, max_restarts, (backoff, most, reset))| {
+                    drover_proto::Restart {
+                        policy: [
+                            drover_proto::RestartPolicy::Never,
+                            drover_proto::RestartPolicy::OnFailure,
+                            drover_proto::RestartPolicy::Always,
+                        ][usize::from(policy)],
+                        max_restarts,
+                        backoff_ms: backoff,
+                        max_backoff_ms: most,
+                        reset_after_ms: reset,
+                    }
+                }),
             },
         )
 }
@@ -193,6 +212,8 @@ fn info() -> impl Strategy<Value = AgentInfo> {
                 labels,
                 spec,
                 activity,
+                restarts: 0,
+                timed_out: false,
             },
         )
 }
@@ -283,6 +304,7 @@ fn event() -> impl Strategy<Value = Event> {
                     to: Seq(event_seq.max(1)),
                 }),
                 activity: (kind == EventKind::Activity).then(drover_proto::Activity::default),
+                run: 1,
             },
         )
 }

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, Row};
 use crate::registry::Registry;
 use crate::StoreError;
 
-const KINDS: [EventKind; 7] = [
+const KINDS: [EventKind; 8] = [
     EventKind::Spawned,
     EventKind::State,
     EventKind::Exit,
@@ -15,6 +15,7 @@ const KINDS: [EventKind; 7] = [
     EventKind::Removed,
     EventKind::LogDropped,
     EventKind::Activity,
+    EventKind::Restarted,
 ];
 
 /// Insert one numbered event inside a transaction.
@@ -26,7 +27,8 @@ pub(crate) fn insert_event(conn: &Connection, event: &Event) -> Result<(), Store
         .transpose()?;
     conn.execute(
         "INSERT INTO events (event_seq, ts, agent, kind, state, exit_code, signal, \
-         dropped_from, dropped_to, activity) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         dropped_from, dropped_to, activity, run) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+         ?10, ?11)",
         params![
             event.event_seq.0 as i64,
             event.ts,
@@ -38,6 +40,7 @@ pub(crate) fn insert_event(conn: &Connection, event: &Event) -> Result<(), Store
             event.dropped.map(|r| r.from.0 as i64),
             event.dropped.map(|r| r.to.0 as i64),
             activity,
+            event.run,
         ],
     )
     .map_err(|e| StoreError::sqlite(format!("appending event {}", event.event_seq), e))?;
@@ -79,7 +82,7 @@ impl Registry {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT event_seq, ts, agent, kind, state, exit_code, signal, dropped_from, \
-                 dropped_to, activity FROM events \
+                 dropped_to, activity, run FROM events \
                  WHERE event_seq > ?1 ORDER BY event_seq LIMIT ?2",
             )
             .map_err(|e| StoreError::sqlite(ctx, e))?;
@@ -148,6 +151,7 @@ type RawEvent = (
     Option<i64>,
     Option<i64>,
     Option<String>,
+    u32,
 );
 
 fn raw_event(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
@@ -162,6 +166,7 @@ fn raw_event(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
         r.get(7)?,
         r.get(8)?,
         r.get(9)?,
+        r.get(10)?,
     ))
 }
 
@@ -171,7 +176,7 @@ trait IntoEvent {
 
 impl IntoEvent for RawEvent {
     fn into_event(self) -> Result<Event, StoreError> {
-        let (seq, ts, agent, kind, state, exit_code, signal, from, to, activity) = self;
+        let (seq, ts, agent, kind, state, exit_code, signal, from, to, activity, run) = self;
         let bad =
             |what: String| StoreError::corrupt("registry.sqlite3", format!("event {seq}: {what}"));
         Ok(Event {
@@ -198,6 +203,7 @@ impl IntoEvent for RawEvent {
                 .map(serde_json::from_str)
                 .transpose()
                 .map_err(|e| bad(format!("activity: {e}")))?,
+            run: run.max(1),
         })
     }
 }

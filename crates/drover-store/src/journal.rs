@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use drover_proto::{Activity, AgentId, AgentInfo, AgentStatus, Event, EventSeq, SeqRange};
+use drover_proto::{Activity, AgentId, AgentInfo, AgentStatus, Event, EventSeq, Runs, SeqRange};
 
 use crate::StoreError;
 
@@ -25,8 +25,8 @@ use crate::StoreError;
 pub enum Change {
     /// Record a new agent (refused if a live agent holds its name).
     Insert(Box<AgentInfo>),
-    /// Set an agent's status.
-    Status(AgentId, AgentStatus),
+    /// Set an agent's status, and what its runs add to it.
+    Status(AgentId, AgentStatus, Runs),
     /// Delete the agent's row and its whole log.
     Remove(AgentId),
     /// Records `range` of the agent's log are lost for good: remembered so reads and follows
@@ -75,11 +75,11 @@ impl Journal {
     }
 
     /// The newest queued status of each agent with one.
-    pub fn overlay(&self) -> HashMap<AgentId, AgentStatus> {
+    pub fn overlay(&self) -> HashMap<AgentId, (AgentStatus, Runs)> {
         let mut out = HashMap::new();
         for (change, _) in &self.queue {
-            if let Change::Status(id, status) = change {
-                out.insert(*id, status.clone());
+            if let Change::Status(id, status, runs) = change {
+                out.insert(*id, (status.clone(), *runs));
             }
         }
         out

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use drover_proto::{AgentId, AgentInfo, AgentState, AgentStatus, Event, Seq, SeqRange};
+use drover_proto::{AgentId, AgentInfo, AgentState, AgentStatus, Event, Runs, Seq, SeqRange};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use crate::journal::Change;
@@ -16,7 +16,7 @@ use crate::row::{json, parse_id, parse_state, raw_row, RawAgent};
 use crate::{schema, ListFilter, StoreError};
 
 const COLS: &str = "id, name, backend, state, pid, started_at, ended_at, exit_code, signal, \
-                    error, created_at, labels, spec, activity";
+                    error, created_at, labels, spec, activity, restarts, restart_at, timed_out";
 
 /// The registry database.
 #[derive(Debug)]
@@ -78,8 +78,8 @@ impl Registry {
                 Change::Insert(info) => insert_in(&tx, info)?,
                 // A row that is gone (removed behind the journal's back) is no reason to refuse
                 // the rest: a change that could never be stored would hold every later one.
-                Change::Status(id, status) => {
-                    update_in(&tx, *id, status)?;
+                Change::Status(id, status, runs) => {
+                    update_in(&tx, *id, status, *runs)?;
                 }
                 Change::Activity(id, activity) => {
                     let activity = json(activity.as_ref(), "activity")?;
@@ -164,11 +164,12 @@ fn insert_in(tx: &Connection, info: &AgentInfo) -> Result<(), StoreError> {
         }
     }
     tx.execute(
-        &format!("INSERT INTO agents ({COLS}, log_budget) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+        &format!("INSERT INTO agents ({COLS}, log_budget) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
         params![
             info.id.to_hyphenated(), info.name, info.backend, info.state().as_str(), s.pid(),
             s.started_at(), s.ended_at(), s.exit_code(), s.signal(), s.error(),
-            info.created_at, labels, spec, activity, info.spec.log_budget.map(|b| b as i64),
+            info.created_at, labels, spec, activity, info.restarts, s.restart_at(),
+            info.timed_out, info.spec.log_budget.map(|b| b as i64),
         ],
     )
     .map_err(|e| StoreError::sqlite(ctx(), e))?;
@@ -183,10 +184,16 @@ fn insert_in(tx: &Connection, info: &AgentInfo) -> Result<(), StoreError> {
 }
 
 /// Set an agent's status inside `conn`; how many rows changed (0: no such agent).
-fn update_in(conn: &Connection, id: AgentId, s: &AgentStatus) -> Result<usize, StoreError> {
+fn update_in(
+    conn: &Connection,
+    id: AgentId,
+    s: &AgentStatus,
+    runs: Runs,
+) -> Result<usize, StoreError> {
     conn.execute(
         "UPDATE agents SET state = ?2, pid = ?3, started_at = ?4, ended_at = ?5, \
-         exit_code = ?6, signal = ?7, error = ?8 WHERE id = ?1",
+         exit_code = ?6, signal = ?7, error = ?8, restarts = ?9, restart_at = ?10, \
+         timed_out = ?11 WHERE id = ?1",
         params![
             id.to_hyphenated(),
             s.state().as_str(),
@@ -196,14 +203,22 @@ fn update_in(conn: &Connection, id: AgentId, s: &AgentStatus) -> Result<usize, S
             s.exit_code(),
             s.signal(),
             s.error(),
+            runs.restarts,
+            s.restart_at(),
+            runs.timed_out,
         ],
     )
     .map_err(|e| StoreError::sqlite(format!("updating status of agent {id}"), e))
 }
 
 impl Registry {
-    pub fn update_status(&self, id: AgentId, s: &AgentStatus) -> Result<(), StoreError> {
-        let changed = update_in(&self.lock(), id, s)?;
+    pub fn update_status(
+        &self,
+        id: AgentId,
+        s: &AgentStatus,
+        runs: Runs,
+    ) -> Result<(), StoreError> {
+        let changed = update_in(&self.lock(), id, s, runs)?;
         if changed == 0 {
             return Err(StoreError::NotFound(id.to_string()));
         }

@@ -36,6 +36,9 @@ pub struct RawAgent {
     labels: String,
     spec: String,
     activity: Option<String>,
+    restarts: u32,
+    restart_at: Option<i64>,
+    timed_out: bool,
 }
 
 pub fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawAgent> {
@@ -54,6 +57,9 @@ pub fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawAgent> {
         labels: r.get(11)?,
         spec: r.get(12)?,
         activity: r.get(13)?,
+        restarts: r.get(14)?,
+        restart_at: r.get(15)?,
+        timed_out: r.get(16)?,
     })
 }
 
@@ -78,6 +84,13 @@ impl RawAgent {
             AgentState::Stopping => AgentStatus::Stopping {
                 pid: pid()?,
                 started_at: started?,
+            },
+            AgentState::Restarting => AgentStatus::Restarting {
+                code: self.exit_code,
+                signal: self.signal,
+                started_at: started?,
+                ended_at: need(self.ended_at, "missing ended_at")?,
+                restart_at: need(self.restart_at, "missing restart_at")?,
             },
             AgentState::Exited => AgentStatus::Exited {
                 code: self.exit_code.ok_or_else(|| bad("missing exit_code"))?,
@@ -114,6 +127,8 @@ impl RawAgent {
                 .map(serde_json::from_str)
                 .transpose()
                 .map_err(|e| bad(&format!("activity: {e}")))?,
+            restarts: self.restarts,
+            timed_out: self.timed_out,
         })
     }
 }

@@ -62,6 +62,12 @@ const MIGRATIONS: &[&str] = &[
     // agent and on `activity` events.
     "ALTER TABLE agents ADD COLUMN activity TEXT;
     ALTER TABLE events ADD COLUMN activity TEXT;",
+    // 5: restart policies: the restarts so far, when a restarting agent's next run starts, a
+    // timeout end, and the run each event belongs to.
+    "ALTER TABLE agents ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE agents ADD COLUMN restart_at INTEGER;
+    ALTER TABLE agents ADD COLUMN timed_out INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE events ADD COLUMN run INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// The schema version this code writes.

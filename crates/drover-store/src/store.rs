@@ -190,9 +190,14 @@ impl Store {
         Ok(())
     }
 
-    /// Set an agent's status (one UPDATE).
-    pub fn update_status(&self, id: AgentId, status: &AgentStatus) -> Result<(), StoreError> {
-        self.inner.registry.update_status(id, status)
+    /// Set an agent's status and what its runs add to it (one UPDATE).
+    pub fn update_status(
+        &self,
+        id: AgentId,
+        status: &AgentStatus,
+        runs: drover_proto::Runs,
+    ) -> Result<(), StoreError> {
+        self.inner.registry.update_status(id, status, runs)
     }
 
     pub fn agent(&self, id: AgentId) -> Result<Option<AgentInfo>, StoreError> {
@@ -275,8 +280,9 @@ impl Store {
         };
         let mut agents = self.inner.registry.list(&unfiltered)?;
         for info in &mut agents {
-            if let Some(status) = overlay.get(&info.id) {
+            if let Some((status, runs)) = overlay.get(&info.id) {
                 info.status = status.clone();
+                info.set_runs(*runs);
             }
         }
         agents.retain(|info| filter.state.is_none_or(|state| info.state() == state));
@@ -292,11 +298,12 @@ impl Store {
         let journal = self.journal();
         let queue = || journal.queue.iter().rev();
         let queued = queue().find_map(|(change, _)| match change {
-            Change::Status(id, status) if *id == info.id => Some(status.clone()),
+            Change::Status(id, status, runs) if *id == info.id => Some((status.clone(), *runs)),
             _ => None,
         });
-        if let Some(status) = queued {
+        if let Some((status, runs)) = queued {
             info.status = status;
+            info.set_runs(runs);
         }
         let activity = queue().find_map(|(change, _)| match change {
             Change::Activity(id, activity) if *id == info.id => Some(activity.as_ref().clone()),
@@ -333,8 +340,9 @@ impl Store {
         };
         let mut handed = 0u64;
         self.inner.registry.list_each(&unfiltered, |mut info| {
-            if let Some(status) = overlay.get(&info.id) {
+            if let Some((status, runs)) = overlay.get(&info.id) {
                 info.status = status.clone();
+                info.set_runs(*runs);
             }
             if filter.state.is_some_and(|state| info.state() != state) {
                 return true;
@@ -357,8 +365,9 @@ impl Store {
         let mut agents = self.inner.registry.live_agents()?;
         let overlay = self.journal().overlay();
         for info in &mut agents {
-            if let Some(status) = overlay.get(&info.id) {
+            if let Some((status, runs)) = overlay.get(&info.id) {
                 info.status = status.clone();
+                info.set_runs(*runs);
             }
         }
         agents.retain(|info| !info.state().is_terminal());
@@ -408,7 +417,7 @@ impl Store {
     pub fn count_by_state(&self) -> Result<BTreeMap<AgentState, u64>, StoreError> {
         let mut counts = self.inner.registry.count_by_state()?;
         let overlay = self.journal().overlay();
-        for (id, status) in overlay {
+        for (id, (status, _)) in overlay {
             let Some(row) = self.inner.registry.agent(id)? else {
                 continue;
             };

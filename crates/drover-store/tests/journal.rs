@@ -18,6 +18,7 @@ fn event(kind: EventKind, info: &drover_proto::AgentInfo) -> Event {
         signal: info.status.signal(),
         dropped: None,
         activity: None,
+        run: 1,
     }
 }
 
@@ -56,7 +57,7 @@ fn a_refused_change_stores_nothing_and_consumes_no_event_number() {
     };
     let stored = store
         .commit(
-            Change::Status(first.id, ended.status.clone()),
+            Change::Status(first.id, ended.status.clone(), ended.runs()),
             event(EventKind::Exit, &ended),
         )
         .expect("status");

@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{agent_info, open};
-use drover_proto::{AgentState, AgentStatus, Event, EventKind, EventSeq};
+use drover_proto::{AgentState, AgentStatus, Event, EventKind, EventSeq, Runs};
 use drover_store::{ListFilter, StoreConfig, StoreError};
 
 #[test]
@@ -35,6 +35,7 @@ fn registry_survives_reopen_with_filters_order_and_resolve() {
                     pid: 42,
                     started_at: 5,
                 },
+                Runs::default(),
             )
             .expect("update");
         store
@@ -45,6 +46,7 @@ fn registry_survives_reopen_with_filters_order_and_resolve() {
                     started_at: 5,
                     ended_at: 9,
                 },
+                Runs::default(),
             )
             .expect("update");
         store
@@ -56,6 +58,7 @@ fn registry_survives_reopen_with_filters_order_and_resolve() {
                     ended_at: 9,
                     error: None,
                 },
+                Runs::default(),
             )
             .expect("update");
     }
@@ -158,6 +161,7 @@ fn names_unique_among_live_agents_newest_wins() {
                 error: "nope".into(),
                 ended_at: 3,
             },
+            Runs::default(),
         )
         .expect("update");
     store
@@ -204,6 +208,7 @@ fn events_are_kept_newest_first_and_resumable() {
                 signal: None,
                 dropped: None,
                 activity: None,
+                run: 1,
             };
             store.append_event(&event).expect("append event");
         }

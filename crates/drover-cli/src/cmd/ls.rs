@@ -12,7 +12,7 @@ use crate::output;
   drover ls                         every agent, newest first
   drover ls -s running -l team=a    running agents labelled team=a
   drover ls -l 'tier in (web,db)'   Kubernetes selectors: k=v, k!=v, in, notin, k, !k
-  drover ls --limit 5 --wide        the newest five, with pid, labels and cwd
+  drover ls --limit 5 --wide        the newest five, with pid, restarts, labels and cwd
   drover ls --attention             agents that need a person first (PHASE ends in !)
   drover ls -q | xargs drover rm    ids only, for scripts
   drover --context b1,b2 ls         both daemons' agents, merged, with a HOST column")]
@@ -42,7 +42,7 @@ pub(crate) struct Args {
     /// then the chosen order.
     #[arg(long)]
     attention: bool,
-    /// More columns: pid, labels, working directory.
+    /// More columns: pid, restarts, labels, working directory.
     #[arg(long, short)]
     wide: bool,
     /// Print only full ids, one a line.
@@ -162,6 +162,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                         .pid()
                         .map_or_else(|| "-".into(), |pid| pid.to_string()),
                 );
+                row.push(agent.restarts.to_string());
                 row.push(labels(agent));
                 row.push(agent.spec.cwd.clone().unwrap_or_else(|| "-".into()));
             }
@@ -175,7 +176,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         header.extend(["PHASE", "TURNS", "COST"]);
     }
     if args.wide {
-        header.extend(["PID", "LABELS", "CWD"]);
+        header.extend(["PID", "RESTARTS", "LABELS", "CWD"]);
     }
     header.push("COMMAND");
     output::table(&header, &rows)?;

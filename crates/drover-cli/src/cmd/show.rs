@@ -27,6 +27,20 @@ pub(crate) async fn run(ctx: &Ctx, args: One) -> anyhow::Result<i32> {
     if let Some(pid) = agent.status.pid() {
         lines.push(("pid", pid.to_string()));
     }
+    if let Some(restart) = &agent.spec.restart {
+        let most = restart
+            .max_restarts
+            .map_or_else(String::new, |most| format!(" (at most {most})"));
+        lines.push((
+            "restarts",
+            format!(
+                "{}{most}, policy {}; this is run {}",
+                agent.restarts,
+                restart.policy.as_str(),
+                agent.restarts.saturating_add(1)
+            ),
+        ));
+    }
     lines.push(("created", output::ago(agent.created_at)));
     if let Some(start) = agent.status.started_at() {
         lines.push(("started", output::ago(start)));

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use drover_proto::{AgentInfo, AgentSpec, StdinMode};
+use drover_proto::{AgentInfo, AgentSpec, Restart, RestartPolicy, StdinMode};
 
 use super::Ctx;
 use crate::output;
@@ -56,9 +56,47 @@ pub(crate) struct SpecArgs {
     /// TERM].
     #[arg(long, value_name = "SIGNAL")]
     stop_signal: Option<String>,
+    /// Start the agent again when it ends by itself: `on-failure` (a non-zero exit or a crash),
+    /// `always`, or `never`; `:N` caps the restarts (`on-failure:3`), as docker's does. A
+    /// stop, kill or timeout never restarts it.
+    #[arg(long, value_name = "POLICY[:N]", value_parser = restart_policy)]
+    restart: Option<(RestartPolicy, Option<u32>)>,
+    /// The first wait before a restart; each quick failure doubles it (e.g. 500ms)
+    /// [default: 1s].
+    #[arg(long, value_parser = crate::duration::parse, requires = "restart")]
+    restart_delay: Option<Duration>,
+    /// The longest wait before a restart [default: 60s].
+    #[arg(long, value_parser = crate::duration::parse, requires = "restart")]
+    restart_max_delay: Option<Duration>,
     /// The command and its arguments (for the command backend), after `--`.
     #[arg(last = true)]
     argv: Vec<String>,
+}
+
+/// `on-failure`, `always`, `never`, optionally with `:N` restarts at most.
+fn restart_policy(text: &str) -> Result<(RestartPolicy, Option<u32>), String> {
+    let (name, most) = match text.split_once(':') {
+        Some((name, most)) => {
+            let most = most
+                .parse::<u32>()
+                .map_err(|_| format!("{most:?} is not a number of restarts"))?;
+            (name, Some(most))
+        }
+        None => (text, None),
+    };
+    let policy = [
+        RestartPolicy::Never,
+        RestartPolicy::OnFailure,
+        RestartPolicy::Always,
+    ]
+    .into_iter()
+    .find(|p| p.as_str() == name)
+    .ok_or_else(|| format!("{name:?} is not a restart policy (on-failure, always, never)"))?;
+    Ok((policy, most))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 pub(crate) fn key_value(text: &str) -> Result<(String, String), String> {
@@ -130,6 +168,21 @@ impl SpecArgs {
             stop_signal: self.stop_signal,
             parent: None,
             resume: None,
+            restart: self.restart.map(|(policy, max_restarts)| {
+                let defaults = Restart::default();
+                Restart {
+                    policy,
+                    max_restarts,
+                    backoff_ms: self.restart_delay.map_or(defaults.backoff_ms, millis),
+                    max_backoff_ms: self.restart_max_delay.map_or(
+                        defaults
+                            .max_backoff_ms
+                            .max(self.restart_delay.map_or(defaults.backoff_ms, millis)),
+                        millis,
+                    ),
+                    ..defaults
+                }
+            }),
         })
     }
 }

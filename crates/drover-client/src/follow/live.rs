@@ -167,7 +167,8 @@ impl Follower<'_> {
             }
             // What an agent does is not what a log follow tracks.
             EventKind::Activity => {}
-            EventKind::State => {
+            // A restart goes on with the same log (its seqs continue): only the state changes.
+            EventKind::State | EventKind::Restarted => {
                 if let Some(track) = self.tracks.get_mut(&event.agent) {
                     track.info.status = match self.client.get(&event.agent.to_string()).await {
                         Ok(info) => info.status,

@@ -191,12 +191,60 @@ pub(crate) async fn live(
     if info.state().is_terminal() {
         return Err(not_live(&info));
     }
+    if info.state() == drover_proto::AgentState::Restarting {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidState,
+            format!(
+                "cannot {op} agent {}: it is restarting (stop or kill it to cancel the restart)",
+                info.id
+            ),
+        ));
+    }
     let live = shared.live(info.id).ok_or_else(|| not_live(&info))?;
     let handle = live
         .handle_when_started()
         .await
         .ok_or_else(|| not_live(&info))?;
     Ok((info, live, handle))
+}
+
+/// For `stop` and `kill` of an agent waiting to restart: cancel the restart, and answer with
+/// the agent ended as its last run did. `None` when the agent is not restarting (any more: its
+/// next run may be starting, and is then waited for), so the op goes on as usual.
+pub(crate) async fn end_restart(
+    shared: &Shared,
+    agent: &AgentRef,
+) -> Result<Option<Reply>, ErrorBody> {
+    let info = resolve(shared, agent)?;
+    if info.state() != drover_proto::AgentState::Restarting {
+        return Ok(None);
+    }
+    let Some(live) = shared.live(info.id) else {
+        return Ok(None);
+    };
+    let mut watch = live.info.clone();
+    if live.cancel_restart() {
+        let mut ended = live.ended.clone();
+        let _ = tokio::time::timeout(
+            crate::restarting::STARTING_RUN,
+            ended.wait_for(|ended| *ended),
+        )
+        .await;
+        let agent = watch.borrow_and_update().clone();
+        return Ok(Some(Reply::Agent(AgentResult { agent })));
+    }
+    // The next run is starting: act on it once it runs.
+    let _ = tokio::time::timeout(
+        crate::restarting::STARTING_RUN,
+        watch.wait_for(|info| {
+            !matches!(
+                info.state(),
+                drover_proto::AgentState::Restarting | drover_proto::AgentState::Starting
+            )
+        }),
+    )
+    .await;
+    Ok(None)
 }
 
 /// The agent after an op that returned its new status.

@@ -38,28 +38,14 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: SpawnArgs) -> OpResult {
     check_parent(shared, &spec)?;
     let command = render(shared, &spec)?;
     let tracker = tracker(shared, &spec, &command);
-    let stop_signal = stop_signal(shared, &spec)?;
-    let supervisor_config = SupervisorConfig {
-        max_record: shared.config.max_record,
-        max_runtime: spec.timeout_ms.map(Duration::from_millis),
-        runtime_grace: shared.config.default_grace,
-        // 16 chunks of at most 1 MiB: a child that never reads costs at most 16 MiB.
-        stdin_queue: 16,
-        spool_limit: shared.config.spool_limit,
-        stop_signal,
-        ..SupervisorConfig::default()
-    };
+    let supervisor_config = supervisor_config(shared, &spec)?;
     let context = spec.context.clone();
     let (id, observer, live) = register(shared, spec, tracker)?;
-    let mut command = command;
-    command.env.push(("DROVER_AGENT_ID".into(), id.to_string()));
-    if let Some(context) = context {
-        command.env.push(("DROVER_CONTEXT".into(), context));
-    }
+    let command = with_agent_env(command, id, context);
     let watch = live.info.clone();
     let handle = shared
         .holders
-        .spawn(id, command, supervisor_config, observer, 1)
+        .spawn(id, 1, command, supervisor_config, observer, 1)
         .await;
     live.set_handle(handle);
     shared.counters.spawns.fetch_add(1, Ordering::Relaxed);
@@ -82,6 +68,40 @@ pub(crate) async fn handle(shared: &Arc<Shared>, args: SpawnArgs) -> OpResult {
             })?,
     };
     Ok(Reply::Agent(AgentResult { agent }))
+}
+
+/// The command and supervision of a run of agent `id` (the restart policy's next runs render
+/// theirs as the first run did).
+pub(crate) fn prepare(
+    shared: &Shared,
+    spec: &AgentSpec,
+    id: AgentId,
+) -> Result<(Command, SupervisorConfig), ErrorBody> {
+    let command = render(shared, spec)?;
+    let config = supervisor_config(shared, spec)?;
+    Ok((with_agent_env(command, id, spec.context.clone()), config))
+}
+
+fn supervisor_config(shared: &Shared, spec: &AgentSpec) -> Result<SupervisorConfig, ErrorBody> {
+    Ok(SupervisorConfig {
+        max_record: shared.config.max_record,
+        max_runtime: spec.timeout_ms.map(Duration::from_millis),
+        runtime_grace: shared.config.default_grace,
+        // 16 chunks of at most 1 MiB: a child that never reads costs at most 16 MiB.
+        stdin_queue: 16,
+        spool_limit: shared.config.spool_limit,
+        stop_signal: stop_signal(shared, spec)?,
+        ..SupervisorConfig::default()
+    })
+}
+
+/// What the agent finds in its environment: its id, and the spec's context.
+fn with_agent_env(mut command: Command, id: AgentId, context: Option<String>) -> Command {
+    command.env.push(("DROVER_AGENT_ID".into(), id.to_string()));
+    if let Some(context) = context {
+        command.env.push(("DROVER_CONTEXT".into(), context));
+    }
+    command
 }
 
 /// Bytes of every string in a spec.
@@ -156,6 +176,9 @@ fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
     if spec.timeout_ms == Some(0) {
         return Err(bad("timeout_ms must be positive"));
     }
+    if let Some(restart) = &spec.restart {
+        validate_restart(restart)?;
+    }
     if let Some(budget) = spec.log_budget {
         if !(MIN_LOG_BUDGET..=MAX_LOG_BUDGET).contains(&budget) {
             return Err(bad(format!(
@@ -182,6 +205,30 @@ fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
     Ok(())
 }
 
+/// Shortest first wait of a restart policy: an agent that fails at once restarts at most this
+/// often (before the waits grow).
+const MIN_BACKOFF_MS: u64 = 10;
+/// Longest wait of a restart policy: a day.
+const MAX_BACKOFF_MS: u64 = 86_400_000;
+
+fn validate_restart(restart: &drover_proto::Restart) -> Result<(), ErrorBody> {
+    if !(MIN_BACKOFF_MS..=MAX_BACKOFF_MS).contains(&restart.backoff_ms) {
+        return Err(bad(format!(
+            "restart.backoff_ms must be {MIN_BACKOFF_MS} to {MAX_BACKOFF_MS}"
+        )));
+    }
+    if !(restart.backoff_ms..=MAX_BACKOFF_MS).contains(&restart.max_backoff_ms) {
+        return Err(bad(format!(
+            "restart.max_backoff_ms must be restart.backoff_ms ({}) to {MAX_BACKOFF_MS}",
+            restart.backoff_ms
+        )));
+    }
+    if restart.reset_after_ms == 0 {
+        return Err(bad("restart.reset_after_ms must be positive"));
+    }
+    Ok(())
+}
+
 /// The agent `spec.parent` names must exist (any state): `continue` links to it.
 fn check_parent(shared: &Shared, spec: &AgentSpec) -> Result<(), ErrorBody> {
     let Some(parent) = spec.parent else {
@@ -198,7 +245,7 @@ fn check_parent(shared: &Shared, spec: &AgentSpec) -> Result<(), ErrorBody> {
 
 /// A tracker for the backend's parser (checked when the configuration was loaded), reading the
 /// agent's stdout into its activity.
-fn tracker(shared: &Shared, spec: &AgentSpec, command: &Command) -> Option<Tracker> {
+pub(crate) fn tracker(shared: &Shared, spec: &AgentSpec, command: &Command) -> Option<Tracker> {
     let kind = shared
         .backends
         .get(spec.backend_name())?
@@ -384,6 +431,8 @@ fn register(
         labels: spec.labels.clone(),
         spec,
         activity: tracker.as_ref().map(|t| t.activity().clone()),
+        restarts: 0,
+        timed_out: false,
     };
     let id = info.id;
     let (observer, live) = AgentObserver::new(shared, info.clone(), tracker);

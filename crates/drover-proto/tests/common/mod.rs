@@ -68,6 +68,7 @@ pub fn spec_full() -> AgentSpec {
         labels: labels(&[("team", "core"), ("ticket", "DRV-42")]),
         stdin: StdinMode::Pipe,
         timeout_ms: Some(3_600_000),
+        restart: None,
         log_budget: Some(64 * 1024 * 1024),
         // Left out of the encoding when absent, and absent here: the v1 golden files predate it.
         stop_signal: None,
@@ -101,6 +102,13 @@ pub fn status(state: AgentState) -> AgentStatus {
         AgentState::Stopping => AgentStatus::Stopping {
             pid: 4242,
             started_at,
+        },
+        AgentState::Restarting => AgentStatus::Restarting {
+            code: Some(3),
+            signal: None,
+            started_at,
+            ended_at,
+            restart_at: ended_at + 2 * SECOND,
         },
         AgentState::Exited => AgentStatus::Exited {
             code: 3,
@@ -137,6 +145,8 @@ pub fn info(state: AgentState) -> AgentInfo {
         labels: spec.labels.clone(),
         spec,
         activity: None,
+        restarts: 0,
+        timed_out: false,
     }
 }
 
@@ -151,6 +161,8 @@ pub fn other_info(state: AgentState) -> AgentInfo {
         labels: BTreeMap::new(),
         spec: spec_minimal(),
         activity: None,
+        restarts: 0,
+        timed_out: false,
     }
 }
 
@@ -193,6 +205,7 @@ pub fn event(kind: EventKind) -> Event {
         EventKind::Removed => (AgentState::Exited, None, None),
         EventKind::LogDropped => (AgentState::Exited, None, None),
         EventKind::Activity => (AgentState::Running, None, None),
+        EventKind::Restarted => (AgentState::Running, None, None),
     };
     let dropped = (kind == EventKind::LogDropped).then_some(SeqRange {
         from: Seq(41),
@@ -208,16 +221,18 @@ pub fn event(kind: EventKind) -> Event {
         signal,
         dropped,
         activity: None,
+        run: 1,
     }
 }
 
-pub const EVENT_KINDS: [EventKind; 6] = [
+pub const EVENT_KINDS: [EventKind; 7] = [
     EventKind::Spawned,
     EventKind::State,
     EventKind::Exit,
     EventKind::Lost,
     EventKind::Removed,
     EventKind::LogDropped,
+    EventKind::Restarted,
 ];
 
 pub fn heartbeat() -> Heartbeat {

@@ -84,5 +84,7 @@ pub fn agent_info(name: Option<&str>, created_at: i64, status: AgentStatus) -> A
         labels: Default::default(),
         spec,
         activity: None,
+        restarts: 0,
+        timed_out: false,
     }
 }

@@ -1,0 +1,308 @@
+//! Restart policies (issue 12): an agent that ends by itself is started again under the same
+//! id, its log going on from the next `seq`; each run is numbered; a stop during the wait
+//! cancels the restart; a timeout is reported as one and never restarts the agent. Driven
+//! through the real binary against a real daemon.
+
+mod common;
+
+use common::*;
+
+/// The agent's log as (seq, line) pairs.
+fn log(daemon: &Daemon, agent: &str) -> Vec<(u64, String)> {
+    ok(daemon.drover(&["--json", "logs", agent]))
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("a JSON record");
+            (
+                record["seq"].as_u64().expect("seq"),
+                record["text"].as_str().expect("text").trim_end().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The agent's events as (kind, state, run).
+fn events(daemon: &Daemon, id: &str) -> Vec<(String, String, u64)> {
+    ok(daemon.drover(&["--json", "events"]))
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON event"))
+        .filter(|event| event["agent"] == id)
+        .map(|event| {
+            (
+                event["kind"].as_str().expect("kind").to_owned(),
+                event["state"].as_str().expect("state").to_owned(),
+                event["run"].as_u64().unwrap_or(1),
+            )
+        })
+        .collect()
+}
+
+/// `wait` for the agent's end (its exit status is the agent's), as JSON.
+fn wait_end(daemon: &Daemon, agent: &str) -> serde_json::Value {
+    let output = daemon.drover(&["--json", "wait", agent]);
+    serde_json::from_str(&stdout(&output)).expect("the ended agent as JSON")
+}
+
+fn state(daemon: &Daemon, agent: &str) -> serde_json::Value {
+    json(daemon, &["show", agent])
+}
+
+#[test]
+fn on_failure_restarts_with_growing_waits_up_to_max_restarts_and_seqs_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    // Each run prints when it started (ns) and fails.
+    let id = ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:3",
+        "--restart-delay",
+        "100ms",
+        "--restart-max-delay",
+        "300ms",
+        "--",
+        "sh",
+        "-c",
+        "date +%s%N; exit 1",
+    ]))
+    .trim()
+    .to_owned();
+    let ended = wait_end(&daemon, "flaky");
+    assert_eq!(ended["state"], "exited");
+    assert_eq!(ended["exit_code"], 1);
+    assert_eq!(ended["restarts"], 3);
+
+    // Four runs, one log: seqs 1..=4 without a gap.
+    let log = log(&daemon, "flaky");
+    assert_eq!(
+        log.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    // Run k+1 starts no sooner than run k ended plus its wait: 100, 200, then 300 ms (capped).
+    let starts: Vec<i64> = log.iter().map(|(_, line)| line.parse().unwrap()).collect();
+    for (k, least_ms) in [100i64, 200, 300].into_iter().enumerate() {
+        let gap_ms = (starts[k + 1] - starts[k]) / 1_000_000;
+        assert!(
+            gap_ms >= least_ms,
+            "run {} started {gap_ms} ms after run {}, before its {least_ms} ms wait",
+            k + 2,
+            k + 1
+        );
+    }
+
+    // Each run is visible: a `restarting` state, then `restarted` with the run's number.
+    let seen: Vec<(String, String, u64)> = events(&daemon, &id)
+        .into_iter()
+        .filter(|(kind, _, _)| kind != "activity")
+        .collect();
+    let expected: Vec<(String, String, u64)> = [
+        ("spawned", "starting", 1),
+        ("state", "running", 1),
+        ("state", "restarting", 1),
+        ("restarted", "running", 2),
+        ("state", "restarting", 2),
+        ("restarted", "running", 3),
+        ("state", "restarting", 3),
+        ("restarted", "running", 4),
+        ("exit", "exited", 4),
+    ]
+    .into_iter()
+    .map(|(kind, state, run)| (kind.to_owned(), state.to_owned(), run))
+    .collect();
+    assert_eq!(seen, expected);
+
+    // `ls --wide` counts the restarts; `show` names the policy and the run.
+    let listing = ok(daemon.drover(&["ls", "--wide"]));
+    let mut lines = listing.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let column = header
+        .iter()
+        .position(|h| *h == "RESTARTS")
+        .expect("a RESTARTS column");
+    let row: Vec<&str> = lines
+        .find(|l| l.contains("flaky"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // STATUS ("code 1") and CREATED ("0s ago") are two words each.
+    assert_eq!(row[column + 2], "3", "{listing}");
+    let shown = ok(daemon.drover(&["show", "flaky"]));
+    assert!(
+        shown.contains("restarts 3 (at most 3), policy on-failure; this is run 4"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn always_restarts_after_exit_zero_and_a_stop_during_the_wait_cancels_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "twice",
+        "--restart",
+        "always:1",
+        "--restart-delay",
+        "10ms",
+        "--",
+        "echo",
+        "hi",
+    ]));
+    let ended = wait_end(&daemon, "twice");
+    assert_eq!(
+        (ended["state"].as_str(), ended["restarts"].as_u64()),
+        (Some("exited"), Some(1))
+    );
+    assert_eq!(
+        log(&daemon, "twice"),
+        vec![(1, "hi".to_owned()), (2, "hi".to_owned())]
+    );
+
+    // A restart a minute away: the agent waits in `restarting`.
+    ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "waits",
+        "--restart",
+        "always",
+        "--restart-delay",
+        "60s",
+        "--",
+        "echo",
+        "once",
+    ]));
+    let waiting = wait_for("the agent to wait for its restart", || {
+        let info = state(&daemon, "waits");
+        (info["state"] == "restarting").then_some(info)
+    });
+    assert_eq!(waiting["exit_code"], 0);
+    let restart_at = waiting["restart_at"].as_i64().expect("restart_at");
+    let ended_at = waiting["ended_at"].as_i64().expect("ended_at");
+    assert!(restart_at - ended_at >= 60_000_000_000, "{waiting}");
+    // Only a stop or a kill acts on a restarting agent; the rest are refused, saying why.
+    let paused = daemon.drover(&["pause", "waits"]);
+    assert!(!paused.status.success());
+    assert!(
+        stderr(&paused).contains("it is restarting (stop or kill it to cancel the restart)"),
+        "{}",
+        stderr(&paused)
+    );
+    let stopped = json(&daemon, &["stop", "waits"]);
+    assert_eq!(stopped["state"], "exited", "{stopped}");
+    assert_eq!(stopped["exit_code"], 0);
+    assert_eq!(stopped["restarts"].as_u64().unwrap_or(0), 0);
+    // Ended for good: `wait` answers at once, the log holds the one run.
+    assert_eq!(wait_end(&daemon, "waits")["state"], "exited");
+    assert_eq!(log(&daemon, "waits"), vec![(1, "once".to_owned())]);
+}
+
+#[test]
+fn a_timeout_is_reported_as_a_timeout_and_never_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "slow",
+        "--timeout",
+        "300ms",
+        "--restart",
+        "always",
+        "--",
+        "sleep",
+        "30",
+    ]));
+    let ended = wait_end(&daemon, "slow");
+    assert_eq!(ended["state"], "killed", "{ended}");
+    assert_eq!(ended["signal"], 15);
+    assert_eq!(ended["timed_out"], true);
+    assert_eq!(ended["restarts"].as_u64().unwrap_or(0), 0);
+    let listing = ok(daemon.drover(&["ls"]));
+    assert!(listing.contains("timed out (signal TERM)"), "{listing}");
+
+    // A stop is not a timeout, however long the agent ran.
+    ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "stopped",
+        "--timeout",
+        "1h",
+        "--",
+        "sleep",
+        "30",
+    ]));
+    let stopped = json(&daemon, &["stop", "stopped", "--grace", "1s"]);
+    let stopped = if stopped["state"] == "killed" {
+        stopped
+    } else {
+        wait_end(&daemon, "stopped")
+    };
+    assert_eq!(stopped["state"], "killed");
+    assert!(stopped.get("timed_out").is_none(), "{stopped}");
+}
+
+#[test]
+fn bad_restart_policies_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let unknown = daemon.drover(&["spawn", "--restart", "sometimes", "--", "true"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown)
+            .contains("\"sometimes\" is not a restart policy (on-failure, always, never)"),
+        "{}",
+        stderr(&unknown)
+    );
+    let eager = daemon.drover(&[
+        "spawn",
+        "--restart",
+        "always",
+        "--restart-delay",
+        "1ms",
+        "--",
+        "true",
+    ]);
+    assert_eq!(eager.status.code(), Some(2), "{}", stderr(&eager));
+    assert!(
+        stderr(&eager).contains("restart.backoff_ms must be 10 to 86400000"),
+        "{}",
+        stderr(&eager)
+    );
+    // Nothing was started.
+    assert_eq!(ok(daemon.drover(&["ls", "-q"])), "");
+}
+
+#[test]
+fn a_restart_waiting_when_the_daemon_restarts_goes_ahead_under_the_next_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(dir.path(), &["--leave-agents"]);
+    ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "later",
+        "--restart",
+        "on-failure:1",
+        "--restart-delay",
+        "2s",
+        "--",
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    ]));
+    wait_for("the agent to wait for its restart", || {
+        (state(&daemon, "later")["state"] == "restarting").then_some(())
+    });
+    daemon.stop();
+    let daemon = Daemon::start(dir.path());
+    let ended = wait_end(&daemon, "later");
+    assert_eq!(ended["state"], "exited");
+    assert_eq!(ended["exit_code"], 3);
+    assert_eq!(ended["restarts"], 1);
+    assert_eq!(
+        log(&daemon, "later"),
+        vec![(1, "run".to_owned()), (2, "run".to_owned())]
+    );
+}
