@@ -106,7 +106,8 @@ pub(crate) fn status_detail(agent: &AgentInfo) -> String {
             return format!("{ended}, restarts in {wait}");
         }
         if agent.timed_out {
-            return format!("timed out ({ended})");
+            let how = status.signal().map_or(ended.clone(), signal_name);
+            return format!("timed out ({how})");
         }
         return ended;
     }
