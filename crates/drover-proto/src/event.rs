@@ -27,6 +27,10 @@ pub enum EventKind {
     /// The restart policy started the agent's next run (`run` says which; its records go on
     /// from the next `seq`).
     Restarted,
+    /// A kind this build does not know, from a newer daemon: clients ignore such events (the
+    /// version policy lets `kind` gain values). Never sent.
+    #[serde(other)]
+    Unknown,
 }
 
 impl EventKind {
@@ -41,6 +45,7 @@ impl EventKind {
             EventKind::LogDropped => "log_dropped",
             EventKind::Activity => "activity",
             EventKind::Restarted => "restarted",
+            EventKind::Unknown => "unknown",
         }
     }
 }

@@ -608,3 +608,22 @@ fn the_values_in_one_request_are_bounded() {
     assert_eq!(code, ErrorCode::BadRequest);
     assert_eq!(id, rmpv::Value::Nil);
 }
+
+/// An event of a kind a newer daemon added decodes as `unknown` (clients skip it), with its
+/// other fields intact.
+#[test]
+fn an_event_of_an_unknown_kind_decodes_as_unknown() {
+    let event = map(&[
+        ("event_seq", 9.into()),
+        ("ts", 5.into()),
+        ("agent", "0190a3f2-5b1c-7d4e-8f00-0123456789ab".into()),
+        ("kind", "teleported".into()),
+        ("state", "running".into()),
+        ("run", 3.into()),
+    ]);
+    let decoded: drover_proto::Event =
+        drover_proto::decode(&frame(&event), DEFAULT_MAX_FRAME).expect("decodes");
+    assert_eq!(decoded.kind, drover_proto::EventKind::Unknown);
+    assert_eq!(decoded.event_seq, drover_proto::EventSeq(9));
+    assert_eq!(decoded.run, 3);
+}

@@ -165,8 +165,9 @@ impl Follower<'_> {
                     self.report_dropped(event.agent, range);
                 }
             }
-            // What an agent does is not what a log follow tracks.
-            EventKind::Activity => {}
+            // What an agent does is not what a log follow tracks; a kind from a newer daemon
+            // is ignored.
+            EventKind::Activity | EventKind::Unknown => {}
             // A restart goes on with the same log (its seqs continue): only the state changes.
             EventKind::State | EventKind::Restarted => {
                 if let Some(track) = self.tracks.get_mut(&event.agent) {

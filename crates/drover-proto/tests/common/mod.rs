@@ -205,7 +205,7 @@ pub fn event(kind: EventKind) -> Event {
         EventKind::Removed => (AgentState::Exited, None, None),
         EventKind::LogDropped => (AgentState::Exited, None, None),
         EventKind::Activity => (AgentState::Running, None, None),
-        EventKind::Restarted => (AgentState::Running, None, None),
+        EventKind::Restarted | EventKind::Unknown => (AgentState::Running, None, None),
     };
     let dropped = (kind == EventKind::LogDropped).then_some(SeqRange {
         from: Seq(41),
