@@ -8,7 +8,7 @@ use drover_client::Client;
 use drover_proto::AgentInfo;
 use futures::future::{join_all, select_all};
 
-use super::many::{Applies, Refs, Targets};
+use super::many::{Applies, Picked, Refs, Targets};
 use super::Ctx;
 use crate::fleet::{self, Share, HOST_DEADLINE};
 use crate::output;
@@ -39,7 +39,7 @@ pub(crate) struct Args {
 struct Host {
     ctx: Ctx,
     client: Client,
-    agents: Vec<String>,
+    agents: Vec<Picked>,
 }
 
 /// Wait on one host or several at once (`HOST/AGENT` names, or a selector over a fleet): every
@@ -74,12 +74,12 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         .flat_map(|host| host.agents.iter().map(move |agent| (host, agent)))
         .map(|(host, agent)| {
             Box::pin(async move {
-                let ended = host.client.wait(agent, args.timeout).await;
+                let ended = host.client.wait(&agent.reference, args.timeout).await;
                 match (&host.ctx.host, ended) {
                     (_, Ok(info)) => Ok((host, info)),
                     (None, Err(error)) => Err(anyhow::Error::new(error)),
                     (Some(_), Err(error)) => Err(anyhow::Error::new(error)
-                        .context(format!("waiting for {}", host.ctx.qualify(agent)))),
+                        .context(format!("waiting for {}", host.ctx.qualify(&agent.label)))),
                 }
             })
         })
@@ -114,7 +114,7 @@ async fn pick(
     share: Share,
     targets: &Targets,
     several: bool,
-) -> (Ctx, anyhow::Result<(Client, Vec<String>)>) {
+) -> (Ctx, anyhow::Result<(Client, Vec<Picked>)>) {
     let mut targets = targets.clone();
     if !share.refs.is_empty() {
         targets.set_refs(share.refs);
@@ -126,7 +126,7 @@ async fn pick(
         } else {
             ctx.client().await?
         };
-        let resolving = targets.resolve(&client, Applies::Live);
+        let resolving = targets.pick(&client, Applies::Live);
         let agents = if several {
             match tokio::time::timeout(HOST_DEADLINE, resolving).await {
                 Ok(agents) => agents?,
