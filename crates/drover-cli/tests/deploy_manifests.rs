@@ -13,32 +13,12 @@
 mod common;
 mod deploy;
 
-use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
 use deploy::{
-    exec_start, kubernetes_command_lines, kubernetes_files, nomad_command_line, nomad_task, root,
-    run_tool, text, venv_bin,
+    exec_start, help_flags, kubernetes_command_lines, kubernetes_files, nomad_command_line,
+    nomad_task, root, run_tool, text, venv_bin,
 };
-
-/// The long flags `drover SUBCOMMAND --help` lists (global ones included).
-fn help_flags(subcommand: &str) -> BTreeSet<String> {
-    let output = common::output_of({
-        let mut command = Command::new(common::drover_bin());
-        command.args([subcommand, "--help"]);
-        command
-    });
-    assert!(output.status.success(), "drover {subcommand} --help");
-    text(&output.stdout)
-        .split_whitespace()
-        .filter(|word| word.starts_with("--"))
-        .map(|word| {
-            word.chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .collect()
-        })
-        .collect()
-}
 
 #[test]
 fn kubernetes_manifests_pass_kubernetes_validate_strict() {

@@ -233,11 +233,7 @@ async fn gather(
 
 /// An agent's JSON, with `host` when several hosts were asked.
 fn json_of(listed: &Listed) -> serde_json::Result<serde_json::Value> {
-    let mut value = serde_json::to_value(&listed.agent)?;
-    if let (Some(host), Some(map)) = (&listed.host, value.as_object_mut()) {
-        map.insert("host".into(), host.clone().into());
-    }
-    Ok(value)
+    crate::fleet::with_host(listed.host.as_deref(), &listed.agent)
 }
 
 fn needs_attention(agent: &AgentInfo) -> bool {

@@ -277,9 +277,13 @@ impl Outcome {
         }
     }
 
-    /// Print the JSON of several agents (one agent's was printed as it came) and return the
-    /// exit status.
+    /// Print the JSON of several agents (one agent's was printed as it came), or hand it to
+    /// the fleet's one document, and return the exit status.
     pub(crate) fn finish(self, ctx: &Ctx, one: bool) -> anyhow::Result<i32> {
+        if let Some(sink) = &ctx.json_sink {
+            sink.extend(ctx.host.as_deref(), self.items);
+            return Ok(self.status);
+        }
         if ctx.json {
             if one {
                 match self.items.into_iter().next() {

@@ -192,6 +192,9 @@ pub(crate) struct Ctx {
     /// Set when this is one host of several (see [`Ctx::on`]): reports name agents
     /// `HOST/NAME`.
     pub(crate) host: Option<String>,
+    /// Set on each host's share of a fleet command with `--json` (see `per_host!`): its
+    /// report goes here, and the fleet prints one document at the end.
+    pub(crate) json_sink: Option<crate::fleet::JsonSink>,
 }
 
 /// The daemon a command talks to, resolved from `--context`, `--control` and the contexts file.
@@ -283,6 +286,7 @@ impl Ctx {
             all_contexts: false,
             json: self.json,
             host: labelled.then(|| host.to_owned()),
+            json_sink: None,
         }
     }
 
@@ -354,21 +358,29 @@ fn client_options(target: &Target) -> anyhow::Result<ClientOptions> {
 
 /// Run a command on agents once per host its agents live on (see [`crate::fleet::route`]),
 /// binding `$c` to that host's [`Ctx`] and `$a` to its copy of the arguments; the status is
-/// the first non-zero one.
+/// the first non-zero one. With `--json` over several hosts (and not one named agent), every
+/// host's items are gathered and printed as ONE array, each item with its `host`.
 macro_rules! per_host {
     ($ctx:expr, $args:expr, |$c:ident, $a:ident| $call:expr) => {{
         let args = $args;
         let shares = crate::fleet::route($ctx, many::Refs::refs(&args))?;
         let several = shares.len() > 1 || shares.iter().any(|share| share.ctx.host.is_some());
+        let one = many::Refs::refs(&args).len() == 1;
+        let sink = ($ctx.json && several && !one).then(crate::fleet::JsonSink::default);
         let mut status = 0;
         for share in shares {
             let mut $a = args.clone();
             if !share.refs.is_empty() {
                 many::Refs::set_refs(&mut $a, share.refs);
             }
-            let $c = &share.ctx;
+            let mut ctx = share.ctx;
+            ctx.json_sink = sink.clone();
+            let $c = &ctx;
             let result = $call.await;
             crate::fleet::fold(&mut status, several, $c.host.as_deref(), result)?;
+        }
+        if let Some(sink) = sink {
+            crate::output::json(&sink.take())?;
         }
         Ok(status)
     }};
@@ -388,6 +400,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         all_contexts: cli.all_contexts,
         json: cli.json,
         host: None,
+        json_sink: None,
     };
     match cli.command {
         Command::Serve(_) | Command::Completions(_) | Command::Man => {
@@ -404,7 +417,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Kill(args) => per_host!(&ctx, args, |c, a| agent_op::run(c, Op::Kill, a)),
         Command::Signal(args) => per_host!(&ctx, args, |c, a| signal::run(c, a)),
         Command::Send(args) => send::run(&ctx, args).await,
-        Command::Wait(args) => per_host!(&ctx, args, |c, a| wait::run(c, a)),
+        Command::Wait(args) => wait::run(&ctx, args).await,
         Command::Continue(args) => resume_session::run(&ctx, args).await,
         Command::Cost(args) => cost::run(&ctx, args).await,
         Command::Rm(args) => per_host!(&ctx, args, |c, a| rm::run(c, a)),

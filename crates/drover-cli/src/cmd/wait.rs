@@ -2,11 +2,15 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+
+use drover_client::Client;
 use drover_proto::AgentInfo;
 use futures::future::{join_all, select_all};
 
-use super::many::{Applies, Targets};
+use super::many::{Applies, Picked, Refs, Targets};
 use super::Ctx;
+use crate::fleet::{self, Share, HOST_DEADLINE};
 use crate::output;
 
 #[derive(Clone, Debug, clap::Args)]
@@ -15,7 +19,9 @@ use crate::output;
   drover wait a b c                 until all three end; exit 0 only if all exited 0
   drover wait --any -l team=a       until the first agent labelled team=a ends
   drover wait --all                 until every live agent has ended
-  drover wait s --timeout 30s       give up after 30 s (exit 9, timeout)")]
+  drover wait s --timeout 30s       give up after 30 s (exit 9, timeout)
+  drover wait b1/fix c2/fix         agents on two hosts (contexts b1 and c2)
+  drover --context b1,c2 wait --any -l job=x   the first of them to end, on either host")]
 pub(crate) struct Args {
     #[command(flatten)]
     targets: Targets,
@@ -29,17 +35,63 @@ pub(crate) struct Args {
     any: bool,
 }
 
+/// One host's part of the wait: its connection and the agents to wait for there.
+struct Host {
+    ctx: Ctx,
+    client: Client,
+    agents: Vec<Picked>,
+}
+
+/// Wait on one host or several at once (`HOST/AGENT` names, or a selector over a fleet): every
+/// host's agents are waited for concurrently, so `--any` returns at the first end on any host.
+/// A host that cannot be reached within [`HOST_DEADLINE`] is reported as `drover: HOST:
+/// unreachable: ...` and the others are still waited for; its status (1, or the error's) is
+/// the command's when every agent waited for exited 0.
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
-    let client = ctx.client().await?;
-    let agents = args.targets.resolve(&client, Applies::Live).await?;
-    if agents.is_empty() {
-        eprintln!("drover: no agent matches");
-        return Ok(0);
+    let shares = fleet::route(ctx, args.refs())?;
+    let several = shares.len() > 1 || shares.iter().any(|share| share.ctx.host.is_some());
+    let picks = join_all(
+        shares
+            .into_iter()
+            .map(|share| pick(share, &args.targets, several)),
+    )
+    .await;
+    let mut status = 0;
+    let mut hosts = Vec::new();
+    for (ctx, result) in picks {
+        match result {
+            Ok((client, agents)) => hosts.push(Host {
+                ctx,
+                client,
+                agents,
+            }),
+            Err(error) => fleet::fold(&mut status, several, ctx.host.as_deref(), Err(error))?,
+        }
     }
-    let waits = agents
+    // In the order given: hosts in order of first mention, then each host's agents.
+    let waits: Vec<_> = hosts
         .iter()
-        .map(|agent| Box::pin(client.wait(agent, args.timeout)));
-    let ended: Vec<AgentInfo> = if args.any {
+        .flat_map(|host| host.agents.iter().map(move |agent| (host, agent)))
+        .map(|(host, agent)| {
+            Box::pin(async move {
+                let ended = host.client.wait(&agent.reference, args.timeout).await;
+                match (&host.ctx.host, ended) {
+                    (_, Ok(info)) => Ok((host, info)),
+                    (None, Err(error)) => Err(anyhow::Error::new(error)),
+                    (Some(_), Err(error)) => Err(anyhow::Error::new(error)
+                        .context(format!("waiting for {}", host.ctx.qualify(&agent.label)))),
+                }
+            })
+        })
+        .collect();
+    if waits.is_empty() {
+        // Said only when some host answered: "no agent" is not what an unreachable host said.
+        if !hosts.is_empty() {
+            eprintln!("drover: no agent matches");
+        }
+        return Ok(status);
+    }
+    let ended: Vec<(&Host, AgentInfo)> = if args.any {
         let (first, _, _) = select_all(waits).await;
         vec![first?]
     } else {
@@ -48,28 +100,82 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
             .into_iter()
             .collect::<Result<_, _>>()?
     };
-    if ctx.json {
-        if args.targets.is_one() || args.any {
-            output::json(&ended[0])?;
+    report(&args, &ended)?;
+    let agents = ended
+        .iter()
+        .map(|(_, agent)| agent_exit_status(agent))
+        .find(|code| *code != 0);
+    Ok(agents.unwrap_or(status))
+}
+
+/// Connect to one share's host and resolve its agents (within [`HOST_DEADLINE`] when it is one
+/// host of several, so that a dead host never holds up the rest).
+async fn pick(
+    share: Share,
+    targets: &Targets,
+    several: bool,
+) -> (Ctx, anyhow::Result<(Client, Vec<Picked>)>) {
+    let mut targets = targets.clone();
+    if !share.refs.is_empty() {
+        targets.set_refs(share.refs);
+    }
+    let ctx = share.ctx;
+    let result = async {
+        let client = if several {
+            fleet::connect(&ctx).await.context("unreachable")?
         } else {
-            output::json(&ended)?;
-        }
-    } else {
-        let many = ended.len() > 1 || !args.targets.is_one();
-        for agent in &ended {
-            let detail = output::status_detail(agent);
-            if many {
-                crate::outln!("{} {} {detail}", ctx.label(agent), agent.state().as_str())?;
-            } else {
-                crate::outln!("{} {detail}", agent.state().as_str())?;
+            ctx.client().await?
+        };
+        let resolving = targets.pick(&client, Applies::Live);
+        let agents = if several {
+            match tokio::time::timeout(HOST_DEADLINE, resolving).await {
+                Ok(agents) => agents?,
+                Err(_) => anyhow::bail!(
+                    "unreachable: no answer within {} ms",
+                    HOST_DEADLINE.as_millis()
+                ),
             }
+        } else {
+            resolving.await?
+        };
+        Ok((client, agents))
+    }
+    .await;
+    (ctx, result)
+}
+
+/// Print what ended: one agent's as one JSON object (one named, or `--any`), several as one
+/// array (each with its `host` on a fleet); in text, `STATE DETAIL`, or `LABEL STATE DETAIL`
+/// a line each when several were waited for.
+fn report(args: &Args, ended: &[(&Host, AgentInfo)]) -> anyhow::Result<()> {
+    let one = args.targets.is_one() || args.any;
+    let Some((first, _)) = ended.first() else {
+        return Ok(());
+    };
+    if first.ctx.json {
+        let items = ended
+            .iter()
+            .map(|(host, agent)| fleet::with_host(host.ctx.host.as_deref(), agent))
+            .collect::<Result<Vec<_>, _>>()?;
+        return match (one, items.first()) {
+            (true, Some(item)) => output::json(item),
+            _ => output::json(&items),
+        };
+    }
+    let many = ended.len() > 1 || !args.targets.is_one();
+    for (host, agent) in ended {
+        let detail = output::status_detail(agent);
+        if many {
+            crate::outln!(
+                "{} {} {detail}",
+                host.ctx.label(agent),
+                agent.state().as_str()
+            )?;
+        } else {
+            crate::outln!("{} {detail}", agent.state().as_str())?;
         }
     }
-    Ok(ended
-        .iter()
-        .map(agent_exit_status)
-        .find(|status| *status != 0)
-        .unwrap_or(0))
+    Ok(())
 }
 
 /// A finished agent's status as a process exit status: its code, or 128 + signal like a
@@ -84,11 +190,11 @@ pub(crate) fn agent_exit_status(agent: &AgentInfo) -> i32 {
     1
 }
 
-impl super::many::Refs for Args {
+impl Refs for Args {
     fn refs(&self) -> &[String] {
-        super::many::Refs::refs(&self.targets)
+        self.targets.refs()
     }
     fn set_refs(&mut self, refs: Vec<String>) {
-        super::many::Refs::set_refs(&mut self.targets, refs);
+        self.targets.set_refs(refs);
     }
 }

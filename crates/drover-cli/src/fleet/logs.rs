@@ -8,11 +8,9 @@
 //! record not yet printed of each agent (its resume points), so nothing is missed and nothing
 //! is printed twice.
 
-use drover_client::Client;
-
-use super::{Share, HOST_DEADLINE};
+use super::{connect, Share};
 use crate::cmd::logs::{follow_across_restarts, follow_options, history, printer, selection, Args};
-use crate::cmd::{reconnect, Ctx};
+use crate::cmd::reconnect;
 
 /// Run `logs` on every share; the status is the first non-zero one of any host.
 pub(crate) async fn run(shares: Vec<Share>, args: &Args) -> anyhow::Result<i32> {
@@ -26,14 +24,6 @@ pub(crate) async fn run(shares: Vec<Share>, args: &Args) -> anyhow::Result<i32> 
     }
     let codes = futures::future::join_all(shares.iter().map(|share| follow_on(share, args))).await;
     Ok(codes.into_iter().find(|code| *code != 0).unwrap_or(0))
-}
-
-/// Connect to one host of several, within [`HOST_DEADLINE`].
-async fn connect(ctx: &Ctx) -> anyhow::Result<Client> {
-    match tokio::time::timeout(HOST_DEADLINE, ctx.client()).await {
-        Ok(result) => result,
-        Err(_) => anyhow::bail!("no answer within {} ms", HOST_DEADLINE.as_millis()),
-    }
 }
 
 /// One host's stored logs.

@@ -8,7 +8,10 @@
 
 pub(crate) mod logs;
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use drover_client::Client;
 
 use crate::cmd::Ctx;
 use crate::context::Contexts;
@@ -81,6 +84,52 @@ pub(crate) fn route(ctx: &Ctx, refs: &[String]) -> anyhow::Result<Vec<Share>> {
             refs,
         })
         .collect())
+}
+
+/// Connect to one host of several, within [`HOST_DEADLINE`].
+pub(crate) async fn connect(ctx: &Ctx) -> anyhow::Result<Client> {
+    match tokio::time::timeout(HOST_DEADLINE, ctx.client()).await {
+        Ok(result) => result,
+        Err(_) => anyhow::bail!("no answer within {} ms", HOST_DEADLINE.as_millis()),
+    }
+}
+
+/// `value` as JSON, with a `"host"` field when it comes from one host of several, so that one
+/// document over a fleet still says where each agent lives.
+pub(crate) fn with_host(
+    host: Option<&str>,
+    value: &impl serde::Serialize,
+) -> serde_json::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(value)?;
+    if let (Some(host), Some(map)) = (host, value.as_object_mut()) {
+        map.insert("host".into(), host.into());
+    }
+    Ok(value)
+}
+
+/// The `--json` items of a command run host after host, gathered so that the fleet prints ONE
+/// document (an array) at the end instead of one per host. Each item carries its host.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct JsonSink(Arc<Mutex<Vec<serde_json::Value>>>);
+
+impl JsonSink {
+    /// Keep `items`, each given `host`.
+    pub(crate) fn extend(&self, host: Option<&str>, items: Vec<serde_json::Value>) {
+        // The lock is only held to append, never across an `.await`; a panic while it was
+        // held cannot leave the vector half-written, so a poisoned lock is still usable.
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for mut item in items {
+            if let (Some(host), Some(map)) = (host, item.as_object_mut()) {
+                map.insert("host".into(), host.into());
+            }
+            kept.push(item);
+        }
+    }
+
+    /// Every item kept, in the order kept.
+    pub(crate) fn take(&self) -> Vec<serde_json::Value> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 /// Run `share`'s part of a command and fold its status into `status` (the first non-zero

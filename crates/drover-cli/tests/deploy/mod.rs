@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -134,4 +135,23 @@ pub fn nomad_command_line() -> Vec<String> {
     let mut line = vec![config["command"].as_str().expect("command").to_owned()];
     line.extend(strings(&config["args"]));
     line
+}
+
+/// The long flags `drover SUBCOMMAND --help` lists (global ones included).
+pub fn help_flags(subcommand: &str) -> BTreeSet<String> {
+    let output = crate::common::output_of({
+        let mut command = Command::new(crate::common::drover_bin());
+        command.args([subcommand, "--help"]);
+        command
+    });
+    assert!(output.status.success(), "drover {subcommand} --help");
+    text(&output.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with("--"))
+        .map(|word| {
+            word.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect()
+        })
+        .collect()
 }
