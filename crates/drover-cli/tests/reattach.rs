@@ -228,3 +228,24 @@ fn holders_left(state_dir: &Path) -> usize {
         (n == 0).then_some(0)
     })
 }
+
+/// An agent with a stdin pipe keeps it across a daemon restart: the next daemon writes to it
+/// and closes it, and the agent sees every byte once.
+#[test]
+fn a_reattached_agent_still_takes_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(dir.path(), &["--leave-agents"]);
+    ok(daemon.drover(&["spawn", "-i", "--name", "c", "--", "cat"]));
+    ok(daemon.drover(&["send", "c", "before"]));
+    wait_for("the first line", || {
+        (ok(daemon.drover(&["logs", "c"])) == "before\n").then_some(())
+    });
+    daemon.stop();
+    let daemon = Daemon::start(dir.path());
+    assert_eq!(json(&daemon, &["show", "c"])["state"], "running");
+    ok(daemon.drover(&["send", "c", "after", "--close"]));
+    let waited = daemon.drover(&["wait", "c"]);
+    assert_eq!(waited.status.code(), Some(0), "{}", stderr(&waited));
+    assert_eq!(ok(daemon.drover(&["logs", "c"])), "before\nafter\n");
+    assert_eq!(holders_left(dir.path()), 0);
+}

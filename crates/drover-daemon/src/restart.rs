@@ -71,11 +71,15 @@ pub(crate) async fn reattach(shared: &Arc<Shared>) -> Result<(), DaemonError> {
             continue;
         }
         let last_known = supervisor_status(&agent.status);
+        // The same queue a spawn gives a piped stdin (`spawn::supervisor_config`).
+        let stdin_queue = crate::handler::spawn::has_stdin_pipe(shared, &agent.spec)
+            .then_some(crate::handler::spawn::STDIN_QUEUE);
         let root = shared.holders.root().to_path_buf();
         attaching.push(async move {
             let id = crate::holders::holder_name(agent.id, agent.restarts.saturating_add(1));
             let result = if shared.holders.is_held() {
-                drover_supervisor::attach(&root, &id, observer, resume, last_known).await
+                drover_supervisor::attach(&root, &id, observer, resume, last_known, stdin_queue)
+                    .await
             } else {
                 Err(AttachError::Gone(std::io::Error::other(
                     "this daemon runs agents without holders",

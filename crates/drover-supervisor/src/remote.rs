@@ -148,14 +148,17 @@ pub struct Attached {
 /// Re-attaches to the holder of `agent` (a daemon restart): asks for every record from
 /// `resume_from` on. `last_known` is the status the registry has, used until the holder's
 /// own status arrives (after the spooled records, for an agent that ended meanwhile).
-/// The agent's stdin, if it had one, is closed for the new daemon: the queue that fed it
-/// died with the old one.
+/// `stdin_queue`: the agent was started with a stdin pipe; the new daemon writes to it through
+/// a fresh queue of that many chunks (bytes the old daemon had queued but not handed to the
+/// holder died with it; every write a client was told of reached the holder). The holder
+/// answers a write to a pipe that is closed by now with `StdinClosed`.
 pub async fn attach(
     root: &Path,
     agent: &str,
     observer: Arc<dyn Observer>,
     resume_from: u64,
     last_known: Status,
+    stdin_queue: Option<usize>,
 ) -> Result<Attached, AttachError> {
     let dir = holder_dir(root, agent);
     let mut conn = Conn::connect(&dir).await.map_err(AttachError::Gone)?;
@@ -202,12 +205,19 @@ pub async fn attach(
     } else {
         status
     };
+    let (stdin, stdin_rx) = match stdin_queue {
+        Some(queue) if !current.is_terminal() => {
+            let (slot, rx) = StdinSlot::channel(queue);
+            (slot, Some(rx))
+        }
+        _ => (StdinSlot::default(), None),
+    };
     let handle = launch(
         conn,
         sink,
         current,
-        StdinSlot::default(),
-        None,
+        stdin,
+        stdin_rx,
         agent.to_owned(),
         holder_pid,
     );

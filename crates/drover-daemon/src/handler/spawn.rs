@@ -87,11 +87,25 @@ fn supervisor_config(shared: &Shared, spec: &AgentSpec) -> Result<SupervisorConf
         max_record: shared.config.max_record,
         max_runtime: spec.timeout_ms.map(Duration::from_millis),
         runtime_grace: shared.config.default_grace,
-        // 16 chunks of at most 1 MiB: a child that never reads costs at most 16 MiB.
-        stdin_queue: 16,
+        stdin_queue: STDIN_QUEUE,
         spool_limit: shared.config.spool_limit,
         stop_signal: stop_signal(shared, spec)?,
         ..SupervisorConfig::default()
+    })
+}
+
+/// Chunks (of at most 1 MiB) waiting for an agent's stdin: a child that never reads costs at
+/// most 16 MiB.
+pub(crate) const STDIN_QUEUE: usize = 16;
+
+/// Whether an agent runs with a stdin pipe: its backend's fixed stdin, else its spec's.
+pub(crate) fn has_stdin_pipe(shared: &Shared, spec: &AgentSpec) -> bool {
+    let fixed = shared
+        .backends
+        .get(spec.backend_name())
+        .and_then(|t| t.stdin);
+    fixed.map_or(spec.stdin == StdinMode::Pipe, |mode| {
+        mode == drover_supervisor::StdinMode::Pipe
     })
 }
 
@@ -268,14 +282,7 @@ pub(crate) fn tracker_for(shared: &Shared, agent: &AgentInfo) -> Option<Tracker>
         .as_deref()?
         .parse::<ParserKind>()
         .ok()?;
-    let template_stdin = shared
-        .backends
-        .get(agent.spec.backend_name())
-        .and_then(|t| t.stdin);
-    let interactive = template_stdin.map_or(agent.spec.stdin == StdinMode::Pipe, |mode| {
-        mode == drover_supervisor::StdinMode::Pipe
-    });
-    let mut tracker = Tracker::new(kind, interactive);
+    let mut tracker = Tracker::new(kind, has_stdin_pipe(shared, &agent.spec));
     // No snapshots: nothing is recorded from the replay, only the reading is rebuilt.
     let mut update = drover_agent::Update::capped(0);
     let end = shared.store.log_bounds(agent.id).ok()?.next_seq;
