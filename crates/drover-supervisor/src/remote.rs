@@ -149,9 +149,9 @@ pub struct Attached {
 /// `resume_from` on. `last_known` is the status the registry has, used until the holder's
 /// own status arrives (after the spooled records, for an agent that ended meanwhile).
 /// `stdin_queue`: the agent was started with a stdin pipe; the new daemon writes to it through
-/// a fresh queue of that many chunks (bytes the old daemon had queued but not handed to the
-/// holder died with it; every write a client was told of reached the holder). The holder
-/// answers a write to a pipe that is closed by now with `StdinClosed`.
+/// a fresh queue of that many chunks (bytes the old daemon had queued but not yet handed to the
+/// holder died with it: `write_stdin` promises only that they were queued). The holder answers
+/// a write to a pipe that is closed by now with `StdinClosed`.
 pub async fn attach(
     root: &Path,
     agent: &str,
