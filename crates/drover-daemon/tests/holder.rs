@@ -366,3 +366,69 @@ async fn stop_sends_the_specs_stop_signal_first_and_a_bad_one_is_refused() {
     })
     .await
 }
+
+/// Pids of the holders waiting in the spawner's pool (`pooled DIR` on their command line).
+fn pooled_holders(pool: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        // A claimed holder keeps its command line; its pool directory is gone (moved).
+        let pooled = args.windows(2).any(|pair| {
+            let dir = Path::new(std::str::from_utf8(pair[1]).unwrap_or(""));
+            pair[0] == b"pooled" && dir.starts_with(pool) && dir.exists()
+        });
+        if pooled && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[tokio::test]
+async fn a_spawn_takes_a_holder_started_ahead_and_the_pool_ends_with_the_daemon() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let pool = daemon.state_dir.join("holders.pool");
+        // The first spawn starts its holder the usual way and fills the pool behind it.
+        let first = client.spawn(sh("echo first")).await.unwrap();
+        let waiting = wait_for("the pool to fill", || async {
+            let pids = pooled_holders(&pool);
+            (pids.len() == drover_holder::pool::POOL_SIZE).then_some(pids)
+        })
+        .await;
+        // The next spawn gets one of them, moved into place, and its agent runs as usual.
+        let second = client.spawn(sh("echo ready; sleep 1000")).await.unwrap();
+        let pid = second.status.pid().unwrap();
+        assert!(
+            waiting.contains(&parent(pid)),
+            "the agent's holder {} was one of the pooled {waiting:?}",
+            parent(pid)
+        );
+        assert!(holder_dir(&daemon, &second).join("sock").exists());
+        wait_ready(&client, &second).await;
+        assert_eq!(ended(&client, &first).await.status.exit_code(), Some(0));
+        // The pool fills again.
+        wait_for("the pool to fill again", || async {
+            (pooled_holders(&pool).len() == drover_holder::pool::POOL_SIZE).then_some(())
+        })
+        .await;
+        client.kill(&second.id.to_string()).await.unwrap();
+        ended(&client, &second).await;
+        // With the daemon (and its spawner) gone, the holders nobody claimed go too, taking
+        // their directories with them.
+        daemon.shutdown().await;
+        wait_for("the pooled holders to exit", || async {
+            let empty = std::fs::read_dir(&pool).map_or(true, |mut d| d.next().is_none());
+            (pooled_holders(&pool).is_empty() && empty).then_some(())
+        })
+        .await;
+    })
+    .await
+}

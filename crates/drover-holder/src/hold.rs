@@ -13,6 +13,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use crate::agent::{self, Agent};
+use crate::pool::{Link, News};
 use crate::spool::Spool;
 use crate::wire::{self, FromHolder, StartSpec, ToHolder, WireRecord};
 use crate::{tree, unix_nanos, HolderError, Status};
@@ -67,6 +68,8 @@ struct Holder {
     unspooled: Vec<WireRecord>,
     /// The refusal was logged (once per episode).
     spool_failing: bool,
+    /// Waiting in the spawner's pool: the link that says where a spawn moved us.
+    link: Option<Link>,
 }
 
 /// How often a refused spool append is retried.
@@ -75,6 +78,30 @@ const SPOOL_RETRY: Duration = Duration::from_millis(200);
 /// Runs a holder in `dir`, listening on the socket it was given as its stdin (bound at
 /// `dir/sock` by the spawner), until the daemon releases it.
 pub fn run(dir: &Path) -> Result<(), HolderError> {
+    hold(dir, None)
+}
+
+/// Runs a holder started ahead into the spawner's pool ([`crate::pool`]): its stdout is its
+/// link to the spawner, which tells it where its directory went once a spawn claims it.
+pub fn run_pooled(dir: &Path) -> Result<(), HolderError> {
+    let link = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| HolderError::Setup("taking the pool link", e))?;
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| HolderError::Setup("opening /dev/null", e))?;
+    nix::unistd::dup2_stdout(&null).map_err(|e| HolderError::Setup("dup2", e.into()))?;
+    nix::fcntl::fcntl(
+        &link,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| HolderError::Setup("making the pool link non-blocking", e.into()))?;
+    hold(dir, Some(Link::new(std::fs::File::from(link))))
+}
+
+fn hold(dir: &Path, link: Option<Link>) -> Result<(), HolderError> {
     let setup = |what: &'static str| move |e: std::io::Error| HolderError::Setup(what, e);
     // An agent's orphaned descendants come back to us, so none escapes a stop.
     nix::sys::prctl::set_child_subreaper(true)
@@ -115,6 +142,7 @@ pub fn run(dir: &Path) -> Result<(), HolderError> {
         buf: vec![0; READ_BUF],
         unspooled: Vec::new(),
         spool_failing: false,
+        link,
     };
     holder.run();
     holder.cleanup();
@@ -131,6 +159,7 @@ struct Ready {
     conn_hup: bool,
     pipes: Vec<bool>,
     stdin: bool,
+    link: bool,
 }
 
 impl Holder {
@@ -138,6 +167,7 @@ impl Holder {
         while !self.released {
             if self.status == Status::Starting
                 && self.spec.is_none()
+                && self.link.is_none()
                 && self.born.elapsed() > START_TIMEOUT
             {
                 eprintln!("drover-holder: no agent to start after {START_TIMEOUT:?}; exiting");
@@ -157,6 +187,10 @@ impl Holder {
                     return;
                 }
             };
+            // The claim first: a daemon that connects learned of us after it.
+            if ready.link && !self.read_link() {
+                return;
+            }
             if ready.signals {
                 self.reap();
             }
@@ -198,6 +232,10 @@ impl Holder {
             fds.push(PollFd::new(c.stream.as_fd(), flags));
             fds.len() - 1
         });
+        let link_at = self.link.as_ref().map(|link| {
+            fds.push(PollFd::new(link.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
         let mut pipe_at = Vec::new();
         let mut stdin_at = None;
         if let Some(agent) = &self.agent {
@@ -237,7 +275,29 @@ impl Holder {
             conn_hup: conn_at.is_some_and(|i| has(i, PollFlags::POLLHUP | PollFlags::POLLERR)),
             pipes: pipe_at.iter().map(|i| has(*i, gone)).collect(),
             stdin: stdin_at.is_some_and(|i| has(i, PollFlags::POLLOUT | PollFlags::POLLERR)),
+            link: link_at.is_some_and(|i| has(i, gone)),
         })
+    }
+
+    /// What the spawner said: claimed (our directory moved; the start timeout counts from
+    /// now), or gone before claiming us (false: exit, removing the pool directory).
+    fn read_link(&mut self) -> bool {
+        let Some(link) = self.link.as_mut() else {
+            return true;
+        };
+        match link.read() {
+            News::Nothing => true,
+            News::Claimed(dir) => {
+                self.dir = dir;
+                self.born = Instant::now();
+                self.link = None;
+                true
+            }
+            News::Gone => {
+                self.link = None;
+                false
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {

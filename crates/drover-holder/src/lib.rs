@@ -20,6 +20,7 @@
 
 mod agent;
 pub mod hold;
+pub mod pool;
 pub mod spawner;
 pub mod split;
 pub mod spool;
@@ -49,7 +50,7 @@ pub enum HolderError {
     Setup(&'static str, #[source] std::io::Error),
     #[error("spawner channel failed")]
     Wire(#[source] wire::WireError),
-    #[error("usage: {0} (spawner | hold DIR)")]
+    #[error("usage: {0} (spawner | hold DIR | pooled DIR)")]
     Usage(String),
     #[error("cannot find my own executable")]
     Exe(#[source] std::io::Error),
@@ -64,6 +65,7 @@ pub fn main(prefix: &[OsString], args: &[OsString]) -> ExitCode {
             .map_err(HolderError::Exe)
             .and_then(|exe| spawner::run(&exe, prefix)),
         Some("hold") if args.len() == 2 => hold::run(&PathBuf::from(&args[1])),
+        Some("pooled") if args.len() == 2 => hold::run_pooled(&PathBuf::from(&args[1])),
         _ => Err(HolderError::Usage("drover-holder".to_owned())),
     };
     match result {

@@ -11,6 +11,9 @@
 //! start), and starts the holder with that listening socket as its stdin, its stderr appended
 //! to a log file beside it, and a process group of its own (a Ctrl-C meant for the daemon's
 //! terminal does not reach holders). It reaps holders that exit, every 64 requests.
+//!
+//! It keeps holders started ahead ([`crate::pool`]): a request takes one, renamed into place,
+//! and the next one starts after the reply, while the daemon talks to the one it got.
 
 use std::ffi::OsString;
 use std::io::{BufReader, BufWriter, Write};
@@ -22,6 +25,7 @@ use std::process::Stdio;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::pool::{Pool, Pooled};
 use crate::wire::{read_frame, write_frame, WireError};
 use crate::HolderError;
 
@@ -37,12 +41,14 @@ pub struct SpawnReply {
     pub result: Result<u32, String>,
 }
 
-/// Serves requests on stdin until it closes (the daemon is gone), then exits; holders live on.
-/// Holders are started as `program args.. hold DIR`.
+/// Serves requests on stdin until it closes (the daemon is gone), then exits; holders live on
+/// (pooled ones, never claimed, exit too). Holders are started as `program args.. hold DIR`,
+/// pooled ones as `program args.. pooled DIR`.
 pub fn run(program: &Path, args: &[OsString]) -> Result<(), HolderError> {
     let mut input = BufReader::new(std::io::stdin().lock());
     let mut output = BufWriter::new(std::io::stdout().lock());
     let mut served = 0u64;
+    let mut pool = Pool::default();
     loop {
         let request: SpawnRequest = match read_frame(&mut input) {
             Ok(request) => request,
@@ -57,12 +63,52 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<(), HolderError> {
         if served % REAP_EVERY == 0 {
             reap();
         }
-        let result = start(program, args, &request.dir);
+        let pooled = pool
+            .root_for(&request.dir)
+            .is_some()
+            .then(|| pool.claim(&request.dir))
+            .flatten();
+        let result = match pooled {
+            Some(pid) => Ok(pid),
+            None => start(program, args, &request.dir, Role::Hold),
+        };
         write_frame(&mut output, &SpawnReply { result }).map_err(HolderError::Wire)?;
         output
             .flush()
             .map_err(|e| HolderError::Wire(WireError::Io(e)))?;
+        // After the reply: the daemon meanwhile connects to its holder and starts the agent.
+        while pool.wanted() {
+            let Some(dir) = pool.next_dir() else {
+                break;
+            };
+            // Close-on-exec: only the pooled holder gets the read end (as its stdout).
+            let (reader, link) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    eprintln!("drover-holder spawner: no pipe for a pooled holder: {e}");
+                    break;
+                }
+            };
+            match start(program, args, &dir, Role::Pooled(reader)) {
+                Ok(pid) => pool.add(Pooled {
+                    dir,
+                    pid,
+                    link: std::fs::File::from(link),
+                }),
+                Err(e) => {
+                    eprintln!("drover-holder spawner: starting a pooled holder: {e}");
+                    break;
+                }
+            }
+        }
     }
+}
+
+/// How a holder is started: for a request, or ahead into the pool with its link's read end as
+/// its stdout.
+enum Role {
+    Hold,
+    Pooled(std::os::fd::OwnedFd),
 }
 
 /// Requests between two reaps of exited holders.
@@ -77,7 +123,7 @@ fn reap() {
     }
 }
 
-fn start(program: &Path, args: &[OsString], dir: &Path) -> Result<u32, String> {
+fn start(program: &Path, args: &[OsString], dir: &Path, role: Role) -> Result<u32, String> {
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(dir)
@@ -90,12 +136,16 @@ fn start(program: &Path, args: &[OsString], dir: &Path) -> Result<u32, String> {
         .append(true)
         .open(dir.join(crate::LOG))
         .map_err(|e| format!("opening the holder's log: {e}"))?;
+    let (name, stdout) = match role {
+        Role::Hold => ("hold", Stdio::null()),
+        Role::Pooled(link) => ("pooled", Stdio::from(link)),
+    };
     let child = std::process::Command::new(program)
         .args(args)
-        .arg("hold")
+        .arg(name)
         .arg(dir)
         .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::from(log))
         .process_group(0)
         .spawn()

@@ -1,0 +1,162 @@
+//! Holders started ahead: the spawner keeps [`POOL_SIZE`] holders waiting in a pool directory
+//! beside the daemon's holder directories, so a spawn only renames one into place and starts
+//! the agent; the next pooled holder starts while the daemon talks to the claimed one.
+//!
+//! A pooled holder is `hold` with a link to the spawner: a pipe whose read end is the holder's
+//! stdout (the spawner keeps the write end). Claiming a holder renames its directory to the
+//! agent's, writes the new path and a newline into the link and closes it. A pooled holder
+//! that reads end-of-file before any path was never claimed: the spawner is gone (so is the
+//! daemon), and it removes its directory and exits. Nothing else ever goes through the link.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// Holders kept started ahead.
+pub const POOL_SIZE: usize = 2;
+
+/// Longest directory path a claim carries (Linux's `PATH_MAX`).
+const MAX_PATH: usize = 4096;
+
+/// The pool directory beside a holder directory: `<state>/holders/<id>` → `<state>/holders.pool`.
+pub fn pool_root(holder_dir: &Path) -> Option<PathBuf> {
+    let holders = holder_dir.parent()?;
+    let mut name = holders.file_name()?.to_os_string();
+    name.push(".pool");
+    Some(holders.with_file_name(name))
+}
+
+/// What a pooled holder learned from its link.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum News {
+    /// Nothing complete yet.
+    Nothing,
+    /// Claimed: its directory is now this.
+    Claimed(PathBuf),
+    /// The spawner went away before claiming it.
+    Gone,
+}
+
+/// The holder's end of its link to the spawner, while it waits in the pool.
+#[derive(Debug)]
+pub(crate) struct Link {
+    file: File,
+    line: Vec<u8>,
+}
+
+impl Link {
+    pub(crate) fn new(file: File) -> Link {
+        Link {
+            file,
+            line: Vec::new(),
+        }
+    }
+
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Read what the spawner wrote (the link is non-blocking or was reported readable).
+    pub(crate) fn read(&mut self) -> News {
+        let mut buf = [0u8; 512];
+        loop {
+            match self.file.read(&mut buf) {
+                Ok(0) => return News::Gone,
+                Ok(n) => {
+                    self.line.extend_from_slice(&buf[..n]);
+                    if let Some(end) = self.line.iter().position(|b| *b == b'\n') {
+                        let path = String::from_utf8_lossy(&self.line[..end]).into_owned();
+                        return News::Claimed(PathBuf::from(path));
+                    }
+                    if self.line.len() > MAX_PATH {
+                        return News::Gone;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return News::Nothing,
+                Err(_) => return News::Gone,
+            }
+        }
+    }
+}
+
+/// A holder waiting in the pool, as the spawner keeps it.
+#[derive(Debug)]
+pub(crate) struct Pooled {
+    pub(crate) dir: PathBuf,
+    pub(crate) pid: u32,
+    pub(crate) link: File,
+}
+
+/// The spawner's pool.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    /// Where pooled holders wait; known from the first request.
+    root: Option<PathBuf>,
+    waiting: VecDeque<Pooled>,
+    /// Names pool directories.
+    next: u64,
+}
+
+impl Pool {
+    /// The pool's directory for requests like `dir`, emptied of what an earlier spawner left
+    /// (its pooled holders exit on their own once their link ends).
+    pub(crate) fn root_for(&mut self, dir: &Path) -> Option<&Path> {
+        if self.root.is_none() {
+            let root = pool_root(dir)?;
+            let _ = std::fs::remove_dir_all(&root);
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(0o700).create(&root).ok()?;
+            self.root = Some(root);
+        }
+        self.root.as_deref()
+    }
+
+    /// A fresh directory name in the pool.
+    pub(crate) fn next_dir(&mut self) -> Option<PathBuf> {
+        let root = self.root.clone()?;
+        self.next += 1;
+        Some(root.join(self.next.to_string()))
+    }
+
+    pub(crate) fn wanted(&self) -> bool {
+        self.root.is_some() && self.waiting.len() < POOL_SIZE
+    }
+
+    pub(crate) fn add(&mut self, pooled: Pooled) {
+        self.waiting.push_back(pooled);
+    }
+
+    /// Move a pooled holder that is still alive to `dir` and tell it so; its pid, or `None`
+    /// when none is ready (the caller starts one the usual way).
+    pub(crate) fn claim(&mut self, dir: &Path) -> Option<u32> {
+        while let Some(mut pooled) = self.waiting.pop_front() {
+            let pid = Pid::from_raw(i32::try_from(pooled.pid).ok()?);
+            // One that died in the pool is reaped here and skipped (dropping its link).
+            if !matches!(
+                waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+                Ok(WaitStatus::StillAlive)
+            ) {
+                let _ = std::fs::remove_dir_all(&pooled.dir);
+                continue;
+            }
+            if std::fs::rename(&pooled.dir, dir).is_err() {
+                // The link closes unclaimed: the holder removes its directory and exits.
+                return None;
+            }
+            let mut line = dir.as_os_str().as_encoded_bytes().to_vec();
+            line.push(b'\n');
+            if pooled.link.write_all(&line).is_err() {
+                let _ = std::fs::remove_dir_all(dir);
+                continue;
+            }
+            return Some(pooled.pid);
+        }
+        None
+    }
+}
