@@ -352,14 +352,25 @@ impl<'a> Cursor<'a> {
         self.peek();
         let bytes = self.bytes();
         let start = self.pos;
-        let count = digits(bytes, start);
-        let end = start + count;
+        let mut at = start;
+        let mut n: u64 = 0;
+        while let Some(digit) = bytes
+            .get(at)
+            .and_then(|b| b.checked_sub(b'0'))
+            .filter(|d| *d < 10)
+        {
+            n = n
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(digit)))
+                .ok_or(Unsure)?;
+            at += 1;
+        }
+        let count = at - start;
         let leading_zero = count > 1 && bytes[start] == b'0';
-        if count == 0 || leading_zero || matches!(bytes.get(end), Some(b'.' | b'e' | b'E')) {
+        if count == 0 || leading_zero || matches!(bytes.get(at), Some(b'.' | b'e' | b'E')) {
             return Err(Unsure);
         }
-        let n = self.text[start..end].parse().map_err(|_| Unsure)?;
-        self.pos = end;
+        self.pos = at;
         Ok(n)
     }
 
