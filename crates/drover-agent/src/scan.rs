@@ -539,6 +539,17 @@ mod tests {
         assert_eq!(plain(b"{\"a\":\"\xff\"}"), None);
         assert_eq!(plain(b"{\"a\":\t1}"), None);
         assert_eq!(plain("é\u{1}".as_bytes()), None);
+        for len in 0..80 {
+            for at in 0..len {
+                for byte in [0x00, 0x01, 0x1f, b'\n'] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = byte;
+                    assert_eq!(plain(&bytes), None, "{len} {at} {byte}");
+                    bytes[at] = 0x20;
+                    assert!(plain(&bytes).is_some());
+                }
+            }
+        }
     }
 
     #[test]
