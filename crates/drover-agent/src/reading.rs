@@ -86,14 +86,7 @@ impl Reading<'_> {
 
     pub(crate) fn text(&mut self, text: &str) {
         if !text.trim().is_empty() {
-            match &mut self.activity.last_text {
-                // The buffer is reused: text follows text all session long.
-                Some(last) if text.len() <= MAX_ACTIVITY_TEXT => {
-                    last.clear();
-                    last.push_str(text);
-                }
-                last => *last = Some(bounded(text, MAX_ACTIVITY_TEXT)),
-            }
+            self.activity.last_text = Some(bounded(text, MAX_ACTIVITY_TEXT));
         }
     }
 
