@@ -17,8 +17,11 @@
 //!
 //! `turns` counts distinct assistant message ids until the result's `num_turns` replaces it;
 //! tokens sum each message's usage once, until the result's session totals replace them.
-
-use std::collections::HashSet;
+//!
+//! The lines a session is made of are read by a validating cursor (`fast`) that takes apart
+//! only the fields below and checks the rest without building anything; every other line
+//! (`system`, `result`, anything the cursor is unsure of, every malformed line) is read by
+//! `serde_json` into the same structs. Both readings give the same `Line` (tested).
 
 use drover_proto::{AttentionReason, Tokens, Usd};
 use std::borrow::Cow;
@@ -29,7 +32,10 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::reading::Reading;
-use crate::{summarize_input, summarize_raw};
+use crate::summarize_input;
+use crate::summary::summarize_json;
+
+mod fast;
 
 /// Tool calls that ask the person running the agent a question.
 const QUESTION_TOOLS: [&str; 1] = ["AskUserQuestion"];
@@ -44,8 +50,9 @@ pub(crate) struct State {
     message: Option<(String, Tokens)>,
     /// Tokens of earlier messages.
     before: Tokens,
-    /// Tool calls without a result yet.
-    pending: HashSet<String>,
+    /// Tool calls without a result yet, each once (a handful: a list is quicker to search than
+    /// a hash set is to hash).
+    pending: Vec<String>,
     /// The person interrupted the run (SIGINT, which `stop` sends): its error result is what
     /// they asked for, not a reason to call them.
     interrupted: bool,
@@ -55,6 +62,7 @@ pub(crate) struct State {
 const INTERRUPTED: &str = "[Request interrupted by user";
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Line<'a> {
     #[serde(rename = "type", borrow)]
     kind: &'a str,
@@ -84,6 +92,7 @@ struct Line<'a> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Message<'a> {
     #[serde(default, borrow)]
     id: Option<Cow<'a, str>>,
@@ -97,6 +106,7 @@ struct Message<'a> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Block<'a> {
     #[serde(rename = "type", borrow)]
     kind: &'a str,
@@ -107,14 +117,26 @@ struct Block<'a> {
     #[serde(default, borrow)]
     name: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    input: Option<&'a RawValue>,
+    input: Option<Json<'a>>,
     #[serde(default, borrow)]
     tool_use_id: Option<Cow<'a, str>>,
     #[serde(default)]
     is_error: Option<bool>,
     /// A tool result's content, looked at only when the result is an error.
     #[serde(default, borrow)]
-    content: Option<&'a RawValue>,
+    content: Option<Json<'a>>,
+}
+
+/// A value kept as its JSON text, a slice of the line (what a `&RawValue` holds), so both
+/// readings of a line can hand it over.
+#[derive(Clone, Copy)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
+struct Json<'a>(&'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(|raw| Json(raw.get()))
+    }
 }
 
 /// A message's `content`: its blocks, parsed in the same pass as the line; a plain string
@@ -148,6 +170,7 @@ fn blocks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Block<'de>>, D::Error> 
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[serde(default)]
 struct Usage {
     input_tokens: u64,
@@ -168,6 +191,7 @@ impl Usage {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Denial {
     #[serde(default)]
     tool_name: String,
@@ -177,8 +201,14 @@ struct Denial {
 
 /// Read one line; false if it is not a line of this format.
 pub(crate) fn line(state: &mut State, reading: &mut Reading<'_>, bytes: &[u8]) -> bool {
-    let Ok(line) = serde_json::from_slice::<Line<'_>>(bytes) else {
-        return false;
+    // The common lines are taken apart by the cursor; whatever it is unsure of (including
+    // every malformed line) is read by serde_json, as it always was.
+    let line = match fast::line(bytes) {
+        Ok(line) => line,
+        Err(_) => match serde_json::from_slice::<Line<'_>>(bytes) {
+            Ok(line) => line,
+            Err(_) => return false,
+        },
     };
     if let Some(id) = &line.session_id {
         reading.session(id);
@@ -234,10 +264,15 @@ fn assistant(state: &mut State, reading: &mut Reading<'_>, message: Message<'_>)
     let usage = message.usage.map(Usage::tokens).unwrap_or_default();
     match &mut state.message {
         Some((current, counted)) if current == id => *counted = usage,
-        _ => {
-            if let Some((_, counted)) = state.message.take() {
-                state.before.add(&counted);
-            }
+        Some((current, counted)) => {
+            state.before.add(counted);
+            // The id's buffer is reused: one message follows another all session long.
+            current.clear();
+            current.push_str(id);
+            *counted = usage;
+            reading.activity.turns = reading.activity.turns.saturating_add(1);
+        }
+        None => {
             state.message = Some((id.to_owned(), usage));
             reading.activity.turns = reading.activity.turns.saturating_add(1);
         }
@@ -259,10 +294,13 @@ fn assistant(state: &mut State, reading: &mut Reading<'_>, message: Message<'_>)
             }
             "tool_use" => {
                 let name = block.name.as_deref().unwrap_or_default();
-                let summary = block.input.map(summarize_raw).unwrap_or_default();
-                if state.pending.len() < MAX_PENDING {
-                    let id = block.id.as_deref().unwrap_or_default();
-                    state.pending.insert(id.to_owned());
+                let summary = block
+                    .input
+                    .map(|input| summarize_json(input.0))
+                    .unwrap_or_default();
+                let id = block.id.as_deref().unwrap_or_default();
+                if state.pending.len() < MAX_PENDING && !state.pending.iter().any(|p| p == id) {
+                    state.pending.push(id.to_owned());
                 }
                 if QUESTION_TOOLS.contains(&name) {
                     reading.question(&summary);
@@ -284,7 +322,9 @@ fn tool_results(state: &mut State, reading: &mut Reading<'_>, message: Message<'
         }
         any = true;
         if let Some(id) = &block.tool_use_id {
-            state.pending.remove(id.as_ref());
+            if let Some(at) = state.pending.iter().position(|p| p == id) {
+                state.pending.swap_remove(at);
+            }
         }
         if block.is_error == Some(true) {
             let text = block.content.map(result_text).unwrap_or_default();
@@ -305,8 +345,8 @@ fn tool_results(state: &mut State, reading: &mut Reading<'_>, message: Message<'
 }
 
 /// A tool result's text: a string, or the text blocks of a list.
-fn result_text(raw: &RawValue) -> String {
-    match serde_json::from_str::<Value>(raw.get()) {
+fn result_text(raw: Json<'_>) -> String {
+    match serde_json::from_str::<Value>(raw.0) {
         Ok(Value::String(s)) => s,
         Ok(Value::Array(items)) => items
             .iter()

@@ -20,6 +20,7 @@ mod kind;
 mod opencode;
 pub mod pretty;
 mod reading;
+mod scan;
 mod summary;
 mod tracker;
 

@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::reading::one_line;
+use crate::scan::{Cursor, Scan, Str, Unsure};
 
 /// The fields that say most about a tool call, in the order they are looked for: a shell
 /// command, a file, a search pattern, a URL, a description.
@@ -51,6 +52,56 @@ pub fn summarize_input(input: &Value) -> String {
 /// borrowed strings, without building a tree (the capture-path case); anything else falls back
 /// to the tree.
 pub fn summarize_raw(raw: &RawValue) -> String {
+    summarize_json(raw.get())
+}
+
+/// [`summarize_raw`] of a tool input's JSON text (already checked to be one JSON value).
+pub(crate) fn summarize_json(raw: &str) -> String {
+    match scanned(raw) {
+        Ok(Some(text)) => bounded(&one_line(&text), MAX_TOOL_SUMMARY),
+        _ => parsed(raw),
+    }
+}
+
+/// The fields [`parsed`] reads as strings before it falls back to the tree: `KEYS` but
+/// `content`.
+const KNOWN: usize = KEYS.len() - 1;
+
+/// What [`parsed`] finds among the known fields, found by the cursor without serde: the first
+/// non-empty one in `KEYS` order. `None` (no such field) and [`Unsure`] (a known field that is
+/// not a string or `null`, one given twice, anything the cursor leaves to serde) go to
+/// [`parsed`].
+fn scanned(raw: &str) -> Scan<Option<Cow<'_, str>>> {
+    let mut found: [Option<Str<'_>>; KNOWN] = [None; KNOWN];
+    let mut seen = [false; KNOWN];
+    let mut cursor = Cursor::new(raw);
+    if cursor.peek() != Some(b'{') {
+        return Err(Unsure);
+    }
+    cursor.object(|cursor, key| {
+        let Some(at) = KEYS[..KNOWN].iter().position(|k| *k == key) else {
+            return cursor.value().map(drop);
+        };
+        if std::mem::replace(&mut seen[at], true) {
+            return Err(Unsure);
+        }
+        if !cursor.null()? {
+            found[at] = Some(cursor.string()?);
+        }
+        Ok(())
+    })?;
+    cursor.end()?;
+    for string in found.into_iter().flatten() {
+        let text = string.text()?;
+        if !text.is_empty() {
+            return Ok(Some(text));
+        }
+    }
+    Ok(None)
+}
+
+/// [`summarize_json`] by serde: the known fields as borrowed strings, else the tree.
+fn parsed(raw: &str) -> String {
     #[derive(Deserialize)]
     struct Known<'a> {
         #[serde(borrow)]
@@ -76,7 +127,7 @@ pub fn summarize_raw(raw: &RawValue) -> String {
         #[serde(borrow)]
         prompt: Option<Cow<'a, str>>,
     }
-    if let Ok(known) = serde_json::from_str::<Known<'_>>(raw.get()) {
+    if let Ok(known) = serde_json::from_str::<Known<'_>>(raw) {
         // In `KEYS` order.
         let first = [
             known.command,
@@ -98,7 +149,7 @@ pub fn summarize_raw(raw: &RawValue) -> String {
             return bounded(&one_line(&text), MAX_TOOL_SUMMARY);
         }
     }
-    serde_json::from_str::<Value>(raw.get())
+    serde_json::from_str::<Value>(raw)
         .map(|v| summarize_input(&v))
         .unwrap_or_default()
 }
@@ -144,6 +195,44 @@ mod tests {
             let tree: Value = serde_json::from_str(input).expect("tree");
             assert_eq!(summarize_raw(&raw), summarize_input(&tree), "{input}");
         }
+    }
+
+    #[test]
+    fn the_scanned_summary_is_the_parsed_summary() {
+        for input in [
+            r#"{"command":"echo hi"}"#,
+            r#"{"description":"list","command":"ls -la\n/tmp"}"#,
+            r#"{"command":"","cmd":null,"file_path":"a \"b\""}"#,
+            r#"{"command":"a","command":"b"}"#,
+            r#"{"command":null,"command":"b"}"#,
+            r#"{"cmd":["bash","-lc","echo hi"]}"#,
+            r#"{"n":3,"pattern":"fn main"}"#,
+            r#"{"n":{"command":"inner"},"url":"https://x"}"#,
+            r#"{"content":"only content"}"#,
+            r#"{"prompt":"\ud800"}"#,
+            r#"{"path":"\u00e9"}"#,
+            r#"{ "path" : "spaced" }"#,
+            "{\"path\":\t\"tab\"}",
+            r#"["ls","-la"]"#,
+            r#""a string""#,
+            r#"{}"#,
+        ] {
+            let scanned = scanned(input).ok().flatten();
+            if let Some(text) = &scanned {
+                assert_eq!(
+                    bounded(&one_line(text), MAX_TOOL_SUMMARY),
+                    parsed(input),
+                    "{input}"
+                );
+            }
+            let raw: Box<RawValue> = serde_json::from_str(input).expect("raw");
+            assert_eq!(summarize_raw(&raw), parsed(input), "{input}");
+        }
+        assert_eq!(
+            scanned(r#"{"x":1,"file_path":"","path":"p"}"#),
+            Ok(Some(Cow::Borrowed("p")))
+        );
+        assert_eq!(scanned(r#"{"command":7}"#), Err(Unsure));
     }
 
     #[test]
