@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{json, ok, Daemon};
+use common::{json, ok, wait_for, Daemon};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -367,6 +367,69 @@ fn a_flood_of_phase_changes_is_coalesced() {
         "the result's num_turns is the final word"
     );
     assert_eq!(activity["ignored_lines"], 0);
+    daemon.stop();
+}
+
+/// A change the budget held back is recorded even when the agent prints nothing more: after a
+/// flood of tool calls the agent sits in its last tool call (gated), and its last `activity`
+/// event catches up with its live reading without another line of output.
+#[test]
+fn a_held_back_change_is_recorded_without_more_output() {
+    let (dir, daemon, fake) = rig();
+    let recorded = std::fs::read(transcript("claude-tool")).expect("transcript");
+    let lines: Vec<&[u8]> = recorded.split_inclusive(|b| *b == b'\n').collect();
+    let mut flood = lines[0].to_vec();
+    for _ in 0..300 {
+        flood.extend_from_slice(lines[1]);
+        flood.extend_from_slice(lines[2]);
+    }
+    // The last tool call, unlike the others, left running while the gate is shut.
+    let last = String::from_utf8(lines[1].to_vec())
+        .expect("UTF-8")
+        .replace("echo drover-tool-ran", "echo the-last-one")
+        .replace("toolu_mock_2", "toolu_mock_9")
+        .replace("msg_mock_2", "msg_mock_9");
+    flood.extend_from_slice(last.as_bytes());
+    for line in &lines[2..] {
+        flood.extend_from_slice(line);
+    }
+    let path = dir.path().join("flood.jsonl");
+    std::fs::write(&path, &flood).expect("write");
+    let gate = dir.path().join("gate");
+    let gate_env = format!("DROVER_FAKE_GATE={}", gate.display());
+    let after = format!("DROVER_FAKE_GATE_AFTER={}", 1 + 600 + 1);
+    let id = fake.spawn(
+        &daemon,
+        "claude",
+        &path,
+        &["-e", "DROVER_FAKE_PACE_MS=0", "-e", &gate_env, "-e", &after],
+    );
+    let last_event = || {
+        ok(daemon.drover(&["--json", "events"]))
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("event"))
+            .rfind(|e| e["agent"] == id.as_str() && e["kind"] == "activity")
+            .map(|e| e["activity"].clone())
+    };
+    let live = wait_for("the agent to sit in its last tool call", || {
+        let activity = json(&daemon, &["show", &id])["activity"].clone();
+        (activity["phase"] == "tool" && activity["current_tool"]["summary"] == "echo the-last-one")
+            .then_some(())
+            .and_then(|()| {
+                // Every line before the gate is read: the live reading no longer changes.
+                let again = json(&daemon, &["show", &id])["activity"].clone();
+                (again == activity).then_some(activity)
+            })
+    });
+    wait_for("the held change to be recorded", || {
+        (last_event().as_ref() == Some(&live)).then_some(())
+    });
+    std::fs::write(&gate, b"").expect("open the gate");
+    ok(daemon.drover(&["wait", &id]));
+    assert_eq!(
+        activity_phases(&daemon, &id).last().map(String::as_str),
+        Some("done")
+    );
     daemon.stop();
 }
 

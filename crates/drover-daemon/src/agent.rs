@@ -417,6 +417,37 @@ impl AgentObserver {
         self.watch.send_replace(info.clone());
     }
 
+    /// Whether a change is held back by the event budget. Called by the reader thread.
+    pub(crate) fn is_holding(&self) -> bool {
+        self.reader
+            .as_ref()
+            .is_some_and(|reader| lock_reader(reader).held)
+    }
+
+    /// Record a change the budget held back, as the reading is now, once the budget allows;
+    /// true while it is still held. Called by the reader thread, for agents that print nothing
+    /// more after a burst (the next output would record it too).
+    pub(crate) fn flush_held(&self) -> bool {
+        let (Some(reader), Some(shared)) = (&self.reader, self.shared.upgrade()) else {
+            return false;
+        };
+        // Lock order: the agent, then its reader.
+        let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reader = lock_reader(reader);
+        if !reader.held {
+            return false;
+        }
+        if reader.available() == 0 {
+            return true;
+        }
+        reader.held = false;
+        reader.spend();
+        let snapshot = reader.tracker.activity().clone();
+        reader.recorded = Some(snapshot.clone());
+        self.record_activity(&shared, &mut info, snapshot);
+        false
+    }
+
     fn record_activity(&self, shared: &Shared, info: &mut AgentInfo, activity: Activity) {
         info.activity = Some(activity.clone());
         // Whoever hears of the event and asks finds what it announced.

@@ -3,10 +3,13 @@
 //! here and goes on; the thread parses them in order (one queue for all agents, so each agent's
 //! lines stay in order) and records the changes. A full queue makes capture wait: the activity
 //! never skips a line, and memory stays bounded. An agent's end waits for the thread to have
-//! read everything before it, so the final activity is recorded before the `exit` event.
+//! read everything before it, so the final activity is recorded before the `exit` event. A
+//! change the event budget held back is recorded once the budget allows, whether or not the
+//! agent prints again (looked at every 100 ms while any is held).
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use drover_proto::AgentStatus;
 
@@ -109,14 +112,40 @@ impl Readers {
     }
 }
 
+/// How often changes the event budget held back are looked at again, for agents that print
+/// nothing more (a long tool call after a burst): the budget earns one event per 50 ms.
+const HELD_RETRY: Duration = Duration::from_millis(100);
+
 fn run(jobs: &Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
+    // Agents with a change held back by their event budget. Weak: an ended agent's observer
+    // goes, and is forgotten here at the next look (its end recorded the change anyway).
+    let mut holding: Vec<Weak<AgentObserver>> = Vec::new();
+    let mut looked = Instant::now();
+    loop {
+        let job = if holding.is_empty() {
+            jobs.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            jobs.recv_timeout(HELD_RETRY.saturating_sub(looked.elapsed()))
+        };
         match job {
-            Job::Feed(observer, lines) => observer.read_and_apply(&lines),
-            Job::End(observer, status, done) => {
+            Ok(Job::Feed(observer, lines)) => {
+                observer.read_and_apply(&lines);
+                if observer.is_holding()
+                    && !holding.iter().any(|w| w.as_ptr() == Arc::as_ptr(&observer))
+                {
+                    holding.push(Arc::downgrade(&observer));
+                }
+            }
+            Ok(Job::End(observer, status, done)) => {
                 observer.end_activity(&status);
                 let _ = done.send(());
             }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if !holding.is_empty() && looked.elapsed() >= HELD_RETRY {
+            looked = Instant::now();
+            holding.retain(|observer| observer.upgrade().is_some_and(|o| o.flush_held()));
         }
     }
 }
