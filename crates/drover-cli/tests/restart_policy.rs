@@ -61,7 +61,7 @@ fn on_failure_restarts_with_growing_waits_up_to_max_restarts_and_seqs_go_on() {
         "--restart-delay",
         "100ms",
         "--restart-max-delay",
-        "300ms",
+        "1s",
         "--",
         "sh",
         "-c",
@@ -80,9 +80,9 @@ fn on_failure_restarts_with_growing_waits_up_to_max_restarts_and_seqs_go_on() {
         log.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
         vec![1, 2, 3, 4]
     );
-    // Run k+1 starts no sooner than run k ended plus its wait: 100, 200, then 300 ms (capped).
+    // Run k+1 starts no sooner than run k ended plus its wait: 100, 200, then 400 ms.
     let starts: Vec<i64> = log.iter().map(|(_, line)| line.parse().unwrap()).collect();
-    for (k, least_ms) in [100i64, 200, 300].into_iter().enumerate() {
+    for (k, least_ms) in [100i64, 200, 400].into_iter().enumerate() {
         let gap_ms = (starts[k + 1] - starts[k]) / 1_000_000;
         assert!(
             gap_ms >= least_ms,
@@ -92,7 +92,8 @@ fn on_failure_restarts_with_growing_waits_up_to_max_restarts_and_seqs_go_on() {
         );
     }
 
-    // Each run is visible: a `restarting` state, then `restarted` with the run's number.
+    // Each run is visible: a `restarting` state, the next run's `starting` (recorded before its
+    // holder starts), then `restarted` with the run's number.
     let seen: Vec<(String, String, u64)> = events(&daemon, &id)
         .into_iter()
         .filter(|(kind, _, _)| kind != "activity")
@@ -101,10 +102,13 @@ fn on_failure_restarts_with_growing_waits_up_to_max_restarts_and_seqs_go_on() {
         ("spawned", "starting", 1),
         ("state", "running", 1),
         ("state", "restarting", 1),
+        ("state", "starting", 2),
         ("restarted", "running", 2),
         ("state", "restarting", 2),
+        ("state", "starting", 3),
         ("restarted", "running", 3),
         ("state", "restarting", 3),
+        ("state", "starting", 4),
         ("restarted", "running", 4),
         ("exit", "exited", 4),
     ]
@@ -130,7 +134,7 @@ fn on_failure_restarts_with_growing_waits_up_to_max_restarts_and_seqs_go_on() {
     assert_eq!(row[column + 2], "3", "{listing}");
     let shown = ok(daemon.drover(&["show", "flaky"]));
     assert!(
-        shown.contains("restarts 3 (at most 3), policy on-failure; this is run 4"),
+        shown.contains("restarts 3 (at most 3), policy on_failure; this is run 4"),
         "{shown}"
     );
 }
@@ -197,6 +201,74 @@ fn always_restarts_after_exit_zero_and_a_stop_during_the_wait_cancels_the_restar
     // Ended for good: `wait` answers at once, the log holds the one run.
     assert_eq!(wait_end(&daemon, "waits")["state"], "exited");
     assert_eq!(log(&daemon, "waits"), vec![(1, "once".to_owned())]);
+
+    // A kill during the wait cancels it the same way; the agent ends as its run did.
+    ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "killed",
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "60s",
+        "--",
+        "sh",
+        "-c",
+        "exit 4",
+    ]));
+    wait_for("the second agent to wait for its restart", || {
+        (state(&daemon, "killed")["state"] == "restarting").then_some(())
+    });
+    let killed = json(&daemon, &["kill", "killed"]);
+    assert_eq!(
+        (killed["state"].as_str(), killed["exit_code"].as_i64()),
+        (Some("exited"), Some(4))
+    );
+
+    // A follower started with the agent's first run sees every run's lines once, in order, and
+    // ends with its last run.
+    ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "thrice",
+        "--restart",
+        "always:2",
+        "--restart-delay",
+        "10ms",
+        "--",
+        "sh",
+        "-c",
+        "seq 1 100; sleep 0.2",
+    ]));
+    let followed = ok(daemon.drover(&["logs", "-f", "thrice"]));
+    let once: String = (1..=100).map(|i| format!("{i}\n")).collect();
+    assert_eq!(followed, once.repeat(3));
+    let seqs: Vec<u64> = log(&daemon, "thrice").iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=300).collect::<Vec<u64>>());
+
+    // A daemon that stops its agents on shutdown ends a waiting one as its last run did.
+    ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "shutdown",
+        "--restart",
+        "always",
+        "--restart-delay",
+        "60s",
+        "--",
+        "echo",
+        "last",
+    ]));
+    wait_for("the third agent to wait for its restart", || {
+        (state(&daemon, "shutdown")["state"] == "restarting").then_some(())
+    });
+    daemon.stop();
+    let daemon = Daemon::start(dir.path());
+    let ended = state(&daemon, "shutdown");
+    assert_eq!(
+        (ended["state"].as_str(), ended["exit_code"].as_i64()),
+        (Some("exited"), Some(0))
+    );
 }
 
 #[test]
@@ -271,6 +343,24 @@ fn bad_restart_policies_are_clear_errors() {
         "{}",
         stderr(&eager)
     );
+    // A longest wait under a second would let an agent that fails at once restart ever faster.
+    let hasty = daemon.drover(&[
+        "spawn",
+        "--restart",
+        "always",
+        "--restart-delay",
+        "10ms",
+        "--restart-max-delay",
+        "100ms",
+        "--",
+        "true",
+    ]);
+    assert_eq!(hasty.status.code(), Some(2), "{}", stderr(&hasty));
+    assert!(
+        stderr(&hasty).contains("restart.max_backoff_ms must be 1000"),
+        "{}",
+        stderr(&hasty)
+    );
     // Nothing was started.
     assert_eq!(ok(daemon.drover(&["ls", "-q"])), "");
 }
@@ -286,17 +376,30 @@ fn a_restart_waiting_when_the_daemon_restarts_goes_ahead_under_the_next_daemon()
         "--restart",
         "on-failure:1",
         "--restart-delay",
-        "2s",
+        "5s",
         "--",
         "sh",
         "-c",
         "echo run; exit 3",
     ]));
-    wait_for("the agent to wait for its restart", || {
-        (state(&daemon, "later")["state"] == "restarting").then_some(())
+    let waiting = wait_for("the agent to wait for its restart", || {
+        let info = state(&daemon, "later");
+        (info["state"] == "restarting").then_some(info)
     });
     daemon.stop();
     let daemon = Daemon::start(dir.path());
+    // The next daemon keeps the same restart: the first daemon never started it.
+    let kept = state(&daemon, "later");
+    if kept["state"] == "restarting" {
+        assert_eq!(kept["restart_at"], waiting["restart_at"], "{kept}");
+        assert_eq!(kept["restarts"].as_u64().unwrap_or(0), 0, "{kept}");
+    } else {
+        // Only once its time has come.
+        assert!(
+            drover_proto::now_ns() >= waiting["restart_at"].as_i64().unwrap(),
+            "{kept}"
+        );
+    }
     let ended = wait_end(&daemon, "later");
     assert_eq!(ended["state"], "exited");
     assert_eq!(ended["exit_code"], 3);

@@ -62,14 +62,15 @@ impl LiveAgent {
     }
 
     /// Cancel a restart that waits for its time; false when none waits (it already started
-    /// the next run, or there was none).
+    /// the next run, or there was none). Whoever takes the sender decides: the waiting task
+    /// finds it gone and ends the agent as its last run did.
     pub(crate) fn cancel_restart(&self) -> bool {
         let waiting = self
             .restart
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        waiting.is_some_and(|cancel| cancel.send(()).is_ok())
+        waiting.map(|cancel| cancel.send(())).is_some()
     }
 
     /// The handle; for an agent registered by a spawn that is still starting its process, once
@@ -559,11 +560,10 @@ impl Observer for AgentObserver {
             self.timing_out.store(true, Ordering::SeqCst);
         }
         let run_ended = status.state().is_terminal();
-        let restart = if run_ended {
-            self.restart_delay(&shared, &status)
-        } else {
-            None
-        };
+        if run_ended && self.watch.borrow().state() == drover_proto::AgentState::Restarting {
+            // This run's end is recorded already (a repeated terminal status).
+            return;
+        }
         if run_ended && self.reader.is_some() {
             // The activity's last word comes before the exit (whoever sees the exit finds it),
             // once the reader has read every line; not under this agent's lock, which the
@@ -605,11 +605,24 @@ impl Observer for AgentObserver {
             }
             account(&shared, before, 0);
         }
+        // Records lost at this end make it the agent's end: the log cannot go on past a gap.
+        let restart = if run_ended && dropped.is_none() {
+            self.restart_delay(&shared, &status)
+        } else {
+            None
+        };
         let timed_out = run_ended && self.timing_out.load(Ordering::SeqCst);
         let status = match restart {
             Some(delay) => restarting(&status, delay),
             None => status,
         };
+        // A stop or kill from the moment the state says `restarting` finds the restart to
+        // cancel, and never the ended run's handle.
+        let cancelled = restart.and_then(|_| {
+            shared
+                .live(self.id)
+                .map(|live| crate::restarting::arm(&live))
+        });
         let terminal = status.state().is_terminal();
         let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
         if info.status == status {
@@ -641,10 +654,10 @@ impl Observer for AgentObserver {
                 EventKind::State
             };
             shared.events.record(change, kind, &info, None);
-            if let Some(at) = info.status.restart_at() {
+            if let (Some(at), Some(cancelled)) = (info.status.restart_at(), cancelled) {
                 drop(info);
                 if let Some(me) = self.me.upgrade() {
-                    crate::restarting::schedule(&shared, me, at);
+                    crate::restarting::schedule(&shared, me, at, cancelled);
                 }
             }
             return;
@@ -733,18 +746,26 @@ impl AgentObserver {
 
     /// The restart policy starts the next run: count it, forget what the last run's client
     /// asked, and read the new run's output afresh.
+    /// Its `starting` (with the new restart count) is recorded before the run's holder starts:
+    /// a daemon that dies in between finds a `starting` agent whose holder is `<id>.<run>`, and
+    /// reports it `lost` if that holder never started it, instead of starting the run twice.
     pub(crate) fn new_run(&self, tracker: Option<Tracker>) -> u32 {
         self.end_asked.store(false, Ordering::SeqCst);
         self.timing_out.store(false, Ordering::SeqCst);
         self.announce_restart.store(true, Ordering::SeqCst);
         let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
         info.restarts = info.restarts.saturating_add(1);
+        info.status = AgentStatus::Starting;
         if let (Some(reader), Some(tracker)) = (&self.reader, tracker) {
             let mut reader = lock_reader(reader);
             info.activity = Some(tracker.activity().clone());
             *reader = Reader::new(tracker, reader.recorded.clone());
         }
         self.watch.send_replace(info.clone());
+        if let Some(shared) = self.shared.upgrade() {
+            let change = Change::Status(self.id, info.status.clone(), info.runs());
+            shared.events.record(change, EventKind::State, &info, None);
+        }
         info.restarts + 1
     }
 

@@ -66,7 +66,8 @@ pub(crate) async fn reattach(shared: &Arc<Shared>) -> Result<(), DaemonError> {
         if let Some(at) = agent.status.restart_at() {
             // Waiting to restart when the last daemon went: no holder runs it; the restart
             // goes ahead as scheduled.
-            crate::restarting::schedule(shared, observer, at);
+            let cancelled = crate::restarting::arm(&live);
+            crate::restarting::schedule(shared, observer, at, cancelled);
             attached += 1;
             continue;
         }
@@ -93,6 +94,15 @@ pub(crate) async fn reattach(shared: &Arc<Shared>) -> Result<(), DaemonError> {
     for (agent, live, result) in futures::future::join_all(attaching).await {
         match result {
             Ok(found) => {
+                // Stopping when the last daemon went (a client's stop), or by now (its timeout
+                // while no daemon ran): the end was asked for, so its restart policy does not
+                // start it again.
+                let stopping = |state: AgentState| state == AgentState::Stopping;
+                if stopping(agent.state())
+                    || matches!(found.handle.status(), Status::Stopping { .. })
+                {
+                    live.ask_end();
+                }
                 live.set_handle(found.handle);
                 attached += 1;
             }

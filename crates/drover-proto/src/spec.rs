@@ -69,12 +69,14 @@ pub struct AgentSpec {
 /// Which ends of a run start the next one. An end a client asked for (`stop`, `kill`, a
 /// `signal` that ends it, removal) or a `timeout_ms` never restarts the agent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum RestartPolicy {
     /// Never: the first end is the agent's end.
     #[default]
     Never,
-    /// After a non-zero exit code or a signal nobody asked for (a crash).
+    /// After a non-zero exit code or a signal nobody asked for (a crash). `on-failure` (as
+    /// docker spells it) is accepted too.
+    #[serde(alias = "on-failure")]
     OnFailure,
     /// After any end nobody asked for, exit code 0 included.
     Always,
@@ -85,7 +87,7 @@ impl RestartPolicy {
     pub fn as_str(self) -> &'static str {
         match self {
             RestartPolicy::Never => "never",
-            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::OnFailure => "on_failure",
             RestartPolicy::Always => "always",
         }
     }
@@ -136,5 +138,36 @@ impl AgentSpec {
     /// The backend name, `command` when absent.
     pub fn backend_name(&self) -> &str {
         self.backend.as_deref().unwrap_or("command")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_from_the_first_up_to_the_longest() {
+        let restart = Restart {
+            backoff_ms: 100,
+            max_backoff_ms: 1_000,
+            ..Restart::default()
+        };
+        let waits: Vec<u64> = (1..=6).map(|quick| restart.delay_ms(quick)).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1_000, 1_000]);
+        // 0 quick runs (never happens) waits as 1; a huge count saturates instead of overflowing.
+        assert_eq!(restart.delay_ms(0), 100);
+        assert_eq!(restart.delay_ms(u32::MAX), 1_000);
+    }
+
+    #[test]
+    fn the_policy_is_snake_case_on_the_wire_and_accepts_dockers_spelling() {
+        let decode = |s: &str| {
+            let bytes = rmp_serde::to_vec(s).expect("a string");
+            rmp_serde::from_slice::<RestartPolicy>(&bytes).expect("a policy")
+        };
+        assert_eq!(decode("on_failure"), RestartPolicy::OnFailure);
+        assert_eq!(decode("on-failure"), RestartPolicy::OnFailure);
+        let encoded = rmp_serde::to_vec(&RestartPolicy::OnFailure).expect("encode");
+        assert_eq!(encoded, rmp_serde::to_vec("on_failure").expect("a string"));
     }
 }

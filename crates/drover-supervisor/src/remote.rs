@@ -491,7 +491,15 @@ impl RemoteActor {
                 ),
             };
         }
-        let ids = HashSet::from([self.agent.clone()]);
+        // Its processes carry the agent's id; the holder's directory name may add `.<run>`
+        // (a run its restart policy started).
+        let id = self
+            .agent
+            .split('.')
+            .next()
+            .unwrap_or(&self.agent)
+            .to_owned();
+        let ids = HashSet::from([id]);
         // A scan of every process's environment: off the runtime's threads.
         let killed = tokio::task::spawn_blocking(move || drover_holder::tree::kill_agents(&ids))
             .await

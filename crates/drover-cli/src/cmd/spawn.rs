@@ -90,7 +90,7 @@ fn restart_policy(text: &str) -> Result<(RestartPolicy, Option<u32>), String> {
         RestartPolicy::Always,
     ]
     .into_iter()
-    .find(|p| p.as_str() == name)
+    .find(|p| p.as_str() == name.replace('-', "_"))
     .ok_or_else(|| format!("{name:?} is not a restart policy (on-failure, always, never)"))?;
     Ok((policy, most))
 }

@@ -27,9 +27,14 @@ import zmq.utils.monitor
 RUN_DEADLINE = time.monotonic() + 55.0  # the whole run stays under 60 s
 RECV_TIMEOUT_S = 10.0
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-STATES = {"starting", "running", "paused", "stopping", "exited", "killed", "failed_to_start", "lost"}
+STATES = {
+    "starting", "running", "paused", "stopping", "restarting", "exited", "killed",
+    "failed_to_start", "lost",
+}
 TERMINAL = {"exited", "killed", "failed_to_start", "lost"}
-EVENT_KINDS = {"spawned", "state", "exit", "lost", "removed"}
+EVENT_KINDS = {
+    "spawned", "state", "exit", "lost", "removed", "log_dropped", "activity", "restarted",
+}
 
 TICKER_SCRIPT = (
     "echo ready; i=0; while [ $i -lt 50 ]; do echo line $i; i=$((i+1)); sleep 0.01; done; sleep 100"

@@ -173,7 +173,8 @@ function followEvents() {
     if (waiting) waiting.push(data);
     else apply(data);
   };
-  for (const kind of ["spawned", "state", "exit", "lost", "removed", "log_dropped", "activity"]) {
+  const kinds = ["spawned", "state", "exit", "lost", "removed", "log_dropped", "activity", "restarted"];
+  for (const kind of kinds) {
     events.addEventListener(kind, receive);
   }
   // Numbers no longer stored: list again, applying what arrives meanwhile afterwards.

@@ -224,6 +224,9 @@ fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
 const MIN_BACKOFF_MS: u64 = 10;
 /// Longest wait of a restart policy: a day.
 const MAX_BACKOFF_MS: u64 = 86_400_000;
+/// The longest wait may not be shorter than this: an agent that fails at once forever restarts
+/// at most once a second (each restart is two events and two process starts).
+const MIN_MAX_BACKOFF_MS: u64 = 1_000;
 
 fn validate_restart(restart: &drover_proto::Restart) -> Result<(), ErrorBody> {
     if !(MIN_BACKOFF_MS..=MAX_BACKOFF_MS).contains(&restart.backoff_ms) {
@@ -231,10 +234,11 @@ fn validate_restart(restart: &drover_proto::Restart) -> Result<(), ErrorBody> {
             "restart.backoff_ms must be {MIN_BACKOFF_MS} to {MAX_BACKOFF_MS}"
         )));
     }
-    if !(restart.backoff_ms..=MAX_BACKOFF_MS).contains(&restart.max_backoff_ms) {
+    let least = restart.backoff_ms.max(MIN_MAX_BACKOFF_MS);
+    if !(least..=MAX_BACKOFF_MS).contains(&restart.max_backoff_ms) {
         return Err(bad(format!(
-            "restart.max_backoff_ms must be restart.backoff_ms ({}) to {MAX_BACKOFF_MS}",
-            restart.backoff_ms
+            "restart.max_backoff_ms must be {least} (restart.backoff_ms, and at least \
+             {MIN_MAX_BACKOFF_MS}) to {MAX_BACKOFF_MS}"
         )));
     }
     if restart.reset_after_ms == 0 {

@@ -1,7 +1,7 @@
 //! `GET /v1/events`: lifecycle events as Server-Sent Events, resumable by `event_seq`.
 //!
 //! Each event is `id: <event_seq>`, `event: <kind>` (`spawned`, `state`, `exit`, `lost`,
-//! `removed`), `data:` the event as JSON. The stream subscribes to the live bus *before* reading
+//! `removed`, `log_dropped`, `activity`, `restarted`), `data:` the event as JSON. The stream subscribes to the live bus *before* reading
 //! the store, so the replayed part and the live part meet with no gap; events are de-duplicated
 //! by `event_seq`. A subscriber that lags the bounded bus refills from the store, and a range
 //! that is no longer stored is announced as `event: gap` with `{from, to}`.
