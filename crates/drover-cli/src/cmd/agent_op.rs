@@ -56,7 +56,12 @@ fn past(op: Op) -> &'static str {
 
 pub(crate) async fn run(ctx: &Ctx, op: Op, args: Many) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
-    let agents = args.targets.resolve(&client, Applies::Live).await?;
+    // A restarting agent has no process to pause or resume; a kill cancels its restart.
+    let applies = match op {
+        Op::Pause | Op::Resume => Applies::Running,
+        _ => Applies::Live,
+    };
+    let agents = args.targets.resolve(&client, applies).await?;
     let mut outcome = Outcome::default();
     for item in many::batch(&client, op, &agents, BTreeMap::new()).await? {
         match &item.info {

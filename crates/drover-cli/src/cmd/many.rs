@@ -64,8 +64,10 @@ pub(crate) struct Picked {
 /// The states a verb applies to when agents are chosen by selector or `--all`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Applies {
-    /// Agents still running (pause, stop, signal, wait...).
+    /// Agents still running (stop, kill, wait...), or waiting to restart.
     Live,
+    /// Agents with a process now (pause, resume, signal): live, but not waiting to restart.
+    Running,
     /// Ended agents (rm, prune).
     Ended,
     /// Any agent.
@@ -76,6 +78,7 @@ impl Applies {
     fn admits(self, state: AgentState) -> bool {
         match self {
             Applies::Live => !state.is_terminal(),
+            Applies::Running => !state.is_terminal() && state != AgentState::Restarting,
             Applies::Ended => state.is_terminal(),
             Applies::Any => true,
         }
