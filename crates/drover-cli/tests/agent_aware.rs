@@ -331,23 +331,42 @@ fn agents_needing_attention_sort_first() {
     daemon.stop();
 }
 
+/// claude-tool's transcript with its tool call and result repeated `n` times: init, (call,
+/// result) × n, then the final text and result. With `last`, one more tool call (running that
+/// command, under its own ids) comes before the final result.
+fn flood_of_tool_calls(n: usize, last: Option<&str>) -> Vec<u8> {
+    let recorded = std::fs::read(transcript("claude-tool")).expect("transcript");
+    let lines: Vec<&[u8]> = recorded.split_inclusive(|b| *b == b'\n').collect();
+    let mut flood = lines[0].to_vec();
+    for _ in 0..n {
+        flood.extend_from_slice(lines[1]);
+        flood.extend_from_slice(lines[2]);
+    }
+    let rest = match last {
+        Some(command) => {
+            let call = String::from_utf8(lines[1].to_vec())
+                .expect("UTF-8")
+                .replace("echo drover-tool-ran", command)
+                .replace("toolu_mock_2", "toolu_mock_9")
+                .replace("msg_mock_2", "msg_mock_9");
+            flood.extend_from_slice(call.as_bytes());
+            &lines[2..]
+        }
+        None => &lines[3..],
+    };
+    for line in rest {
+        flood.extend_from_slice(line);
+    }
+    flood
+}
+
 /// An agent that floods its output with tool calls (2 000 phase changes at full speed) cannot
 /// flood the registry and the event history: its `activity` events are budgeted and coalesced,
 /// and the last one is still its true end.
 #[test]
 fn a_flood_of_phase_changes_is_coalesced() {
     let (dir, daemon, fake) = rig();
-    let recorded = std::fs::read(transcript("claude-tool")).expect("transcript");
-    let lines: Vec<&[u8]> = recorded.split_inclusive(|b| *b == b'\n').collect();
-    // init, then (tool call, tool result) × 1000, then the final text and the result.
-    let mut flood = lines[0].to_vec();
-    for _ in 0..1000 {
-        flood.extend_from_slice(lines[1]);
-        flood.extend_from_slice(lines[2]);
-    }
-    for line in &lines[3..] {
-        flood.extend_from_slice(line);
-    }
+    let flood = flood_of_tool_calls(1000, None);
     let path = dir.path().join("flood.jsonl");
     std::fs::write(&path, &flood).expect("write");
     let pace = "DROVER_FAKE_PACE_MS=0";
@@ -376,23 +395,8 @@ fn a_flood_of_phase_changes_is_coalesced() {
 #[test]
 fn a_held_back_change_is_recorded_without_more_output() {
     let (dir, daemon, fake) = rig();
-    let recorded = std::fs::read(transcript("claude-tool")).expect("transcript");
-    let lines: Vec<&[u8]> = recorded.split_inclusive(|b| *b == b'\n').collect();
-    let mut flood = lines[0].to_vec();
-    for _ in 0..300 {
-        flood.extend_from_slice(lines[1]);
-        flood.extend_from_slice(lines[2]);
-    }
-    // The last tool call, unlike the others, left running while the gate is shut.
-    let last = String::from_utf8(lines[1].to_vec())
-        .expect("UTF-8")
-        .replace("echo drover-tool-ran", "echo the-last-one")
-        .replace("toolu_mock_2", "toolu_mock_9")
-        .replace("msg_mock_2", "msg_mock_9");
-    flood.extend_from_slice(last.as_bytes());
-    for line in &lines[2..] {
-        flood.extend_from_slice(line);
-    }
+    // The last tool call, unlike the others, is left running while the gate is shut.
+    let flood = flood_of_tool_calls(300, Some("echo the-last-one"));
     let path = dir.path().join("flood.jsonl");
     std::fs::write(&path, &flood).expect("write");
     let gate = dir.path().join("gate");
