@@ -395,3 +395,115 @@ fn a_restart_waiting_when_the_daemon_restarts_goes_ahead_under_the_next_daemon()
         vec![(1, "run".to_owned()), (2, "run".to_owned())]
     );
 }
+
+/// Holder directories left in the state directory.
+fn holder_dirs(state_dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(state_dir.join("holders"))
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A script whose first run fails and whose second prints `second` and keeps running.
+fn second_run_stays(flag: &std::path::Path) -> String {
+    format!(
+        "if [ -e {f} ]; then echo second; exec sleep 1000; else touch {f}; echo first; exit 1; fi",
+        f = flag.display()
+    )
+}
+
+#[test]
+fn a_second_run_is_reattached_after_a_daemon_restart_and_its_holder_goes_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = tempfile::tempdir().unwrap();
+    let script = second_run_stays(&flags.path().join("ran"));
+    let daemon = Daemon::start_with(dir.path(), &["--leave-agents"]);
+    let id = ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "two",
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "10ms",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]))
+    .trim()
+    .to_owned();
+    wait_for("the second run", || {
+        (log(&daemon, "two").len() == 2).then_some(())
+    });
+    // Run 2 runs under its own holder, `<id>.2`.
+    assert_eq!(holder_dirs(dir.path()), vec![format!("{id}.2")]);
+    daemon.stop();
+    let daemon = Daemon::start(dir.path());
+    let info = state(&daemon, "two");
+    assert_eq!(
+        (info["state"].as_str(), info["restarts"].as_u64()),
+        (Some("running"), Some(1))
+    );
+    let stopped = json(&daemon, &["stop", "two", "--grace", "1s"]);
+    let stopped = if stopped["state"] == "stopping" {
+        wait_end(&daemon, "two")
+    } else {
+        stopped
+    };
+    assert_eq!(stopped["state"], "killed", "{stopped}");
+    assert_eq!(
+        log(&daemon, "two"),
+        vec![(1, "first".to_owned()), (2, "second".to_owned())]
+    );
+    wait_for("the holders to be released", || {
+        holder_dirs(dir.path()).is_empty().then_some(())
+    });
+}
+
+#[test]
+fn a_lost_holder_of_a_second_run_takes_its_agent_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = tempfile::tempdir().unwrap();
+    let script = second_run_stays(&flags.path().join("ran"));
+    let daemon = Daemon::start(dir.path());
+    ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "two",
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "10ms",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    wait_for("the second run", || {
+        (log(&daemon, "two").len() == 2).then_some(())
+    });
+    let pid = state(&daemon, "two")["pid"]
+        .as_u64()
+        .expect("the second run's pid");
+    let holder = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .expect("the agent runs")
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_owned))
+        .and_then(|ppid| ppid.parse::<u32>().ok())
+        .expect("its holder's pid");
+    signal(holder, "KILL");
+    let lost = wait_end(&daemon, "two");
+    assert_eq!(lost["state"], "lost", "{lost}");
+    // Its processes (found by the agent's id, not the holder's `<id>.2`) were killed.
+    wait_for("the second run's process to be killed", || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let gone = stat
+            .rsplit_once(')')
+            .is_none_or(|(_, rest)| rest.trim_start().starts_with('Z'));
+        gone.then_some(())
+    });
+}
