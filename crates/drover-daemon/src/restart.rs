@@ -178,11 +178,13 @@ async fn release_stale(shared: &Arc<Shared>) {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        // The holder of a live agent's current run stays.
+        // The holder of a live agent's current run stays; an agent waiting to restart has
+        // none (its ended run's holder goes).
         let current = crate::holders::parse_holder_name(&name).is_some_and(|(id, run)| {
-            shared
-                .live(id)
-                .is_some_and(|live| live.info.borrow().restarts.saturating_add(1) == run)
+            shared.live(id).is_some_and(|live| {
+                let info = live.info.borrow();
+                info.state() != AgentState::Restarting && info.restarts.saturating_add(1) == run
+            })
         });
         if current {
             continue;

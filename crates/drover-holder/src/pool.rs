@@ -93,6 +93,10 @@ pub(crate) struct Pooled {
     pub(crate) link: File,
 }
 
+/// Pooled holders found dead in a row (one that cannot run `pooled`, an older build) before
+/// the pool is turned off.
+const MOST_DEAD: u32 = 4;
+
 /// The spawner's pool.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
@@ -101,6 +105,11 @@ pub(crate) struct Pool {
     waiting: VecDeque<Pooled>,
     /// Names pool directories.
     next: u64,
+    /// Pooled holders found dead at a claim since the last good one.
+    dead: u32,
+    /// Turned off: renames into the holders' directory fail (another filesystem, no
+    /// permission) or pooled holders keep dying, so each spawn starts its holder itself.
+    off: bool,
 }
 
 impl Pool {
@@ -125,7 +134,16 @@ impl Pool {
     }
 
     pub(crate) fn wanted(&self) -> bool {
-        self.root.is_some() && self.waiting.len() < POOL_SIZE
+        !self.off && self.root.is_some() && self.waiting.len() < POOL_SIZE
+    }
+
+    /// Stop pooling, saying why once; the holders waiting go (their links close).
+    fn turn_off(&mut self, why: &str) {
+        eprintln!("drover-holder spawner: no more holders started ahead: {why}");
+        self.off = true;
+        for pooled in self.waiting.drain(..) {
+            let _ = std::fs::remove_dir_all(&pooled.dir);
+        }
     }
 
     pub(crate) fn add(&mut self, pooled: Pooled) {
@@ -143,10 +161,27 @@ impl Pool {
                 Ok(WaitStatus::StillAlive)
             ) {
                 let _ = std::fs::remove_dir_all(&pooled.dir);
+                self.dead += 1;
+                if self.dead >= MOST_DEAD {
+                    self.turn_off("pooled holders keep exiting before a spawn takes them");
+                    return None;
+                }
                 continue;
             }
-            if std::fs::rename(&pooled.dir, dir).is_err() {
-                // The link closes unclaimed: the holder removes its directory and exits.
+            self.dead = 0;
+            if let Err(error) = std::fs::rename(&pooled.dir, dir) {
+                // The link closes unclaimed: the holder removes its directory and exits. A
+                // directory that exists is the request's own failure; anything else would
+                // fail every time.
+                if !matches!(
+                    error.kind(),
+                    ErrorKind::AlreadyExists | ErrorKind::DirectoryNotEmpty
+                ) {
+                    self.turn_off(&format!(
+                        "moving {} into place: {error}",
+                        pooled.dir.display()
+                    ));
+                }
                 return None;
             }
             let mut line = dir.as_os_str().as_encoded_bytes().to_vec();
@@ -158,5 +193,48 @@ impl Pool {
             return Some(pooled.pid);
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dead_pooled(root: &Path, n: u64) -> Pooled {
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let pid = child.id();
+        // Ended, not reaped: the claim's `waitpid` finds it gone.
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.contains(") Z"))
+        {
+            std::thread::yield_now();
+        }
+        let dir = root.join(n.to_string());
+        std::fs::create_dir_all(&dir).expect("pool dir");
+        let (_reader, link) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        std::mem::forget(child);
+        Pooled {
+            dir,
+            pid,
+            link: File::from(link),
+        }
+    }
+
+    #[test]
+    fn pooled_holders_that_keep_dying_turn_the_pool_off() {
+        let state = tempfile::tempdir().expect("tempdir");
+        let request = state.path().join("holders").join("agent");
+        let mut pool = Pool::default();
+        let root = pool.root_for(&request).expect("a pool root").to_owned();
+        assert_eq!(root, state.path().join("holders.pool"));
+        assert!(pool.wanted());
+        for n in 0..u64::from(MOST_DEAD) {
+            pool.add(dead_pooled(&root, n));
+        }
+        assert_eq!(pool.claim(&request), None, "no live holder to claim");
+        assert!(!pool.wanted(), "the pool is off");
+        assert!(!request.exists());
+        // Every dead holder's directory is gone.
+        assert_eq!(std::fs::read_dir(&root).expect("root").count(), 0);
     }
 }
