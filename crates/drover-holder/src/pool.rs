@@ -201,7 +201,7 @@ mod tests {
     use super::*;
 
     fn dead_pooled(root: &Path, n: u64) -> Pooled {
-        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let child = std::process::Command::new("true").spawn().expect("true");
         let pid = child.id();
         // Ended, not reaped: the claim's `waitpid` finds it gone.
         while std::fs::read_to_string(format!("/proc/{pid}/stat"))
