@@ -407,20 +407,13 @@ fn holder_dirs(state_dir: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A script whose first run fails and whose second prints `second` and keeps running.
-fn second_run_stays(flag: &std::path::Path) -> String {
-    format!(
+/// Spawn `two`, whose first run fails and whose second prints `second` and keeps running, and
+/// wait for the second run; its id. `flags` holds the file that tells the runs apart.
+fn spawn_two_runs(daemon: &Daemon, flags: &std::path::Path) -> String {
+    let script = format!(
         "if [ -e {f} ]; then echo second; exec sleep 1000; else touch {f}; echo first; exit 1; fi",
-        f = flag.display()
-    )
-}
-
-#[test]
-fn a_second_run_is_reattached_after_a_daemon_restart_and_its_holder_goes_at_the_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let flags = tempfile::tempdir().unwrap();
-    let script = second_run_stays(&flags.path().join("ran"));
-    let daemon = Daemon::start_with(dir.path(), &["--leave-agents"]);
+        f = flags.join("ran").display()
+    );
     let id = ok(daemon.drover(&[
         "spawn",
         "--name",
@@ -437,8 +430,17 @@ fn a_second_run_is_reattached_after_a_daemon_restart_and_its_holder_goes_at_the_
     .trim()
     .to_owned();
     wait_for("the second run", || {
-        (log(&daemon, "two").len() == 2).then_some(())
+        (log(daemon, "two").len() == 2).then_some(())
     });
+    id
+}
+
+#[test]
+fn a_second_run_is_reattached_after_a_daemon_restart_and_its_holder_goes_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(dir.path(), &["--leave-agents"]);
+    let id = spawn_two_runs(&daemon, flags.path());
     // Run 2 runs under its own holder, `<id>.2`.
     assert_eq!(holder_dirs(dir.path()), vec![format!("{id}.2")]);
     daemon.stop();
@@ -468,24 +470,8 @@ fn a_second_run_is_reattached_after_a_daemon_restart_and_its_holder_goes_at_the_
 fn a_lost_holder_of_a_second_run_takes_its_agent_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let flags = tempfile::tempdir().unwrap();
-    let script = second_run_stays(&flags.path().join("ran"));
     let daemon = Daemon::start(dir.path());
-    ok(daemon.drover(&[
-        "spawn",
-        "--name",
-        "two",
-        "--restart",
-        "on-failure",
-        "--restart-delay",
-        "10ms",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]));
-    wait_for("the second run", || {
-        (log(&daemon, "two").len() == 2).then_some(())
-    });
+    spawn_two_runs(&daemon, flags.path());
     let pid = state(&daemon, "two")["pid"]
         .as_u64()
         .expect("the second run's pid");
