@@ -354,6 +354,31 @@ fn one_fleet_over_two_hosts_lists_follows_and_survives_outages() {
     let all = cli.spawn(&["--context", "bc", "logs", "-f", "--all", "-n", "0"]);
     // And `events -f` over the fleet (from the first event, so its start cannot race the spawns).
     let live_events = cli.spawn(&["--context", "bc", "events", "-f", "--since", "0"]);
+    // `-n 0` shows only what is printed once the follow runs: a probe on each host, ticking
+    // until it is seen, says the follow is live on both before the agents under test start.
+    for host in ["b", "c"] {
+        ok(cli.run(&[
+            "--context",
+            host,
+            "spawn",
+            "--name",
+            "probe",
+            "--",
+            "sh",
+            "-c",
+            "while :; do echo tick; sleep 0.05; done",
+        ]));
+    }
+    wait_for("the follow to be live on both hosts", || {
+        let out = all.stdout();
+        (out.contains("[b/probe] tick") && out.contains("[c/probe] tick")).then_some(())
+    });
+    for host in ["b", "c"] {
+        ok(cli.run(&["--context", host, "kill", "probe"]));
+        // Its exit status is the probe's (killed): only its end matters here.
+        let _ = cli.run(&["--context", host, "wait", "probe"]);
+        ok(cli.run(&["--context", host, "rm", "probe"]));
+    }
     for host in ["b", "c"] {
         ok(cli.run(&[
             "--context",
@@ -369,13 +394,16 @@ fn one_fleet_over_two_hosts_lists_follows_and_survives_outages() {
         ]));
         ok(cli.run(&["--context", host, "send", "late", host]));
     }
+    let late = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|line| line.contains("/late] "))
+            .map(str::to_owned)
+            .collect()
+    };
     let mut lines = wait_for("both late agents' lines", || {
-        let out = all.stdout();
-        (out.lines().count() >= 2).then_some(out)
-    })
-    .lines()
-    .map(str::to_owned)
-    .collect::<Vec<_>>();
+        let lines = late(&all.stdout());
+        (lines.len() >= 2).then_some(lines)
+    });
     lines.sort();
     assert_eq!(lines, ["[b/late] late-b", "[c/late] late-c"]);
     drop(all);
