@@ -319,7 +319,7 @@ impl Conn {
     }
 
     fn decoded(&mut self) -> Result<Option<FromHolder>, String> {
-        wire::decode(&mut self.inbuf).map_err(|e| e.to_string())
+        wire::decode_from_holder(&mut self.inbuf).map_err(|e| e.to_string())
     }
 
     /// One read into the buffer (cancel-safe: a read either happened or did not).
