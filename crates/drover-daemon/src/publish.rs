@@ -122,9 +122,8 @@ fn merge(messages: impl Iterator<Item = Outgoing>) -> Vec<(String, Vec<u8>)> {
     // The batch being built and its record bytes.
     let mut current: Option<(RecordBatch, usize)> = None;
     let flush = |batch: RecordBatch, out: &mut Vec<(String, Vec<u8>)>| {
-        if let Ok(body) = drover_proto::encode(&batch) {
-            out.push((topic::log(batch.agent), body));
-        }
+        let body = drover_proto::encode_batch(&batch);
+        out.push((topic::log(batch.agent), body));
     };
     for message in messages {
         match message {

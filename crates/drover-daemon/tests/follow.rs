@@ -54,7 +54,16 @@ fn until_exit() -> FollowOptions {
 fn assert_counting(records: &[(u64, Vec<u8>)], skip: usize, n: usize) {
     let seqs: Vec<u64> = records.iter().map(|(seq, _)| *seq).collect();
     let expected: Vec<u64> = (1..=(skip + n) as u64).collect();
-    assert!(seqs == expected, "seqs are not exactly 1..={}", skip + n);
+    if seqs != expected {
+        let first_bad = seqs.iter().zip(&expected).position(|(a, b)| a != b);
+        panic!(
+            "seqs are not exactly 1..={} (got {} records; first difference at {:?}: {:?})",
+            skip + n,
+            seqs.len(),
+            first_bad,
+            first_bad.map(|i| &seqs[i.saturating_sub(2)..(i + 3).min(seqs.len())])
+        );
+    }
     for (i, (_, data)) in records.iter().skip(skip).enumerate() {
         assert_eq!(data, format!("{}\n", i + 1).as_bytes());
     }

@@ -173,7 +173,7 @@ pub enum WireError {
     Closed,
     #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
     TooLarge(usize),
-    #[error("malformed frame")]
+    #[error("malformed frame: {0}")]
     Decode(#[source] rmp_serde::decode::Error),
     #[error("encoding a frame failed")]
     Encode(#[source] rmp_serde::encode::Error),
@@ -186,6 +186,44 @@ pub fn encode<T: Serialize>(message: &T, out: &mut Vec<u8>) -> Result<(), WireEr
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     rmp_serde::encode::write_named(out, message).map_err(WireError::Encode)?;
+    let len = out.len() - start - 4;
+    let len32 = u32::try_from(len).map_err(|_| WireError::TooLarge(len))?;
+    out[start..start + 4].copy_from_slice(&len32.to_be_bytes());
+    Ok(())
+}
+
+/// Appends one `records` frame holding `records` (none: nothing) to `out`: the bytes
+/// [`encode`] writes for [`FromHolder::Records`], without going through serde.
+pub fn encode_records(records: &[WireRecord], out: &mut Vec<u8>) -> Result<(), WireError> {
+    use rmp::encode::{write_array_len, write_bin, write_bool, write_map_len, write_sint};
+    use rmp::encode::{write_str, write_uint};
+    if records.is_empty() {
+        return Ok(());
+    }
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let count = u32::try_from(records.len()).map_err(|_| WireError::TooLarge(records.len()))?;
+    // Writing to a Vec cannot fail; these keep the types honest.
+    let value = |e: rmp::encode::ValueWriteError| WireError::Io(std::io::Error::other(e));
+    let io = WireError::Io;
+    write_map_len(out, 2).map_err(value)?;
+    write_str(out, "t").map_err(value)?;
+    write_str(out, "records").map_err(value)?;
+    write_str(out, "records").map_err(value)?;
+    write_array_len(out, count).map_err(value)?;
+    for r in records {
+        write_map_len(out, 5).map_err(value)?;
+        write_str(out, "seq").map_err(value)?;
+        write_uint(out, r.seq).map_err(value)?;
+        write_str(out, "ts").map_err(value)?;
+        write_sint(out, r.ts).map_err(value)?;
+        write_str(out, "stream").map_err(value)?;
+        write_uint(out, u64::from(r.stream)).map_err(value)?;
+        write_str(out, "data").map_err(value)?;
+        write_bin(out, &r.data).map_err(value)?;
+        write_str(out, "partial").map_err(value)?;
+        write_bool(out, r.partial).map_err(io)?;
+    }
     let len = out.len() - start - 4;
     let len32 = u32::try_from(len).map_err(|_| WireError::TooLarge(len))?;
     out[start..start + 4].copy_from_slice(&len32.to_be_bytes());
@@ -230,14 +268,56 @@ fn records_frame(body: &[u8]) -> Option<Vec<WireRecord>> {
         return None;
     }
     for expected in [&b"t"[..], b"records", b"records"] {
-        let len = rmp::decode::read_str_len(&mut rest).ok()? as usize;
-        if rest.get(..len)? != expected {
-            return None;
-        }
-        rest = &rest[len..];
+        key(&mut rest, expected)?;
+    }
+    let count = rmp::decode::read_array_len(&mut rest).ok()? as usize;
+    // A record takes at least 30 bytes: a huge count in a short frame fails here rather than
+    // reserving memory for it.
+    if count > rest.len() / 30 {
+        return None;
+    }
+    let mut records = Vec::with_capacity(count);
+    for _ in 0..count {
+        records.push(wire_record(&mut rest)?);
     }
     // Trailing bytes are ignored, as the derived path ignores them.
-    rmp_serde::from_slice(rest).ok()
+    Some(records)
+}
+
+/// One record written as `{"seq", "ts", "stream", "data", "partial"}` (the derived order).
+fn wire_record(rest: &mut &[u8]) -> Option<WireRecord> {
+    if rmp::decode::read_map_len(rest).ok()? != 5 {
+        return None;
+    }
+    key(rest, b"seq")?;
+    let seq = rmp::decode::read_int(rest).ok()?;
+    key(rest, b"ts")?;
+    let ts = rmp::decode::read_int(rest).ok()?;
+    key(rest, b"stream")?;
+    let stream = rmp::decode::read_int(rest).ok()?;
+    key(rest, b"data")?;
+    let len = rmp::decode::read_bin_len(rest).ok()? as usize;
+    let data = rest.get(..len)?.to_vec();
+    *rest = &rest[len..];
+    key(rest, b"partial")?;
+    let partial = rmp::decode::read_bool(rest).ok()?;
+    Some(WireRecord {
+        seq,
+        ts,
+        stream,
+        data,
+        partial,
+    })
+}
+
+/// Consume a string, which must be `expected`.
+fn key(rest: &mut &[u8], expected: &[u8]) -> Option<()> {
+    let len = rmp::decode::read_str_len(rest).ok()? as usize;
+    if rest.get(..len)? != expected {
+        return None;
+    }
+    *rest = &rest[len..];
+    Some(())
 }
 
 /// The length of the frame at the front of `buf` if it is complete.
@@ -329,6 +409,16 @@ mod tests {
             records_frame(&body).is_some(),
             "records take the direct path"
         );
+        let FromHolder::Records { records: list } = &records else {
+            unreachable!()
+        };
+        let mut direct = Vec::new();
+        encode_records(list, &mut direct).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            direct[..],
+            buf[..direct.len()],
+            "the direct encoder writes serde's bytes"
+        );
         for message in std::iter::once(&records).chain(&others) {
             let decoded = decode_from_holder(&mut buf).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(decoded.as_ref(), Some(message));
@@ -340,9 +430,6 @@ mod tests {
         let mut reordered = Vec::new();
         rmp::encode::write_map_len(&mut reordered, 2).unwrap_or_else(|e| panic!("{e}"));
         rmp::encode::write_str(&mut reordered, "records").unwrap_or_else(|e| panic!("{e}"));
-        let FromHolder::Records { records: list } = &records else {
-            unreachable!()
-        };
         rmp_serde::encode::write_named(&mut reordered, list).unwrap_or_else(|e| panic!("{e}"));
         rmp::encode::write_str(&mut reordered, "t").unwrap_or_else(|e| panic!("{e}"));
         rmp::encode::write_str(&mut reordered, "records").unwrap_or_else(|e| panic!("{e}"));

@@ -11,6 +11,7 @@
 
 pub mod activity;
 mod agent;
+mod batch;
 mod codec;
 mod error;
 mod event;
@@ -26,6 +27,7 @@ pub mod topic;
 
 pub use activity::{Activity, Attention, AttentionReason, Phase, Tokens, ToolCall, Usd};
 pub use agent::{AgentInfo, AgentState, AgentStatus, Runs};
+pub use batch::{decode_batch, encode_batch};
 pub use codec::{
     decode, decode_reply, decode_request, encode, encode_reply, encode_request, request_from_value,
     ReplyBody, RequestEnvelope, RequestError,

@@ -13,7 +13,7 @@ impl Follower<'_> {
     ) -> Result<(), ClientError> {
         // A message that does not decode is treated like a lost one: re-read from the store.
         if topic.starts_with(topic::LOG_PREFIX.as_bytes()) {
-            match drover_proto::decode::<RecordBatch>(body, MAX_PUB_MESSAGE) {
+            match drover_proto::decode_batch(body, MAX_PUB_MESSAGE) {
                 Ok(batch) => self.on_batch(batch).await,
                 Err(_) => self.reconcile().await,
             }
