@@ -44,6 +44,9 @@ impl Default for ClientOptions {
     }
 }
 
+/// A decoded reply: its id, and the result or the daemon's error.
+type Decoded<R> = (rmpv::Value, Result<R, drover_proto::ErrorBody>);
+
 /// A connection to one daemon's control socket. Cheap to share: calls may run concurrently.
 #[derive(Debug)]
 pub struct Client {
@@ -94,13 +97,15 @@ impl Client {
     /// Send any request and decode its result.
     pub async fn call<R: DeserializeOwned>(&self, request: Request) -> Result<R, ClientError> {
         let deadline = self.options.request_timeout + extra_wait(&request);
-        self.call_within(request, deadline).await
+        self.call_within(request, deadline, drover_proto::decode_reply::<R>)
+            .await
     }
 
-    async fn call_within<R: DeserializeOwned>(
+    async fn call_within<R>(
         &self,
         request: Request,
         deadline: Duration,
+        decode: fn(&[u8], usize) -> Result<Decoded<R>, drover_proto::ProtoError>,
     ) -> Result<R, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = drover_proto::encode_request(&rmpv::Value::from(id), &request)?;
@@ -121,7 +126,7 @@ impl Client {
                 });
             }
         };
-        let (_, result) = drover_proto::decode_reply::<R>(&reply, self.options.max_frame)?;
+        let (_, result) = decode(&reply, self.options.max_frame)?;
         result.map_err(ClientError::Remote)
     }
 
@@ -305,7 +310,11 @@ impl Client {
 
     /// `read_logs`.
     pub async fn read_logs(&self, args: ReadLogsArgs) -> Result<ReadLogsResult, ClientError> {
-        self.call(Request::ReadLogs(args)).await
+        let request = Request::ReadLogs(args);
+        let deadline = self.options.request_timeout + extra_wait(&request);
+        // Its records are read directly rather than through serde: replies carry thousands.
+        self.call_within(request, deadline, drover_proto::decode_read_logs_reply)
+            .await
     }
 
     /// `stream_info`.

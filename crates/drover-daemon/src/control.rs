@@ -510,12 +510,12 @@ async fn answer(
         result.as_ref().err().map(|e| e.code.as_str()),
     );
     match result {
-        Ok(reply) => encode_ok(&envelope.id, &reply),
+        Ok(reply) => encode_ok(&envelope.id, reply),
         Err(error) => error_reply(&envelope.id, &error),
     }
 }
 
-fn encode_ok(id: &rmpv::Value, reply: &Reply) -> Vec<u8> {
+fn encode_ok(id: &rmpv::Value, reply: Reply) -> Vec<u8> {
     match reply.encode(id) {
         Ok(bytes) => bytes,
         Err(error) => error_reply(id, &internal(error)),

@@ -1,5 +1,5 @@
 //! A direct codec for [`RecordBatch`], the message every live follower decodes once per batch of
-//! output.
+//! output, and a direct reader for the records of a `read_logs` reply.
 //!
 //! The bytes are exactly what [`crate::encode`] writes (a named map: `{"agent": str, "records":
 //! [{"seq", "ts", "stream", "data", "partial"}, ...]}`), so nothing on the wire changes. Going
@@ -9,7 +9,8 @@
 //! keys, another encoder's integer widths are fine) to the serde path, which accepts or refuses
 //! it as before.
 
-use crate::{AgentId, ProtoError, Record, RecordBatch, Seq, StreamKind};
+use crate::op::ReadLogsResult;
+use crate::{AgentId, ErrorBody, ProtoError, Record, RecordBatch, Seq, StreamKind};
 
 /// Encode a batch, byte for byte as [`crate::encode`] would.
 pub fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
@@ -21,8 +22,7 @@ pub fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
 }
 
 fn write_batch(out: &mut Vec<u8>, batch: &RecordBatch) -> Option<()> {
-    use rmp::encode::{write_array_len, write_bin, write_bool, write_map_len, write_sint};
-    use rmp::encode::{write_str, write_uint};
+    use rmp::encode::{write_map_len, write_str};
     write_map_len(out, 2).ok()?;
     write_str(out, "agent").ok()?;
     write_str(
@@ -35,9 +35,16 @@ fn write_batch(out: &mut Vec<u8>, batch: &RecordBatch) -> Option<()> {
     )
     .ok()?;
     write_str(out, "records").ok()?;
-    let count = u32::try_from(batch.records.len()).unwrap_or(u32::MAX);
+    write_records(out, &batch.records)
+}
+
+/// An array of records, as serde writes it.
+fn write_records(out: &mut Vec<u8>, records: &[Record]) -> Option<()> {
+    use rmp::encode::{write_array_len, write_bin, write_bool, write_map_len, write_sint};
+    use rmp::encode::{write_str, write_uint};
+    let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
     write_array_len(out, count).ok()?;
-    for record in &batch.records {
+    for record in records {
         write_map_len(out, 5).ok()?;
         write_str(out, "seq").ok()?;
         write_uint(out, record.seq.0).ok()?;
@@ -51,6 +58,41 @@ fn write_batch(out: &mut Vec<u8>, batch: &RecordBatch) -> Option<()> {
         write_bool(out, record.partial).ok()?;
     }
     Some(())
+}
+
+/// Encode a `read_logs` reply, byte for byte as [`crate::encode_reply`] would: the records are
+/// written directly into the place serde gives them.
+pub fn encode_read_logs_reply(
+    id: &rmpv::Value,
+    mut result: ReadLogsResult,
+) -> Result<Vec<u8>, ProtoError> {
+    let records = std::mem::take(&mut result.records);
+    let rest = crate::encode_reply(id, crate::ReplyBody::Ok(&result))?;
+    // Where serde put the (now empty) array: our own frame, walked key by key.
+    let empty_at = value_of(&rest, b"records")
+        .ok_or_else(|| ProtoError::Malformed("reply without records".into()))?;
+    let data: usize = records.iter().map(|r| r.data.len()).sum();
+    let mut out = Vec::with_capacity(rest.len() + data + 48 * records.len());
+    out.extend_from_slice(&rest[..empty_at]);
+    // Writing to a Vec cannot fail.
+    let _ = write_records(&mut out, &records);
+    out.extend_from_slice(&rest[empty_at + 1..]);
+    Ok(out)
+}
+
+/// The offset of the value under `name` in a frame that is a map with string keys.
+fn value_of(frame: &[u8], name: &[u8]) -> Option<usize> {
+    let mut rest = frame;
+    let entries = rmp::decode::read_map_len(&mut rest).ok()?;
+    for _ in 0..entries {
+        let key = string(&mut rest)?;
+        let at = frame.len() - rest.len();
+        if key == name {
+            return Some(at);
+        }
+        rest = &frame[crate::shape::value_at(frame, at).ok()?.end..];
+    }
+    None
 }
 
 /// Decode a batch of at most `max` bytes: what [`crate::decode`] returns for the same frame.
@@ -72,7 +114,13 @@ fn read_batch(frame: &[u8]) -> Option<RecordBatch> {
     key(&mut rest, b"agent")?;
     let agent: AgentId = std::str::from_utf8(string(&mut rest)?).ok()?.parse().ok()?;
     key(&mut rest, b"records")?;
-    let count = rmp::decode::read_array_len(&mut rest).ok()? as usize;
+    let records = read_records(&mut rest)?;
+    rest.is_empty().then_some(RecordBatch { agent, records })
+}
+
+/// An array of records in the encoder's shape.
+fn read_records(rest: &mut &[u8]) -> Option<Vec<Record>> {
+    let count = rmp::decode::read_array_len(rest).ok()? as usize;
     // Each record takes at least 30 bytes, so a huge count in a short frame fails here
     // rather than reserving memory for it.
     if count > rest.len() / 30 {
@@ -80,9 +128,54 @@ fn read_batch(frame: &[u8]) -> Option<RecordBatch> {
     }
     let mut records = Vec::with_capacity(count);
     for _ in 0..count {
-        records.push(read_record(&mut rest)?);
+        records.push(read_record(rest)?);
     }
-    rest.is_empty().then_some(RecordBatch { agent, records })
+    Some(records)
+}
+
+/// Decode a `read_logs` reply of at most `max` bytes: what [`crate::decode_reply`] returns for
+/// it, with the records (nearly all of the frame) read directly.
+///
+/// The records are read where the `records` key holds them; the rest of the reply, with an
+/// empty array in their place, goes through [`crate::decode_reply`] as before. A reply in any
+/// other shape goes through it whole.
+#[allow(clippy::type_complexity)]
+pub fn decode_read_logs_reply(
+    frame: &[u8],
+    max: usize,
+) -> Result<(rmpv::Value, Result<ReadLogsResult, ErrorBody>), ProtoError> {
+    if frame.len() <= max {
+        if let Some(reply) = read_logs_reply(frame) {
+            return Ok(reply);
+        }
+    }
+    crate::decode_reply(frame, max)
+}
+
+#[allow(clippy::type_complexity)]
+fn read_logs_reply(frame: &[u8]) -> Option<(rmpv::Value, Result<ReadLogsResult, ErrorBody>)> {
+    let mut rest = frame;
+    let entries = rmp::decode::read_map_len(&mut rest).ok()?;
+    for _ in 0..entries {
+        let name = string(&mut rest)?;
+        let at = frame.len() - rest.len();
+        if name == b"records" {
+            let records = read_records(&mut rest)?;
+            let end = frame.len() - rest.len();
+            let mut others = Vec::with_capacity(frame.len() - (end - at) + 1);
+            others.extend_from_slice(&frame[..at]);
+            others.push(0x90); // an empty array
+            others.extend_from_slice(&frame[end..]);
+            let (id, result) = crate::decode_reply::<ReadLogsResult>(&others, usize::MAX).ok()?;
+            let result = result.map(|mut read| {
+                read.records = records;
+                read
+            });
+            return Some((id, result));
+        }
+        rest = &frame[crate::shape::value_at(frame, at).ok()?.end..];
+    }
+    None
 }
 
 fn read_record(rest: &mut &[u8]) -> Option<Record> {
@@ -215,5 +308,74 @@ mod tests {
         rmp::encode::write_array_len(&mut huge, u32::MAX).unwrap_or_else(|e| panic!("{e}"));
         assert!(read_batch(&huge).is_none());
         assert!(decode_batch(&huge, usize::MAX).is_err());
+    }
+
+    #[test]
+    fn read_logs_replies_decode_alike_on_both_paths() {
+        let id = rmpv::Value::from(41);
+        let read = ReadLogsResult {
+            records: batch(500).records,
+            ..crate::decode::<ReadLogsResult>(
+                &crate::encode(&serde_json_like_empty()).unwrap_or_else(|e| panic!("{e}")),
+                usize::MAX,
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let frame =
+            crate::encode_reply(&id, crate::ReplyBody::Ok(&read)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(read_logs_reply(&frame).is_some(), "the direct path");
+        let direct_bytes =
+            encode_read_logs_reply(&id, read.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            direct_bytes, frame,
+            "the direct encoder writes serde's bytes"
+        );
+        let direct = decode_read_logs_reply(&frame, usize::MAX).unwrap_or_else(|e| panic!("{e}"));
+        let serde = crate::decode_reply::<ReadLogsResult>(&frame, usize::MAX)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(direct, serde);
+        assert_eq!(direct.1.as_ref().map(|r| r.records.len()), Ok(500));
+
+        let error = ErrorBody::new(crate::ErrorCode::NotFound, "no such agent");
+        let refused = crate::encode_reply::<ReadLogsResult>(&id, crate::ReplyBody::Err(&error))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(read_logs_reply(&refused).is_none());
+        let (_, result) =
+            decode_read_logs_reply(&refused, usize::MAX).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            result.err().map(|e| e.code),
+            Some(crate::ErrorCode::NotFound)
+        );
+        // Every cut of a short reply is an error (the long one: every 97th byte).
+        let short = ReadLogsResult {
+            records: batch(4).records,
+            ..read.clone()
+        };
+        let short = crate::encode_reply(&id, crate::ReplyBody::Ok(&short))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cuts = (0..short.len()).chain((0..frame.len()).step_by(97));
+        for (cut, whole) in cuts.map(|c| (c, if c < short.len() { &short } else { &frame })) {
+            assert!(
+                decode_read_logs_reply(&whole[..cut], usize::MAX).is_err(),
+                "cut at {cut}"
+            );
+        }
+        assert!(matches!(
+            decode_read_logs_reply(&frame, frame.len() - 1),
+            Err(ProtoError::TooLarge { .. })
+        ));
+    }
+
+    /// A `read_logs` result with no records, as a map (the other fields at their simplest).
+    fn serde_json_like_empty() -> rmpv::Value {
+        rmpv::Value::Map(vec![
+            ("records".into(), rmpv::Value::Array(vec![])),
+            ("first_seq".into(), 1.into()),
+            ("next_seq".into(), 501.into()),
+            ("truncated".into(), false.into()),
+            ("end_seq".into(), 501.into()),
+            ("output_bytes".into(), 1000.into()),
+            ("disk_bytes".into(), 900.into()),
+        ])
     }
 }

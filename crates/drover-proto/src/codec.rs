@@ -303,8 +303,13 @@ pub fn decode_reply<R: DeserializeOwned>(
     }
     check_size(frame, max)?;
     // Two passes over the bytes (the envelope, then the result), no intermediate value tree:
-    // replies carry up to thousands of records.
-    let head: Head = decode_with_depth(frame).map_err(|e| ProtoError::Malformed(e.to_string()))?;
+    // replies carry up to thousands of records. The envelope pass steps over the other values
+    // by their headers; serde's pass (kept for any frame that pass does not take) decoded every
+    // key of every record only to skip it.
+    let head = match envelope(frame) {
+        Some((id, ok)) => Head { id, ok },
+        None => decode_with_depth(frame).map_err(|e| ProtoError::Malformed(e.to_string()))?,
+    };
     match head.ok {
         Some(true) => {
             let result = decode_with_depth(frame)
@@ -318,6 +323,31 @@ pub fn decode_reply<R: DeserializeOwned>(
         }
         None => Err(ProtoError::Malformed("reply without a boolean `ok`".into())),
     }
+}
+
+/// A reply's `id` and `ok`, reading only them: other values are stepped over by their
+/// headers ([`shape::value_at`]). `None` for any frame it does not take as simply (a key that
+/// is not a string, `id` or `ok` twice, a malformed value), which serde's pass then decides.
+fn envelope(frame: &[u8]) -> Option<(Option<rmpv::Value>, Option<bool>)> {
+    let mut rest = frame;
+    let entries = rmp::decode::read_map_len(&mut rest).ok()?;
+    let (mut id, mut ok) = (None, None);
+    for _ in 0..entries {
+        let len = rmp::decode::read_str_len(&mut rest).ok()? as usize;
+        let key = rest.get(..len)?;
+        rest = &rest[len..];
+        match key {
+            b"id" if id.is_none() => id = Some(read_value(&mut rest).ok()?),
+            b"ok" if ok.is_none() => ok = Some(rmp::decode::read_bool(&mut rest).ok()?),
+            b"id" | b"ok" => return None,
+            _ => {
+                let at = frame.len() - rest.len();
+                let end = shape::value_at(frame, at).ok()?.end;
+                rest = &frame[end..];
+            }
+        }
+    }
+    Some((id, ok))
 }
 
 /// Deserialize a whole frame with the nesting limit.
@@ -344,4 +374,67 @@ fn splice(head: &[(&str, &rmpv::Value)], fields: &[u8]) -> Result<Vec<u8>, Proto
     }
     out.extend_from_slice(rest);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Record, Seq, StreamKind};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Page {
+        records: Vec<Record>,
+        next_seq: Seq,
+    }
+
+    /// The envelope pass reads what serde's pass reads, and leaves to it what it does not take.
+    #[test]
+    fn the_envelope_pass_agrees_with_serde() {
+        let page = Page {
+            records: (1..=50)
+                .map(|i| Record {
+                    seq: Seq(i),
+                    ts: i as i64,
+                    stream: StreamKind::Stdout,
+                    data: format!("line {i}\n").into_bytes(),
+                    partial: false,
+                })
+                .collect(),
+            next_seq: Seq(51),
+        };
+        let id = rmpv::Value::Map(vec![("n".into(), 7.into())]);
+        let ok = encode_reply(&id, ReplyBody::Ok(&page)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(envelope(&ok), Some((Some(id.clone()), Some(true))));
+        let (got_id, result) =
+            decode_reply::<Page>(&ok, usize::MAX).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((got_id, result.ok()), (id.clone(), Some(page)));
+
+        let error = ErrorBody::new(crate::ErrorCode::NotFound, "no such agent");
+        let refused =
+            encode_reply::<Page>(&id, ReplyBody::Err(&error)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(envelope(&refused), Some((Some(id.clone()), Some(false))));
+        let (_, result) =
+            decode_reply::<Page>(&refused, usize::MAX).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            result.err().map(|e| e.code),
+            Some(crate::ErrorCode::NotFound)
+        );
+
+        // Shapes it leaves to serde: `ok` twice (serde refuses it), an integer key, a cut frame.
+        let twice = rmpv::Value::Map(vec![("ok".into(), true.into()), ("ok".into(), true.into())]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &twice).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(envelope(&bytes), None);
+        assert!(decode_reply::<Page>(&bytes, usize::MAX).is_err());
+        let odd = rmpv::Value::Map(vec![(1.into(), true.into()), ("ok".into(), false.into())]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &odd).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(envelope(&bytes), None);
+        for cut in 0..ok.len() {
+            assert!(
+                decode_reply::<Page>(&ok[..cut], usize::MAX).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
 }

@@ -14,9 +14,11 @@
 //! anything published before it was.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
-use drover_proto::op::{AgentRef, ListArgs, ReadLogsArgs};
+use drover_proto::op::{AgentRef, ListArgs, ReadLogsArgs, ReadLogsResult};
 use drover_proto::{
     limits, topic, AgentId, AgentInfo, DaemonId, EventSeq, Record, Seq, StreamKind,
 };
@@ -132,9 +134,19 @@ struct Track {
     dropped: Option<drover_proto::SeqRange>,
 }
 
+/// A store read in flight, as a future that owns what it needs.
+type Page<'c> = Pin<Box<dyn Future<Output = Result<ReadLogsResult, ClientError>> + Send + 'c>>;
+
+/// A store read already sent: the next page of a track that is catching up. (The mutex only
+/// makes the follower `Sync`; it is reached through `&mut self`, never locked.)
+type Prefetch<'c> = (AgentId, Seq, std::sync::Mutex<Page<'c>>);
+
 /// A live follow of one or more agents. Create it with [`Client::follow`].
 pub struct Follower<'c> {
     client: &'c Client,
+    /// The read of the next page of a long catch-up, sent while the caller handles this page,
+    /// so the daemon reads and encodes it meanwhile (one page ahead, so bounded).
+    prefetch: Option<Prefetch<'c>>,
     socket: Async,
     selection: Selection,
     options: FollowOptions,
@@ -183,6 +195,7 @@ impl Client {
         let socket = self.subscriber(&topics).await?;
         let mut follower = Follower {
             client: self,
+            prefetch: None,
             socket,
             selection,
             options,
@@ -351,10 +364,13 @@ impl Follower<'_> {
         let Some(track) = self.tracks.get_mut(&id) else {
             return Ok(());
         };
-        let mut args = ReadLogsArgs::new(AgentRef::new(id.to_string()));
-        args.since_seq = Some(track.next);
-        args.limit = Some(limits::MAX_READ_LIMIT);
-        let read = match self.client.read_logs(args).await {
+        let pending = match self.prefetch.take() {
+            Some((agent, since, read)) if agent == id && since == track.next => read
+                .into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            _ => page(self.client, id, track.next),
+        };
+        let read = match pending.await {
             Ok(read) => read,
             // Removed while we followed it: nothing more will come.
             Err(ClientError::Remote(e)) if e.code == drover_proto::ErrorCode::NotFound => {
@@ -400,6 +416,14 @@ impl Follower<'_> {
                 to: range.to,
             });
         }
+        if !complete && !track.done {
+            // Send the read of the next page now; it is awaited on the next refill.
+            let mut next = page(self.client, id, track.next);
+            if let Some(read) = poll_once(next.as_mut()).await {
+                next = Box::pin(std::future::ready(read));
+            }
+            self.prefetch = Some((id, track.next, std::sync::Mutex::new(next)));
+        }
         if complete {
             track.caught_up = true;
             track.live = true;
@@ -411,6 +435,23 @@ impl Follower<'_> {
         }
         Ok(())
     }
+}
+
+/// The read of `agent`'s records from `since`, as a future that owns what it needs.
+fn page(client: &Client, agent: AgentId, since: Seq) -> Page<'_> {
+    let mut args = ReadLogsArgs::new(AgentRef::new(agent.to_string()));
+    args.since_seq = Some(since);
+    args.limit = Some(limits::MAX_READ_LIMIT);
+    Box::pin(client.read_logs(args))
+}
+
+/// Poll `future` once (which sends a request), returning its output if it is already done.
+async fn poll_once<F: Future + ?Sized>(mut future: Pin<&mut F>) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        std::task::Poll::Ready(value) => std::task::Poll::Ready(Some(value)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 impl Follower<'_> {

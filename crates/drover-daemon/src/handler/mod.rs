@@ -53,19 +53,19 @@ pub(crate) enum Reply {
 
 impl Reply {
     /// Encode as a v1 reply envelope.
-    pub(crate) fn encode(&self, id: &rmpv::Value) -> Result<Vec<u8>, ProtoError> {
+    pub(crate) fn encode(self, id: &rmpv::Value) -> Result<Vec<u8>, ProtoError> {
         use drover_proto::encode_reply as enc;
         match self {
-            Reply::Health(r) => enc(id, ReplyBody::Ok(r)),
-            Reply::Agent(r) => enc(id, ReplyBody::Ok(r)),
-            Reply::List(r) => enc(id, ReplyBody::Ok(r)),
-            Reply::Empty(r) => enc(id, ReplyBody::Ok(r)),
-            Reply::WriteStdin(r) => enc(id, ReplyBody::Ok(r)),
-            Reply::ReadLogs(r) => enc(id, ReplyBody::Ok(r)),
-            Reply::StreamInfo(r) => enc(id, ReplyBody::Ok(r)),
-            Reply::Batch(r) => enc(id, ReplyBody::Ok(r)),
-            Reply::Stats(r) => enc(id, ReplyBody::Ok(r)),
-            Reply::ReadEvents(r) => enc(id, ReplyBody::Ok(r)),
+            Reply::Health(r) => enc(id, ReplyBody::Ok(&r)),
+            Reply::Agent(r) => enc(id, ReplyBody::Ok(&r)),
+            Reply::List(r) => enc(id, ReplyBody::Ok(&r)),
+            Reply::Empty(r) => enc(id, ReplyBody::Ok(&r)),
+            Reply::WriteStdin(r) => enc(id, ReplyBody::Ok(&r)),
+            Reply::ReadLogs(r) => drover_proto::encode_read_logs_reply(id, r),
+            Reply::StreamInfo(r) => enc(id, ReplyBody::Ok(&r)),
+            Reply::Batch(r) => enc(id, ReplyBody::Ok(&r)),
+            Reply::Stats(r) => enc(id, ReplyBody::Ok(&r)),
+            Reply::ReadEvents(r) => enc(id, ReplyBody::Ok(&r)),
         }
     }
 
