@@ -33,6 +33,11 @@ fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     if args.next().is_some_and(|first| first == "holder") {
         let rest: Vec<std::ffi::OsString> = args.collect();
+        // Holders and their agents start with the default for any signal we were started
+        // with ignored (see drover-daemon's signals.rs).
+        if rest.first().is_some_and(|role| role == "spawner") {
+            drover_daemon::signals::handle_ignored_without_runtime();
+        }
         return drover_holder::main(&["holder".into()], &rest);
     }
     let cli = match Cli::try_parse() {

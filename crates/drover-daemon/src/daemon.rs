@@ -124,6 +124,8 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    // Agents (and holders) start with the default for signals we were started with ignored.
+    let _ignored = crate::signals::handle_ignored();
     let Listeners {
         context,
         zap,

@@ -33,6 +33,7 @@ mod reading;
 mod restart;
 mod restarting;
 mod retention;
+pub mod signals;
 pub mod tls;
 pub mod token;
 

@@ -176,8 +176,10 @@ fn a_closed_logs_last_segment_is_packed_and_a_later_append_starts_a_new_one() {
     store.open_log(agent);
     store.append(agent, &recs(1, 1_000)).expect("append");
     store.close_log(agent);
-    wait_until("the packer", || count(dir.path(), agent, ".pack") == 1);
-    assert_eq!(count(dir.path(), agent, ".seg"), 0);
+    // The packer renames the pack into place, then removes the segment: wait for both.
+    wait_until("the packer", || {
+        count(dir.path(), agent, ".pack") == 1 && count(dir.path(), agent, ".seg") == 0
+    });
     // An append to a closed log (the daemon re-attaching an agent) goes to a new raw segment.
     store.append(agent, &recs(1_001, 1_010)).expect("append");
     assert_eq!(count(dir.path(), agent, ".seg"), 1);

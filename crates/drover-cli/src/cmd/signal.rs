@@ -9,6 +9,8 @@ use super::many::{self, Applies, Outcome, Targets};
 use super::Ctx;
 
 #[derive(Clone, Debug, clap::Args)]
+// clap would print the targets first; the signal comes first, as in `kill -s SIGNAL PID`.
+#[command(override_usage = "drover signal [OPTIONS] <SIGNAL> <AGENTS|--selector <SELECTOR>|--all>")]
 #[command(after_help = "Examples:
   drover signal USR1 s        SIGUSR1 to agent s's process group
   drover signal TSTP -l tier=web

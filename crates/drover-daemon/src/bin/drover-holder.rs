@@ -5,5 +5,8 @@
 
 fn main() -> std::process::ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|role| role == "spawner") {
+        drover_daemon::signals::handle_ignored_without_runtime();
+    }
     drover_holder::main(&[], &args)
 }
