@@ -73,7 +73,12 @@ fn stopping_claude_mid_stream_ends_it_truthfully() {
     let activity = &info["activity"];
     assert_eq!(activity["phase"], "failed");
     assert_eq!(activity["attention"], json!([]));
-    assert_eq!(activity["is_error"], true);
+    assert_eq!(
+        activity["is_error"],
+        true,
+        "{info}\nthe log: {}",
+        String::from_utf8_lossy(&rig.logs(&id, "out"))
+    );
     assert_eq!(rig.phases(&id).last().map(String::as_str), Some("failed"));
 
     // Everything printed before the stop is kept, then claude's own closing lines.
