@@ -479,7 +479,7 @@ impl RemoteActor {
         if current.is_terminal() {
             return current;
         }
-        if drover_holder::tree::is_alive(self.holder_pid) {
+        if holder_stays(self.holder_pid).await {
             tracing::warn!(agent = %self.agent, %error, "the holder let go of this daemon");
             return Status::Lost {
                 pid: current.pid(),
@@ -520,6 +520,26 @@ impl RemoteActor {
         }
         self.sink.status(&status);
         self.status.send_replace(status);
+    }
+}
+
+/// How long a holder whose connection closed is watched before it counts as still running.
+const EXIT_SETTLE: Duration = Duration::from_millis(250);
+
+/// True when the holder `pid` still runs once the connection closed, so it let go of this
+/// daemon rather than died. A dying process closes its descriptors (the daemon reads EOF)
+/// before it becomes a zombie, so a holder just SIGKILLed can look alive for a moment: it is
+/// watched for up to [`EXIT_SETTLE`] before it is believed.
+async fn holder_stays(pid: u32) -> bool {
+    let deadline = tokio::time::Instant::now() + EXIT_SETTLE;
+    loop {
+        if !drover_holder::tree::is_alive(pid) {
+            return false;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
