@@ -692,6 +692,25 @@ impl Holder {
         let grace = self.spec.as_ref().map_or(Duration::from_secs(10), |s| {
             Duration::from_millis(s.runtime_grace_ms)
         });
+        // A line is cut by the clock only when its rest has not come: read what the pipes
+        // hold first. (The holder may have been off the CPU for longer than `flush` since its
+        // last read while the agent went on writing.) Not past the spool's limit: that is
+        // backpressure, and the pipes stay unread.
+        let due = self.agent.as_ref().is_some_and(|agent| {
+            agent
+                .pipes
+                .iter()
+                .any(|pipe| pipe.pending_since.is_some_and(|t| t + flush <= now))
+        });
+        let spool_full = !self.unspooled.is_empty()
+            || self
+                .spec
+                .as_ref()
+                .is_some_and(|s| self.spool.len() >= s.spool_limit);
+        if due && !spool_full {
+            let pipes = self.agent.as_ref().map_or(0, |agent| agent.pipes.len());
+            self.read_pipes(&vec![true; pipes]);
+        }
         let Some(agent) = self.agent.as_mut() else {
             return;
         };
