@@ -461,3 +461,52 @@ fn logs_follow_through_a_stalled_terminal_misses_nothing() {
     assert!(stdout(&output) == expected, "every line, once, in order");
     daemon.stop();
 }
+
+/// `drover logs` writes a batch of records at a time, yet stdout and stderr lines sent to one
+/// file come out in the log's `seq` order (the other stream is flushed at each switch).
+#[test]
+fn logs_keeps_stdout_and_stderr_in_seq_order_on_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    // The pauses only make the streams interleave in the log; the test waits on the end.
+    let script = "for i in 1 2 3 4 5; do echo out$i; sleep 0.02; echo err$i >&2; sleep 0.02; done";
+    let id = ok(daemon.drover(&["spawn", "--", "sh", "-c", script]))
+        .trim()
+        .to_owned();
+    ok(daemon.drover(&["wait", &id]));
+    // The log in seq order, with each record's stream.
+    let records: Vec<(String, String)> = ok(daemon.drover(&["--json", "logs", &id]))
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("a JSON record");
+            let text = record["text"].as_str().expect("text").to_owned();
+            (record["stream"].as_str().expect("stream").to_owned(), text)
+        })
+        .collect();
+    // Capture order is the holder's to decide; what matters is that the streams switch often.
+    let switches = records.windows(2).filter(|w| w[0].0 != w[1].0).count();
+    assert!(
+        switches >= 5,
+        "the streams interleave in the log: {records:?}"
+    );
+    let mut lines: Vec<&str> = records.iter().map(|(_, text)| text.as_str()).collect();
+    lines.sort_unstable();
+    let mut expected: Vec<String> = (1..=5)
+        .flat_map(|i| [format!("out{i}\n"), format!("err{i}\n")])
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(lines, expected, "every line once");
+    let in_seq_order: String = records.iter().map(|(_, text)| text.as_str()).collect();
+
+    // Both streams into one file, as `2>&1` does.
+    let path = dir.path().join("both");
+    let file = std::fs::File::create(&path).unwrap();
+    let status = daemon
+        .command(&["logs", &id])
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), in_seq_order);
+}
