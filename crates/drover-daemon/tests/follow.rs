@@ -368,7 +368,7 @@ async fn shutdown_stops_agents_even_one_that_ignores_sigterm() {
         assert_eq!(stubborn.state(), AgentState::Killed);
         assert_eq!(stubborn.status.signal(), Some(9));
         let polite = client.get(&polite.id.to_string()).await.unwrap();
-        assert_eq!(polite.state(), AgentState::Killed);
+        assert_eq!(polite.state(), AgentState::Killed, "{polite:?}");
         assert_eq!(polite.status.signal(), Some(15));
         daemon.shutdown().await;
     })

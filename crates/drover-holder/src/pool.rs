@@ -150,9 +150,23 @@ impl Pool {
         self.waiting.push_back(pooled);
     }
 
-    /// Move a pooled holder that is still alive to `dir` and tell it so; its pid, or `None`
-    /// when none is ready (the caller starts one the usual way).
+    /// Move a pooled holder that is still alive and ready to `dir` and tell it so; its pid, or
+    /// `None` when none is ready (the caller starts one the usual way).
+    ///
+    /// Ready means its spool exists: the holder opens it by path as the last step of its
+    /// setup, so one renamed before that would find its directory gone and exit (a spawn right
+    /// after another, on a loaded machine, used to fail to start that way). One not ready yet
+    /// stays in the pool, in its place.
     pub(crate) fn claim(&mut self, dir: &Path) -> Option<u32> {
+        let mut starting = Vec::new();
+        let claimed = self.claim_ready(dir, &mut starting);
+        for pooled in starting.into_iter().rev() {
+            self.waiting.push_front(pooled);
+        }
+        claimed
+    }
+
+    fn claim_ready(&mut self, dir: &Path, starting: &mut Vec<Pooled>) -> Option<u32> {
         while let Some(mut pooled) = self.waiting.pop_front() {
             let pid = Pid::from_raw(i32::try_from(pooled.pid).ok()?);
             // One that died in the pool is reaped here and skipped (dropping its link).
@@ -169,6 +183,10 @@ impl Pool {
                 continue;
             }
             self.dead = 0;
+            if !pooled.dir.join(crate::SPOOL).exists() {
+                starting.push(pooled);
+                continue;
+            }
             if let Err(error) = std::fs::rename(&pooled.dir, dir) {
                 // The link closes unclaimed: the holder removes its directory and exits. A
                 // directory that exists is the request's own failure; anything else would
@@ -218,6 +236,41 @@ mod tests {
             pid,
             link: File::from(link),
         }
+    }
+
+    #[test]
+    fn a_pooled_holder_is_claimed_only_once_its_spool_exists() {
+        let state = tempfile::tempdir().expect("tempdir");
+        let request = state.path().join("holders").join("agent");
+        std::fs::create_dir_all(request.parent().expect("parent")).expect("holders");
+        let mut pool = Pool::default();
+        let root = pool.root_for(&request).expect("a pool root").to_owned();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let dir = root.join("1");
+        std::fs::create_dir_all(&dir).expect("pool dir");
+        let (reader, link) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        pool.add(Pooled {
+            dir: dir.clone(),
+            pid: child.id(),
+            link: File::from(link),
+        });
+        // Still setting up: left where it is, and the caller starts a holder itself.
+        assert_eq!(pool.claim(&request), None);
+        assert!(dir.is_dir() && !request.exists());
+        assert_eq!(pool.waiting.len(), 1);
+        // Set up: claimed, moved and told where it went.
+        std::fs::write(dir.join(crate::SPOOL), b"").expect("spool");
+        assert_eq!(pool.claim(&request), Some(child.id()));
+        assert!(request.join(crate::SPOOL).exists() && !dir.exists());
+        assert!(pool.waiting.is_empty());
+        let mut told = String::new();
+        File::from(reader).read_to_string(&mut told).expect("link");
+        assert_eq!(told, format!("{}\n", request.display()));
+        child.kill().expect("kill");
+        child.wait().expect("wait");
     }
 
     #[test]
