@@ -177,7 +177,8 @@ impl Source for LogSource {
             let mut out = Vec::new();
             match self.follower.next().await {
                 Some(FollowItem::Records(records)) => {
-                    out.reserve(records.len() * 128);
+                    // The JSON and framing around a record's bytes is under 128 bytes.
+                    out.reserve(records.iter().map(|r| r.data.len() + 128).sum());
                     for record in &records {
                         if self.stream.is_some_and(|s| s != record.stream) {
                             continue;
@@ -234,7 +235,7 @@ impl LogSource {
 /// One `event: log` frame, the record's JSON written straight into the buffer.
 fn push_log(out: &mut Vec<u8>, record: &drover_proto::Record) {
     out.extend_from_slice(b"id: ");
-    out.extend_from_slice(record.seq.0.to_string().as_bytes());
+    record::push_u64(out, record.seq.0);
     out.extend_from_slice(b"\nevent: log\ndata: ");
     record::write(out, record);
     out.extend_from_slice(b"\n\n");
