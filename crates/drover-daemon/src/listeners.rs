@@ -187,11 +187,12 @@ pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
         };
     let (control_tcp, control_endpoint) = make(zmq::ROUTER, &config.control)?;
     let mut control = vec![(control_tcp, via(&config.control))];
-    let (pub_tcp, publish_endpoint) = make(zmq::PUB, &config.publish)?;
+    // XPUB: the publisher learns what is subscribed (see publish.rs).
+    let (pub_tcp, publish_endpoint) = make(zmq::XPUB, &config.publish)?;
     let mut publish = vec![(pub_tcp, via(&config.publish))];
     let (mut ipc, mut pub_ipc) = (None, None);
     if config.ipc {
-        for (name, kind) in [("control.sock", zmq::ROUTER), ("pub.sock", zmq::PUB)] {
+        for (name, kind) in [("control.sock", zmq::ROUTER), ("pub.sock", zmq::XPUB)] {
             let path = config.state_dir.join(name);
             remove_stale_socket(&path)?;
             let (socket, endpoint) = make(kind, &format!("ipc://{}", path.display()))?;
