@@ -317,6 +317,89 @@ fn a_timeout_is_reported_as_a_timeout_and_never_restarts() {
 }
 
 #[test]
+fn a_signal_asks_for_the_end_only_if_the_run_dies_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let go = dir.path().join("go");
+    // Run 1 traps USR1 and lives on; once `go` exists it fails, and so does run 2 at once.
+    let script = format!(
+        "trap 'echo got USR1' USR1; echo ready; while [ ! -e {} ]; do sleep 0.05; done; exit 3",
+        go.display()
+    );
+    ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "survivor",
+        "--restart",
+        "on-failure:1",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    wait_for("the survivor's ready line", || {
+        log(&daemon, "survivor")
+            .iter()
+            .any(|(_, line)| line == "ready")
+            .then_some(())
+    });
+    ok(daemon.drover(&["signal", "USR1", "survivor"]));
+    wait_for("the trap's line", || {
+        log(&daemon, "survivor")
+            .iter()
+            .any(|(_, line)| line == "got USR1")
+            .then_some(())
+    });
+    std::fs::write(&go, b"").unwrap();
+    // The failure after the signal it survived is a failure: the policy restarts it once.
+    let ended = wait_end(&daemon, "survivor");
+    assert_eq!(ended["state"], "exited", "{ended}");
+    assert_eq!(ended["exit_code"], 3);
+    assert_eq!(ended["restarts"], 1, "{ended}");
+
+    // A run that dies of the signal, or exits 128 + its number after trapping it, ended as
+    // asked: no restart.
+    for (name, script) in [
+        ("dies", "echo ready; while :; do sleep 0.05; done"),
+        (
+            "exits",
+            "trap 'exit 138' USR1; echo ready; while :; do sleep 0.05; done",
+        ),
+    ] {
+        ok(daemon.drover(&[
+            "spawn",
+            "--name",
+            name,
+            "--restart",
+            "always",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ]));
+        wait_for("the ready line", || {
+            log(&daemon, name)
+                .iter()
+                .any(|(_, line)| line == "ready")
+                .then_some(())
+        });
+        ok(daemon.drover(&["signal", "USR1", name]));
+        let ended = wait_end(&daemon, name);
+        match name {
+            "dies" => {
+                assert_eq!(ended["state"], "killed", "{ended}");
+                assert_eq!(ended["signal"], 10);
+            }
+            _ => {
+                assert_eq!(ended["state"], "exited", "{ended}");
+                assert_eq!(ended["exit_code"], 138);
+            }
+        }
+        assert_eq!(ended["restarts"].as_u64().unwrap_or(0), 0, "{ended}");
+    }
+}
+
+#[test]
 fn bad_restart_policies_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());

@@ -1,7 +1,7 @@
 //! One live agent: its supervisor handle and the observer that turns what the supervisor sees
 //! into stored records, registry updates and events.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use drover_agent::{Ending, Tracker, Update};
@@ -33,13 +33,53 @@ pub(crate) struct LiveAgent {
     /// A client asked for the agent's end (`stop`, `kill`, a signal): shared with its
     /// observer, so an end by signal is told from a crash, a stop from a timeout, and neither
     /// restarts the agent.
-    end_asked: Arc<AtomicBool>,
+    end_asked: Arc<EndAsked>,
+}
+
+/// What clients asked of the current run's end.
+#[derive(Debug, Default)]
+pub(crate) struct EndAsked {
+    /// `stop` or `kill` (or a stop recorded before a daemon restart).
+    ended: AtomicBool,
+    /// The last signal sent whose default is to end a process (0: none). It asked for the end
+    /// only if the run dies of it, or exits with 128 + its number as shells and most programs
+    /// that handle it do: a run that survives it (a trapped USR1 or HUP) and fails later failed.
+    signal: AtomicI32,
+}
+
+impl EndAsked {
+    /// Whether a run that ended with `status` ended as a client asked.
+    pub(crate) fn asked(&self, status: &AgentStatus) -> bool {
+        if self.ended.load(Ordering::SeqCst) {
+            return true;
+        }
+        let signal = self.signal.load(Ordering::SeqCst);
+        signal != 0
+            && (status.signal() == Some(signal)
+                || status.exit_code() == Some(128_i32.saturating_add(signal)))
+    }
+
+    /// A stop or kill was asked (it need not have ended the run yet).
+    fn stopping(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    fn clear(&self) {
+        self.ended.store(false, Ordering::SeqCst);
+        self.signal.store(0, Ordering::SeqCst);
+    }
 }
 
 impl LiveAgent {
-    /// A client is about to end the agent (or may: a signal): its end is what they asked for.
+    /// A client is about to end the agent (`stop`, `kill`): its end is what they asked for.
     pub(crate) fn ask_end(&self) {
-        self.end_asked.store(true, Ordering::SeqCst);
+        self.end_asked.ended.store(true, Ordering::SeqCst);
+    }
+
+    /// A client is about to send a signal whose default ends a process: the run's end is
+    /// what they asked for if it dies of it (see [`EndAsked`]).
+    pub(crate) fn ask_end_by_signal(&self, signal: i32) {
+        self.end_asked.signal.store(signal, Ordering::SeqCst);
     }
 
     /// The handle, if the process was started.
@@ -105,8 +145,8 @@ pub(crate) struct AgentObserver {
     reader: Option<Mutex<Reader>>,
     // This observer, for handing it to the reader thread.
     me: Weak<AgentObserver>,
-    // Shared with the live agent: a client asked for the end. Cleared for each new run.
-    end_asked: Arc<AtomicBool>,
+    // Shared with the live agent: what a client asked of the end. Cleared for each new run.
+    end_asked: Arc<EndAsked>,
     // The current run is stopping and nobody asked: its `timeout_ms` stops it.
     timing_out: AtomicBool,
     // The next status of a run the restart policy started is announced as `restarted`.
@@ -190,7 +230,7 @@ impl AgentObserver {
         let reader = tracker.map(|tracker| Mutex::new(Reader::new(tracker, info.activity.clone())));
         let (watch, receiver) = watch::channel(info.clone());
         let (ended, ended_receiver) = watch::channel(false);
-        let end_asked = Arc::new(AtomicBool::new(false));
+        let end_asked = Arc::new(EndAsked::default());
         let observer = Arc::new_cyclic(|me| AgentObserver {
             me: me.clone(),
             end_asked: Arc::clone(&end_asked),
@@ -474,8 +514,8 @@ impl AgentObserver {
         let mut reader = lock_reader(reader);
         // Stopping before the end: someone asked for it (`stop`, a timeout, the daemon's
         // shutdown), and only claude says so in its output.
-        let stopped = matches!(info.status, AgentStatus::Stopping { .. })
-            || self.end_asked.load(Ordering::SeqCst);
+        let stopped =
+            matches!(info.status, AgentStatus::Stopping { .. }) || self.end_asked.asked(status);
         let ending = match status {
             _ if stopped => Ending::Stopped,
             AgentStatus::Exited { code, .. } => Ending::Exited(*code),
@@ -553,7 +593,7 @@ impl Observer for AgentObserver {
         };
         let status = convert_status(status);
         if status.state() == drover_proto::AgentState::Stopping
-            && !self.end_asked.load(Ordering::SeqCst)
+            && !self.end_asked.stopping()
             && !shared.shutting_down.load(Ordering::SeqCst)
         {
             // Nobody asked and the daemon is not shutting down: the run's `timeout_ms`.
@@ -704,7 +744,7 @@ impl AgentObserver {
             (info.spec.restart.clone()?, info.restarts)
         };
         // Asked for (a stop, a kill, a signal), a timeout, or the daemon going away.
-        if self.end_asked.load(Ordering::SeqCst)
+        if self.end_asked.asked(status)
             || self.timing_out.load(Ordering::SeqCst)
             || shared.shutting_down.load(Ordering::SeqCst)
         {
@@ -750,7 +790,7 @@ impl AgentObserver {
     /// a daemon that dies in between finds a `starting` agent whose holder is `<id>.<run>`, and
     /// reports it `lost` if that holder never started it, instead of starting the run twice.
     pub(crate) fn new_run(&self, tracker: Option<Tracker>) -> u32 {
-        self.end_asked.store(false, Ordering::SeqCst);
+        self.end_asked.clear();
         self.timing_out.store(false, Ordering::SeqCst);
         self.announce_restart.store(true, Ordering::SeqCst);
         let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());

@@ -38,7 +38,7 @@ pub(crate) async fn handle(shared: &Shared, args: SignalArgs) -> OpResult {
     if number == Signal::SIGSTOP as i32 || number == Signal::SIGCONT as i32 {
         shared.events.check_room("signal")?;
     }
-    // A signal whose default is to end the process: if the agent ends now, it was asked to.
+    // A signal whose default is to end the process: if the agent dies of it, it was asked to.
     let harmless = [
         Signal::SIGSTOP,
         Signal::SIGCONT,
@@ -50,7 +50,7 @@ pub(crate) async fn handle(shared: &Shared, args: SignalArgs) -> OpResult {
         Signal::SIGURG,
     ];
     if !harmless.iter().any(|s| *s as i32 == number) {
-        live.ask_end();
+        live.ask_end_by_signal(number);
     }
     let status = handle.signal(number).await.map_err(supervisor_error)?;
     Ok(after(&live, &status))
