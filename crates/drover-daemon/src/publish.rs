@@ -232,13 +232,11 @@ impl Subscriptions {
                 self.prefixes.insert(prefix.to_vec());
                 *self.lengths.entry(prefix.len()).or_default() += 1;
             }
-            0 => {
-                if self.prefixes.remove(prefix) {
-                    if let Some(count) = self.lengths.get_mut(&prefix.len()) {
-                        *count -= 1;
-                        if *count == 0 {
-                            self.lengths.remove(&prefix.len());
-                        }
+            0 if self.prefixes.remove(prefix) => {
+                if let Some(count) = self.lengths.get_mut(&prefix.len()) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.lengths.remove(&prefix.len());
                     }
                 }
             }
