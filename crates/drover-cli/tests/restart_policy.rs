@@ -400,6 +400,36 @@ fn a_signal_asks_for_the_end_only_if_the_run_dies_of_it() {
 }
 
 #[test]
+fn a_timeout_while_no_daemon_runs_is_reported_as_one_and_never_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "slow",
+        "--timeout",
+        "700ms",
+        "--restart",
+        "always",
+        "--",
+        "sleep",
+        "30",
+    ]));
+    let pid = wait_for("the agent's pid", || state(&daemon, "slow")["pid"].as_u64());
+    daemon.crash();
+    // The holder stops it at its timeout, with no daemon to tell.
+    wait_for("the holder to end the agent", || {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    });
+    let daemon = Daemon::start(dir.path());
+    let ended = wait_end(&daemon, "slow");
+    assert_eq!(ended["state"], "killed", "{ended}");
+    assert_eq!(ended["signal"], 15);
+    assert_eq!(ended["timed_out"], true, "{ended}");
+    assert_eq!(ended["restarts"].as_u64().unwrap_or(0), 0, "{ended}");
+}
+
+#[test]
 fn bad_restart_policies_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());

@@ -587,6 +587,10 @@ impl Observer for AgentObserver {
         Some(bounds.next_seq.0.saturating_sub(1))
     }
 
+    fn timed_out(&self) {
+        self.timing_out.store(true, Ordering::SeqCst);
+    }
+
     fn status(&self, status: &Status) {
         let Some(shared) = self.shared.upgrade() else {
             return;

@@ -68,6 +68,8 @@ struct Holder {
     unspooled: Vec<WireRecord>,
     /// The refusal was logged (once per episode).
     spool_failing: bool,
+    /// The agent's `max_runtime` stopped it.
+    timed_out: bool,
     /// Waiting in the spawner's pool: the link that says where a spawn moved us.
     link: Option<Link>,
 }
@@ -142,6 +144,7 @@ fn hold(dir: &Path, link: Option<Link>) -> Result<(), HolderError> {
         buf: vec![0; READ_BUF],
         unspooled: Vec::new(),
         spool_failing: false,
+        timed_out: false,
         link,
     };
     holder.run();
@@ -583,6 +586,7 @@ impl Holder {
                 status: self.status.clone(),
                 next_seq: self.next_seq,
                 first_kept: self.first_kept(),
+                timed_out: self.timed_out,
             };
             // The status follows the replay (pump), even when unchanged: a daemon that comes
             // back to an ended agent learns the end after the last record.
@@ -737,6 +741,7 @@ impl Holder {
             agent.runtime_at = None;
             if let Ok(status) = agent.stop(grace, &self.status) {
                 self.status = status;
+                self.timed_out = true;
             }
         }
         self.spool_records(records);

@@ -140,6 +140,10 @@ pub enum FromHolder {
         next_seq: u64,
         /// The first seq the spool still holds (records before it were acknowledged).
         first_kept: u64,
+        /// The agent's `max_runtime` stopped it (a daemon that was away learns it here). Left
+        /// out when false, and false when absent (a holder from before it was added).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        timed_out: bool,
     },
     /// No version in common: the holder keeps its agent and waits for another daemon.
     Refused {

@@ -53,6 +53,9 @@ pub trait Observer: Send + Sync + 'static {
     fn kept_through(&self) -> Option<u64> {
         None
     }
+    /// The run's `max_runtime` stopped it while nobody watched (a holder says so when a daemon
+    /// re-attaches); called before any status of the re-attached run.
+    fn timed_out(&self) {}
 }
 
 /// Numbers records and hands them to the observer.

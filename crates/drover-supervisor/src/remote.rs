@@ -171,11 +171,12 @@ pub async fn attach(
     let answer = tokio::time::timeout(GREETING, conn.next())
         .await
         .map_err(|_| AttachError::Protocol("no answer to hello".to_owned()))?;
-    let (holder_pid, status) = match answer {
+    let (holder_pid, status, timed_out) = match answer {
         Ok(FromHolder::Welcome {
             version,
             holder_pid,
             status,
+            timed_out,
             ..
         }) => {
             if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
@@ -184,7 +185,7 @@ pub async fn attach(
                     message: "it chose a version this daemon does not speak".to_owned(),
                 });
             }
-            (holder_pid, status)
+            (holder_pid, status, timed_out)
         }
         Ok(FromHolder::Refused { version, message }) => {
             return Err(AttachError::Incompatible { version, message })
@@ -198,6 +199,9 @@ pub async fn attach(
         return Err(AttachError::Gone(std::io::Error::other(
             "the holder never started its agent",
         )));
+    }
+    if timed_out {
+        observer.timed_out();
     }
     let sink = Arc::new(Sink::new(observer));
     let current = if status.is_terminal() {
