@@ -67,9 +67,10 @@ fn a_max_agents_the_hard_limit_cannot_carry_is_refused_with_the_arithmetic() {
     let message = stderr(&output);
     assert!(
         message.contains(
-            "max_agents 93 needs 93 × 2 file descriptors per agent + 416 for the daemon \
-             (256 + 2 × http_max_connections 64 + 2 × max_streams 16) = 602, but the \
-             open-files limit is 600 (hard limit 600): at most 92 agents fit"
+            "max_agents 93 needs 93 × 1 file descriptors per agent + 93 open log segments (at \
+             most max_open_writers 1024) + 416 for the daemon (256 + 2 × http_max_connections \
+             64 + 2 × max_streams 16) = 602, but the open-files limit is 600 (hard limit 600): \
+             at most 92 agents fit"
         ),
         "{message}"
     );

@@ -181,6 +181,7 @@ impl Config {
             self.max_agents,
             self.max_streams,
             self.http_limits.max_connections,
+            self.store.max_open_writers,
             self.fds_per_agent(),
         )
     }

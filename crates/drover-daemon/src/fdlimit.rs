@@ -2,32 +2,35 @@
 //! at start, and a `max_agents` the limit cannot carry is refused before anything is bound.
 //!
 //! What one live agent under a holder holds, at most ([`FDS_PER_HELD_AGENT`]): the socket to its
-//! holder, and its open log segment (opened at its first record, kept for group commit). Its
-//! pipes are the holder's.
+//! holder. Its pipes are the holder's.
 //!
 //! What one live agent run in-process (no holder configured) holds, at most
 //! ([`FDS_PER_AGENT`]):
 //! 1. the read end of its stdout pipe and 2. of its stderr pipe (the two streams are kept apart
 //!    and drained separately, guarantee 2);
 //! 3. the pidfd tokio's reaper uses to learn the child exited without polling;
-//! 4. its open log segment (opened at its first record, kept for group commit);
-//! 5. the write end of its stdin pipe, only when the spec asks for `stdin: pipe`.
+//! 4. the write end of its stdin pipe, only when the spec asks for `stdin: pipe`.
 //!
 //! Everything else comes out of a reserve: [`RESERVED_FDS`] for the registry (3 SQLite files), the
 //! lock file, the listening sockets, libzmq's descriptors and ZeroMQ client connections; one per
 //! HTTP connection the listeners may hold at once (`http_max_connections` on each of
 //! [`HTTP_LISTENERS`]); and two per allowed stream (`max_streams`: one reading the store, one
 //! feeding the connection).
+//!
+//! And the store's open log segments: one per live agent that wrote (a segment is opened at a
+//! log's first record and kept for group commit), but never more than `max_open_writers`
+//! (1,024) for long, however many agents write: the store's syncer closes the writers appended
+//! to longest ago. So they cost `min(max_agents, max_open_writers)`.
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
 use crate::DaemonError;
 
 /// File descriptors one live in-process agent may hold at most (see the module documentation).
-pub const FDS_PER_AGENT: u64 = 5;
+pub const FDS_PER_AGENT: u64 = 4;
 
-/// File descriptors one live agent under a holder may hold at most: its socket and its log.
-pub const FDS_PER_HELD_AGENT: u64 = 2;
+/// File descriptors one live agent under a holder may hold at most: its socket.
+pub const FDS_PER_HELD_AGENT: u64 = 1;
 
 /// File descriptors kept for the daemon itself, besides HTTP connections and streams.
 pub const RESERVED_FDS: u64 = 256;
@@ -35,13 +38,23 @@ pub const RESERVED_FDS: u64 = 256;
 /// HTTP listeners, each holding up to `http_max_connections`: TCP and the unix socket.
 pub const HTTP_LISTENERS: u64 = 2;
 
-/// The reserve for everything but agents (see the module documentation).
+/// The reserve for everything but agents and their log segments (see the module
+/// documentation).
 pub fn reserve(max_streams: usize, http_max_connections: usize) -> u64 {
     let streams = u64::try_from(max_streams).unwrap_or(u64::MAX);
     let connections = u64::try_from(http_max_connections).unwrap_or(u64::MAX);
     RESERVED_FDS
         .saturating_add(HTTP_LISTENERS.saturating_mul(connections))
         .saturating_add(streams.saturating_mul(2))
+}
+
+/// The descriptors `agents` live agents need with the reserve: `per_agent` each, one open log
+/// segment each up to `max_open_writers`, and `reserve`.
+pub fn needed(agents: u64, per_agent: u64, max_open_writers: u64, reserve: u64) -> u64 {
+    agents
+        .saturating_mul(per_agent)
+        .saturating_add(agents.min(max_open_writers))
+        .saturating_add(reserve)
 }
 
 /// The soft and hard limit after raising the soft one as far as it goes.
@@ -92,21 +105,31 @@ pub fn check(
     max_agents: usize,
     max_streams: usize,
     http_max_connections: usize,
+    max_open_writers: usize,
     per_agent: u64,
 ) -> Result<(), DaemonError> {
     let agents = u64::try_from(max_agents).unwrap_or(u64::MAX);
+    let writers = u64::try_from(max_open_writers).unwrap_or(u64::MAX);
     let reserve = reserve(max_streams, http_max_connections);
-    let needed = agents.saturating_mul(per_agent).saturating_add(reserve);
+    let needed = needed(agents, per_agent, writers, reserve);
     if needed <= limit.soft {
         return Ok(());
     }
-    let fit = limit.soft.saturating_sub(reserve) / per_agent.max(1);
+    let room = limit.soft.saturating_sub(reserve);
+    let per_agent = per_agent.max(1);
+    // With a segment each while they fit under the cap, then without.
+    let fit = match room / (per_agent + 1) {
+        fit if fit <= writers => fit,
+        _ => room.saturating_sub(writers) / per_agent,
+    };
+    let segments = agents.min(writers);
     Err(DaemonError::Config {
         reason: format!(
             "max_agents {max_agents} needs {max_agents} × {per_agent} file descriptors per \
-             agent + {reserve} for the daemon ({RESERVED_FDS} + {HTTP_LISTENERS} × \
-             http_max_connections {http_max_connections} + 2 × max_streams {max_streams}) \
-             = {needed}, but the open-files limit is {} (hard limit {}): at most {fit} agents \
+             agent + {segments} open log segments (at most max_open_writers {writers}) + \
+             {reserve} for the daemon ({RESERVED_FDS} + {HTTP_LISTENERS} × \
+             http_max_connections {http_max_connections} + 2 × max_streams {max_streams}) = \
+             {needed}, but the open-files limit is {} (hard limit {}): at most {fit} agents \
              fit; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower max_agents",
             limit.soft, limit.hard
         ),
@@ -123,17 +146,31 @@ mod tests {
             soft: 20_000,
             hard: 20_000,
         };
-        check(limit, 3_641, 256, 512, FDS_PER_AGENT).expect("3641 × 5 + 1792 = 19997 fits");
-        check(limit, 9_104, 256, 512, FDS_PER_HELD_AGENT).expect("9104 × 2 + 1792 = 20000 fits");
-        let error = check(limit, 10_100, 256, 512, FDS_PER_AGENT)
+        check(limit, 4_296, 256, 512, 1024, FDS_PER_AGENT).expect("4296 × 4 + 1024 + 1792");
+        // The issue's figure: 10,000 agents under holders on a 20,000 limit, with room to spare.
+        check(limit, 10_000, 256, 512, 1024, FDS_PER_HELD_AGENT).expect("10000 + 1024 + 1792");
+        check(limit, 17_184, 256, 512, 1024, FDS_PER_HELD_AGENT).expect("= 20000 fits");
+        check(limit, 17_185, 256, 512, 1024, FDS_PER_HELD_AGENT).expect_err("20001");
+        // Few agents: each may keep its segment open.
+        let small = FdLimit {
+            soft: 600,
+            hard: 600,
+        };
+        check(small, 92, 16, 64, 1024, FDS_PER_HELD_AGENT).expect("92 × 2 + 416 = 600");
+        let error = check(limit, 10_100, 256, 512, 1024, FDS_PER_AGENT)
             .expect_err("refused")
             .to_string();
         assert_eq!(
             error,
-            "invalid configuration: max_agents 10100 needs 10100 × 5 file descriptors per agent \
-             + 1792 for the daemon (256 + 2 × http_max_connections 512 + 2 × max_streams 256) = \
-             52292, but the open-files limit is 20000 (hard limit 20000): at most 3641 agents \
-             fit; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower max_agents"
+            "invalid configuration: max_agents 10100 needs 10100 × 4 file descriptors per agent \
+             + 1024 open log segments (at most max_open_writers 1024) + 1792 for the daemon \
+             (256 + 2 × http_max_connections 512 + 2 × max_streams 256) = 43216, but the \
+             open-files limit is 20000 (hard limit 20000): at most 4296 agents fit; raise the \
+             hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower max_agents"
         );
+        let error = check(small, 93, 16, 64, 1024, FDS_PER_HELD_AGENT)
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("at most 92 agents fit"), "{error}");
     }
 }

@@ -44,17 +44,26 @@ async fn the_open_files_limit_is_raised_and_a_max_agents_it_cannot_carry_is_refu
         let reserve =
             drover_daemon::fdlimit::reserve(config.max_streams, config.http_limits.max_connections);
         let per_agent = config.fds_per_agent();
-        let fit = (hard - reserve) / per_agent;
+        let writers = u64::try_from(config.store.max_open_writers).unwrap();
+        let fit = (hard - reserve - writers) / per_agent;
+        assert!(
+            fit >= writers,
+            "this machine's limit fits more agents than open segments"
+        );
         config.max_agents = usize::try_from(fit + 1).unwrap();
         let Err(error) = drover_daemon::bind(&config).await else {
             panic!("a max_agents over the limit was accepted");
         };
         let message = error.to_string();
-        let needed = (fit + 1) * per_agent + reserve;
+        let needed = (fit + 1) * per_agent + writers + reserve;
+        assert_eq!(
+            needed,
+            drover_daemon::fdlimit::needed(fit + 1, per_agent, writers, reserve)
+        );
         assert!(
             message.contains(&format!(
-                "max_agents {} needs {} × {per_agent} file descriptors per agent + {reserve} \
-                 for the daemon",
+                "max_agents {} needs {} × {per_agent} file descriptors per agent + {writers} open \
+                 log segments (at most max_open_writers {writers}) + {reserve} for the daemon",
                 fit + 1,
                 fit + 1
             )) && message.contains(&format!("= {needed}, but the open-files limit is {hard}"))
@@ -71,13 +80,18 @@ async fn the_open_files_limit_is_raised_and_a_max_agents_it_cannot_carry_is_refu
 
 /// Every kind of descriptor an agent can hold at once: output (so its log segment is open) and
 /// a stdin pipe. Under holders, forty of them cost the daemon at most `FDS_PER_HELD_AGENT` each
-/// (its socket and its log; the pipes are the holder's), give or take a few the daemon opens
-/// for itself meanwhile.
+/// (its socket; the pipes are the holder's), plus the store's open log segments, which its
+/// syncer keeps under `max_open_writers` (4 here), give or take a few the daemon opens for
+/// itself meanwhile.
 #[tokio::test]
 async fn a_live_agent_holds_at_most_fds_per_agent_descriptors() {
     within(async {
         let _serial = SERIAL.lock().await;
-        let daemon = TestDaemon::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = TestDaemon::start_in(dir.path().to_path_buf(), |config| {
+            config.store.max_open_writers = 4;
+        })
+        .await;
         let client = daemon.client().await;
         let mut spec = sh("echo ready; echo err >&2; exec sleep 100");
         spec.stdin = StdinMode::Pipe;
@@ -91,15 +105,22 @@ async fn a_live_agent_holds_at_most_fds_per_agent_descriptors() {
         for agent in &agents {
             wait_ready(&client, agent).await;
         }
-        let grown = open_fds() - before;
         // A few descriptors the daemon may open meanwhile for itself (a connection, a registry
         // journal) are not the agents'.
         const SLACK: usize = 8;
-        let budget = 40 * usize::try_from(FDS_PER_HELD_AGENT).unwrap();
-        assert!(
-            grown <= budget + SLACK,
-            "40 agents took {grown} descriptors, more than {budget} + {SLACK}"
-        );
+        let budget = 40 * usize::try_from(FDS_PER_HELD_AGENT).unwrap() + 4;
+        // Every agent wrote, so each opened its log; the syncer closes all but 4 within its
+        // next rounds.
+        wait_for("the open log segments to come under the cap", || async {
+            (open_fds() - before <= budget + SLACK).then_some(())
+        })
+        .await;
+        let segments = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.starts_with(dir.path().join("logs")))
+            .count();
+        assert!(segments <= 4, "{segments} log segments open");
         daemon.shutdown().await;
     })
     .await

@@ -30,6 +30,10 @@ pub struct StoreConfig {
     pub max_events: u64,
     /// A writer file descriptor unused for this long is closed by the syncer.
     pub writer_idle: Duration,
+    /// Logs that keep their active segment open at once, store-wide. Past it the syncer closes
+    /// the writers appended to longest ago (each reopens at its log's next append), within
+    /// `sync_interval`: what bounds the store's descriptors with thousands of live agents.
+    pub max_open_writers: usize,
 }
 
 impl Default for StoreConfig {
@@ -49,6 +53,7 @@ impl Default for StoreConfig {
             follow_buffer: 64,
             max_events: 100_000,
             writer_idle: Duration::from_secs(30),
+            max_open_writers: 1024,
         }
     }
 }

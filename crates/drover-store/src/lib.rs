@@ -127,6 +127,8 @@ pub(crate) struct Shared {
     pub logs: RwLock<HashMap<AgentId, Arc<AgentLog>>>,
     /// Bytes of all segment files.
     pub usage: AtomicU64,
+    /// Logs with an open writer (see [`log::WriterSlot`]).
+    pub open_writers: Arc<std::sync::atomic::AtomicUsize>,
     /// Wakes the syncer.
     sync_waker: Waker,
     /// Wakes the packer (a segment was sealed).
@@ -168,6 +170,7 @@ impl Shared {
             logs_dir,
             logs: RwLock::new(HashMap::new()),
             usage: AtomicU64::new(0),
+            open_writers: Arc::default(),
             sync_waker: Waker::default(),
             pack_waker: Waker::default(),
             shutdown: AtomicBool::new(false),

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
@@ -52,6 +52,56 @@ pub struct Segment {
 }
 
 /// Mutable state of one log, behind `AgentLog::state`.
+/// A log's open writer (its active segment), counted store-wide in `Shared::open_writers` so
+/// the syncer can keep the number of open writers under `max_open_writers`. Every change of
+/// the writer goes through it, and one dropped with its log gives its count back.
+#[derive(Debug, Default)]
+pub struct WriterSlot {
+    file: Option<Arc<File>>,
+    /// The store-wide count, while `file` is set.
+    counted: Option<Arc<AtomicUsize>>,
+}
+
+impl WriterSlot {
+    /// The open writer, if any.
+    pub fn file(&self) -> Option<Arc<File>> {
+        self.file.clone()
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Open `file` as the writer; returns the one it replaces. Past `max_open_writers` the
+    /// syncer is woken to close the writers appended to longest ago.
+    pub(crate) fn set(&mut self, file: Arc<File>, shared: &Shared) -> Option<Arc<File>> {
+        let old = self.file.replace(file);
+        if old.is_none() {
+            let open = shared.open_writers.fetch_add(1, Ordering::Relaxed) + 1;
+            self.counted = Some(Arc::clone(&shared.open_writers));
+            if open > shared.config.max_open_writers {
+                shared.kick();
+            }
+        }
+        old
+    }
+
+    /// Close the writer (the caller syncs or drops the file).
+    pub fn take(&mut self) -> Option<Arc<File>> {
+        let file = self.file.take();
+        if let Some(counted) = self.counted.take() {
+            counted.fetch_sub(1, Ordering::Relaxed);
+        }
+        file
+    }
+}
+
+impl Drop for WriterSlot {
+    fn drop(&mut self) {
+        self.take();
+    }
+}
+
 #[derive(Debug)]
 pub struct LogState {
     pub dir: PathBuf,
@@ -67,7 +117,7 @@ pub struct LogState {
     /// Retention moved the log's start inside its oldest segment: the first seq kept and the
     /// segment's output before it (still on disk until the whole segment goes).
     pub trim: Option<(Seq, u64)>,
-    pub writer: Option<Arc<File>>,
+    pub writer: WriterSlot,
     pub builder: Builder,
     /// Records appended since the syncer last took a snapshot.
     pub unsynced: u64,
@@ -152,7 +202,7 @@ impl AgentLog {
             expect = expect.next();
         }
         st.roll_if_full(shared, first.seq)?;
-        let file = st.writer()?;
+        let file = st.writer(shared)?;
         let (active_end, seg_out) = st
             .active()
             .map_or((FILE_HEADER_LEN, 0), |s| (s.end, s.output));
@@ -260,7 +310,7 @@ impl LogState {
             output: 0,
             budget,
             trim: None,
-            writer: None,
+            writer: WriterSlot::default(),
             builder: Builder::sparse(None),
             unsynced: 0,
             to_sync: Vec::new(),
@@ -333,7 +383,7 @@ impl LogState {
         let path = self.dir.join(segment::file_name(next, Kind::Raw));
         let file = segment::create(&path, next)
             .map_err(|e| StoreError::io(format!("creating segment {}", path.display()), e))?;
-        if let Some(old) = self.writer.replace(Arc::new(file)) {
+        if let Some(old) = self.writer.set(Arc::new(file), shared) {
             self.to_sync.push(old);
         }
         if let Some(seg) = self.segments.back_mut() {
@@ -361,9 +411,9 @@ impl LogState {
     }
 
     /// The writer for the active segment, reopened if an idle close or a failure dropped it.
-    fn writer(&mut self) -> Result<Arc<File>, StoreError> {
-        if let Some(file) = &self.writer {
-            return Ok(file.clone());
+    fn writer(&mut self, shared: &Shared) -> Result<Arc<File>, StoreError> {
+        if let Some(file) = self.writer.file() {
+            return Ok(file);
         }
         let seg = self
             .active()
@@ -384,16 +434,16 @@ impl LogState {
             })?;
         }
         let file = Arc::new(file);
-        self.writer = Some(file.clone());
+        self.writer.set(file.clone(), shared);
         Ok(file)
     }
 
     /// Undo a failed write: cut the file back to its committed length so no half record stays.
     /// If even that fails, drop the writer; the next append re-checks and truncates.
     fn rollback(&mut self, committed: u64, first_entry: Option<Entry>) {
-        if let Some(file) = self.writer.take() {
-            if file.set_len(committed).is_ok() {
-                self.writer = Some(file);
+        if let Some(file) = self.writer.file() {
+            if file.set_len(committed).is_err() {
+                self.writer.take();
             }
         }
         // Forget the index position noted for frames that were never committed.

@@ -398,7 +398,7 @@ impl Store {
         };
         let mut st = log.lock();
         st.live = None;
-        st.writer = None;
+        st.writer.take();
         st.to_sync.clear();
         st.segments.clear();
         self.shared().usage.fetch_sub(st.bytes, Ordering::Relaxed);
@@ -493,6 +493,14 @@ impl Store {
                 ..LogRead::default()
             }),
         }
+    }
+
+    /// Logs holding their active segment open now (at most `max_open_writers` once the
+    /// syncer has run; see [`StoreConfig::max_open_writers`]).
+    pub fn open_writers(&self) -> usize {
+        self.shared()
+            .open_writers
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn log_bounds(&self, agent: AgentId) -> Result<LogBounds, StoreError> {

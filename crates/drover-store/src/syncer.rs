@@ -4,7 +4,8 @@
 //! when an agent has `sync_records` unsynced records or the global budget is exceeded, and for
 //! each log: fdatasyncs sealed segments first, then the directory (new segment files), then the
 //! active segment, all on cloned file handles outside the log lock. It also enforces the global
-//! budget and closes writer descriptors idle for `writer_idle`.
+//! budget, closes writer descriptors idle for `writer_idle`, and keeps the open writers under
+//! `max_open_writers`.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub fn run(shared: Arc<Shared>) {
             }
             close_if_idle(&shared, &log);
         }
+        close_over_cap(&shared);
         retention::trim_global(&shared);
         if stop {
             return;
@@ -45,7 +47,7 @@ pub fn sync_log(shared: &Shared, log: &AgentLog) -> Result<(), StoreError> {
             // Cloned, not taken: until they are synced they stay listed, so a segment roll
             // meanwhile still sees (and syncs) them; see `LogState::roll_if_full`.
             st.to_sync.clone(),
-            st.writer.clone(),
+            st.writer.file(),
             dir,
             logs_dir,
             taken,
@@ -112,10 +114,47 @@ fn sync_dir(dir: &std::path::Path) -> Result<(), StoreError> {
 
 /// Release the writer descriptor of a log nobody appended to lately (reopened on demand), so
 /// open descriptors track active agents, not all agents ever seen.
+/// Past `max_open_writers`, close the writers of the logs appended to longest ago, each once it
+/// is synced, down to three quarters of the cap (so a steady trickle of new writers does not
+/// close one at every round). A closed writer reopens at its log's next append.
+fn close_over_cap(shared: &Shared) {
+    use std::sync::atomic::Ordering;
+    let cap = shared.config.max_open_writers;
+    if shared.open_writers.load(Ordering::Relaxed) <= cap {
+        return;
+    }
+    let target = cap - cap / 4;
+    let mut open: Vec<(std::time::Instant, Arc<AgentLog>)> = shared
+        .all_logs()
+        .into_iter()
+        .filter_map(|log| {
+            let last = {
+                let st = log.lock();
+                st.writer.is_open().then_some(st.last_append)
+            };
+            last.map(|at| (at, log))
+        })
+        .collect();
+    open.sort_by_key(|(at, _)| *at);
+    for (_, log) in open {
+        if shared.open_writers.load(Ordering::Relaxed) <= target {
+            break;
+        }
+        if sync_log(shared, &log).is_err() {
+            continue;
+        }
+        let mut st = log.lock();
+        // An append since the sync: its records are not durable yet; the next round.
+        if st.unsynced == 0 && st.to_sync.is_empty() {
+            st.writer.take();
+        }
+    }
+}
+
 fn close_if_idle(shared: &Shared, log: &AgentLog) {
     let mut st = log.lock();
     let idle = st.last_append.elapsed() >= shared.config.writer_idle;
-    if idle && st.unsynced == 0 && st.to_sync.is_empty() && st.writer.is_some() {
-        st.writer = None;
+    if idle && st.unsynced == 0 && st.to_sync.is_empty() && st.writer.is_open() {
+        st.writer.take();
     }
 }

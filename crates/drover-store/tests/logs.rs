@@ -443,3 +443,65 @@ fn the_global_budget_also_reclaims_the_last_segments_of_closed_logs() {
     let read = store.read(agents[3], &since(1, 1000)).expect("read");
     assert_eq!(read.records.len(), 400);
 }
+
+/// Descriptors this process has open on files under `dir`.
+fn fds_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+#[test]
+fn open_writers_stay_under_the_cap_and_closed_ones_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = 8;
+    let store = open(
+        dir.path(),
+        StoreConfig {
+            max_open_writers: cap,
+            // Not closed for being idle during the test: only the cap closes them.
+            writer_idle: std::time::Duration::from_secs(3600),
+            ..small_config()
+        },
+    );
+    let agents: Vec<AgentId> = (0..40).map(|_| AgentId::new()).collect();
+    for agent in &agents {
+        store.open_log(*agent);
+        store.append(*agent, &recs(1, 5)).expect("append");
+    }
+    // Every log opened its writer; the syncer brings them back under the cap.
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    while store.open_writers() > cap {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} open",
+            store.open_writers()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The count is the truth: the descriptors on segment files are as few.
+    assert!(
+        fds_under(&dir.path().join("logs")) <= cap,
+        "{}",
+        fds_under(dir.path())
+    );
+    // Closed writers reopen at the next append, and nothing is lost or doubled.
+    for agent in &agents {
+        store
+            .append(*agent, &recs(6, 9))
+            .expect("append after close");
+    }
+    for agent in &agents {
+        let read = store.read(*agent, &since(1, 100)).expect("read");
+        assert_eq!(read.records.len(), 9);
+        assert_run(&read.records, 1);
+    }
+    // Removed logs give their count back.
+    for agent in &agents {
+        store.close_log(*agent);
+    }
+    store.sync().expect("sync");
+    assert_eq!(store.open_writers(), 0);
+}
