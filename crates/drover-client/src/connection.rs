@@ -172,7 +172,7 @@ impl Connection {
     /// Send one frame, waiting while libzmq's queue to the daemon is full.
     async fn send(&self, body: &[u8]) -> Result<(), zmq::Error> {
         loop {
-            let sent = self.socket.socket().send(body, zmq::DONTWAIT);
+            let sent = drover_zmq::again(|| self.socket.socket().send(body, zmq::DONTWAIT));
             match sent {
                 Ok(()) => break,
                 Err(zmq::Error::EAGAIN) => self.socket.ready(zmq::POLLOUT).await?,

@@ -357,11 +357,9 @@ impl Control {
     fn try_send(&self, reply: &Done) -> Result<(), zmq::Error> {
         let socket = self.socket.socket();
         if reply.delimiter {
-            let frames: [&[u8]; 3] = [&reply.identity, &[], &reply.body];
-            socket.send_multipart(frames, zmq::DONTWAIT)
+            drover_zmq::send_frames(&socket, &[&reply.identity, &[], &reply.body])
         } else {
-            let frames: [&[u8]; 2] = [&reply.identity, &reply.body];
-            socket.send_multipart(frames, zmq::DONTWAIT)
+            drover_zmq::send_frames(&socket, &[&reply.identity, &reply.body])
         }
     }
 

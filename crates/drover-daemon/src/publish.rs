@@ -129,8 +129,7 @@ pub(crate) async fn run(
 
 fn send(sockets: &[zmq::Socket], topic: &str, body: &[u8]) {
     for socket in sockets {
-        let frames: [&[u8]; 2] = [topic.as_bytes(), body];
-        if let Err(error) = socket.send_multipart(frames, zmq::DONTWAIT) {
+        if let Err(error) = drover_zmq::send_frames(socket, &[topic.as_bytes(), body]) {
             tracing::warn!(%error, "publishing");
         }
     }
@@ -210,7 +209,9 @@ pub(crate) struct Subscriptions {
 impl Subscriptions {
     /// Take in every subscription message waiting on `socket` (never blocks).
     pub(crate) fn read(&mut self, socket: &zmq::Socket) {
-        while let Ok(message) = socket.recv_bytes(zmq::DONTWAIT) {
+        // All of them: a round decided without one libzmq has taken in could skip a batch its
+        // subscriber should get (see the module documentation), so `EINTR` is retried.
+        while let Ok(message) = drover_zmq::again(|| socket.recv_bytes(zmq::DONTWAIT)) {
             self.apply(&message);
         }
     }

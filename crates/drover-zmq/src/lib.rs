@@ -12,7 +12,7 @@ pub mod key;
 pub mod monitor;
 mod socket;
 
-pub use socket::{Async, Fd};
+pub use socket::{again, send_frames, Async, Fd};
 
 /// A process-wide libzmq context for clients. (A daemon makes its own: its sockets and the ZAP
 /// handler they consult over `inproc` share a context, and the ZAP endpoint is per context.)

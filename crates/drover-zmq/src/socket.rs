@@ -65,7 +65,7 @@ impl Async {
 
     /// The socket's `ZMQ_EVENTS` now.
     pub fn events(&self) -> Result<zmq::PollEvents, zmq::Error> {
-        self.socket().get_events()
+        again(|| self.socket().get_events())
     }
 
     /// Wait until `ZMQ_EVENTS` has any of `wanted`. Only when it has none is tokio's readiness
@@ -108,9 +108,7 @@ impl Async {
     /// Send a multipart message, waiting while the socket cannot take it.
     pub async fn send(&self, frames: &[&[u8]]) -> Result<(), zmq::Error> {
         loop {
-            let sent = self
-                .socket()
-                .send_multipart(frames.iter().copied(), zmq::DONTWAIT);
+            let sent = send_frames(&self.socket(), frames);
             match sent {
                 Err(zmq::Error::EAGAIN) => self.ready(zmq::POLLOUT).await?,
                 other => return other,
@@ -132,18 +130,48 @@ impl Async {
     pub fn try_recv(&self) -> Result<Vec<zmq::Message>, zmq::Error> {
         let socket = self.socket();
         let mut first = zmq::Message::new();
-        socket.recv(&mut first, zmq::DONTWAIT)?;
+        again(|| socket.recv(&mut first, zmq::DONTWAIT))?;
         let mut more = first.get_more();
         let mut frames = vec![first];
         // The rest of a multipart message is delivered atomically with its first frame.
         while more {
             let mut frame = zmq::Message::new();
-            socket.recv(&mut frame, 0)?;
+            again(|| socket.recv(&mut frame, 0))?;
             more = frame.get_more();
             frames.push(frame);
         }
         Ok(frames)
     }
+}
+
+/// `op`, again while it fails with `EINTR`. libzmq reads its command mailbox at the start of
+/// `send`, `recv` and `ZMQ_EVENTS`, and a signal delivered meanwhile (a client's Ctrl-C
+/// handler, the daemon's SIGHUP) fails the call with `EINTR` having done nothing: it is
+/// retried, not taken for a broken connection.
+pub fn again<T>(mut op: impl FnMut() -> Result<T, zmq::Error>) -> Result<T, zmq::Error> {
+    loop {
+        match op() {
+            Err(zmq::Error::EINTR) => {}
+            other => return other,
+        }
+    }
+}
+
+/// Send `frames` as one message without waiting (`EAGAIN` when the socket cannot take its
+/// first frame; then nothing was sent). Each frame is sent on its own and retried on `EINTR`:
+/// a whole-message retry after a later frame failed would send the first ones twice. libzmq
+/// applies its queue limits at a message's first frame only, so the rest are always taken.
+pub fn send_frames(socket: &zmq::Socket, frames: &[&[u8]]) -> Result<(), zmq::Error> {
+    let last = frames.len().saturating_sub(1);
+    for (i, frame) in frames.iter().enumerate() {
+        let flags = if i < last {
+            zmq::DONTWAIT | zmq::SNDMORE
+        } else {
+            zmq::DONTWAIT
+        };
+        again(|| socket.send(*frame, flags))?;
+    }
+    Ok(())
 }
 
 /// The descriptor's next edge, or `None` after [`RECHECK`] without one. The re-check is a
@@ -186,5 +214,49 @@ mod tests {
             assert_eq!(&reply[0][..], &i.to_be_bytes());
         }
         echo.await.unwrap();
+    }
+
+    /// Signals delivered to the thread while it sends and receives (a client's Ctrl-C handler
+    /// does this) fail libzmq calls with `EINTR`; none of them may surface as an error.
+    #[tokio::test]
+    async fn signals_during_sends_and_receives_are_not_errors() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        // A handled signal (as tokio handles Ctrl-C): delivery interrupts system calls.
+        let mut usr1 =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).unwrap();
+        let context = crate::context();
+        let server = context.socket(zmq::ROUTER).unwrap();
+        server.bind("inproc://drover-zmq-eintr").unwrap();
+        let client = context.socket(zmq::DEALER).unwrap();
+        client.connect("inproc://drover-zmq-eintr").unwrap();
+        let server = Async::new(server).unwrap();
+        let client = Async::new(client).unwrap();
+        let me = nix::sys::pthread::pthread_self();
+        let done = Arc::new(AtomicBool::new(false));
+        let killer = {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut sent = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    nix::sys::pthread::pthread_kill(me, nix::sys::signal::Signal::SIGUSR1).unwrap();
+                    sent += 1;
+                    std::thread::yield_now();
+                }
+                sent
+            })
+        };
+        for i in 0..5_000u32 {
+            client.send(&[&i.to_be_bytes()]).await.unwrap();
+            let frames = server.recv().await.unwrap();
+            let frames: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+            server.send(&frames).await.unwrap();
+            let reply = client.recv().await.unwrap();
+            assert_eq!(&reply[0][..], &i.to_be_bytes());
+        }
+        done.store(true, Ordering::Relaxed);
+        assert!(killer.join().unwrap() > 0);
+        // The signals did arrive.
+        assert!(usr1.recv().await.is_some());
     }
 }
