@@ -47,6 +47,16 @@ fn state(daemon: &Daemon, agent: &str) -> serde_json::Value {
     json(daemon, &["show", agent])
 }
 
+/// Wait until the agent's log has `line`.
+fn wait_line(daemon: &Daemon, agent: &str, line: &str) {
+    wait_for(line, || {
+        log(daemon, agent)
+            .iter()
+            .any(|(_, logged)| logged == line)
+            .then_some(())
+    });
+}
+
 #[test]
 fn on_failure_restarts_with_growing_waits_up_to_max_restarts_and_seqs_go_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -337,19 +347,9 @@ fn a_signal_asks_for_the_end_only_if_the_run_dies_of_it() {
         "-c",
         &script,
     ]));
-    wait_for("the survivor's ready line", || {
-        log(&daemon, "survivor")
-            .iter()
-            .any(|(_, line)| line == "ready")
-            .then_some(())
-    });
+    wait_line(&daemon, "survivor", "ready");
     ok(daemon.drover(&["signal", "USR1", "survivor"]));
-    wait_for("the trap's line", || {
-        log(&daemon, "survivor")
-            .iter()
-            .any(|(_, line)| line == "got USR1")
-            .then_some(())
-    });
+    wait_line(&daemon, "survivor", "got USR1");
     std::fs::write(&go, b"").unwrap();
     // The failure after the signal it survived is a failure: the policy restarts it once.
     let ended = wait_end(&daemon, "survivor");
@@ -377,12 +377,7 @@ fn a_signal_asks_for_the_end_only_if_the_run_dies_of_it() {
             "-c",
             script,
         ]));
-        wait_for("the ready line", || {
-            log(&daemon, name)
-                .iter()
-                .any(|(_, line)| line == "ready")
-                .then_some(())
-        });
+        wait_line(&daemon, name, "ready");
         ok(daemon.drover(&["signal", "USR1", name]));
         let ended = wait_end(&daemon, name);
         match name {
