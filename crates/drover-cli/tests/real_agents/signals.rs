@@ -73,11 +73,16 @@ fn stopping_claude_mid_stream_ends_it_truthfully() {
     let activity = &info["activity"];
     assert_eq!(activity["phase"], "failed");
     assert_eq!(activity["attention"], json!([]));
+    // claude answers SIGINT with an error `result` line, or, when the signal lands before its
+    // stream reached a point it can close, exits 0 without one (seen in CI, log kept in the
+    // message): the activity says what claude said, and no result is made up.
+    let out = rig.logs(&id, "out");
+    let closed = json_lines(&out).iter().any(|line| line["type"] == "result");
     assert_eq!(
         activity["is_error"],
-        true,
+        closed,
         "{info}\nthe log: {}",
-        String::from_utf8_lossy(&rig.logs(&id, "out"))
+        String::from_utf8_lossy(&out)
     );
     assert_eq!(rig.phases(&id).last().map(String::as_str), Some("failed"));
 
