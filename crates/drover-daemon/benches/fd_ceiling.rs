@@ -111,7 +111,15 @@ async fn run(agents: u64, nofile: u64) {
     let health = client.health().await.unwrap();
     let running = health.agents.get("running").copied().unwrap_or(0);
     // The syncer brings the open segments under the cap within a round or two.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cap = drover_store::StoreConfig::default().max_open_writers;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fds_under(&dir.path().join("logs")) > cap {
+        assert!(
+            Instant::now() < deadline,
+            "the log segments stayed over the cap"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let fds = open_fds();
     let segments = fds_under(&dir.path().join("logs"));
     let listed = client
