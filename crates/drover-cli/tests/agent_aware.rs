@@ -576,6 +576,88 @@ fn the_activity_survives_a_daemon_crash_mid_session() {
     daemon.stop();
 }
 
+/// After a daemon restart, an agent on its second run has the activity of that run alone: the
+/// reading is rebuilt from the records of the current run, not from the whole log.
+#[test]
+fn a_second_runs_activity_survives_a_daemon_restart_without_the_first_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let daemon = Daemon::start_with(&state, &["--leave-agents"]);
+    let fake = Fake::new(dir.path());
+    let gate = format!("DROVER_FAKE_GATE={}", dir.path().join("gate").display());
+    let first = format!("DROVER_FAKE_FIRST_RUN={}", dir.path().join("ran").display());
+    let recorded = transcript("claude-tool");
+    // Run 1 replays the whole session (2 turns, 200 input tokens) and exits 1; run 2 stops
+    // after the init line and the tool call.
+    fake.spawn(
+        &daemon,
+        "claude",
+        &recorded,
+        &[
+            "--name",
+            "twice",
+            "--restart",
+            "on-failure",
+            "--restart-delay",
+            "10ms",
+            "-e",
+            &gate,
+            "-e",
+            "DROVER_FAKE_GATE_AFTER=2",
+            "-e",
+            &first,
+        ],
+    );
+    let second_run = || {
+        let info = json(&daemon, &["show", "twice"]);
+        (info["restarts"] == 1 && info["activity"]["phase"] == "tool").then_some(info)
+    };
+    let live = wait_for("the second run's tool call", second_run)["activity"].clone();
+    assert_eq!(
+        (live["turns"].as_u64(), live["tokens"]["input"].as_u64()),
+        (Some(1), Some(100))
+    );
+    daemon.stop();
+    let daemon = Daemon::start(&state);
+    let info = json(&daemon, &["show", "twice"]);
+    assert_eq!(
+        (info["state"].as_str(), info["restarts"].as_u64()),
+        (Some("running"), Some(1))
+    );
+    let activity = info["activity"].clone();
+    assert_eq!(activity["phase"], "tool", "{activity}");
+    assert_eq!(activity["turns"], 1, "{activity}");
+    assert_eq!(activity["tokens"]["input"], 100, "{activity}");
+    // The rest of run 2 is read on top of that reading: each change it records counts run 2
+    // alone, up to the result's totals.
+    std::fs::write(dir.path().join("gate"), b"").expect("open the gate");
+    ok(daemon.drover(&["wait", "twice"]));
+    let out = ok(daemon.drover(&["--json", "events"]));
+    let run_two: Vec<(String, u64, u64)> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("event"))
+        .filter(|e| e["kind"] == "activity" && e["run"] == 2)
+        .map(|e| {
+            let a = &e["activity"];
+            let phase = a["phase"].as_str().expect("phase").to_owned();
+            let turns = a["turns"].as_u64().expect("turns");
+            (phase, turns, a["tokens"]["input"].as_u64().expect("tokens"))
+        })
+        .collect();
+    let expected = [
+        ("working", 0, 0),
+        ("tool", 1, 100),
+        ("working", 1, 100),
+        ("done", 2, 200),
+    ];
+    let expected: Vec<(String, u64, u64)> = expected
+        .iter()
+        .map(|(p, t, i)| ((*p).to_owned(), *t, *i))
+        .collect();
+    assert_eq!(run_two, expected);
+    daemon.stop();
+}
+
 /// An agent ended on request (`kill`) ends failed without asking anyone; one killed by a
 /// signal nobody asked for (the OOM killer, here `kill -9` from outside) asks for a person.
 #[test]

@@ -276,8 +276,12 @@ pub(crate) fn tracker(shared: &Shared, spec: &AgentSpec, command: &Command) -> O
 }
 
 /// For an agent the daemon re-attaches to after a restart: a tracker that has read what its
-/// log keeps (so session, turns and tokens survive the restart), or `None` without a parser.
-/// The records the holder spooled meanwhile follow through the observer.
+/// log keeps of its current run (so session, turns and tokens survive the restart, and those of
+/// earlier runs are not counted again), or `None` without a parser. The records the holder
+/// spooled meanwhile follow through the observer.
+///
+/// A run's records are those captured from its start on: its holder timestamps both, and a
+/// run starts only after the one before it ended (its holder waits for every descendant).
 pub(crate) fn tracker_for(shared: &Shared, agent: &AgentInfo) -> Option<Tracker> {
     let kind = shared
         .backends
@@ -292,6 +296,11 @@ pub(crate) fn tracker_for(shared: &Shared, agent: &AgentInfo) -> Option<Tracker>
     let end = shared.store.log_bounds(agent.id).ok()?.next_seq;
     let mut query = drover_store::LogQuery {
         stream: Some(drover_proto::StreamKind::Stdout),
+        since: if agent.restarts > 0 {
+            agent.status.started_at()
+        } else {
+            None
+        },
         limit: drover_proto::limits::MAX_READ_LIMIT,
         ..drover_store::LogQuery::default()
     };
