@@ -108,7 +108,7 @@ fn dockerfile_builds_drover_and_runs_drover_serve_unprivileged() {
     );
     assert_eq!(
         values(build, "RUN"),
-        ["cargo build --release --locked -p drover-cli"]
+        ["cargo build --release --locked -p drover-cli -p drover-daemon --bin drover --bin drover-holder"]
     );
     assert!(root().join("Cargo.lock").is_file(), "--locked needs it");
 
@@ -119,7 +119,7 @@ fn dockerfile_builds_drover_and_runs_drover_serve_unprivileged() {
     assert_eq!(
         values(runtime, "COPY"),
         [
-            "--from=build /src/target/release/drover /usr/local/bin/drover",
+            "--from=build /src/target/release/drover /src/target/release/drover-holder /usr/local/bin/",
             "deploy/docker/entrypoint.sh /usr/local/bin/drover-entrypoint",
         ]
     );

@@ -1,6 +1,6 @@
 //! Agent-awareness cost: capture throughput of a 1 000 000-line claude stream-json transcript
 //! through the real daemon, read by the `claude-stream-json` parser, beside the same bytes
-//! captured by a `command` agent without a parser, in the same run (alternating, best of 3).
+//! captured by a `command` agent without a parser, in the same run (alternating, best of 5).
 //! The transcript cycles the assistant, tool result and final text lines of
 //! `drover-agent/tests/fixtures/real/claude-tool.jsonl` (a recorded claude-code 2.1.197 run).
 //! Also the parser alone, in memory, for scale.
@@ -21,7 +21,7 @@ use drover_proto::AgentSpec;
 mod raw;
 
 const LINES: usize = 1_000_000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();

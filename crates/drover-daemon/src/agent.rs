@@ -565,8 +565,12 @@ impl Observer for AgentObserver {
         // The parser reads a copy, on its own thread, after the batch is published: it adds
         // no latency to followers.
         let lines = self.reader.as_ref().map(|_| {
-            let mut lines = crate::reading::Lines::default();
-            for record in records.iter().filter(|r| r.stream == StreamKind::Stdout) {
+            let stdout = || records.iter().filter(|r| r.stream == StreamKind::Stdout);
+            let mut lines = crate::reading::Lines::with_capacity(
+                stdout().map(|r| r.data.len()).sum(),
+                stdout().count(),
+            );
+            for record in stdout() {
                 lines.push(&record.data, record.partial);
             }
             lines

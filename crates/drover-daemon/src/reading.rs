@@ -29,6 +29,14 @@ pub(crate) struct Lines {
 }
 
 impl Lines {
+    /// Room for `records` records of `bytes` bytes in all, allocated once.
+    pub(crate) fn with_capacity(bytes: usize, records: usize) -> Lines {
+        Lines {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(records),
+        }
+    }
+
     pub(crate) fn push(&mut self, data: &[u8], partial: bool) {
         self.data.extend_from_slice(data);
         self.ends.push((self.data.len(), partial));

@@ -35,6 +35,11 @@ use std::process::ExitCode;
 pub use status::{unix_nanos, Status};
 pub use wire::{AGENT_ENV, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
+/// This build of the holder: its version and a fingerprint of its sources. `drover-holder
+/// build` (or `drover holder build`) prints it, so `drover serve` runs a `drover-holder`
+/// executable found beside it only when it holds the same holder code as itself.
+pub const BUILD: &str = env!("DROVER_HOLDER_BUILD");
+
 /// The holder's listening socket, in its directory.
 pub const SOCKET: &str = "sock";
 /// The spool file, in its directory.
@@ -50,15 +55,16 @@ pub enum HolderError {
     Setup(&'static str, #[source] std::io::Error),
     #[error("spawner channel failed")]
     Wire(#[source] wire::WireError),
-    #[error("usage: {0} (spawner | hold DIR | pooled DIR)")]
+    #[error("usage: {0} (spawner | hold DIR | pooled DIR | build)")]
     Usage(String),
     #[error("cannot find my own executable")]
     Exe(#[source] std::io::Error),
 }
 
-/// Runs the role named by `args`: `spawner` or `hold DIR`. `prefix` is what comes between the
-/// executable and the role in this process's own command line (`["holder"]` for
-/// `drover holder ...`), so the spawner starts holders the same way it was started.
+/// Runs the role named by `args`: `spawner`, `hold DIR`, `pooled DIR`, or `build` (print
+/// [`BUILD`]). `prefix` is what comes between the executable and the role in this process's
+/// own command line (`["holder"]` for `drover holder ...`), so the spawner starts holders the
+/// same way it was started.
 pub fn main(prefix: &[OsString], args: &[OsString]) -> ExitCode {
     let result = match args.first().and_then(|a| a.to_str()) {
         Some("spawner") if args.len() == 1 => std::env::current_exe()
@@ -66,6 +72,10 @@ pub fn main(prefix: &[OsString], args: &[OsString]) -> ExitCode {
             .and_then(|exe| spawner::run(&exe, prefix)),
         Some("hold") if args.len() == 2 => hold::run(&PathBuf::from(&args[1])),
         Some("pooled") if args.len() == 2 => hold::run_pooled(&PathBuf::from(&args[1])),
+        Some("build") if args.len() == 1 => {
+            println!("{BUILD}");
+            Ok(())
+        }
         _ => Err(HolderError::Usage("drover-holder".to_owned())),
     };
     match result {

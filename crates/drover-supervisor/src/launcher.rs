@@ -27,6 +27,37 @@ impl HolderProgram {
         }
     }
 
+    /// A `drover-holder` executable in the same directory as `exe` that holds the same holder
+    /// code as this process ([`drover_holder::BUILD`], asked with `drover-holder build`), or
+    /// `None`: none is there, it fails, or it is of another build (a stale one must not run
+    /// this build's agents).
+    pub fn same_build_beside(exe: &Path) -> Option<Self> {
+        let program = exe.parent()?.join("drover-holder");
+        if !program.is_file() {
+            return None;
+        }
+        let output = std::process::Command::new(&program)
+            .arg("build")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let build = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() || build.trim() != drover_holder::BUILD {
+            tracing::info!(
+                program = %program.display(),
+                build = %build.trim(),
+                ours = drover_holder::BUILD,
+                "not using the drover-holder beside this executable: it is of another build"
+            );
+            return None;
+        }
+        Some(HolderProgram {
+            program,
+            args: Vec::new(),
+        })
+    }
+
     /// A `drover-holder` executable beside the running one, or in its parent directory (a
     /// test binary in `target/*/deps` finds `target/*/drover-holder`).
     pub fn beside_current_exe() -> Option<Self> {

@@ -42,8 +42,9 @@ pub(crate) struct Args {
     /// re-attach [default: stop, or the config file's `on_shutdown`].
     #[arg(long, env = "DROVER_ON_SHUTDOWN", value_parser = ["stop", "leave"])]
     on_shutdown: Option<String>,
-    /// Run agents' holders with this `drover-holder` executable instead of `drover holder`
-    /// (it must be of a compatible build).
+    /// Run agents' holders with this `drover-holder` executable (it must be of a compatible
+    /// build) [default: the `drover-holder` beside drover if it is of the same build, else
+    /// `drover holder`].
     #[arg(long, env = "DROVER_HOLDER")]
     holder: Option<PathBuf>,
     /// Same as `--on-shutdown leave`.
@@ -58,16 +59,20 @@ pub(crate) async fn run(control: Option<String>, args: Args) -> anyhow::Result<i
         None => crate::context::default_state_dir()?,
     };
     let mut config = Config::new(state_dir);
-    // Holders are this very executable (`drover holder ...`), found wherever drover is and
-    // always of the same build; `--holder` names a `drover-holder` executable instead.
+    // `--holder` names a `drover-holder` executable. Else the `drover-holder` beside this
+    // executable, if it is of the same build: it is a fraction of drover's size, so a holder
+    // costs less memory and starts faster. Else this very executable (`drover holder ...`),
+    // found wherever drover is and always of the same build.
     config.holder = Some(match args.holder {
         Some(program) => HolderProgram {
             program,
             args: Vec::new(),
         },
-        None => HolderProgram::drover(
-            std::env::current_exe().context("finding the drover executable for holders")?,
-        ),
+        None => {
+            let exe =
+                std::env::current_exe().context("finding the drover executable for holders")?;
+            HolderProgram::same_build_beside(&exe).unwrap_or_else(|| HolderProgram::drover(exe))
+        }
     });
     if let Some(path) = &args.config {
         config.apply_file(path)?;
