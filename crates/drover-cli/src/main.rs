@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         // Holders and their agents start with the default for any signal we were started
         // with ignored (see drover-daemon's signals.rs).
         if rest.first().is_some_and(|role| role == "spawner") {
-            drover_daemon::signals::handle_ignored_without_runtime();
+            drover_holder::ignored::handle_ignored_without_runtime();
         }
         return drover_holder::main(&["holder".into()], &rest);
     }

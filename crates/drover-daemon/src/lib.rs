@@ -33,7 +33,7 @@ mod reading;
 mod restart;
 mod restarting;
 mod retention;
-pub mod signals;
+mod signals;
 pub mod tls;
 pub mod token;
 

@@ -20,6 +20,7 @@
 
 mod agent;
 pub mod hold;
+pub mod ignored;
 pub mod pool;
 pub mod spawner;
 pub mod split;
