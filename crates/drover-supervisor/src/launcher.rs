@@ -36,14 +36,34 @@ impl HolderProgram {
         if !program.is_file() {
             return None;
         }
-        let output = std::process::Command::new(&program)
+        let mut child = std::process::Command::new(&program)
             .arg("build")
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .output()
+            .spawn()
             .ok()?;
-        let build = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() || build.trim() != drover_holder::BUILD {
+        // It answers at once; one that does not within BUILD_ANSWER is not used.
+        let asked = std::time::Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if asked.elapsed() < BUILD_ANSWER => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+            }
+        };
+        let mut build = String::new();
+        if let Some(out) = child.stdout.take() {
+            use std::io::Read;
+            let _ = out.take(256).read_to_string(&mut build);
+        }
+        if !status.success() || build.trim() != drover_holder::BUILD {
             tracing::info!(
                 program = %program.display(),
                 build = %build.trim(),
@@ -74,6 +94,9 @@ impl HolderProgram {
         })
     }
 }
+
+/// How long `drover-holder build` may take to answer before that executable is not used.
+const BUILD_ANSWER: std::time::Duration = std::time::Duration::from_secs(5);
 
 type Pending = oneshot::Sender<Result<u32, String>>;
 
