@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     if args.next().is_some_and(|first| first == "holder") {
         let rest: Vec<std::ffi::OsString> = args.collect();
         // Holders and their agents start with the default for any signal we were started
-        // with ignored (see drover-daemon's signals.rs).
+        // with ignored (see drover-holder's ignored.rs).
         if rest.first().is_some_and(|role| role == "spawner") {
             drover_holder::ignored::handle_ignored_without_runtime();
         }

@@ -1,6 +1,7 @@
 //! Which executable `drover serve` runs holders with: a `drover-holder` beside `drover` when it
 //! holds the same holder code (`drover-holder build` prints the same fingerprint as `drover
-//! holder build`), else `drover` itself (`drover holder ...`); a stale one is never used.
+//! holder build`), else `drover` itself (`drover holder ...`); a stale one, one that fails to
+//! answer and one that does not answer within 5 s are never used.
 
 mod common;
 
@@ -10,9 +11,9 @@ use std::path::Path;
 use common::*;
 
 /// A directory holding a link to the `drover` under test and a `drover-holder` script that
-/// answers `build` with `build` and otherwise notes its arguments in `calls`, then runs
-/// `drover holder` with them.
-fn layout(dir: &Path, build: &str) {
+/// answers `build` by running the shell code `answer` and otherwise notes its arguments in
+/// `calls`, then runs `drover holder` with them.
+fn layout(dir: &Path, answer: &str) {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).expect("bin dir");
     let drover = bin.join("drover");
@@ -20,7 +21,7 @@ fn layout(dir: &Path, build: &str) {
         std::fs::copy(drover_bin(), &drover).expect("copy drover");
     }
     let script = format!(
-        "#!/bin/sh\nif [ \"$1\" = build ]; then echo '{build}'; exit 0; fi\n\
+        "#!/bin/sh\nif [ \"$1\" = build ]; then {answer}; fi\n\
          echo \"$*\" >> '{calls}'\nexec '{drover}' holder \"$@\"\n",
         calls = dir.join("calls").display(),
         drover = drover_bin(),
@@ -61,18 +62,29 @@ fn serve_runs_holders_with_the_drover_holder_beside_it_only_if_it_is_of_the_same
 
     // Same build: the daemon's spawner is the drover-holder beside it.
     let dir = tempfile::tempdir().expect("tempdir");
-    layout(dir.path(), build);
+    layout(dir.path(), &format!("echo '{build}'; exit 0"));
     let daemon = run_one(dir.path(), &dir.path().join("state"));
     let calls = std::fs::read_to_string(dir.path().join("calls")).expect("calls");
     assert_eq!(calls, "spawner\n");
     ok(daemon.drover(&["kill", "a"]));
     daemon.stop();
 
-    // Another build: never run; holders are `drover holder`, and the agent runs as well.
-    let dir = tempfile::tempdir().expect("tempdir");
-    layout(dir.path(), "0.0.0-0000000000000000");
-    let daemon = run_one(dir.path(), &dir.path().join("state"));
-    assert!(!dir.path().join("calls").exists());
-    ok(daemon.drover(&["kill", "a"]));
-    daemon.stop();
+    // Another build, the right build with a failing exit, and no answer within 5 s (the
+    // daemon kills it and goes on): never run; holders are `drover holder`, and the agent runs
+    // as well.
+    for answer in [
+        "echo '0.0.0-0000000000000000'; exit 0".to_owned(),
+        format!("echo '{build}'; exit 3"),
+        "exec sleep 3600".to_owned(),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        layout(dir.path(), &answer);
+        let asked = std::time::Instant::now();
+        let daemon = run_one(dir.path(), &dir.path().join("state"));
+        // Without the 5 s limit the silent one would hold the daemon's start for an hour.
+        assert!(asked.elapsed() < TIMEOUT, "{answer}: {:?}", asked.elapsed());
+        assert!(!dir.path().join("calls").exists(), "{answer}");
+        ok(daemon.drover(&["kill", "a"]));
+        daemon.stop();
+    }
 }

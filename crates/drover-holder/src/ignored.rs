@@ -32,7 +32,7 @@ const RESET: [Sig; 7] = [
 ];
 
 /// The signals this process ignores, from the `SigIgn` mask in `/proc/self/status`.
-pub fn ignored() -> Vec<i32> {
+fn ignored() -> Vec<i32> {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return Vec::new();
     };
