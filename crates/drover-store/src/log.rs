@@ -89,16 +89,28 @@ impl WriterSlot {
     /// Close the writer (the caller syncs or drops the file).
     pub fn take(&mut self) -> Option<Arc<File>> {
         let file = self.file.take();
-        if let Some(counted) = self.counted.take() {
-            counted.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.uncount();
         file
+    }
+
+    /// Close the writer and drop this handle to it. The count goes down only after the
+    /// descriptor is released (when no sync holds a clone), so nobody reading the count sees
+    /// fewer writers than descriptors.
+    pub fn close(&mut self) {
+        drop(self.file.take());
+        self.uncount();
+    }
+
+    fn uncount(&mut self) {
+        if let Some(counted) = self.counted.take() {
+            counted.fetch_sub(1, Ordering::Release);
+        }
     }
 }
 
 impl Drop for WriterSlot {
     fn drop(&mut self) {
-        self.take();
+        self.close();
     }
 }
 
@@ -443,7 +455,7 @@ impl LogState {
     fn rollback(&mut self, committed: u64, first_entry: Option<Entry>) {
         if let Some(file) = self.writer.file() {
             if file.set_len(committed).is_err() {
-                self.writer.take();
+                self.writer.close();
             }
         }
         // Forget the index position noted for frames that were never committed.

@@ -370,7 +370,7 @@ pub fn pack_one(shared: &Shared, log: &AgentLog) -> bool {
         }
         if was_last {
             // The file it appended to is about to go; a later append starts a new segment.
-            st.writer.take();
+            st.writer.close();
         }
         let seg = &mut st.segments[i];
         seg.kind = Kind::Packed;

@@ -117,7 +117,7 @@ pub fn trim_global(shared: &Shared) {
         if may_go && st.segments.front().is_some_and(|s| s.first == first) {
             if st.segments.len() == 1 {
                 // Its writer goes with it; the log is closed, nothing appends any more.
-                st.writer.take();
+                st.writer.close();
             }
             remove_oldest(&mut st, shared);
         }

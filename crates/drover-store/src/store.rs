@@ -398,7 +398,7 @@ impl Store {
         };
         let mut st = log.lock();
         st.live = None;
-        st.writer.take();
+        st.writer.close();
         st.to_sync.clear();
         st.segments.clear();
         self.shared().usage.fetch_sub(st.bytes, Ordering::Relaxed);
@@ -500,7 +500,7 @@ impl Store {
     pub fn open_writers(&self) -> usize {
         self.shared()
             .open_writers
-            .load(std::sync::atomic::Ordering::Relaxed)
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn log_bounds(&self, agent: AgentId) -> Result<LogBounds, StoreError> {

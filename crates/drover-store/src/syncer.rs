@@ -146,7 +146,7 @@ fn close_over_cap(shared: &Shared) {
         let mut st = log.lock();
         // An append since the sync: its records are not durable yet; the next round.
         if st.unsynced == 0 && st.to_sync.is_empty() {
-            st.writer.take();
+            st.writer.close();
         }
     }
 }
@@ -155,6 +155,6 @@ fn close_if_idle(shared: &Shared, log: &AgentLog) {
     let mut st = log.lock();
     let idle = st.last_append.elapsed() >= shared.config.writer_idle;
     if idle && st.unsynced == 0 && st.to_sync.is_empty() && st.writer.is_open() {
-        st.writer.take();
+        st.writer.close();
     }
 }
