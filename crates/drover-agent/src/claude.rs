@@ -33,7 +33,7 @@ use serde_json::Value;
 
 use crate::reading::Reading;
 use crate::summarize_input;
-use crate::summary::summarize_json;
+use crate::summary::{summarize_json, summarize_json_into};
 
 mod fast;
 
@@ -53,6 +53,9 @@ pub(crate) struct State {
     /// Tool calls without a result yet, each once (a handful: a list is quicker to search than
     /// a hash set is to hash).
     pending: Vec<String>,
+    /// Emptied buffers of ids that got their result, reused for the next calls' ids (at most
+    /// `MAX_PENDING`: each came from `pending`).
+    spare_ids: Vec<String>,
     /// The person interrupted the run (SIGINT, which `stop` sends): its error result is what
     /// they asked for, not a reason to call them.
     interrupted: bool,
@@ -294,18 +297,24 @@ fn assistant(state: &mut State, reading: &mut Reading<'_>, message: Message<'_>)
             }
             "tool_use" => {
                 let name = block.name.as_deref().unwrap_or_default();
-                let summary = block
-                    .input
-                    .map(|input| summarize_json(input.0))
-                    .unwrap_or_default();
                 let id = block.id.as_deref().unwrap_or_default();
                 if state.pending.len() < MAX_PENDING && !state.pending.iter().any(|p| p == id) {
-                    state.pending.push(id.to_owned());
+                    let mut pending = state.spare_ids.pop().unwrap_or_default();
+                    pending.push_str(id);
+                    state.pending.push(pending);
                 }
                 if QUESTION_TOOLS.contains(&name) {
+                    let summary = block
+                        .input
+                        .map(|input| summarize_json(input.0))
+                        .unwrap_or_default();
                     reading.question(&summary);
                 } else {
-                    reading.tool(name, summary);
+                    reading.tool_with(name, |out| {
+                        if let Some(input) = block.input {
+                            summarize_json_into(input.0, out);
+                        }
+                    });
                 }
                 reading.mark();
             }
@@ -323,7 +332,9 @@ fn tool_results(state: &mut State, reading: &mut Reading<'_>, message: Message<'
         any = true;
         if let Some(id) = &block.tool_use_id {
             if let Some(at) = state.pending.iter().position(|p| p == id) {
-                state.pending.swap_remove(at);
+                let mut done = state.pending.swap_remove(at);
+                done.clear();
+                state.spare_ids.push(done);
             }
         }
         if block.is_error == Some(true) {

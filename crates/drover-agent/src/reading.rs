@@ -1,7 +1,8 @@
 //! What the format modules share: the activity being read, and the marks that become events.
 
 use drover_proto::activity::{
-    bounded, MAX_ACTIVITY_NAME, MAX_ACTIVITY_TEXT, MAX_ATTENTION, MAX_TOOL_SUMMARY,
+    bound, bounded, set_bounded, MAX_ACTIVITY_NAME, MAX_ACTIVITY_TEXT, MAX_ATTENTION,
+    MAX_TOOL_SUMMARY,
 };
 use drover_proto::{Activity, Attention, AttentionReason, Phase, ToolCall};
 
@@ -42,6 +43,9 @@ pub(crate) struct Reading<'a> {
     pub(crate) cap: Option<usize>,
     pub(crate) coalesced: &'a mut usize,
     pub(crate) key: &'a mut Key,
+    /// The last tool call cleared, kept for its buffers: an agent calls tools all session
+    /// long, and each call reuses them instead of allocating.
+    pub(crate) spare: &'a mut Option<ToolCall>,
 }
 
 impl Reading<'_> {
@@ -81,31 +85,51 @@ impl Reading<'_> {
             activity.attention.clear();
         }
         activity.phase = Phase::Working;
-        activity.current_tool = None;
+        self.clear_tool();
+    }
+
+    /// No tool is running; the last one's buffers are kept for the next.
+    fn clear_tool(&mut self) {
+        if let Some(call) = self.activity.current_tool.take() {
+            *self.spare = Some(call);
+        }
     }
 
     pub(crate) fn text(&mut self, text: &str) {
         if !text.trim().is_empty() {
-            self.activity.last_text = Some(bounded(text, MAX_ACTIVITY_TEXT));
+            let last = self.activity.last_text.get_or_insert_with(String::new);
+            set_bounded(last, text, MAX_ACTIVITY_TEXT);
         }
     }
 
     pub(crate) fn tool(&mut self, name: &str, summary: String) {
+        self.tool_with(name, |out| out.push_str(&summary));
+    }
+
+    /// A tool call started: `summary` writes the summary of its argument (at most
+    /// [`MAX_TOOL_SUMMARY`] bytes, one line) into an empty buffer.
+    pub(crate) fn tool_with(&mut self, name: &str, summary: impl FnOnce(&mut String)) {
         if self.activity.phase != Phase::Tool {
             self.working();
         }
         self.activity.phase = Phase::Tool;
-        self.activity.current_tool = Some(ToolCall {
-            name: bounded(name, MAX_ACTIVITY_NAME),
-            summary,
-        });
+        let mut call = self
+            .activity
+            .current_tool
+            .take()
+            .or_else(|| self.spare.take())
+            .unwrap_or_default();
+        set_bounded(&mut call.name, name, MAX_ACTIVITY_NAME);
+        call.summary.clear();
+        summary(&mut call.summary);
+        self.activity.current_tool = Some(call);
     }
 
     pub(crate) fn tool_done(&mut self) {
         if self.activity.phase == Phase::Tool {
             self.activity.phase = Phase::Working;
         }
-        self.activity.current_tool = None;
+        self.clear_tool();
     }
 
     pub(crate) fn attention(&mut self, reason: AttentionReason, detail: &str) {
@@ -133,8 +157,8 @@ impl Reading<'_> {
     /// The run (or turn) ended with `result`: `ok` is false for an error result. A result that
     /// ends with a question asks a person for one.
     pub(crate) fn finished(&mut self, ok: bool, result: Option<&str>) {
+        self.clear_tool();
         let activity = &mut *self.activity;
-        activity.current_tool = None;
         activity.is_error = !ok;
         if let Some(text) = result {
             activity.result = Some(bounded(text, MAX_ACTIVITY_TEXT));
@@ -165,6 +189,22 @@ impl Reading<'_> {
 /// Whether a final text ends by asking something: its last line ends with `?`.
 fn asks_a_question(text: &str) -> bool {
     text.trim_end().ends_with('?')
+}
+
+/// `text` on one line and bounded, appended to an empty `out`: what
+/// `bounded(&one_line(text), max)` gives, without building the whole line first.
+pub(crate) fn one_line_into(text: &str, max: usize, out: &mut String) {
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+        // Past `max`, what follows is cut off anyway.
+        if out.len() > max {
+            break;
+        }
+    }
+    bound(out, max);
 }
 
 /// `text` on one line: runs of whitespace (newlines included) become one space.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::reading::one_line;
+use crate::reading::{one_line, one_line_into};
 use crate::scan::{Cursor, Scan, Str, Unsure};
 
 /// The fields that say most about a tool call, in the order they are looked for: a shell
@@ -57,9 +57,16 @@ pub fn summarize_raw(raw: &RawValue) -> String {
 
 /// [`summarize_raw`] of a tool input's JSON text (already checked to be one JSON value).
 pub(crate) fn summarize_json(raw: &str) -> String {
+    let mut out = String::new();
+    summarize_json_into(raw, &mut out);
+    out
+}
+
+/// [`summarize_json`] appended to an empty `out` (the capture path reuses its buffer).
+pub(crate) fn summarize_json_into(raw: &str, out: &mut String) {
     match scanned(raw) {
-        Ok(Some(text)) => bounded(&one_line(&text), MAX_TOOL_SUMMARY),
-        _ => parsed(raw),
+        Ok(Some(text)) => one_line_into(&text, MAX_TOOL_SUMMARY, out),
+        _ => out.push_str(&parsed(raw)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! A [`Tracker`] reads one agent's stdout records, line by line, into its activity.
 
-use drover_proto::{Activity, AttentionReason, Phase};
+use drover_proto::{Activity, AttentionReason, Phase, ToolCall};
 
 use crate::reading::{Key, Reading};
 use crate::{claude, codex, gemini, opencode, ParserKind};
@@ -67,6 +67,8 @@ pub struct Tracker {
     line: Vec<u8>,
     /// The line being assembled passed [`MAX_LINE`]: the rest of it is skipped.
     overflow: bool,
+    /// See `Reading::spare`.
+    spare_tool: Option<ToolCall>,
 }
 
 impl Tracker {
@@ -87,6 +89,7 @@ impl Tracker {
             interactive,
             line: Vec::new(),
             overflow: false,
+            spare_tool: None,
         }
     }
 
@@ -139,6 +142,7 @@ impl Tracker {
             cap: update.cap,
             coalesced: &mut update.coalesced,
             key: &mut self.key,
+            spare: &mut self.spare_tool,
         };
         let understood = line[0] == b'{'
             && match &mut self.format {
@@ -170,6 +174,7 @@ impl Tracker {
             cap: None,
             coalesced: &mut update.coalesced,
             key: &mut self.key,
+            spare: &mut self.spare_tool,
         };
         let activity = &*reading.activity;
         if activity.phase == Phase::Failed {

@@ -232,17 +232,38 @@ impl Activity {
 
 /// `text` cut to at most `max` bytes at a character boundary, with `…` when cut.
 pub fn bounded(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    set_bounded(&mut out, text, max);
+    out
+}
+
+/// `out` becomes [`bounded`]`(text, max)`, in its own buffer (a reading that replaces a field
+/// line after line allocates once).
+pub fn set_bounded(out: &mut String, text: &str, max: usize) {
+    out.clear();
     if text.len() <= max {
-        return text.to_owned();
+        out.push_str(text);
+        return;
     }
+    out.push_str(&text[..cut_at(text, max)]);
+    out.push('…');
+}
+
+/// `out` cut as [`bounded`] cuts it, in place.
+pub fn bound(out: &mut String, max: usize) {
+    if out.len() > max {
+        out.truncate(cut_at(out, max));
+        out.push('…');
+    }
+}
+
+/// Where [`bounded`] cuts a text longer than `max`: room for `…`, at a character boundary.
+fn cut_at(text: &str, max: usize) -> usize {
     let mut end = max.saturating_sub('…'.len_utf8());
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let mut out = String::with_capacity(end + 3);
-    out.push_str(&text[..end]);
-    out.push('…');
-    out
+    end
 }
 
 #[cfg(test)]
@@ -266,6 +287,24 @@ mod tests {
         let cut = bounded("ééééé", 6);
         assert!(cut.len() <= 6, "{cut:?}");
         assert_eq!(cut, "é…");
+    }
+
+    #[test]
+    fn set_bounded_and_bound_cut_as_bounded_does() {
+        let mut reused = String::from("an earlier, longer value");
+        for (text, max) in [
+            ("short", 10),
+            ("ééééé", 6),
+            ("exactly10!", 10),
+            ("", 3),
+            ("abc", 0),
+        ] {
+            set_bounded(&mut reused, text, max);
+            assert_eq!(reused, bounded(text, max), "{text:?} {max}");
+            let mut owned = text.to_owned();
+            bound(&mut owned, max);
+            assert_eq!(owned, bounded(text, max), "{text:?} {max}");
+        }
     }
 
     #[test]

@@ -264,17 +264,42 @@ pub fn decode(buf: &[u8]) -> Decoded {
     })
 }
 
+/// Decompression state kept by one reader for all the blocks it reads: a zstd context (made at
+/// the first packed block) and the buffer of the last payload.
+#[derive(Default)]
+pub struct Scratch {
+    context: Option<zstd::bulk::Decompressor<'static>>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scratch")
+            .field("buf", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The raw payload of a checked block: `stored` itself, or decompressed into `scratch`.
 pub fn payload<'a>(
     header: &Header,
     stored: &'a [u8],
-    scratch: &'a mut Vec<u8>,
+    scratch: &'a mut Scratch,
 ) -> Result<&'a [u8], &'static str> {
     match header.codec {
         Codec::Raw => Ok(stored),
         Codec::Zstd => {
+            let context = match &mut scratch.context {
+                Some(context) => context,
+                None => scratch.context.insert(
+                    zstd::bulk::Decompressor::new()
+                        .map_err(|_| "no memory for a zstd decompression context")?,
+                ),
+            };
+            let scratch = &mut scratch.buf;
             scratch.resize(header.raw_len, 0);
-            let n = zstd::bulk::decompress_to_buffer(stored, &mut scratch[..])
+            let n = context
+                .decompress_to_buffer(stored, &mut scratch[..])
                 .map_err(|_| "block does not decompress")?;
             if n != header.raw_len {
                 return Err("block decompresses to the wrong length");
@@ -379,9 +404,28 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
-/// Compress a raw payload for a sealed block.
-pub fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    zstd::bulk::compress(raw, level)
+/// A zstd context kept for many blocks: creating one sets up (and zeroes) its tables, which
+/// cost as much as compressing a 64 KiB block when a context was made per block.
+pub struct Compressor(zstd::bulk::Compressor<'static>);
+
+impl Compressor {
+    pub fn new(level: i32) -> std::io::Result<Compressor> {
+        zstd::bulk::Compressor::new(level).map(Compressor)
+    }
+
+    /// `raw` compressed into `out` (replacing what it held): the same bytes a fresh context
+    /// gives.
+    pub fn compress(&mut self, raw: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        out.clear();
+        out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        self.0.compress_to_buffer(raw, out).map(drop)
+    }
+}
+
+impl std::fmt::Debug for Compressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Compressor")
+    }
 }
 
 fn u32_at(buf: &[u8], at: usize) -> u32 {
@@ -420,11 +464,32 @@ mod tests {
         let Decoded::Block(h) = decode(buf) else {
             panic!("not a block")
         };
-        let mut scratch = Vec::new();
+        let mut scratch = Scratch::default();
         let p = payload(&h, &buf[HEADER_LEN..h.block_len()], &mut scratch).expect("payload");
         Records::new(&h, p)
             .map(|r| r.expect("record").to_record())
             .collect()
+    }
+
+    #[test]
+    fn a_reused_compressor_gives_what_a_fresh_context_gives() {
+        let blocks: Vec<Vec<u8>> = (0..5u8)
+            .map(|i| {
+                (0..70_000u32)
+                    .map(|n| (n.wrapping_mul(u32::from(i) + 7) % 251) as u8)
+                    .collect()
+            })
+            .collect();
+        let mut kept = Compressor::new(3).expect("compressor");
+        let mut out = Vec::new();
+        for block in &blocks {
+            kept.compress(block, &mut out).expect("compress");
+            assert_eq!(out, zstd::bulk::compress(block, 3).expect("fresh"));
+            assert_eq!(
+                zstd::bulk::decompress(&out, block.len()).expect("back"),
+                *block
+            );
+        }
     }
 
     #[test]
@@ -437,7 +502,11 @@ mod tests {
         let mut raw = Vec::new();
         write(&mut raw, &p, Codec::Raw, None);
         assert_eq!(decode_all(&raw), records);
-        let packed = compress(&p.buf, 3).expect("compress");
+        let mut packed = Vec::new();
+        Compressor::new(3)
+            .expect("compressor")
+            .compress(&p.buf, &mut packed)
+            .expect("compress");
         let mut z = Vec::new();
         write(&mut z, &p, Codec::Zstd, Some(&packed));
         assert_eq!(decode_all(&z), records);

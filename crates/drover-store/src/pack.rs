@@ -61,7 +61,9 @@ pub struct PackWriter {
     offset: u64,
     output: u64,
     next: Seq,
-    level: i32,
+    compressor: block::Compressor,
+    /// The block being written, compressed (reused).
+    stored: Vec<u8>,
     block: usize,
 }
 
@@ -82,7 +84,8 @@ impl PackWriter {
             offset: 0,
             output: 0,
             next: first,
-            level,
+            compressor: block::Compressor::new(level)?,
+            stored: Vec::new(),
             block: block.clamp(1, block::APPEND_BLOCK),
         })
     }
@@ -111,10 +114,10 @@ impl PackWriter {
         let p = &self.payload;
         self.entries
             .extend(self.builder.note(p.first_seq, p.first_ts, at, self.output));
-        let stored = block::compress(&p.buf, self.level)?;
+        self.compressor.compress(&p.buf, &mut self.stored)?;
         // Incompressible data stays raw rather than growing.
-        if stored.len() < p.buf.len() {
-            block::write(&mut self.buf, p, Codec::Zstd, Some(&stored));
+        if self.stored.len() < p.buf.len() {
+            block::write(&mut self.buf, p, Codec::Zstd, Some(&self.stored));
         } else {
             block::write(&mut self.buf, p, Codec::Raw, None);
         }

@@ -121,8 +121,8 @@ pub struct BlockReader {
     /// File offset of `buf[0]`.
     buf_pos: u64,
     end: u64,
-    /// Decompressed payload of the last zstd block.
-    scratch: Vec<u8>,
+    /// Decompressed payload of the last zstd block, and the context that decompressed it.
+    scratch: block::Scratch,
 }
 
 impl BlockReader {
@@ -133,7 +133,7 @@ impl BlockReader {
             start: 0,
             buf_pos: pos,
             end,
-            scratch: Vec::new(),
+            scratch: block::Scratch::default(),
         })
     }
 

@@ -77,4 +77,20 @@ pub fn compare(corpus: &Corpus) {
         }
         line(format!("zstd level {level}"), packed, c, t.elapsed());
     }
+    // What the packer does: one context for every block of a segment (and a reader could keep
+    // one for decompressing too). The rows above make a context per block.
+    let t = Instant::now();
+    let mut compressor = zstd::bulk::Compressor::new(3).expect("zstd");
+    let packed: Vec<Vec<u8>> = blocks
+        .iter()
+        .map(|b| compressor.compress(b).expect("zstd"))
+        .collect();
+    let c = t.elapsed();
+    let t = Instant::now();
+    let mut decompressor = zstd::bulk::Decompressor::new().expect("zstd");
+    for (p, b) in packed.iter().zip(&blocks) {
+        let out = decompressor.decompress(p, b.len()).expect("zstd");
+        assert_eq!(out.len(), b.len());
+    }
+    line("zstd 3, one context".into(), packed, c, t.elapsed());
 }
