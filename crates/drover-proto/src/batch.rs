@@ -108,14 +108,37 @@ pub fn decode_batch(frame: &[u8], max: usize) -> Result<RecordBatch, ProtoError>
 /// The batch when `frame` has exactly the encoder's shape, else `None`.
 fn read_batch(frame: &[u8]) -> Option<RecordBatch> {
     let mut rest = frame;
-    if rmp::decode::read_map_len(&mut rest).ok()? != 2 {
-        return None;
-    }
-    key(&mut rest, b"agent")?;
-    let agent: AgentId = std::str::from_utf8(string(&mut rest)?).ok()?.parse().ok()?;
-    key(&mut rest, b"records")?;
+    let agent = read_agent(&mut rest)?;
     let records = read_records(&mut rest)?;
     rest.is_empty().then_some(RecordBatch { agent, records })
+}
+
+/// A batch's map header and agent, up to its records.
+fn read_agent(rest: &mut &[u8]) -> Option<AgentId> {
+    if rmp::decode::read_map_len(rest).ok()? != 2 {
+        return None;
+    }
+    key(rest, b"agent")?;
+    let agent: AgentId = std::str::from_utf8(string(rest)?).ok()?.parse().ok()?;
+    key(rest, b"records")?;
+    Some(agent)
+}
+
+/// A batch's agent and the seqs of its first and last records, read without copying a record:
+/// a follower drops a batch it already has (or that its next store read covers) without
+/// decoding it. `None` for an empty batch or a frame not in the encoder's shape, which the
+/// caller decodes to judge.
+pub fn peek_batch(frame: &[u8]) -> Option<(AgentId, Seq, Seq)> {
+    let mut rest = frame;
+    let agent = read_agent(&mut rest)?;
+    let count = rmp::decode::read_array_len(&mut rest).ok()?;
+    let mut bounds: Option<(Seq, Seq)> = None;
+    for _ in 0..count {
+        let seq = record_parts(&mut rest, |seq, _, _, _, _| seq)?;
+        bounds = Some(bounds.map_or((seq, seq), |(first, _)| (first, seq)));
+    }
+    let (first, last) = bounds?;
+    rest.is_empty().then_some((agent, first, last))
 }
 
 /// An array of records in the encoder's shape.
@@ -179,6 +202,21 @@ fn read_logs_reply(frame: &[u8]) -> Option<(rmpv::Value, Result<ReadLogsResult, 
 }
 
 fn read_record(rest: &mut &[u8]) -> Option<Record> {
+    record_parts(rest, |seq, ts, stream, data, partial| Record {
+        seq,
+        ts,
+        stream,
+        data: data.to_vec(),
+        partial,
+    })
+}
+
+/// One record in the encoder's shape, its fields handed to `make` (its data borrowed).
+#[inline(always)]
+fn record_parts<T>(
+    rest: &mut &[u8],
+    make: impl FnOnce(Seq, i64, StreamKind, &[u8], bool) -> T,
+) -> Option<T> {
     if rmp::decode::read_map_len(rest).ok()? != 5 {
         return None;
     }
@@ -194,17 +232,11 @@ fn read_record(rest: &mut &[u8]) -> Option<Record> {
     };
     key(rest, b"data")?;
     let len = rmp::decode::read_bin_len(rest).ok()? as usize;
-    let data = rest.get(..len)?.to_vec();
+    let data = rest.get(..len)?;
     *rest = &rest[len..];
     key(rest, b"partial")?;
     let partial = rmp::decode::read_bool(rest).ok()?;
-    Some(Record {
-        seq: Seq(seq),
-        ts,
-        stream,
-        data,
-        partial,
-    })
+    Some(make(Seq(seq), ts, stream, data, partial))
 }
 
 /// Consume a string, which must be `expected`.
@@ -263,6 +295,26 @@ mod tests {
             let decoded = decode_batch(&direct, usize::MAX).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(decoded, batch);
         }
+    }
+
+    #[test]
+    fn a_peek_names_the_agent_and_the_first_and_last_seq() {
+        for n in [1, 2, 300] {
+            let batch = batch(n);
+            let frame = encode_batch(&batch);
+            assert_eq!(
+                peek_batch(&frame),
+                Some((batch.agent, Seq(977), Seq(n * 977))),
+                "{n} records"
+            );
+            // A cut frame, or one with bytes after it, is not peeked: decoding judges it.
+            assert_eq!(peek_batch(&frame[..frame.len() - 1]), None);
+            let mut longer = frame.clone();
+            longer.push(0);
+            assert_eq!(peek_batch(&longer), None);
+        }
+        assert_eq!(peek_batch(&encode_batch(&batch(0))), None);
+        assert_eq!(peek_batch(b"\x81"), None);
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub mod topic;
 
 pub use activity::{Activity, Attention, AttentionReason, Phase, Tokens, ToolCall, Usd};
 pub use agent::{AgentInfo, AgentState, AgentStatus, Runs};
-pub use batch::{decode_batch, decode_read_logs_reply, encode_batch, encode_read_logs_reply};
+pub use batch::{
+    decode_batch, decode_read_logs_reply, encode_batch, encode_read_logs_reply, peek_batch,
+};
 pub use codec::{
     decode, decode_reply, decode_request, encode, encode_reply, encode_request, request_from_value,
     ReplyBody, RequestEnvelope, RequestError,

@@ -1,6 +1,8 @@
 //! The live side of a follow: what arrives on the SUB socket.
 
-use drover_proto::{topic, Event, EventKind, EventSeq, Heartbeat, Record, RecordBatch, Seq};
+use drover_proto::{
+    topic, AgentId, Event, EventKind, EventSeq, Heartbeat, Record, RecordBatch, Seq,
+};
 
 use super::{FollowEvent, Follower, Selection, MAX_PUB_MESSAGE};
 use crate::ClientError;
@@ -13,6 +15,11 @@ impl Follower<'_> {
     ) -> Result<(), ClientError> {
         // A message that does not decode is treated like a lost one: re-read from the store.
         if topic.starts_with(topic::LOG_PREFIX.as_bytes()) {
+            if let Some((agent, _, last)) = drover_proto::peek_batch(body) {
+                if self.drops(agent, last) {
+                    return Ok(());
+                }
+            }
             match drover_proto::decode_batch(body, MAX_PUB_MESSAGE) {
                 Ok(batch) => self.on_batch(batch).await,
                 Err(_) => self.reconcile().await,
@@ -30,6 +37,16 @@ impl Follower<'_> {
         } else {
             Ok(())
         }
+    }
+
+    /// Whether [`Self::on_batch`] would drop every record of a batch of `agent`'s ending at
+    /// `last`, so it need not be decoded: the agent is caught up past it, or is behind (its
+    /// next store read covers the batch), or has ended. After a refill, the batches queued
+    /// meanwhile are all of this kind.
+    fn drops(&self, agent: AgentId, last: Seq) -> bool {
+        self.tracks
+            .get(&agent)
+            .is_some_and(|track| !track.caught_up || track.done || last < track.next)
     }
 
     pub(super) async fn on_batch(&mut self, batch: RecordBatch) -> Result<(), ClientError> {
