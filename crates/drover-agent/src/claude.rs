@@ -54,7 +54,7 @@ pub(crate) struct State {
     /// a hash set is to hash).
     pending: Vec<String>,
     /// Emptied buffers of ids that got their result, reused for the next calls' ids (at most
-    /// `MAX_PENDING`: each came from `pending`).
+    /// `MAX_PENDING` of at most 128 bytes: each came from `pending`).
     spare_ids: Vec<String>,
     /// The person interrupted the run (SIGINT, which `stop` sends): its error result is what
     /// they asked for, not a reason to call them.
@@ -333,8 +333,11 @@ fn tool_results(state: &mut State, reading: &mut Reading<'_>, message: Message<'
         if let Some(id) = &block.tool_use_id {
             if let Some(at) = state.pending.iter().position(|p| p == id) {
                 let mut done = state.pending.swap_remove(at);
-                done.clear();
-                state.spare_ids.push(done);
+                // Kept for the next id, unless it is far longer than an id is.
+                if done.capacity() <= 128 {
+                    done.clear();
+                    state.spare_ids.push(done);
+                }
             }
         }
         if block.is_error == Some(true) {

@@ -192,14 +192,21 @@ fn asks_a_question(text: &str) -> bool {
 }
 
 /// `text` on one line and bounded, appended to an empty `out`: what
-/// `bounded(&one_line(text), max)` gives, without building the whole line first.
+/// `bounded(&one_line(text), max)` gives (for `max` up to `4 * MAX_TOOL_SUMMARY`, where
+/// `one_line` stops), copying no more of it than the cut keeps, so a reused `out` never grows
+/// past about `max` bytes.
 pub(crate) fn one_line_into(text: &str, max: usize, out: &mut String) {
+    debug_assert!(max <= 4 * MAX_TOOL_SUMMARY);
     for word in text.split_whitespace() {
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(word);
-        // Past `max`, what follows is cut off anyway.
+        // One byte past `max` says the text is cut; the cut falls at or before `max - 3`.
+        let mut end = (max + 1).saturating_sub(out.len()).min(word.len());
+        while !word.is_char_boundary(end) {
+            end += 1;
+        }
+        out.push_str(&word[..end]);
         if out.len() > max {
             break;
         }
@@ -220,4 +227,41 @@ pub(crate) fn one_line(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_into_is_bounded_one_line() {
+        let long_word = "é".repeat(400);
+        let texts = [
+            String::new(),
+            "  ls   -la \n /tmp ".to_owned(),
+            "word ".repeat(200),
+            format!("start {long_word} end"),
+            "x".repeat(MAX_TOOL_SUMMARY - 1),
+            "x".repeat(MAX_TOOL_SUMMARY),
+            "x".repeat(MAX_TOOL_SUMMARY + 1),
+            format!("{} ab", "y".repeat(MAX_TOOL_SUMMARY - 3)),
+            "日本語のテキスト ".repeat(40),
+            "z".repeat(5 * MAX_TOOL_SUMMARY),
+        ];
+        let mut out = String::new();
+        for text in &texts {
+            for max in [0, 1, 3, 4, 10, MAX_TOOL_SUMMARY, 4 * MAX_TOOL_SUMMARY] {
+                out.clear();
+                one_line_into(text, max, &mut out);
+                assert_eq!(out, bounded(&one_line(text), max), "{text:?} at {max}");
+                // The 2000-byte words are copied no further than the cut: the buffer, reused
+                // all along, stays near the largest `max`.
+                assert!(
+                    out.capacity() <= 2 * (4 * MAX_TOOL_SUMMARY + 8),
+                    "{}",
+                    out.capacity()
+                );
+            }
+        }
+    }
 }

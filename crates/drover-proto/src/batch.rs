@@ -124,21 +124,21 @@ fn read_agent(rest: &mut &[u8]) -> Option<AgentId> {
     Some(agent)
 }
 
-/// A batch's agent and the seqs of its first and last records, read without copying a record:
-/// a follower drops a batch it already has (or that its next store read covers) without
+/// A batch's agent and the highest seq among its records, read without copying a record: a
+/// follower drops a batch it already has (or that its next store read covers) without
 /// decoding it. `None` for an empty batch or a frame not in the encoder's shape, which the
 /// caller decodes to judge.
-pub fn peek_batch(frame: &[u8]) -> Option<(AgentId, Seq, Seq)> {
+pub fn peek_batch(frame: &[u8]) -> Option<(AgentId, Seq)> {
     let mut rest = frame;
     let agent = read_agent(&mut rest)?;
     let count = rmp::decode::read_array_len(&mut rest).ok()?;
-    let mut bounds: Option<(Seq, Seq)> = None;
+    let mut highest: Option<Seq> = None;
     for _ in 0..count {
         let seq = record_parts(&mut rest, |seq, _, _, _, _| seq)?;
-        bounds = Some(bounds.map_or((seq, seq), |(first, _)| (first, seq)));
+        highest = Some(highest.map_or(seq, |h| h.max(seq)));
     }
-    let (first, last) = bounds?;
-    rest.is_empty().then_some((agent, first, last))
+    let highest = highest?;
+    rest.is_empty().then_some((agent, highest))
 }
 
 /// An array of records in the encoder's shape.
@@ -304,7 +304,7 @@ mod tests {
             let frame = encode_batch(&batch);
             assert_eq!(
                 peek_batch(&frame),
-                Some((batch.agent, Seq(977), Seq(n * 977))),
+                Some((batch.agent, Seq(n * 977))),
                 "{n} records"
             );
             // A cut frame, or one with bytes after it, is not peeked: decoding judges it.
@@ -314,6 +314,13 @@ mod tests {
             assert_eq!(peek_batch(&longer), None);
         }
         assert_eq!(peek_batch(&encode_batch(&batch(0))), None);
+        // Out of order (no daemon sends that, but a follower must not skip on it): the highest.
+        let mut shuffled = batch(3);
+        shuffled.records.swap(0, 2);
+        assert_eq!(
+            peek_batch(&encode_batch(&shuffled)),
+            Some((shuffled.agent, Seq(3 * 977)))
+        );
         assert_eq!(peek_batch(b"\x81"), None);
     }
 

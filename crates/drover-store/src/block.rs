@@ -293,7 +293,7 @@ pub fn payload<'a>(
                 Some(context) => context,
                 None => scratch.context.insert(
                     zstd::bulk::Decompressor::new()
-                        .map_err(|_| "no memory for a zstd decompression context")?,
+                        .map_err(|_| "a zstd decompression context could not be set up")?,
                 ),
             };
             let scratch = &mut scratch.buf;

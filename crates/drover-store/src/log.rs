@@ -86,16 +86,17 @@ impl WriterSlot {
         old
     }
 
-    /// Close the writer (the caller syncs or drops the file).
+    /// Close the writer and hand its file to the caller (which queues it to be synced): the
+    /// count goes down now, though the descriptor stays open until that sync.
     pub fn take(&mut self) -> Option<Arc<File>> {
         let file = self.file.take();
         self.uncount();
         file
     }
 
-    /// Close the writer and drop this handle to it. The count goes down only after the
-    /// descriptor is released (when no sync holds a clone), so nobody reading the count sees
-    /// fewer writers than descriptors.
+    /// Close the writer and drop this handle to it. The count goes down only after the handle
+    /// is dropped: when no sync holds a clone (the syncer's own closes), the descriptor is
+    /// already released, so the count never reads lower than the descriptors it counts.
     pub fn close(&mut self) {
         drop(self.file.take());
         self.uncount();

@@ -15,8 +15,8 @@ impl Follower<'_> {
     ) -> Result<(), ClientError> {
         // A message that does not decode is treated like a lost one: re-read from the store.
         if topic.starts_with(topic::LOG_PREFIX.as_bytes()) {
-            if let Some((agent, _, last)) = drover_proto::peek_batch(body) {
-                if self.drops(agent, last) {
+            if let Some((agent, highest)) = drover_proto::peek_batch(body) {
+                if self.drops(agent, highest) {
                     return Ok(());
                 }
             }
@@ -39,14 +39,14 @@ impl Follower<'_> {
         }
     }
 
-    /// Whether [`Self::on_batch`] would drop every record of a batch of `agent`'s ending at
-    /// `last`, so it need not be decoded: the agent is caught up past it, or is behind (its
-    /// next store read covers the batch), or has ended. After a refill, the batches queued
+    /// Whether [`Self::on_batch`] would drop every record of a batch of `agent`'s whose highest
+    /// seq is `highest`, so it need not be decoded: the agent is caught up past it, or is behind
+    /// (its next store read covers the batch), or has ended. After a refill, the batches queued
     /// meanwhile are all of this kind.
-    fn drops(&self, agent: AgentId, last: Seq) -> bool {
+    fn drops(&self, agent: AgentId, highest: Seq) -> bool {
         self.tracks
             .get(&agent)
-            .is_some_and(|track| !track.caught_up || track.done || last < track.next)
+            .is_some_and(|track| !track.caught_up || track.done || highest < track.next)
     }
 
     pub(super) async fn on_batch(&mut self, batch: RecordBatch) -> Result<(), ClientError> {

@@ -77,8 +77,8 @@ pub fn compare(corpus: &Corpus) {
         }
         line(format!("zstd level {level}"), packed, c, t.elapsed());
     }
-    // What the packer does: one context for every block of a segment (and a reader could keep
-    // one for decompressing too). The rows above make a context per block.
+    // What the packer and readers do: one context for every block of a segment (or of a read).
+    // The rows above make a context per block.
     let t = Instant::now();
     let mut compressor = zstd::bulk::Compressor::new(3).expect("zstd");
     let packed: Vec<Vec<u8>> = blocks
