@@ -208,6 +208,37 @@ async fn a_restarted_daemon_reattaches_and_every_log_is_exact() {
 }
 
 #[tokio::test]
+async fn a_quiet_agents_output_is_acknowledged_and_its_spool_emptied() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        // 51 short lines, then silence: fewer records and bytes than an ack waits for, so
+        // only the daemon's ack timer can tell the holder they are stored.
+        let script = "i=1; while [ $i -le 50 ]; do echo line $i; i=$((i+1)); done; \
+                      echo ready; exec sleep 3600";
+        let agent = client.spawn(sh(script)).await.unwrap();
+        wait_for("the 51 lines to be stored", || async {
+            (all_records(&client, &agent).await.len() == 51).then_some(())
+        })
+        .await;
+        let spool = holder_dir(&daemon, &agent).join("spool");
+        wait_for("the holder to empty its spool", || async {
+            (std::fs::metadata(&spool).ok()?.len() == 0).then_some(())
+        })
+        .await;
+        assert_eq!(
+            client.get(&agent.id.to_string()).await.unwrap().state(),
+            AgentState::Running
+        );
+        client.kill(&agent.id.to_string()).await.unwrap();
+        assert_eq!(ended(&client, &agent).await.state(), AgentState::Killed);
+        drop(client);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn a_full_spool_blocks_the_agent_and_loses_nothing() {
     within(async {
         let dir = tempfile::tempdir().unwrap();

@@ -275,6 +275,9 @@ fn launch(
         in_flight: 0,
         pending: VecDeque::new(),
         acked: 0,
+        delivered: 0,
+        unacked_bytes: 0,
+        ack_at: None,
         agent,
         holder_pid,
     };
@@ -354,6 +357,11 @@ struct RemoteActor {
     in_flight: u64,
     pending: VecDeque<(Op, Reply)>,
     acked: u64,
+    /// The last seq delivered to the observer, its output bytes since the last ack, and when
+    /// the coalesced ack is due (see `ACK_AFTER`).
+    delivered: u64,
+    unacked_bytes: usize,
+    ack_at: Option<tokio::time::Instant>,
     agent: String,
     /// The holder's pid: when the connection ends while it still runs, the holder let go of
     /// this daemon (another one connected) and the agent is not lost to it.
@@ -380,7 +388,10 @@ impl RemoteActor {
                 }
             }
             let stdin_ready = self.stdin_rx.is_some() && self.in_flight < STDIN_WINDOW;
+            let ack_at = self.ack_at;
             tokio::select! {
+                () = tokio::time::sleep_until(ack_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if ack_at.is_some() => self.ack().await,
                 filled = self.conn.fill() => {
                     if let Err(e) = filled {
                         break self.lost(format!("the holder is gone: {e}")).await;
@@ -432,17 +443,37 @@ impl RemoteActor {
         self.set_status(end);
     }
 
+    /// Acknowledge what the observer kept of what was delivered.
+    async fn ack(&mut self) {
+        self.ack_at = None;
+        let through = self
+            .sink
+            .kept_through()
+            .unwrap_or(self.delivered)
+            .min(self.delivered);
+        if through > self.acked {
+            self.acked = through;
+            self.unacked_bytes = 0;
+            let _ = self.conn.send(&ToHolder::Ack { through }).await;
+        }
+    }
+
     /// Handles one frame; the terminal status when the agent's life is over.
     async fn on_message(&mut self, message: FromHolder) -> Option<Status> {
         match message {
             FromHolder::Records { records } => {
                 let last = records.last().map(|r| r.seq)?;
+                let bytes: usize = records.iter().map(|r| r.data.len()).sum();
                 self.sink
                     .deliver_numbered(records.into_iter().map(convert_record).collect());
-                let through = self.sink.kept_through().unwrap_or(last).min(last);
-                if through > self.acked {
-                    self.acked = through;
-                    let _ = self.conn.send(&ToHolder::Ack { through }).await;
+                self.delivered = self.delivered.max(last);
+                self.unacked_bytes = self.unacked_bytes.saturating_add(bytes);
+                if self.delivered.saturating_sub(self.acked) >= ACK_RECORDS
+                    || self.unacked_bytes >= ACK_BYTES
+                {
+                    self.ack().await;
+                } else if self.ack_at.is_none() {
+                    self.ack_at = Some(tokio::time::Instant::now() + ACK_AFTER);
                 }
             }
             FromHolder::Status { status } => {
@@ -529,6 +560,17 @@ impl RemoteActor {
 
 /// How long a holder whose connection closed is watched before it counts as still running.
 const EXIT_SETTLE: Duration = Duration::from_millis(250);
+
+/// Acknowledgements are coalesced: one goes out once `ACK_RECORDS` records or `ACK_BYTES` bytes
+/// of output are unacknowledged, else `ACK_AFTER` after the first unacknowledged batch. An ack
+/// is a write here and a wake-up in the holder; one per batch (a few lines each at a modest
+/// rate) doubled the holder's wake-ups. The cost: the holder's spool keeps records the store
+/// already holds up to that much longer before it is emptied. `ACK_BYTES` stays well under a
+/// small `spool_limit`, so a holder never stops reading for want of an ack at full speed; the
+/// timer still acks whatever is left when output stops.
+const ACK_RECORDS: u64 = 1024;
+const ACK_BYTES: usize = 16 * 1024;
+const ACK_AFTER: Duration = Duration::from_millis(20);
 
 /// True when the holder `pid` still runs once the connection closed, so it let go of this
 /// daemon rather than died. A dying process closes its descriptors (the daemon reads EOF)
