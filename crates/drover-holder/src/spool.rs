@@ -16,7 +16,8 @@ use std::path::Path;
 
 use crate::wire::WireRecord;
 
-const HEADER: usize = 4 + 8 + 8 + 1 + 1;
+/// Bytes the spool adds to each record's data.
+pub const HEADER: usize = 4 + 8 + 8 + 1 + 1;
 /// Smallest read of the file when sending.
 const READ_CHUNK: usize = 64 * 1024;
 

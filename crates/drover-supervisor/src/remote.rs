@@ -130,10 +130,10 @@ pub async fn spawn_held(
         conn,
         sink,
         status,
-        stdin,
-        stdin_rx,
+        (stdin, stdin_rx),
         agent.to_owned(),
         holder_pid,
+        ack_bytes(config.spool_limit),
     )
 }
 
@@ -220,10 +220,10 @@ pub async fn attach(
         conn,
         sink,
         current,
-        stdin,
-        stdin_rx,
+        (stdin, stdin_rx),
         agent.to_owned(),
         holder_pid,
+        ACK_BYTES,
     );
     Ok(Attached { handle, holder_pid })
 }
@@ -259,10 +259,10 @@ fn launch(
     conn: Conn,
     sink: Arc<Sink>,
     status: Status,
-    stdin: StdinSlot,
-    stdin_rx: Option<mpsc::Receiver<Vec<u8>>>,
+    (stdin, stdin_rx): (StdinSlot, Option<mpsc::Receiver<Vec<u8>>>),
     agent: String,
     holder_pid: u32,
+    ack_bytes: usize,
 ) -> Handle {
     let (status_tx, status_rx) = watch::channel(status);
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE);
@@ -278,6 +278,7 @@ fn launch(
         delivered: 0,
         unacked_bytes: 0,
         ack_at: None,
+        ack_bytes,
         agent,
         holder_pid,
     };
@@ -362,6 +363,8 @@ struct RemoteActor {
     delivered: u64,
     unacked_bytes: usize,
     ack_at: Option<tokio::time::Instant>,
+    /// Unacknowledged spool bytes that call for an ack at once (see `ack_bytes`).
+    ack_bytes: usize,
     agent: String,
     /// The holder's pid: when the connection ends while it still runs, the holder let go of
     /// this daemon (another one connected) and the agent is not lost to it.
@@ -456,6 +459,9 @@ impl RemoteActor {
             self.unacked_bytes = 0;
             let _ = self.conn.send(&ToHolder::Ack { through }).await;
         }
+        if through < self.delivered {
+            self.ack_at = Some(tokio::time::Instant::now() + ACK_RETRY);
+        }
     }
 
     /// Handles one frame; the terminal status when the agent's life is over.
@@ -463,13 +469,16 @@ impl RemoteActor {
         match message {
             FromHolder::Records { records } => {
                 let last = records.last().map(|r| r.seq)?;
-                let bytes: usize = records.iter().map(|r| r.data.len()).sum();
+                let bytes: usize = records
+                    .iter()
+                    .map(|r| r.data.len() + drover_holder::spool::HEADER)
+                    .sum();
                 self.sink
                     .deliver_numbered(records.into_iter().map(convert_record).collect());
                 self.delivered = self.delivered.max(last);
                 self.unacked_bytes = self.unacked_bytes.saturating_add(bytes);
                 if self.delivered.saturating_sub(self.acked) >= ACK_RECORDS
-                    || self.unacked_bytes >= ACK_BYTES
+                    || self.unacked_bytes >= self.ack_bytes
                 {
                     self.ack().await;
                 } else if self.ack_at.is_none() {
@@ -565,12 +574,25 @@ const EXIT_SETTLE: Duration = Duration::from_millis(250);
 /// of output are unacknowledged, else `ACK_AFTER` after the first unacknowledged batch. An ack
 /// is a write here and a wake-up in the holder; one per batch (a few lines each at a modest
 /// rate) doubled the holder's wake-ups. The cost: the holder's spool keeps records the store
-/// already holds up to that much longer before it is emptied. `ACK_BYTES` stays well under a
-/// small `spool_limit`, so a holder never stops reading for want of an ack at full speed; the
-/// timer still acks whatever is left when output stops.
+/// already holds up to that much longer before it is emptied. Bytes count as the spool holds
+/// them (data and record header), and a quarter of a small `spool_limit` is the threshold when
+/// lower, so a holder does not stop reading for want of an ack at full speed; the timer acks
+/// whatever is left when output stops. (A re-attached holder's limit is not known here: the
+/// default threshold applies.)
 const ACK_RECORDS: u64 = 1024;
 const ACK_BYTES: usize = 16 * 1024;
 const ACK_AFTER: Duration = Duration::from_millis(20);
+/// When the store has not kept everything delivered (its backlog is retrying a refused
+/// append), the ack is tried again this often: the holder may have stopped reading its agent
+/// on a full spool, and no records frame would come to prompt one.
+const ACK_RETRY: Duration = Duration::from_millis(200);
+
+/// The ack threshold in spool bytes for a holder with this spool limit.
+fn ack_bytes(spool_limit: u64) -> usize {
+    usize::try_from(spool_limit / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(1024, ACK_BYTES)
+}
 
 /// True when the holder `pid` still runs once the connection closed, so it let go of this
 /// daemon rather than died. A dying process closes its descriptors (the daemon reads EOF)
