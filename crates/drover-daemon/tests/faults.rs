@@ -1,5 +1,5 @@
-//! Integrity under a real full disk: the state directory lives on an 8 MiB tmpfs that the test
-//! fills with a file while an agent runs. Nothing clients are told may be false, and nothing
+//! Integrity under a real full disk: the state directory (or, for the holder test, only its
+//! `logs`) lives on an 8 MiB tmpfs that the test fills with a file while an agent runs. Nothing clients are told may be false, and nothing
 //! may be lost without a trace.
 //!
 //! Mounting needs root (CI runs as root). A test that cannot mount fails loudly: it never
@@ -72,6 +72,27 @@ impl Tmpfs {
         let byte = [0xA5u8];
         while file.write(&byte).is_ok_and(|n| n == 1) {}
         filler
+    }
+}
+
+impl Tmpfs {
+    /// An 8 MiB tmpfs mounted at `path` (an empty directory, created here).
+    fn mount_at(path: PathBuf) -> Tmpfs {
+        std::fs::create_dir_all(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs at {}",
+            path.display()
+        );
+        Tmpfs {
+            path,
+            _parent: tempfile::tempdir().unwrap(),
+        }
     }
 }
 
@@ -512,6 +533,67 @@ async fn pause_and_resume_on_a_full_disk_are_refused_once_the_waiting_changes_ar
         let paused = client.pause("toggled").await.unwrap();
         assert_eq!(paused.state(), AgentState::Paused);
         client.kill("toggled").await.unwrap();
+        drop(client);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+/// The store's logs on a disk that fills, the holders' spools on another: the holder keeps
+/// spooling what the store refuses, fills its (small) spool and stops reading its agent. Once
+/// the disk has room the daemon's backlog stores the records, and the daemon must then tell
+/// the holder so (an ack) although no new records come to prompt one: before, the holder's
+/// spool stayed full and the agent blocked for good.
+#[tokio::test]
+async fn a_holder_stopped_on_a_full_spool_goes_on_once_the_store_recovers() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let logs = Tmpfs::mount_at(state.join("logs"));
+        let limit = 64 * 1024;
+        let daemon =
+            TestDaemon::start_in(state.clone(), |config| config.spool_limit = limit).await;
+        let client = daemon.client().await;
+        let n = 3000;
+        let script = format!(
+            "echo ready; read go; i=1; while [ $i -le {n} ]; do printf '%s %0100d\\n' $i 0; i=$((i+1)); done"
+        );
+        let spec = drover_proto::AgentSpec {
+            stdin: StdinMode::Pipe,
+            ..sh(&script)
+        };
+        let agent = client.spawn(spec).await.unwrap();
+        wait_ready(&client, &agent).await;
+        let filler = logs.fill();
+        let pid = agent.status.pid().unwrap();
+        std::fs::write(format!("/proc/{pid}/fd/0"), b"go\n").unwrap();
+        // The store refuses; the holder spools until its limit and stops reading the agent.
+        let spool = state.join("holders").join(agent.id.to_string()).join("spool");
+        wait_for("the holder's spool to fill", || async {
+            let len = std::fs::metadata(&spool).ok()?.len();
+            (len >= limit).then_some(())
+        })
+        .await;
+        assert_eq!(
+            client.get(&agent.id.to_string()).await.unwrap().state(),
+            AgentState::Running,
+            "blocked on its output, not ended"
+        );
+        free(&filler);
+        let end = client
+            .wait(&agent.id.to_string(), Some(TIMEOUT))
+            .await
+            .unwrap();
+        assert_eq!(
+            (end.state(), end.status.exit_code()),
+            (AgentState::Exited, Some(0))
+        );
+        let lines: Vec<u32> = all_records(&client, &agent)
+            .await
+            .iter()
+            .filter_map(|r| std::str::from_utf8(&r.data).ok()?.split_whitespace().next()?.parse().ok())
+            .collect();
+        assert_eq!(lines, (1..=n).collect::<Vec<_>>());
         drop(client);
         daemon.shutdown().await;
     })
