@@ -35,10 +35,16 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
+    /// The state directory of a test.
     fn mount() -> Tmpfs {
         let parent = tempfile::tempdir().unwrap();
         let path = parent.path().join("state");
-        std::fs::create_dir(&path).unwrap();
+        Tmpfs::mount_at(path, parent)
+    }
+
+    /// At `path` (an empty directory, created here), kept with the temporary directory it is in.
+    fn mount_at(path: PathBuf, parent: tempfile::TempDir) -> Tmpfs {
+        std::fs::create_dir_all(&path).unwrap();
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs"])
             .arg(&path)
@@ -72,27 +78,6 @@ impl Tmpfs {
         let byte = [0xA5u8];
         while file.write(&byte).is_ok_and(|n| n == 1) {}
         filler
-    }
-}
-
-impl Tmpfs {
-    /// An 8 MiB tmpfs mounted at `path` (an empty directory, created here).
-    fn mount_at(path: PathBuf) -> Tmpfs {
-        std::fs::create_dir_all(&path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs"])
-            .arg(&path)
-            .status()
-            .expect("running mount");
-        assert!(
-            status.success(),
-            "cannot mount a tmpfs at {}",
-            path.display()
-        );
-        Tmpfs {
-            path,
-            _parent: tempfile::tempdir().unwrap(),
-        }
     }
 }
 
@@ -549,7 +534,7 @@ async fn a_holder_stopped_on_a_full_spool_goes_on_once_the_store_recovers() {
     within(async {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        let logs = Tmpfs::mount_at(state.join("logs"));
+        let logs = Tmpfs::mount_at(state.join("logs"), dir);
         let limit = 64 * 1024;
         let daemon =
             TestDaemon::start_in(state.clone(), |config| config.spool_limit = limit).await;
