@@ -67,28 +67,22 @@ async fn measure(
     let health = timed(ROUND_TRIPS, || async { local.health().await.unwrap() }).await;
     print_rtt("drover health, ipc", health, Some(echo));
 
-    println!("\n{CONCURRENT_CLIENTS} concurrent CURVE clients, {ROUND_TRIPS} health requests each");
+    let get_ipc = timed(ROUND_TRIPS, || async { local.get(&id).await.unwrap() }).await;
+    print_rtt("drover get, ipc", get_ipc, Some(echo));
+
+    println!("\n{CONCURRENT_CLIENTS} concurrent clients, {ROUND_TRIPS} health requests each");
     let raw = raw_concurrent(ROUND_TRIPS);
     println!("  raw libzmq CURVE x{CONCURRENT_CLIENTS}  : {raw:>10.0} requests/s");
-    let clients: Vec<Arc<Client>> = futures_clients(&control, options).await;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for client in clients {
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..ROUND_TRIPS {
-                client.health().await.unwrap();
-            }
-        }));
+    for (name, endpoint, options) in [
+        ("CURVE", &control, options.clone()),
+        ("ipc  ", &ipc, ClientOptions::default()),
+    ] {
+        let rate = concurrent_health(endpoint, &options).await;
+        println!(
+            "  drover health x{CONCURRENT_CLIENTS}, {name}: {rate:>10.0} requests/s  ({:.0}% of raw CURVE)",
+            100.0 * rate / raw
+        );
     }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let total = (CONCURRENT_CLIENTS * ROUND_TRIPS) as f64;
-    let rate = total / started.elapsed().as_secs_f64();
-    println!(
-        "  drover health x{CONCURRENT_CLIENTS}      : {rate:>10.0} requests/s  ({:.0}% of raw)",
-        100.0 * rate / raw
-    );
 
     println!("\nspawn of /bin/true, {SPAWNS} sequential");
     let started = Instant::now();
@@ -99,16 +93,18 @@ async fn measure(
     }
     let bare = SPAWNS as f64 / started.elapsed().as_secs_f64();
     println!("  bare std::process::Command : {bare:>10.0} spawns/s");
-    let started = Instant::now();
-    let mut ids = Vec::with_capacity(SPAWNS);
-    for _ in 0..SPAWNS {
-        ids.push(client.spawn(spec(&["/bin/true"])).await.unwrap().id);
+    let mut ids = Vec::with_capacity(2 * SPAWNS);
+    for (name, client) in [("CURVE", &client), ("ipc  ", &local)] {
+        let started = Instant::now();
+        for _ in 0..SPAWNS {
+            ids.push(client.spawn(spec(&["/bin/true"])).await.unwrap().id);
+        }
+        let rpc = SPAWNS as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "  drover spawn RPC, {name}    : {rpc:>10.0} spawns/s  ({:.0}% of bare)",
+            100.0 * rpc / bare
+        );
     }
-    let rpc = SPAWNS as f64 / started.elapsed().as_secs_f64();
-    println!(
-        "  drover spawn RPC           : {rpc:>10.0} spawns/s  ({:.0}% of bare)",
-        100.0 * rpc / bare
-    );
     for id in ids {
         client.wait(&id.to_string(), None).await.unwrap();
     }
@@ -122,7 +118,9 @@ fn spec(argv: &[&str]) -> AgentSpec {
     }
 }
 
-async fn futures_clients(control: &str, options: &ClientOptions) -> Vec<Arc<Client>> {
+/// CONCURRENT_CLIENTS clients on `control` sending `health` as fast as replies come:
+/// requests/s in all.
+async fn concurrent_health(control: &str, options: &ClientOptions) -> f64 {
     let mut clients = Vec::new();
     for _ in 0..CONCURRENT_CLIENTS {
         clients.push(Arc::new(
@@ -131,7 +129,19 @@ async fn futures_clients(control: &str, options: &ClientOptions) -> Vec<Arc<Clie
                 .unwrap(),
         ));
     }
-    clients
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in clients {
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..ROUND_TRIPS {
+                client.health().await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (CONCURRENT_CLIENTS * ROUND_TRIPS) as f64 / started.elapsed().as_secs_f64()
 }
 
 async fn timed<F, Fut, T>(n: usize, mut call: F) -> Duration

@@ -1,6 +1,7 @@
 //! Streaming benchmark: lines/s from an agent to 1 and 10 lossless followers, and write→receive
 //! latency at 10k lines/s, over CURVE, beside a raw libzmq CURVE PUB/SUB of the same messages
-//! in the same run.
+//! in the same run; then the same throughput over the ipc sockets in the state directory (no
+//! CURVE: what a local `drover logs -f` uses).
 //!
 //! `cargo bench -p drover-daemon --bench stream`
 //!
@@ -47,6 +48,7 @@ async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::ephemeral(dir.path());
     config.store.agent_budget = 1 << 30;
+    config.ipc = true;
     let (addresses, options, stop, daemon) = raw::daemon(config).await;
     let client = Client::connect_with(&addresses.control, options.clone())
         .await
@@ -68,6 +70,16 @@ async fn run() {
     print_latency("raw libzmq CURVE PUB/SUB", &raw);
     let drover = drover_latency(&client).await;
     print_latency("drover agent → follower", &drover);
+
+    println!("\nthroughput over ipc (no CURVE), {LINES} lines of 100 bytes");
+    let ipc = addresses.ipc.clone().expect("the ipc socket");
+    let local = Client::connect(&ipc).await.unwrap();
+    for followers in [1usize, 10] {
+        let rate = drover_throughput(&local, &ClientOptions::default(), followers).await;
+        println!(
+            "  drover over ipc, {followers:>2} follower(s), zero loss : {rate:>10.0} lines/s per follower"
+        );
+    }
 
     let _ = stop.send(());
     daemon.await.unwrap().unwrap();

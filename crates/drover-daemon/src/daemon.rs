@@ -11,6 +11,7 @@ use drover_store::Store;
 use drover_supervisor::backend::BackendTable;
 
 use crate::agent::LiveAgent;
+use crate::caller::Via;
 use crate::event::EventBus;
 use crate::publish::Publisher;
 use crate::{
@@ -172,13 +173,22 @@ pub async fn run(
     restart::reattach(&shared).await?;
 
     let events_shared = Arc::clone(&shared);
-    let zap_task = tokio::spawn(auth::zap::run(zap, auth.clone()));
+    let mut zap_task = tokio::spawn(auth::zap::run(zap, auth.clone()));
     let reload_task = tokio::spawn(auth::reload_on_hangup(auth.clone()));
+    let watch_task = tokio::spawn(auth::watch_revocations(auth.clone()));
+    let pub_tcp = addresses.publish.clone();
     let publisher_task = tokio::spawn(publish::run(
-        pub_sockets.into_iter().map(|(socket, _)| socket).collect(),
+        pub_sockets
+            .into_iter()
+            .map(|(socket, via)| publish::PubSocket {
+                socket,
+                rebind: (via == Via::Tcp).then(|| pub_tcp.clone()),
+            })
+            .collect(),
         pub_queue,
         shared.daemon_id,
         move || events_shared.events.last(),
+        auth.revocations(),
     ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let control_tasks = control_sockets.into_iter().map(|(socket, via)| {
@@ -198,7 +208,16 @@ pub async fn run(
     )));
     tasks.push(tokio::spawn(retention::run(Arc::clone(&shared), stop_rx)));
 
-    shutdown.await;
+    tokio::select! {
+        () = shutdown => {}
+        ended = &mut zap_task => {
+            // Without its handler libzmq would accept any CURVE key: stop rather than serve so.
+            tracing::error!(
+                ?ended,
+                "the ZAP handler stopped: shutting down, since CURVE handshakes would go unchecked"
+            );
+        }
+    }
     tracing::info!("shutting down");
     {
         let _gate = shared.spawn_gate.lock().unwrap_or_else(|p| p.into_inner());
@@ -234,6 +253,7 @@ pub async fn run(
     }
     zap_task.abort();
     reload_task.abort();
+    watch_task.abort();
     // Sockets hold the context; it ends (with linger 0, at once) when the last one is gone.
     drop(context);
     shared.store.sync()?;

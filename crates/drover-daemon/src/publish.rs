@@ -11,6 +11,13 @@
 //! with `DONTWAIT`, which a PUB socket never refuses, so this task never blocks a worker. The
 //! sends also let libzmq take in new subscriptions; the heartbeat does so when all is quiet.
 //!
+//! A subscription makes no requests, so a revoked key's connection would go on receiving: when
+//! a reload of the allowed keys takes a key away ([`crate::auth::Auth::revocations`]), this task
+//! unbinds the TCP socket's endpoint, which ends every connection accepted on it, and binds it
+//! again at once. Subscribers with a key still allowed reconnect (libzmq does it on its own),
+//! pass the handshake again, and refill the records they missed from the store by seq, as after
+//! any gap; a revoked key is refused at its handshake.
+//!
 //! The sockets are XPUBs, so this task learns which topic prefixes someone subscribes to
 //! ([`Subscriptions`]), and a log batch nobody subscribed to is not encoded at all (it was a
 //! sixth of the daemon's CPU in a follow over HTTP, with no ZeroMQ subscriber). That never
@@ -89,13 +96,25 @@ impl Publisher {
     }
 }
 
+/// A socket to publish on; `rebind` is its TCP endpoint, ended and bound again when a key is
+/// revoked (`None` for the ipc socket, trusted by file permission).
+pub(crate) struct PubSocket {
+    pub(crate) socket: zmq::Socket,
+    pub(crate) rebind: Option<String>,
+}
+
 /// Publish until the queue closes; a heartbeat goes out every second.
 pub(crate) async fn run(
-    sockets: Vec<zmq::Socket>,
+    sockets: Vec<PubSocket>,
     mut queue: mpsc::Receiver<Outgoing>,
     daemon: DaemonId,
     last_event: impl Fn() -> drover_proto::EventSeq,
+    mut revocations: tokio::sync::watch::Receiver<u64>,
 ) {
+    // Endpoints that could not be bound again yet: retried with each heartbeat.
+    let mut unbound: Vec<usize> = Vec::new();
+    let (sockets, endpoints): (Vec<zmq::Socket>, Vec<Option<String>>) =
+        sockets.into_iter().map(|s| (s.socket, s.rebind)).unzip();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut pending: Vec<Outgoing> = Vec::with_capacity(256);
     let mut subscriptions: Vec<Subscriptions> =
@@ -114,7 +133,28 @@ pub(crate) async fn run(
                     send(&sockets, &topic, &body);
                 }
             }
+            changed = revocations.changed() => {
+                if changed.is_err() {
+                    // The key table is gone with the daemon; nothing more to watch.
+                    revocations = tokio::sync::watch::Sender::new(0).subscribe();
+                    continue;
+                }
+                for (i, endpoint) in endpoints.iter().enumerate() {
+                    let Some(endpoint) = endpoint else { continue };
+                    if let Err(error) = sockets[i].unbind(endpoint) {
+                        tracing::error!(%error, endpoint, "ending the PUB connections after a revocation");
+                    }
+                    if !unbound.contains(&i) {
+                        unbound.push(i);
+                    }
+                }
+                rebind(&sockets, &endpoints, &mut unbound);
+                tracing::info!("a key was revoked: PUB connections ended; allowed subscribers reconnect");
+            }
             _ = heartbeat.tick() => {
+                if !unbound.is_empty() {
+                    rebind(&sockets, &endpoints, &mut unbound);
+                }
                 for (socket, subscribed) in sockets.iter().zip(subscriptions.iter_mut()) {
                     subscribed.read(socket);
                 }
@@ -125,6 +165,23 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// Bind each socket of `unbound` to its endpoint again; those that fail stay listed (and are
+/// logged) for the next try.
+fn rebind(sockets: &[zmq::Socket], endpoints: &[Option<String>], unbound: &mut Vec<usize>) {
+    unbound.retain(|&i| {
+        let Some(endpoint) = &endpoints[i] else {
+            return false;
+        };
+        match sockets[i].bind(endpoint) {
+            Ok(()) => false,
+            Err(error) => {
+                tracing::error!(%error, endpoint, "binding the PUB endpoint again; retrying every second");
+                true
+            }
+        }
+    });
 }
 
 fn send(sockets: &[zmq::Socket], topic: &str, body: &[u8]) {

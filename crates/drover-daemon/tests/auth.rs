@@ -96,6 +96,60 @@ async fn a_read_key_reads_and_follows_but_cannot_spawn() {
 }
 
 #[tokio::test]
+async fn a_read_key_sees_environment_names_but_not_their_values() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let control = daemon.client().await;
+        let mut spec = sh("sleep 100");
+        spec.env.insert("API_KEY".into(), "sk-secret-123".into());
+        let agent = control.spawn(spec).await.unwrap();
+        let id = agent.id.to_string();
+        assert_eq!(
+            agent.spec.env["API_KEY"], "sk-secret-123",
+            "control sees it"
+        );
+        let (reader, _) = client_with_role(&daemon, Role::Read).await;
+        // By full id (answered from memory), by prefix (from the registry), in a list with
+        // specs, and in a batch.
+        let by_id = reader.get(&id).await.unwrap();
+        let by_prefix = reader.get(&id[..8]).await.unwrap();
+        let listed = reader
+            .list(drover_proto::op::ListArgs {
+                specs: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let batched = reader
+            .batch(drover_proto::op::BatchArgs {
+                op: drover_proto::Op::Get,
+                agents: vec![AgentRef::new(id.clone())],
+                args: Default::default(),
+                fail_fast: false,
+            })
+            .await
+            .unwrap();
+        let batched = batched.results[0].info.clone().expect("batch get");
+        for env in [
+            &by_id.spec.env,
+            &by_prefix.spec.env,
+            &listed[0].spec.env,
+            &batched.spec.env,
+        ] {
+            assert_eq!(env.len(), 1);
+            assert_eq!(env["API_KEY"], "<redacted>");
+        }
+        assert_eq!(
+            control.get(&id).await.unwrap().spec.env["API_KEY"],
+            "sk-secret-123"
+        );
+        control.kill(&id).await.unwrap();
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn an_unknown_key_is_refused_at_the_handshake_within_two_seconds() {
     within(async {
         let daemon = TestDaemon::start().await;
@@ -182,6 +236,89 @@ async fn a_key_removed_from_the_file_is_refused_without_a_restart() {
         assert!(matches!(error, ClientError::Refused { .. }), "{error:?}");
         // Others are unaffected.
         daemon.client().await.health().await.unwrap();
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_key_file_that_cannot_be_read_admits_nobody_until_it_can() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let (client, _) = client_with_role(&daemon, Role::Control).await;
+        client.health().await.unwrap();
+        // Not a file any more (the tests run as root, which reads any mode): reading fails.
+        let path = auth::allowed_keys_path(&daemon.state_dir);
+        let saved = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert_eq!(code(client.health().await), ErrorCode::Unauthorized);
+        // Readable again: the same connection is served.
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::write(&path, saved).unwrap();
+        client.health().await.unwrap();
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+/// A raw libzmq SUB on the daemon's TCP PUB with `keys`, subscribed to heartbeats, and a
+/// monitor of its handshakes.
+fn heartbeat_subscriber(
+    daemon: &TestDaemon,
+    keys: &CurveKeys,
+) -> (drover_zmq::Async, drover_zmq::monitor::Handshake) {
+    let key = |z85: &str| drover_zmq::key::decode(z85).unwrap();
+    let context = drover_zmq::context();
+    let socket = context.socket(zmq::SUB).unwrap();
+    socket.set_linger(0).unwrap();
+    socket
+        .set_curve_serverkey(&key(&daemon.addresses.server_key))
+        .unwrap();
+    socket.set_curve_publickey(&key(&keys.public)).unwrap();
+    socket.set_curve_secretkey(&key(&keys.secret)).unwrap();
+    socket
+        .set_subscribe(drover_proto::topic::HEARTBEAT.as_bytes())
+        .unwrap();
+    let handshake = drover_zmq::monitor::Handshake::watch(&context, &socket).unwrap();
+    socket.connect(&daemon.addresses.publish).unwrap();
+    (drover_zmq::Async::new(socket).unwrap(), handshake)
+}
+
+#[tokio::test]
+async fn a_revoked_key_loses_its_subscription_and_an_allowed_one_reconnects() {
+    use drover_zmq::monitor::Outcome;
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let kept = CurveKeys::generate().unwrap();
+        let gone = CurveKeys::generate().unwrap();
+        auth::allow_key(&daemon.state_dir, &kept.public, Role::Read, "kept").unwrap();
+        auth::allow_key(&daemon.state_dir, &gone.public, Role::Read, "gone").unwrap();
+        let (kept_sub, mut kept_handshakes) = heartbeat_subscriber(&daemon, &kept);
+        let (gone_sub, mut gone_handshakes) = heartbeat_subscriber(&daemon, &gone);
+        assert_eq!(kept_handshakes.outcome().await.unwrap(), Outcome::Ready);
+        assert_eq!(gone_handshakes.outcome().await.unwrap(), Outcome::Ready);
+        // Both receive (heartbeats come every second).
+        kept_sub.recv().await.unwrap();
+        gone_sub.recv().await.unwrap();
+
+        // No request is made on the control socket: the daemon notices the file by itself.
+        assert_eq!(auth::revoke_key(&daemon.state_dir, "gone").unwrap(), 1);
+        // The revoked key's connection is ended, and its reconnection refused at the handshake
+        // (a reconnection that came while the endpoint was being bound again is retried).
+        let mut settled = Vec::new();
+        for handshakes in [&mut gone_handshakes, &mut kept_handshakes] {
+            let outcome = loop {
+                match handshakes.outcome().await.unwrap() {
+                    Outcome::Unreachable => continue,
+                    outcome => break outcome,
+                }
+            };
+            settled.push(outcome);
+        }
+        assert_eq!(settled, [Outcome::Refused, Outcome::Ready]);
+        while kept_sub.try_recv().is_ok() {}
+        kept_sub.recv().await.unwrap();
         daemon.shutdown().await;
     })
     .await

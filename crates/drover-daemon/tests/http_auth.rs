@@ -130,6 +130,44 @@ async fn a_read_token_reads_and_follows_but_cannot_change_anything() {
 }
 
 #[tokio::test]
+async fn a_read_token_sees_environment_names_but_not_their_values() {
+    within(async {
+        let daemon = Daemon::start().await;
+        let id = daemon
+            .spawn_spec(json!({"argv": ["sleep", "100"], "env": {"API_KEY": "sk-secret-123"}}))
+            .await;
+        let read = daemon.token(Role::Read, "reader");
+        let auth = format!("Bearer {read}");
+        let as_reader = [("Authorization", auth.as_str())];
+        let one = request(
+            daemon.addr,
+            "GET",
+            &format!("/v1/agents/{id}"),
+            &as_reader,
+            b"",
+        )
+        .await;
+        assert_eq!(one.status, 200, "{}", one.text());
+        assert_eq!(one.json()["agent"]["spec"]["env"]["API_KEY"], "<redacted>");
+        let all = request(daemon.addr, "GET", "/v1/agents?specs=true", &as_reader, b"").await;
+        assert_eq!(all.status, 200, "{}", all.text());
+        assert_eq!(
+            all.json()["agents"][0]["spec"]["env"]["API_KEY"],
+            "<redacted>"
+        );
+        assert!(!all.text().contains("sk-secret-123"));
+        // The control token sees the value.
+        let full = daemon.get(&format!("/v1/agents/{id}")).await;
+        assert_eq!(
+            full.json()["agent"]["spec"]["env"]["API_KEY"],
+            "sk-secret-123"
+        );
+        daemon.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn a_revoked_token_stops_working_without_a_restart() {
     within(async {
         let daemon = Daemon::start().await;
@@ -150,6 +188,65 @@ async fn a_revoked_token_stops_working_without_a_restart() {
         assert_eq!(refused.error_code(), "unauthorized");
         // Other tokens are unaffected.
         assert_eq!(daemon.get("/v1/health").await.status, 200);
+        daemon.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_revoked_token_ends_the_streams_and_waits_it_had_open() {
+    within(async {
+        let daemon = Daemon::start().await;
+        let id = daemon
+            .spawn(&["sh", "-c", "while :; do echo tick; sleep 0.1; done"])
+            .await;
+        let read = daemon.token(Role::Read, "watcher");
+        let control = daemon.token(Role::Control, "waiter");
+        let watcher = format!("Bearer {read}");
+        let mut follow = support::SseClient::connect(
+            daemon.addr,
+            &format!("/v1/agents/{id}/logs?follow=true"),
+            &[("Authorization", watcher.as_str())],
+        )
+        .await;
+        assert_eq!(follow.status, 200);
+        for _ in 0..3 {
+            assert!(follow.next().await.is_some(), "the follow streams");
+        }
+        let waiter = format!("Bearer {control}");
+        let addr = daemon.addr;
+        let path = format!("/v1/agents/{id}/wait");
+        let wait = tokio::spawn(async move {
+            request(
+                addr,
+                "GET",
+                &path,
+                &[("Authorization", waiter.as_str())],
+                b"",
+            )
+            .await
+        });
+        for token in drover_daemon::token::list(&daemon.state_dir).expect("list") {
+            if token.comment == "watcher" || token.comment == "waiter" {
+                drover_daemon::token::revoke(&daemon.state_dir, &token.id).expect("revoke");
+            }
+        }
+        // The stream ends (the agent still prints), and the wait is refused.
+        follow.collect().await;
+        let waited = wait.await.expect("wait task");
+        assert_eq!(waited.status, 401, "{}", waited.text());
+        assert_eq!(waited.error_code(), "unauthorized");
+        let again = request(
+            daemon.addr,
+            "GET",
+            &format!("/v1/agents/{id}/logs"),
+            &[("Authorization", watcher.as_str())],
+            b"",
+        )
+        .await;
+        assert_eq!(again.status, 401);
+        let agent = daemon.get(&format!("/v1/agents/{id}")).await.json();
+        assert_eq!(agent["agent"]["state"], "running");
         daemon.stop().await;
     })
     .await

@@ -2,10 +2,14 @@
 //! roles, and the ZAP handler that asks them.
 //!
 //! The table is re-read when the file changes (its size, modification time or inode differ from
-//! the last read, checked on every handshake and every TCP request) and on SIGHUP. A file that
-//! does not parse leaves the previous table in force; the error, naming the line, is logged.
-//! Roles are looked up per request, so a revoked key's next request is refused even on a
-//! connection that is already open.
+//! the last read, checked on every handshake and every TCP request, and every second by
+//! [`watch_revocations`]) and on SIGHUP. A file that does not parse leaves the previous table in
+//! force; the error, naming the line, is logged. A file that cannot be read (its permissions
+//! changed, say) admits nobody until it can: a revocation must never be silently ignored. Roles
+//! are looked up per request, so a revoked key's next request is refused even on a connection
+//! that is already open; and since a subscription makes no requests, a change that takes a key
+//! away ends every TCP PUB connection ([`Auth::revocations`]): the allowed ones reconnect
+//! through the handshake again and refill what they missed by seq, the revoked ones are refused.
 
 mod keys;
 pub(crate) mod zap;
@@ -73,6 +77,8 @@ struct Inner {
     // The table and the file stamp it was read at. A std Mutex: held to compare a stamp or swap
     // the table, never across an await (file reads happen outside it).
     current: Mutex<(Option<Stamp>, Arc<AllowedKeys>)>,
+    /// Counts the reloads that took a key away (or lowered its role).
+    revoked: tokio::sync::watch::Sender<u64>,
 }
 
 /// What identifies one version of the file.
@@ -105,6 +111,7 @@ impl Auth {
             inner: Arc::new(Inner {
                 path,
                 current: Mutex::new((before, Arc::new(keys))),
+                revoked: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -124,17 +131,38 @@ impl Auth {
                 return;
             }
         }
-        match AllowedKeys::read(&self.inner.path) {
+        let loaded = match AllowedKeys::read(&self.inner.path) {
             Ok(keys) => {
                 tracing::info!(keys = keys.entries().len(), "allowed keys loaded");
-                *self.lock() = (now, Arc::new(keys));
+                keys
             }
-            Err(error) => {
+            Err(error @ AuthError::KeyFile { .. }) => {
                 tracing::error!(%error, "allowed keys not reloaded; the previous set stays");
                 // Remember the stamp so a bad file is reported once, not on every request.
                 self.lock().0 = now;
+                return;
             }
+            Err(error) => {
+                tracing::error!(%error, "allowed keys cannot be read: no key is allowed until they can");
+                AllowedKeys::default()
+            }
+        };
+        let mut current = self.lock();
+        let took_away = current
+            .1
+            .entries()
+            .iter()
+            .any(|old| loaded.role_of(&old.key).is_none_or(|role| role < old.role));
+        *current = (now, Arc::new(loaded));
+        drop(current);
+        if took_away {
+            self.inner.revoked.send_modify(|n| *n += 1);
         }
+    }
+
+    /// Changes each time a reload takes a key away or lowers its role.
+    pub(crate) fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.revoked.subscribe()
     }
 
     fn table(&self) -> Arc<AllowedKeys> {
@@ -143,6 +171,21 @@ impl Auth {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Stamp>, Arc<AllowedKeys>)> {
         self.inner.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// How often the allowed-keys file is looked at when no request or handshake does it.
+pub(crate) const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Look at the allowed-keys file every [`WATCH_EVERY`], so a revocation reaches the PUB sockets
+/// even when no TCP request comes; until aborted.
+pub(crate) async fn watch_revocations(auth: Auth) {
+    let mut every = tokio::time::interval(WATCH_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let auth = auth.clone();
+        let _ = tokio::task::spawn_blocking(move || auth.refresh(false)).await;
     }
 }
 

@@ -69,6 +69,23 @@ impl Reply {
         }
     }
 
+    /// This reply as a caller without the `control` role sees it: every agent's environment
+    /// values (API keys, as a rule) replaced by [`REDACTED`]; the names stay. (A batch's items
+    /// were each dispatched, and redacted, on their own.)
+    pub(crate) fn without_secrets(self) -> Reply {
+        match self {
+            Reply::Agent(mut r) => {
+                redact(&mut r.agent);
+                Reply::Agent(r)
+            }
+            Reply::List(mut r) => {
+                r.agents.iter_mut().for_each(redact);
+                Reply::List(r)
+            }
+            other => other,
+        }
+    }
+
     /// The agent this reply carries, if any.
     pub(crate) fn agent(&self) -> Option<&AgentInfo> {
         match self {
@@ -78,10 +95,20 @@ impl Reply {
     }
 }
 
+/// What a caller without the `control` role sees in place of an environment value.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+fn redact(agent: &mut AgentInfo) {
+    for value in agent.spec.env.values_mut() {
+        REDACTED.clone_into(value);
+    }
+}
+
 /// What every handler returns.
 pub(crate) type OpResult = Result<Reply, ErrorBody>;
 
-/// Serve one request, once the caller's role allows it.
+/// Serve one request, once the caller's role allows it. A caller without the `control` role
+/// gets agents' environment values redacted ([`Reply::without_secrets`]).
 pub(crate) async fn dispatch(shared: &Arc<Shared>, caller: Caller, request: Request) -> OpResult {
     let needed = request.required_role();
     if !caller.role.allows(needed) {
@@ -94,6 +121,16 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, caller: Caller, request: Requ
             ),
         ));
     }
+    let sees_secrets = caller.role.allows(drover_proto::Role::Control);
+    let result = serve(shared, caller, request).await;
+    if sees_secrets {
+        result
+    } else {
+        result.map(Reply::without_secrets)
+    }
+}
+
+async fn serve(shared: &Arc<Shared>, caller: Caller, request: Request) -> OpResult {
     match request {
         Request::Health(_) => health::handle(shared),
         Request::Spawn(args) => spawn::handle(shared, args).await,

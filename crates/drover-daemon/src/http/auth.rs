@@ -9,20 +9,32 @@
 //!   `403`. [`crate::handler::dispatch`] checks each op's role again (`call` turns its refusal
 //!   into `403` too). Both answers carry the code `unauthorized`.
 //!
+//! - A token checked once is not trusted for ever: a request on TCP (a long `wait`, a follow that
+//!   streams for hours) is checked again every [`RECHECK`] while it runs, and ends when its token
+//!   is revoked or its role changed: a `wait` still waiting gets `401`, and a stream that has
+//!   begun ends (a browser's EventSource then reconnects and gets `401`).
+//!
 //! The caller is handed to the route through a task-local ([`CALLER`]) rather than an extractor
 //! on every route: the routes run inside this middleware's future, and a route that somehow ran
 //! outside it finds no caller and is refused (fail closed).
 
+use std::sync::Arc;
+
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, COOKIE, ORIGIN, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use drover_proto::{ErrorCode, Role};
+use futures::StreamExt;
 
 use super::listen::Transport;
 use super::{ApiError, AppState};
 use crate::caller::{Caller, Via};
+
+/// How often a running request's token is checked again.
+pub(crate) const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The login cookie's name.
 pub(crate) const COOKIE_NAME: &str = "drover_token";
@@ -47,6 +59,7 @@ pub(crate) async fn authenticate(
     {
         return next.run(request).await;
     }
+    let mut token_held = None;
     let caller = match request.extensions().get::<Transport>() {
         Some(Transport::Unix) => Caller::control(Via::Http),
         Some(Transport::Tcp { .. }) => {
@@ -69,6 +82,7 @@ pub(crate) async fn authenticate(
                 // already checked that an Origin, when present, is the daemon's own).
                 return forbidden("a request authenticated by cookie must carry its Origin");
             }
+            token_held = Some((token.to_owned(), role));
             Caller {
                 role,
                 via: Via::Http,
@@ -84,7 +98,38 @@ pub(crate) async fn authenticate(
             caller.role
         ));
     }
-    CALLER.scope(caller, next.run(request)).await
+    let Some((token, role)) = token_held else {
+        return CALLER.scope(caller, next.run(request)).await;
+    };
+    // Checked again while the request runs, and while its body streams.
+    let revoked = || revoked(Arc::clone(&http), token.clone(), role);
+    let response = tokio::select! {
+        response = CALLER.scope(caller, next.run(request)) => response,
+        () = revoked() => {
+            return unauthenticated("the token was revoked while the request ran");
+        }
+    };
+    let (parts, body) = response.into_parts();
+    if axum::body::HttpBody::size_hint(&body).exact().is_some() {
+        // Complete already (a JSON reply): nothing left to cut.
+        return Response::from_parts(parts, body);
+    }
+    let body = Body::from_stream(body.into_data_stream().take_until(Box::pin(revoked())));
+    Response::from_parts(parts, body)
+}
+
+/// Resolves once `token` no longer has `role` (revoked, or its role changed): looked at every
+/// [`RECHECK`] (a stat of the token file; it is re-read only when it changed).
+async fn revoked(http: AppState, token: String, role: Role) {
+    let mut every = tokio::time::interval(RECHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if http.tokens.role_of(&token) != Some(role) {
+            return;
+        }
+    }
 }
 
 fn is_safe(method: &Method) -> bool {
