@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::ClientError;
@@ -45,27 +45,75 @@ impl CurveKeys {
     }
 
     /// Write the keypair to `path` (0600; missing directories are created 0700), as two lines:
-    /// public, then secret.
+    /// public, then secret, replacing a file that is there.
     pub fn write_to(&self, path: &Path) -> Result<(), ClientError> {
+        self.write(path, true)
+    }
+
+    /// [`CurveKeys::write_to`], but refused if `path` exists, decided atomically (no window
+    /// between a check and the write).
+    pub fn write_new(&self, path: &Path) -> Result<(), ClientError> {
+        self.write(path, false)
+    }
+
+    /// The secret is written to a fresh 0600 file beside `path` (made with `O_EXCL`, so nobody
+    /// else can hold it open), synced, then moved into place: renamed over `path`, or linked
+    /// to it when nothing may be replaced. A descriptor someone opened on an earlier `path`
+    /// never sees the new secret, and no reader sees half a file.
+    fn write(&self, path: &Path, replace: bool) -> Result<(), ClientError> {
         let fail =
             |e: std::io::Error| ClientError::Keys(format!("writing {}: {e}", path.display()));
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(fail)?;
-        }
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .map_err(fail)?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(fail)?;
-        file.write_all(format!("{}\n{}\n", self.public, self.secret).as_bytes())
-            .map_err(fail)
+        let name = path.file_name().map_or_else(
+            || std::ffi::OsString::from("keys"),
+            std::ffi::OsStr::to_os_string,
+        );
+        let mut temp = dir.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let mut file = loop {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp)
+            {
+                Ok(file) => break file,
+                // A leftover of a run that died with our pid: take another name.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    temp.set_extension(format!("{}.tmp", rand_suffix()));
+                }
+                Err(e) => return Err(fail(e)),
+            }
+        };
+        let written = file
+            .write_all(format!("{}\n{}\n", self.public, self.secret).as_bytes())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| {
+                if replace {
+                    fs::rename(&temp, path)
+                } else {
+                    fs::hard_link(&temp, path).and_then(|()| fs::remove_file(&temp))
+                }
+            });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&temp);
+            if !replace && e.kind() == std::io::ErrorKind::AlreadyExists {
+                return Err(ClientError::Keys(format!("{} exists", path.display())));
+            }
+            return Err(fail(e));
+        }
+        Ok(())
     }
 
     /// Read a keypair written by [`CurveKeys::write_to`].
@@ -88,6 +136,14 @@ impl CurveKeys {
             secret: secret.to_owned(),
         })
     }
+}
+
+/// A few characters that differ from run to run, for a temporary file's name.
+fn rand_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{nanos:x}")
 }
 
 /// Make a socket that will connect to `endpoint`: limits, heartbeats, and CURVE on TCP.
@@ -133,7 +189,7 @@ pub(crate) fn socket(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
 
@@ -156,6 +212,28 @@ mod tests {
             error.contains("line 1") && error.contains("has 5"),
             "{error}"
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_new_key_file_never_replaces_one_and_a_replaced_one_is_a_new_inode() {
+        let dir = std::env::temp_dir().join(format!("drover-keys-new-{}", std::process::id()));
+        let path = dir.join("client.key");
+        let first = CurveKeys::generate().unwrap();
+        first.write_new(&path).unwrap();
+        let second = CurveKeys::generate().unwrap();
+        let refused = second.write_new(&path).unwrap_err().to_string();
+        assert!(refused.contains("exists"), "{refused}");
+        assert_eq!(CurveKeys::read_from(&path).unwrap(), first);
+        // A reader that opened the old file keeps the old secret; the new one is a new file.
+        let inode = fs::metadata(&path).unwrap().ino();
+        second.write_to(&path).unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        assert_ne!(meta.ino(), inode);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(CurveKeys::read_from(&path).unwrap(), second);
+        // No temporary file is left behind.
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -17,7 +17,6 @@ pub(crate) struct StateLock {
 /// Create the state directory (0700) if needed and take its lock.
 pub(crate) fn prepare(state_dir: &Path) -> Result<StateLock, DaemonError> {
     let io = |context: String| move |source| DaemonError::Io { context, source };
-    let existed = state_dir.exists();
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -26,10 +25,11 @@ pub(crate) fn prepare(state_dir: &Path) -> Result<StateLock, DaemonError> {
             "creating state directory {}",
             state_dir.display()
         )))?;
-    // The ipc socket and the logs inside must not be reachable by other users. A directory we
-    // created is private already. An existing one must be ours and not shared (never /tmp or
-    // another world-writable directory); if it is merely readable by others it is tightened.
-    if existed {
+    // The ipc socket and the logs inside must not be reachable by other users. The directory
+    // must be ours and not shared (never /tmp or another world-writable directory); if it is
+    // merely readable by others it is tightened. Checked whether or not we just created it:
+    // someone may have created it between a check for its existence and ours.
+    {
         let meta = fs::metadata(state_dir).map_err(io(format!(
             "reading state directory {}",
             state_dir.display()

@@ -300,6 +300,11 @@ impl TokenTable {
 
     /// The role of the token whose secret is `presented`, if it is stored.
     pub(crate) fn role_of(&self, presented: &str) -> Option<Role> {
+        self.entry_of(presented).map(|(_, role)| role)
+    }
+
+    /// The id and role of the token whose secret is `presented`, if it is stored.
+    pub(crate) fn entry_of(&self, presented: &str) -> Option<(String, Role)> {
         if !presented.starts_with(PREFIX) {
             return None;
         }
@@ -310,10 +315,17 @@ impl TokenTable {
         let mut found = None;
         for entry in &cache.entries {
             if bool::from(entry.hash.ct_eq(&wanted)) {
-                found = Some(entry.role);
+                found = Some((entry.id.clone(), entry.role));
             }
         }
         found
+    }
+
+    /// The role of the stored token with this id (not a secret: a session names its token so).
+    pub(crate) fn role_by_id(&self, id: &str) -> Option<Role> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        self.refresh(&mut cache);
+        cache.entries.iter().find(|e| e.id == id).map(|e| e.role)
     }
 
     fn refresh(&self, cache: &mut Cache) {

@@ -66,6 +66,12 @@ async fn spawn_run_and_read_logs_exactly() {
         assert_eq!(read.next_seq, Seq(3));
         assert!(!read.truncated);
         assert_eq!(all_records(&client, &agent).await.len(), 3);
+        // Past the end: nothing, the position kept, and the true end.
+        let mut args = ReadLogsArgs::new(id.clone());
+        args.since_seq = Some(Seq(50));
+        let read = client.read_logs(args).await.unwrap();
+        assert!(read.records.is_empty());
+        assert_eq!((read.next_seq, read.end_seq), (Seq(50), Seq(4)));
 
         // The last 0 records: just the log's extent and sizes. 12 bytes of output; on disk
         // at least a segment header and one block header more (how many blocks depends on

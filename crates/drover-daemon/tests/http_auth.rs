@@ -37,6 +37,8 @@ async fn no_token_or_an_unknown_one_is_401_before_routing() {
             assert_eq!(none.status, 401, "{method} {path}: {}", none.text());
             assert_eq!(none.error_code(), "unauthorized");
             assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+            // No connection slot is kept for a peer without a credential.
+            assert_eq!(none.header("connection"), Some("close"));
             let wrong = request(
                 daemon.addr,
                 method,
@@ -291,12 +293,14 @@ async fn the_login_cookie_authenticates_like_the_token_and_is_revoked_with_it() 
         assert_eq!(login.status, 200, "{}", login.text());
         assert_eq!(login.json(), json!({"role": "read"}));
         let cookie = login.header("set-cookie").expect("a cookie").to_owned();
+        // A session id, never the token: other services on this host see the cookie too.
+        let jar = session_of(&cookie);
+        assert!(!cookie.contains(&token), "{cookie}");
         assert_eq!(
             cookie,
-            format!("drover_token={token}; HttpOnly; SameSite=Strict; Path=/"),
+            format!("{jar}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200"),
             "no Secure flag on plain loopback HTTP"
         );
-        let jar = format!("drover_token={token}");
         let health = request(daemon.addr, "GET", "/v1/health", &[("Cookie", &jar)], b"").await;
         assert_eq!(health.status, 200);
 
@@ -358,12 +362,26 @@ async fn the_login_cookie_authenticates_like_the_token_and_is_revoked_with_it() 
         .await;
         assert_eq!(other_port.status, 401, "another loopback origin is foreign");
 
-        let logout = request_without_token(daemon.addr, "POST", "/logout", &[], b"").await;
+        // Logging out ends the session here, not only in the browser: a copy of the cookie
+        // is refused from then on.
+        let logout =
+            request_without_token(daemon.addr, "POST", "/logout", &[("Cookie", &jar)], b"").await;
         assert_eq!(logout.status, 204);
         assert!(logout
             .header("set-cookie")
-            .is_some_and(|c| c.starts_with("drover_token=; Max-Age=0")));
+            .is_some_and(|c| c.starts_with("drover_session=; Max-Age=0")));
+        let after_logout =
+            request(daemon.addr, "GET", "/v1/health", &[("Cookie", &jar)], b"").await;
+        assert_eq!(
+            after_logout.status, 401,
+            "the session ended with the logout"
+        );
 
+        // A new session ends when its token is revoked.
+        let again = request_without_token(daemon.addr, "POST", "/login", &[], &body).await;
+        let jar = session_of(again.header("set-cookie").expect("a cookie"));
+        let health = request(daemon.addr, "GET", "/v1/health", &[("Cookie", &jar)], b"").await;
+        assert_eq!(health.status, 200);
         drover_daemon::token::revoke(&daemon.state_dir, "browser").expect("revoke");
         let after = request(daemon.addr, "GET", "/v1/health", &[("Cookie", &jar)], b"").await;
         assert_eq!(
@@ -374,6 +392,13 @@ async fn the_login_cookie_authenticates_like_the_token_and_is_revoked_with_it() 
         daemon.stop().await;
     })
     .await
+}
+
+/// The `name=value` of a `Set-Cookie` header: what a browser sends back.
+fn session_of(set_cookie: &str) -> String {
+    let pair = set_cookie.split(';').next().expect("name=value").to_owned();
+    assert!(pair.starts_with("drover_session=drs_"), "{set_cookie}");
+    pair
 }
 
 /// `curl` run as the unprivileged user `nobody`: its exit status and what `-w` printed.

@@ -100,7 +100,16 @@ pub fn decode_request(frame: &[u8], max: usize) -> Result<RequestEnvelope, Reque
     }
     match head.v {
         Some(v) if v.as_u64() == Some(u64::from(PROTOCOL_VERSION)) => {}
-        Some(v) => return Err(fail(ProtoError::UnsupportedVersion(v.to_string()))),
+        Some(v) => {
+            // A float or a string that reads as 1 is still not the integer 1: say which it was.
+            let given = match &v {
+                rmpv::Value::F32(f) => format!("{f:?} (a float; `v` is the integer 1)"),
+                rmpv::Value::F64(f) => format!("{f:?} (a float; `v` is the integer 1)"),
+                rmpv::Value::String(_) => format!("{v} (a string; `v` is the integer 1)"),
+                other => other.to_string(),
+            };
+            return Err(fail(ProtoError::UnsupportedVersion(given)));
+        }
         None => return Err(fail(ProtoError::UnsupportedVersion("(missing)".into()))),
     }
     let op_name = match head.op {

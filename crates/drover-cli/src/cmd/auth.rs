@@ -148,8 +148,13 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                 );
             }
             let keys = CurveKeys::generate()?;
-            keys.write_to(&path)
-                .with_context(|| format!("writing {}", path.display()))?;
+            // Without --force, refused at the write itself too, should the file appear meanwhile.
+            let written = if force {
+                keys.write_to(&path)
+            } else {
+                keys.write_new(&path)
+            };
+            written.with_context(|| format!("writing {}", path.display()))?;
             if ctx.json {
                 output::json(&serde_json::json!({
                     "public_key": keys.public,

@@ -22,14 +22,19 @@ pub(crate) fn handle(shared: &Shared, args: ReadLogsArgs) -> OpResult {
             .clamp(1, MAX_READ_LIMIT),
     };
     let read = shared.store.read(agent.id, &query).map_err(store_error)?;
-    // Taken after the read, so it is never behind what the read saw.
+    // Taken after the read, so it is never behind what the read saw (the max below only guards
+    // that). Not `read.next_seq`: a `since_seq` past the end comes back as `next_seq`, and the
+    // end must stay the true one.
     let bounds = shared.store.log_bounds(agent.id).map_err(store_error)?;
+    let past_record = read.records.last().map(|r| r.seq.0 + 1);
+    let past_dropped = read.dropped.map(|range| range.to.0 + 1);
+    let past_read = drover_proto::Seq(past_record.max(past_dropped).unwrap_or(0));
     Ok(Reply::ReadLogs(ReadLogsResult {
         records: read.records,
         first_seq: read.first_seq,
         next_seq: read.next_seq,
         truncated: read.truncated,
-        end_seq: bounds.next_seq.max(read.next_seq),
+        end_seq: bounds.next_seq.max(past_read),
         dropped: read.dropped,
         output_bytes: bounds.output,
         disk_bytes: bounds.bytes,

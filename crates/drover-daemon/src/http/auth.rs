@@ -36,8 +36,30 @@ use crate::caller::{Caller, Via};
 /// How often a running request's token is checked again.
 pub(crate) const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The login cookie's name.
-pub(crate) const COOKIE_NAME: &str = "drover_token";
+/// The login cookie's name; it holds a session id ([`super::session`]), never a token.
+pub(crate) const COOKIE_NAME: &str = "drover_session";
+
+/// A credential a request presented over TCP.
+#[derive(Clone)]
+enum Credential {
+    /// A bearer token's secret.
+    Token(String),
+    /// A login session's id, from the cookie.
+    Session(String),
+}
+
+impl Credential {
+    /// The role it carries now: `None` once the token is revoked or the session has ended.
+    fn role(&self, http: &AppState) -> Option<Role> {
+        match self {
+            Credential::Token(token) => http.tokens.role_of(token),
+            Credential::Session(id) => http
+                .sessions
+                .token_of(id)
+                .and_then(|token_id| http.tokens.role_by_id(&token_id)),
+        }
+    }
+}
 
 tokio::task_local! {
     /// The authenticated caller of the request being handled.
@@ -63,18 +85,24 @@ pub(crate) async fn authenticate(
     let caller = match request.extensions().get::<Transport>() {
         Some(Transport::Unix) => Caller::control(Via::Http),
         Some(Transport::Tcp { .. }) => {
-            let (token, from_cookie) = match credential(request.headers()) {
-                Some(found) => found,
-                None => {
-                    return unauthenticated(
-                        "this request carries no token: send Authorization: Bearer <token> \
-                         (made with `drover auth token create`)",
-                    )
-                }
+            let Some(credential) = credential(request.headers()) else {
+                return unauthenticated(
+                    "this request carries no token: send Authorization: Bearer <token> \
+                     (made with `drover auth token create`)",
+                );
             };
-            let Some(role) = http.tokens.role_of(token) else {
-                return unauthenticated("the token is not known to this daemon (or was revoked)");
+            let Some(role) = credential.role(&http) else {
+                return unauthenticated(match credential {
+                    Credential::Token(_) => {
+                        "the token is not known to this daemon (or was revoked)"
+                    }
+                    Credential::Session(_) => {
+                        "the login session has ended (logged out, expired, its token revoked, \
+                         or the daemon restarted): log in again"
+                    }
+                });
             };
+            let from_cookie = matches!(credential, Credential::Session(_));
             if from_cookie && !is_safe(request.method()) && request.headers().get(ORIGIN).is_none()
             {
                 // A cookie is sent by the browser on its own; a state-changing request that
@@ -82,7 +110,7 @@ pub(crate) async fn authenticate(
                 // already checked that an Origin, when present, is the daemon's own).
                 return forbidden("a request authenticated by cookie must carry its Origin");
             }
-            token_held = Some((token.to_owned(), role));
+            token_held = Some((credential, role));
             Caller {
                 role,
                 via: Via::Http,
@@ -98,11 +126,11 @@ pub(crate) async fn authenticate(
             caller.role
         ));
     }
-    let Some((token, role)) = token_held else {
+    let Some((credential, role)) = token_held else {
         return CALLER.scope(caller, next.run(request)).await;
     };
     // Checked again while the request runs, and while its body streams.
-    let revoked = || revoked(Arc::clone(&http), token.clone(), role);
+    let revoked = || revoked(Arc::clone(&http), credential.clone(), role);
     let response = tokio::select! {
         response = CALLER.scope(caller, next.run(request)) => response,
         () = revoked() => {
@@ -118,15 +146,16 @@ pub(crate) async fn authenticate(
     Response::from_parts(parts, body)
 }
 
-/// Resolves once `token` no longer has `role` (revoked, or its role changed): looked at every
-/// [`RECHECK`] (a stat of the token file; it is re-read only when it changed).
-async fn revoked(http: AppState, token: String, role: Role) {
+/// Resolves once `credential` no longer has `role` (its token revoked or its role changed, its
+/// session ended): looked at every [`RECHECK`] (a stat of the token file; it is re-read only
+/// when it changed).
+async fn revoked(http: AppState, credential: Credential, role: Role) {
     let mut every = tokio::time::interval(RECHECK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     every.tick().await;
     loop {
         every.tick().await;
-        if http.tokens.role_of(&token) != Some(role) {
+        if credential.role(&http) != Some(role) {
             return;
         }
     }
@@ -136,16 +165,16 @@ fn is_safe(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
 
-/// The token and whether it came from the cookie. A bearer header wins over a cookie.
-fn credential(headers: &HeaderMap) -> Option<(&str, bool)> {
+/// The bearer token, else the login cookie's session. A bearer header wins over a cookie.
+fn credential(headers: &HeaderMap) -> Option<Credential> {
     if let Some(value) = headers.get(AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
-            .then(|| (token.trim(), false));
+            .then(|| Credential::Token(token.trim().to_owned()));
     }
-    cookie(headers).map(|token| (token, true))
+    cookie(headers).map(|id| Credential::Session(id.to_owned()))
 }
 
 /// The login cookie's value, if the request has one.
@@ -162,12 +191,18 @@ pub(crate) fn cookie(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// `401 unauthorized` with `WWW-Authenticate: Bearer`.
+///
+/// With `Connection: close`: a peer without a valid credential keeps no connection slot, so
+/// unauthenticated requests every few seconds cannot hold the connection cap.
 pub(crate) fn unauthenticated(message: &str) -> Response {
     let mut response = ApiError::new(ErrorCode::Unauthorized, message).into_response();
     *response.status_mut() = StatusCode::UNAUTHORIZED;
-    response
-        .headers_mut()
-        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    let headers = response.headers_mut();
+    headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    headers.insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
     response
 }
 
@@ -180,18 +215,29 @@ fn forbidden(message: &str) -> Response {
 mod tests {
     use super::*;
 
+    fn shown(credential: Option<Credential>) -> Option<(String, bool)> {
+        credential.map(|c| match c {
+            Credential::Token(t) => (t, false),
+            Credential::Session(s) => (s, true),
+        })
+    }
+
     #[test]
     fn credentials_come_from_the_bearer_header_or_the_cookie() {
         let mut headers = HeaderMap::new();
-        assert_eq!(credential(&headers), None);
+        assert_eq!(shown(credential(&headers)), None);
         headers.insert(
             COOKIE,
-            HeaderValue::from_static("a=b; drover_token=drv_c; x=y"),
+            HeaderValue::from_static("a=b; drover_session=drs_c; x=y"),
         );
-        assert_eq!(credential(&headers), Some(("drv_c", true)));
+        assert_eq!(shown(credential(&headers)), Some(("drs_c".into(), true)));
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer drv_b"));
-        assert_eq!(credential(&headers), Some(("drv_b", false)));
+        assert_eq!(shown(credential(&headers)), Some(("drv_b".into(), false)));
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic eHk="));
-        assert_eq!(credential(&headers), None, "another scheme is no token");
+        assert_eq!(
+            shown(credential(&headers)),
+            None,
+            "another scheme is no token"
+        );
     }
 }

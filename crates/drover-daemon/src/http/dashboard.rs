@@ -24,7 +24,7 @@ const TRANSCRIPT: &str = include_str!("../../assets/dashboard/transcript.js");
 
 /// Only the daemon's own scripts, styles and connections; no frames, no plugins, no forms
 /// posting elsewhere.
-const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+pub(super) const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                       connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
                       form-action 'self'; frame-ancestors 'none'";
 

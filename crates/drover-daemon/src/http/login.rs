@@ -1,11 +1,12 @@
 //! Browser login, as Jupyter does it: the user pastes a token once into `GET /login`'s form (or
 //! a page posts it as JSON), and the daemon answers with an HttpOnly, SameSite=Strict cookie
-//! holding it, so no script on a page ever holds the token. The cookie is checked exactly like
-//! the bearer header ([`super::auth`]): revoking the token ends the session too.
+//! holding a session id ([`super::session`]), so no script on a page ever holds the token and
+//! the cookie never carries it. The session carries the token's role ([`super::auth`]):
+//! revoking the token, or logging out, ends it; it lasts at most [`super::session::TTL`].
 
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::SET_COOKIE;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -25,9 +26,18 @@ const FORM: &str = r#"<!doctype html>
 </body></html>
 "#;
 
-/// `GET /login`: the form.
-pub(super) async fn form() -> Html<&'static str> {
-    Html(FORM)
+/// `GET /login`: the form, under the dashboard's content policy (no framing: a page that
+/// framed the form could trick a user into typing a token into it).
+pub(super) async fn form() -> Response {
+    with_policy(Html(FORM).into_response())
+}
+
+fn with_policy(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(super::dashboard::POLICY),
+    );
+    response
 }
 
 #[derive(Deserialize)]
@@ -54,16 +64,31 @@ pub(super) async fn login(State(http): State<AppState>, request: Request) -> Res
         return ApiError::bad_request("send {\"token\": \"...\"} or the form field token")
             .into_response();
     };
-    let Some(role) = http.tokens.role_of(&token) else {
+    let Some((token_id, role)) = http.tokens.entry_of(&token) else {
         return unauthenticated("the token is not known to this daemon (or was revoked)");
     };
+    let session = match http.sessions.start(token_id) {
+        Ok(session) => session,
+        Err(error) => {
+            return ApiError::new(
+                drover_proto::ErrorCode::Internal,
+                format!("starting a session: {error}"),
+            )
+            .into_response()
+        }
+    };
     let secure = if tls { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/{secure}");
+    let cookie = format!(
+        "{COOKIE_NAME}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+        super::session::TTL.as_secs()
+    );
     let mut response = if is_form {
-        Html(format!(
-            "<!doctype html><p>Logged in with the {role} role.</p>\n"
-        ))
-        .into_response()
+        with_policy(
+            Html(format!(
+                "<!doctype html><p>Logged in with the {role} role.</p>\n"
+            ))
+            .into_response(),
+        )
     } else {
         Json(serde_json::json!({ "role": role.as_str() })).into_response()
     };
@@ -72,17 +97,21 @@ pub(super) async fn login(State(http): State<AppState>, request: Request) -> Res
             response.headers_mut().insert(SET_COOKIE, value);
             response
         }
-        // A token with characters a header cannot hold is not one of ours (they are base64url).
-        Err(_) => unauthenticated("the token is not known to this daemon (or was revoked)"),
+        // Session ids are base64url: this cannot happen.
+        Err(_) => ApiError::new(drover_proto::ErrorCode::Internal, "an unusable session id")
+            .into_response(),
     }
 }
 
-/// `POST /logout`: clears the cookie.
-pub(super) async fn logout() -> Response {
+/// `POST /logout`: ends the cookie's session here and clears the cookie.
+pub(super) async fn logout(State(http): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(session) = super::auth::cookie(&headers) {
+        http.sessions.end(session);
+    }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         SET_COOKIE,
-        HeaderValue::from_static("drover_token=; Max-Age=0; HttpOnly; SameSite=Strict; Path=/"),
+        HeaderValue::from_static("drover_session=; Max-Age=0; HttpOnly; SameSite=Strict; Path=/"),
     );
     response
 }

@@ -24,6 +24,7 @@ mod logs;
 mod metrics;
 mod query;
 mod record;
+mod session;
 mod sse;
 
 use std::sync::atomic::AtomicU64;
@@ -60,6 +61,8 @@ pub(crate) struct Http {
     pub(crate) event_followers: AtomicU64,
     /// The bearer tokens, re-read when their file changes.
     pub(crate) tokens: TokenTable,
+    /// Browser sessions started by `POST /login`.
+    pub(crate) sessions: session::Sessions,
 }
 
 type AppState = Arc<Http>;
@@ -129,6 +132,7 @@ pub(crate) async fn serve(
 ) {
     let http = Arc::new(Http {
         tokens: TokenTable::new(&shared.config.state_dir),
+        sessions: session::Sessions::default(),
         shared,
         stop: stop.clone(),
         event_followers: AtomicU64::new(0),
