@@ -52,23 +52,46 @@ async fn measure(
     let agent = client.spawn(spec(&["sleep", "1000"])).await.unwrap();
     let id = agent.id.to_string();
 
-    println!("control round trips over CURVE TCP, {ROUND_TRIPS} sequential requests each");
-    let echo = raw_echo(ROUND_TRIPS, "tcp://127.0.0.1:0", Some(raw::Curve::new()));
-    print_rtt("raw libzmq CURVE REQ/REP echo", echo, None);
-    let health = timed(ROUND_TRIPS, || async { client.health().await.unwrap() }).await;
-    print_rtt("drover health, CURVE", health, Some(echo));
-    let get = timed(ROUND_TRIPS, || async { client.get(&id).await.unwrap() }).await;
-    print_rtt("drover get, CURVE", get, Some(echo));
-
-    println!("\ncontrol round trips over ipc, {ROUND_TRIPS} sequential requests each");
-    let path = dir.join("echo.sock");
-    let echo = raw_echo(ROUND_TRIPS, &format!("ipc://{}", path.display()), None);
-    print_rtt("raw libzmq ipc REQ/REP echo", echo, None);
-    let health = timed(ROUND_TRIPS, || async { local.health().await.unwrap() }).await;
-    print_rtt("drover health, ipc", health, Some(echo));
-
-    let get_ipc = timed(ROUND_TRIPS, || async { local.get(&id).await.unwrap() }).await;
-    print_rtt("drover get, ipc", get_ipc, Some(echo));
+    // Round trips are measured in interleaved blocks: raw echo, drover health, drover get,
+    // again and again, so a drift of the machine's speed (this VM's moves by 2x within a day,
+    // and by 30 % within a minute) falls on the baseline and on drover alike. Each figure is
+    // the median of its blocks.
+    println!(
+        "control round trips, {BLOCKS} interleaved blocks of {BLOCK} sequential requests each \
+         (median of the blocks)"
+    );
+    for (transport, endpoint, curve, caller) in [
+        (
+            "CURVE",
+            "tcp://127.0.0.1:0".to_owned(),
+            Some(raw::Curve::new()),
+            &client,
+        ),
+        (
+            "ipc",
+            format!("ipc://{}", dir.join("echo.sock").display()),
+            None,
+            &local,
+        ),
+    ] {
+        let echo = RawEcho::start(&endpoint, curve.as_ref());
+        let (mut raw, mut health, mut get) = (Vec::new(), Vec::new(), Vec::new());
+        echo.block(100);
+        timed(100, || async { caller.health().await.unwrap() }).await;
+        for _ in 0..BLOCKS {
+            raw.push(echo.block(BLOCK));
+            health.push(timed(BLOCK, || async { caller.health().await.unwrap() }).await);
+            get.push(timed(BLOCK, || async { caller.get(&id).await.unwrap() }).await);
+        }
+        let raw = median(raw);
+        print_rtt(&format!("raw libzmq {transport} REQ/REP echo"), raw, None);
+        print_rtt(
+            &format!("drover health, {transport}"),
+            median(health),
+            Some(raw),
+        );
+        print_rtt(&format!("drover get, {transport}"), median(get), Some(raw));
+    }
 
     println!("\n{CONCURRENT_CLIENTS} concurrent clients, {ROUND_TRIPS} health requests each");
     let raw = raw_concurrent(ROUND_TRIPS);
@@ -144,15 +167,21 @@ async fn concurrent_health(control: &str, options: &ClientOptions) -> f64 {
     (CONCURRENT_CLIENTS * ROUND_TRIPS) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Blocks of round trips in each interleaved series, and round trips in a block.
+const BLOCKS: usize = 20;
+const BLOCK: usize = 500;
+
+fn median(mut blocks: Vec<Duration>) -> Duration {
+    blocks.sort();
+    blocks[blocks.len() / 2]
+}
+
+/// The mean round trip of `n` sequential calls.
 async fn timed<F, Fut, T>(n: usize, mut call: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = T>,
 {
-    // Warm up, then measure.
-    for _ in 0..100 {
-        call().await;
-    }
     let started = Instant::now();
     for _ in 0..n {
         call().await;
@@ -219,34 +248,47 @@ fn raw_concurrent(n: usize) -> f64 {
 }
 
 /// A REQ/REP echo of a health-sized message on `endpoint` (CURVE when `curve` is given), each
-/// side a blocking libzmq socket on its own thread with its own context: the floor for a round
-/// trip between two processes.
-fn raw_echo(n: usize, endpoint: &str, curve: Option<raw::Curve>) -> Duration {
-    let rep = zmq::Context::new().socket(zmq::REP).unwrap();
-    let req = zmq::Context::new().socket(zmq::REQ).unwrap();
-    if let Some(curve) = &curve {
-        curve.server(&rep);
-        curve.client(&req);
-    }
-    rep.bind(endpoint).unwrap();
-    let endpoint = rep.get_last_endpoint().unwrap().unwrap();
-    let server = std::thread::spawn(move || {
-        for _ in 0..n + 100 {
-            let message = rep.recv_bytes(0).unwrap();
-            rep.send(message, 0).unwrap();
+/// side a blocking libzmq socket, the server on a thread of its own, each with its own context:
+/// the floor for a round trip between two processes.
+struct RawEcho {
+    req: zmq::Socket,
+    _server: std::thread::JoinHandle<()>,
+}
+
+impl RawEcho {
+    fn start(endpoint: &str, curve: Option<&raw::Curve>) -> RawEcho {
+        let rep = zmq::Context::new().socket(zmq::REP).unwrap();
+        let req = zmq::Context::new().socket(zmq::REQ).unwrap();
+        if let Some(curve) = curve {
+            curve.server(&rep);
+            curve.client(&req);
         }
-    });
-    req.connect(&endpoint).unwrap();
-    let body = [0x80u8; 48];
-    let mut started = Instant::now();
-    for i in 0..n + 100 {
-        if i == 100 {
-            started = Instant::now();
+        rep.bind(endpoint).unwrap();
+        let endpoint = rep.get_last_endpoint().unwrap().unwrap();
+        // Echoes until the client goes (the process ends with the bench).
+        let server = std::thread::spawn(move || {
+            while let Ok(message) = rep.recv_bytes(0) {
+                if rep.send(message, 0).is_err() {
+                    break;
+                }
+            }
+        });
+        req.connect(&endpoint).unwrap();
+        RawEcho {
+            req,
+            _server: server,
         }
-        req.send(&body[..], 0).unwrap();
-        req.recv_bytes(0).unwrap();
     }
-    let elapsed = started.elapsed() / n as u32;
-    server.join().unwrap();
-    elapsed
+
+    /// The mean round trip of `n` sequential echoes (this thread blocks meanwhile; the daemon
+    /// runs on a runtime of its own).
+    fn block(&self, n: usize) -> Duration {
+        let body = [0x80u8; 48];
+        let started = Instant::now();
+        for _ in 0..n {
+            self.req.send(&body[..], 0).unwrap();
+            self.req.recv_bytes(0).unwrap();
+        }
+        started.elapsed() / n as u32
+    }
 }

@@ -79,14 +79,26 @@ pub(crate) async fn same_origin(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port (digits only). Anything after
+/// the host but a port is refused (`[::1]evil.example`).
 fn is_loopback_authority(authority: &str) -> bool {
-    let host = match authority.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host),
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((host, after)) => (host, after),
+            None => return false,
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, _)) => (host, &authority[host.len()..]),
+            None => (authority, ""),
+        },
     };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    if !port_ok {
+        return false;
+    }
     host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
@@ -118,6 +130,10 @@ mod tests {
             "[::2]:1",
             "",
             "localhost.evil.example",
+            "[::1]evil.example",
+            "[::1]:80x",
+            "127.0.0.1:",
+            "[::1",
         ] {
             assert!(!is_loopback_authority(bad), "{bad}");
         }
