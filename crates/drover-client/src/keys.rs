@@ -103,7 +103,28 @@ impl CurveKeys {
                 if replace {
                     fs::rename(&temp, path)
                 } else {
-                    fs::hard_link(&temp, path).and_then(|()| fs::remove_file(&temp))
+                    match fs::hard_link(&temp, path) {
+                        Ok(()) => {
+                            // The key is in place; a temporary file left behind is harmless.
+                            let _ = fs::remove_file(&temp);
+                            Ok(())
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+                        // A filesystem without hard links (vfat, some network mounts): create
+                        // the file itself exclusively instead.
+                        Err(_) => {
+                            let _ = fs::remove_file(&temp);
+                            let mut file = fs::OpenOptions::new()
+                                .write(true)
+                                .create_new(true)
+                                .mode(0o600)
+                                .open(path)?;
+                            file.write_all(
+                                format!("{}\n{}\n", self.public, self.secret).as_bytes(),
+                            )?;
+                            file.sync_all()
+                        }
+                    }
                 }
             });
         if let Err(e) = written {

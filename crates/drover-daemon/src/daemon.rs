@@ -208,15 +208,22 @@ pub async fn run(
     )));
     tasks.push(tokio::spawn(retention::run(Arc::clone(&shared), stop_rx)));
 
-    tokio::select! {
-        () = shutdown => {}
+    let zap_died = tokio::select! {
+        () = shutdown => false,
         ended = &mut zap_task => {
             // Without its handler libzmq would accept any CURVE key: stop rather than serve so.
             tracing::error!(
                 ?ended,
                 "the ZAP handler stopped: shutting down, since CURVE handshakes would go unchecked"
             );
+            true
         }
+    };
+    if zap_died {
+        // At once, not after the agents' grace: the control sockets stop serving and the PUB
+        // sockets close, so no handshake goes unchecked meanwhile.
+        let _ = stop_tx.send(true);
+        publisher_task.abort();
     }
     tracing::info!("shutting down");
     {

@@ -113,6 +113,7 @@ pub(crate) async fn run(
 ) {
     // Endpoints that could not be bound again yet: retried with each heartbeat.
     let mut unbound: Vec<usize> = Vec::new();
+    let mut watching = true;
     let (sockets, endpoints): (Vec<zmq::Socket>, Vec<Option<String>>) =
         sockets.into_iter().map(|s| (s.socket, s.rebind)).unzip();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
@@ -133,10 +134,10 @@ pub(crate) async fn run(
                     send(&sockets, &topic, &body);
                 }
             }
-            changed = revocations.changed() => {
+            changed = revocations.changed(), if watching => {
                 if changed.is_err() {
-                    // The key table is gone with the daemon; nothing more to watch.
-                    revocations = tokio::sync::watch::Sender::new(0).subscribe();
+                    // The key table is gone (the daemon is stopping): nothing more to watch.
+                    watching = false;
                     continue;
                 }
                 for (i, endpoint) in endpoints.iter().enumerate() {
@@ -148,12 +149,20 @@ pub(crate) async fn run(
                         unbound.push(i);
                     }
                 }
-                rebind(&sockets, &endpoints, &mut unbound);
+                // libzmq closes the listener on its I/O thread: the port may not be free at
+                // once. A few quick tries, then one a second with the heartbeat.
+                for pause_ms in [0u64, 5, 10, 20, 40, 80] {
+                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                    rebind(&sockets, &endpoints, &mut unbound, false);
+                    if unbound.is_empty() {
+                        break;
+                    }
+                }
                 tracing::info!("a key was revoked: PUB connections ended; allowed subscribers reconnect");
             }
             _ = heartbeat.tick() => {
                 if !unbound.is_empty() {
-                    rebind(&sockets, &endpoints, &mut unbound);
+                    rebind(&sockets, &endpoints, &mut unbound, true);
                 }
                 for (socket, subscribed) in sockets.iter().zip(subscriptions.iter_mut()) {
                     subscribed.read(socket);
@@ -167,9 +176,14 @@ pub(crate) async fn run(
     }
 }
 
-/// Bind each socket of `unbound` to its endpoint again; those that fail stay listed (and are
-/// logged) for the next try.
-fn rebind(sockets: &[zmq::Socket], endpoints: &[Option<String>], unbound: &mut Vec<usize>) {
+/// Bind each socket of `unbound` to its endpoint again; those that fail stay listed for the
+/// next try (logged when `log`: the retries each second).
+fn rebind(
+    sockets: &[zmq::Socket],
+    endpoints: &[Option<String>],
+    unbound: &mut Vec<usize>,
+    log: bool,
+) {
     unbound.retain(|&i| {
         let Some(endpoint) = &endpoints[i] else {
             return false;
@@ -177,7 +191,9 @@ fn rebind(sockets: &[zmq::Socket], endpoints: &[Option<String>], unbound: &mut V
         match sockets[i].bind(endpoint) {
             Ok(()) => false,
             Err(error) => {
-                tracing::error!(%error, endpoint, "binding the PUB endpoint again; retrying every second");
+                if log {
+                    tracing::warn!(%error, endpoint, "binding the PUB endpoint again; retrying every second");
+                }
                 true
             }
         }

@@ -288,6 +288,8 @@ struct Cache {
     stamp: Option<(u64, u64, u64, i64, i64)>,
     entries: Vec<TokenEntry>,
     loaded: bool,
+    /// The last read failed (logged once per episode).
+    failing: bool,
 }
 
 impl TokenTable {
@@ -346,16 +348,18 @@ impl TokenTable {
                 cache.entries = entries;
                 cache.stamp = stamp;
                 cache.loaded = true;
+                cache.failing = false;
             }
             Err(error) => {
                 // A file that cannot be read admits nobody (fail closed), and is logged once
-                // per change.
-                if cache.stamp != stamp || !cache.loaded {
+                // per episode. No stamp is kept, so it is read again at the next request: a
+                // passing error (out of descriptors) or a fixed mode ends the lockout.
+                if !cache.failing {
                     tracing::error!(%error, "token file unusable; HTTP tokens refused");
                 }
+                cache.failing = true;
                 cache.entries.clear();
-                cache.stamp = stamp;
-                cache.loaded = true;
+                cache.loaded = false;
             }
         }
     }

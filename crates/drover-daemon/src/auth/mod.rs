@@ -77,8 +77,10 @@ struct Inner {
     // The table and the file stamp it was read at. A std Mutex: held to compare a stamp or swap
     // the table, never across an await (file reads happen outside it).
     current: Mutex<(Option<Stamp>, Arc<AllowedKeys>)>,
-    /// Counts the reloads that took a key away (or lowered its role).
+    /// Counts the reloads that took a key away.
     revoked: tokio::sync::watch::Sender<u64>,
+    /// The file could not be read at the last look (logged once per episode).
+    unreadable: std::sync::atomic::AtomicBool,
 }
 
 /// What identifies one version of the file.
@@ -88,6 +90,9 @@ struct Stamp {
     modified: i64,
     modified_ns: i64,
     inode: u64,
+    /// A `chmod` or `chown` changes only this.
+    changed: i64,
+    changed_ns: i64,
 }
 
 fn stamp(path: &Path) -> Option<Stamp> {
@@ -97,6 +102,8 @@ fn stamp(path: &Path) -> Option<Stamp> {
         modified: meta.mtime(),
         modified_ns: meta.mtime_nsec(),
         inode: meta.ino(),
+        changed: meta.ctime(),
+        changed_ns: meta.ctime_nsec(),
     })
 }
 
@@ -112,6 +119,7 @@ impl Auth {
                 path,
                 current: Mutex::new((before, Arc::new(keys))),
                 revoked: tokio::sync::watch::Sender::new(0),
+                unreadable: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -143,16 +151,40 @@ impl Auth {
                 return;
             }
             Err(error) => {
-                tracing::error!(%error, "allowed keys cannot be read: no key is allowed until they can");
-                AllowedKeys::default()
+                use std::sync::atomic::Ordering;
+                if !self.inner.unreadable.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        %error,
+                        "allowed keys cannot be read: no key is allowed until they can"
+                    );
+                }
+                // Fail closed, and keep no stamp: the file is read again at the next look, so
+                // a passing error (out of descriptors) or a fixed mode ends the lockout.
+                let mut current = self.lock();
+                let took_away = !current.1.entries().is_empty();
+                *current = (None, Arc::new(AllowedKeys::default()));
+                drop(current);
+                if took_away {
+                    self.inner.revoked.send_modify(|n| *n += 1);
+                }
+                return;
             }
         };
+        if self
+            .inner
+            .unreadable
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::info!("allowed keys readable again");
+        }
         let mut current = self.lock();
+        // A key gone ends PUB connections; a role lowered needs nothing there (`read` may
+        // subscribe), and control requests look the role up each time anyway.
         let took_away = current
             .1
             .entries()
             .iter()
-            .any(|old| loaded.role_of(&old.key).is_none_or(|role| role < old.role));
+            .any(|old| loaded.role_of(&old.key).is_none());
         *current = (now, Arc::new(loaded));
         drop(current);
         if took_away {
@@ -160,7 +192,7 @@ impl Auth {
         }
     }
 
-    /// Changes each time a reload takes a key away or lowers its role.
+    /// Changes each time a reload takes a key away.
     pub(crate) fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.revoked.subscribe()
     }

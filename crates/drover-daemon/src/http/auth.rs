@@ -9,10 +9,11 @@
 //!   `403`. [`crate::handler::dispatch`] checks each op's role again (`call` turns its refusal
 //!   into `403` too). Both answers carry the code `unauthorized`.
 //!
-//! - A token checked once is not trusted for ever: a request on TCP (a long `wait`, a follow that
-//!   streams for hours) is checked again every [`RECHECK`] while it runs, and ends when its token
-//!   is revoked or its role changed: a `wait` still waiting gets `401`, and a stream that has
-//!   begun ends (a browser's EventSource then reconnects and gets `401`).
+//! - A credential checked once is not trusted for ever: a GET on TCP (a long `wait`, a follow
+//!   that streams for hours) is checked again every [`RECHECK`] while it runs, and ends when its
+//!   token is revoked or its role changed, or its session ended: a `wait` still waiting gets
+//!   `401`, and a stream that has begun ends (a browser's EventSource then reconnects and gets
+//!   `401`). A request that changes something runs to its end.
 //!
 //! The caller is handed to the route through a task-local ([`CALLER`]) rather than an extractor
 //! on every route: the routes run inside this middleware's future, and a route that somehow ran
@@ -85,7 +86,16 @@ pub(crate) async fn authenticate(
     let caller = match request.extensions().get::<Transport>() {
         Some(Transport::Unix) => Caller::control(Via::Http),
         Some(Transport::Tcp { .. }) => {
-            let Some(credential) = credential(request.headers()) else {
+            let credential = match credential(request.headers()) {
+                // The first of the cookie's values that is a live session, if any is.
+                Some(Credential::Session(first)) => Some(Credential::Session(
+                    cookies(request.headers())
+                        .find(|id| http.sessions.token_of(id).is_some())
+                        .map_or(first, str::to_owned),
+                )),
+                other => other,
+            };
+            let Some(credential) = credential else {
                 return unauthenticated(
                     "this request carries no token: send Authorization: Bearer <token> \
                      (made with `drover auth token create`)",
@@ -129,6 +139,11 @@ pub(crate) async fn authenticate(
     let Some((credential, role)) = token_held else {
         return CALLER.scope(caller, next.run(request)).await;
     };
+    if !is_safe(request.method()) {
+        // A change is never cut half-way (a spawn, a stop waiting out its grace): its client
+        // could not tell whether it took effect.
+        return CALLER.scope(caller, next.run(request)).await;
+    }
     // Checked again while the request runs, and while its body streams.
     let revoked = || revoked(Arc::clone(&http), credential.clone(), role);
     let response = tokio::select! {
@@ -179,12 +194,18 @@ fn credential(headers: &HeaderMap) -> Option<Credential> {
 
 /// The login cookie's value, if the request has one.
 pub(crate) fn cookie(headers: &HeaderMap) -> Option<&str> {
+    cookies(headers).next()
+}
+
+/// Every value of the login cookie the request carries: a page on another port of this host
+/// can set a second `drover_session` (with a longer `Path`, sent first) to shadow ours.
+pub(crate) fn cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
+        .filter_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
             (name == COOKIE_NAME && !value.is_empty()).then_some(value)
         })

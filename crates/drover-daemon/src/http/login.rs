@@ -95,6 +95,7 @@ pub(super) async fn login(State(http): State<AppState>, request: Request) -> Res
     match HeaderValue::from_str(&cookie) {
         Ok(value) => {
             response.headers_mut().insert(SET_COOKIE, value);
+            clear_old_cookie(&mut response);
             response
         }
         // Session ids are base64url: this cannot happen.
@@ -105,7 +106,7 @@ pub(super) async fn login(State(http): State<AppState>, request: Request) -> Res
 
 /// `POST /logout`: ends the cookie's session here and clears the cookie.
 pub(super) async fn logout(State(http): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(session) = super::auth::cookie(&headers) {
+    for session in super::auth::cookies(&headers) {
         http.sessions.end(session);
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -113,7 +114,17 @@ pub(super) async fn logout(State(http): State<AppState>, headers: HeaderMap) -> 
         SET_COOKIE,
         HeaderValue::from_static("drover_session=; Max-Age=0; HttpOnly; SameSite=Strict; Path=/"),
     );
+    clear_old_cookie(&mut response);
     response
+}
+
+/// Builds before sessions kept the token itself in a `drover_token` cookie, which browsers go on
+/// sending to every port of the host: login and logout clear it.
+fn clear_old_cookie(response: &mut Response) {
+    response.headers_mut().append(
+        SET_COOKIE,
+        HeaderValue::from_static("drover_token=; Max-Age=0; HttpOnly; SameSite=Strict; Path=/"),
+    );
 }
 
 /// One field of an `application/x-www-form-urlencoded` body, decoded.

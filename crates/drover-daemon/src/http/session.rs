@@ -4,8 +4,8 @@
 //! token: browsers send a host's cookies to every port of that host (and `SameSite` treats them
 //! as one site), so any other HTTP service on the same host name would receive what the cookie
 //! holds. A session id is worth less than the token it stands for: it lives at most [`TTL`],
-//! ends at `POST /logout`, ends with its token (revoked, or its role changed), and is known only
-//! to this daemon process (a restart logs every browser out).
+//! ends at `POST /logout`, ends with its token (revoked; a changed role applies to it at once),
+//! and is known only to this daemon process (a restart logs every browser out).
 //!
 //! Ids are `drs_` and 43 base64url characters (256 bits from the operating system's CSPRNG);
 //! only their SHA-256 is kept, in memory, at most [`MAX_SESSIONS`] of them (the oldest goes
@@ -26,6 +26,10 @@ pub(crate) const TTL: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// Sessions kept at once; a login beyond this ends the oldest.
 pub(crate) const MAX_SESSIONS: usize = 1024;
+
+/// Sessions one token may hold at once; a login beyond this ends that token's oldest, so one
+/// token logging in over and over cannot push other tokens' sessions out.
+pub(crate) const MAX_PER_TOKEN: usize = 16;
 
 /// The daemon's live sessions.
 #[derive(Debug, Default)]
@@ -52,14 +56,22 @@ impl Sessions {
         );
         let mut live = self.lock();
         live.retain(|_, session| session.started.elapsed() < TTL);
-        if live.len() >= MAX_SESSIONS {
-            let oldest = live
-                .iter()
+        let oldest = |live: &HashMap<[u8; 32], Session>, of_token: Option<&str>| {
+            live.iter()
+                .filter(|(_, s)| of_token.is_none_or(|t| s.token_id == t))
                 .min_by_key(|(_, session)| session.started)
-                .map(|(key, _)| *key);
-            if let Some(oldest) = oldest {
-                live.remove(&oldest);
-            }
+                .map(|(key, _)| *key)
+        };
+        let own = live.values().filter(|s| s.token_id == token_id).count();
+        let evict = if own >= MAX_PER_TOKEN {
+            oldest(&live, Some(&token_id))
+        } else if live.len() >= MAX_SESSIONS {
+            oldest(&live, None)
+        } else {
+            None
+        };
+        if let Some(key) = evict {
+            live.remove(&key);
         }
         live.insert(
             digest(&secret),
@@ -122,15 +134,26 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_session_goes_beyond_the_cap() {
+    fn the_oldest_session_goes_beyond_the_caps() {
         let sessions = Sessions::default();
-        let first = sessions.start("t".into()).unwrap();
-        for _ in 1..MAX_SESSIONS {
-            sessions.start("t".into()).unwrap();
+        let first = sessions.start("t0".into()).unwrap();
+        for n in 1..MAX_SESSIONS {
+            sessions.start(format!("t{n}")).unwrap();
         }
         assert!(sessions.token_of(&first).is_some());
-        sessions.start("t".into()).unwrap();
+        sessions.start("another".into()).unwrap();
         assert_eq!(sessions.token_of(&first), None);
         assert_eq!(sessions.lock().len(), MAX_SESSIONS);
+        // One token logging in again and again only ends its own oldest session.
+        let sessions = Sessions::default();
+        let other = sessions.start("other".into()).unwrap();
+        let mine = sessions.start("mine".into()).unwrap();
+        for _ in 1..MAX_PER_TOKEN {
+            sessions.start("mine".into()).unwrap();
+        }
+        assert!(sessions.token_of(&mine).is_some());
+        sessions.start("mine".into()).unwrap();
+        assert_eq!(sessions.token_of(&mine), None);
+        assert!(sessions.token_of(&other).is_some());
     }
 }
