@@ -151,6 +151,8 @@ async fn a_read_token_sees_environment_names_but_not_their_values() {
         .await;
         assert_eq!(one.status, 200, "{}", one.text());
         assert_eq!(one.json()["agent"]["spec"]["env"]["API_KEY"], "<redacted>");
+        // A complete JSON reply keeps its length (only streams are wrapped for the recheck).
+        assert!(one.header("content-length").is_some(), "{:?}", one.headers);
         let all = request(daemon.addr, "GET", "/v1/agents?specs=true", &as_reader, b"").await;
         assert_eq!(all.status, 200, "{}", all.text());
         assert_eq!(
@@ -163,6 +165,24 @@ async fn a_read_token_sees_environment_names_but_not_their_values() {
         assert_eq!(
             full.json()["agent"]["spec"]["env"]["API_KEY"],
             "sk-secret-123"
+        );
+        // `wait` hands back the agent too: redacted for the reader.
+        let kill = daemon
+            .post_json(&format!("/v1/agents/{id}/kill"), &json!({}))
+            .await;
+        assert_eq!(kill.status, 200, "{}", kill.text());
+        let waited = request(
+            daemon.addr,
+            "GET",
+            &format!("/v1/agents/{id}/wait"),
+            &as_reader,
+            b"",
+        )
+        .await;
+        assert_eq!(waited.status, 200, "{}", waited.text());
+        assert_eq!(
+            waited.json()["agent"]["spec"]["env"]["API_KEY"],
+            "<redacted>"
         );
         daemon.stop().await;
     })
