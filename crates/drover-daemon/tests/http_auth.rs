@@ -253,8 +253,11 @@ async fn a_revoked_token_ends_the_streams_and_waits_it_had_open() {
                 drover_daemon::token::revoke(&daemon.state_dir, &token.id).expect("revoke");
             }
         }
-        // The stream ends (the agent still prints), and the wait is refused.
-        follow.collect().await;
+        // The stream ends (the agent still prints), saying why, and the wait is refused.
+        let rest = follow.collect().await;
+        let last = rest.last().expect("the stream's last event");
+        assert_eq!(last.event, "unauthorized");
+        assert_eq!(last.json()["error"]["code"], "unauthorized");
         let waited = wait.await.expect("wait task");
         assert_eq!(waited.status, 401, "{}", waited.text());
         assert_eq!(waited.error_code(), "unauthorized");

@@ -157,9 +157,33 @@ pub(crate) async fn authenticate(
         // Complete already (a JSON reply): nothing left to cut.
         return Response::from_parts(parts, body);
     }
-    let body = Body::from_stream(body.into_data_stream().take_until(Box::pin(revoked())));
-    Response::from_parts(parts, body)
+    let sse = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let cut = Box::pin(revoked());
+    let stream = futures::stream::unfold(
+        (body.into_data_stream(), cut, false),
+        move |(mut data, mut cut, ended)| async move {
+            if ended {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                () = &mut cut => {
+                    // An SSE client learns why its stream ended; any other body just ends.
+                    sse.then(|| (Ok(bytes::Bytes::from_static(REVOKED_EVENT)), (data, cut, true)))
+                }
+                item = data.next() => item.map(|item| (item, (data, cut, false))),
+            }
+        },
+    );
+    Response::from_parts(parts, Body::from_stream(stream))
 }
+
+/// The last event of an SSE stream whose credential was revoked (or whose session ended).
+const REVOKED_EVENT: &[u8] = b"event: unauthorized\ndata: {\"error\":{\"code\":\"unauthorized\",\
+\"message\":\"the credential of this stream was revoked or its session ended\"}}\n\n";
 
 /// Resolves once `credential` no longer has `role` (its token revoked or its role changed, its
 /// session ended): looked at every [`RECHECK`] (a stat of the token file; it is re-read only
