@@ -325,6 +325,49 @@ async fn a_revoked_key_loses_its_subscription_and_an_allowed_one_reconnects() {
 }
 
 #[tokio::test]
+async fn a_follower_whose_key_stays_allowed_loses_nothing_when_another_is_revoked() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let control = daemon.client().await;
+        let (reader, _) = client_with_role(&daemon, Role::Read).await;
+        let doomed = CurveKeys::generate().unwrap();
+        auth::allow_key(&daemon.state_dir, &doomed.public, Role::Read, "doomed").unwrap();
+        let agent = control
+            .spawn(sh(
+                "for i in $(seq 1 400); do echo line $i; sleep 0.005; done",
+            ))
+            .await
+            .unwrap();
+        let mut follower = reader
+            .follow(
+                Selection::Agents(vec![agent.id.to_string()]),
+                FollowOptions {
+                    until_exit: true,
+                    ..FollowOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        let mut seqs = Vec::new();
+        let mut revoked = false;
+        while let Some(event) = follower.next().await.unwrap() {
+            if let FollowEvent::Records { records, .. } = event {
+                seqs.extend(records.iter().map(|r| r.seq.0));
+            }
+            // Midway, a revocation ends every TCP PUB connection, this follower's included.
+            if !revoked && seqs.len() >= 50 {
+                assert_eq!(auth::revoke_key(&daemon.state_dir, "doomed").unwrap(), 1);
+                revoked = true;
+            }
+        }
+        assert!(revoked);
+        assert_eq!(seqs, (1..=400).collect::<Vec<u64>>(), "exactly 1..=400");
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn a_malformed_key_file_keeps_the_previous_set_and_names_the_line() {
     within(async {
         let daemon = TestDaemon::start().await;
