@@ -56,10 +56,10 @@ impl CurveKeys {
         self.write(path, false)
     }
 
-    /// The secret is written to a fresh 0600 file beside `path` (made with `O_EXCL`, so nobody
-    /// else can hold it open), synced, then moved into place: renamed over `path`, or linked
-    /// to it when nothing may be replaced. A descriptor someone opened on an earlier `path`
-    /// never sees the new secret, and no reader sees half a file.
+    /// A new file is created with `O_EXCL` (the kernel refuses it if `path` exists). A
+    /// replacement is written to a fresh 0600 file beside `path`, synced, then renamed over it:
+    /// a descriptor someone opened on the earlier file never sees the new secret, and no reader
+    /// sees half a file.
     fn write(&self, path: &Path, replace: bool) -> Result<(), ClientError> {
         let fail =
             |e: std::io::Error| ClientError::Keys(format!("writing {}: {e}", path.display()));
@@ -72,66 +72,38 @@ impl CurveKeys {
             .mode(0o700)
             .create(dir)
             .map_err(fail)?;
-        let name = path.file_name().map_or_else(
-            || std::ffi::OsString::from("keys"),
-            std::ffi::OsStr::to_os_string,
-        );
-        let mut temp = dir.join(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let mut file = loop {
-            match fs::OpenOptions::new()
+        let create = |at: &Path| {
+            fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&temp)
-            {
-                Ok(file) => break file,
-                // A leftover of a run that died with our pid: take another name.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    temp.set_extension(format!("{}.tmp", rand_suffix()));
-                }
-                Err(e) => return Err(fail(e)),
-            }
+                .open(at)
         };
-        let written = file
-            .write_all(format!("{}\n{}\n", self.public, self.secret).as_bytes())
-            .and_then(|()| file.sync_all())
-            .and_then(|()| {
-                if replace {
-                    fs::rename(&temp, path)
-                } else {
-                    match fs::hard_link(&temp, path) {
-                        Ok(()) => {
-                            // The key is in place; a temporary file left behind is harmless.
-                            let _ = fs::remove_file(&temp);
-                            Ok(())
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
-                        // A filesystem without hard links (vfat, some network mounts): create
-                        // the file itself exclusively instead.
-                        Err(_) => {
-                            let _ = fs::remove_file(&temp);
-                            let mut file = fs::OpenOptions::new()
-                                .write(true)
-                                .create_new(true)
-                                .mode(0o600)
-                                .open(path)?;
-                            file.write_all(
-                                format!("{}\n{}\n", self.public, self.secret).as_bytes(),
-                            )?;
-                            file.sync_all()
-                        }
-                    }
+        let text = format!("{}\n{}\n", self.public, self.secret);
+        if !replace {
+            let mut file = create(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    ClientError::Keys(format!("{} exists", path.display()))
                 }
-            });
+                _ => fail(e),
+            })?;
+            return file
+                .write_all(text.as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(fail);
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let temp = dir.join(format!(".{name}.{}.{nanos:x}.tmp", std::process::id()));
+        let mut file = create(&temp).map_err(fail)?;
+        let written = file
+            .write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| fs::rename(&temp, path));
         if let Err(e) = written {
             let _ = fs::remove_file(&temp);
-            if !replace && e.kind() == std::io::ErrorKind::AlreadyExists {
-                return Err(ClientError::Keys(format!("{} exists", path.display())));
-            }
             return Err(fail(e));
         }
         Ok(())
@@ -157,14 +129,6 @@ impl CurveKeys {
             secret: secret.to_owned(),
         })
     }
-}
-
-/// A few characters that differ from run to run, for a temporary file's name.
-fn rand_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("{nanos:x}")
 }
 
 /// Make a socket that will connect to `endpoint`: limits, heartbeats, and CURVE on TCP.

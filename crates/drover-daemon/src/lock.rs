@@ -29,34 +29,33 @@ pub(crate) fn prepare(state_dir: &Path) -> Result<StateLock, DaemonError> {
     // must be ours and not shared (never /tmp or another world-writable directory); if it is
     // merely readable by others it is tightened. Checked whether or not we just created it:
     // someone may have created it between a check for its existence and ours.
-    {
-        let meta = fs::metadata(state_dir).map_err(io(format!(
-            "reading state directory {}",
+    let meta = fs::metadata(state_dir).map_err(io(format!(
+        "reading state directory {}",
+        state_dir.display()
+    )))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let owner = meta.uid();
+    let me = nix::unistd::getuid().as_raw();
+    // Writable by others (group or world, or sticky like /tmp): they may already have
+    // planted files or links in it.
+    if owner != me || mode & 0o1022 != 0 {
+        return Err(DaemonError::Config {
+            reason: format!(
+                "state directory {} is shared (mode {mode:04o}, owner uid {owner}); use a \
+                 directory of your own, e.g. `mkdir -m 700 DIR`",
+                state_dir.display()
+            ),
+        });
+    }
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            dir = %state_dir.display(),
+            "state directory was mode {mode:04o}; making it private (0700)"
+        );
+        fs::set_permissions(state_dir, fs::Permissions::from_mode(0o700)).map_err(io(format!(
+            "securing state directory {}",
             state_dir.display()
         )))?;
-        let mode = meta.permissions().mode() & 0o7777;
-        let owner = meta.uid();
-        let me = nix::unistd::getuid().as_raw();
-        // Writable by others (group or world, or sticky like /tmp): they may already have
-        // planted files or links in it.
-        if owner != me || mode & 0o1022 != 0 {
-            return Err(DaemonError::Config {
-                reason: format!(
-                    "state directory {} is shared (mode {mode:04o}, owner uid {owner}); use a \
-                     directory of your own, e.g. `mkdir -m 700 DIR`",
-                    state_dir.display()
-                ),
-            });
-        }
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                dir = %state_dir.display(),
-                "state directory was mode {mode:04o}; making it private (0700)"
-            );
-            fs::set_permissions(state_dir, fs::Permissions::from_mode(0o700)).map_err(io(
-                format!("securing state directory {}", state_dir.display()),
-            ))?;
-        }
     }
     let path = state_dir.join("daemon.lock");
     let file = OpenOptions::new()

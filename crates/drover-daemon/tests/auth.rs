@@ -48,6 +48,33 @@ async fn client_with_role(daemon: &TestDaemon, role: Role) -> (Client, CurveKeys
     (client, keys)
 }
 
+/// Follow `agent` on `client` until it exits: every record's seq, in order. `after_batch` is
+/// told how many records have come so far, after each batch.
+async fn follow_seqs(
+    client: &Client,
+    agent: String,
+    mut after_batch: impl FnMut(usize),
+) -> Vec<u64> {
+    let mut follower = client
+        .follow(
+            Selection::Agents(vec![agent]),
+            FollowOptions {
+                until_exit: true,
+                ..FollowOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut seqs = Vec::new();
+    while let Some(event) = follower.next().await.unwrap() {
+        if let FollowEvent::Records { records, .. } = event {
+            seqs.extend(records.iter().map(|r| r.seq.0));
+            after_batch(seqs.len());
+        }
+    }
+    seqs
+}
+
 #[test]
 fn libzmq_has_curve() {
     assert_eq!(zmq::has("curve"), Some(true));
@@ -68,22 +95,7 @@ async fn a_read_key_reads_and_follows_but_cannot_spawn() {
         assert_eq!(code(reader.kill(&id).await), ErrorCode::Unauthorized);
         reader.health().await.unwrap();
         // Follows over the CURVE PUB socket: exactly 1..=500.
-        let mut follower = reader
-            .follow(
-                Selection::Agents(vec![id.clone()]),
-                FollowOptions {
-                    until_exit: true,
-                    ..FollowOptions::default()
-                },
-            )
-            .await
-            .unwrap();
-        let mut seqs = Vec::new();
-        while let Some(event) = follower.next().await.unwrap() {
-            if let FollowEvent::Records { records, .. } = event {
-                seqs.extend(records.iter().map(|r| r.seq.0));
-            }
-        }
+        let seqs = follow_seqs(&reader, id.clone(), |_| {}).await;
         assert_eq!(seqs, (1..=500).collect::<Vec<u64>>());
         let read = reader
             .read_logs(ReadLogsArgs::new(AgentRef::new(id)))
@@ -338,28 +350,15 @@ async fn a_follower_whose_key_stays_allowed_loses_nothing_when_another_is_revoke
             ))
             .await
             .unwrap();
-        let mut follower = reader
-            .follow(
-                Selection::Agents(vec![agent.id.to_string()]),
-                FollowOptions {
-                    until_exit: true,
-                    ..FollowOptions::default()
-                },
-            )
-            .await
-            .unwrap();
-        let mut seqs = Vec::new();
         let mut revoked = false;
-        while let Some(event) = follower.next().await.unwrap() {
-            if let FollowEvent::Records { records, .. } = event {
-                seqs.extend(records.iter().map(|r| r.seq.0));
-            }
+        let seqs = follow_seqs(&reader, agent.id.to_string(), |received| {
             // Midway, a revocation ends every TCP PUB connection, this follower's included.
-            if !revoked && seqs.len() >= 50 {
+            if !revoked && received >= 50 {
                 assert_eq!(auth::revoke_key(&daemon.state_dir, "doomed").unwrap(), 1);
                 revoked = true;
             }
-        }
+        })
+        .await;
         assert!(revoked);
         assert_eq!(seqs, (1..=400).collect::<Vec<u64>>(), "exactly 1..=400");
         daemon.shutdown().await;
@@ -413,22 +412,7 @@ async fn the_ipc_sockets_need_no_key_and_stream_info_names_the_ipc_pub() {
             remote.stream_info(None).await.unwrap().pub_endpoint,
             daemon.addresses.publish
         );
-        let mut follower = local
-            .follow(
-                Selection::Agents(vec![agent.id.to_string()]),
-                FollowOptions {
-                    until_exit: true,
-                    ..FollowOptions::default()
-                },
-            )
-            .await
-            .unwrap();
-        let mut seqs = Vec::new();
-        while let Some(event) = follower.next().await.unwrap() {
-            if let FollowEvent::Records { records, .. } = event {
-                seqs.extend(records.iter().map(|r| r.seq.0));
-            }
-        }
+        let seqs = follow_seqs(&local, agent.id.to_string(), |_| {}).await;
         assert_eq!(seqs, (1..=300).collect::<Vec<u64>>());
         daemon.shutdown().await;
     })

@@ -216,6 +216,28 @@ async fn a_revoked_token_stops_working_without_a_restart() {
 }
 
 #[tokio::test]
+async fn a_token_file_that_cannot_be_read_admits_nobody_until_it_can() {
+    within(async {
+        let daemon = Daemon::start().await;
+        assert_eq!(daemon.get("/v1/health").await.status, 200);
+        // Not a file any more (the tests run as root, which reads any mode): reading fails.
+        let path = drover_daemon::token::path(&daemon.state_dir);
+        let saved = std::fs::read(&path).expect("tokens");
+        std::fs::remove_file(&path).expect("remove");
+        std::fs::create_dir(&path).expect("a directory in its place");
+        let refused = daemon.get("/v1/health").await;
+        assert_eq!(refused.status, 401);
+        assert_eq!(refused.error_code(), "unauthorized");
+        // Readable again: the same token is served, with no restart.
+        std::fs::remove_dir(&path).expect("remove the directory");
+        std::fs::write(&path, saved).expect("restore");
+        assert_eq!(daemon.get("/v1/health").await.status, 200);
+        daemon.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn a_revoked_token_ends_the_streams_and_waits_it_had_open() {
     within(async {
         let daemon = Daemon::start().await;
@@ -353,6 +375,16 @@ async fn the_login_cookie_authenticates_like_the_token_and_is_revoked_with_it() 
         assert!(page
             .text()
             .contains(r#"<form method="post" action="/login">"#));
+        // No other page may frame the token form.
+        assert!(page
+            .header("content-security-policy")
+            .is_some_and(|policy| policy.contains("frame-ancestors 'none'")));
+        // The cookie older builds set (it held the token) is cleared at login.
+        assert!(login
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("set-cookie")
+                && v.starts_with("drover_token=; Max-Age=0")));
 
         // A state-changing request on a cookie must show its origin, and only the daemon's own
         // passes; the role still applies.

@@ -139,10 +139,14 @@ impl Auth {
                 return;
             }
         }
-        let loaded = match AllowedKeys::read(&self.inner.path) {
+        use std::sync::atomic::Ordering;
+        let (stamp, loaded) = match AllowedKeys::read(&self.inner.path) {
             Ok(keys) => {
+                if self.inner.unreadable.swap(false, Ordering::Relaxed) {
+                    tracing::info!("allowed keys readable again");
+                }
                 tracing::info!(keys = keys.entries().len(), "allowed keys loaded");
-                keys
+                (now, keys)
             }
             Err(error @ AuthError::KeyFile { .. }) => {
                 tracing::error!(%error, "allowed keys not reloaded; the previous set stays");
@@ -151,7 +155,6 @@ impl Auth {
                 return;
             }
             Err(error) => {
-                use std::sync::atomic::Ordering;
                 if !self.inner.unreadable.swap(true, Ordering::Relaxed) {
                     tracing::error!(
                         %error,
@@ -160,23 +163,9 @@ impl Auth {
                 }
                 // Fail closed, and keep no stamp: the file is read again at the next look, so
                 // a passing error (out of descriptors) or a fixed mode ends the lockout.
-                let mut current = self.lock();
-                let took_away = !current.1.entries().is_empty();
-                *current = (None, Arc::new(AllowedKeys::default()));
-                drop(current);
-                if took_away {
-                    self.inner.revoked.send_modify(|n| *n += 1);
-                }
-                return;
+                (None, AllowedKeys::default())
             }
         };
-        if self
-            .inner
-            .unreadable
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
-        {
-            tracing::info!("allowed keys readable again");
-        }
         let mut current = self.lock();
         // A key gone ends PUB connections; a role lowered needs nothing there (`read` may
         // subscribe), and control requests look the role up each time anyway.
@@ -185,7 +174,7 @@ impl Auth {
             .entries()
             .iter()
             .any(|old| loaded.role_of(&old.key).is_none());
-        *current = (now, Arc::new(loaded));
+        *current = (stamp, Arc::new(loaded));
         drop(current);
         if took_away {
             self.inner.revoked.send_modify(|n| *n += 1);

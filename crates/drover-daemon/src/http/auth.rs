@@ -34,7 +34,7 @@ use super::listen::Transport;
 use super::{ApiError, AppState};
 use crate::caller::{Caller, Via};
 
-/// How often a running request's token is checked again.
+/// How often a running request's credential is checked again.
 pub(crate) const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The login cookie's name; it holds a session id ([`super::session`]), never a token.
@@ -82,20 +82,12 @@ pub(crate) async fn authenticate(
     {
         return next.run(request).await;
     }
-    let mut token_held = None;
+    let mut recheck = None;
     let caller = match request.extensions().get::<Transport>() {
         Some(Transport::Unix) => Caller::control(Via::Http),
         Some(Transport::Tcp { .. }) => {
-            let credential = match credential(request.headers()) {
-                // The first of the cookie's values that is a live session, if any is.
-                Some(Credential::Session(first)) => Some(Credential::Session(
-                    cookies(request.headers())
-                        .find(|id| http.sessions.token_of(id).is_some())
-                        .map_or(first, str::to_owned),
-                )),
-                other => other,
-            };
-            let Some(credential) = credential else {
+            let live = |id: &str| http.sessions.token_of(id).is_some();
+            let Some(credential) = credential(request.headers(), live) else {
                 return unauthenticated(
                     "this request carries no token: send Authorization: Bearer <token> \
                      (made with `drover auth token create`)",
@@ -120,7 +112,7 @@ pub(crate) async fn authenticate(
                 // already checked that an Origin, when present, is the daemon's own).
                 return forbidden("a request authenticated by cookie must carry its Origin");
             }
-            token_held = Some((credential, role));
+            recheck = Some((credential, role));
             Caller {
                 role,
                 via: Via::Http,
@@ -136,7 +128,7 @@ pub(crate) async fn authenticate(
             caller.role
         ));
     }
-    let Some((credential, role)) = token_held else {
+    let Some((credential, role)) = recheck else {
         return CALLER.scope(caller, next.run(request)).await;
     };
     if !is_safe(request.method()) {
@@ -149,7 +141,9 @@ pub(crate) async fn authenticate(
     let response = tokio::select! {
         response = CALLER.scope(caller, next.run(request)) => response,
         () = revoked() => {
-            return unauthenticated("the token was revoked while the request ran");
+            return unauthenticated(
+                "the credential was revoked (or its session ended) while the request ran",
+            );
         }
     };
     let (parts, body) = response.into_parts();
@@ -204,8 +198,9 @@ fn is_safe(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
 
-/// The bearer token, else the login cookie's session. A bearer header wins over a cookie.
-fn credential(headers: &HeaderMap) -> Option<Credential> {
+/// The bearer token, else the login cookie's session: the first of its values that is `live`,
+/// else the first (to be refused). A bearer header wins over a cookie.
+fn credential(headers: &HeaderMap, live: impl Fn(&str) -> bool) -> Option<Credential> {
     if let Some(value) = headers.get(AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
@@ -213,12 +208,9 @@ fn credential(headers: &HeaderMap) -> Option<Credential> {
             .eq_ignore_ascii_case("bearer")
             .then(|| Credential::Token(token.trim().to_owned()));
     }
-    cookie(headers).map(|id| Credential::Session(id.to_owned()))
-}
-
-/// The login cookie's value, if the request has one.
-pub(crate) fn cookie(headers: &HeaderMap) -> Option<&str> {
-    cookies(headers).next()
+    let first = cookies(headers).next()?;
+    let id = cookies(headers).find(|id| live(id)).unwrap_or(first);
+    Some(Credential::Session(id.to_owned()))
 }
 
 /// Every value of the login cookie the request carries: a page on another port of this host
@@ -269,20 +261,48 @@ mod tests {
 
     #[test]
     fn credentials_come_from_the_bearer_header_or_the_cookie() {
+        let none_live = |_: &str| false;
         let mut headers = HeaderMap::new();
-        assert_eq!(shown(credential(&headers)), None);
+        assert_eq!(shown(credential(&headers, none_live)), None);
         headers.insert(
             COOKIE,
             HeaderValue::from_static("a=b; drover_session=drs_c; x=y"),
         );
-        assert_eq!(shown(credential(&headers)), Some(("drs_c".into(), true)));
+        assert_eq!(
+            shown(credential(&headers, none_live)),
+            Some(("drs_c".into(), true))
+        );
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer drv_b"));
-        assert_eq!(shown(credential(&headers)), Some(("drv_b".into(), false)));
+        assert_eq!(
+            shown(credential(&headers, none_live)),
+            Some(("drv_b".into(), false))
+        );
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic eHk="));
         assert_eq!(
-            shown(credential(&headers)),
+            shown(credential(&headers, none_live)),
             None,
             "another scheme is no token"
+        );
+    }
+
+    #[test]
+    fn a_cookie_set_elsewhere_cannot_shadow_the_live_session() {
+        // Another port's page set a second `drover_session` with a longer path: browsers
+        // send it first.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("drover_session=drs_planted; drover_session=drs_mine"),
+        );
+        let live = |id: &str| id == "drs_mine";
+        assert_eq!(
+            shown(credential(&headers, live)),
+            Some(("drs_mine".into(), true))
+        );
+        // Neither live: the first is refused as usual.
+        assert_eq!(
+            shown(credential(&headers, |_: &str| false)),
+            Some(("drs_planted".into(), true))
         );
     }
 }
