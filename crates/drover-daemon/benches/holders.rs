@@ -4,7 +4,11 @@
 //!
 //! `cargo bench -p drover-daemon --bench holders` (`DROVER_BENCH_LEVELS=0,1000,3000` sets the
 //! live-agent levels, `DROVER_BENCH_SPAWNS=300` the spawns measured at each level,
-//! `DROVER_BENCH_MODES=held,direct` which paths run)
+//! `DROVER_BENCH_MODES=held,direct` which paths run, `interleaved` the comparison below alone)
+//!
+//! It starts with the comparison that gives the held / direct ratio: both daemons live at once
+//! and their spawn RPCs in alternating blocks, so both paths meet the same moments of a machine
+//! whose speed drifts.
 //!
 //! The daemon runs in this process, so "bare" — `std::process::Command` spawning and reaping
 //! `/bin/true` from here — pays for this process's descriptor table exactly as the direct path
@@ -336,6 +340,74 @@ async fn run_mode(held: bool, levels: &[usize], n: usize) -> Vec<Row> {
     rows
 }
 
+/// Blocks of spawns in the interleaved comparison, and spawns per block.
+const BLOCKS: usize = 20;
+const PER_BLOCK: usize = 30;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Held and direct spawn RPCs in alternating blocks, two daemons live at once, so the ratio
+/// compares the two paths over the same moments of this machine (whose speed drifts by more
+/// than the difference between them within a minute).
+async fn interleaved() {
+    let (held_dir, direct_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (held, _) = start(held_dir.path(), true, ShutdownPolicy::Stop).await;
+    let (direct, _) = start(direct_dir.path(), false, ShutdownPolicy::Stop).await;
+    // Warm both paths (the spawner's pool, the daemons' first agents).
+    rpc(&held.client, PER_BLOCK).await;
+    rpc(&direct.client, PER_BLOCK).await;
+    let (mut seq, mut many) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    let mut ratios = (Vec::new(), Vec::new());
+    for block in 0..BLOCKS {
+        // Which path goes first alternates too.
+        let order = if block % 2 == 0 { [0, 1] } else { [1, 0] };
+        let mut s = [0f64; 2];
+        let mut m = [0f64; 2];
+        for path in order {
+            let client = if path == 0 {
+                &held.client
+            } else {
+                &direct.client
+            };
+            s[path] = rpc(client, PER_BLOCK).await;
+            m[path] = rpc_concurrent(client, PER_BLOCK.max(8)).await;
+        }
+        for path in 0..2 {
+            seq[path].push(s[path]);
+            many[path].push(m[path]);
+        }
+        ratios.0.push(s[0] / s[1]);
+        ratios.1.push(m[0] / m[1]);
+    }
+    let range = |r: &[f64]| {
+        let mut r = r.to_vec();
+        r.sort_by(f64::total_cmp);
+        (r[r.len() / 10], r[r.len() - 1 - r.len() / 10])
+    };
+    let (s_lo, s_hi) = range(&ratios.0);
+    let (m_lo, m_hi) = range(&ratios.1);
+    println!(
+        "interleaved, {BLOCKS} blocks of {PER_BLOCK} spawn RPCs of /bin/true, 0 live agents (median block, spawns/s):"
+    );
+    println!(
+        "  sequential: holders {:.0} /s, direct {:.0} /s, ratio {:.2} (median of block pairs; 10th-90th percentile {s_lo:.2}-{s_hi:.2})",
+        median(seq[0].clone()),
+        median(seq[1].clone()),
+        median(ratios.0.clone())
+    );
+    println!(
+        "  8 callers:  holders {:.0} /s, direct {:.0} /s, ratio {:.2} (10th-90th percentile {m_lo:.2}-{m_hi:.2})",
+        median(many[0].clone()),
+        median(many[1].clone()),
+        median(ratios.1.clone())
+    );
+    held.shutdown().await;
+    direct.shutdown().await;
+}
+
 fn main() {
     if std::env::var_os("DROVER_BENCH_WRITER").is_some() {
         return paced_writer();
@@ -344,7 +416,7 @@ fn main() {
     // the other's descriptors, threads or leftovers; both run within one invocation.
     let Ok(modes) = std::env::var("DROVER_BENCH_MODES") else {
         let exe = std::env::current_exe().unwrap();
-        for mode in ["held", "direct"] {
+        for mode in ["interleaved", "held", "direct"] {
             let status = std::process::Command::new(&exe)
                 .env("DROVER_BENCH_MODES", mode)
                 .status()
@@ -360,6 +432,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if modes == "interleaved" {
+        runtime.block_on(interleaved());
+        return;
+    }
     let levels = levels();
     let n = spawns();
     for held in [true, false] {
