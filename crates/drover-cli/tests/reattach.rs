@@ -105,6 +105,14 @@ fn a_daemon_killed_while_agents_print_loses_no_line_and_no_exit() {
         (!followed.lock().unwrap().is_empty()).then_some(())
     });
     daemon.crash();
+    // The holders it kept ready, and its spawner's pooled ones, exit with it: nothing started
+    // ahead outlives the daemon.
+    wait_for("the holders started ahead to exit", || {
+        let empty = |name: &str| {
+            std::fs::read_dir(dir.path().join(name)).map_or(true, |mut d| d.next().is_none())
+        };
+        (empty("holders.ready") && empty("holders.pool")).then_some(())
+    });
 
     // While it is down: the `away` agents finish under their holders.
     std::fs::write(&go, b"").unwrap();

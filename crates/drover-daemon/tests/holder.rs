@@ -421,43 +421,88 @@ fn pooled_holders(pool: &Path) -> Vec<u32> {
     pids
 }
 
+/// Pids of the live holders under `state` (any role: `hold DIR` or `pooled DIR`).
+fn holders_of(state: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let ours = args.windows(2).any(|pair| {
+            let dir = Path::new(std::str::from_utf8(pair[1]).unwrap_or(""));
+            (pair[0] == b"hold" || pair[0] == b"pooled") && dir.starts_with(state)
+        });
+        if ours && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
+}
+
 #[tokio::test]
-async fn a_spawn_takes_a_holder_started_ahead_and_the_pool_ends_with_the_daemon() {
+async fn a_spawn_takes_a_holder_kept_ready_and_every_one_ahead_ends_with_the_daemon() {
     within(async {
         let daemon = TestDaemon::start().await;
         let client = daemon.client().await;
-        let pool = daemon.state_dir.join("holders.pool");
-        // The first spawn starts its holder the usual way and fills the pool behind it.
-        let first = client.spawn(sh("echo first")).await.unwrap();
-        let waiting = wait_for("the pool to fill", || async {
-            let pids = pooled_holders(&pool);
-            (pids.len() == drover_holder::pool::POOL_SIZE).then_some(pids)
-        })
-        .await;
-        // The next spawn gets one of them, moved into place, and its agent runs as usual.
-        let second = client.spawn(sh("echo ready; sleep 1000")).await.unwrap();
-        let pid = second.status.pid().unwrap();
-        assert!(
-            waiting.contains(&parent(pid)),
-            "the agent's holder {} was one of the pooled {waiting:?}",
-            parent(pid)
+        let state = daemon.state_dir.clone();
+        let (ready, pool) = (state.join("holders.ready"), state.join("holders.pool"));
+        let both_full = || async {
+            let full = entries(&ready) == drover_supervisor::READY
+                && pooled_holders(&pool).len() == drover_holder::pool::POOL_SIZE;
+            full.then(|| holders_of(&state))
+        };
+        // Before any spawn the daemon keeps holders ready (started, connected, greeted), and
+        // the spawner keeps more started behind them.
+        let before = wait_for("holders kept ready and pooled", both_full).await;
+        assert_eq!(
+            before.len(),
+            drover_supervisor::READY + drover_holder::pool::POOL_SIZE
         );
-        assert!(holder_dir(&daemon, &second).join("sock").exists());
-        wait_ready(&client, &second).await;
-        assert_eq!(ended(&client, &first).await.status.exit_code(), Some(0));
-        // The pool fills again.
-        wait_for("the pool to fill again", || async {
-            (pooled_holders(&pool).len() == drover_holder::pool::POOL_SIZE).then_some(())
+        // A spawn takes one that was already running, moved into the agent's directory.
+        let agent = client.spawn(sh("echo ready; sleep 1000")).await.unwrap();
+        let holder = parent(agent.status.pid().unwrap());
+        assert!(
+            before.contains(&holder),
+            "the agent's holder {holder} was one of {before:?}"
+        );
+        assert!(holder_dir(&daemon, &agent).join("sock").exists());
+        wait_ready(&client, &agent).await;
+        // Both fill again. A ready holder killed meanwhile is passed over (and its directory
+        // removed): the next spawn runs all the same.
+        let now = wait_for("both to fill again", both_full).await;
+        let pooled = pooled_holders(&pool);
+        let kept: Vec<u32> = now
+            .into_iter()
+            .filter(|p| *p != holder && !pooled.contains(p))
+            .collect();
+        assert_eq!(kept.len(), drover_supervisor::READY);
+        for pid in &kept {
+            let pid = nix::unistd::Pid::from_raw(*pid as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        }
+        wait_for("the killed holders to end", || async {
+            kept.iter().all(|p| !alive(*p)).then_some(())
         })
         .await;
-        client.kill(&second.id.to_string()).await.unwrap();
-        ended(&client, &second).await;
-        // With the daemon (and its spawner) gone, the holders nobody claimed go too, taking
-        // their directories with them.
+        let next = client.spawn(sh("echo next")).await.unwrap();
+        assert_eq!(ended(&client, &next).await.status.exit_code(), Some(0));
+        wait_for("both to fill after the killed ones", both_full).await;
+        client.kill(&agent.id.to_string()).await.unwrap();
+        ended(&client, &agent).await;
+        // With the daemon (and its spawner) gone, every holder started ahead goes too, taking
+        // its directory with it.
         daemon.shutdown().await;
-        wait_for("the pooled holders to exit", || async {
-            let empty = std::fs::read_dir(&pool).map_or(true, |mut d| d.next().is_none());
-            (pooled_holders(&pool).is_empty() && empty).then_some(())
+        wait_for("the holders started ahead to exit", || async {
+            let gone = holders_of(&state).is_empty() && entries(&ready) == 0 && entries(&pool) == 0;
+            gone.then_some(())
         })
         .await;
     })

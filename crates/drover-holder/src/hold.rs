@@ -168,9 +168,12 @@ struct Ready {
 impl Holder {
     fn run(&mut self) {
         while !self.released {
+            // A daemon that greeted us and keeps the connection open holds us ready for a
+            // spawn to come (no timeout while it does; see `read_conn` for when it leaves).
             if self.status == Status::Starting
                 && self.spec.is_none()
                 && self.link.is_none()
+                && !self.conn.as_ref().is_some_and(|c| c.greeted)
                 && self.born.elapsed() > START_TIMEOUT
             {
                 eprintln!("drover-holder: no agent to start after {START_TIMEOUT:?}; exiting");
@@ -543,8 +546,13 @@ impl Holder {
             }
         }
         if !open {
-            // The daemon went away: keep capturing into the spool until one comes back.
-            self.conn = None;
+            // The daemon went away: keep capturing into the spool until one comes back. One
+            // that greeted us and left before any start will not start an agent here (it held
+            // us ready and is gone, or gave up on the spawn): exit, removing our directory.
+            let greeted = self.conn.take().is_some_and(|c| c.greeted);
+            if greeted && self.spec.is_none() && self.link.is_none() {
+                self.released = true;
+            }
         }
     }
 
@@ -667,6 +675,9 @@ impl Holder {
     fn start(&mut self, spec: StartSpec) {
         if self.spec.is_some() {
             return;
+        }
+        if let Some(dir) = &spec.dir {
+            self.dir = PathBuf::from(dir);
         }
         self.next_seq = spec.first_seq.max(1);
         self.acked = self.next_seq - 1;

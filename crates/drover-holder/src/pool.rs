@@ -24,12 +24,21 @@ pub const POOL_SIZE: usize = 2;
 const MAX_PATH: usize = 4096;
 
 /// The pool directory beside a holder directory: `<state>/holders/<id>` → `<state>/holders.pool`.
+/// The daemon's ready holders (`<state>/holders.ready/<n>`, see the supervisor's launcher) are
+/// taken from the same pool.
 pub fn pool_root(holder_dir: &Path) -> Option<PathBuf> {
     let holders = holder_dir.parent()?;
-    let mut name = holders.file_name()?.to_os_string();
+    let name = holders.file_name()?;
+    let mut name = name
+        .to_str()
+        .and_then(|n| n.strip_suffix(READY_SUFFIX))
+        .map_or_else(|| name.to_os_string(), std::ffi::OsString::from);
     name.push(".pool");
     Some(holders.with_file_name(name))
 }
+
+/// Suffix of the directory beside `holders` where the daemon keeps holders ready ahead.
+pub const READY_SUFFIX: &str = ".ready";
 
 /// What a pooled holder learned from its link.
 #[derive(Debug, PartialEq, Eq)]
@@ -280,6 +289,8 @@ mod tests {
         let mut pool = Pool::default();
         let root = pool.root_for(&request).expect("a pool root").to_owned();
         assert_eq!(root, state.path().join("holders.pool"));
+        let ready = state.path().join("holders.ready").join("1");
+        assert_eq!(pool_root(&ready), Some(root.clone()), "one pool for both");
         assert!(pool.wanted());
         for n in 0..u64::from(MOST_DEAD) {
             pool.add(dead_pooled(&root, n));

@@ -49,6 +49,11 @@ pub struct StartSpec {
     /// The signal a stop sends first (SIGTERM when a daemon of an older build leaves it out).
     #[serde(default = "sigterm")]
     pub stop_signal: i32,
+    /// Where the holder's directory is now, when the daemon moved it before this start: a
+    /// holder made ready ahead waits in `holders.ready/` and is renamed into the agent's
+    /// directory by the spawn that takes it. Absent: it did not move.
+    #[serde(default)]
+    pub dir: Option<String>,
 }
 
 fn sigterm() -> i32 {

@@ -4,12 +4,15 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use drover_holder::spawner::{SpawnReply, SpawnRequest};
 use drover_holder::wire;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::remote::Conn;
 
 /// How to run the holder executable: `program args.. spawner` and `program args.. hold DIR`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +110,48 @@ type Pending = oneshot::Sender<Result<u32, String>>;
 pub struct Launcher {
     requests: mpsc::Sender<(SpawnRequest, Pending)>,
     root: PathBuf,
+    ready: Arc<Ready>,
 }
+
+/// Holders the daemon keeps ready ahead of any spawn: started (by the spawner, from its own
+/// pool), connected and greeted, each in its own directory under `holders.ready/`. A spawn
+/// takes one, renames its directory to the agent's and sends `Start` (with the new directory)
+/// on the connection it already has: no round trip to the spawner and no connect on the
+/// spawn's path. The one taken is replaced in the background.
+///
+/// A ready holder exits, removing its directory, when its connection closes before a start
+/// (the daemon stopped or died), so none outlives its daemon.
+#[derive(Debug)]
+struct Ready {
+    dir: PathBuf,
+    state: Mutex<ReadyState>,
+}
+
+#[derive(Debug, Default)]
+struct ReadyState {
+    waiting: VecDeque<ReadyHolder>,
+    /// Being started and greeted.
+    preparing: usize,
+    /// Names their directories.
+    next: u64,
+    /// Failed to get ready since the last one that did.
+    failed: u32,
+    /// Turned off after [`MOST_FAILED`] failures in a row: spawns go to the spawner.
+    off: bool,
+}
+
+/// A holder ready for a spawn: its pid, its directory and its greeted connection.
+#[derive(Debug)]
+pub(crate) struct ReadyHolder {
+    pub(crate) pid: u32,
+    pub(crate) dir: PathBuf,
+    pub(crate) conn: Conn,
+}
+
+/// Holders kept ready.
+pub const READY: usize = 2;
+/// Holders that fail to get ready in a row before the launcher stops keeping any.
+const MOST_FAILED: u32 = 4;
 
 /// Requests queued for the spawner before `spawn_holder` waits for room.
 const QUEUE: usize = 256;
@@ -121,10 +165,95 @@ impl Launcher {
             .recursive(true)
             .mode(0o700)
             .create(&root)?;
+        // What an earlier daemon kept ready is gone with it (its holders exit once their
+        // connection closes); one killed outright leaves its directory, removed here.
+        let ready_dir = ready_dir(&root);
+        let _ = std::fs::remove_dir_all(&ready_dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&ready_dir)?;
         let spawner = Spawner::start(&program)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(program, Some(spawner), rx));
-        Ok(Launcher { requests: tx, root })
+        let launcher = Launcher {
+            requests: tx,
+            root,
+            ready: Arc::new(Ready {
+                dir: ready_dir,
+                state: Mutex::new(ReadyState::default()),
+            }),
+        };
+        launcher.refill();
+        Ok(launcher)
+    }
+
+    /// A ready holder moved to `root/name`, or `None` when none is ready (or the move
+    /// failed): the caller then starts one through the spawner. Starts a replacement.
+    pub(crate) fn take_ready(&self, name: &str) -> Option<ReadyHolder> {
+        let taken = self.take_ready_holder(name);
+        self.refill();
+        taken
+    }
+
+    fn take_ready_holder(&self, name: &str) -> Option<ReadyHolder> {
+        let dir = self.root.join(name);
+        loop {
+            let mut ready = self.ready.lock().waiting.pop_front()?;
+            // One that exited meanwhile (killed, say) has its connection closed: skip it,
+            // removing what it left.
+            if !ready.conn.is_open() {
+                let _ = std::fs::remove_dir_all(&ready.dir);
+                continue;
+            }
+            // Dropped on failure: its connection closes and it exits.
+            std::fs::rename(&ready.dir, &dir).ok()?;
+            ready.dir = dir;
+            return Some(ready);
+        }
+    }
+
+    /// Starts getting holders ready until [`READY`] are ready or on their way.
+    fn refill(&self) {
+        let names: Vec<PathBuf> = {
+            let mut state = self.ready.lock();
+            let mut names = Vec::new();
+            while !state.off && state.waiting.len() + state.preparing < READY {
+                state.preparing += 1;
+                state.next += 1;
+                names.push(self.ready.dir.join(state.next.to_string()));
+            }
+            names
+        };
+        for dir in names {
+            let launcher = self.clone();
+            tokio::spawn(async move {
+                let prepared = launcher.prepare(&dir).await;
+                let mut state = launcher.ready.lock();
+                state.preparing -= 1;
+                match prepared {
+                    Ok((pid, conn)) => {
+                        state.failed = 0;
+                        state.waiting.push_back(ReadyHolder { pid, dir, conn });
+                    }
+                    Err(error) => {
+                        state.failed += 1;
+                        tracing::warn!(%error, "a holder kept ready failed to start");
+                        if state.failed >= MOST_FAILED {
+                            tracing::warn!("no more holders kept ready: they keep failing");
+                            state.off = true;
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Starts a holder in `dir` and greets it.
+    async fn prepare(&self, dir: &Path) -> Result<(u32, Conn), String> {
+        let pid = self.request(dir.to_path_buf()).await?;
+        let conn = crate::remote::greet(dir).await;
+        if conn.is_err() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok((pid, conn?))
     }
 
     /// Where holders live: one directory per agent.
@@ -134,10 +263,12 @@ impl Launcher {
 
     /// Starts a holder in `root/name` and returns its pid once its socket is bound.
     pub async fn spawn_holder(&self, name: &str) -> Result<u32, String> {
+        self.request(self.root.join(name)).await
+    }
+
+    async fn request(&self, dir: PathBuf) -> Result<u32, String> {
         let (reply, answer) = oneshot::channel();
-        let request = SpawnRequest {
-            dir: self.root.join(name),
-        };
+        let request = SpawnRequest { dir };
         self.requests
             .send((request, reply))
             .await
@@ -146,6 +277,20 @@ impl Launcher {
             .await
             .map_err(|_| "the holder spawner died".to_owned())?
     }
+}
+
+impl Ready {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReadyState> {
+        // Nothing panics while holding it; a poisoned state is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `<state>/holders` → `<state>/holders.ready`.
+fn ready_dir(root: &Path) -> PathBuf {
+    let mut name = root.file_name().unwrap_or_default().to_os_string();
+    name.push(drover_holder::pool::READY_SUFFIX);
+    root.with_file_name(name)
 }
 
 /// A running spawner process and its pipes.

@@ -61,12 +61,6 @@ pub async fn spawn_held(
     first_seq: u64,
 ) -> Handle {
     let sink = Arc::new(Sink::new(observer));
-    let holder_pid = match launcher.spawn_holder(agent).await {
-        Ok(pid) => pid,
-        Err(error) => {
-            return Handle::failed(&sink, format!("cannot start the agent's holder: {error}"))
-        }
-    };
     let dir = holder_dir(launcher.root(), agent);
     let spec = StartSpec {
         program: command.program,
@@ -82,39 +76,32 @@ pub async fn spawn_held(
         drain_timeout_ms: millis(config.drain_timeout),
         spool_limit: config.spool_limit,
         stop_signal: config.stop_signal,
+        dir: None,
     };
-    let hello = ToHolder::Hello {
-        version: PROTOCOL_VERSION,
-        min_version: MIN_PROTOCOL_VERSION,
-        resume_from: first_seq,
+    // Boxed: its state (two specs, a greeting) would otherwise sit in every caller's future.
+    let (holder_pid, mut conn) = match Box::pin(start_holder(launcher, agent, &dir, spec)).await {
+        Ok(started) => started,
+        Err(error) => return Handle::failed(&sink, error),
     };
+    // The agent's first status (running, or failed to start) comes before any record.
     let started = async {
-        let mut conn = Conn::connect(&dir).await.map_err(|e| e.to_string())?;
-        conn.send(&hello).await?;
-        conn.send(&ToHolder::Start { spec }).await?;
-        match conn.next().await? {
-            FromHolder::Welcome { .. } => {}
-            other => return Err(format!("unexpected first answer {other:?}")),
-        }
-        // The agent's first status (running, or failed to start) comes before any record.
         loop {
             match conn.next().await? {
                 FromHolder::Status { status } if status != Status::Starting => {
-                    return Ok((conn, status))
+                    return Ok::<_, String>(status)
                 }
                 _ => {}
             }
         }
     };
-    let (conn, status) = match tokio::time::timeout(GREETING, started).await {
-        Ok(Ok(started)) => started,
+    let status = match tokio::time::timeout(GREETING, started).await {
+        Ok(Ok(status)) => status,
         Ok(Err(error)) => {
             return Handle::failed(&sink, format!("the agent's holder failed: {error}"));
         }
         Err(_) => return Handle::failed(&sink, "the agent's holder did not answer".to_owned()),
     };
     sink.status(&status);
-    let mut conn = conn;
     if status.is_terminal() {
         // Failed to start: nothing more will come; the holder may go.
         let _ = conn.send(&ToHolder::Release).await;
@@ -162,11 +149,7 @@ pub async fn attach(
 ) -> Result<Attached, AttachError> {
     let dir = holder_dir(root, agent);
     let mut conn = Conn::connect(&dir).await.map_err(AttachError::Gone)?;
-    let hello = ToHolder::Hello {
-        version: PROTOCOL_VERSION,
-        min_version: MIN_PROTOCOL_VERSION,
-        resume_from,
-    };
+    let hello = hello(resume_from);
     conn.send(&hello).await.map_err(AttachError::Protocol)?;
     let answer = tokio::time::timeout(GREETING, conn.next())
         .await
@@ -286,9 +269,85 @@ fn launch(
     Handle::from_parts(requests_tx, status_rx, stdin)
 }
 
+/// A holder for `agent` in `dir`, sent its `Start`: one kept ready (started, connected and
+/// greeted ahead) when there is one, else one the spawner starts now. The error is the
+/// agent's `failed_to_start` reason.
+async fn start_holder(
+    launcher: &Launcher,
+    agent: &str,
+    dir: &Path,
+    spec: StartSpec,
+) -> Result<(u32, Conn), String> {
+    if let Some(mut ready) = launcher.take_ready(agent) {
+        let moved = StartSpec {
+            dir: Some(dir.to_string_lossy().into_owned()),
+            ..spec.clone()
+        };
+        // A send fails only when the holder is gone (it died since it got ready): it never
+        // had the start, so the agent gets a new holder. Once sent, the start is the agent's.
+        if ready
+            .conn
+            .send(&ToHolder::Start { spec: moved })
+            .await
+            .is_ok()
+        {
+            return Ok((ready.pid, ready.conn));
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let pid = launcher
+        .spawn_holder(agent)
+        .await
+        .map_err(|error| format!("cannot start the agent's holder: {error}"))?;
+    let first_seq = spec.first_seq;
+    let greeting = async {
+        // Hello and start in one go: the holder answers both at one wake.
+        let mut conn = Conn::connect(dir).await.map_err(|e| e.to_string())?;
+        conn.send(&hello(first_seq)).await?;
+        conn.send(&ToHolder::Start { spec }).await?;
+        welcome(&mut conn).await?;
+        Ok::<_, String>(conn)
+    };
+    match tokio::time::timeout(GREETING, greeting).await {
+        Ok(Ok(conn)) => Ok((pid, conn)),
+        Ok(Err(error)) => Err(format!("the agent's holder failed: {error}")),
+        Err(_) => Err("the agent's holder did not answer".to_owned()),
+    }
+}
+
+/// Connects to the new holder in `dir` and greets it: the connection is ready for `Start`.
+/// (Its records could only start at the first seq of the run, so `resume_from` is 1.)
+pub(crate) async fn greet(dir: &Path) -> Result<Conn, String> {
+    let greeting = async {
+        let mut conn = Conn::connect(dir).await.map_err(|e| e.to_string())?;
+        conn.send(&hello(1)).await?;
+        welcome(&mut conn).await?;
+        Ok(conn)
+    };
+    tokio::time::timeout(GREETING, greeting)
+        .await
+        .map_err(|_| "the agent's holder did not answer".to_owned())?
+}
+
+fn hello(resume_from: u64) -> ToHolder {
+    ToHolder::Hello {
+        version: PROTOCOL_VERSION,
+        min_version: MIN_PROTOCOL_VERSION,
+        resume_from,
+    }
+}
+
+/// A new holder's first answer.
+async fn welcome(conn: &mut Conn) -> Result<(), String> {
+    match conn.next().await? {
+        FromHolder::Welcome { .. } => Ok(()),
+        other => Err(format!("unexpected first answer {other:?}")),
+    }
+}
+
 /// One connection to a holder: frames in and out.
 #[derive(Debug)]
-struct Conn {
+pub(crate) struct Conn {
     reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
     inbuf: Vec<u8>,
@@ -305,6 +364,21 @@ impl Conn {
             inbuf: Vec::new(),
             outbuf: Vec::new(),
         })
+    }
+
+    /// Not closed by the holder, as far as can be told without waiting: whatever it sent
+    /// meanwhile is kept for [`Self::next`].
+    pub(crate) fn is_open(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.reader.try_read(&mut chunk) {
+                Ok(0) => return false,
+                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
     }
 
     async fn send(&mut self, message: &ToHolder) -> Result<(), String> {
