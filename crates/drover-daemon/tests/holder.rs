@@ -329,13 +329,14 @@ async fn a_holder_speaking_an_incompatible_protocol_is_reported_and_its_agent_le
                 }
             };
             assert!(
-                matches!(hello, ToHolder::Hello { version: 1, .. }),
+                matches!(hello, ToHolder::Hello { version, .. } if version == wire::PROTOCOL_VERSION),
                 "{hello:?}"
             );
             let mut out = Vec::new();
+            let newer = wire::PROTOCOL_VERSION + 1;
             let refused = FromHolder::Refused {
-                version: 2,
-                message: "this holder speaks protocol 2..=2".into(),
+                version: newer,
+                message: format!("this holder speaks protocol {newer}..={newer}"),
             };
             wire::encode(&refused, &mut out).unwrap();
             stream.write_all(&out).await.unwrap();
@@ -347,7 +348,10 @@ async fn a_holder_speaking_an_incompatible_protocol_is_reported_and_its_agent_le
         let info = client.get(&agent.id.to_string()).await.unwrap();
         assert_eq!(info.state(), AgentState::Lost);
         let error = info.status.error().unwrap();
-        assert!(error.contains("holder protocol 2"), "{error}");
+        assert!(
+            error.contains(&format!("holder protocol {}", wire::PROTOCOL_VERSION + 1)),
+            "{error}"
+        );
         assert!(error.contains("left running"), "{error}");
         assert!(alive(pid), "the agent was left running");
         assert!(alive(holder), "its holder too");
@@ -455,7 +459,8 @@ async fn a_spawn_takes_a_holder_kept_ready_and_every_one_ahead_ends_with_the_dae
         let state = daemon.state_dir.clone();
         let (ready, pool) = (state.join("holders.ready"), state.join("holders.pool"));
         let both_full = || async {
-            let full = entries(&ready) == drover_supervisor::READY
+            // Recycled holders of ended agents may be kept ready too (up to READY_MAX).
+            let full = entries(&ready) >= drover_supervisor::READY
                 && pooled_holders(&pool).len() == drover_holder::pool::POOL_SIZE;
             full.then(|| holders_of(&state))
         };
@@ -505,6 +510,108 @@ async fn a_spawn_takes_a_holder_kept_ready_and_every_one_ahead_ends_with_the_dae
             gone.then_some(())
         })
         .await;
+    })
+    .await
+}
+
+/// The text of an agent's records, in order.
+async fn output(client: &drover_client::Client, agent: &AgentInfo) -> String {
+    let records = all_records(client, agent).await;
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq.0).collect();
+    assert_eq!(seqs, (1..=records.len() as u64).collect::<Vec<_>>());
+    records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_holder_of_an_ended_agent_is_recycled_for_the_next_and_the_next_sees_nothing_of_it() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let state = daemon.state_dir.clone();
+        let flags = tempfile::tempdir().unwrap();
+        let go = flags.path().join("go");
+        let first = client
+            .spawn(sh(&format!(
+                "echo one; echo err >&2; while [ ! -e {} ]; do sleep 0.01; done; exit 3",
+                go.display()
+            )))
+            .await
+            .unwrap();
+        let holder = parent(first.status.pid().unwrap());
+        std::fs::write(&go, b"").unwrap();
+        let end = ended(&client, &first).await;
+        assert_eq!(end.status.exit_code(), Some(3));
+        // Its directory moves away to be kept ready (a released holder removes it).
+        wait_for("the first holder's directory to go", || async {
+            (!holder_dir(&daemon, &first).exists()).then_some(())
+        })
+        .await;
+        // Every agent after it runs as a fresh holder would run it: its own seqs from 1, its
+        // own output, its own status. Spawned until the recycled holder takes one (the two
+        // started ahead go first).
+        let mut taken = None;
+        for n in 0..=drover_supervisor::READY_MAX {
+            let agent = client
+                .spawn(sh(&format!("echo ready{n}; sleep 1000")))
+                .await
+                .unwrap();
+            wait_ready(&client, &agent).await;
+            assert_eq!(output(&client, &agent).await, format!("ready{n}\n"));
+            if parent(agent.status.pid().unwrap()) == holder {
+                taken = Some(agent);
+                break;
+            }
+        }
+        let again = taken.expect("the recycled holder took a later agent");
+        assert!(holder_dir(&daemon, &again).join("sock").exists());
+        client
+            .stop(&again.id.to_string(), Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert_eq!(ended(&client, &again).await.state(), AgentState::Killed);
+        assert_eq!(output(&client, &first).await, "one\nerr\n");
+        daemon.shutdown().await;
+        wait_for("every holder to exit with the daemon", || async {
+            holders_of(&state).is_empty().then_some(())
+        })
+        .await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn holders_kept_ready_stay_bounded_however_many_agents_end() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let state = daemon.state_dir.clone();
+        let spawns = (0..24).map(|i| client.spawn(sh(&format!("echo {i}"))));
+        let agents: Vec<AgentInfo> = futures::future::join_all(spawns)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        for agent in &agents {
+            assert_eq!(ended(&client, agent).await.status.exit_code(), Some(0));
+        }
+        // Every holder of an ended agent was recycled or exited: what stays is the ready ones
+        // (at most READY_MAX) and the spawner's pool.
+        let ready = state.join("holders.ready");
+        let settled = wait_for("the holders to settle", || async {
+            let pooled = pooled_holders(&state.join("holders.pool")).len();
+            let kept = entries(&ready);
+            let live = holders_of(&state).len();
+            (entries(&state.join("holders")) == 0 && live == kept + pooled).then_some(kept)
+        })
+        .await;
+        assert!(
+            (drover_supervisor::READY..=drover_supervisor::READY_MAX).contains(&settled),
+            "{settled} holders kept ready"
+        );
+        daemon.shutdown().await;
     })
     .await
 }

@@ -72,6 +72,8 @@ struct Holder {
     timed_out: bool,
     /// Waiting in the spawner's pool: the link that says where a spawn moved us.
     link: Option<Link>,
+    /// Agents started so far (recycling starts another).
+    uses: u32,
 }
 
 /// How often a refused spool append is retried.
@@ -146,6 +148,7 @@ fn hold(dir: &Path, link: Option<Link>) -> Result<(), HolderError> {
         spool_failing: false,
         timed_out: false,
         link,
+        uses: 0,
     };
     holder.run();
     holder.cleanup();
@@ -644,7 +647,55 @@ impl Holder {
                     self.released = true;
                 }
             }
+            ToHolder::Recycle { dir } => {
+                if self.status.is_terminal() {
+                    // A descendant still here (killed at the drain deadline, not yet reaped)
+                    // must not meet the next agent: this holder goes instead.
+                    if self.uses >= wire::MAX_USES || !tree::children(self.me).is_empty() {
+                        self.released = true;
+                    } else {
+                        self.recycle(PathBuf::from(dir));
+                    }
+                }
+            }
         }
+    }
+
+    /// Forget the ended agent and become a fresh holder in `dir` (see [`ToHolder::Recycle`]).
+    fn recycle(&mut self, dir: PathBuf) {
+        if let Err(e) = self.spool.clear() {
+            // A spool that cannot be emptied cannot serve another agent.
+            eprintln!("drover-holder: emptying the spool to be recycled failed: {e}");
+            self.released = true;
+            return;
+        }
+        // The diagnostics of the agent before are no concern of the next one's.
+        let _ = nix::unistd::ftruncate(std::io::stderr().as_fd(), 0);
+        self.dir = dir;
+        self.spec = None;
+        self.agent = None;
+        self.status = Status::Starting;
+        self.next_seq = 1;
+        self.acked = 0;
+        self.last_ts = i64::MIN;
+        self.unspooled = Vec::new();
+        self.spool_failing = false;
+        self.timed_out = false;
+        self.born = Instant::now();
+        if let Some(conn) = self.conn.as_mut() {
+            conn.resume_from = 1;
+            conn.cursor = 0;
+            conn.sent_status = None;
+        }
+        let welcome = FromHolder::Welcome {
+            version: wire::PROTOCOL_VERSION,
+            holder_pid: self.me,
+            status: Status::Starting,
+            next_seq: 1,
+            first_kept: 1,
+            timed_out: false,
+        };
+        self.send(&welcome);
     }
 
     /// The first seq still in the spool (or the next one, when it is empty).
@@ -679,6 +730,7 @@ impl Holder {
         if let Some(dir) = &spec.dir {
             self.dir = PathBuf::from(dir);
         }
+        self.uses += 1;
         self.next_seq = spec.first_seq.max(1);
         self.acked = self.next_seq - 1;
         match agent::start(&spec) {

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Status;
 
-/// The protocol this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol this build speaks. Version 2 added [`ToHolder::Recycle`] and
+/// [`StartSpec::dir`]; a daemon sends neither to a holder that chose version 1.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The oldest protocol this build still speaks (a holder of an older build is re-attached
 /// as long as its version is at least this).
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
@@ -109,7 +110,18 @@ pub enum ToHolder {
     CloseStdin,
     /// The agent's end is recorded: remove the spool and socket and exit.
     Release,
+    /// (Version 2.) The agent's end is recorded and the daemon moved this holder's directory
+    /// to `dir`: forget the agent and its spool and be a new holder there, answering with a
+    /// [`FromHolder::Welcome`] (status `starting`) that marks where the new holder's frames
+    /// begin; a [`ToHolder::Start`] may follow on the same connection. Refused like
+    /// `Release` before the agent ended; a holder that has held [`MAX_USES`] agents exits
+    /// instead, as on `Release`.
+    Recycle { dir: String },
 }
+
+/// Agents one holder process holds, one after another, before it exits rather than being
+/// recycled (bounds what a long-lived holder's memory can gather).
+pub const MAX_USES: u32 = 256;
 
 /// One record as it crosses the wire and sits in the spool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

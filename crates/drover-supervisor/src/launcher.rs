@@ -146,10 +146,15 @@ pub(crate) struct ReadyHolder {
     pub(crate) pid: u32,
     pub(crate) dir: PathBuf,
     pub(crate) conn: Conn,
+    /// The protocol version it chose.
+    pub(crate) version: u32,
 }
 
-/// Holders kept ready.
+/// Holders started ahead to be kept ready.
 pub const READY: usize = 2;
+/// Holders kept ready at most, counting those recycled: a holder whose agent ended is kept
+/// (rather than exiting) while fewer are ready, so a steady run of short agents starts none.
+pub const READY_MAX: usize = 8;
 /// Holders that fail to get ready in a row before the launcher stops keeping any.
 const MOST_FAILED: u32 = 4;
 
@@ -229,9 +234,14 @@ impl Launcher {
                 let mut state = launcher.ready.lock();
                 state.preparing -= 1;
                 match prepared {
-                    Ok((pid, conn)) => {
+                    Ok((pid, (conn, version))) => {
                         state.failed = 0;
-                        state.waiting.push_back(ReadyHolder { pid, dir, conn });
+                        state.waiting.push_back(ReadyHolder {
+                            pid,
+                            dir,
+                            conn,
+                            version,
+                        });
                     }
                     Err(error) => {
                         state.failed += 1;
@@ -246,8 +256,52 @@ impl Launcher {
         }
     }
 
+    /// Where the holder of the ended agent `name` was moved to be kept ready, or `None`: as
+    /// many as [`READY_MAX`] are ready or on their way, or it could not be moved (it is then
+    /// released).
+    pub(crate) fn recycle_slot(&self, name: &str) -> Option<PathBuf> {
+        let dir = {
+            let mut state = self.ready.lock();
+            if state.off || state.waiting.len() + state.preparing >= READY_MAX {
+                return None;
+            }
+            state.preparing += 1;
+            state.next += 1;
+            self.ready.dir.join(state.next.to_string())
+        };
+        if std::fs::rename(self.root.join(name), &dir).is_err() {
+            self.ready.lock().preparing -= 1;
+            return None;
+        }
+        Some(dir)
+    }
+
+    /// The holder moved to `dir` was told to be recycled on `conn`: once it answers as a new
+    /// holder it is ready. One that does not is dropped (it exits when its connection
+    /// closes) and what it left removed.
+    pub(crate) fn recycled(&self, pid: u32, dir: PathBuf, mut conn: Conn) {
+        let launcher = self.clone();
+        tokio::spawn(async move {
+            let fresh = crate::remote::recycled(&mut conn).await;
+            let mut state = launcher.ready.lock();
+            state.preparing -= 1;
+            match fresh {
+                Ok(version) => state.waiting.push_back(ReadyHolder {
+                    pid,
+                    dir,
+                    conn,
+                    version,
+                }),
+                Err(_) => {
+                    drop(state);
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+        });
+    }
+
     /// Starts a holder in `dir` and greets it.
-    async fn prepare(&self, dir: &Path) -> Result<(u32, Conn), String> {
+    async fn prepare(&self, dir: &Path) -> Result<(u32, (Conn, u32)), String> {
         let pid = self.request(dir.to_path_buf()).await?;
         let conn = crate::remote::greet(dir).await;
         if conn.is_err() {

@@ -79,10 +79,11 @@ pub async fn spawn_held(
         dir: None,
     };
     // Boxed: its state (two specs, a greeting) would otherwise sit in every caller's future.
-    let (holder_pid, mut conn) = match Box::pin(start_holder(launcher, agent, &dir, spec)).await {
-        Ok(started) => started,
-        Err(error) => return Handle::failed(&sink, error),
-    };
+    let (holder_pid, mut conn, version) =
+        match Box::pin(start_holder(launcher, agent, &dir, spec)).await {
+            Ok(started) => started,
+            Err(error) => return Handle::failed(&sink, error),
+        };
     // The agent's first status (running, or failed to start) comes before any record.
     let started = async {
         loop {
@@ -113,14 +114,17 @@ pub async fn spawn_held(
         }
         StdinMode::Null => (StdinSlot::default(), None),
     };
+    // A holder of protocol 2 that started its agent is recycled for another once the agent
+    // ends (when the launcher wants one ready), rather than exiting.
+    let recycle = (version >= 2 && !status.is_terminal()).then(|| launcher.clone());
     launch(
         conn,
         sink,
         status,
         (stdin, stdin_rx),
-        agent.to_owned(),
-        holder_pid,
+        (agent.to_owned(), holder_pid),
         ack_bytes(config.spool_limit),
+        recycle,
     )
 }
 
@@ -204,9 +208,9 @@ pub async fn attach(
         sink,
         current,
         (stdin, stdin_rx),
-        agent.to_owned(),
-        holder_pid,
+        (agent.to_owned(), holder_pid),
         ACK_BYTES,
+        None,
     );
     Ok(Attached { handle, holder_pid })
 }
@@ -243,9 +247,9 @@ fn launch(
     sink: Arc<Sink>,
     status: Status,
     (stdin, stdin_rx): (StdinSlot, Option<mpsc::Receiver<Vec<u8>>>),
-    agent: String,
-    holder_pid: u32,
+    (agent, holder_pid): (String, u32),
     ack_bytes: usize,
+    recycle: Option<Launcher>,
 ) -> Handle {
     let (status_tx, status_rx) = watch::channel(status);
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE);
@@ -264,6 +268,8 @@ fn launch(
         ack_bytes,
         agent,
         holder_pid,
+        recycle,
+        recycled_to: None,
     };
     tokio::spawn(actor.run(requests_rx));
     Handle::from_parts(requests_tx, status_rx, stdin)
@@ -277,7 +283,7 @@ async fn start_holder(
     agent: &str,
     dir: &Path,
     spec: StartSpec,
-) -> Result<(u32, Conn), String> {
+) -> Result<(u32, Conn, u32), String> {
     if let Some(mut ready) = launcher.take_ready(agent) {
         let moved = StartSpec {
             dir: Some(dir.to_string_lossy().into_owned()),
@@ -291,7 +297,7 @@ async fn start_holder(
             .await
             .is_ok()
         {
-            return Ok((ready.pid, ready.conn));
+            return Ok((ready.pid, ready.conn, ready.version));
         }
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -305,11 +311,11 @@ async fn start_holder(
         let mut conn = Conn::connect(dir).await.map_err(|e| e.to_string())?;
         conn.send(&hello(first_seq)).await?;
         conn.send(&ToHolder::Start { spec }).await?;
-        welcome(&mut conn).await?;
-        Ok::<_, String>(conn)
+        let version = welcome(&mut conn).await?;
+        Ok::<_, String>((conn, version))
     };
     match tokio::time::timeout(GREETING, greeting).await {
-        Ok(Ok(conn)) => Ok((pid, conn)),
+        Ok(Ok((conn, version))) => Ok((pid, conn, version)),
         Ok(Err(error)) => Err(format!("the agent's holder failed: {error}")),
         Err(_) => Err("the agent's holder did not answer".to_owned()),
     }
@@ -317,12 +323,12 @@ async fn start_holder(
 
 /// Connects to the new holder in `dir` and greets it: the connection is ready for `Start`.
 /// (Its records could only start at the first seq of the run, so `resume_from` is 1.)
-pub(crate) async fn greet(dir: &Path) -> Result<Conn, String> {
+pub(crate) async fn greet(dir: &Path) -> Result<(Conn, u32), String> {
     let greeting = async {
         let mut conn = Conn::connect(dir).await.map_err(|e| e.to_string())?;
         conn.send(&hello(1)).await?;
-        welcome(&mut conn).await?;
-        Ok(conn)
+        let version = welcome(&mut conn).await?;
+        Ok((conn, version))
     };
     tokio::time::timeout(GREETING, greeting)
         .await
@@ -337,12 +343,27 @@ fn hello(resume_from: u64) -> ToHolder {
     }
 }
 
-/// A new holder's first answer.
-async fn welcome(conn: &mut Conn) -> Result<(), String> {
+/// A new holder's first answer: the protocol version it chose.
+async fn welcome(conn: &mut Conn) -> Result<u32, String> {
     match conn.next().await? {
-        FromHolder::Welcome { .. } => Ok(()),
+        FromHolder::Welcome { version, .. } => Ok(version),
         other => Err(format!("unexpected first answer {other:?}")),
     }
+}
+
+/// Waits for the `Welcome` a recycled holder sends once it is new (what the agent before it
+/// sent is passed over), so its connection is ready for `Start`.
+pub(crate) async fn recycled(conn: &mut Conn) -> Result<u32, String> {
+    let fresh = async {
+        loop {
+            if let FromHolder::Welcome { version, .. } = conn.next().await? {
+                return Ok(version);
+            }
+        }
+    };
+    tokio::time::timeout(GREETING, fresh)
+        .await
+        .map_err(|_| "the recycled holder did not answer".to_owned())?
 }
 
 /// One connection to a holder: frames in and out.
@@ -443,6 +464,10 @@ struct RemoteActor {
     /// The holder's pid: when the connection ends while it still runs, the holder let go of
     /// this daemon (another one connected) and the agent is not lost to it.
     holder_pid: u32,
+    /// The launcher to give the holder back to once the agent ended (protocol 2 holders this
+    /// daemon started), and where it was moved when it was.
+    recycle: Option<Launcher>,
+    recycled_to: Option<PathBuf>,
 }
 
 impl RemoteActor {
@@ -518,6 +543,9 @@ impl RemoteActor {
             }));
         }
         self.set_status(end);
+        if let (Some(launcher), Some(dir)) = (self.recycle.take(), self.recycled_to.take()) {
+            launcher.recycled(self.holder_pid, dir, self.conn);
+        }
     }
 
     /// Acknowledge what the observer kept of what was delivered.
@@ -562,9 +590,21 @@ impl RemoteActor {
             FromHolder::Status { status } => {
                 if status.is_terminal() {
                     // Everything before it was delivered; recorded by the caller of `run`.
-                    // The holder may go once the observer has it: release it after.
+                    // The holder may go once the observer has it: release it after, or move it
+                    // to be kept ready for another agent.
                     self.set_status(status.clone());
-                    let _ = self.conn.send(&ToHolder::Release).await;
+                    let moved = self
+                        .recycle
+                        .as_ref()
+                        .and_then(|launcher| launcher.recycle_slot(&self.agent));
+                    let message = match &moved {
+                        Some(dir) => ToHolder::Recycle {
+                            dir: dir.to_string_lossy().into_owned(),
+                        },
+                        None => ToHolder::Release,
+                    };
+                    let _ = self.conn.send(&message).await;
+                    self.recycled_to = moved;
                     return Some(status);
                 }
                 self.set_status(status);
