@@ -404,6 +404,36 @@ async fn interleaved() {
         median(many[1].clone()),
         median(ratios.1.clone())
     );
+    // Agents that do not end leave no holder to recycle: every spawn takes a holder started
+    // ahead. (Live agents pile up here, 300 per path, so this pass comes last.)
+    let mut long = ([Vec::new(), Vec::new()], Vec::new());
+    for block in 0..BLOCKS / 2 {
+        let order = if block % 2 == 0 { [0, 1] } else { [1, 0] };
+        let mut s = [0f64; 2];
+        for path in order {
+            let client = if path == 0 {
+                &held.client
+            } else {
+                &direct.client
+            };
+            let begun = Instant::now();
+            for _ in 0..PER_BLOCK {
+                client.spawn(argv(&["sleep", "3600"])).await.expect("spawn");
+            }
+            s[path] = PER_BLOCK as f64 / begun.elapsed().as_secs_f64();
+        }
+        long.0[0].push(s[0]);
+        long.0[1].push(s[1]);
+        long.1.push(s[0] / s[1]);
+    }
+    let (l_lo, l_hi) = range(&long.1);
+    println!(
+        "  long-lived (sleep 3600, sequential, {} blocks; none ends, so none recycled): holders {:.0} /s, direct {:.0} /s, ratio {:.2} (10th-90th percentile {l_lo:.2}-{l_hi:.2})",
+        BLOCKS / 2,
+        median(long.0[0].clone()),
+        median(long.0[1].clone()),
+        median(long.1.clone())
+    );
     held.shutdown().await;
     direct.shutdown().await;
 }

@@ -81,14 +81,16 @@ impl Holders {
     ) -> Handle {
         match &self.launcher {
             Some(launcher) => {
-                drover_supervisor::spawn_held(
+                // Boxed: a held start's state is large, and the handlers' futures that await
+                // it are polled on a test thread's (or a worker's) stack.
+                Box::pin(drover_supervisor::spawn_held(
                     launcher,
                     &holder_name(id, run),
                     command,
                     config,
                     observer,
                     first_seq,
-                )
+                ))
                 .await
             }
             None => drover_supervisor::spawn(command, config, observer),

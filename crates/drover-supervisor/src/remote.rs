@@ -477,7 +477,9 @@ impl RemoteActor {
             // Frames already buffered first.
             match self.conn.decoded() {
                 Ok(Some(message)) => {
-                    if let Some(end) = self.on_message(message).await {
+                    // Boxed: the frame handling's state would otherwise sit in this loop's
+                    // future, polled on the stack of whichever thread runs it.
+                    if let Some(end) = Box::pin(self.on_message(message)).await {
                         break end;
                     }
                     continue;
