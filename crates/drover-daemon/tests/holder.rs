@@ -451,6 +451,27 @@ fn entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| d.count())
 }
 
+/// The directory of a live holder, from its open spool (the path follows renames).
+fn spool_dir(pid: u32) -> Option<PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .find(|target| target.file_name().is_some_and(|n| n == "spool"))
+        .and_then(|spool| spool.parent().map(Path::to_path_buf))
+}
+
+/// A daemon is connected to the holder `pid`: it has a socket besides its listening one.
+fn connected(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
+            >= 2
+    })
+}
+
 #[tokio::test]
 async fn a_spawn_takes_a_holder_kept_ready_and_every_one_ahead_ends_with_the_daemon() {
     within(async {
@@ -458,37 +479,47 @@ async fn a_spawn_takes_a_holder_kept_ready_and_every_one_ahead_ends_with_the_dae
         let client = daemon.client().await;
         let state = daemon.state_dir.clone();
         let (ready, pool) = (state.join("holders.ready"), state.join("holders.pool"));
-        let both_full = || async {
-            // Recycled holders of ended agents may be kept ready too (up to READY_MAX).
-            let full = entries(&ready) >= drover_supervisor::READY
-                && pooled_holders(&pool).len() == drover_holder::pool::POOL_SIZE;
-            full.then(|| holders_of(&state))
+        // Holders the daemon keeps ready (connected to it; recycled ones of ended agents
+        // count too), once the spawner's pool is full behind them.
+        let kept_ready = || async {
+            let pooled = pooled_holders(&pool);
+            let kept: Vec<u32> = holders_of(&state)
+                .into_iter()
+                .filter(|p| {
+                    !pooled.contains(p) && spool_dir(*p).is_some_and(|d| d.starts_with(&ready))
+                })
+                .collect();
+            let full = kept.len() >= drover_supervisor::READY
+                && kept.iter().all(|p| connected(*p))
+                && pooled.len() == drover_holder::pool::POOL_SIZE;
+            full.then_some(kept)
         };
-        // Before any spawn the daemon keeps holders ready (started, connected, greeted), and
-        // the spawner keeps more started behind them.
-        let before = wait_for("holders kept ready and pooled", both_full).await;
-        assert_eq!(
-            before.len(),
-            drover_supervisor::READY + drover_holder::pool::POOL_SIZE
-        );
-        // A spawn takes one that was already running, moved into the agent's directory.
-        let agent = client.spawn(sh("echo ready; sleep 1000")).await.unwrap();
-        let holder = parent(agent.status.pid().unwrap());
-        assert!(
-            before.contains(&holder),
-            "the agent's holder {holder} was one of {before:?}"
-        );
+        let before = wait_for("holders kept ready and pooled", kept_ready).await;
+        assert_eq!(before.len(), drover_supervisor::READY);
+        assert_eq!(entries(&ready), drover_supervisor::READY);
+        // A spawn takes one of them, moved into the agent's directory. (One that was still
+        // being greeted is not offered yet: the spawn then takes the next.)
+        let mut spawned = Vec::new();
+        let (agent, holder) = loop {
+            assert!(
+                spawned.len() <= drover_supervisor::READY,
+                "no spawn took a ready holder"
+            );
+            let agent = client.spawn(sh("echo ready; sleep 1000")).await.unwrap();
+            let holder = parent(agent.status.pid().unwrap());
+            spawned.push(agent.clone());
+            if before.contains(&holder) {
+                break (agent, holder);
+            }
+        };
+        assert_eq!(spool_dir(holder), Some(holder_dir(&daemon, &agent)));
         assert!(holder_dir(&daemon, &agent).join("sock").exists());
         wait_ready(&client, &agent).await;
-        // Both fill again. A ready holder killed meanwhile is passed over (and its directory
-        // removed): the next spawn runs all the same.
-        let now = wait_for("both to fill again", both_full).await;
-        let pooled = pooled_holders(&pool);
-        let kept: Vec<u32> = now
-            .into_iter()
-            .filter(|p| *p != holder && !pooled.contains(p))
-            .collect();
-        assert_eq!(kept.len(), drover_supervisor::READY);
+        // Both fill again. Ready holders killed meanwhile are passed over, their directories
+        // removed: the next spawn runs all the same.
+        let kept = wait_for("both to fill again", kept_ready).await;
+        let dirs: Vec<PathBuf> = kept.iter().filter_map(|p| spool_dir(*p)).collect();
+        assert_eq!(dirs.len(), kept.len());
         for pid in &kept {
             let pid = nix::unistd::Pid::from_raw(*pid as i32);
             nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -498,10 +529,14 @@ async fn a_spawn_takes_a_holder_kept_ready_and_every_one_ahead_ends_with_the_dae
         })
         .await;
         let next = client.spawn(sh("echo next")).await.unwrap();
+        assert!(!kept.contains(&parent_or_zero(next.status.pid())));
         assert_eq!(ended(&client, &next).await.status.exit_code(), Some(0));
-        wait_for("both to fill after the killed ones", both_full).await;
-        client.kill(&agent.id.to_string()).await.unwrap();
-        ended(&client, &agent).await;
+        assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?} removed");
+        wait_for("both to fill after the killed ones", kept_ready).await;
+        for agent in &spawned {
+            client.kill(&agent.id.to_string()).await.unwrap();
+            ended(&client, agent).await;
+        }
         // With the daemon (and its spawner) gone, every holder started ahead goes too, taking
         // its directory with it.
         daemon.shutdown().await;
@@ -512,6 +547,16 @@ async fn a_spawn_takes_a_holder_kept_ready_and_every_one_ahead_ends_with_the_dae
         .await;
     })
     .await
+}
+
+/// The parent of `pid` while it runs, else 0.
+fn parent_or_zero(pid: Option<u32>) -> u32 {
+    pid.and_then(|pid| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, rest) = stat.rsplit_once(')')?;
+        rest.split_whitespace().nth(1)?.parse().ok()
+    })
+    .unwrap_or(0)
 }
 
 /// The text of an agent's records, in order.

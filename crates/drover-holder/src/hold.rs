@@ -24,8 +24,9 @@ const READ_BUF: usize = 64 * 1024;
 const OUT_HIGH: usize = 128 * 1024;
 /// How often a holder whose agent ended checks that its socket still exists.
 const ORPHAN_CHECK: Duration = Duration::from_secs(10);
-/// A holder whose daemon never sends `Start` gives up after this.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// A holder that no daemon has greeted gives up after this (a daemon greets its new holder
+/// at once, and gives up on it itself after 5 s).
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The daemon's connection.
 #[derive(Debug)]
@@ -35,6 +36,8 @@ struct Conn {
     outbuf: Vec<u8>,
     /// `Hello` received (nothing is sent before it).
     greeted: bool,
+    /// The protocol version chosen at the greeting.
+    version: u32,
     /// The first seq this daemon wants.
     resume_from: u64,
     /// Offset in the spool of the next record to send.
@@ -173,12 +176,7 @@ impl Holder {
         while !self.released {
             // A daemon that greeted us and keeps the connection open holds us ready for a
             // spawn to come (no timeout while it does; see `read_conn` for when it leaves).
-            if self.status == Status::Starting
-                && self.spec.is_none()
-                && self.link.is_none()
-                && !self.conn.as_ref().is_some_and(|c| c.greeted)
-                && self.born.elapsed() > START_TIMEOUT
-            {
+            if self.waiting_for_a_greeting() && self.born.elapsed() > START_TIMEOUT {
                 eprintln!("drover-holder: no agent to start after {START_TIMEOUT:?}; exiting");
                 return;
             }
@@ -309,7 +307,19 @@ impl Holder {
         }
     }
 
+    /// Started (or claimed from the pool) with no agent, and no daemon has greeted us: the
+    /// start timeout runs.
+    fn waiting_for_a_greeting(&self) -> bool {
+        self.status == Status::Starting
+            && self.spec.is_none()
+            && self.link.is_none()
+            && !self.conn.as_ref().is_some_and(|c| c.greeted)
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
+        if self.waiting_for_a_greeting() {
+            return Some(self.born + START_TIMEOUT);
+        }
         if self.status.is_terminal() && self.conn.is_none() {
             // Waiting for a daemon to collect the end: look now and then whether anyone still
             // can (the state directory may be gone).
@@ -503,6 +513,7 @@ impl Holder {
                         inbuf: Vec::new(),
                         outbuf: Vec::new(),
                         greeted: false,
+                        version: wire::PROTOCOL_VERSION,
                         resume_from: 1,
                         cursor: 0,
                         sent_status: None,
@@ -587,6 +598,7 @@ impl Holder {
                 return;
             }
             conn.greeted = true;
+            conn.version = chosen;
             conn.resume_from = resume_from;
             conn.cursor = 0;
             // Whatever the daemon has, it stored: those records need not be kept.
@@ -649,20 +661,24 @@ impl Holder {
             }
             ToHolder::Recycle { dir } => {
                 if self.status.is_terminal() {
+                    // The daemon moved our directory already: whether we stay or go, it is
+                    // there now (so a holder that goes cleans up the right one).
+                    self.dir = PathBuf::from(dir);
                     // A descendant still here (killed at the drain deadline, not yet reaped)
                     // must not meet the next agent: this holder goes instead.
                     if self.uses >= wire::MAX_USES || !tree::children(self.me).is_empty() {
                         self.released = true;
                     } else {
-                        self.recycle(PathBuf::from(dir));
+                        self.recycle();
                     }
                 }
             }
         }
     }
 
-    /// Forget the ended agent and become a fresh holder in `dir` (see [`ToHolder::Recycle`]).
-    fn recycle(&mut self, dir: PathBuf) {
+    /// Forget the ended agent and become a fresh holder in our (moved) directory (see
+    /// [`ToHolder::Recycle`]).
+    fn recycle(&mut self) {
         if let Err(e) = self.spool.clear() {
             // A spool that cannot be emptied cannot serve another agent.
             eprintln!("drover-holder: emptying the spool to be recycled failed: {e}");
@@ -671,7 +687,6 @@ impl Holder {
         }
         // The diagnostics of the agent before are no concern of the next one's.
         let _ = nix::unistd::ftruncate(std::io::stderr().as_fd(), 0);
-        self.dir = dir;
         self.spec = None;
         self.agent = None;
         self.status = Status::Starting;
@@ -682,13 +697,15 @@ impl Holder {
         self.spool_failing = false;
         self.timed_out = false;
         self.born = Instant::now();
+        let mut version = wire::PROTOCOL_VERSION;
         if let Some(conn) = self.conn.as_mut() {
             conn.resume_from = 1;
             conn.cursor = 0;
             conn.sent_status = None;
+            version = conn.version;
         }
         let welcome = FromHolder::Welcome {
-            version: wire::PROTOCOL_VERSION,
+            version,
             holder_pid: self.me,
             status: Status::Starting,
             next_seq: 1,

@@ -136,8 +136,12 @@ struct ReadyState {
     next: u64,
     /// Failed to get ready since the last one that did.
     failed: u32,
-    /// Turned off after [`MOST_FAILED`] failures in a row: spawns go to the spawner.
-    off: bool,
+    /// Turned off after [`MOST_FAILED`] failures in a row, until then: spawns go to the
+    /// spawner meanwhile.
+    off_until: Option<std::time::Instant>,
+    /// Names this launcher's ready directories apart from an earlier daemon's (a holder of
+    /// a crashed daemon may still be going away in `holders.ready`).
+    instance: String,
 }
 
 /// A holder ready for a spawn: its pid, its directory and its greeted connection.
@@ -155,8 +159,10 @@ pub const READY: usize = 2;
 /// Holders kept ready at most, counting those recycled: a holder whose agent ended is kept
 /// (rather than exiting) while fewer are ready, so a steady run of short agents starts none.
 pub const READY_MAX: usize = 8;
-/// Holders that fail to get ready in a row before the launcher stops keeping any.
+/// Holders that fail to get ready in a row before the launcher stops keeping any, for
+/// [`OFF_FOR`].
 const MOST_FAILED: u32 = 4;
+const OFF_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Requests queued for the spawner before `spawn_holder` waits for room.
 const QUEUE: usize = 256;
@@ -183,7 +189,10 @@ impl Launcher {
             root,
             ready: Arc::new(Ready {
                 dir: ready_dir,
-                state: Mutex::new(ReadyState::default()),
+                state: Mutex::new(ReadyState {
+                    instance: format!("{:x}", crate::status::unix_nanos()),
+                    ..ReadyState::default()
+                }),
             }),
         };
         launcher.refill();
@@ -220,10 +229,8 @@ impl Launcher {
         let names: Vec<PathBuf> = {
             let mut state = self.ready.lock();
             let mut names = Vec::new();
-            while !state.off && state.waiting.len() + state.preparing < READY {
-                state.preparing += 1;
-                state.next += 1;
-                names.push(self.ready.dir.join(state.next.to_string()));
+            while !state.is_off() && state.waiting.len() + state.preparing < READY {
+                names.push(self.ready.dir.join(state.reserve()));
             }
             names
         };
@@ -233,6 +240,14 @@ impl Launcher {
                 let prepared = launcher.prepare(&dir).await;
                 let mut state = launcher.ready.lock();
                 state.preparing -= 1;
+                // Only a holder of protocol 2 understands `spec.dir` (and `recycle`).
+                let prepared = prepared.and_then(|(pid, (conn, version))| {
+                    if version >= 2 {
+                        Ok((pid, (conn, version)))
+                    } else {
+                        Err(format!("the holder speaks protocol {version}, not 2"))
+                    }
+                });
                 match prepared {
                     Ok((pid, (conn, version))) => {
                         state.failed = 0;
@@ -247,8 +262,8 @@ impl Launcher {
                         state.failed += 1;
                         tracing::warn!(%error, "a holder kept ready failed to start");
                         if state.failed >= MOST_FAILED {
-                            tracing::warn!("no more holders kept ready: they keep failing");
-                            state.off = true;
+                            tracing::warn!("holders kept ready keep failing: none for {OFF_FOR:?}");
+                            state.off_until = Some(std::time::Instant::now() + OFF_FOR);
                         }
                     }
                 }
@@ -262,12 +277,10 @@ impl Launcher {
     pub(crate) fn recycle_slot(&self, name: &str) -> Option<PathBuf> {
         let dir = {
             let mut state = self.ready.lock();
-            if state.off || state.waiting.len() + state.preparing >= READY_MAX {
+            if state.is_off() || state.waiting.len() + state.preparing >= READY_MAX {
                 return None;
             }
-            state.preparing += 1;
-            state.next += 1;
-            self.ready.dir.join(state.next.to_string())
+            self.ready.dir.join(state.reserve())
         };
         if std::fs::rename(self.root.join(name), &dir).is_err() {
             self.ready.lock().preparing -= 1;
@@ -330,6 +343,28 @@ impl Launcher {
         answer
             .await
             .map_err(|_| "the holder spawner died".to_owned())?
+    }
+}
+
+impl ReadyState {
+    /// Turned off for now; once the time is over it is on again, with a clean slate.
+    fn is_off(&mut self) -> bool {
+        match self.off_until {
+            Some(until) if std::time::Instant::now() < until => true,
+            Some(_) => {
+                self.off_until = None;
+                self.failed = 0;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A new ready directory's name, counted as on its way.
+    fn reserve(&mut self) -> String {
+        self.preparing += 1;
+        self.next += 1;
+        format!("{}.{}", self.instance, self.next)
     }
 }
 

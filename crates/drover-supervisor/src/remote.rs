@@ -387,16 +387,21 @@ impl Conn {
         })
     }
 
-    /// Not closed by the holder, as far as can be told without waiting: whatever it sent
-    /// meanwhile is kept for [`Self::next`].
+    /// Not closed by the holder, as far as can be told without waiting: reads what the socket
+    /// holds (kept for [`Self::next`]) up to the point where it would wait (open) or ends
+    /// (closed). It asks the socket itself: tokio's own `try_read` answers from the readiness
+    /// its reactor last saw, which may predate the holder's death.
     pub(crate) fn is_open(&mut self) -> bool {
+        use nix::sys::socket::{recv, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let fd = AsRef::<UnixStream>::as_ref(&self.reader).as_raw_fd();
         let mut chunk = [0u8; 4096];
         loop {
-            match self.reader.try_read(&mut chunk) {
+            match recv(fd, &mut chunk, MsgFlags::MSG_DONTWAIT) {
                 Ok(0) => return false,
                 Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(nix::errno::Errno::EAGAIN) => return true,
+                Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => return false,
             }
         }
