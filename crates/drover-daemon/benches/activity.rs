@@ -1,6 +1,6 @@
 //! Agent-awareness cost: capture throughput of a 1 000 000-line claude stream-json transcript
 //! through the real daemon, read by the `claude-stream-json` parser, beside the same bytes
-//! captured by a `command` agent without a parser, in the same run: 9 pairs, the order
+//! captured by a `command` agent without a parser, in the same run: 21 pairs, the order
 //! alternating, and the median of the pairs' ratios.
 //! The transcript cycles the assistant, tool result and final text lines of
 //! `drover-agent/tests/fixtures/real/claude-tool.jsonl` (a recorded claude-code 2.1.197 run).
@@ -23,7 +23,7 @@ mod raw;
 
 const LINES: usize = 1_000_000;
 /// Side-by-side pairs of captures (one without the parser, one with).
-const PAIRS: usize = 9;
+const PAIRS: usize = 21;
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
