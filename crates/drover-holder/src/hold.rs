@@ -24,9 +24,9 @@ const READ_BUF: usize = 64 * 1024;
 const OUT_HIGH: usize = 128 * 1024;
 /// How often a holder whose agent ended checks that its socket still exists.
 const ORPHAN_CHECK: Duration = Duration::from_secs(10);
-/// A holder that no daemon has greeted gives up after this (a daemon greets its new holder
-/// at once, and gives up on it itself after 5 s).
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// A holder that no daemon is connected to, and none has greeted, gives up after this (a
+/// daemon connects to its new holder as soon as the spawner answers).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The daemon's connection.
 #[derive(Debug)]
@@ -307,13 +307,13 @@ impl Holder {
         }
     }
 
-    /// Started (or claimed from the pool) with no agent, and no daemon has greeted us: the
-    /// start timeout runs.
+    /// Started (or claimed from the pool) with no agent, and no daemon connected: the start
+    /// timeout runs. (A connection not greeted yet stops it: its hello may be on its way.)
     fn waiting_for_a_greeting(&self) -> bool {
         self.status == Status::Starting
             && self.spec.is_none()
             && self.link.is_none()
-            && !self.conn.as_ref().is_some_and(|c| c.greeted)
+            && self.conn.is_none()
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -245,6 +245,7 @@ impl Launcher {
                     if version >= 2 {
                         Ok((pid, (conn, version)))
                     } else {
+                        let _ = std::fs::remove_dir_all(&dir);
                         Err(format!("the holder speaks protocol {version}, not 2"))
                     }
                 });
