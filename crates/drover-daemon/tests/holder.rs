@@ -402,8 +402,9 @@ async fn stop_sends_the_specs_stop_signal_first_and_a_bad_one_is_refused() {
     .await
 }
 
-/// Pids of the holders waiting in the spawner's pool (`pooled DIR` on their command line).
-fn pooled_holders(pool: &Path) -> Vec<u32> {
+/// Pids of the live holders whose role and directory (`ROLE DIR` on their command line) pass
+/// `matches`.
+fn holders_where(matches: impl Fn(&[u8], &Path) -> bool) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -413,38 +414,28 @@ fn pooled_holders(pool: &Path) -> Vec<u32> {
             continue;
         };
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        // A claimed holder keeps its command line; its pool directory is gone (moved).
-        let pooled = args.windows(2).any(|pair| {
-            let dir = Path::new(std::str::from_utf8(pair[1]).unwrap_or(""));
-            pair[0] == b"pooled" && dir.starts_with(pool) && dir.exists()
+        let found = args.windows(2).any(|pair| {
+            matches(
+                pair[0],
+                Path::new(std::str::from_utf8(pair[1]).unwrap_or("")),
+            )
         });
-        if pooled && alive(pid) {
+        if found && alive(pid) {
             pids.push(pid);
         }
     }
     pids
 }
 
+/// Pids of the holders waiting in the spawner's pool (`pooled DIR` on their command line).
+fn pooled_holders(pool: &Path) -> Vec<u32> {
+    // A claimed holder keeps its command line; its pool directory is gone (moved).
+    holders_where(|role, dir| role == b"pooled" && dir.starts_with(pool) && dir.exists())
+}
+
 /// Pids of the live holders under `state` (any role: `hold DIR` or `pooled DIR`).
 fn holders_of(state: &Path) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let ours = args.windows(2).any(|pair| {
-            let dir = Path::new(std::str::from_utf8(pair[1]).unwrap_or(""));
-            (pair[0] == b"hold" || pair[0] == b"pooled") && dir.starts_with(state)
-        });
-        if ours && alive(pid) {
-            pids.push(pid);
-        }
-    }
-    pids
+    holders_where(|role, dir| (role == b"hold" || role == b"pooled") && dir.starts_with(state))
 }
 
 fn entries(dir: &Path) -> usize {
