@@ -964,3 +964,149 @@ impl Holder {
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A holder in `dir` with no agent, as `hold` sets one up (without touching this process's
+    /// stdin or signal mask).
+    fn idle_holder(dir: &Path) -> Holder {
+        let listener = UnixListener::bind(dir.join(crate::SOCKET)).expect("bind");
+        let signals =
+            SignalFd::with_flags(&SigSet::empty(), SfdFlags::SFD_CLOEXEC).expect("signalfd");
+        let spool = Spool::create(&dir.join(crate::SPOOL)).expect("spool");
+        Holder {
+            dir: dir.to_path_buf(),
+            me: std::process::id(),
+            listener,
+            conn: None,
+            signals,
+            spool,
+            spec: None,
+            agent: None,
+            status: Status::Starting,
+            next_seq: 1,
+            acked: 0,
+            last_ts: i64::MIN,
+            released: false,
+            born: Instant::now(),
+            buf: Vec::new(),
+            unspooled: Vec::new(),
+            spool_failing: false,
+            timed_out: false,
+            link: None,
+            uses: 0,
+        }
+    }
+
+    fn conn(greeted: bool) -> Conn {
+        let (stream, _peer) = UnixStream::pair().expect("pair");
+        Conn {
+            stream,
+            inbuf: Vec::new(),
+            outbuf: Vec::new(),
+            greeted,
+            version: wire::PROTOCOL_VERSION,
+            resume_from: 1,
+            cursor: 0,
+            sent_status: None,
+        }
+    }
+
+    #[test]
+    fn a_holder_nobody_greets_has_a_deadline_and_one_kept_ready_has_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut holder = idle_holder(dir.path());
+        // No daemon connected: the start timeout is a poll deadline (without one, a holder
+        // whose daemon died before greeting it slept in `poll` for good).
+        assert!(holder.waiting_for_a_greeting());
+        assert_eq!(holder.next_deadline(), Some(holder.born + START_TIMEOUT));
+        // A daemon connected (its hello may be on its way) or greeted: no timeout.
+        holder.conn = Some(conn(false));
+        assert!(!holder.waiting_for_a_greeting());
+        assert_eq!(holder.next_deadline(), None);
+        holder.conn = Some(conn(true));
+        assert_eq!(holder.next_deadline(), None);
+        // Waiting in the pool: the spawner's link ends it, not a timeout.
+        holder.conn = None;
+        let (reader, _writer) = nix::unistd::pipe().expect("pipe");
+        holder.link = Some(Link::new(std::fs::File::from(reader)));
+        assert!(!holder.waiting_for_a_greeting());
+    }
+
+    #[test]
+    fn a_recycled_holder_forgets_its_agent_and_answers_as_a_new_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut holder = idle_holder(dir.path());
+        // `me` is whose descendants block a recycle: a process with none (this test process
+        // may have children of other tests).
+        let mut childless = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        holder.me = childless.id();
+        holder.conn = Some(conn(true));
+        let record = WireRecord {
+            seq: 7,
+            ts: 1,
+            stream: 1,
+            data: b"old\n".to_vec(),
+            partial: false,
+        };
+        holder.spool.append(&[record]).expect("append");
+        holder.status = Status::Exited {
+            code: 3,
+            started_at: 1,
+            ended_at: 2,
+        };
+        holder.next_seq = 8;
+        holder.acked = 5;
+        holder.timed_out = true;
+        holder.uses = 1;
+        if let Some(c) = holder.conn.as_mut() {
+            c.cursor = 40;
+            c.resume_from = 3;
+            c.sent_status = Some(holder.status.clone());
+        }
+        let moved = dir.path().join("moved");
+        holder.handle(ToHolder::Recycle {
+            dir: moved.display().to_string(),
+        });
+        assert!(!holder.released);
+        assert_eq!(holder.dir, moved);
+        assert_eq!(holder.status, Status::Starting);
+        assert!(holder.spool.is_empty());
+        assert_eq!(
+            (holder.next_seq, holder.acked, holder.timed_out),
+            (1, 0, false)
+        );
+        let c = holder.conn.as_mut().expect("conn");
+        assert_eq!(
+            (c.cursor, c.resume_from, c.sent_status.clone()),
+            (0, 1, None)
+        );
+        let mut out = std::mem::take(&mut c.outbuf);
+        match wire::decode_from_holder(&mut out).expect("a frame") {
+            Some(FromHolder::Welcome {
+                status, next_seq, ..
+            }) => assert_eq!((status, next_seq), (Status::Starting, 1)),
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+        // One that has held MAX_USES agents goes instead, in its moved directory.
+        holder.status = Status::Exited {
+            code: 0,
+            started_at: 1,
+            ended_at: 2,
+        };
+        holder.uses = wire::MAX_USES;
+        let last = dir.path().join("last");
+        holder.handle(ToHolder::Recycle {
+            dir: last.display().to_string(),
+        });
+        assert!(holder.released);
+        assert_eq!(holder.dir, last);
+        childless.kill().expect("kill");
+        childless.wait().expect("wait");
+    }
+}
