@@ -685,8 +685,15 @@ impl Holder {
             self.released = true;
             return;
         }
-        // The diagnostics of the agent before are no concern of the next one's.
-        let _ = nix::unistd::ftruncate(std::io::stderr().as_fd(), 0);
+        // The diagnostics of the agent before are no concern of the next one's. By path: the
+        // log in our directory is ours (the spawner opened it for appending, as our stderr),
+        // while our stderr itself may be anything when we were not started by a spawner.
+        if let Ok(log) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join(crate::LOG))
+        {
+            let _ = log.set_len(0);
+        }
         self.spec = None;
         self.agent = None;
         self.status = Status::Starting;
@@ -1069,10 +1076,14 @@ mod tests {
             c.resume_from = 3;
             c.sent_status = Some(holder.status.clone());
         }
+        // The daemon moved the directory, the log with it.
         let moved = dir.path().join("moved");
+        std::fs::create_dir(&moved).expect("moved");
+        std::fs::write(moved.join(crate::LOG), b"the agent before\n").expect("log");
         holder.handle(ToHolder::Recycle {
             dir: moved.display().to_string(),
         });
+        assert_eq!(std::fs::read(moved.join(crate::LOG)).expect("log"), b"");
         assert!(!holder.released);
         assert_eq!(holder.dir, moved);
         assert_eq!(holder.status, Status::Starting);
