@@ -375,7 +375,12 @@ async fn a_malformed_key_file_keeps_the_previous_set_and_names_the_line() {
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("# a comment\nnot-a-key control oops\n");
         let bad_line = text.lines().count();
-        std::fs::write(&path, &text).unwrap();
+        // Replaced whole (as `drover auth` and editors that save by rename do): written in
+        // place, the daemon could read it half-written, e.g. empty, which is a valid set of
+        // no keys, and keep that as the previous set.
+        let next = path.with_extension("next");
+        std::fs::write(&next, &text).unwrap();
+        std::fs::rename(&next, &path).unwrap();
         let error = AllowedKeys::read(&path).unwrap_err();
         assert_eq!(error.line(), Some(bad_line), "{error}");
         assert!(
