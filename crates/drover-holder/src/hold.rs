@@ -131,28 +131,7 @@ fn hold(dir: &Path, link: Option<Link>) -> Result<(), HolderError> {
     let null = std::fs::File::open("/dev/null").map_err(setup("opening /dev/null"))?;
     nix::unistd::dup2_stdin(&null).map_err(|e| HolderError::Setup("dup2", e.into()))?;
     let spool = Spool::create(&dir.join(crate::SPOOL)).map_err(setup("creating the spool"))?;
-    let mut holder = Holder {
-        dir: dir.to_path_buf(),
-        me: std::process::id(),
-        listener,
-        conn: None,
-        signals,
-        spool,
-        spec: None,
-        agent: None,
-        status: Status::Starting,
-        next_seq: 1,
-        acked: 0,
-        last_ts: i64::MIN,
-        released: false,
-        born: Instant::now(),
-        buf: vec![0; READ_BUF],
-        unspooled: Vec::new(),
-        spool_failing: false,
-        timed_out: false,
-        link,
-        uses: 0,
-    };
+    let mut holder = Holder::new(dir, listener, signals, spool, link);
     holder.run();
     holder.cleanup();
     Ok(())
@@ -172,6 +151,38 @@ struct Ready {
 }
 
 impl Holder {
+    /// A holder in `dir` with no agent yet, listening on `listener`.
+    fn new(
+        dir: &Path,
+        listener: UnixListener,
+        signals: SignalFd,
+        spool: Spool,
+        link: Option<Link>,
+    ) -> Holder {
+        Holder {
+            dir: dir.to_path_buf(),
+            me: std::process::id(),
+            listener,
+            conn: None,
+            signals,
+            spool,
+            spec: None,
+            agent: None,
+            status: Status::Starting,
+            next_seq: 1,
+            acked: 0,
+            last_ts: i64::MIN,
+            released: false,
+            born: Instant::now(),
+            buf: vec![0; READ_BUF],
+            unspooled: Vec::new(),
+            spool_failing: false,
+            timed_out: false,
+            link,
+            uses: 0,
+        }
+    }
+
     fn run(&mut self) {
         while !self.released {
             // A daemon that greeted us and keeps the connection open holds us ready for a
@@ -983,28 +994,7 @@ mod tests {
         let signals =
             SignalFd::with_flags(&SigSet::empty(), SfdFlags::SFD_CLOEXEC).expect("signalfd");
         let spool = Spool::create(&dir.join(crate::SPOOL)).expect("spool");
-        Holder {
-            dir: dir.to_path_buf(),
-            me: std::process::id(),
-            listener,
-            conn: None,
-            signals,
-            spool,
-            spec: None,
-            agent: None,
-            status: Status::Starting,
-            next_seq: 1,
-            acked: 0,
-            last_ts: i64::MIN,
-            released: false,
-            born: Instant::now(),
-            buf: Vec::new(),
-            unspooled: Vec::new(),
-            spool_failing: false,
-            timed_out: false,
-            link: None,
-            uses: 0,
-        }
+        Holder::new(dir, listener, signals, spool, None)
     }
 
     fn conn(greeted: bool) -> Conn {
