@@ -176,15 +176,23 @@ async fn fill(client: &Client, live: &mut usize, target: usize) {
 const PACED_LINES: u64 = 20_000;
 
 /// Run as the paced writer (this program, re-executed): each line is the unix-nanosecond time
-/// it was written.
+/// it was written. It sleeps to each line's due time (absolute deadlines, timer slack 1 ns), as
+/// an agent printing 10,000 lines/s does; `DROVER_BENCH_PACE=spin` spins to it instead, which
+/// keeps one of the machine's cores busy for the whole run (what this bench did before).
 fn paced_writer() {
     use std::io::Write;
+    let spin = std::env::var("DROVER_BENCH_PACE").as_deref() == Ok("spin");
+    nix::sys::prctl::set_timerslack(1).unwrap();
     let begun = Instant::now();
     let mut out = std::io::stdout().lock();
     for i in 0..PACED_LINES {
         let due = begun + Duration::from_micros(100 * i);
-        while Instant::now() < due {
-            std::hint::spin_loop();
+        if spin {
+            while Instant::now() < due {
+                std::hint::spin_loop();
+            }
+        } else if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
         }
         writeln!(out, "{}", drover_proto::now_ns()).unwrap();
         out.flush().unwrap();
@@ -196,7 +204,14 @@ fn paced_writer() {
 async fn latency(client: &Client) -> (f64, f64) {
     let exe = std::env::current_exe().unwrap().display().to_string();
     let spec = AgentSpec {
-        env: [("DROVER_BENCH_WRITER".to_owned(), "1".to_owned())].into(),
+        env: [
+            ("DROVER_BENCH_WRITER".to_owned(), "1".to_owned()),
+            (
+                "DROVER_BENCH_PACE".to_owned(),
+                std::env::var("DROVER_BENCH_PACE").unwrap_or_default(),
+            ),
+        ]
+        .into(),
         ..argv(&[&exe])
     };
     let agent = client.spawn(spec).await.expect("spawn the writer");
@@ -249,7 +264,7 @@ fn kib(field: &str, path: &str) -> Option<u64> {
 
 /// Private_Dirty (KiB) of every holder under `dir`.
 fn holder_private(dir: &Path) -> Vec<u64> {
-    let marker = dir.join("holders").display().to_string();
+    let marker = dir.join("holders");
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = entry
@@ -259,11 +274,17 @@ fn holder_private(dir: &Path) -> Vec<u64> {
         else {
             continue;
         };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        // A holder is found by its open spool (forked holders keep the spawner's command
+        // line); the link follows its directory's renames.
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("\0hold\0") && cmdline.contains(&marker) {
+        let holds_a_spool = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|target| {
+                target.starts_with(&marker) && target.file_name().is_some_and(|n| n == "spool")
+            })
+        });
+        if holds_a_spool {
             if let Some(kb) = kib("Private_Dirty:", &format!("/proc/{pid}/smaps_rollup")) {
                 out.push(kb);
             }

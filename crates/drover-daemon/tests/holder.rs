@@ -402,53 +402,47 @@ async fn stop_sends_the_specs_stop_signal_first_and_a_bad_one_is_refused() {
     .await
 }
 
-/// Pids of the live holders whose role and directory (`ROLE DIR` on their command line) pass
-/// `matches`.
-fn holders_where(matches: impl Fn(&[u8], &Path) -> bool) -> Vec<u32> {
+/// Pids of the live holders whose directory (found from their open spool: holders forked by
+/// the spawner keep its command line) passes `matches`.
+fn holders_where(matches: impl Fn(&Path) -> bool) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let found = args.windows(2).any(|pair| {
-            matches(
-                pair[0],
-                Path::new(std::str::from_utf8(pair[1]).unwrap_or("")),
-            )
-        });
-        if found && alive(pid) {
+        if spool_dir(pid).is_some_and(|dir| matches(&dir)) && alive(pid) {
             pids.push(pid);
         }
     }
     pids
 }
 
-/// Pids of the holders waiting in the spawner's pool (`pooled DIR` on their command line).
+/// Pids of the holders waiting in the spawner's pool.
 fn pooled_holders(pool: &Path) -> Vec<u32> {
-    // A claimed holder keeps its command line; its pool directory is gone (moved).
-    holders_where(|role, dir| role == b"pooled" && dir.starts_with(pool) && dir.exists())
+    holders_where(|dir| dir.starts_with(pool))
 }
 
-/// Pids of the live holders under `state` (any role: `hold DIR` or `pooled DIR`).
+/// Pids of the live holders under `state`, wherever they are.
 fn holders_of(state: &Path) -> Vec<u32> {
-    holders_where(|role, dir| (role == b"hold" || role == b"pooled") && dir.starts_with(state))
+    holders_where(|dir| dir.starts_with(state))
 }
 
 fn entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| d.count())
 }
 
-/// The directory of a live holder, from its open spool (the path follows renames).
+/// The directory of a live holder, from its open spool (the path follows renames; a spool
+/// removed with its directory reads `spool (deleted)`).
 fn spool_dir(pid: u32) -> Option<PathBuf> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .ok()?
         .flatten()
         .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-        .find(|target| target.file_name().is_some_and(|n| n == "spool"))
+        .find(|target| {
+            target
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("spool"))
+        })
         .and_then(|spool| spool.parent().map(Path::to_path_buf))
 }
 
@@ -647,6 +641,82 @@ async fn holders_kept_ready_stay_bounded_however_many_agents_end() {
             (drover_supervisor::READY..=drover_supervisor::READY_MAX).contains(&settled),
             "{settled} holders kept ready"
         );
+        daemon.shutdown().await;
+    })
+    .await
+}
+
+/// The descriptors `pid` holds: number and what it points at.
+fn descriptors(pid: u32) -> Vec<(u32, String)> {
+    let mut fds: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| {
+            let number = fd.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(fd.path()).ok()?;
+            Some((number, target.to_string_lossy().into_owned()))
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
+#[tokio::test]
+async fn holders_are_forked_from_the_spawner_and_hold_none_of_its_descriptors() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let state = daemon.state_dir.clone();
+        let agent = client.spawn(sh("echo ready; sleep 1000")).await.unwrap();
+        wait_ready(&client, &agent).await;
+        let held = parent(agent.status.pid().unwrap());
+        let spawner = parent(held);
+        let cmdline = |pid: u32| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            cmdline(spawner).ends_with(b"spawner\0"),
+            "{spawner} is the spawner"
+        );
+        // Its pipes to the daemon, which no holder may keep open.
+        let links = descriptors(spawner);
+        let daemon_pipes: Vec<&String> = links
+            .iter()
+            .filter(|(fd, _)| *fd <= 1)
+            .map(|(_, target)| target)
+            .collect();
+        assert!(
+            daemon_pipes.iter().all(|t| t.starts_with("pipe:")),
+            "{links:?}"
+        );
+        // Settled: the pool full and the holders kept ready all connected.
+        let pool = state.join("holders.pool");
+        let pooled = wait_for("the spawner's pool to fill", || async {
+            let pids = pooled_holders(&pool);
+            (pids.len() == drover_holder::pool::POOL_SIZE).then_some(pids)
+        })
+        .await;
+        for pid in pooled.iter().copied().chain([held]) {
+            // Forked, not executed: the spawner's command line, a name of its own.
+            assert_eq!(cmdline(pid), cmdline(spawner), "holder {pid}");
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+            assert_eq!(comm, "drover-holder\n");
+            assert_eq!(parent(pid), spawner);
+            let fds = descriptors(pid);
+            assert!(
+                fds.iter()
+                    .all(|(_, target)| !daemon_pipes.contains(&target)),
+                "holder {pid} keeps the spawner's pipes: {fds:?}"
+            );
+            assert!(fds[2].1.ends_with("/holder.log"), "{fds:?}");
+            if pooled.contains(&pid) {
+                // Its one pipe is its own link (moved off stdout, which is /dev/null); the
+                // other holders' links are the spawner's alone.
+                let pipes = fds.iter().filter(|(_, t)| t.starts_with("pipe:")).count();
+                assert_eq!(pipes, 1, "holder {pid}: {fds:?}");
+                assert_eq!(fds[1].1, "/dev/null");
+            }
+        }
+        client.kill(&agent.id.to_string()).await.unwrap();
+        ended(&client, &agent).await;
         daemon.shutdown().await;
     })
     .await

@@ -100,6 +100,7 @@ pub fn run_pooled(dir: &Path) -> Result<(), HolderError> {
         .open("/dev/null")
         .map_err(|e| HolderError::Setup("opening /dev/null", e))?;
     nix::unistd::dup2_stdout(&null).map_err(|e| HolderError::Setup("dup2", e.into()))?;
+    drop(null);
     nix::fcntl::fcntl(
         &link,
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
@@ -130,6 +131,7 @@ fn hold(dir: &Path, link: Option<Link>) -> Result<(), HolderError> {
     // Stdin goes back to /dev/null, so the listening socket is held once.
     let null = std::fs::File::open("/dev/null").map_err(setup("opening /dev/null"))?;
     nix::unistd::dup2_stdin(&null).map_err(|e| HolderError::Setup("dup2", e.into()))?;
+    drop(null);
     let spool = Spool::create(&dir.join(crate::SPOOL)).map_err(setup("creating the spool"))?;
     let mut holder = Holder::new(dir, listener, signals, spool, link);
     holder.run();

@@ -21,7 +21,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Signals that are reset when found ignored. SIGPIPE is not among them: Rust programs ignore it
 /// themselves and `std::process::Command` resets it for children.
-const RESET: [Sig; 7] = [
+pub(crate) const RESET: [Sig; 7] = [
     Sig::SIGHUP,
     Sig::SIGINT,
     Sig::SIGQUIT,

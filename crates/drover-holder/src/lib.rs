@@ -19,6 +19,7 @@
 //! `holder` subcommand.
 
 mod agent;
+pub mod fork;
 pub mod hold;
 pub mod ignored;
 pub mod pool;

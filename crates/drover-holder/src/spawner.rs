@@ -25,6 +25,7 @@ use std::process::Stdio;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::fork::Become;
 use crate::pool::{Pool, Pooled};
 use crate::wire::{read_frame, write_frame, WireError};
 use crate::HolderError;
@@ -49,6 +50,13 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<(), HolderError> {
     let mut output = BufWriter::new(std::io::stdout().lock());
     let mut served = 0u64;
     let mut pool = Pool::default();
+    // Holders are forked from this process when it is single-threaded, as it always is once
+    // `main` has run (see `crate::fork`); otherwise each is a new `program` run.
+    let how = if crate::fork::single_threaded() {
+        How::Fork
+    } else {
+        How::Exec(program, args)
+    };
     loop {
         let request: SpawnRequest = match read_frame(&mut input) {
             Ok(request) => request,
@@ -70,7 +78,7 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<(), HolderError> {
             .flatten();
         let result = match pooled {
             Some(pid) => Ok(pid),
-            None => start(program, args, &request.dir, Role::Hold),
+            None => start(&how, &request.dir, Role::Hold),
         };
         write_frame(&mut output, &SpawnReply { result }).map_err(HolderError::Wire)?;
         output
@@ -89,7 +97,7 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<(), HolderError> {
                     break;
                 }
             };
-            match start(program, args, &dir, Role::Pooled(reader)) {
+            match start(&how, &dir, Role::Pooled(reader)) {
                 Ok(pid) => pool.add(Pooled {
                     dir,
                     pid,
@@ -102,6 +110,12 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<(), HolderError> {
             }
         }
     }
+}
+
+/// How holders start: forked from the spawner, or by running `program args..`.
+enum How<'a> {
+    Fork,
+    Exec(&'a Path, &'a [OsString]),
 }
 
 /// How a holder is started: for a request, or ahead into the pool with its link's read end as
@@ -123,7 +137,7 @@ fn reap() {
     }
 }
 
-fn start(program: &Path, args: &[OsString], dir: &Path, role: Role) -> Result<u32, String> {
+fn start(how: &How<'_>, dir: &Path, role: Role) -> Result<u32, String> {
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(dir)
@@ -136,11 +150,35 @@ fn start(program: &Path, args: &[OsString], dir: &Path, role: Role) -> Result<u3
         .append(true)
         .open(dir.join(crate::LOG))
         .map_err(|e| format!("opening the holder's log: {e}"))?;
+    let started = match how {
+        How::Fork => {
+            let role = match role {
+                Role::Hold => Become::Hold,
+                Role::Pooled(link) => Become::Pooled(link),
+            };
+            crate::fork::fork_holder(dir, std::os::fd::OwnedFd::from(listener), log, role)
+        }
+        How::Exec(program, args) => exec(program, args, dir, listener, log, role),
+    };
+    if started.is_err() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    started
+}
+
+fn exec(
+    program: &Path,
+    args: &[OsString],
+    dir: &Path,
+    listener: std::os::unix::net::UnixListener,
+    log: std::fs::File,
+    role: Role,
+) -> Result<u32, String> {
     let (name, stdout) = match role {
         Role::Hold => ("hold", Stdio::null()),
         Role::Pooled(link) => ("pooled", Stdio::from(link)),
     };
-    let child = std::process::Command::new(program)
+    std::process::Command::new(program)
         .args(args)
         .arg(name)
         .arg(dir)
@@ -149,12 +187,6 @@ fn start(program: &Path, args: &[OsString], dir: &Path, role: Role) -> Result<u3
         .stderr(Stdio::from(log))
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("starting holder {}: {e}", program.display()));
-    match child {
-        Ok(child) => Ok(child.id()),
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(dir);
-            Err(e)
-        }
-    }
+        .map(|child| child.id())
+        .map_err(|e| format!("starting holder {}: {e}", program.display()))
 }
