@@ -402,15 +402,24 @@ async fn stop_sends_the_specs_stop_signal_first_and_a_bad_one_is_refused() {
     .await
 }
 
-/// Pids of the live holders whose directory (found from their open spool: holders forked by
-/// the spawner keep its command line) passes `matches`.
+/// Pids of the live holders whose directory passes `matches`. A holder is known by its stderr,
+/// `holder.log` in its directory, set from its first instant (holders forked by the spawner
+/// keep its command line; the path follows renames).
 fn holders_where(matches: impl Fn(&Path) -> bool) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if spool_dir(pid).is_some_and(|dir| matches(&dir)) && alive(pid) {
+        let log = std::fs::read_link(format!("/proc/{pid}/fd/2")).ok();
+        let dir = log
+            .as_deref()
+            .filter(|log| {
+                log.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(drover_holder::LOG))
+            })
+            .and_then(Path::parent);
+        if dir.is_some_and(&matches) && alive(pid) {
             pids.push(pid);
         }
     }
@@ -464,21 +473,7 @@ async fn a_spawn_takes_a_holder_kept_ready_and_every_one_ahead_ends_with_the_dae
         let client = daemon.client().await;
         let state = daemon.state_dir.clone();
         let (ready, pool) = (state.join("holders.ready"), state.join("holders.pool"));
-        // Holders the daemon keeps ready (connected to it; recycled ones of ended agents
-        // count too), once the spawner's pool is full behind them.
-        let kept_ready = || async {
-            let pooled = pooled_holders(&pool);
-            let kept: Vec<u32> = holders_of(&state)
-                .into_iter()
-                .filter(|p| {
-                    !pooled.contains(p) && spool_dir(*p).is_some_and(|d| d.starts_with(&ready))
-                })
-                .collect();
-            let full = kept.len() >= drover_supervisor::READY
-                && kept.iter().all(|p| connected(*p))
-                && pooled.len() == drover_holder::pool::POOL_SIZE;
-            full.then_some(kept)
-        };
+        let kept_ready = || async { settled(&state).map(|(kept, _)| kept) };
         let before = wait_for("holders kept ready and pooled", kept_ready).await;
         assert_eq!(before.len(), drover_supervisor::READY);
         assert_eq!(entries(&ready), drover_supervisor::READY);
@@ -532,6 +527,21 @@ async fn a_spawn_takes_a_holder_kept_ready_and_every_one_ahead_ends_with_the_dae
         .await;
     })
     .await
+}
+
+/// Once the daemon keeps its holders ready (connected to it; recycled ones of ended agents
+/// count too) and the spawner's pool is full behind them: the pids of both.
+fn settled(state: &Path) -> Option<(Vec<u32>, Vec<u32>)> {
+    let ready = state.join("holders.ready");
+    let pooled = pooled_holders(&state.join("holders.pool"));
+    let kept: Vec<u32> = holders_of(state)
+        .into_iter()
+        .filter(|p| !pooled.contains(p) && spool_dir(*p).is_some_and(|d| d.starts_with(&ready)))
+        .collect();
+    let full = kept.len() >= drover_supervisor::READY
+        && kept.iter().all(|p| connected(*p))
+        && pooled.len() == drover_holder::pool::POOL_SIZE;
+    full.then_some((kept, pooled))
 }
 
 /// The parent of `pid` while it runs, else 0.
@@ -687,14 +697,10 @@ async fn holders_are_forked_from_the_spawner_and_hold_none_of_its_descriptors() 
             daemon_pipes.iter().all(|t| t.starts_with("pipe:")),
             "{links:?}"
         );
-        // Settled: the pool full and the holders kept ready all connected.
+        // Settled: the holders kept ready all connected, the pool full behind them.
         let pool = state.join("holders.pool");
-        let pooled = wait_for("the spawner's pool to fill", || async {
-            let pids = pooled_holders(&pool);
-            (pids.len() == drover_holder::pool::POOL_SIZE).then_some(pids)
-        })
-        .await;
-        for pid in pooled.iter().copied().chain([held]) {
+        let (kept, pooled) = wait_for("the holders to settle", || async { settled(&state) }).await;
+        for pid in pooled.iter().chain(&kept).copied().chain([held]) {
             // Forked, not executed: the spawner's command line, a name of its own.
             assert_eq!(cmdline(pid), cmdline(spawner), "holder {pid}");
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
@@ -707,7 +713,9 @@ async fn holders_are_forked_from_the_spawner_and_hold_none_of_its_descriptors() 
                 "holder {pid} keeps the spawner's pipes: {fds:?}"
             );
             assert!(fds[2].1.ends_with("/holder.log"), "{fds:?}");
-            if pooled.contains(&pid) {
+            // Still in the pool after its descriptors were read (nothing claims one once
+            // settled, but a claim would close its link and move it).
+            if pooled.contains(&pid) && spool_dir(pid).is_some_and(|d| d.starts_with(&pool)) {
                 // Its one pipe is its own link (moved off stdout, which is /dev/null); the
                 // other holders' links are the spawner's alone.
                 let pipes = fds.iter().filter(|(_, t)| t.starts_with("pipe:")).count();

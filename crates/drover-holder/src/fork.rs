@@ -73,12 +73,16 @@ pub(crate) fn fork_holder(
     match forked {
         Ok(ForkResult::Parent { child }) => Ok(child.as_raw().unsigned_abs()),
         Ok(ForkResult::Child) => {
-            let code = match become_holder(dir, listener, log, role) {
-                Ok(()) => 0,
-                Err(error) => {
-                    eprintln!("drover-holder: {error}");
+            // Never back into the spawner's frames, not even by a panic's unwinding (their
+            // destructors would flush and close what is the spawner's).
+            let run = std::panic::AssertUnwindSafe(|| become_holder(dir, listener, log, role));
+            let code = match std::panic::catch_unwind(run) {
+                Ok(Ok(())) => 0,
+                Ok(Err(error)) => {
+                    eprintln!("{}", crate::report(&error));
                     2
                 }
+                Err(_) => 101,
             };
             // No atexit handlers and no flush of buffers copied from the spawner (its pipe to
             // the daemon is closed, but nothing of it may be written anywhere).
@@ -101,6 +105,8 @@ fn become_holder(
 ) -> Result<(), crate::HolderError> {
     use crate::HolderError::Setup;
     let sys = |what: &'static str| move |e: nix::Error| Setup(what, e.into());
+    // The log first, so whatever fails after is said there.
+    nix::unistd::dup2_stderr(&log).map_err(sys("dup2"))?;
     nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(sys("setpgid"))?;
     for signal in RESET.into_iter().chain([Signal::SIGCHLD]) {
         // SAFETY: setting a default disposition installs no handler; the process is
@@ -122,7 +128,6 @@ fn become_holder(
     };
     nix::unistd::dup2_stdin(&listener).map_err(sys("dup2"))?;
     nix::unistd::dup2_stdout(&stdout).map_err(sys("dup2"))?;
-    nix::unistd::dup2_stderr(&log).map_err(sys("dup2"))?;
     drop((listener, stdout, log));
     close_from_3().map_err(|e| Setup("closing the spawner's descriptors", e))?;
     if pooled {

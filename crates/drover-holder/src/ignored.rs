@@ -9,7 +9,8 @@
 //! handler (tokio's, which records and drops the signal) for each such signal they find
 //! ignored: for themselves nothing changes (the signal still does nothing to them), and what
 //! they start begins with the default. Installing a handler is the safe way to do it here:
-//! resetting the disposition in the child between fork and exec needs `unsafe`.
+//! resetting the disposition in the child between fork and exec needs `unsafe`. (Holders the
+//! spawner forks without `exec` reset these signals to the default themselves, `crate::fork`.)
 //!
 //! It lives in this crate, not the daemon's, so the `drover-holder` executable (whose spawner
 //! needs it) does not link the daemon, libzmq and libstdc++: that made every holder start

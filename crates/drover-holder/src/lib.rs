@@ -83,14 +83,19 @@ pub fn main(prefix: &[OsString], args: &[OsString]) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let mut message = format!("drover-holder: {error}");
-            let mut cause = std::error::Error::source(&error);
-            while let Some(c) = cause {
-                message.push_str(&format!("\n  caused by: {c}"));
-                cause = c.source();
-            }
-            eprintln!("{message}");
+            eprintln!("{}", report(&error));
             ExitCode::from(2)
         }
     }
+}
+
+/// `drover-holder: <error>` and each of its causes on a line of its own.
+pub(crate) fn report(error: &HolderError) -> String {
+    let mut message = format!("drover-holder: {error}");
+    let mut cause = std::error::Error::source(error);
+    while let Some(c) = cause {
+        message.push_str(&format!("\n  caused by: {c}"));
+        cause = c.source();
+    }
+    message
 }

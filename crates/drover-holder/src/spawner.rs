@@ -17,6 +17,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufReader, BufWriter, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -43,11 +44,19 @@ pub struct SpawnReply {
 }
 
 /// Serves requests on stdin until it closes (the daemon is gone), then exits; holders live on
-/// (pooled ones, never claimed, exit too). Holders are started as `program args.. hold DIR`,
+/// (pooled ones, never claimed, exit too). Holders are forked from this process (see
+/// [`crate::fork`]), or, if it were not single-threaded, started as `program args.. hold DIR`,
 /// pooled ones as `program args.. pooled DIR`.
 pub fn run(program: &Path, args: &[OsString]) -> Result<(), HolderError> {
-    let mut input = BufReader::new(std::io::stdin().lock());
-    let mut output = BufWriter::new(std::io::stdout().lock());
+    // Through duplicates of stdin and stdout (close-on-exec), not std's locks: a lock held at a
+    // fork would stay held in every forked holder (std's stdin lock is not re-entrant).
+    let duplicate = |fd: std::os::fd::BorrowedFd<'_>, what| {
+        fd.try_clone_to_owned()
+            .map(std::fs::File::from)
+            .map_err(|e| HolderError::Setup(what, e))
+    };
+    let mut input = BufReader::new(duplicate(std::io::stdin().as_fd(), "taking stdin")?);
+    let mut output = BufWriter::new(duplicate(std::io::stdout().as_fd(), "taking stdout")?);
     let mut served = 0u64;
     let mut pool = Pool::default();
     // Holders are forked from this process when it is single-threaded, as it always is once
