@@ -199,3 +199,39 @@ fn exec(
         .map(|child| child.id())
         .map_err(|e| format!("starting holder {}: {e}", program.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `exec` path (taken when the spawner is not single-threaded, as in this test
+    /// harness): `program args.. hold DIR`, with the bound socket as stdin, `holder.log` as
+    /// stderr and a process group of its own. `/bin/sh` stands in for the holder and says what
+    /// it was given.
+    #[test]
+    fn a_holder_executed_gets_its_role_directory_socket_log_and_group() {
+        let state = tempfile::tempdir().expect("tempdir");
+        let dir = state.path().join("holders").join("agent");
+        std::fs::create_dir_all(dir.parent().expect("parent")).expect("holders");
+        let script = r#"exec 1>&2; echo "$1 $2"; readlink /proc/self/fd/0; cut -d' ' -f5 /proc/$$/stat; echo $$"#;
+        let args: Vec<OsString> = ["-c", script, "sh"].map(OsString::from).to_vec();
+        let how = How::Exec(Path::new("/bin/sh"), &args);
+        let pid = start(&how, &dir, Role::Hold).expect("started");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+        assert!(matches!(waitpid(pid, None), Ok(WaitStatus::Exited(_, 0))));
+        let log = std::fs::read_to_string(dir.join(crate::LOG)).expect("holder.log");
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 4, "{log}");
+        assert_eq!(lines[0], format!("hold {}", dir.display()));
+        assert!(
+            lines[1].starts_with("socket:["),
+            "stdin is the socket: {log}"
+        );
+        assert_eq!(lines[2], lines[3], "a process group of its own: {log}");
+        assert!(dir.join(crate::SOCKET).exists());
+        // A directory that exists already is refused, and left as it was.
+        let again = start(&how, &dir, Role::Hold).expect_err("the directory exists");
+        assert!(again.contains("creating holder directory"), "{again}");
+        assert!(dir.join(crate::LOG).exists());
+    }
+}
