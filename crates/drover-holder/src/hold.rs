@@ -1112,4 +1112,48 @@ mod tests {
         childless.kill().expect("kill");
         childless.wait().expect("wait");
     }
+
+    #[test]
+    fn a_holder_with_a_descendant_left_goes_instead_of_being_recycled() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut holder = idle_holder(dir.path());
+        // `me` stands for a holder whose agent left a child behind (not reaped yet).
+        // A group of its own, so the child goes with it at the end.
+        let mut parent = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & echo started; wait"])
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let mut started = [0u8; 8];
+        std::io::Read::read_exact(parent.stdout.as_mut().expect("stdout"), &mut started)
+            .expect("the child started");
+        holder.me = parent.id();
+        assert!(!tree::children(holder.me).is_empty());
+        holder.conn = Some(conn(true));
+        holder.status = Status::Killed {
+            signal: 9,
+            started_at: 1,
+            ended_at: 2,
+        };
+        holder.uses = 1;
+        let moved = dir.path().join("moved");
+        holder.handle(ToHolder::Recycle {
+            dir: moved.display().to_string(),
+        });
+        assert!(holder.released, "not recycled with a descendant left");
+        assert_eq!(holder.dir, moved, "and it cleans up where it was moved to");
+        assert_eq!(
+            holder.status,
+            Status::Killed {
+                signal: 9,
+                started_at: 1,
+                ended_at: 2
+            }
+        );
+        let pgid = nix::unistd::Pid::from_raw(-i32::try_from(parent.id()).expect("pid"));
+        nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL).expect("kill the group");
+        parent.wait().expect("wait");
+    }
 }
