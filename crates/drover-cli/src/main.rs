@@ -28,8 +28,10 @@ use clap::Parser;
 use crate::cmd::Cli;
 
 fn main() -> ExitCode {
-    // `drover holder spawner` and `drover holder hold DIR` (hidden, started by the daemon): the
-    // holder runs before anything else exists here, with no async runtime, so it stays small.
+    // `drover holder spawner` (hidden, started by the daemon): it runs before anything else
+    // exists here, with no async runtime left running, and must stay so: the spawner forks
+    // holders only while it is single-threaded (drover-holder's fork.rs). (`drover holder hold
+    // DIR` is what a spawner that cannot fork starts.)
     let mut args = std::env::args_os().skip(1);
     if args.next().is_some_and(|first| first == "holder") {
         let rest: Vec<std::ffi::OsString> = args.collect();

@@ -176,7 +176,8 @@ async fn fill(client: &Client, live: &mut usize, target: usize) {
 const PACED_LINES: u64 = 20_000;
 
 /// Run as the paced writer (this program, re-executed): each line is the unix-nanosecond time
-/// it was written. It sleeps to each line's due time (absolute deadlines, timer slack 1 ns), as
+/// it was written. It sleeps to each line's due time (deadlines counted from the start, so no
+/// drift; timer slack 1 ns), as
 /// an agent printing 10,000 lines/s does; `DROVER_BENCH_PACE=spin` spins to it instead, which
 /// keeps one of the machine's cores busy for the whole run (what this bench did before).
 fn paced_writer() {

@@ -8,15 +8,16 @@
 //! directory under the daemon's state directory ([`wire`], versioned from the first frame), so
 //! a daemon that crashed or was upgraded re-attaches and continues every log exactly.
 //!
-//! No async runtime: one `poll` loop over a handful of descriptors (see [`hold`]), a few
-//! hundred KiB of private memory per holder.
+//! No async runtime: one `poll` loop over a handful of descriptors (see [`hold`]), about
+//! 140 KiB of private memory per holder.
 //!
 //! Holders are started by the [`spawner`], a process the daemon starts early so that starting
-//! a holder never copies the daemon's large descriptor table.
+//! a holder never copies the daemon's large descriptor table. The spawner forks them
+//! ([`fork`]): a holder is a copy of the spawner that calls [`hold`] directly.
 //!
-//! One binary serves both roles, chosen by its first argument: `spawner` or `hold DIR`
-//! ([`main`]). It is the `drover-holder` executable, or the `drover` executable's hidden
-//! `holder` subcommand.
+//! One binary serves every role, chosen by its first argument: `spawner`, or `hold DIR` and
+//! `pooled DIR` (holders executed by a spawner that cannot fork) ([`main`]). It is the
+//! `drover-holder` executable, or the `drover` executable's hidden `holder` subcommand.
 
 mod agent;
 pub mod fork;
@@ -65,8 +66,8 @@ pub enum HolderError {
 
 /// Runs the role named by `args`: `spawner`, `hold DIR`, `pooled DIR`, or `build` (print
 /// [`BUILD`]). `prefix` is what comes between the executable and the role in this process's
-/// own command line (`["holder"]` for `drover holder ...`), so the spawner starts holders the
-/// same way it was started.
+/// own command line (`["holder"]` for `drover holder ...`), so a spawner that cannot fork
+/// executes holders the same way it was started.
 pub fn main(prefix: &[OsString], args: &[OsString]) -> ExitCode {
     let result = match args.first().and_then(|a| a.to_str()) {
         Some("spawner") if args.len() == 1 => std::env::current_exe()

@@ -2,8 +2,9 @@
 //!
 //! Why it exists: `fork`/`clone` copies the caller's file-descriptor table and `exec` closes
 //! its close-on-exec entries, so starting a process costs time in proportion to the caller's
-//! open files. The daemon holds a socket per agent; the spawner holds three files, so starting
-//! a holder costs the same with 10 or 10,000 agents live.
+//! open files. The daemon holds a socket per agent; the spawner holds a handful (its pipes to
+//! the daemon and its pooled holders' links), so starting a holder costs the same with 10 or
+//! 10,000 agents live.
 //!
 //! Requests and replies are wire frames on the spawner's stdin and stdout, answered in order.
 //! For each request the spawner creates the holder's directory, binds the holder's socket in it

@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::remote::Conn;
 
-/// How to run the holder executable: `program args.. spawner` and `program args.. hold DIR`.
+/// How to run the holder executable: `program args.. spawner` (its forks are the holders;
+/// `program args.. hold DIR` only from a spawner that cannot fork).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HolderProgram {
     pub program: PathBuf,

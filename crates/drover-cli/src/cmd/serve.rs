@@ -60,9 +60,9 @@ pub(crate) async fn run(control: Option<String>, args: Args) -> anyhow::Result<i
     };
     let mut config = Config::new(state_dir);
     // `--holder` names a `drover-holder` executable. Else the `drover-holder` beside this
-    // executable, if it is of the same build: it is a fraction of drover's size, so a holder
-    // costs less memory and starts faster. Else this very executable (`drover holder ...`),
-    // found wherever drover is and always of the same build.
+    // executable, if it is of the same build: it is a fraction of drover's size, so the holder
+    // spawner (whose forks are the holders) is a smaller process. Else this very executable
+    // (`drover holder spawner`), found wherever drover is and always of the same build.
     config.holder = Some(match args.holder {
         Some(program) => HolderProgram {
             program,
