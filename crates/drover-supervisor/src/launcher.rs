@@ -261,11 +261,9 @@ impl Launcher {
                         });
                     }
                     Err(error) => {
-                        state.failed += 1;
                         tracing::warn!(%error, "a holder kept ready failed to start");
-                        if state.failed >= MOST_FAILED {
+                        if state.failed_one(std::time::Instant::now()) {
                             tracing::warn!("holders kept ready keep failing: none for {OFF_FOR:?}");
-                            state.off_until = Some(std::time::Instant::now() + OFF_FOR);
                         }
                     }
                 }
@@ -349,10 +347,25 @@ impl Launcher {
 }
 
 impl ReadyState {
+    /// Counts a holder that failed to get ready at `now`; true when that turns keeping holders
+    /// ready off (the [`MOST_FAILED`]th in a row), for [`OFF_FOR`].
+    fn failed_one(&mut self, now: std::time::Instant) -> bool {
+        self.failed += 1;
+        if self.failed < MOST_FAILED {
+            return false;
+        }
+        self.off_until = Some(now + OFF_FOR);
+        true
+    }
+
     /// Turned off for now; once the time is over it is on again, with a clean slate.
     fn is_off(&mut self) -> bool {
+        self.is_off_at(std::time::Instant::now())
+    }
+
+    fn is_off_at(&mut self, now: std::time::Instant) -> bool {
         match self.off_until {
-            Some(until) if std::time::Instant::now() < until => true,
+            Some(until) if now < until => true,
             Some(_) => {
                 self.off_until = None;
                 self.failed = 0;
@@ -489,4 +502,32 @@ fn fail_all(pending: &mut VecDeque<Pending>, spawner: &mut Option<Spawner>, buf:
     }
     *spawner = None;
     buf.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn holders_kept_ready_are_off_for_a_while_after_failing_in_a_row() {
+        let mut state = ReadyState::default();
+        let now = Instant::now();
+        // A success between failures starts the count again (the caller zeroes `failed`).
+        for _ in 1..MOST_FAILED {
+            assert!(!state.failed_one(now));
+        }
+        state.failed = 0;
+        for _ in 1..MOST_FAILED {
+            assert!(!state.failed_one(now));
+            assert!(!state.is_off_at(now));
+        }
+        assert!(state.failed_one(now), "the fourth in a row turns it off");
+        assert!(state.is_off_at(now));
+        assert!(state.is_off_at(now + OFF_FOR - Duration::from_millis(1)));
+        // Once the time is over: on again, with a clean slate.
+        assert!(!state.is_off_at(now + OFF_FOR));
+        assert_eq!((state.failed, state.off_until), (0, None));
+        assert!(!state.failed_one(now + OFF_FOR));
+    }
 }
