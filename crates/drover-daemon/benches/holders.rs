@@ -374,8 +374,46 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// Held and direct spawn RPCs in alternating blocks, two daemons live at once, so the ratio
 /// compares the two paths over the same moments of this machine (whose speed drifts by more
 /// than the difference between them within a minute).
+/// What the state directories are on, as `mountinfo` says: the filesystem, its device, and for
+/// ext4 whether it has a journal (without one, ext4 scans past recently removed inodes at each
+/// file creation, which slows held spawns: BENCHMARKS.md, Holders).
+fn filesystem_of(path: &Path) -> String {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    // Fields: id parent major:minor root mount-point options ... - fstype source super-options.
+    let best = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let dash = fields.iter().position(|f| *f == "-")?;
+            let mount = *fields.get(4)?;
+            let fstype = *fields.get(dash + 1)?;
+            let source = *fields.get(dash + 2)?;
+            path.starts_with(mount).then_some((mount.len(), fstype, source))
+        })
+        .max_by_key(|(len, ..)| *len);
+    let Some((_, fstype, source)) = best else {
+        return "an unknown filesystem".to_owned();
+    };
+    let journal = match (fstype, source.strip_prefix("/dev/")) {
+        ("ext4", Some(device)) => {
+            if Path::new(&format!("/proc/fs/jbd2/{device}-8")).exists() {
+                ", with a journal"
+            } else {
+                ", without a journal"
+            }
+        }
+        _ => "",
+    };
+    format!("{fstype} on {source}{journal}")
+}
+
 async fn interleaved() {
     let (held_dir, direct_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    println!(
+        "state directories in {} ({})",
+        std::env::temp_dir().display(),
+        filesystem_of(held_dir.path())
+    );
     let (held, _) = start(held_dir.path(), true, ShutdownPolicy::Stop).await;
     let (direct, _) = start(direct_dir.path(), false, ShutdownPolicy::Stop).await;
     // Warm both paths (the spawner's pool, the daemons' first agents).
