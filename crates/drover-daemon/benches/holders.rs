@@ -388,7 +388,8 @@ fn filesystem_of(path: &Path) -> String {
             let mount = *fields.get(4)?;
             let fstype = *fields.get(dash + 1)?;
             let source = *fields.get(dash + 2)?;
-            path.starts_with(mount).then_some((mount.len(), fstype, source))
+            path.starts_with(mount)
+                .then_some((mount.len(), fstype, source))
         })
         .max_by_key(|(len, ..)| *len);
     let Some((_, fstype, source)) = best else {
