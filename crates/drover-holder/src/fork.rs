@@ -34,6 +34,7 @@ use nix::sys::signal::{SigHandler, Signal};
 use nix::unistd::{ForkResult, Pid};
 
 use crate::ignored::RESET;
+use crate::spawner::Role;
 
 /// The name a forked holder gives its thread (`/proc/PID/comm`).
 pub const COMM: &CStr = c"drover-holder";
@@ -48,14 +49,6 @@ pub fn single_threaded() -> bool {
     })
 }
 
-/// What the child is to become.
-pub(crate) enum Become {
-    /// `hold DIR`, stdout `/dev/null`.
-    Hold,
-    /// `pooled DIR`, with this pool link as its stdout.
-    Pooled(OwnedFd),
-}
-
 /// Fork a holder for `dir`, whose listening socket and log the caller opened. Returns the
 /// child's pid in the spawner; the child never returns. The caller must have checked
 /// [`single_threaded`] (the spawner does, once, at its start).
@@ -63,7 +56,7 @@ pub(crate) fn fork_holder(
     dir: &Path,
     listener: OwnedFd,
     log: File,
-    role: Become,
+    role: Role,
 ) -> Result<u32, String> {
     // SAFETY: the spawner is single-threaded (checked by the caller with `single_threaded`
     // before it chose this path, and it starts no thread), so the child is a complete copy of
@@ -101,7 +94,7 @@ fn become_holder(
     dir: &Path,
     listener: OwnedFd,
     log: File,
-    role: Become,
+    role: Role,
 ) -> Result<(), crate::HolderError> {
     use crate::HolderError::Setup;
     let sys = |what: &'static str| move |e: nix::Error| Setup(what, e.into());
@@ -116,15 +109,15 @@ fn become_holder(
             .map_err(sys("resetting a signal"))?;
     }
     nix::sys::prctl::set_name(COMM).map_err(sys("naming the holder"))?;
-    let pooled = matches!(role, Become::Pooled(_));
+    let pooled = matches!(role, Role::Pooled(_));
     let stdout = match role {
-        Become::Hold => OwnedFd::from(
+        Role::Hold => OwnedFd::from(
             std::fs::OpenOptions::new()
                 .write(true)
                 .open("/dev/null")
                 .map_err(|e| Setup("opening /dev/null", e))?,
         ),
-        Become::Pooled(link) => link,
+        Role::Pooled(link) => link,
     };
     nix::unistd::dup2_stdin(&listener).map_err(sys("dup2"))?;
     nix::unistd::dup2_stdout(&stdout).map_err(sys("dup2"))?;

@@ -27,7 +27,6 @@ use std::process::Stdio;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use serde::{Deserialize, Serialize};
 
-use crate::fork::Become;
 use crate::pool::{Pool, Pooled};
 use crate::wire::{read_frame, write_frame, WireError};
 use crate::HolderError;
@@ -128,9 +127,9 @@ enum How<'a> {
     Exec(&'a Path, &'a [OsString]),
 }
 
-/// How a holder is started: for a request, or ahead into the pool with its link's read end as
-/// its stdout.
-enum Role {
+/// How a holder is started: for a request (`hold`, stdout `/dev/null`), or ahead into the pool
+/// (`pooled`) with its link's read end as its stdout.
+pub(crate) enum Role {
     Hold,
     Pooled(std::os::fd::OwnedFd),
 }
@@ -161,13 +160,7 @@ fn start(how: &How<'_>, dir: &Path, role: Role) -> Result<u32, String> {
         .open(dir.join(crate::LOG))
         .map_err(|e| format!("opening the holder's log: {e}"))?;
     let started = match how {
-        How::Fork => {
-            let role = match role {
-                Role::Hold => Become::Hold,
-                Role::Pooled(link) => Become::Pooled(link),
-            };
-            crate::fork::fork_holder(dir, std::os::fd::OwnedFd::from(listener), log, role)
-        }
+        How::Fork => crate::fork::fork_holder(dir, std::os::fd::OwnedFd::from(listener), log, role),
         How::Exec(program, args) => exec(program, args, dir, listener, log, role),
     };
     if started.is_err() {

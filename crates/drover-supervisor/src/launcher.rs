@@ -252,7 +252,7 @@ impl Launcher {
                 });
                 match prepared {
                     Ok((pid, (conn, version))) => {
-                        state.failed = 0;
+                        state.got_one();
                         state.waiting.push_back(ReadyHolder {
                             pid,
                             dir,
@@ -347,6 +347,11 @@ impl Launcher {
 }
 
 impl ReadyState {
+    /// A holder got ready: failures are counted in a row, so the count starts again.
+    fn got_one(&mut self) {
+        self.failed = 0;
+    }
+
     /// Counts a holder that failed to get ready at `now`; true when that turns keeping holders
     /// ready off (the [`MOST_FAILED`]th in a row), for [`OFF_FOR`].
     fn failed_one(&mut self, now: std::time::Instant) -> bool {
@@ -513,11 +518,11 @@ mod tests {
     fn holders_kept_ready_are_off_for_a_while_after_failing_in_a_row() {
         let mut state = ReadyState::default();
         let now = Instant::now();
-        // A success between failures starts the count again (the caller zeroes `failed`).
+        // A holder that gets ready between failures starts the count again.
         for _ in 1..MOST_FAILED {
             assert!(!state.failed_one(now));
         }
-        state.failed = 0;
+        state.got_one();
         for _ in 1..MOST_FAILED {
             assert!(!state.failed_one(now));
             assert!(!state.is_off_at(now));
