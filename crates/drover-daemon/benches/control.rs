@@ -20,6 +20,8 @@ mod raw;
 
 const ROUND_TRIPS: usize = 5_000;
 const CONCURRENT_CLIENTS: usize = 8;
+/// Requests each client keeps in flight in the pipelined measurement (the protocol allows 64).
+const IN_FLIGHT: usize = 8;
 const SPAWNS: usize = 300;
 
 fn main() {
@@ -107,6 +109,26 @@ async fn measure(
         );
     }
 
+    // The same clients, each keeping IN_FLIGHT requests in flight, as a client that has
+    // several things to ask does (the CLI's fan-out, a dashboard): what the daemon can serve,
+    // beside raw libzmq CURVE DEALER sockets doing the same against a ROUTER echo.
+    println!(
+        "\n{CONCURRENT_CLIENTS} concurrent clients, {IN_FLIGHT} requests in flight each, \
+         {ROUND_TRIPS} health requests each"
+    );
+    let raw = raw_pipelined(ROUND_TRIPS);
+    println!("  raw libzmq CURVE x{CONCURRENT_CLIENTS}  : {raw:>10.0} requests/s");
+    for (name, endpoint, options) in [
+        ("CURVE", &control, options.clone()),
+        ("ipc  ", &ipc, ClientOptions::default()),
+    ] {
+        let rate = pipelined_health(endpoint, &options).await;
+        println!(
+            "  drover health x{CONCURRENT_CLIENTS}, {name}: {rate:>10.0} requests/s  ({:.0}% of raw CURVE)",
+            100.0 * rate / raw
+        );
+    }
+
     println!("\nspawn of /bin/true, {SPAWNS} sequential");
     let started = Instant::now();
     for _ in 0..SPAWNS {
@@ -159,6 +181,37 @@ async fn concurrent_health(control: &str, options: &ClientOptions) -> f64 {
             for _ in 0..ROUND_TRIPS {
                 client.health().await.unwrap();
             }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (CONCURRENT_CLIENTS * ROUND_TRIPS) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// CONCURRENT_CLIENTS clients on `control`, each keeping IN_FLIGHT `health` requests in
+/// flight: requests/s in all.
+async fn pipelined_health(control: &str, options: &ClientOptions) -> f64 {
+    use futures::StreamExt;
+    let mut clients = Vec::new();
+    for _ in 0..CONCURRENT_CLIENTS {
+        clients.push(Arc::new(
+            Client::connect_with(control, options.clone())
+                .await
+                .unwrap(),
+        ));
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in clients {
+        tasks.push(tokio::spawn(async move {
+            let answered = futures::stream::iter(0..ROUND_TRIPS)
+                .map(|_| client.health())
+                .buffer_unordered(IN_FLIGHT)
+                .filter(|reply| std::future::ready(reply.is_ok()))
+                .count()
+                .await;
+            assert_eq!(answered, ROUND_TRIPS, "every request answered");
         }));
     }
     for task in tasks {
@@ -233,6 +286,54 @@ fn raw_concurrent(n: usize) -> f64 {
                 for _ in 0..n {
                     req.send(&body[..], 0).unwrap();
                     req.recv_bytes(0).unwrap();
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let elapsed = started.elapsed();
+    server.join().unwrap();
+    total as f64 / elapsed.as_secs_f64()
+}
+
+/// CONCURRENT_CLIENTS DEALER sockets (each on its own thread with its own context), each
+/// keeping IN_FLIGHT requests in flight, against one ROUTER echo on one thread, CURVE over
+/// TCP: requests/s.
+fn raw_pipelined(n: usize) -> f64 {
+    let curve = raw::Curve::new();
+    let router = zmq::Context::new().socket(zmq::ROUTER).unwrap();
+    curve.server(&router);
+    router.bind("tcp://127.0.0.1:0").unwrap();
+    let endpoint = router.get_last_endpoint().unwrap().unwrap();
+    let total = CONCURRENT_CLIENTS * n;
+    let server = std::thread::spawn(move || {
+        for _ in 0..total {
+            let frames = router.recv_multipart(0).unwrap();
+            router.send_multipart(frames, 0).unwrap();
+        }
+    });
+    let barrier = Arc::new(std::sync::Barrier::new(CONCURRENT_CLIENTS + 1));
+    let clients: Vec<_> = (0..CONCURRENT_CLIENTS)
+        .map(|_| {
+            let dealer = zmq::Context::new().socket(zmq::DEALER).unwrap();
+            curve.client(&dealer);
+            dealer.connect(&endpoint).unwrap();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let body = [0x80u8; 48];
+                let (mut sent, mut received) = (0, 0);
+                while received < n {
+                    while sent < n && sent - received < IN_FLIGHT {
+                        dealer.send(&body[..], 0).unwrap();
+                        sent += 1;
+                    }
+                    dealer.recv_bytes(0).unwrap();
+                    received += 1;
                 }
             })
         })
