@@ -95,38 +95,25 @@ async fn measure(
         print_rtt(&format!("drover get, {transport}"), median(get), Some(raw));
     }
 
-    println!("\n{CONCURRENT_CLIENTS} concurrent clients, {ROUND_TRIPS} health requests each");
-    let raw = raw_concurrent(ROUND_TRIPS);
-    println!("  raw libzmq CURVE x{CONCURRENT_CLIENTS}  : {raw:>10.0} requests/s");
-    for (name, endpoint, options) in [
-        ("CURVE", &control, options.clone()),
-        ("ipc  ", &ipc, ClientOptions::default()),
-    ] {
-        let rate = concurrent_health(endpoint, &options).await;
+    // Then each keeping IN_FLIGHT requests in flight, as a client that has several things to
+    // ask does (the CLI's fan-out, a dashboard): what the daemon can serve.
+    for in_flight in [1, IN_FLIGHT] {
         println!(
-            "  drover health x{CONCURRENT_CLIENTS}, {name}: {rate:>10.0} requests/s  ({:.0}% of raw CURVE)",
-            100.0 * rate / raw
+            "\n{CONCURRENT_CLIENTS} concurrent clients, {in_flight} request(s) in flight each, \
+             {ROUND_TRIPS} health requests each"
         );
-    }
-
-    // The same clients, each keeping IN_FLIGHT requests in flight, as a client that has
-    // several things to ask does (the CLI's fan-out, a dashboard): what the daemon can serve,
-    // beside raw libzmq CURVE DEALER sockets doing the same against a ROUTER echo.
-    println!(
-        "\n{CONCURRENT_CLIENTS} concurrent clients, {IN_FLIGHT} requests in flight each, \
-         {ROUND_TRIPS} health requests each"
-    );
-    let raw = raw_pipelined(ROUND_TRIPS);
-    println!("  raw libzmq CURVE x{CONCURRENT_CLIENTS}  : {raw:>10.0} requests/s");
-    for (name, endpoint, options) in [
-        ("CURVE", &control, options.clone()),
-        ("ipc  ", &ipc, ClientOptions::default()),
-    ] {
-        let rate = pipelined_health(endpoint, &options).await;
-        println!(
-            "  drover health x{CONCURRENT_CLIENTS}, {name}: {rate:>10.0} requests/s  ({:.0}% of raw CURVE)",
-            100.0 * rate / raw
-        );
+        let raw = raw_concurrent(ROUND_TRIPS, in_flight);
+        println!("  raw libzmq CURVE x{CONCURRENT_CLIENTS}  : {raw:>10.0} requests/s");
+        for (name, endpoint, options) in [
+            ("CURVE", &control, options.clone()),
+            ("ipc  ", &ipc, ClientOptions::default()),
+        ] {
+            let rate = concurrent_health(endpoint, &options, in_flight).await;
+            println!(
+                "  drover health x{CONCURRENT_CLIENTS}, {name}: {rate:>10.0} requests/s  ({:.0}% of raw CURVE)",
+                100.0 * rate / raw
+            );
+        }
     }
 
     println!("\nspawn of /bin/true, {SPAWNS} sequential");
@@ -163,35 +150,9 @@ fn spec(argv: &[&str]) -> AgentSpec {
     }
 }
 
-/// CONCURRENT_CLIENTS clients on `control` sending `health` as fast as replies come:
-/// requests/s in all.
-async fn concurrent_health(control: &str, options: &ClientOptions) -> f64 {
-    let mut clients = Vec::new();
-    for _ in 0..CONCURRENT_CLIENTS {
-        clients.push(Arc::new(
-            Client::connect_with(control, options.clone())
-                .await
-                .unwrap(),
-        ));
-    }
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for client in clients {
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..ROUND_TRIPS {
-                client.health().await.unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    (CONCURRENT_CLIENTS * ROUND_TRIPS) as f64 / started.elapsed().as_secs_f64()
-}
-
-/// CONCURRENT_CLIENTS clients on `control`, each keeping IN_FLIGHT `health` requests in
-/// flight: requests/s in all.
-async fn pipelined_health(control: &str, options: &ClientOptions) -> f64 {
+/// CONCURRENT_CLIENTS clients on `control`, each keeping `in_flight` `health` requests in
+/// flight (1: each sends its next once the last is answered): requests/s in all.
+async fn concurrent_health(control: &str, options: &ClientOptions, in_flight: usize) -> f64 {
     use futures::StreamExt;
     let mut clients = Vec::new();
     for _ in 0..CONCURRENT_CLIENTS {
@@ -207,7 +168,7 @@ async fn pipelined_health(control: &str, options: &ClientOptions) -> f64 {
         tasks.push(tokio::spawn(async move {
             let answered = futures::stream::iter(0..ROUND_TRIPS)
                 .map(|_| client.health())
-                .buffer_unordered(IN_FLIGHT)
+                .buffer_unordered(in_flight)
                 .filter(|reply| std::future::ready(reply.is_ok()))
                 .count()
                 .await;
@@ -258,52 +219,10 @@ fn print_rtt(name: &str, rtt: Duration, baseline: Option<Duration>) {
     );
 }
 
-/// CONCURRENT_CLIENTS REQ sockets (each on its own thread with its own context, as separate
-/// processes would be) against one ROUTER echo on one thread, CURVE over TCP: requests/s.
-fn raw_concurrent(n: usize) -> f64 {
-    let curve = raw::Curve::new();
-    let router = zmq::Context::new().socket(zmq::ROUTER).unwrap();
-    curve.server(&router);
-    router.bind("tcp://127.0.0.1:0").unwrap();
-    let endpoint = router.get_last_endpoint().unwrap().unwrap();
-    let total = CONCURRENT_CLIENTS * n;
-    let server = std::thread::spawn(move || {
-        for _ in 0..total {
-            let frames = router.recv_multipart(0).unwrap();
-            router.send_multipart(frames, 0).unwrap();
-        }
-    });
-    let barrier = Arc::new(std::sync::Barrier::new(CONCURRENT_CLIENTS + 1));
-    let clients: Vec<_> = (0..CONCURRENT_CLIENTS)
-        .map(|_| {
-            let req = zmq::Context::new().socket(zmq::REQ).unwrap();
-            curve.client(&req);
-            req.connect(&endpoint).unwrap();
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                barrier.wait();
-                let body = [0x80u8; 48];
-                for _ in 0..n {
-                    req.send(&body[..], 0).unwrap();
-                    req.recv_bytes(0).unwrap();
-                }
-            })
-        })
-        .collect();
-    barrier.wait();
-    let started = Instant::now();
-    for client in clients {
-        client.join().unwrap();
-    }
-    let elapsed = started.elapsed();
-    server.join().unwrap();
-    total as f64 / elapsed.as_secs_f64()
-}
-
-/// CONCURRENT_CLIENTS DEALER sockets (each on its own thread with its own context), each
-/// keeping IN_FLIGHT requests in flight, against one ROUTER echo on one thread, CURVE over
-/// TCP: requests/s.
-fn raw_pipelined(n: usize) -> f64 {
+/// CONCURRENT_CLIENTS DEALER sockets (each on its own thread with its own context, as
+/// separate processes would be), each keeping `in_flight` requests in flight (1: request,
+/// reply, request...), against one ROUTER echo on one thread, CURVE over TCP: requests/s.
+fn raw_concurrent(n: usize, in_flight: usize) -> f64 {
     let curve = raw::Curve::new();
     let router = zmq::Context::new().socket(zmq::ROUTER).unwrap();
     curve.server(&router);
@@ -328,7 +247,7 @@ fn raw_pipelined(n: usize) -> f64 {
                 let body = [0x80u8; 48];
                 let (mut sent, mut received) = (0, 0);
                 while received < n {
-                    while sent < n && sent - received < IN_FLIGHT {
+                    while sent < n && sent - received < in_flight {
                         dealer.send(&body[..], 0).unwrap();
                         sent += 1;
                     }
