@@ -112,6 +112,13 @@ const SILENCE: Duration = Duration::from_secs(3);
 /// Largest PUB message accepted; the daemon caps its batches far below this.
 const MAX_PUB_MESSAGE: usize = 64 * 1024 * 1024;
 
+/// PUB messages the SUB socket keeps while the caller is busy elsewhere (`RCVHWM`). A log batch
+/// carries at most 1 MiB of record data (about 1.2 MiB encoded), so this bounds what a follower
+/// whose output is blocked (`drover logs -f | less`) holds at about 20 MiB; libzmq's default of
+/// 1000 let it grow past a gigabyte. Past it libzmq drops, and the follower refills from the
+/// store by seq, as after any gap.
+const LIVE_QUEUE: i32 = 16;
+
 #[derive(Debug)]
 struct Track {
     info: AgentInfo,
@@ -228,14 +235,13 @@ impl Client {
         };
         let curve = self.options().curve.as_ref();
         let socket = crate::keys::socket(zmq::SUB, &endpoint, curve, MAX_PUB_MESSAGE)?;
+        let fail = |e: zmq::Error| ClientError::Connect {
+            endpoint: endpoint.clone(),
+            reason: e.to_string(),
+        };
+        socket.1.set_rcvhwm(LIVE_QUEUE).map_err(fail)?;
         for topic in topics {
-            socket
-                .1
-                .set_subscribe(topic.as_bytes())
-                .map_err(|e| ClientError::Connect {
-                    endpoint: endpoint.clone(),
-                    reason: e.to_string(),
-                })?;
+            socket.1.set_subscribe(topic.as_bytes()).map_err(fail)?;
         }
         let timeout = self.options().connect_timeout;
         crate::connection::connect(socket, &endpoint, timeout, curve.is_some()).await
