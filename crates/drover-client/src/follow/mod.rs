@@ -113,11 +113,14 @@ const SILENCE: Duration = Duration::from_secs(3);
 const MAX_PUB_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// PUB messages the SUB socket keeps while the caller is busy elsewhere (`RCVHWM`). A log batch
-/// carries at most 1 MiB of record data (about 1.2 MiB encoded), so this bounds what a follower
-/// whose output is blocked (`drover logs -f | less`) holds at about 20 MiB; libzmq's default of
-/// 1000 let it grow past a gigabyte. Past it libzmq drops, and the follower refills from the
-/// store by seq, as after any gap.
-const LIVE_QUEUE: i32 = 16;
+/// carries at most 1 MiB of record data (about 1.2 MiB encoded; a fast agent's are about
+/// 250 KiB), so this bounds what a follower whose output is blocked (`drover logs -f | less`)
+/// holds at about 150 MiB, 30 MiB typically; libzmq's default of 1000 let it grow past a
+/// gigabyte. Past it libzmq drops, and the follower refills from the store by seq, as after any
+/// gap. Not smaller: a queue that cannot hold what arrives during one refill makes a follower
+/// that fell behind a fast agent refill again and again (16 or 64 messages: 46 refills and half
+/// the rate in the stream bench, against 1 at 128; BENCHMARKS.md, Streaming).
+const LIVE_QUEUE: i32 = 128;
 
 #[derive(Debug)]
 struct Track {
