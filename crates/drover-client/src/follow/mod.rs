@@ -116,10 +116,12 @@ const MAX_PUB_MESSAGE: usize = 64 * 1024 * 1024;
 /// carries at most 1 MiB of record data (about 1.2 MiB encoded; a fast agent's are about
 /// 250 KiB), so this bounds what a follower whose output is blocked (`drover logs -f | less`)
 /// holds at about 150 MiB, 30 MiB typically; libzmq's default of 1000 let it grow past a
-/// gigabyte. Past it libzmq drops, and the follower refills from the store by seq, as after any
-/// gap. Not smaller: a queue that cannot hold what arrives during one refill makes a follower
-/// that fell behind a fast agent refill again and again (16 or 64 messages: 46 refills and half
-/// the rate in the stream bench, against 1 at 128; BENCHMARKS.md, Streaming).
+/// gigabyte. Once it is full the socket stops reading, the daemon's queue for this subscriber
+/// (`pub_subscriber_queue`) fills in turn and the daemon drops for it, and the follower refills
+/// from the store by seq, as after any gap. Not smaller: a queue that cannot hold what arrives
+/// during one refill makes a follower that fell behind a fast agent refill again and again (64
+/// messages: 8 runs of 11 at about half the rate in the stream bench, one with 46 refills
+/// against 1 at 128; BENCHMARKS.md, Streaming).
 const LIVE_QUEUE: i32 = 128;
 
 #[derive(Debug)]
