@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::{ok, Daemon};
+use common::{ok, wait_for_within, Daemon};
 
 /// `drover logs -f | less` with the pager not reading: the agent prints about 320 MB of
 /// records meanwhile, then goes quiet (still running). The follower keeps at most 128 PUB
@@ -52,14 +52,11 @@ fn a_blocked_follower_keeps_a_bounded_live_queue_and_loses_nothing() {
     ok(daemon.drover(&["send", &id, "go"]));
     let last = format!("{n} ");
     // (A debug daemon on a busy machine may take longer than the common 30 s for this.)
-    let deadline = std::time::Instant::now() + 4 * common::TIMEOUT;
-    while !ok(daemon.drover(&["logs", "--tail", "1", &id])).starts_with(&last) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for every line to be stored"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_within(4 * common::TIMEOUT, "every line to be stored", || {
+        ok(daemon.drover(&["logs", "--tail", "1", &id]))
+            .starts_with(&last)
+            .then_some(())
+    });
 
     // Read on, in a thread so that a follower that never delivers the end fails the test
     // instead of hanging it.

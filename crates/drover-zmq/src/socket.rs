@@ -47,10 +47,10 @@ impl Async {
     pub fn new(socket: zmq::Socket) -> std::io::Result<Async> {
         let raw = socket.get_fd().map_err(std::io::Error::from)?;
         // tokio 1.54 deprecates the safe constructor (it cannot prove the descriptor outlives
-        // the registration) in favour of an `unsafe` one; the workspace denies `unsafe` (its one exception is
-        // drover-holder's fork.rs). Here
-        // the guarantee holds by construction: the socket owns the descriptor, this struct owns
-        // the socket, and `fd` is declared (so dropped, deregistering) before `socket`.
+        // the registration) in favour of an `unsafe` one; the workspace denies `unsafe` (its
+        // one exception is drover-holder's fork.rs). Here the guarantee holds by construction:
+        // the socket owns the descriptor, this struct owns the socket, and `fd` is declared (so
+        // dropped, deregistering) before `socket`.
         #[allow(deprecated)]
         let fd = AsyncFd::with_interest(Fd(raw), Interest::READABLE)?;
         Ok(Async {

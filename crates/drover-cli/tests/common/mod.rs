@@ -232,8 +232,17 @@ pub fn ok(output: Output) -> String {
 }
 
 /// Poll until `probe` returns `Some`, or fail naming `what`.
-pub fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + TIMEOUT;
+pub fn wait_for<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    wait_for_within(TIMEOUT, what, probe)
+}
+
+/// [`wait_for`] with a timeout of its own, for a wait known to take longer.
+pub fn wait_for_within<T>(
+    timeout: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = probe() {
             return value;
