@@ -8,21 +8,27 @@ use std::process::Stdio;
 
 use common::{ok, wait_for_within, Daemon};
 
-/// `drover logs -f | less` with the pager not reading: the agent prints about 320 MB of
+/// `drover logs -f | less` with the pager not reading: the agent prints about 220 MB of
 /// records meanwhile, then goes quiet (still running). The follower keeps at most 128 PUB
 /// messages (`RCVHWM`); past that the daemon's queue for it (256) fills and the daemon drops
-/// batches for it. Once its reader goes on, the follower refills what was dropped from the
-/// store by seq and delivers every line, once, in order. Before, it kept libzmq's default of
-/// 1000 messages: 181 MB for a million lines.
+/// every later batch for it, the last ones included. Once its reader goes on, the follower
+/// learns of that end from the next heartbeat's log ends (no later batch shows the jump, as the
+/// agent is quiet), refills what was dropped from the store by seq and delivers every line,
+/// once, in order. Before, it kept libzmq's default of 1000 messages: 181 MB for a million
+/// lines.
 #[test]
 fn a_blocked_follower_keeps_a_bounded_live_queue_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());
-    // More than the follower's queue and the daemon's (256 messages) can hold whatever the
-    // batch sizes (at most 4096 records each).
+    // More than the two queues (384 messages) can hold: a message carries at most 4096
+    // records (a capture read of 64 KiB holds fewer than 700 of these lines).
     let n: u64 = 2_000_000;
+    // `sleep 1.5` spans a heartbeat (one each second), which reaches the idle follower before
+    // `waited`: so no first heartbeat's store read comes later to find the dropped end by
+    // chance. (Were it missed, the test would pass without proving the log ends, never fail.)
     let script = format!(
-        "echo ready; read go; awk 'BEGIN {{ for (i = 1; i <= {n}; i++) printf \"%d %0100d\\n\", i, 0 }}'; exec sleep 3600"
+        "echo ready; read a; sleep 1.5; echo waited; read b; \
+         awk 'BEGIN {{ for (i = 1; i <= {n}; i++) printf \"%d %0100d\\n\", i, 0 }}'; exec sleep 3600"
     );
     let id = ok(daemon.drover(&[
         "spawn",
@@ -44,24 +50,20 @@ fn a_blocked_follower_keeps_a_bounded_live_queue_and_loses_nothing() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(follower.stdout.take().unwrap());
-    let mut first = String::new();
-    lines.read_line(&mut first).unwrap();
-    assert_eq!(first, "ready\n", "the follower is live");
-
-    // Nobody reads the follower now: it blocks on its stdout while the agent writes it all.
-    ok(daemon.drover(&["send", &id, "go"]));
-    let last = format!("{n} ");
-    // (A debug daemon on a busy machine may take longer than the common 30 s for this.)
-    wait_for_within(4 * common::TIMEOUT, "every line to be stored", || {
-        ok(daemon.drover(&["logs", "--tail", "1", &id]))
-            .starts_with(&last)
-            .then_some(())
-    });
-
-    // Read on, in a thread so that a follower that never delivers the end fails the test
-    // instead of hanging it.
+    // Read in a thread, so that a follower that never delivers fails the test instead of
+    // hanging it: the first two lines, then, once told, the rest.
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        for _ in 0..2 {
+            let mut line = String::new();
+            lines.read_line(&mut line).unwrap();
+            let _ = first_tx.send(line);
+        }
+        if go_rx.recv().is_err() {
+            return;
+        }
         let mut numbers = Vec::with_capacity(n as usize);
         let mut line = String::new();
         while numbers.len() < n as usize {
@@ -79,6 +81,23 @@ fn a_blocked_follower_keeps_a_bounded_live_queue_and_loses_nothing() {
         }
         let _ = tx.send(numbers);
     });
+    let next_line = || first_rx.recv_timeout(common::TIMEOUT).unwrap();
+    assert_eq!(next_line(), "ready\n", "the follower is live");
+    ok(daemon.drover(&["send", &id, "a"]));
+    assert_eq!(next_line(), "waited\n", "the follower saw a heartbeat");
+
+    // Nobody reads the follower now: it blocks on its stdout while the agent writes it all.
+    ok(daemon.drover(&["send", &id, "b"]));
+    let last = format!("{n} ");
+    // (A debug daemon on a busy machine may take longer than the common 30 s for this.)
+    wait_for_within(4 * common::TIMEOUT, "every line to be stored", || {
+        ok(daemon.drover(&["logs", "--tail", "1", &id]))
+            .starts_with(&last)
+            .then_some(())
+    });
+
+    // Read on: the agent is quiet, so only a heartbeat can reveal the dropped end.
+    go_tx.send(()).unwrap();
     let numbers = rx
         .recv_timeout(common::TIMEOUT)
         .expect("the follower delivered every line of the quiet agent");

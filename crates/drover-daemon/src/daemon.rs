@@ -84,6 +84,12 @@ impl Shared {
         live.get(&id).cloned()
     }
 
+    /// Whether the agent with this id is still live.
+    pub(crate) fn is_live(&self, id: AgentId) -> bool {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.contains_key(&id)
+    }
+
     /// Drop a live agent that reached a terminal state.
     pub(crate) fn forget(&self, id: AgentId) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -173,6 +179,7 @@ pub async fn run(
     restart::reattach(&shared).await?;
 
     let events_shared = Arc::clone(&shared);
+    let live_shared = Arc::clone(&shared);
     let mut zap_task = tokio::spawn(auth::zap::run(zap, auth.clone()));
     let reload_task = tokio::spawn(auth::reload_on_hangup(auth.clone()));
     let watch_task = tokio::spawn(auth::watch_revocations(auth.clone()));
@@ -188,6 +195,7 @@ pub async fn run(
         pub_queue,
         shared.daemon_id,
         move || events_shared.events.last(),
+        move |id: &AgentId| live_shared.is_live(*id),
         auth.revocations(),
     ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -27,13 +27,22 @@
 //! subscription live by its first heartbeat, which this task sends after every batch decided
 //! without it, and every record is stored before it is queued here, so the store read the
 //! recipe does on that heartbeat has them. Events and heartbeats always go out.
+//!
+//! A drop shows as a `seq` jump only at an agent's next batch, so each heartbeat also carries
+//! every live agent's log end ([`LogEnds`]): the seq after the last record of it this task sent,
+//! or dropped. A subscriber that stopped reading while an agent printed, and lost the last
+//! batches, learns of them from the first heartbeat that reaches it once it reads again, even
+//! when the agent is quiet by then. The heartbeat goes out after everything queued before it:
+//! batches refused by the full queue are taken in first, then the messages queued ahead of
+//! them are sent, so every record below a log end precedes the heartbeat (or was dropped).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use drover_proto::{topic, AgentId, DaemonId, Event, Heartbeat, Record, RecordBatch};
+use drover_proto::limits::MAX_HEARTBEAT_LOG_ENDS;
+use drover_proto::{topic, AgentId, DaemonId, Event, Heartbeat, Record, RecordBatch, Seq};
 use tokio::sync::mpsc;
 
 /// Messages queued for the PUB socket.
@@ -48,6 +57,39 @@ pub(crate) enum Outgoing {
 pub(crate) struct Publisher {
     queue: mpsc::Sender<Outgoing>,
     dropped: Arc<AtomicU64>,
+    refused: Refused,
+}
+
+/// The publisher task's side of the queue.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    messages: mpsc::Receiver<Outgoing>,
+    refused: Refused,
+}
+
+/// For each agent, the seq after the last record of its batches the full queue refused: the
+/// next heartbeat's log ends take them in. A leaf lock, taken only when the queue is full.
+#[derive(Clone, Debug, Default)]
+struct Refused(Arc<Mutex<HashMap<AgentId, Seq>>>);
+
+impl Refused {
+    fn note(&self, agent: AgentId, end: Seq) {
+        advance(
+            &mut self.0.lock().unwrap_or_else(|p| p.into_inner()),
+            agent,
+            end,
+        );
+    }
+
+    fn take(&self) -> HashMap<AgentId, Seq> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Raise `agent`'s entry in `ends` to `end` (never lower it).
+fn advance(ends: &mut HashMap<AgentId, Seq>, agent: AgentId, end: Seq) {
+    let entry = ends.entry(agent).or_insert(end);
+    *entry = (*entry).max(end);
 }
 
 /// Records merged into one published batch at most.
@@ -58,19 +100,26 @@ const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 impl Publisher {
     /// A publisher whose queue holds `capacity` messages (each may carry many records).
-    pub(crate) fn new(capacity: usize) -> (Publisher, mpsc::Receiver<Outgoing>) {
-        let (queue, receiver) = mpsc::channel(capacity.max(1));
+    pub(crate) fn new(capacity: usize) -> (Publisher, Queue) {
+        let (queue, messages) = mpsc::channel(capacity.max(1));
+        let refused = Refused::default();
         let publisher = Publisher {
             queue,
             dropped: Arc::new(AtomicU64::new(0)),
+            refused: refused.clone(),
         };
-        (publisher, receiver)
+        (publisher, Queue { messages, refused })
     }
 
     /// Queue a batch of an agent's records; never blocks.
     pub(crate) fn log(&self, agent: AgentId, records: Vec<Record>) {
-        if self.queue.try_send(Outgoing::Log(agent, records)).is_err() {
+        if let Err(full) = self.queue.try_send(Outgoing::Log(agent, records)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            if let Outgoing::Log(_, records) = full.into_inner() {
+                if let Some(last) = records.last() {
+                    self.refused.note(agent, last.seq.next());
+                }
+            }
         }
     }
 
@@ -103,12 +152,63 @@ pub(crate) struct PubSocket {
     pub(crate) rebind: Option<String>,
 }
 
-/// Publish until the queue closes; a heartbeat goes out every second.
+/// What the heartbeats' `log_ends` say: for each agent, the seq after the last record sent or
+/// dropped. Bounded by the live agents: those no longer live are forgotten at each heartbeat.
+#[derive(Debug, Default)]
+pub(crate) struct LogEnds {
+    ends: HashMap<AgentId, Seq>,
+    /// Heartbeats so far: with more agents than one heartbeat carries, where this one starts.
+    round: usize,
+}
+
+impl LogEnds {
+    /// Take in the queued messages about to be sent.
+    fn saw(&mut self, messages: &[Outgoing]) {
+        for message in messages {
+            if let Outgoing::Log(agent, records) = message {
+                if let Some(last) = records.last() {
+                    advance(&mut self.ends, *agent, last.seq.next());
+                }
+            }
+        }
+    }
+
+    /// Take in what the full queue refused.
+    fn refused(&mut self, refused: HashMap<AgentId, Seq>) {
+        for (agent, end) in refused {
+            advance(&mut self.ends, agent, end);
+        }
+    }
+
+    /// This heartbeat's log ends: agents no longer live (`is_live` says) are forgotten, and past
+    /// [`MAX_HEARTBEAT_LOG_ENDS`] agents each heartbeat carries the next ones in turn.
+    fn due(&mut self, is_live: impl Fn(&AgentId) -> bool) -> BTreeMap<AgentId, Seq> {
+        self.ends.retain(|agent, _| is_live(agent));
+        let count = self.ends.len();
+        let round = self.round;
+        self.round = self.round.wrapping_add(1);
+        if count <= MAX_HEARTBEAT_LOG_ENDS {
+            return self.ends.iter().map(|(a, s)| (*a, *s)).collect();
+        }
+        let mut all: Vec<(AgentId, Seq)> = self.ends.iter().map(|(a, s)| (*a, *s)).collect();
+        all.sort_unstable();
+        let start = round.wrapping_mul(MAX_HEARTBEAT_LOG_ENDS) % count;
+        all.into_iter()
+            .cycle()
+            .skip(start)
+            .take(MAX_HEARTBEAT_LOG_ENDS)
+            .collect()
+    }
+}
+
+/// Publish until the queue closes; a heartbeat goes out every second, with the log ends of the
+/// agents `is_live` says still are.
 pub(crate) async fn run(
     sockets: Vec<PubSocket>,
-    mut queue: mpsc::Receiver<Outgoing>,
+    mut queue: Queue,
     daemon: DaemonId,
     last_event: impl Fn() -> drover_proto::EventSeq,
+    is_live: impl Fn(&AgentId) -> bool,
     mut revocations: tokio::sync::watch::Receiver<u64>,
 ) {
     // Endpoints that could not be bound again yet: retried with each heartbeat.
@@ -120,19 +220,14 @@ pub(crate) async fn run(
     let mut pending: Vec<Outgoing> = Vec::with_capacity(256);
     let mut subscriptions: Vec<Subscriptions> =
         sockets.iter().map(|_| Subscriptions::default()).collect();
+    let mut ends = LogEnds::default();
     loop {
         tokio::select! {
-            received = queue.recv_many(&mut pending, 256) => {
+            received = queue.messages.recv_many(&mut pending, 256) => {
                 if received == 0 {
                     return;
                 }
-                for (socket, subscribed) in sockets.iter().zip(subscriptions.iter_mut()) {
-                    subscribed.read(socket);
-                }
-                let wanted = |topic: &[u8]| subscriptions.iter().any(|s| s.matches(topic));
-                for (topic, body) in merge(pending.drain(..), wanted) {
-                    send(&sockets, &topic, &body);
-                }
+                send_round(&sockets, &mut subscriptions, &mut ends, &mut pending);
             }
             changed = revocations.changed(), if watching => {
                 if changed.is_err() {
@@ -164,10 +259,23 @@ pub(crate) async fn run(
                 if !unbound.is_empty() {
                     rebind(&sockets, &endpoints, &mut unbound, true);
                 }
-                for (socket, subscribed) in sockets.iter().zip(subscriptions.iter_mut()) {
-                    subscribed.read(socket);
+                // What the full queue refused, then everything queued before it, goes out
+                // before the heartbeat whose log ends count it.
+                let refused = queue.refused.take();
+                for _ in 0..queue.messages.len() {
+                    match queue.messages.try_recv() {
+                        Ok(message) => pending.push(message),
+                        Err(_) => break,
+                    }
                 }
-                let beat = Heartbeat { daemon, ts: drover_proto::now_ns(), event_seq: last_event() };
+                send_round(&sockets, &mut subscriptions, &mut ends, &mut pending);
+                ends.refused(refused);
+                let beat = Heartbeat {
+                    daemon,
+                    ts: drover_proto::now_ns(),
+                    event_seq: last_event(),
+                    log_ends: ends.due(&is_live),
+                };
                 if let Ok(body) = drover_proto::encode(&beat) {
                     send(&sockets, topic::HEARTBEAT, &body);
                 }
@@ -198,6 +306,23 @@ fn rebind(
             }
         }
     });
+}
+
+/// Send the queued messages `pending`, decided against the subscriptions as of now.
+fn send_round(
+    sockets: &[zmq::Socket],
+    subscriptions: &mut [Subscriptions],
+    ends: &mut LogEnds,
+    pending: &mut Vec<Outgoing>,
+) {
+    for (socket, subscribed) in sockets.iter().zip(subscriptions.iter_mut()) {
+        subscribed.read(socket);
+    }
+    let wanted = |topic: &[u8]| subscriptions.iter().any(|s| s.matches(topic));
+    ends.saw(pending);
+    for (topic, body) in merge(pending.drain(..), wanted) {
+        send(sockets, &topic, &body);
+    }
 }
 
 fn send(sockets: &[zmq::Socket], topic: &str, body: &[u8]) {
@@ -330,7 +455,123 @@ impl Subscriptions {
 
 #[cfg(test)]
 mod tests {
-    use super::Subscriptions;
+    use super::{LogEnds, Outgoing, PubSocket, Publisher, Subscriptions, MAX_HEARTBEAT_LOG_ENDS};
+    use drover_proto::limits::DEFAULT_MAX_FRAME;
+    use drover_proto::StreamKind;
+    use drover_proto::{AgentId, DaemonId, EventSeq, Heartbeat, Record, RecordBatch, Seq};
+
+    fn records(seqs: std::ops::RangeInclusive<u64>) -> Vec<Record> {
+        seqs.map(|seq| Record {
+            seq: Seq(seq),
+            ts: 0,
+            stream: StreamKind::Stdout,
+            data: b"x\n".to_vec(),
+            partial: false,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn log_ends_count_what_was_sent_and_refused_for_live_agents_only() {
+        let (a, b, c) = (AgentId::new(), AgentId::new(), AgentId::new());
+        let mut ends = LogEnds::default();
+        ends.saw(&[
+            Outgoing::Log(a, records(1..=5)),
+            Outgoing::Log(b, records(1..=3)),
+        ]);
+        ends.refused([(c, Seq(8)), (a, Seq(4))].into());
+        let due = ends.due(|_| true);
+        assert_eq!(
+            due,
+            [(a, Seq(6)), (b, Seq(4)), (c, Seq(8))].into(),
+            "never lowered"
+        );
+        ends.saw(&[Outgoing::Log(b, records(4..=4))]);
+        let due = ends.due(|agent| *agent != c);
+        assert_eq!(due, [(a, Seq(6)), (b, Seq(5))].into());
+        assert_eq!(
+            ends.due(|_| true).len(),
+            2,
+            "c is forgotten once it is not live"
+        );
+    }
+
+    #[test]
+    fn past_the_limit_each_heartbeat_carries_the_next_agents_in_turn() {
+        let agents: Vec<AgentId> = (0..MAX_HEARTBEAT_LOG_ENDS + 100)
+            .map(|_| AgentId::new())
+            .collect();
+        let mut ends = LogEnds::default();
+        for agent in &agents {
+            ends.saw(&[Outgoing::Log(*agent, records(1..=1))]);
+        }
+        let first = ends.due(|_| true);
+        let second = ends.due(|_| true);
+        assert_eq!(first.len(), MAX_HEARTBEAT_LOG_ENDS);
+        assert_eq!(second.len(), MAX_HEARTBEAT_LOG_ENDS);
+        let covered: std::collections::HashSet<&AgentId> =
+            first.keys().chain(second.keys()).collect();
+        assert_eq!(
+            covered.len(),
+            agents.len(),
+            "two heartbeats cover every agent"
+        );
+    }
+
+    /// Records queued before those the full queue refused go out before the heartbeat whose
+    /// log ends count the refused ones.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_heartbeat_comes_after_every_record_below_its_log_ends() {
+        let context = zmq::Context::new();
+        let xpub = context.socket(zmq::XPUB).unwrap();
+        xpub.bind("inproc://log-ends").unwrap();
+        let sub = context.socket(zmq::SUB).unwrap();
+        sub.connect("inproc://log-ends").unwrap();
+        sub.set_subscribe(b"").unwrap();
+        sub.set_rcvtimeo(30_000).unwrap();
+        // The subscription waits on the XPUB, so the publisher's first round takes it in.
+        assert_eq!(xpub.poll(zmq::POLLIN, 30_000).unwrap(), 1);
+
+        let (publisher, queue) = Publisher::new(2);
+        let agent = AgentId::new();
+        publisher.log(agent, records(1..=3));
+        publisher.log(agent, records(4..=5));
+        publisher.log(agent, records(6..=9));
+        assert_eq!(publisher.dropped(), 1, "the queue holds two");
+        let (_revoke, revocations) = tokio::sync::watch::channel(0);
+        let task = tokio::spawn(super::run(
+            vec![PubSocket {
+                socket: xpub,
+                rebind: None,
+            }],
+            queue,
+            DaemonId::new(),
+            || EventSeq(0),
+            |_| true,
+            revocations,
+        ));
+        let received = tokio::task::spawn_blocking(move || {
+            let mut seqs = Vec::new();
+            loop {
+                let frames = sub.recv_multipart(0).expect("a message within 30 s");
+                if frames[0] == b"hb" {
+                    let beat: Heartbeat =
+                        drover_proto::decode(&frames[1], DEFAULT_MAX_FRAME).unwrap();
+                    if let Some(end) = beat.log_ends.get(&agent) {
+                        return (seqs, *end);
+                    }
+                } else {
+                    let batch: RecordBatch =
+                        drover_proto::decode(&frames[1], DEFAULT_MAX_FRAME).unwrap();
+                    seqs.extend(batch.records.iter().map(|r| r.seq.0));
+                }
+            }
+        })
+        .await
+        .unwrap();
+        task.abort();
+        assert_eq!(received, ((1..=5).collect(), Seq(10)));
+    }
 
     #[test]
     fn prefixes_come_and_go_and_too_many_mean_everything() {

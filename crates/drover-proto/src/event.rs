@@ -1,5 +1,7 @@
 //! Lifecycle events and heartbeats, as published on `evt.<agent_id>` and `hb`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{Activity, AgentId, AgentState, DaemonId, EventSeq, Seq};
@@ -120,4 +122,11 @@ pub struct Heartbeat {
     pub ts: i64,
     /// The latest event number published; a follower behind it missed events.
     pub event_seq: EventSeq,
+    /// For each live agent that printed since the daemon started, the seq after its last
+    /// record published (or dropped on the way) before this heartbeat. A follower whose next
+    /// expected seq is below it missed records, even when the agent prints nothing more. At
+    /// most [`crate::limits::MAX_HEARTBEAT_LOG_ENDS`] agents a heartbeat, taken in turn past
+    /// that; left out when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub log_ends: BTreeMap<AgentId, Seq>,
 }

@@ -20,6 +20,10 @@ pub const MAX_LIST_LIMIT: u32 = 10_000;
 /// Largest number of agents one `batch` may name.
 pub const MAX_BATCH: usize = 1_000;
 
+/// Agents whose log end one heartbeat carries at most (about 46 bytes each, so at most about
+/// 190 KB a heartbeat); with more live agents each heartbeat carries the next ones in turn.
+pub const MAX_HEARTBEAT_LOG_ENDS: usize = 4096;
+
 /// Largest `data` one `write_stdin` may carry: 1 MiB.
 pub const MAX_STDIN_WRITE: usize = 1024 * 1024;
 

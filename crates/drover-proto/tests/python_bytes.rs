@@ -276,6 +276,7 @@ fn published_record_batch_event_and_heartbeat() {
             daemon: daemon_id(),
             ts: T0 + 10,
             event_seq: EventSeq(42),
+            log_ends: Default::default(),
         }
     );
 }

@@ -310,11 +310,18 @@ fn event() -> impl Strategy<Value = Event> {
 }
 
 fn heartbeat() -> impl Strategy<Value = Heartbeat> {
-    (daemon_id(), any::<i64>(), any::<u64>()).prop_map(|(daemon, ts, event_seq)| Heartbeat {
-        daemon,
-        ts,
-        event_seq: EventSeq(event_seq),
-    })
+    (
+        daemon_id(),
+        any::<i64>(),
+        any::<u64>(),
+        btree_map(agent_id(), any::<u64>().prop_map(Seq), 0..4),
+    )
+        .prop_map(|(daemon, ts, event_seq, log_ends)| Heartbeat {
+            daemon,
+            ts,
+            event_seq: EventSeq(event_seq),
+            log_ends,
+        })
 }
 
 /// Values a batch's shared `args` may carry.

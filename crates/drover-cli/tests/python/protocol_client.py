@@ -322,6 +322,13 @@ class Follower:
             check(isinstance(msg.get("daemon"), str) and UUID_RE.match(msg["daemon"]), f"heartbeat daemon: {msg!r}")
             check(isinstance(msg.get("ts"), int) and msg["ts"] > 10**18, f"heartbeat ts must be unix ns: {msg!r}")
             check(isinstance(msg.get("event_seq"), int) and msg["event_seq"] >= 0, f"heartbeat event_seq: {msg!r}")
+            ends = msg.get("log_ends", {})
+            check(isinstance(ends, dict) and all(UUID_RE.match(a) and isinstance(e, int) and e >= 2
+                                                 for a, e in ends.items()), f"heartbeat log_ends: {msg!r}")
+            for agent, end in ends.items():
+                seen = self.logs.get(agent, [])
+                check(not seen or end > seen[-1]["seq"],
+                      f"a log end ({end}) comes after every record below it (last seen {seen[-1]['seq'] if seen else None})")
             self.heartbeats.append(msg)
         else:
             raise Failure(f"unexpected PUB topic {topic!r}")
@@ -602,6 +609,13 @@ def scenario(daemon, ctx, live_pgids):
         check(r["seq"] in by_seq and by_seq[r["seq"]]["data"] == r["data"],
               f"live record seq {r['seq']} {r['data']!r} differs from read_logs")
     step("SUB log batches", f"{sub.batches} batches {{agent, records}}, {len(sub.logs[tid])} records, same as read_logs")
+
+    # ---- the quiet, still running ticker's log end is in the next heartbeat
+    beats = len(sub.heartbeats)
+    sub.pump_until(lambda: len(sub.heartbeats) > beats, "a heartbeat after the ticker's last line")
+    ends = sub.heartbeats[-1].get("log_ends", {})
+    check(ends.get(tid) == next_seq, f"the heartbeat's log end for the ticker is {ends.get(tid)}, the store's {next_seq}")
+    step("SUB heartbeat log_ends", f"{len(ends)} agents, the quiet ticker's end {next_seq}")
 
     # ---- write_stdin to a live agent spawned with stdin null
     dealer.err("write_stdin", "stdin_closed", agent=tid, data=b"x")

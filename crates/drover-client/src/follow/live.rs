@@ -207,7 +207,23 @@ impl Follower<'_> {
         self.daemon = Some(beat.daemon);
         if first || restarted || missed {
             self.last_event = Some(beat.event_seq);
-            self.reconcile().await?;
+            return self.reconcile().await;
+        }
+        // Every record below an agent's log end went out before this heartbeat: any not
+        // delivered yet were dropped on the way (the last batches before the agent went quiet).
+        for (agent, end) in beat.log_ends {
+            let Some(track) = self.tracks.get_mut(&agent) else {
+                continue;
+            };
+            if track.caught_up && !track.done && end > track.next {
+                self.ready.push_back(FollowEvent::Gap {
+                    agent,
+                    from: track.next,
+                    to: Seq(end.0 - 1),
+                });
+                track.caught_up = false;
+                track.gap_reported = true;
+            }
         }
         Ok(())
     }

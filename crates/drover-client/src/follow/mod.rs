@@ -4,9 +4,12 @@
 //! store holds through `read_logs`, then continue live, dropping any record whose `seq` was
 //! already delivered. Any gap — a batch whose first `seq` is beyond the next expected one — is
 //! refilled from the store before going on, so the reader sees every record exactly once, in
-//! order, however late it starts and however slow it is. Lifecycle events arrive on the same
-//! socket; since every record is stored before its agent's terminal state is, an agent is
-//! finished only after a final store read, and then its exit is reported.
+//! order, however late it starts and however slow it is. A gap at the end of a burst, which no
+//! later batch reveals while the agent is quiet, shows at the next heartbeat: it carries each
+//! live agent's log end (the seq after its last record published), and is refilled the same
+//! way. Lifecycle events arrive on the same socket; since every record is stored before its
+//! agent's terminal state is, an agent is finished only after a final store read, and then its
+//! exit is reported.
 //!
 //! Events are numbered daemon-wide, and the heartbeat carries the latest number, so a missed
 //! event shows as a jump; the follower then re-reads the state of every agent it follows. The

@@ -240,6 +240,7 @@ pub fn heartbeat() -> Heartbeat {
         daemon: daemon_id(),
         ts: T0 + 10 * SECOND,
         event_seq: EventSeq(1000),
+        log_ends: Default::default(),
     }
 }
 
