@@ -84,7 +84,7 @@ fn a_blocked_follower_keeps_a_bounded_live_queue_and_loses_nothing() {
     let next_line = || first_rx.recv_timeout(common::TIMEOUT).unwrap();
     assert_eq!(next_line(), "ready\n", "the follower is live");
     ok(daemon.drover(&["send", &id, "a"]));
-    assert_eq!(next_line(), "waited\n", "the follower saw a heartbeat");
+    assert_eq!(next_line(), "waited\n", "the agent waited past a heartbeat");
 
     // Nobody reads the follower now: it blocks on its stdout while the agent writes it all.
     ok(daemon.drover(&["send", &id, "b"]));

@@ -187,7 +187,7 @@ pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
         };
     let (control_tcp, control_endpoint) = make(zmq::ROUTER, &config.control)?;
     let mut control = vec![(control_tcp, via(&config.control))];
-    // XPUB: the publisher learns what is subscribed (see publish.rs).
+    // XPUB: the publisher learns what is subscribed (see publish/mod.rs).
     let (pub_tcp, publish_endpoint) = make(zmq::XPUB, &config.publish)?;
     let mut publish = vec![(pub_tcp, via(&config.publish))];
     let (mut ipc, mut pub_ipc) = (None, None);

@@ -211,18 +211,15 @@ impl Follower<'_> {
         }
         // Every record below an agent's log end went out before this heartbeat: any not
         // delivered yet were dropped on the way (the last batches before the agent went quiet).
+        // The store read reports the gap it fills. Once per end: records the store does not
+        // hold yet (a full disk) come with a later batch or end, not by reading every second.
         for (agent, end) in beat.log_ends {
             let Some(track) = self.tracks.get_mut(&agent) else {
                 continue;
             };
-            if track.caught_up && !track.done && end > track.next {
-                self.ready.push_back(FollowEvent::Gap {
-                    agent,
-                    from: track.next,
-                    to: Seq(end.0 - 1),
-                });
+            if track.caught_up && !track.done && end > track.next.max(track.hinted) {
+                track.hinted = end;
                 track.caught_up = false;
-                track.gap_reported = true;
             }
         }
         Ok(())
