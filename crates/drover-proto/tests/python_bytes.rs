@@ -279,6 +279,11 @@ fn published_record_batch_event_and_heartbeat() {
             log_ends: Default::default(),
         }
     );
+    // An agent's log end: a map from the id's string to an int.
+    let heartbeat: Heartbeat =
+        decode(fixture!("heartbeat_log_ends"), DEFAULT_MAX_FRAME).expect("hb with log_ends");
+    assert_eq!(heartbeat.log_ends, [(agent_id(), Seq(7))].into());
+    assert_eq!(heartbeat.event_seq, EventSeq(43));
 }
 
 #[test]

@@ -99,6 +99,7 @@ FIXTURES = {
     },
     "event": {"event_seq": 42, "ts": T0 + 5, "agent": AGENT, "kind": "exit", "state": "exited", "exit_code": 3},
     "heartbeat": {"daemon": DAEMON, "ts": T0 + 10, "event_seq": 42, "load": 0.5},
+    "heartbeat_log_ends": {"daemon": DAEMON, "ts": T0 + 11, "event_seq": 43, "log_ends": {AGENT: 7}},
     # Replies as a Python fake daemon would write them: a flat AgentInfo with absent fields left
     # out, an error, and an error code this protocol version does not know.
     "reply_get": {
