@@ -32,9 +32,10 @@
 //! every live agent's log end ([`LogEnds`]): the seq after the last record of it this task sent,
 //! or dropped. A subscriber that stopped reading while an agent printed, and lost the last
 //! batches, learns of them from the first heartbeat that reaches it once it reads again, even
-//! when the agent is quiet by then. The heartbeat goes out after everything queued before it:
-//! batches refused by the full queue are taken in first, then the messages queued ahead of
-//! them are sent, so every record below a log end precedes the heartbeat (or was dropped).
+//! when the agent is quiet by then. The heartbeat goes out after everything queued before it
+//! ([`Outlet::beat`]): the latest event number is read and the batches refused by the full
+//! queue are taken in first, then the messages queued ahead of them are sent, so every record
+//! below a log end (unless dropped) and every event up to its `event_seq` precede it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -47,7 +48,7 @@ mod log_ends;
 mod subscriptions;
 
 use log_ends::{LogEnds, Refused};
-pub(crate) use subscriptions::Subscriptions;
+use subscriptions::Subscriptions;
 
 /// Messages queued for the PUB socket.
 #[derive(Debug)]

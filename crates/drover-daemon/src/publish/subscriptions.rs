@@ -10,7 +10,7 @@ const MOST_PREFIXES: usize = 4096;
 /// passes up: `1` and the prefix when a prefix gets its first subscriber on the socket, `0` and
 /// the prefix when its last one unsubscribes or goes away.
 #[derive(Debug, Default)]
-pub(crate) struct Subscriptions {
+pub(super) struct Subscriptions {
     /// The prefixes, and how many there are of each length (for lookups by a topic's prefixes).
     prefixes: HashSet<Vec<u8>>,
     lengths: HashMap<usize, usize>,
@@ -20,7 +20,7 @@ pub(crate) struct Subscriptions {
 
 impl Subscriptions {
     /// Take in every subscription message waiting on `socket` (never blocks).
-    pub(crate) fn read(&mut self, socket: &zmq::Socket) {
+    pub(super) fn read(&mut self, socket: &zmq::Socket) {
         // All of them: a round decided without one libzmq has taken in could skip a batch its
         // subscriber should get (see the module documentation), so `EINTR` is retried.
         while let Ok(message) = drover_zmq::again(|| socket.recv_bytes(zmq::DONTWAIT)) {
@@ -29,7 +29,7 @@ impl Subscriptions {
     }
 
     /// One subscription message.
-    pub(crate) fn apply(&mut self, message: &[u8]) {
+    pub(super) fn apply(&mut self, message: &[u8]) {
         let Some((&kind, prefix)) = message.split_first() else {
             return;
         };
@@ -58,7 +58,7 @@ impl Subscriptions {
     }
 
     /// Whether a subscriber of this socket would receive `topic`.
-    pub(crate) fn matches(&self, topic: &[u8]) -> bool {
+    pub(super) fn matches(&self, topic: &[u8]) -> bool {
         self.saturated
             || self
                 .lengths
