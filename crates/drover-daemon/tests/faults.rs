@@ -584,3 +584,114 @@ async fn a_holder_stopped_on_a_full_spool_goes_on_once_the_store_recovers() {
     })
     .await
 }
+
+/// A follower that missed the end of a burst live while the disk was full (those records wait
+/// in the daemon's backlog, not in the store) gets them once the disk has room, though the
+/// agent prints nothing more: while a heartbeat's log end shows it behind, it reads the store
+/// again at each heartbeat. Before, it read once per log end and then waited for the agent's
+/// next output or its end.
+#[tokio::test]
+async fn a_burst_missed_live_on_a_full_disk_arrives_once_stored_though_the_agent_is_quiet() {
+    within(async {
+        let disk = Tmpfs::mount();
+        let daemon = TestDaemon::start_in(disk.path.clone(), |config| {
+            in_process(config);
+            // A one-message publish queue drops most live batches of a fast writer.
+            config.pub_queue = 1;
+        })
+        .await;
+        let client = daemon.client().await;
+        let n = 100_000u64;
+        let mut spec = sh(&format!("echo ready; while read go; do seq 1 {n}; done"));
+        spec.stdin = StdinMode::Pipe;
+        let agent = client.spawn(spec).await.unwrap();
+        let id = agent.id.to_string();
+        wait_ready(&client, &agent).await;
+
+        // A follower from the start, delivering into `seqs` as the test goes on.
+        let seqs = std::sync::Arc::new(Mutex::new(Vec::<u64>::new()));
+        let (subscribed, is_subscribed) = tokio::sync::oneshot::channel();
+        let follower = {
+            let client = daemon.client().await;
+            let (seqs, id) = (std::sync::Arc::clone(&seqs), id.clone());
+            tokio::spawn(async move {
+                let mut follower = client
+                    .follow(Selection::Agents(vec![id]), FollowOptions::default())
+                    .await
+                    .unwrap();
+                subscribed.send(()).unwrap();
+                while let Some(event) = follower.next().await.unwrap() {
+                    if let FollowEvent::Records { records, .. } = event {
+                        let mut seqs = seqs.lock().unwrap();
+                        seqs.extend(records.iter().map(|r| r.seq.0));
+                    }
+                }
+            })
+        };
+        is_subscribed.await.unwrap();
+        let delivered = || seqs.lock().unwrap().len() as u64;
+        wait_for("the follower to deliver the ready line", || async {
+            (delivered() == 1).then_some(())
+        })
+        .await;
+
+        let filler = disk.fill();
+        // Bursts until the follower misses records live (the first one nearly always does).
+        let mut total = 1u64;
+        for burst in 1.. {
+            assert!(
+                burst <= 5,
+                "no burst was dropped on its way to the follower"
+            );
+            client.write_stdin(&id, b"go\n".to_vec()).await.unwrap();
+            total += n;
+            wait_for("the burst to be captured", || async {
+                (client.stats().await.unwrap().records == total).then_some(())
+            })
+            .await;
+            if client.stats().await.unwrap().pub_dropped > 0 {
+                break;
+            }
+        }
+        let stored = all_records(&client, &agent).await.len() as u64;
+        assert!(
+            stored < total,
+            "the full disk refused the bursts ({stored} of {total} stored)"
+        );
+        let reads = |stats: &drover_proto::op::StatsResult| {
+            stats.requests.get("read_logs").copied().unwrap_or(0)
+        };
+        let before = reads(&client.stats().await.unwrap());
+        wait_for(
+            "the follower to read the store again at two heartbeats",
+            || async { (reads(&client.stats().await.unwrap()) >= before + 2).then_some(()) },
+        )
+        .await;
+        assert!(delivered() < total, "the store cannot have given them yet");
+
+        free(&filler);
+        wait_for("the follower to deliver every record", || async {
+            (delivered() >= total).then_some(())
+        })
+        .await;
+        let expected: Vec<u64> = (1..=total).collect();
+        assert_eq!(
+            *seqs.lock().unwrap(),
+            expected,
+            "each record once, in order"
+        );
+        let stats = client.stats().await.unwrap();
+        assert_eq!(
+            stats.records, total,
+            "the agent printed nothing more meanwhile"
+        );
+        assert_eq!(stats.records_dropped, 0);
+
+        follower.abort();
+        client.close_stdin(&id).await.unwrap();
+        client.wait(&id, Some(TIMEOUT)).await.unwrap();
+        drop(client);
+        daemon.shutdown().await;
+    })
+    .await
+}

@@ -211,14 +211,15 @@ impl Follower<'_> {
         }
         // Every record below an agent's log end went out before this heartbeat: any not
         // delivered yet were dropped on the way (the last batches before the agent went quiet).
-        // The store read reports the gap it fills. Once per end: records the store does not
-        // hold yet (a full disk) come with a later batch or end, not by reading every second.
+        // The store read reports the gap it fills. Records the store does not hold yet (a full
+        // disk keeps them in the daemon's backlog) are read again at the next heartbeat that
+        // still shows the gap: once a second per such agent, until the store takes them. They
+        // were published already, so no batch will bring them while the agent stays quiet.
         for (agent, end) in beat.log_ends {
             let Some(track) = self.tracks.get_mut(&agent) else {
                 continue;
             };
-            if track.caught_up && !track.done && end > track.next.max(track.hinted) {
-                track.hinted = end;
+            if track.caught_up && !track.done && end > track.next {
                 track.caught_up = false;
             }
         }

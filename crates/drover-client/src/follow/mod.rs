@@ -147,8 +147,6 @@ struct Track {
     gap_reported: bool,
     /// The dropped range last reported (from the log or from its `log_dropped` event).
     dropped: Option<drover_proto::SeqRange>,
-    /// The highest log end a heartbeat made the follower read the store for.
-    hinted: Seq,
 }
 
 /// A store read in flight, as a future that owns what it needs.
@@ -370,7 +368,6 @@ impl Follower<'_> {
                 live: false,
                 gap_reported: false,
                 dropped: None,
-                hinted: Seq(0),
             },
         );
         Ok(())
