@@ -104,6 +104,7 @@ fn the_soft_limit_is_raised_and_max_agents_agents_all_start() {
         tcp,
         http,
         state_dir: dir.path().join("state"),
+        ended: false,
     };
     for _ in 0..92 {
         ok(daemon.drover(&["spawn", "-i", "--", "sh", "-c", "echo up; exec sleep 100"]));

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+#[path = "../../../drover-daemon/tests/common/leftovers.rs"]
+pub mod leftovers;
 pub mod netns;
 
 use std::io::{BufRead, BufReader};
@@ -26,6 +28,8 @@ pub struct Daemon {
     /// The HTTP base URL.
     pub http: String,
     pub state_dir: PathBuf,
+    /// Stopped or crashed on purpose: what it leaves running is the test's to handle.
+    pub ended: bool,
 }
 
 impl Daemon {
@@ -92,6 +96,7 @@ impl Daemon {
             tcp,
             http,
             state_dir: state_dir.to_path_buf(),
+            ended: false,
         }
     }
 
@@ -135,6 +140,7 @@ impl Daemon {
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(mut self) {
+        self.ended = true;
         signal(self.child.id(), "TERM");
         let status = wait_child(&mut self.child);
         assert!(status.success(), "drover serve exited with {status}");
@@ -142,15 +148,22 @@ impl Daemon {
 
     /// SIGKILL, as a crash would.
     pub fn crash(mut self) {
+        self.ended = true;
         signal(self.child.id(), "KILL");
         wait_child(&mut self.child);
     }
 }
 
+/// Killed when dropped; dropped without [`Daemon::stop`] or [`Daemon::crash`] (a failed test,
+/// or one done with its daemon), its holders and their agents go too, where a kill alone would
+/// leave them running (they outlive a daemon by design).
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !self.ended {
+            leftovers::kill_holders(&self.state_dir);
+        }
     }
 }
 

@@ -118,6 +118,7 @@ pub struct NetnsDaemon {
     pub child: Child,
     pub control: SocketAddr,
     pub publish: SocketAddr,
+    state_dir: std::path::PathBuf,
 }
 
 impl NetnsDaemon {
@@ -157,6 +158,7 @@ impl NetnsDaemon {
             child,
             control,
             publish,
+            state_dir: state_dir.to_path_buf(),
         }
     }
 
@@ -178,5 +180,7 @@ impl Drop for NetnsDaemon {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // After a crash, its agents would run on under their holders.
+        super::leftovers::kill_holders(&self.state_dir);
     }
 }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod leftovers;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -116,6 +118,19 @@ impl TestDaemon {
                 .expect("daemon result");
         }
         self._dir.take()
+    }
+}
+
+/// A daemon dropped without [`TestDaemon::shutdown`] (a failed test): its holders and their
+/// agents would run on after the test.
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if self.stop.is_some() {
+            if let Some(task) = self.task.take() {
+                task.abort();
+            }
+            leftovers::kill_holders(&self.state_dir);
+        }
     }
 }
 
