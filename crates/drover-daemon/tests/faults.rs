@@ -695,3 +695,72 @@ async fn a_burst_missed_live_on_a_full_disk_arrives_once_stored_though_the_agent
     })
     .await
 }
+
+/// A follower that missed batches live on a full disk learns of the loss once. The store read
+/// names the lost range from where the follower is, the `log_dropped` event names all of it:
+/// two ranges that end at the same seq, of one loss. Before, both were reported.
+#[tokio::test]
+async fn a_loss_is_named_once_to_a_follower_that_missed_part_of_it_live() {
+    within(async {
+        let disk = Tmpfs::mount();
+        let daemon = TestDaemon::start_in(disk.path.clone(), |config| {
+            in_process(config);
+            // A one-message publish queue drops most live batches of a fast writer.
+            config.pub_queue = 1;
+        })
+        .await;
+        let client = daemon.client().await;
+        let n = 100_000u64;
+        let mut spec = sh(&format!("echo ready; read line; seq 1 {n}; exit 0"));
+        spec.stdin = StdinMode::Pipe;
+        let agent = client.spawn(spec).await.unwrap();
+        let id = agent.id.to_string();
+        wait_ready(&client, &agent).await;
+        let live = follow_to_the_end(daemon.client().await, id.clone()).await;
+
+        let filler = disk.fill();
+        client.close_stdin(&id).await.unwrap();
+        let ended = client.wait(&id, Some(TIMEOUT)).await.unwrap();
+        assert_eq!(ended.status.exit_code(), Some(0));
+        let last = n + 1;
+        let kept = all_records(&client, &agent).await.len() as u64;
+        assert!(
+            kept < last,
+            "the full disk refused records ({kept} of {last} kept)"
+        );
+        free(&filler);
+
+        let events = live.await.unwrap();
+        let mut next = 1u64;
+        let mut losses = Vec::new();
+        for event in &events {
+            match event {
+                FollowEvent::Records { records, .. } => {
+                    assert!(losses.is_empty(), "records after the loss was named");
+                    for record in records {
+                        assert_eq!(record.seq.0, next, "each record once, in order");
+                        next += 1;
+                    }
+                }
+                FollowEvent::Dropped { from, to, .. } => losses.push((from.0, to.0)),
+                FollowEvent::Gap { .. } | FollowEvent::Exit(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(losses.len(), 1, "the loss is named once: {losses:?}");
+        let (from, to) = losses[0];
+        assert_eq!(to, last, "up to the agent's last record");
+        assert!(
+            from > kept && from <= next,
+            "from {from}: past what the store kept ({kept}), at most the first record not \
+             delivered ({next})"
+        );
+        assert!(
+            matches!(events.last(), Some(FollowEvent::Exit(_))),
+            "the follow ends with the exit"
+        );
+        drop(client);
+        daemon.shutdown().await;
+    })
+    .await
+}

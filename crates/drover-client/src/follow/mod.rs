@@ -149,6 +149,16 @@ struct Track {
     dropped: Option<drover_proto::SeqRange>,
 }
 
+impl Track {
+    /// Whether `range` was reported already. An agent loses records only at the end of its
+    /// run, and that ends its log, so it has one lost range: the `log_dropped` event names all
+    /// of it, a store read names it from where the reader is (a follower that delivered part
+    /// of it live, before the store refused it). Both end at the same seq.
+    fn reported(&self, range: drover_proto::SeqRange) -> bool {
+        self.dropped.is_some_and(|reported| reported.to >= range.to)
+    }
+}
+
 /// A store read in flight, as a future that owns what it needs.
 type Page<'c> = Pin<Box<dyn Future<Output = Result<ReadLogsResult, ClientError>> + Send + 'c>>;
 
@@ -422,7 +432,7 @@ impl Follower<'_> {
             self.ready
                 .push_back(FollowEvent::Records { agent: id, records });
         }
-        if let Some(range) = read.dropped.filter(|range| track.dropped != Some(*range)) {
+        if let Some(range) = read.dropped.filter(|range| !track.reported(*range)) {
             track.dropped = Some(range);
             self.ready.push_back(FollowEvent::Dropped {
                 agent: id,
@@ -469,12 +479,13 @@ async fn poll_once<F: Future + ?Sized>(mut future: Pin<&mut F>) -> Option<F::Out
 }
 
 impl Follower<'_> {
-    /// Report a dropped range once, whichever of the log and the event names it first.
+    /// Report a dropped range once, whichever of the log and the event names it first (they
+    /// may start at different seqs: see [`Track::reported`]).
     pub(super) fn report_dropped(&mut self, agent: AgentId, range: drover_proto::SeqRange) {
         let Some(track) = self.tracks.get_mut(&agent) else {
             return;
         };
-        if track.dropped == Some(range) {
+        if track.reported(range) {
             return;
         }
         track.dropped = Some(range);
