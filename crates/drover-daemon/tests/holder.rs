@@ -729,3 +729,48 @@ async fn holders_are_forked_from_the_spawner_and_hold_none_of_its_descriptors() 
     })
     .await
 }
+
+/// A spawn whose holder does not report its agent's start in time is `failed_to_start`, and
+/// then no agent of it may run: the holder it sent the start to is killed, before it could
+/// start the agent (here: it was stopped), and so is whatever of the agent ran. Before, the
+/// holder started the agent once it ran again, and nothing managed it ever after.
+#[tokio::test]
+async fn a_spawn_that_gives_up_on_its_holder_leaves_no_agent_running() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let state = daemon.state_dir.clone();
+        let (kept, _) = wait_for("holders kept ready and pooled", || async {
+            settled(&state)
+        })
+        .await;
+        let signal = |pids: &[u32], signal| {
+            for pid in pids {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), signal);
+            }
+        };
+        // Every holder kept ready is stopped: the spawn takes one, and it cannot answer.
+        signal(&kept, nix::sys::signal::Signal::SIGSTOP);
+        let marks = tempfile::tempdir().unwrap();
+        let mark = marks.path().join("ran");
+        let script = format!("echo $$ > {}; exec sleep 600", mark.display());
+        let agent = client.spawn(sh(&script)).await.unwrap();
+        assert_eq!(agent.state(), AgentState::FailedToStart, "{agent:?}");
+        let taken = holder_dir(&daemon, &agent);
+        signal(&kept, nix::sys::signal::Signal::SIGCONT);
+        wait_for("the holder given the start to be gone", || async {
+            holders_where(|dir| dir == taken).is_empty().then_some(())
+        })
+        .await;
+        // The others run on, kept ready for the next spawn.
+        let next = client.spawn(sh("echo next")).await.unwrap();
+        assert_eq!(ended(&client, &next).await.status.exit_code(), Some(0));
+        assert!(!mark.exists(), "the abandoned agent never ran");
+        assert!(!taken.exists(), "its holder's directory is removed");
+        let id = agent.id.to_string();
+        let strays = drover_holder::tree::find_by_agent(&std::collections::HashSet::from([id]));
+        assert!(strays.is_empty(), "no process of the agent: {strays:?}");
+        daemon.shutdown().await;
+    })
+    .await
+}

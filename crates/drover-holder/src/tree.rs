@@ -52,6 +52,14 @@ pub fn is_alive(pid: u32) -> bool {
     }
 }
 
+/// Whether `pid` has `path` open (a holder its spool: how a pid is told from a reused one).
+pub fn has_open(pid: u32, path: &std::path::Path) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+    })
+}
+
 /// Processes whose environment carries `AGENT_ENV=<id>` for one of `ids` (an agent's stray
 /// processes once its holder is gone: every process of an agent inherits the variable unless
 /// it clears its environment), with the id each belongs to. Only processes this user may read

@@ -82,7 +82,12 @@ pub async fn spawn_held(
     let (holder_pid, mut conn, version) =
         match Box::pin(start_holder(launcher, agent, &dir, spec)).await {
             Ok(started) => started,
-            Err(error) => return Handle::failed(&sink, error),
+            Err((error, sent_to)) => {
+                if let Some(pid) = sent_to {
+                    abandon(pid, agent, &dir).await;
+                }
+                return Handle::failed(&sink, error);
+            }
         };
     // The agent's first status (running, or failed to start) comes before any record.
     let started = async {
@@ -95,12 +100,18 @@ pub async fn spawn_held(
             }
         }
     };
-    let status = match tokio::time::timeout(GREETING, started).await {
-        Ok(Ok(status)) => status,
-        Ok(Err(error)) => {
-            return Handle::failed(&sink, format!("the agent's holder failed: {error}"));
+    let failed = match tokio::time::timeout(GREETING, started).await {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(error)) => Err(format!("the agent's holder failed: {error}")),
+        Err(_) => Err("the agent's holder did not answer".to_owned()),
+    };
+    let status = match failed {
+        Ok(status) => status,
+        Err(error) => {
+            drop(conn);
+            abandon(holder_pid, agent, &dir).await;
+            return Handle::failed(&sink, error);
         }
-        Err(_) => return Handle::failed(&sink, "the agent's holder did not answer".to_owned()),
     };
     sink.status(&status);
     if status.is_terminal() {
@@ -277,13 +288,14 @@ fn launch(
 
 /// A holder for `agent` in `dir`, sent its `Start`: one kept ready (started, connected and
 /// greeted ahead) when there is one, else one the spawner starts now. The error is the
-/// agent's `failed_to_start` reason.
+/// agent's `failed_to_start` reason, with the pid of the holder that may have been sent the
+/// start (see [`abandon`]).
 async fn start_holder(
     launcher: &Launcher,
     agent: &str,
     dir: &Path,
     spec: StartSpec,
-) -> Result<(u32, Conn, u32), String> {
+) -> Result<(u32, Conn, u32), (String, Option<u32>)> {
     if let Some(mut ready) = launcher.take_ready(agent) {
         let moved = StartSpec {
             dir: Some(dir.to_string_lossy().into_owned()),
@@ -304,7 +316,7 @@ async fn start_holder(
     let pid = launcher
         .spawn_holder(agent)
         .await
-        .map_err(|error| format!("cannot start the agent's holder: {error}"))?;
+        .map_err(|error| (format!("cannot start the agent's holder: {error}"), None))?;
     let first_seq = spec.first_seq;
     let greeting = async {
         // Hello and start in one go: the holder answers both at one wake.
@@ -316,9 +328,46 @@ async fn start_holder(
     };
     match tokio::time::timeout(GREETING, greeting).await {
         Ok(Ok((conn, version))) => Ok((pid, conn, version)),
-        Ok(Err(error)) => Err(format!("the agent's holder failed: {error}")),
-        Err(_) => Err("the agent's holder did not answer".to_owned()),
+        Ok(Err(error)) => Err((format!("the agent's holder failed: {error}"), Some(pid))),
+        Err(_) => Err(("the agent's holder did not answer".to_owned(), Some(pid))),
     }
+}
+
+/// A spawn gave up on the holder it sent the start to (no first status in time, a broken
+/// greeting): the spawn is reported `failed_to_start`, so no daemon would ever manage the
+/// agent, yet the holder may start it later (it was stopped, or starved of CPU) or has started
+/// it already. So the holder is killed (if `pid` still holds the agent's spool: a pid is not
+/// signalled once reused), its directory removed, and whatever of the agent runs killed.
+async fn abandon(pid: u32, agent: &str, dir: &Path) {
+    let spool = dir.join(drover_holder::SPOOL);
+    let spool = spool.canonicalize().unwrap_or(spool);
+    if drover_holder::tree::has_open(pid, &spool) {
+        if let Ok(raw) = i32::try_from(pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(raw),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let killed = kill_agent_processes(agent).await;
+    tracing::warn!(
+        agent,
+        holder = pid,
+        killed = killed.len(),
+        "spawn abandoned its holder"
+    );
+}
+
+/// SIGKILLs every process carrying the agent's id (`DROVER_AGENT_ID`): a scan of every
+/// process's environment, off the runtime's threads. `agent` is the holder's directory name,
+/// which may add `.<run>` to the id (a run its restart policy started).
+async fn kill_agent_processes(agent: &str) -> Vec<u32> {
+    let id = agent.split('.').next().unwrap_or(agent).to_owned();
+    let ids = HashSet::from([id]);
+    tokio::task::spawn_blocking(move || drover_holder::tree::kill_agents(&ids))
+        .await
+        .unwrap_or_default()
 }
 
 /// Connects to the new holder in `dir` and greets it: the connection is ready for `Start`.
@@ -656,19 +705,7 @@ impl RemoteActor {
                 ),
             };
         }
-        // Its processes carry the agent's id; the holder's directory name may add `.<run>`
-        // (a run its restart policy started).
-        let id = self
-            .agent
-            .split('.')
-            .next()
-            .unwrap_or(&self.agent)
-            .to_owned();
-        let ids = HashSet::from([id]);
-        // A scan of every process's environment: off the runtime's threads.
-        let killed = tokio::task::spawn_blocking(move || drover_holder::tree::kill_agents(&ids))
-            .await
-            .unwrap_or_default();
+        let killed = kill_agent_processes(&self.agent).await;
         tracing::warn!(agent = %self.agent, %error, killed = killed.len(), "holder lost");
         Status::Lost {
             pid: current.pid(),
