@@ -505,6 +505,12 @@ impl Holder {
             agent.stdin = None;
             agent.stdin_buf = Vec::new();
         }
+        // Only to a daemon that greeted us: a just-accepted connection (a restarted daemon)
+        // expects `Welcome` first, and takes anything else for a broken holder. Its writes
+        // start afresh; one to a pipe closed by then is answered with `StdinClosed`.
+        if !self.conn.as_ref().is_some_and(|c| c.greeted) {
+            return;
+        }
         if written > 0 {
             self.send(&FromHolder::StdinWritten { bytes: written });
         }
@@ -1011,6 +1017,52 @@ mod tests {
             cursor: 0,
             sent_status: None,
         }
+    }
+
+    /// Stdin the holder writes while a new daemon connects (a restart) is not reported to that
+    /// daemon before its greeting: it expects `Welcome` first, and took a `StdinWritten`
+    /// there for a broken holder (it then killed the agent as lost).
+    #[test]
+    fn stdin_written_is_not_reported_to_a_daemon_before_its_greeting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut holder = idle_holder(dir.path());
+        holder.start(StartSpec {
+            program: "cat".into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            stdin_pipe: true,
+            first_seq: 1,
+            max_record: 4096,
+            partial_flush_ms: 50,
+            max_runtime_ms: None,
+            runtime_grace_ms: 1000,
+            drain_timeout_ms: 1000,
+            spool_limit: 1 << 20,
+            stop_signal: nix::sys::signal::Signal::SIGTERM as i32,
+            dir: None,
+        });
+        let write = |holder: &mut Holder| {
+            let agent = holder.agent.as_mut().expect("started");
+            agent.stdin_buf.extend_from_slice(b"hello\n");
+            holder.write_stdin();
+            assert!(holder.agent.as_ref().expect("started").stdin_buf.is_empty());
+        };
+        holder.conn = Some(conn(false));
+        write(&mut holder);
+        assert!(holder.conn.as_ref().expect("conn").outbuf.is_empty());
+        // Greeted, the same write is reported.
+        holder.conn = Some(conn(true));
+        write(&mut holder);
+        let mut out = std::mem::take(&mut holder.conn.as_mut().expect("conn").outbuf);
+        match wire::decode_from_holder(&mut out).expect("a frame") {
+            Some(FromHolder::StdinWritten { bytes }) => assert_eq!(bytes, 6),
+            other => panic!("expected stdin written, got {other:?}"),
+        }
+        // Only the agent: this test process has other tests' children.
+        let pid = nix::unistd::Pid::from_raw(holder.agent.as_ref().expect("started").pid as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill");
+        nix::sys::wait::waitpid(pid, None).expect("reap");
     }
 
     #[test]
