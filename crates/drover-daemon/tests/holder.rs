@@ -774,3 +774,56 @@ async fn a_spawn_that_gives_up_on_its_holder_leaves_no_agent_running() {
     })
     .await
 }
+
+/// A state the holder entered while no daemon ran is what the next daemon reports: here the
+/// agent's timeout fired meanwhile and the holder is stopping it (its grace running). Before,
+/// the registry kept saying `running` until the agent ended.
+#[tokio::test]
+async fn a_state_changed_while_the_daemon_was_away_is_recorded_on_reattach() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let grace = |config: &mut drover_daemon::Config| {
+            config.default_grace = Duration::from_secs(60);
+        };
+        let daemon = leaving(dir.path(), grace).await;
+        let client = daemon.client().await;
+        let marks = tempfile::tempdir().unwrap();
+        let mark = marks.path().join("term");
+        let mut spec = sh(&format!(
+            "trap 'echo term > {}' TERM; echo ready; while :; do sleep 0.1; done",
+            mark.display()
+        ));
+        spec.timeout_ms = Some(1500);
+        let agent = client.spawn(spec).await.unwrap();
+        wait_ready(&client, &agent).await;
+        drop(client);
+        daemon.shutdown().await;
+        // The holder's timeout sends SIGTERM while no daemon runs; the agent notes it and
+        // runs on through the grace.
+        wait_for("the timeout's SIGTERM", || async {
+            mark.exists().then_some(())
+        })
+        .await;
+
+        let daemon = leaving(dir.path(), grace).await;
+        let client = daemon.client().await;
+        let found = client.get(&agent.id.to_string()).await.unwrap();
+        assert_eq!(found.state(), AgentState::Stopping, "{found:?}");
+        let events = client
+            .read_events(Some(drover_proto::EventSeq(0)), Some(1000))
+            .await
+            .unwrap()
+            .events;
+        let states: Vec<AgentState> = events
+            .iter()
+            .filter(|e| e.agent == agent.id && e.kind == drover_proto::EventKind::State)
+            .map(|e| e.state)
+            .collect();
+        assert_eq!(states.last(), Some(&AgentState::Stopping), "{states:?}");
+        client.kill(&agent.id.to_string()).await.unwrap();
+        assert_eq!(ended(&client, &agent).await.state(), AgentState::Killed);
+        drop(client);
+        daemon.shutdown().await;
+    })
+    .await
+}

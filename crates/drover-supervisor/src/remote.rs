@@ -148,8 +148,8 @@ pub struct Attached {
 }
 
 /// Re-attaches to the holder of `agent` (a daemon restart): asks for every record from
-/// `resume_from` on. `last_known` is the status the registry has, used until the holder's
-/// own status arrives (after the spooled records, for an agent that ended meanwhile).
+/// `resume_from` on. `last_known` is the status the registry has: a live status of the holder
+/// that differs is reported at once; an end is kept until after the spooled records.
 /// `stdin_queue`: the agent was started with a stdin pipe; the new daemon writes to it through
 /// a fresh queue of that many chunks (bytes the old daemon had queued but not yet handed to the
 /// holder died with it: `write_stdin` promises only that they were queued). The holder answers
@@ -205,6 +205,12 @@ pub async fn attach(
     let current = if status.is_terminal() {
         last_known
     } else {
+        // What changed while no daemon listened (a timeout's stop, a pause or stop whose
+        // reply the last daemon never read, the start it never recorded) is recorded now: the
+        // holder sends its status again after the replay, but as no change from this one.
+        if status != last_known {
+            sink.status(&status);
+        }
         status
     };
     let (stdin, stdin_rx) = match stdin_queue {
