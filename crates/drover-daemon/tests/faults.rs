@@ -764,3 +764,73 @@ async fn a_loss_is_named_once_to_a_follower_that_missed_part_of_it_live() {
     })
     .await
 }
+
+/// A follower that misses an agent's `log_dropped` event and learns of the miss from a
+/// heartbeat (the events that followed were lost too) still reports the loss before the end:
+/// the heartbeat's `event_seq` sends it to the stored events, as a later event's number does.
+#[tokio::test]
+async fn a_loss_whose_event_was_missed_is_reported_when_a_heartbeat_shows_the_miss() {
+    within(async {
+        let disk = Tmpfs::mount();
+        let daemon = TestDaemon::start_in(disk.path.clone(), |config| {
+            in_process(config);
+            // A one-message publish queue: the events stored in one go once the disk has
+            // room are published in a burst, and most are dropped.
+            config.pub_queue = 1;
+        })
+        .await;
+        let client = daemon.client().await;
+        // One line longer than what the store's last page has left: the store refuses it,
+        // one batch that the follower gets live.
+        let mut spec =
+            sh("echo ready; read line; head -c 6000 /dev/zero | tr '\\0' x; echo; exit 0");
+        spec.stdin = StdinMode::Pipe;
+        let agent = client.spawn(spec).await.unwrap();
+        let id = agent.id.to_string();
+        let other = client.spawn(sh("exec sleep 600")).await.unwrap();
+        let other_id = other.id.to_string();
+        wait_ready(&client, &agent).await;
+        let live = follow_to_the_end(daemon.client().await, id.clone()).await;
+
+        let filler = disk.fill();
+        // State changes that wait for the disk, ahead of the agent's end: the burst.
+        for _ in 0..50 {
+            client.pause(&other_id).await.unwrap();
+            client.resume(&other_id).await.unwrap();
+        }
+        client.close_stdin(&id).await.unwrap();
+        let ended = client.wait(&id, Some(TIMEOUT)).await.unwrap();
+        assert_eq!(ended.status.exit_code(), Some(0));
+        let kept = all_records(&client, &agent).await.len() as u64;
+        assert!(
+            kept < 21,
+            "the full disk refused records ({kept} of 21 kept)"
+        );
+        let dropped_before = client.stats().await.unwrap().pub_dropped;
+        free(&filler);
+
+        let events = live.await.unwrap();
+        let losses: Vec<(u64, u64)> = events
+            .iter()
+            .filter_map(|e| match e {
+                FollowEvent::Dropped { from, to, .. } => Some((from.0, to.0)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(losses.len(), 1, "the loss is named once: {losses:?}");
+        assert_eq!(losses[0], (2, 2), "the long line");
+        assert!(
+            matches!(events.last(), Some(FollowEvent::Exit(_))),
+            "the follow ends with the exit"
+        );
+        let stats = client.stats().await.unwrap();
+        assert!(
+            stats.pub_dropped > dropped_before,
+            "the burst of events was dropped on the way"
+        );
+        client.kill(&other_id).await.unwrap();
+        drop(client);
+        daemon.shutdown().await;
+    })
+    .await
+}

@@ -206,7 +206,14 @@ impl Follower<'_> {
             .is_some_and(|last| beat.event_seq.0 > last.0);
         self.daemon = Some(beat.daemon);
         if first || restarted || missed {
+            let previous = self.last_event;
             self.last_event = Some(beat.event_seq);
+            // As for a missed event (`on_event`): a lost range of a log is announced only by
+            // its `log_dropped` event, which a reconcile cannot see.
+            if let (true, Some(last)) = (missed, previous) {
+                self.missed_drops(last, EventSeq(beat.event_seq.0 + 1))
+                    .await?;
+            }
             return self.reconcile().await;
         }
         // Every record below an agent's log end went out before this heartbeat: any not
