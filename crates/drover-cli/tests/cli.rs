@@ -5,6 +5,10 @@
 mod common;
 mod habits;
 
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
 use common::*;
 
 #[test]
@@ -509,4 +513,66 @@ fn logs_keeps_stdout_and_stderr_in_seq_order_on_one_file() {
         .unwrap();
     assert!(status.success());
     assert_eq!(std::fs::read_to_string(&path).unwrap(), in_seq_order);
+}
+
+/// `drover logs -f a b` across a daemon restart goes on with the agents it named, by id. Here
+/// `a` ended (its end printed), then was removed and its name taken by a new agent while the
+/// follow waited for the daemon: the follow prints nothing of that one, and `b` to its end.
+/// Before, the follow resolved the names again and followed the new `a` from its start (or
+/// failed with `not_found` once `a` was removed, leaving `b` unfollowed).
+#[test]
+fn a_follow_of_named_agents_goes_on_with_the_same_agents_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    ok(daemon.drover(&["spawn", "--name", "a", "--", "sh", "-c", "echo a-said"]));
+    let b = "echo b-ready; read x; echo b-after";
+    ok(daemon.drover(&["spawn", "-i", "--name", "b", "--", "sh", "-c", b]));
+    wait_for("a to end", || {
+        (json(&daemon, &["show", "a"])["state"] == "exited").then_some(())
+    });
+    let mut follow = daemon
+        .command(&["logs", "-f", "a", "b"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let printed = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let printed = Arc::clone(&printed);
+        let stdout = follow.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                printed.lock().unwrap().push_str(&line);
+                printed.lock().unwrap().push('\n');
+            }
+        })
+    };
+    wait_for("both agents' first lines", || {
+        let printed = printed.lock().unwrap();
+        (printed.contains("a-said") && printed.contains("b-ready")).then_some(())
+    });
+    daemon.crash();
+
+    let daemon = Daemon::start(dir.path());
+    ok(daemon.drover(&["rm", "a"]));
+    let imposter = "echo imposter; exec sleep 600";
+    ok(daemon.drover(&["spawn", "--name", "a", "--", "sh", "-c", imposter]));
+    wait_for("the new a's line", || {
+        (stdout(&daemon.drover(&["logs", "a"])) == "imposter\n").then_some(())
+    });
+    ok(daemon.drover(&["send", "b", "go"]));
+    let status = wait_child(&mut follow);
+    reader.join().unwrap();
+    let printed = printed.lock().unwrap().clone();
+    assert!(status.success(), "{status}: {printed}");
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 3, "{printed}");
+    assert!(
+        lines[0].ends_with("a-said") || lines[1].ends_with("a-said"),
+        "{printed}"
+    );
+    assert!(lines[2].ends_with("b-after"), "{printed}");
+    assert!(!printed.contains("imposter"), "{printed}");
+    ok(daemon.drover(&["kill", "a"]));
 }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use drover_client::follow::Selection;
 use drover_client::{FollowEvent, FollowOptions, Follower};
 use drover_proto::op::{AgentRef, ReadLogsArgs};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use drover_agent::pretty::Pretty;
 use drover_agent::ParserKind;
@@ -153,18 +153,23 @@ pub(crate) fn follow_options(args: &Args) -> FollowOptions {
 
 /// Follow until the selection ends; when the daemon goes away, wait for it and go on from the
 /// first record not yet printed of each agent (nothing missed, nothing twice).
+///
+/// Agents named on the command line are followed by id after the first connection: a name
+/// may belong to a new agent by then. Those whose end was printed are done, and one removed
+/// while the daemon was away is said so and dropped, rather than ending the follow of the rest.
 pub(crate) async fn follow_across_restarts(
     ctx: &Ctx,
     mut client: drover_client::Client,
-    selection: Selection,
+    mut selection: Selection,
     mut options: FollowOptions,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let mut daemon = client.health().await?.daemon;
+    let mut ended = HashSet::new();
     loop {
         let mut follower = client.follow(selection.clone(), options.clone()).await?;
         let finished = tokio::select! {
-            result = follow(&mut follower, printer) => match result {
+            result = follow(&mut follower, printer, &mut ended) => match result {
                 Ok(()) => true,
                 Err(_) if !reconnect::is_there(&client, daemon).await => false,
                 Err(error) => return Err(error),
@@ -176,15 +181,58 @@ pub(crate) async fn follow_across_restarts(
         }
         // Agents not followed yet (spawned meanwhile, on an open selection) are new: all of
         // their output is.
-        options.resume.extend(follower.resume_points());
+        let resume = follower.resume_points();
         options.since_seq = Some(Seq::FIRST);
         drop(follower);
+        if let Selection::Agents(_) = selection {
+            let left: Vec<String> = resume
+                .keys()
+                .filter(|id| !ended.contains(*id))
+                .map(ToString::to_string)
+                .collect();
+            if left.is_empty() {
+                return Ok(());
+            }
+            selection = Selection::Agents(left);
+        }
+        options.resume.extend(resume);
         (client, daemon) = reconnect::wait_for_daemon(ctx).await?;
+        if let Selection::Agents(ids) = &selection {
+            let kept = still_there(&client, ids).await?;
+            if kept.is_empty() {
+                return Ok(());
+            }
+            selection = Selection::Agents(kept);
+        }
     }
 }
 
-/// Print live events until the follow ends.
-pub(crate) async fn follow(follower: &mut Follower<'_>, printer: &Printer) -> anyhow::Result<()> {
+/// The agents of `ids` the daemon still has; of the others, that they were removed.
+async fn still_there(
+    client: &drover_client::Client,
+    ids: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let mut kept = Vec::with_capacity(ids.len());
+    for id in ids {
+        match client.get(id).await {
+            Ok(_) => kept.push(id.clone()),
+            Err(drover_client::ClientError::Remote(e))
+                if e.code == drover_proto::ErrorCode::NotFound =>
+            {
+                eprintln!("drover: {id}: removed while the daemon was away; no more of its output");
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(kept)
+}
+
+/// Print live events until the follow ends; adds each agent whose end it printed to `ended`.
+pub(crate) async fn follow(
+    follower: &mut Follower<'_>,
+    printer: &Printer,
+    ended: &mut HashSet<AgentId>,
+) -> anyhow::Result<()> {
     while let Some(event) = follower.next().await? {
         match event {
             FollowEvent::Records { agent, records } => {
@@ -207,7 +255,10 @@ pub(crate) async fn follow(follower: &mut Follower<'_>, printer: &Printer) -> an
             ),
             // An ended agent prints nothing more: its renderer goes, so an open follow holds
             // renderers for the agents still running only.
-            FollowEvent::Exit(info) => printer.forget(info.id),
+            FollowEvent::Exit(info) => {
+                printer.forget(info.id);
+                ended.insert(info.id);
+            }
             FollowEvent::Gap { .. } => {}
         }
     }

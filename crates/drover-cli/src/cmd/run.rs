@@ -78,8 +78,9 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     };
     // Ctrl-C (or SIGTERM, SIGHUP) stops the agent gracefully, like `docker run` proxies it, and
     // keeps streaming its last words; a second one leaves at once (the agent goes on stopping).
+    let mut ended = std::collections::HashSet::new();
     let streamed = {
-        let mut streaming = std::pin::pin!(follow(&mut follower, &printer));
+        let mut streaming = std::pin::pin!(follow(&mut follower, &printer, &mut ended));
         let mut forwarding = std::pin::pin!(super::stdin::forward(&client, &id));
         let mut forwarded = !interactive;
         loop {
@@ -106,7 +107,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                 Err(e) => return Err(e.into()),
             }
             tokio::select! {
-                streamed = follow(&mut follower, &printer) => streamed?,
+                streamed = follow(&mut follower, &printer, &mut ended) => streamed?,
                 _ = interrupts.next() => return Ok(130),
             }
         }

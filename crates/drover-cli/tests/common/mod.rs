@@ -185,13 +185,19 @@ pub fn kill_group(pgid: u64) {
     );
 }
 
-fn wait_child(child: &mut Child) -> std::process::ExitStatus {
+/// Wait for a child with the hard timeout; past it the child is killed (so a failed test
+/// leaves nothing running) and the test fails.
+pub fn wait_child(child: &mut Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             return status;
         }
-        assert!(Instant::now() < deadline, "process did not exit in time");
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process did not exit in time");
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
 }
