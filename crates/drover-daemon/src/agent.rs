@@ -585,10 +585,14 @@ impl Observer for AgentObserver {
 
     fn kept_through(&self) -> Option<u64> {
         // What the store holds; records waiting in the backlog stay in the holder's spool too,
-        // so a daemon that dies with a backlog loses nothing.
-        let shared = self.shared.upgrade()?;
-        let bounds = shared.store.log_bounds(self.id).ok()?;
-        Some(bounds.next_seq.0.saturating_sub(1))
+        // so a daemon that dies with a backlog loses nothing. When it cannot be told (the
+        // daemon is being torn down, the log cannot be read), nothing: `None` would let the
+        // holder forget every record delivered, stored or not.
+        let Some(shared) = self.shared.upgrade() else {
+            return Some(0);
+        };
+        let kept = shared.store.log_bounds(self.id).map_or(0, |bounds| bounds.next_seq.0);
+        Some(kept.saturating_sub(1))
     }
 
     fn timed_out(&self) {
