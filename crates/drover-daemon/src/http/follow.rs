@@ -4,9 +4,10 @@
 //! gap, no duplicate, bounded memory) turned into frames:
 //!
 //! - `event: log`, `id: <seq>`, `data: {seq, ts, stream, text | data_b64, partial}` per record;
-//! - `event: gap`, `id: <to>`, `data: {from, to}` when records the follower still needed were
-//!   removed by retention while it lagged (a lagging follower otherwise refills from the store
-//!   itself, so this is the only way records are skipped, and it is never silent);
+//! - `event: gap`, `id: <to>`, `data: {from, to}` when records the follower still needed will
+//!   not come: removed by retention while it lagged, never stored (the agent ended on a full
+//!   disk), or unreadable (a store read failed). A lagging follower otherwise refills from the
+//!   store itself, so these are the only ways records are skipped, and none is silent;
 //! - `event: truncated`, `data: {requested, first_available}` when the start was already removed;
 //! - `event: exit`, `data: {state, exit_code, signal, error}` once the agent's log is closed and
 //!   everything was sent; then the stream ends.
