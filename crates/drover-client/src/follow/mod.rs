@@ -82,9 +82,11 @@ pub enum FollowEvent {
         /// The first seq still kept.
         first_available: Seq,
     },
-    /// Live records `from..=to` were lost in transit (the reader or the network was too slow, or
-    /// the subscription was not yet live when they were published); the follower refills them
-    /// from the store and delivers them next, so nothing is missing.
+    /// Records `from..=to` come from the store rather than live, next: they were lost in
+    /// transit (the reader or the network was too slow, or the subscription was not yet live
+    /// when they were published), or a re-check read them before they arrived (after the first
+    /// heartbeat, missed events, a silence or a daemon restart; the live copies are then
+    /// dropped as duplicates). Nothing is missing either way.
     Gap {
         /// Whose.
         agent: AgentId,
