@@ -591,7 +591,10 @@ impl Observer for AgentObserver {
         let Some(shared) = self.shared.upgrade() else {
             return Some(0);
         };
-        let kept = shared.store.log_bounds(self.id).map_or(0, |bounds| bounds.next_seq.0);
+        let kept = shared
+            .store
+            .log_bounds(self.id)
+            .map_or(0, |bounds| bounds.next_seq.0);
         Some(kept.saturating_sub(1))
     }
 

@@ -174,6 +174,30 @@ fn assert_follow_names_the_loss(events: &[FollowEvent], kept: Option<u64>, dropp
     );
 }
 
+/// A daemon on its own tmpfs, agents in-process, with a one-message publish queue: most live
+/// batches of a fast writer, and most of a burst of events, are dropped on their way to
+/// followers.
+async fn lossy_daemon() -> (Tmpfs, TestDaemon) {
+    let disk = Tmpfs::mount();
+    let daemon = TestDaemon::start_in(disk.path.clone(), |config| {
+        in_process(config);
+        config.pub_queue = 1;
+    })
+    .await;
+    (disk, daemon)
+}
+
+/// The lost ranges a follow reported, in order.
+fn losses(events: &[FollowEvent]) -> Vec<(u64, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            FollowEvent::Dropped { from, to, .. } => Some((from.0, to.0)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn kinds_of(events: &[Event], agent: drover_proto::AgentId) -> Vec<EventKind> {
     events
         .iter()
@@ -593,13 +617,7 @@ async fn a_holder_stopped_on_a_full_spool_goes_on_once_the_store_recovers() {
 #[tokio::test]
 async fn a_burst_missed_live_on_a_full_disk_arrives_once_stored_though_the_agent_is_quiet() {
     within(async {
-        let disk = Tmpfs::mount();
-        let daemon = TestDaemon::start_in(disk.path.clone(), |config| {
-            in_process(config);
-            // A one-message publish queue drops most live batches of a fast writer.
-            config.pub_queue = 1;
-        })
-        .await;
+        let (disk, daemon) = lossy_daemon().await;
         let client = daemon.client().await;
         let n = 100_000u64;
         let mut spec = sh(&format!("echo ready; while read go; do seq 1 {n}; done"));
@@ -702,13 +720,7 @@ async fn a_burst_missed_live_on_a_full_disk_arrives_once_stored_though_the_agent
 #[tokio::test]
 async fn a_loss_is_named_once_to_a_follower_that_missed_part_of_it_live() {
     within(async {
-        let disk = Tmpfs::mount();
-        let daemon = TestDaemon::start_in(disk.path.clone(), |config| {
-            in_process(config);
-            // A one-message publish queue drops most live batches of a fast writer.
-            config.pub_queue = 1;
-        })
-        .await;
+        let (disk, daemon) = lossy_daemon().await;
         let client = daemon.client().await;
         let n = 100_000u64;
         let mut spec = sh(&format!("echo ready; read line; seq 1 {n}; exit 0"));
@@ -771,14 +783,9 @@ async fn a_loss_is_named_once_to_a_follower_that_missed_part_of_it_live() {
 #[tokio::test]
 async fn a_loss_whose_event_was_missed_is_reported_when_a_heartbeat_shows_the_miss() {
     within(async {
-        let disk = Tmpfs::mount();
-        let daemon = TestDaemon::start_in(disk.path.clone(), |config| {
-            in_process(config);
-            // A one-message publish queue: the events stored in one go once the disk has
-            // room are published in a burst, and most are dropped.
-            config.pub_queue = 1;
-        })
-        .await;
+        // The events stored in one go once the disk has room are published in a burst, and
+        // most are dropped.
+        let (disk, daemon) = lossy_daemon().await;
         let client = daemon.client().await;
         // One line longer than what the store's last page has left: the store refuses it,
         // one batch that the follower gets live.
@@ -810,13 +817,7 @@ async fn a_loss_whose_event_was_missed_is_reported_when_a_heartbeat_shows_the_mi
         free(&filler);
 
         let events = live.await.unwrap();
-        let losses: Vec<(u64, u64)> = events
-            .iter()
-            .filter_map(|e| match e {
-                FollowEvent::Dropped { from, to, .. } => Some((from.0, to.0)),
-                _ => None,
-            })
-            .collect();
+        let losses = losses(&events);
         assert_eq!(losses.len(), 1, "the loss is named once: {losses:?}");
         assert_eq!(losses[0], (2, 2), "the long line");
         assert!(
