@@ -576,3 +576,41 @@ fn a_follow_of_named_agents_goes_on_with_the_same_agents_after_a_restart() {
     assert!(!printed.contains("imposter"), "{printed}");
     ok(daemon.drover(&["kill", "a"]));
 }
+
+/// `--context` names the daemon for `spawn` as for every command (kubectl's and docker's habit);
+/// the spec's free text is `--agent-context`, which the agent reads as `DROVER_AGENT_CONTEXT`,
+/// never `DROVER_CONTEXT` (that would send a `drover` the agent runs to a daemon named by it).
+/// Before, `drover spawn --context prod -- ...` ran the agent here, with `prod` as its text.
+#[test]
+fn spawn_takes_context_as_the_daemon_and_agent_context_as_the_agents_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let script = "echo \"$DROVER_AGENT_CONTEXT\"; echo \"${DROVER_CONTEXT-unset}\"";
+    let run = daemon.drover(&[
+        "run",
+        "--agent-context",
+        "fix the flaky test",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(
+        stdout(&run),
+        "fix the flaky test\nunset\n",
+        "{}",
+        stderr(&run)
+    );
+    let elsewhere = daemon.drover(&["spawn", "--context", "prod", "--", "true"]);
+    assert_eq!(elsewhere.status.code(), Some(1));
+    assert!(
+        stderr(&elsewhere).contains("no context named \"prod\""),
+        "{}",
+        stderr(&elsewhere)
+    );
+    assert_eq!(
+        json(&daemon, &["ls"]).as_array().unwrap().len(),
+        1,
+        "nothing spawned here"
+    );
+}

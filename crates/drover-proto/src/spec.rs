@@ -34,7 +34,7 @@ pub struct AgentSpec {
     pub model: Option<String>,
     /// A system prompt, for agent backends that take one.
     pub system_prompt: Option<String>,
-    /// Free text handed to the agent as `DROVER_CONTEXT`.
+    /// Free text handed to the agent as `DROVER_AGENT_CONTEXT`.
     pub context: Option<String>,
     /// Environment overrides on top of the daemon's environment.
     pub env: BTreeMap<String, String>,

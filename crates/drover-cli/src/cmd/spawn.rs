@@ -24,9 +24,10 @@ pub(crate) struct SpecArgs {
     /// System prompt, for agent backends that take one.
     #[arg(long)]
     system_prompt: Option<String>,
-    /// Free text handed to the agent as DROVER_CONTEXT.
-    #[arg(long)]
-    context: Option<String>,
+    /// Free text handed to the agent as DROVER_AGENT_CONTEXT. (`--context` names the daemon,
+    /// as for every command.)
+    #[arg(long, value_name = "TEXT")]
+    agent_context: Option<String>,
     /// A name, unique among live agents, usable instead of the id.
     #[arg(long, short)]
     name: Option<String>,
@@ -152,7 +153,7 @@ impl SpecArgs {
             task: self.task,
             model: self.model,
             system_prompt: self.system_prompt,
-            context: self.context,
+            context: self.agent_context,
             env,
             cwd: cwd.map(|dir| dir.to_string_lossy().into_owned()),
             labels: self.labels.into_iter().collect(),

@@ -109,11 +109,13 @@ pub(crate) fn has_stdin_pipe(shared: &Shared, spec: &AgentSpec) -> bool {
     })
 }
 
-/// What the agent finds in its environment: its id, and the spec's context.
+/// What the agent finds in its environment: its id, and the spec's context. Not in
+/// `DROVER_CONTEXT`: that names the daemon a `drover` command talks to, and an agent that runs
+/// `drover` (to spawn helpers of its own) would be sent to a daemon named by the text.
 fn with_agent_env(mut command: Command, id: AgentId, context: Option<String>) -> Command {
     command.env.push(("DROVER_AGENT_ID".into(), id.to_string()));
     if let Some(context) = context {
-        command.env.push(("DROVER_CONTEXT".into(), context));
+        command.env.push(("DROVER_AGENT_CONTEXT".into(), context));
     }
     command
 }
