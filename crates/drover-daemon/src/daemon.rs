@@ -177,6 +177,9 @@ pub async fn run(
     });
     restart::repair_histories(&shared)?;
     restart::reattach(&shared).await?;
+    // The live logs are open again: the rest are ended agents', whose last segments global
+    // retention may take.
+    shared.store.settle();
 
     let events_shared = Arc::clone(&shared);
     let live_shared = Arc::clone(&shared);

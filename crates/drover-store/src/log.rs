@@ -136,6 +136,10 @@ pub struct LogState {
     pub unsynced: u64,
     /// Files written to but not yet fdatasynced (sealed segments, closed writers).
     pub to_sync: Vec<Arc<File>>,
+    /// Loaded at open, and the store's user has not said yet whether the log is live (it opens
+    /// the live ones, then calls `Store::settle`): retention keeps its last segment meanwhile,
+    /// which may be the active one of an agent still running under a holder.
+    pub unsettled: bool,
     /// The agent directory gained or lost entries since the last sync.
     pub dir_dirty: bool,
     /// The agent directory itself is new (the logs directory must be synced too).
@@ -295,6 +299,7 @@ impl AgentLog {
     /// Mark the log live: followers wait for appends instead of ending.
     pub fn open_live(&self, capacity: usize) {
         let mut st = self.lock();
+        st.unsettled = false;
         if st.live.is_none() {
             st.live = Some(broadcast::channel(capacity.max(1)).0);
         }
@@ -304,6 +309,7 @@ impl AgentLog {
     pub fn close(&self, shared: &Shared) {
         let mut st = self.lock();
         st.live = None;
+        st.unsettled = false;
         if let Some(file) = st.writer.take() {
             st.to_sync.push(file);
         }
@@ -327,6 +333,7 @@ impl LogState {
             builder: Builder::sparse(None),
             unsynced: 0,
             to_sync: Vec::new(),
+            unsettled: false,
             dir_dirty: false,
             dir_new: false,
             last_append: Instant::now(),

@@ -76,15 +76,35 @@ pub fn load(
         }
     }
     let mut state = LogState::new(dir.to_path_buf(), budget);
+    state.unsettled = true;
     if let Some(active) = segments.back() {
         let last = active.index.offset_for_seq(Seq(u64::MAX));
         state.builder = Builder::sparse(last.map(|e| e.offset));
         state.next_seq = nexts[segments.len() - 1];
+    } else if let Some(end) = read_end(dir) {
+        // Every file of it went to retention: it goes on from its end.
+        state.next_seq = end;
     }
     state.bytes = segments.iter().map(|s| s.len).sum();
     state.output = segments.iter().map(|s| s.output).sum();
     state.segments = segments;
     Ok(state)
+}
+
+/// Where the end of a log whose every segment retention removed is kept: the seq after its
+/// last record, in decimal. Read only when the log has no segment.
+const END: &str = "end";
+
+/// Keeps the end of a log whose last segment is being removed (written whole, then renamed).
+pub fn write_end(dir: &Path, next: Seq) -> std::io::Result<()> {
+    let tmp = dir.join("end.tmp");
+    fs::write(&tmp, next.0.to_string())?;
+    fs::rename(&tmp, dir.join(END))
+}
+
+fn read_end(dir: &Path) -> Option<Seq> {
+    let text = fs::read_to_string(dir.join(END)).ok()?;
+    text.trim().parse().ok().map(Seq)
 }
 
 /// A segment and the seq after its last record.

@@ -76,6 +76,14 @@ fn remove_oldest(st: &mut LogState, shared: &Shared) -> bool {
     st.output -= output.saturating_sub(skipped).min(st.output);
     st.dir_dirty = true;
     shared.usage.fetch_sub(len, Ordering::Relaxed);
+    if st.segments.is_empty() {
+        // The log's last file went: its end stays on disk, so a reopened store goes on from
+        // there rather than from seq 1 (numbers are never reused, and an earlier start reads
+        // as `truncated`).
+        if let Err(e) = crate::recover::write_end(&st.dir, st.next_seq) {
+            tracing::warn!(dir = %st.dir.display(), error = %e, "could not keep an emptied log's end");
+        }
+    }
     true
 }
 
@@ -89,7 +97,7 @@ pub fn trim_global(shared: &Shared) {
     let mut candidates: Vec<(SystemTime, Seq, usize)> = Vec::new();
     for (i, log) in logs.iter().enumerate() {
         let st = log.lock();
-        let closed = st.live.is_none();
+        let closed = st.live.is_none() && !st.unsettled;
         let last = st.segments.len().saturating_sub(1);
         let deletable = if closed { st.segments.len() } else { last };
         for (k, seg) in st.segments.iter().take(deletable).enumerate() {
@@ -113,7 +121,7 @@ pub fn trim_global(shared: &Shared) {
         let mut st = logs[i].lock();
         // Only a log's oldest segment may go, and a live log's last one never; skip if the log
         // changed since the listing.
-        let may_go = st.segments.len() > 1 || st.live.is_none();
+        let may_go = st.segments.len() > 1 || (st.live.is_none() && !st.unsettled);
         if may_go && st.segments.front().is_some_and(|s| s.first == first) {
             if st.segments.len() == 1 {
                 // Its writer goes with it; the log is closed, nothing appends any more.

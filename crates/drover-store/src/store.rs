@@ -536,6 +536,16 @@ impl Store {
             .open_live(self.shared().config.follow_buffer);
     }
 
+    /// Every log loaded at open that the caller has not opened is closed for good: global
+    /// retention may now take its last segment. Until this call it keeps every loaded log's
+    /// last segment, which may be the active one of an agent still running under a holder and
+    /// not re-attached yet (its records, acknowledged to the holder, exist nowhere else).
+    pub fn settle(&self) {
+        for log in self.shared().all_logs() {
+            log.lock().unsettled = false;
+        }
+    }
+
     /// The agent will append no more: followers end once they have drained.
     pub fn close_log(&self, agent: AgentId) {
         if let Some(log) = self.shared().log(agent) {

@@ -408,7 +408,7 @@ fn the_global_budget_also_reclaims_the_last_segments_of_closed_logs() {
         global_budget: 64 * 1024,
         ..StoreConfig::default()
     };
-    let store = open(dir.path(), config);
+    let store = open(dir.path(), config.clone());
     let agents: Vec<AgentId> = (0..4).map(|_| AgentId::new()).collect();
     // Incompressible, so packing a closed log does not bring it under the budget by itself.
     let records: Vec<_> = (1..=400).map(common::noisy).collect();
@@ -442,6 +442,27 @@ fn the_global_budget_also_reclaims_the_last_segments_of_closed_logs() {
     // The newest log is intact.
     let read = store.read(agents[3], &since(1, 1000)).expect("read");
     assert_eq!(read.records.len(), 400);
+    // Reopened, the emptied log still ends where it ended: it reads as truncated, and goes on
+    // with the next seq (before, it came back as a new log at seq 1).
+    drop(store);
+    let store = open(dir.path(), config);
+    let read = store.read(agents[0], &since(1, 100)).expect("read");
+    assert!(read.records.is_empty());
+    assert!(read.truncated, "{read:?}");
+    assert_eq!((read.first_seq, read.next_seq), (Seq(401), Seq(401)));
+    store.open_log(agents[0]);
+    store
+        .append(
+            agents[0],
+            &records[..1]
+                .iter()
+                .map(|r| Record {
+                    seq: Seq(401),
+                    ..r.clone()
+                })
+                .collect::<Vec<_>>(),
+        )
+        .expect("the log goes on at 401");
 }
 
 /// Descriptors this process has open on segment files under `dir`. Directories are left out:
@@ -507,4 +528,56 @@ fn open_writers_stay_under_the_cap_and_closed_ones_reopen() {
     }
     store.sync().expect("sync");
     assert_eq!(store.open_writers(), 0);
+}
+
+/// A reopened store keeps the last segment of every log it loaded until told which are live
+/// (`open_log`) and that the rest are closed (`settle`): the last segment of an agent still
+/// running under a holder is its active one, whose records the holder was told are stored.
+/// Before, the global budget took it at open, before the daemon could reopen the log.
+#[test]
+fn a_reopened_store_keeps_loaded_logs_last_segments_until_settled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig {
+        segment_bytes: 1024 * 1024,
+        global_budget: 64 * 1024,
+        ..StoreConfig::default()
+    };
+    let records: Vec<_> = (1..=400).map(common::noisy).collect();
+    let (running, ended) = (AgentId::new(), AgentId::new());
+    {
+        let store = open(dir.path(), config.clone());
+        for agent in [running, ended] {
+            store.open_log(agent);
+            for chunk in records.chunks(16) {
+                store.append(agent, chunk).expect("append");
+            }
+        }
+        // The daemon goes (a crash) with both logs open: `running` goes on under its holder,
+        // `ended`'s agent ends while no daemon runs (its end comes with the re-attach).
+    }
+    let store = open(dir.path(), config);
+    let kept = |agent| {
+        store
+            .read(agent, &since(1, 1000))
+            .expect("read")
+            .records
+            .len()
+    };
+    assert_eq!(
+        (kept(running), kept(ended)),
+        (400, 400),
+        "nothing taken at open"
+    );
+    // The daemon re-attaches the running agent, then settles: only the other log may go.
+    store.open_log(running);
+    store.settle();
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    while kept(ended) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ended log was never reclaimed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(kept(running), 400, "the live log's active segment stays");
 }
