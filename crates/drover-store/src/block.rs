@@ -33,6 +33,9 @@ pub const MAX_DATA: usize = 16 * 1024 * 1024;
 /// a new block past `APPEND_BLOCK` bytes, packing past `PACK_BLOCK`, so only a single huge
 /// record comes near this.
 pub const MAX_RAW: usize = MAX_DATA + 64 * 1024;
+/// Most bytes a record adds to a raw payload besides its data (its varints and flags): a
+/// record is put in a block only if the payload then stays within `MAX_RAW`.
+pub const RECORD_OVERHEAD: usize = 64;
 /// An append batch is split into blocks of about this many raw bytes.
 pub const APPEND_BLOCK: usize = 1024 * 1024;
 

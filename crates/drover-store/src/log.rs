@@ -230,6 +230,15 @@ impl AgentLog {
         let mut out = 0u64;
         let mut block: Option<RawBlock> = None;
         for r in records {
+            // A block never passes `MAX_RAW`: a huge record after others starts its own.
+            if let Some(b) = block.take() {
+                if b.raw_len(&buf) + r.data.len() + block::RECORD_OVERHEAD > block::MAX_RAW {
+                    out += b.output;
+                    b.finish(&mut buf);
+                } else {
+                    block = Some(b);
+                }
+            }
             let mut current = match block.take() {
                 Some(b) => b,
                 None => {

@@ -98,6 +98,12 @@ impl PackWriter {
                 r.seq, self.next
             )));
         }
+        // A block never passes `MAX_RAW`: a huge record after others starts its own.
+        if self.payload.buf.len() + r.data.len() + crate::block::RECORD_OVERHEAD
+            > crate::block::MAX_RAW
+        {
+            self.seal_block()?;
+        }
         self.payload.push(r.seq, r.ts, r.stream, r.partial, r.data);
         self.next = r.seq.next();
         if self.payload.buf.len() >= self.block {

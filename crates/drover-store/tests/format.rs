@@ -236,3 +236,48 @@ fn a_64_kib_budget_of_output_is_kept_to_within_one_block() {
         (b.first_seq.0..next).map(noisy).collect::<Vec<_>>()
     );
 }
+
+/// A record near the largest a block may carry (16 MiB) after smaller ones starts a block of its
+/// own, in the active segment and in the pack, and reads back whole. Before, it went into the
+/// block of the records before it, past the size a reader accepts: synced records that read as
+/// `Corrupt`.
+#[test]
+fn a_huge_record_after_others_starts_its_own_block_and_reads_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path(), StoreConfig::default());
+    let agent = AgentId::new();
+    store.open_log(agent);
+    let record = |seq: u64, byte: u8, len: usize| Record {
+        seq: Seq(seq),
+        ts: seq as i64,
+        stream: StreamKind::Stdout,
+        data: vec![byte; len],
+        partial: false,
+    };
+    let huge = 16 * 1024 * 1024;
+    // In one append (as a backlog retry offers what waited), and one at a time (the packer
+    // joins them).
+    store
+        .append(agent, &[record(1, b'a', 100 * 1024), record(2, b'b', huge)])
+        .expect("append");
+    store
+        .append(agent, &[record(3, b'c', 65_530)])
+        .expect("append");
+    store
+        .append(agent, &[record(4, b'd', huge)])
+        .expect("append");
+    let lengths = |store: &Store| -> Vec<(u64, usize)> {
+        read_all(store, agent)
+            .iter()
+            .map(|r| (r.seq.0, r.data.len()))
+            .collect()
+    };
+    let want = vec![(1, 100 * 1024), (2, huge), (3, 65_530), (4, huge)];
+    assert_eq!(lengths(&store), want);
+    store.close_log(agent);
+    // Two segments (the first passed 8 MiB at record 2), both packed.
+    wait_until("the packer", || {
+        count(dir.path(), agent, ".pack") == 2 && count(dir.path(), agent, ".seg") == 0
+    });
+    assert_eq!(lengths(&store), want, "packed");
+}
