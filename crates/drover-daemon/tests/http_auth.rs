@@ -370,6 +370,19 @@ async fn the_login_cookie_authenticates_like_the_token_and_is_revoked_with_it() 
         .await;
         assert_eq!(form.status, 200);
         assert!(form.header("set-cookie").is_some());
+        // The one body read before any credential is small: a 5 KiB login is refused unread.
+        let padded = format!("token={token}&pad={}", "x".repeat(5 * 1024));
+        let big = request_without_token(
+            daemon.addr,
+            "POST",
+            "/login",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            padded.as_bytes(),
+        )
+        .await;
+        assert_eq!(big.status, 413, "{}", big.text());
+        assert_eq!(big.error_code(), "too_large");
+        assert!(big.header("set-cookie").is_none());
         let page = request_without_token(daemon.addr, "GET", "/login", &[], b"").await;
         assert_eq!(page.status, 200);
         assert!(page

@@ -50,6 +50,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Largest JSON request body.
 const MAX_JSON_BODY: usize = 1024 * 1024;
+/// Largest `POST /login` body (a token, as JSON or a form field): the one body read before any
+/// credential, so 512 connections trickling bodies hold at most 2 MiB.
+const MAX_LOGIN_BODY: usize = 4 * 1024;
 
 /// What every route sees.
 #[derive(Debug)]
@@ -87,7 +90,12 @@ pub(crate) fn app(http: AppState) -> Router {
         )
         .route("/v1/agents/{agent}/stdin/close", post(agents::close_stdin))
         .route("/metrics", get(metrics::render))
-        .route("/login", get(login::form).post(login::login))
+        .route(
+            "/login",
+            get(login::form)
+                .post(login::login)
+                .layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
         .route("/v1/session", get(login::session))
         .route("/", get(dashboard::index))
         .route("/ui/{file}", get(dashboard::asset))
