@@ -71,6 +71,17 @@ async fn list_filters_by_state_and_labels_with_a_limit() {
             .unwrap();
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].id, ids[0]);
+        // Each label is a condition of the registry's query: at most 32 of them.
+        let many = |n: usize| ListArgs {
+            labels: (0..n).map(|i| (format!("k{i}"), "v".to_owned())).collect(),
+            ..ListArgs::default()
+        };
+        let limit = drover_proto::limits::MAX_LIST_LABELS;
+        assert!(client.list(many(limit)).await.unwrap().is_empty());
+        assert_eq!(
+            code(client.list(many(limit + 1)).await),
+            ErrorCode::BadRequest
+        );
         daemon.shutdown().await;
     })
     .await

@@ -27,6 +27,10 @@ pub const MAX_HEARTBEAT_LOG_ENDS: usize = 4096;
 /// Largest `data` one `write_stdin` may carry: 1 MiB.
 pub const MAX_STDIN_WRITE: usize = 1024 * 1024;
 
+/// Most labels one `list` may filter on (each is a condition of the registry's query, which
+/// holds the registry while it runs).
+pub const MAX_LIST_LABELS: usize = 32;
+
 /// Longest agent name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
 

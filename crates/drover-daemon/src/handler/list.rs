@@ -2,7 +2,7 @@
 //! agents or at a byte budget under the frame limit, whichever comes first, and names the cursor
 //! of the next one; specs are left out unless asked for.
 
-use drover_proto::limits::MAX_LIST_LIMIT;
+use drover_proto::limits::{MAX_LIST_LABELS, MAX_LIST_LIMIT};
 use drover_proto::op::{ListArgs, ListResult};
 use drover_proto::{AgentId, AgentInfo, AgentSpec, ErrorBody, ErrorCode};
 use drover_store::ListFilter;
@@ -15,6 +15,15 @@ use crate::error::store_error;
 pub(crate) const PAGE_RESERVE: usize = 64 * 1024;
 
 pub(crate) fn handle(shared: &Shared, args: ListArgs) -> OpResult {
+    if args.labels.len() > MAX_LIST_LABELS {
+        return Err(ErrorBody::new(
+            ErrorCode::BadRequest,
+            format!(
+                "{} labels to filter on; at most {MAX_LIST_LABELS}",
+                args.labels.len()
+            ),
+        ));
+    }
     let after = args.cursor.as_deref().map(parse_cursor).transpose()?;
     let limit = args.limit.unwrap_or(MAX_LIST_LIMIT).min(MAX_LIST_LIMIT);
     let budget = page_budget(shared.config.max_frame);
