@@ -15,10 +15,11 @@
 //! (`replies_dropped` in `stats` and `/metrics`). A slow request (a long `wait`) holds only its
 //! own task, and a client that does not read holds only its own replies.
 //!
-//! In-flight requests are bounded per client and in all, and a request's slot is released here,
-//! in this task, the moment libzmq accepts its reply, so a client that never has more than
-//! [`PER_CLIENT_IN_FLIGHT`] requests outstanding is never refused. The backlog is bounded by the
-//! same slots.
+//! In-flight requests are bounded per client, per CURVE key and in all, and a request's slot is
+//! released here, in this task, the moment libzmq accepts its reply, so a client that never has
+//! more than [`PER_CLIENT_IN_FLIGHT`] requests outstanding (of a key that never has more than
+//! [`PER_KEY_IN_FLIGHT`]) is never refused while the socket has room, and no key takes all of
+//! it. The backlog is bounded by the same slots.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -39,6 +40,10 @@ use crate::handler::{self, Reply};
 const MAX_IN_FLIGHT: usize = 1024;
 /// Requests one client may have in flight at once (until libzmq accepts the reply).
 pub(crate) const PER_CLIENT_IN_FLIGHT: usize = 64;
+/// Requests one CURVE key may have in flight at once over all its connections: a quarter of
+/// the socket's, so one key (a `read` one, say, with 16 connections of long `wait`s) cannot
+/// take every slot from the other keys.
+pub(crate) const PER_KEY_IN_FLIGHT: usize = MAX_IN_FLIGHT / 4;
 /// A client whose waiting replies have not moved for this long loses them.
 pub(crate) const STALL: Duration = Duration::from_secs(10);
 /// How often waiting replies are retried besides the descriptor's wake-ups.
@@ -53,7 +58,13 @@ struct Done {
     delimiter: bool,
     body: Vec<u8>,
     /// The request's in-flight slot (none for a refusal).
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<Slot>,
+}
+
+/// A request's share of the socket's in-flight bound and of its key's; given back on drop.
+struct Slot {
+    _socket: OwnedSemaphorePermit,
+    _key: Option<OwnedSemaphorePermit>,
 }
 
 /// Replies one client could not take yet, oldest first, and when the queue last moved.
@@ -120,6 +131,7 @@ async fn run(
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         refusals: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         in_flight: HashMap::new(),
+        keys: HashMap::new(),
         waiting: HashMap::new(),
     };
     loop {
@@ -176,6 +188,9 @@ struct Control {
     refusals: Arc<Semaphore>,
     /// Identity → requests in flight (entries go at zero).
     in_flight: HashMap<Vec<u8>, usize>,
+    /// CURVE key → its in-flight bound (one entry per key that sent a request: keys the
+    /// allowed-keys file has held, as ZAP refuses every other).
+    keys: HashMap<String, Arc<Semaphore>>,
     /// Identity → replies waiting for room (entries go when empty).
     waiting: HashMap<Vec<u8>, Waiting>,
 }
@@ -210,17 +225,29 @@ impl Control {
         let caller = self.caller(&mut frames);
         let identity = frames.first().map(|f| f.to_vec()).unwrap_or_default();
         let count = self.in_flight.get(&identity).copied().unwrap_or(0);
+        let key = self.key_bound(&mut frames);
         let permit = if count < PER_CLIENT_IN_FLIGHT {
-            Arc::clone(&self.permits).try_acquire_owned().ok()
+            let key = match key {
+                Some(bound) => bound.try_acquire_owned().ok().map(Some),
+                None => Some(None),
+            };
+            key.and_then(|key| {
+                let socket = Arc::clone(&self.permits).try_acquire_owned().ok()?;
+                Some(Slot {
+                    _socket: socket,
+                    _key: key,
+                })
+            })
         } else {
             None
         };
         let shared = Arc::clone(&self.shared);
         let done = self.done.clone();
         let Some(permit) = permit else {
-            // Over the in-flight bounds (all clients, or this one) a request is refused at once
-            // rather than left unread, so a flood of long `wait`s can neither grow memory nor
-            // stall the socket, and one greedy client cannot take every slot.
+            // Over the in-flight bounds (all clients, this key, or this client) a request is
+            // refused at once rather than left unread, so a flood of long `wait`s can neither
+            // grow memory nor stall the socket, and one greedy client or key cannot take every
+            // slot.
             let Ok(refusal) = Arc::clone(&self.refusals).try_acquire_owned() else {
                 shared.count_request("dropped", Duration::ZERO, Some("limit_reached"));
                 return;
@@ -274,6 +301,22 @@ impl Control {
             reply.slot = Some(permit);
             let _ = done.send(reply);
         });
+    }
+
+    /// The in-flight bound of the CURVE key that sent this request (none on ipc).
+    fn key_bound(&mut self, frames: &mut [zmq::Message]) -> Option<Arc<Semaphore>> {
+        if self.via == Via::Ipc {
+            return None;
+        }
+        let key = frames
+            .last_mut()
+            .and_then(|frame| frame.gets("User-Id").map(str::to_owned))
+            .unwrap_or_default();
+        let bound = self
+            .keys
+            .entry(key)
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_KEY_IN_FLIGHT)));
+        Some(Arc::clone(bound))
     }
 
     /// Who sent this request: on ipc, the local user (full control); on TCP, the role its key
@@ -404,8 +447,8 @@ fn refuse(shared: &Shared, frames: Vec<zmq::Message>) -> Done {
     let error = ErrorBody::new(
         ErrorCode::LimitReached,
         format!(
-            "too many requests in flight ({PER_CLIENT_IN_FLIGHT} per client, {MAX_IN_FLIGHT} in \
-             all); retry later"
+            "too many requests in flight ({PER_CLIENT_IN_FLIGHT} per client, {PER_KEY_IN_FLIGHT} \
+             per key, {MAX_IN_FLIGHT} in all); retry later"
         ),
     );
     shared.count_request("refused", Duration::ZERO, Some("limit_reached"));

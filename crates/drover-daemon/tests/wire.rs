@@ -361,3 +361,74 @@ async fn one_client_gets_at_most_64_requests_in_flight_and_a_typed_refusal_beyon
     })
     .await
 }
+
+/// One key gets at most 256 requests in flight over all its connections (a quarter of the
+/// socket's 1,024): a `read` key with many connections of long `wait`s cannot take every slot
+/// from the other keys. Before, 16 such connections refused every other client.
+#[tokio::test]
+async fn one_key_gets_at_most_a_quarter_of_the_sockets_requests_in_flight() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client.spawn(sh("sleep 100")).await.unwrap();
+        let wait = |i: u64| {
+            map(vec![
+                ("v", 1.into()),
+                ("id", i.into()),
+                ("op", "wait".into()),
+                ("agent", agent.id.to_string().into()),
+                ("timeout_ms", 20_000.into()),
+            ])
+        };
+        // Five connections of the harness's key, 64 long waits each (the client bound): 320.
+        let mut sockets = Vec::new();
+        for _ in 0..5 {
+            let mut socket = dealer(&daemon).await;
+            for i in 0..64u64 {
+                socket.send(vec![wait(i)]).await;
+            }
+            sockets.push(socket);
+        }
+        // Another key is served meanwhile (the harness's own client shares the full key).
+        let other = drover_client::CurveKeys::generate().unwrap();
+        drover_daemon::auth::allow_key(
+            &daemon.state_dir,
+            &other.public,
+            drover_proto::Role::Control,
+            "another client",
+        )
+        .unwrap();
+        let options = drover_client::ClientOptions {
+            curve: Some(daemon.curve(&other)),
+            ..daemon.options()
+        };
+        let other = drover_client::Client::connect_with(&daemon.addresses.control, options)
+            .await
+            .unwrap();
+        other.health().await.unwrap();
+        assert_eq!(
+            code(client.health().await),
+            drover_proto::ErrorCode::LimitReached
+        );
+        // Once the agent ends, the 256 the key had in flight are answered; the other 64 were
+        // refused at once.
+        other.kill(&agent.id.to_string()).await.unwrap();
+        let (mut answered, mut refused) = (0, 0);
+        for socket in &mut sockets {
+            for _ in 0..64 {
+                let frames = socket.recv().await;
+                let reply = rmpv::decode::read_value(&mut frames[0].as_slice()).unwrap();
+                match field(&reply, "ok").as_bool() {
+                    Some(true) => answered += 1,
+                    _ => {
+                        assert_eq!(error_code(&reply), "limit_reached", "{reply}");
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!((answered, refused), (256, 64));
+        daemon.shutdown().await;
+    })
+    .await
+}
