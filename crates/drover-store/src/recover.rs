@@ -48,6 +48,7 @@ pub fn load(
     }
     let mut segments = VecDeque::new();
     let mut nexts = Vec::new();
+    let mut unsynced = Vec::new();
     let count = files.len();
     for (i, (&first, &(raw, packed))) in files.iter().enumerate() {
         let recent = i + 2 >= count;
@@ -61,6 +62,13 @@ pub fn load(
         } else {
             load_raw(&raw_path, first, recent, config)?
         };
+        if recent && seg.kind == Kind::Raw {
+            // What the last daemon appended here may never have been synced (it was killed
+            // before its group commit): queued for the syncer, and synced before any roll
+            // makes a third segment, as recovery checks only the last two.
+            let file = fs::File::open(&seg.path).map_err(|e| io("opening", &seg.path, e))?;
+            unsynced.push(Arc::new(file));
+        }
         segments.push_back(seg);
         nexts.push(next);
     }
@@ -77,6 +85,7 @@ pub fn load(
     }
     let mut state = LogState::new(dir.to_path_buf(), budget);
     state.unsettled = true;
+    state.to_sync = unsynced;
     if let Some(active) = segments.back() {
         let last = active.index.offset_for_seq(Seq(u64::MAX));
         state.builder = Builder::sparse(last.map(|e| e.offset));
@@ -237,5 +246,58 @@ fn empty_raw(path: &Path, first: Seq, sealed_at: SystemTime) -> Segment {
         index: Arc::new(SegIndex::default()),
         pack_failed: false,
         sealed_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_proto::{Record, StreamKind};
+
+    /// The last raw segments a killed daemon left may hold appends it never synced: loading
+    /// queues them for the syncer (before, nothing synced them until the packer rewrote them,
+    /// and a roll could push one out of the two that recovery checks).
+    #[test]
+    fn the_last_raw_segments_are_queued_for_sync_at_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let agent = AgentId::new();
+        let config = StoreConfig {
+            segment_bytes: 4096,
+            ..StoreConfig::default()
+        };
+        {
+            let store = crate::Store::open(dir.path(), config.clone()).expect("open");
+            store.open_log(agent);
+            let records: Vec<Record> = (1..=200)
+                .map(|seq| Record {
+                    seq: Seq(seq),
+                    ts: seq as i64,
+                    stream: StreamKind::Stdout,
+                    data: format!("line {seq} of a few segments\n").into_bytes(),
+                    partial: false,
+                })
+                .collect();
+            for chunk in records.chunks(10) {
+                store.append(agent, chunk).expect("append");
+            }
+        }
+        let logs = dir.path().join("logs").join(agent.to_string());
+        let state = load(&logs, agent, u64::MAX, &config).expect("load");
+        assert!(
+            state.segments.len() >= 2,
+            "{} segments",
+            state.segments.len()
+        );
+        // The packer may have packed the older of the two before the store closed.
+        let recent_raw = state
+            .segments
+            .iter()
+            .rev()
+            .take(2)
+            .filter(|s| s.kind == Kind::Raw)
+            .count();
+        assert!(recent_raw >= 1, "the active segment is raw");
+        assert_eq!(state.to_sync.len(), recent_raw, "the last raw segments");
+        assert_eq!(state.next_seq, Seq(201));
     }
 }
