@@ -602,6 +602,10 @@ impl Observer for AgentObserver {
         self.timing_out.store(true, Ordering::SeqCst);
     }
 
+    fn end_asked(&self) {
+        self.end_asked.ended.store(true, Ordering::SeqCst);
+    }
+
     fn status(&self, status: &Status) {
         let Some(shared) = self.shared.upgrade() else {
             return;

@@ -251,9 +251,6 @@ pub async fn run(
     for mut task in tasks {
         if tokio::time::timeout(DRAIN, &mut task).await.is_err() {
             task.abort();
-            // Gone (its sockets closed) before the ZAP handler goes, below: a CURVE socket
-            // without one lets every key in.
-            let _ = tokio::time::timeout(DRAIN, task).await;
         }
     }
     // Let the last events (the agents' exits) reach subscribers.
@@ -264,6 +261,9 @@ pub async fn run(
     };
     let _ = tokio::time::timeout(DRAIN, flushed).await;
     publisher_task.abort();
+    // Gone (its PUB sockets closed) before the ZAP handler goes, below: libzmq lets every key
+    // through a CURVE socket without one. (A control socket's thread may still serve then; a
+    // request on a connection no ZAP handler vouched for has no User-Id, so no role.)
     let _ = tokio::time::timeout(DRAIN, publisher_task).await;
     if let Err(error) = shared.events.flush() {
         // What a restart then shows: agents that ended during the outage are `lost`.

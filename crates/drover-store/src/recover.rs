@@ -62,10 +62,11 @@ pub fn load(
         } else {
             load_raw(&raw_path, first, recent, config)?
         };
-        if recent && seg.kind == Kind::Raw {
-            // What the last daemon appended here may never have been synced (it was killed
-            // before its group commit): queued for the syncer, and synced before any roll
-            // makes a third segment, as recovery checks only the last two.
+        if recent && seg.kind == Kind::Raw && i + 1 < count {
+            // The sealed one of the last two: what the last daemon appended to it may never
+            // have been synced (it was killed before its group commit). Queued for the syncer,
+            // and synced before any roll makes a third segment, as recovery checks only the
+            // last two. (The active one stays within them until a roll, which syncs it first.)
             let file = fs::File::open(&seg.path).map_err(|e| io("opening", &seg.path, e))?;
             unsynced.push(Arc::new(file));
         }
@@ -104,10 +105,14 @@ pub fn load(
 /// last record, in decimal. Read only when the log has no segment.
 const END: &str = "end";
 
-/// Keeps the end of a log whose last segment is being removed (written whole, then renamed).
+/// Keeps the end of a log whose last segment is about to be removed: written whole and
+/// synced, then renamed into place (the directory is synced with the segment's removal).
 pub fn write_end(dir: &Path, next: Seq) -> std::io::Result<()> {
+    use std::io::Write;
     let tmp = dir.join("end.tmp");
-    fs::write(&tmp, next.0.to_string())?;
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(next.0.to_string().as_bytes())?;
+    file.sync_all()?;
     fs::rename(&tmp, dir.join(END))
 }
 
@@ -254,11 +259,11 @@ mod tests {
     use super::*;
     use drover_proto::{Record, StreamKind};
 
-    /// The last raw segments a killed daemon left may hold appends it never synced: loading
-    /// queues them for the syncer (before, nothing synced them until the packer rewrote them,
-    /// and a roll could push one out of the two that recovery checks).
+    /// The last sealed raw segment a killed daemon left may hold appends it never synced:
+    /// loading queues it for the syncer (before, nothing synced it until the packer rewrote
+    /// it, and a roll could push it out of the two segments recovery checks).
     #[test]
-    fn the_last_raw_segments_are_queued_for_sync_at_load() {
+    fn the_last_sealed_raw_segment_is_queued_for_sync_at_load() {
         let dir = tempfile::tempdir().expect("tempdir");
         let agent = AgentId::new();
         let config = StoreConfig {
@@ -297,7 +302,12 @@ mod tests {
             .filter(|s| s.kind == Kind::Raw)
             .count();
         assert!(recent_raw >= 1, "the active segment is raw");
-        assert_eq!(state.to_sync.len(), recent_raw, "the last raw segments");
+        // The sealed one of the last two, unless the packer packed it before the store closed.
+        assert_eq!(
+            state.to_sync.len(),
+            recent_raw - 1,
+            "the sealed raw segment"
+        );
         assert_eq!(state.next_seq, Seq(201));
     }
 }

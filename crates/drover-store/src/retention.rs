@@ -61,6 +61,15 @@ fn remove_oldest(st: &mut LogState, shared: &Shared) -> bool {
     let Some(seg) = st.segments.front() else {
         return false;
     };
+    if st.segments.len() == 1 {
+        // The log's last file goes: its end stays on disk first, so a reopened store goes on
+        // from there rather than from seq 1 (numbers are never reused, and an earlier start
+        // reads as `truncated`).
+        if let Err(e) = crate::recover::write_end(&st.dir, st.next_seq) {
+            tracing::warn!(dir = %st.dir.display(), error = %e, "could not keep an emptied log's end");
+            return false;
+        }
+    }
     match fs::remove_file(&seg.path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -76,14 +85,6 @@ fn remove_oldest(st: &mut LogState, shared: &Shared) -> bool {
     st.output -= output.saturating_sub(skipped).min(st.output);
     st.dir_dirty = true;
     shared.usage.fetch_sub(len, Ordering::Relaxed);
-    if st.segments.is_empty() {
-        // The log's last file went: its end stays on disk, so a reopened store goes on from
-        // there rather than from seq 1 (numbers are never reused, and an earlier start reads
-        // as `truncated`).
-        if let Err(e) = crate::recover::write_end(&st.dir, st.next_seq) {
-            tracing::warn!(dir = %st.dir.display(), error = %e, "could not keep an emptied log's end");
-        }
-    }
     true
 }
 

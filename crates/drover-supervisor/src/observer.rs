@@ -56,6 +56,9 @@ pub trait Observer: Send + Sync + 'static {
     /// The run's `max_runtime` stopped it while nobody watched (a holder says so when a daemon
     /// re-attaches); called before any status of the re-attached run.
     fn timed_out(&self) {}
+    /// The run is stopping because someone asked (a client's stop the last daemon sent but
+    /// never recorded), not by its timeout: a re-attach says so before it reports `stopping`.
+    fn end_asked(&self) {}
 }
 
 /// Numbers records and hands them to the observer.

@@ -200,6 +200,9 @@ pub async fn attach(
     }
     if timed_out {
         observer.timed_out();
+    } else if matches!(status, Status::Stopping { .. }) {
+        // Stopping, and not by its timeout: a stop someone asked for (its end is no timeout).
+        observer.end_asked();
     }
     let sink = Arc::new(Sink::new(observer));
     let current = if status.is_terminal() {
