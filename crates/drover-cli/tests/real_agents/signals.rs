@@ -98,13 +98,20 @@ fn stopping_claude_mid_stream_ends_it_truthfully() {
         session_in(&lines[0]).as_deref()
     );
     let last = lines.last().expect("a line");
-    assert_eq!(last["type"], "result", "{last}");
-    assert_eq!(last["subtype"], "error_during_execution", "{last}");
-    assert!(
-        lines.iter().any(|l| l["type"] == "user"
-            && l["message"]["content"][0]["text"] == "[Request interrupted by user]"),
-        "no interrupt record (a signal other than SIGINT?)"
-    );
+    if closed {
+        // claude closed its stream: its result says it was interrupted.
+        assert_eq!(last["type"], "result", "{last}");
+        assert_eq!(last["subtype"], "error_during_execution", "{last}");
+        assert!(
+            lines.iter().any(|l| l["type"] == "user"
+                && l["message"]["content"][0]["text"] == "[Request interrupted by user]"),
+            "no interrupt record (a signal other than SIGINT?)"
+        );
+    } else {
+        // The signal landed before a point claude can close from (see above): its log ends
+        // mid-stream, as it printed it, and nothing was added after it.
+        assert_eq!(last["type"], "stream_event", "{last}");
+    }
     // Stopped mid-stream: part of the text, never all of it.
     let streamed = streamed_text(&lines);
     assert!(
