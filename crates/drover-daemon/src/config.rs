@@ -172,6 +172,9 @@ impl Config {
         if self.http_limits.max_connections == 0 {
             return invalid("http_max_connections must be at least 1".into());
         }
+        if self.http_limits.max_per_peer == 0 {
+            return invalid("http_max_per_peer must be at least 1".into());
+        }
         self.check_binds()?;
         // Last, so a config refused for another reason changes nothing: raise the soft
         // open-files limit to the hard one, then check that max_agents fits in it.
@@ -264,6 +267,7 @@ struct ConfigFile {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     http_max_connections: Option<usize>,
+    http_max_per_peer: Option<usize>,
     ipc: Option<bool>,
     max_agents: Option<usize>,
     max_ended_agents: Option<usize>,
@@ -290,6 +294,7 @@ impl ConfigFile {
             tls_cert,
             tls_key,
             http_max_connections,
+            http_max_per_peer,
             ipc,
             max_agents,
             max_ended_agents,
@@ -315,6 +320,7 @@ impl ConfigFile {
             &mut config.http_limits.max_connections,
             http_max_connections,
         );
+        set(&mut config.http_limits.max_per_peer, http_max_per_peer);
         set(&mut config.ipc, ipc);
         set(&mut config.max_agents, max_agents);
         set(&mut config.max_ended_agents, max_ended_agents);
@@ -351,7 +357,7 @@ mod tests {
     use super::*;
 
     /// Every key of the config file, as README.md's "Configuration" must show them.
-    const KEYS: [&str; 21] = [
+    const KEYS: [&str; 22] = [
         "control",
         "publish",
         "http",
@@ -359,6 +365,7 @@ mod tests {
         "tls_cert",
         "tls_key",
         "http_max_connections",
+        "http_max_per_peer",
         "ipc",
         "max_agents",
         "max_ended_agents",

@@ -215,3 +215,187 @@ async fn a_tls_handshake_that_never_finishes_is_dropped() {
     })
     .await
 }
+
+/// A second host: a network namespace joined to this one by a veth pair, so connections can
+/// come from an address that is not loopback. CI runs as root (`ip` is iproute2).
+struct OtherHost {
+    netns: String,
+    here_if: String,
+    /// This host's end of the link; the other host is `.2` of the same /30.
+    here: std::net::Ipv4Addr,
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2; scripts/setup-test-env installs it)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl OtherHost {
+    fn new() -> OtherHost {
+        let id = std::process::id() % 100_000;
+        let netns = format!("dhl{id}");
+        let here_if = format!("dhh{id}");
+        let there_if = format!("dht{id}");
+        let here = std::net::Ipv4Addr::new(10, 200 + (id % 50) as u8, (id / 50 % 250) as u8, 1);
+        let there =
+            std::net::Ipv4Addr::new(here.octets()[0], here.octets()[1], here.octets()[2], 2);
+        ip(&["netns", "add", &netns]);
+        let host = OtherHost {
+            netns,
+            here_if,
+            here,
+        };
+        ip(&[
+            "link",
+            "add",
+            &host.here_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &there_if,
+            "netns",
+            &host.netns,
+        ]);
+        ip(&["addr", "add", &format!("{here}/30"), "dev", &host.here_if]);
+        ip(&["link", "set", &host.here_if, "up"]);
+        ip(&[
+            "-n",
+            &host.netns,
+            "addr",
+            "add",
+            &format!("{there}/30"),
+            "dev",
+            &there_if,
+        ]);
+        ip(&["-n", &host.netns, "link", "set", &there_if, "up"]);
+        ip(&["-n", &host.netns, "link", "set", "lo", "up"]);
+        host
+    }
+
+    /// A TCP connection to `addr` made from the other host (a thread enters its namespace; the
+    /// socket stays there).
+    fn connect(&self, addr: std::net::SocketAddr) -> TcpStream {
+        let path = format!("/run/netns/{}", self.netns);
+        let stream = std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("open the namespace");
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            std::net::TcpStream::connect(addr).expect("connect from the other host")
+        })
+        .join()
+        .expect("connecting thread");
+        stream.set_nonblocking(true).expect("non-blocking");
+        TcpStream::from_std(stream).expect("a tokio stream")
+    }
+}
+
+impl Drop for OtherHost {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the veth pair, and with it this one.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+    }
+}
+
+/// `curl` of `/v1/health` over TLS at `addr` (the certificate names `localhost`), from the other
+/// host when `from` is given: whether it got a 200.
+async fn health_over_tls(
+    daemon: &Daemon,
+    addr: std::net::SocketAddr,
+    from: Option<&OtherHost>,
+) -> bool {
+    let cert = daemon.state_dir.join("tls/cert.pem");
+    let mut command = match from {
+        Some(host) => {
+            let mut c = tokio::process::Command::new("ip");
+            c.args(["netns", "exec", &host.netns, "curl"]);
+            c
+        }
+        None => tokio::process::Command::new("curl"),
+    };
+    let out = command
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .arg("--cacert")
+        .arg(&cert)
+        .args([
+            "--resolve",
+            &format!("localhost:{}:{}", addr.port(), addr.ip()),
+        ])
+        .args(["-H", &format!("Authorization: Bearer {}", daemon.token)])
+        .arg(format!("https://localhost:{}/v1/health", addr.port()))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run curl");
+    out.status.success() && out.stdout == b"200"
+}
+
+#[tokio::test]
+async fn one_remote_address_gets_at_most_its_share_of_the_connections() {
+    within(async {
+        let host = OtherHost::new();
+        let daemon = Daemon::start_with(|config| {
+            config.http = "0.0.0.0:0".into();
+            config.http_limits.max_per_peer = 2;
+        })
+        .await;
+        let here = std::net::SocketAddr::from((host.here, daemon.addr.port()));
+        // Two connections from the other host that never start their TLS handshake.
+        let first = host.connect(here);
+        let second = host.connect(here);
+        // A third from there is closed at once, before any TLS byte: a read sees the end.
+        let mut third = host.connect(here);
+        let mut buf = [0u8; 16];
+        let n = third.read(&mut buf).await.expect("read");
+        assert_eq!(
+            n, 0,
+            "the third connection from one address is closed unanswered"
+        );
+        assert!(
+            !health_over_tls(&daemon, here, Some(&host)).await,
+            "a real request from the capped address is refused too"
+        );
+        // Another address is served meanwhile: this host's own end of the link, and loopback,
+        // which is never capped per address (three idle loopback connections first).
+        assert!(health_over_tls(&daemon, here, None).await);
+        let loopback: Vec<TcpStream> = hold_connections(daemon.addr, 3).await;
+        let local = std::net::SocketAddr::from(([127, 0, 0, 1], daemon.addr.port()));
+        assert!(health_over_tls(&daemon, local, None).await);
+        // A slot given back is the address's again.
+        drop(first);
+        support::wait_for("the address's slot to come back", || async {
+            health_over_tls(&daemon, here, Some(&host)).await
+        })
+        .await;
+        // Held handshakes would hold up the shutdown until their timeout.
+        drop((second, third, loopback));
+        daemon.stop().await;
+    })
+    .await
+}
+
+/// `n` plain TCP connections to `addr`.
+async fn hold_connections(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    held
+}

@@ -8,7 +8,12 @@
 //!   closed (an idle keep-alive connection; a streaming response is a request in progress);
 //! - a TLS handshake must finish within `tls_handshake_timeout`;
 //! - at most `max_connections` are open per listener: one more is answered at once with
-//!   `429 limit_reached` (plain HTTP; a TLS connection is just closed) and closed, never queued.
+//!   `429 limit_reached` (plain HTTP; a TLS connection is just closed) and closed, never queued;
+//! - at most `max_per_peer` of them come from one remote address (an IPv6 peer's /64), so one
+//!   machine trickling request heads or holding handshakes open cannot take every slot from the
+//!   others. Loopback peers share only the listener's cap: on one machine they are one address
+//!   (a local reverse proxy, a browser and the CLI), and a local user can be refused by file
+//!   permission on the unix socket instead.
 //!
 //! hyper answers a malformed request line or header (400), a head over [`MAX_HEAD`] (431) and an
 //! over-long URI (414) itself, with an empty body; [`io::ConnIo`] replaces those answers with the
@@ -16,11 +21,12 @@
 
 mod io;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -46,6 +52,9 @@ pub(crate) const MAX_HEAD: usize = 64 * 1024;
 pub struct HttpLimits {
     /// Most connections open at once on each listener (TCP, unix socket).
     pub max_connections: usize,
+    /// Most connections open at once on the TCP listener from one non-loopback address (for
+    /// IPv6, one /64).
+    pub max_per_peer: usize,
     /// How long a request head may take to arrive, from the moment the connection is ready for
     /// it (accepted, or the previous response finished).
     pub header_timeout: Duration,
@@ -59,6 +68,7 @@ impl Default for HttpLimits {
     fn default() -> HttpLimits {
         HttpLimits {
             max_connections: 512,
+            max_per_peer: 64,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
             tls_handshake_timeout: Duration::from_secs(10),
@@ -239,6 +249,7 @@ async fn accept(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = Peers::default();
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -256,16 +267,29 @@ async fn accept(
             }
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            connection.refuse(limits.max_connections);
+            connection.refuse(&format!(
+                "the daemon already has {} open HTTP connections on this listener",
+                limits.max_connections
+            ));
+            continue;
+        };
+        let Some(peer_slot) = peers.take(connection.peer(), limits.max_per_peer) else {
+            connection.refuse(&format!(
+                "the daemon already has {} open HTTP connections from this address",
+                limits.max_per_peer
+            ));
             continue;
         };
         let app = app.clone();
         let stop = stop.clone();
         connections.spawn(async move {
             let _permit = permit;
+            let _peer_slot = peer_slot;
             match connection {
-                Connection::Tcp(stream, None) => serve(stream, transport, app, limits, stop).await,
-                Connection::Tcp(stream, Some(tls)) => {
+                Connection::Tcp(stream, None, _) => {
+                    serve(stream, transport, app, limits, stop).await
+                }
+                Connection::Tcp(stream, Some(tls), _) => {
                     let handshake = tls.accept(stream);
                     match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
                         Ok(Ok(stream)) => serve(stream, transport, app, limits, stop).await,
@@ -281,33 +305,103 @@ async fn accept(
 }
 
 enum Connection {
-    Tcp(tokio::net::TcpStream, Option<TlsAcceptor>),
+    Tcp(tokio::net::TcpStream, Option<TlsAcceptor>, SocketAddr),
     Unix(tokio::net::UnixStream),
 }
 
 impl Connection {
-    /// Over the cap: say so (plain HTTP only) and close. The answer is written without waiting:
+    /// Over a cap: say so (plain HTTP only) and close. The answer is written without waiting:
     /// a fresh socket's send buffer always has room for it.
-    fn refuse(self, max: usize) {
-        let answer = io::error_response(
-            429,
-            "limit_reached",
-            &format!("the daemon already has {max} open HTTP connections on this listener"),
-        );
+    fn refuse(self, message: &str) {
+        let answer = io::error_response(429, "limit_reached", message);
         let _ = match &self {
-            Connection::Tcp(stream, None) => stream.try_write(&answer),
+            Connection::Tcp(stream, None, _) => stream.try_write(&answer),
             Connection::Unix(stream) => stream.try_write(&answer),
-            Connection::Tcp(_, Some(_)) => Ok(0),
+            Connection::Tcp(_, Some(_), _) => Ok(0),
         };
     }
+
+    /// The remote address, for TCP.
+    fn peer(&self) -> Option<IpAddr> {
+        match self {
+            Connection::Tcp(_, _, addr) => Some(addr.ip()),
+            Connection::Unix(_) => None,
+        }
+    }
+}
+
+/// Connections open per remote address on one listener, for `max_per_peer`. An address has an
+/// entry only while it has a connection open, so the map is never larger than the listener's
+/// connection cap.
+#[derive(Clone, Default)]
+struct Peers(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection's place in its address's count, given back when the connection ends.
+struct PeerSlot {
+    peers: Peers,
+    key: Option<IpAddr>,
+}
+
+impl Peers {
+    /// A slot for a connection from `addr`, or `None` if that address already has `max` open.
+    /// Unix-socket and loopback connections always get one (counted by the listener's cap only).
+    fn take(&self, addr: Option<IpAddr>, max: usize) -> Option<PeerSlot> {
+        let key = addr.and_then(peer_key);
+        if let Some(key) = key {
+            let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let count = open.entry(key).or_insert(0);
+            if *count >= max {
+                return None;
+            }
+            *count += 1;
+        }
+        Some(PeerSlot {
+            peers: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let Some(key) = self.key else {
+            return;
+        };
+        let mut open = self.peers.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&key);
+            }
+        }
+    }
+}
+
+/// What `max_per_peer` counts a remote address as: itself for IPv4 (an IPv4-mapped IPv6 address
+/// is IPv4), its /64 for IPv6 (one host commonly holds a whole /64), nothing for loopback.
+fn peer_key(addr: IpAddr) -> Option<IpAddr> {
+    let addr = match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    if addr.is_loopback() {
+        return None;
+    }
+    Some(match addr {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    })
 }
 
 async fn next_connection(acceptor: &Acceptor) -> std::io::Result<Connection> {
     match acceptor {
         Acceptor::Tcp(listener, tls) => {
-            let (stream, _) = listener.accept().await?;
+            let (stream, peer) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
-            Ok(Connection::Tcp(stream, tls.clone()))
+            Ok(Connection::Tcp(stream, tls.clone(), peer))
         }
         Acceptor::Unix(listener) => Ok(Connection::Unix(listener.accept().await?.0)),
     }
@@ -372,5 +466,50 @@ async fn serve<I>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(addr: &str) -> Option<IpAddr> {
+        peer_key(addr.parse().expect("an address"))
+    }
+
+    #[test]
+    fn a_peer_is_its_ipv4_address_or_its_ipv6_64_and_loopback_is_not_counted() {
+        assert_eq!(key("192.0.2.7"), Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(key("::ffff:192.0.2.7"), Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::9"));
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            Some("2001:db8:1:2::".parse().unwrap())
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("127.0.0.1"), None);
+        assert_eq!(key("127.9.9.9"), None);
+        assert_eq!(key("::1"), None);
+        assert_eq!(key("::ffff:127.0.0.1"), None);
+    }
+
+    #[test]
+    fn an_address_at_its_cap_is_refused_until_a_slot_is_given_back() {
+        let peers = Peers::default();
+        let far = Some("192.0.2.7".parse().unwrap());
+        let first = peers.take(far, 2).expect("first");
+        let _second = peers.take(far, 2).expect("second");
+        assert!(peers.take(far, 2).is_none());
+        assert!(peers.take(Some("192.0.2.8".parse().unwrap()), 2).is_some());
+        let near = Some("127.0.0.1".parse().unwrap());
+        let local: Vec<PeerSlot> = (0..5).filter_map(|_| peers.take(near, 2)).collect();
+        assert_eq!(local.len(), 5);
+        drop(first);
+        assert!(peers.take(far, 2).is_some());
+        drop(_second);
+        assert!(
+            peers.0.lock().unwrap().is_empty(),
+            "no entry outlives its connections"
+        );
     }
 }
