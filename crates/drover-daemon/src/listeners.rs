@@ -5,6 +5,7 @@
 //! directory use the NULL mechanism and are trusted by file permission. The mechanism is a
 //! property of a socket, so the ipc endpoints are sockets of their own.
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -196,6 +197,14 @@ pub async fn bind(config: &Config) -> Result<Listeners, DaemonError> {
             let path = config.state_dir.join(name);
             remove_stale_socket(&path)?;
             let (socket, endpoint) = make(kind, &format!("ipc://{}", path.display()))?;
+            // Under the 0700 state directory already; the socket itself is the user's alone too
+            // (libzmq makes it under the umask), like `http.sock`.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| DaemonError::Io {
+                    context: format!("securing {}", path.display()),
+                    source,
+                },
+            )?;
             if kind == zmq::ROUTER {
                 control.push((socket, Via::Ipc));
                 ipc = Some(endpoint);

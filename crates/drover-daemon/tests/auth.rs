@@ -513,3 +513,52 @@ async fn replies_wait_for_a_client_that_reads_late_and_none_is_lost() {
     })
     .await
 }
+
+/// Every path under `dir` that anyone but its owner may read, write or enter, with its mode.
+fn open_to_others(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue; // removed while we looked (a segment packed, a spool cut)
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if !meta.file_type().is_symlink() && mode & 0o077 != 0 {
+            found.push((path.clone(), mode));
+        }
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                pending.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn nothing_the_daemon_keeps_in_its_state_dir_is_open_to_other_users() {
+    within(async {
+        let daemon = TestDaemon::start_with(|config| {
+            config.ipc = true;
+            config.http_unix = true;
+        })
+        .await;
+        drover_daemon::token::create(&daemon.state_dir, Role::Read, "a token").unwrap();
+        let client = daemon.client().await;
+        let mut spec = sh("seq 1 2000; echo the end");
+        spec.env.insert("AN_API_KEY".into(), "secret".into());
+        let done = client.spawn(spec).await.unwrap();
+        client
+            .wait(&done.id.to_string(), Some(TIMEOUT))
+            .await
+            .unwrap();
+        let running = client.spawn(sh("echo ready; exec sleep 60")).await.unwrap();
+        wait_ready(&client, &running).await;
+        assert_eq!(open_to_others(&daemon.state_dir), Vec::new());
+        client.kill(&running.id.to_string()).await.unwrap();
+        daemon.shutdown().await;
+    })
+    .await
+}

@@ -19,7 +19,7 @@
 use std::ffi::OsString;
 use std::io::{BufReader, BufWriter, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -154,9 +154,14 @@ fn start(how: &How<'_>, dir: &Path, role: Role) -> Result<u32, String> {
     let socket = dir.join(crate::SOCKET);
     let listener = std::os::unix::net::UnixListener::bind(&socket)
         .map_err(|e| format!("binding holder socket {}: {e}", socket.display()))?;
+    // The directory is 0700 already; its socket and log are the daemon user's alone too, whatever
+    // the umask.
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("securing holder socket {}: {e}", socket.display()))?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(dir.join(crate::LOG))
         .map_err(|e| format!("opening the holder's log: {e}"))?;
     let started = match how {

@@ -56,6 +56,25 @@ pub use store::Store;
 
 use crate::log::{AgentLog, LogState};
 
+/// The mode of every file the store creates: agent output and specs (with their environment)
+/// are for the daemon's user alone, whatever the umask.
+pub(crate) const PRIVATE_FILE: u32 = 0o600;
+
+/// Create `dir` and its missing parents for the daemon's user alone (0700); an existing `dir`
+/// is narrowed to 0700 too (a store made by an older version under the umask).
+pub(crate) fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
 /// Which agents `Store::list` returns.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListFilter {

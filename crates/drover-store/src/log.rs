@@ -389,7 +389,7 @@ impl LogState {
             return Ok(());
         }
         if self.segments.is_empty() && !self.dir.exists() {
-            std::fs::create_dir_all(&self.dir).map_err(|e| {
+            crate::private_dir(&self.dir).map_err(|e| {
                 StoreError::io(format!("creating log directory {}", self.dir.display()), e)
             })?;
             self.dir_new = true;

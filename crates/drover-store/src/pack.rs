@@ -16,7 +16,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -74,6 +74,7 @@ impl PackWriter {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(crate::PRIVATE_FILE)
             .open(path)?;
         Ok(PackWriter {
             file,

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -110,7 +111,12 @@ const END: &str = "end";
 pub fn write_end(dir: &Path, next: Seq) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = dir.join("end.tmp");
-    let mut file = fs::File::create(&tmp)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::PRIVATE_FILE)
+        .open(&tmp)?;
     file.write_all(next.0.to_string().as_bytes())?;
     file.sync_all()?;
     fs::rename(&tmp, dir.join(END))

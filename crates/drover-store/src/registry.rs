@@ -24,10 +24,40 @@ pub struct Registry {
     conn: Mutex<Connection>,
 }
 
+/// The registry holds every spec, environment values included: its file is created 0600 before
+/// SQLite opens it (SQLite gives its `-wal` and `-shm` files the database file's mode), and the
+/// files of a registry an older version made under the umask are narrowed to 0600.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(crate::PRIVATE_FILE)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::metadata(&name) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(
+                    &name,
+                    std::fs::Permissions::from_mode(crate::PRIVATE_FILE),
+                )?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 impl Registry {
     /// Open (creating) `path`, set WAL with group-commit durability, run migrations.
     pub fn open(path: &Path) -> Result<Registry, StoreError> {
         let ctx = || format!("opening registry {}", path.display());
+        private_files(path).map_err(|e| StoreError::io(ctx(), e))?;
         let mut conn = Connection::open(path).map_err(|e| StoreError::sqlite(ctx(), e))?;
         // WAL with synchronous=NORMAL: a committed change is in the WAL file when the call
         // returns, so a daemon crash (even SIGKILL) loses nothing; an OS crash or power loss may

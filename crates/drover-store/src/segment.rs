@@ -13,7 +13,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use drover_proto::Seq;
@@ -78,6 +78,7 @@ pub fn create(path: &Path, first: Seq) -> io::Result<File> {
         .read(true)
         .append(true)
         .create_new(true)
+        .mode(crate::PRIVATE_FILE)
         .open(path)?;
     file.write_all(&file_header(first))?;
     Ok(file)

@@ -59,7 +59,7 @@ impl Store {
     /// starts the syncer and the packer.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
         let logs_dir = dir.join("logs");
-        fs::create_dir_all(&logs_dir)
+        crate::private_dir(&logs_dir)
             .map_err(|e| StoreError::io(format!("creating {}", logs_dir.display()), e))?;
         // The packer's work in progress; whatever a crash left there is incomplete.
         let pack_tmp = logs_dir.join(pack::TMP_DIR);
@@ -73,7 +73,7 @@ impl Store {
                 ))
             }
         }
-        fs::create_dir_all(&pack_tmp)
+        crate::private_dir(&pack_tmp)
             .map_err(|e| StoreError::io(format!("creating {}", pack_tmp.display()), e))?;
         let registry = Registry::open(&dir.join("registry.sqlite3"))?;
         let shared = Arc::new(Shared::new(config, logs_dir.clone()));

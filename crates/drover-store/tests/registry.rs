@@ -260,3 +260,34 @@ fn short_handles_resolve_and_are_unique() {
     assert_ne!(fresh.handle(), first.id.handle());
     assert_ne!(fresh.handle(), second.id.handle());
 }
+
+#[test]
+fn a_store_made_under_a_lax_umask_is_narrowed_to_its_user_at_open() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    {
+        let store = open(dir.path(), StoreConfig::default());
+        let info = agent_info(Some("a"), 1_000, AgentStatus::Starting);
+        store.insert_agent(&info).expect("insert");
+    }
+    // As an older version left them under umask 022.
+    let registry = dir.path().join("registry.sqlite3");
+    let logs = dir.path().join("logs");
+    for (path, lax) in [(&registry, 0o644), (&logs, 0o755)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(lax)).expect("chmod");
+    }
+    let store = open(dir.path(), StoreConfig::default());
+    assert_eq!(mode(&registry), 0o600);
+    assert_eq!(mode(&logs), 0o700);
+    // The write-ahead log SQLite makes next to it takes the database file's mode.
+    let info = agent_info(Some("b"), 2_000, AgentStatus::Starting);
+    store.insert_agent(&info).expect("insert");
+    assert_eq!(mode(&dir.path().join("registry.sqlite3-wal")), 0o600);
+}
