@@ -379,3 +379,29 @@ async fn an_oversize_spec_is_too_large() {
     })
     .await
 }
+
+#[tokio::test]
+async fn read_events_after_a_number_past_any_event_is_empty_not_the_first_page() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client.spawn(sh("exit 0")).await.unwrap();
+        client.wait(&agent.id.to_string(), None).await.unwrap();
+        let all = client
+            .read_events(Some(drover_proto::EventSeq(0)), None)
+            .await
+            .unwrap();
+        assert!(!all.events.is_empty());
+        // SQLite numbers are i64: 2^63 and more once read back as "after -1", every event.
+        for after in [all.last_event_seq.0, 1 << 63, u64::MAX] {
+            let read = client
+                .read_events(Some(drover_proto::EventSeq(after)), None)
+                .await
+                .unwrap();
+            assert_eq!(read.events, Vec::new(), "after {after}");
+            assert_eq!(read.last_event_seq, all.last_event_seq);
+        }
+        daemon.shutdown().await;
+    })
+    .await
+}

@@ -128,3 +128,36 @@ async fn agent_filter_and_bad_requests() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_since_past_the_last_event_is_refused_and_the_last_one_itself_goes_on_live() {
+    within(async {
+        let daemon = Daemon::start().await;
+        let a = daemon.spawn(&["true"]).await;
+        daemon.wait_exit(&a).await;
+        let last = daemon.metric("drover_events_total").await;
+        // Past the last event, up to numbers SQLite cannot hold: 400 at once, never a stream
+        // waiting for numbering to get there (nor re-reading the store without end).
+        for (path, headers) in [
+            (format!("/v1/events?since={}", last + 1), vec![]),
+            (format!("/v1/events?since={}", u64::MAX), vec![]),
+            (
+                "/v1/events".to_owned(),
+                vec![("Last-Event-ID", "9223372036854775808")],
+            ),
+        ] {
+            let refused = support::request(daemon.addr, "GET", &path, &headers, b"").await;
+            assert_eq!(refused.status, 400, "{path} {headers:?}");
+            assert_eq!(refused.error_code(), "bad_request");
+        }
+        // The last event's own number: nothing replayed, the next event live.
+        let mut client =
+            SseClient::connect(daemon.addr, &format!("/v1/events?since={last}"), &[]).await;
+        let b = daemon.spawn(&["true"]).await;
+        let next = client.next().await.expect("the stream stays open");
+        assert_eq!(next.seq(), last + 1);
+        assert_eq!(next.json()["agent"], b.as_str());
+        daemon.stop().await;
+    })
+    .await;
+}

@@ -86,8 +86,12 @@ impl Registry {
                  WHERE event_seq > ?1 ORDER BY event_seq LIMIT ?2",
             )
             .map_err(|e| StoreError::sqlite(ctx, e))?;
+        // SQLite integers are i64: no event is numbered past that, so nothing comes after it.
+        let Ok(after) = i64::try_from(after.0) else {
+            return Ok(Vec::new());
+        };
         let rows = stmt
-            .query_map(params![after.0 as i64, limit], raw_event)
+            .query_map(params![after, limit], raw_event)
             .map_err(|e| StoreError::sqlite(ctx, e))?;
         let mut out = Vec::new();
         for row in rows {

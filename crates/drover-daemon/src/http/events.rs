@@ -80,9 +80,19 @@ async fn open(
     };
     // Subscribe first: every event numbered after `last()` reaches this receiver.
     let live = http.shared.events.subscribe();
+    let newest = http.shared.events.last();
     let (last, backlog) = match since {
+        // A number no event has had yet is a mistake (a `Last-Event-ID` kept across a reset
+        // state directory, a typo): waiting silently for numbering to pass it would look like a
+        // quiet daemon. As for a log stream's seq past the log's end.
+        Some(since) if since > newest.0 => {
+            return Err(ApiError::bad_request(format!(
+                "no event after {since}: the last event is {}",
+                newest.0
+            )))
+        }
         Some(since) => (EventSeq(since), true),
-        None => (http.shared.events.last(), false),
+        None => (newest, false),
     };
     Ok(EventSource {
         counted,
@@ -149,7 +159,10 @@ impl Source for EventSource {
                             .ok()
                     })
                     .unwrap_or_default();
-                if page.is_empty() {
+                // A page that moves nothing forward ends the backlog as an empty one does: the
+                // next read would be the same.
+                let stuck = page.last().is_none_or(|event| event.event_seq <= self.last);
+                if stuck {
                     self.backlog = false;
                     if let Some(event) = self.held.take() {
                         self.push(&mut out, &event);
