@@ -180,6 +180,19 @@ async fn protocol_refusals_carry_the_json_error_body() {
         let big = parse_response(&read_until_closed(&mut stream).await);
         assert_eq!(big.status, 431);
         assert_eq!(big.error_code(), "too_large");
+        // A whole head over 64 KiB, arriving in one piece: 431 too, not routed.
+        let mut stream = TcpStream::connect(daemon.addr).await.expect("connect");
+        let mut head = format!(
+            "GET /v1/health HTTP/1.1\r\nHost: {}\r\nX-Big: ",
+            daemon.addr
+        )
+        .into_bytes();
+        head.resize(100_000, b'a');
+        head.extend_from_slice(b"\r\n\r\n");
+        stream.write_all(&head).await.expect("send");
+        let whole = parse_response(&read_until_closed(&mut stream).await);
+        assert_eq!(whole.status, 431);
+        assert_eq!(whole.error_code(), "too_large");
 
         // A URI over 8 KiB: 414, before any credential is asked for.
         let path = format!("/v1/agents?label={}", "x".repeat(9 * 1024));
@@ -398,4 +411,139 @@ async fn hold_connections(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream
         held.push(TcpStream::connect(addr).await.expect("connect"));
     }
     held
+}
+
+/// `request` (a whole HTTP/1.1 request) on a fresh connection; the raw bytes until the server
+/// closes, or `None` if it is still open when the response has come (keep-alive).
+async fn send_and_watch(addr: std::net::SocketAddr, request: &str) -> (Vec<u8>, bool) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        // A complete response is there when its body (content-length) is.
+        if let Some((_, _, body_at)) = parse_head(&raw) {
+            let head = String::from_utf8_lossy(&raw[..body_at]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if raw.len() >= body_at + length {
+                // Closed, or kept: a second request on it tells which.
+                let again = format!("GET /v1/health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+                let kept = stream.write_all(again.as_bytes()).await.is_ok()
+                    && matches!(stream.read(&mut buf).await, Ok(n) if n > 0);
+                return (raw, kept);
+            }
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return (raw, false),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_public_page_keeps_no_connection_for_a_peer_without_a_credential() {
+    within(async {
+        let daemon = Daemon::start_with(limits(|_| {})).await;
+        let addr = daemon.addr;
+        for path in ["/login", "/", "/ui/app.js"] {
+            let anonymous = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+            let (raw, kept) = send_and_watch(addr, &anonymous).await;
+            let (status, _, _) = parse_head(&raw).expect("a response");
+            assert_eq!(status, 200, "{path}");
+            assert!(!kept, "{path} without a credential closes the connection");
+            let with_token = format!(
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n",
+                daemon.token
+            );
+            let (raw, kept) = send_and_watch(addr, &with_token).await;
+            assert_eq!(parse_head(&raw).expect("a response").0, 200);
+            assert!(kept, "{path} with a credential keeps the connection");
+        }
+        daemon.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_login_body_that_trickles_is_cut_off_at_the_header_timeout() {
+    within(async {
+        let daemon =
+            Daemon::start_with(limits(|l| l.header_timeout = Duration::from_secs(1))).await;
+        let mut stream = TcpStream::connect(daemon.addr).await.expect("connect");
+        let head = format!(
+            "POST /login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: 200\r\n\r\n{{\"tok",
+            daemon.addr
+        );
+        stream.write_all(head.as_bytes()).await.expect("send");
+        let answer = parse_response(&read_until_closed(&mut stream).await);
+        assert_eq!(answer.status, 408);
+        assert_eq!(answer.error_code(), "timeout");
+        daemon.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_a_stream_loses_its_connection() {
+    within(async {
+        let daemon = Daemon::start_with(limits(|l| l.send_timeout = Duration::from_secs(1))).await;
+        // 24 MB of stored output: more than any socket buffers hold.
+        let script = format!("yes {} | head -n 300000", "7".repeat(79));
+        let agent = daemon.spawn(&["sh", "-c", &script]).await;
+        daemon.wait_exit(&agent).await;
+        assert_eq!(daemon.metric("drover_http_stalled_total").await, 0);
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .set_recv_buffer_size(4096)
+            .expect("small receive buffer");
+        let mut stream = socket.connect(daemon.addr).await.expect("connect");
+        let head = format!(
+            "GET /v1/agents/{agent}/logs?follow=true HTTP/1.1\r\nHost: {}\r\n\
+             Accept: text/event-stream\r\nAuthorization: Bearer {}\r\n\r\n",
+            daemon.addr, daemon.token
+        );
+        stream.write_all(head.as_bytes()).await.expect("send");
+        // Read nothing until the daemon has given up on this peer.
+        support::wait_for("the stalled stream to be closed", || async {
+            daemon.metric("drover_http_stalled_total").await == 1
+        })
+        .await;
+        // What the buffers held, then the end: never the stream's `exit`.
+        let raw = read_until_closed(&mut stream).await;
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            text.starts_with("HTTP/1.1 200"),
+            "{}",
+            &text[..text.len().min(200)]
+        );
+        assert!(
+            !text.contains("event: exit"),
+            "the stream was cut off before its end"
+        );
+        // A reader that reads gets all of it, and its exit.
+        let mut whole = support::SseClient::connect(
+            daemon.addr,
+            &format!("/v1/agents/{agent}/logs?follow=true"),
+            &[],
+        )
+        .await;
+        let mut records = 0u64;
+        loop {
+            let event = whole.next().await.expect("the stream runs to its exit");
+            match event.event.as_str() {
+                "exit" => break,
+                "log" => records += 1,
+                other => panic!("unexpected event {other}"),
+            }
+        }
+        assert_eq!(records, 300_000);
+        assert_eq!(daemon.metric("drover_http_stalled_total").await, 1);
+        daemon.stop().await;
+    })
+    .await
 }

@@ -80,7 +80,23 @@ pub(crate) async fn authenticate(
         || path == "/logout"
         || (super::dashboard::is_public(path) && is_safe(request.method()))
     {
-        return next.run(request).await;
+        // Served to anyone, but a TCP peer without a valid credential keeps no connection:
+        // otherwise a `GET /login` every few seconds would hold a slot for good.
+        let credentialed = match request.extensions().get::<Transport>() {
+            Some(Transport::Unix) => true,
+            _ => {
+                let live = |id: &str| http.sessions.token_of(id).is_some();
+                credential(request.headers(), live).is_some_and(|c| c.role(&http).is_some())
+            }
+        };
+        let mut response = next.run(request).await;
+        if !credentialed {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+        }
+        return response;
     }
     let mut recheck = None;
     let caller = match request.extensions().get::<Transport>() {

@@ -7,6 +7,9 @@
 //! - a connection with no request in progress and no bytes either way for `idle_timeout` is
 //!   closed (an idle keep-alive connection; a streaming response is a request in progress);
 //! - a TLS handshake must finish within `tls_handshake_timeout`;
+//! - a response the peer reads nothing of for `send_timeout` (a write waiting on a full window
+//!   all that time) ends the connection: a peer that stopped reading holds no slot, and no
+//!   kernel buffer, for longer; counted in `drover_http_stalled_total`;
 //! - at most `max_connections` are open per listener: one more is answered at once with
 //!   `429 limit_reached` (plain HTTP; a TLS connection is just closed) and closed, never queued;
 //! - at most `max_per_peer` of them come from one remote address (an IPv6 peer's /64), so one
@@ -26,6 +29,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,6 +66,8 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
     /// How long a TLS handshake may take.
     pub tls_handshake_timeout: Duration,
+    /// How long a write may wait for the peer to read anything before the connection is closed.
+    pub send_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -72,6 +78,7 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
             tls_handshake_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -202,7 +209,12 @@ fn bind_unix(path: &Path) -> Result<UnixListener, DaemonError> {
 
 /// Serve every listener until `stop` turns true, then let open connections finish (each is told
 /// to close after its current response; streams end on `stop` themselves).
-pub(crate) async fn run(listeners: HttpListeners, app: Router, stop: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    listeners: HttpListeners,
+    app: Router,
+    stalled: Arc<AtomicU64>,
+    stop: watch::Receiver<bool>,
+) {
     let HttpListeners {
         tcp,
         tls,
@@ -215,21 +227,19 @@ pub(crate) async fn run(listeners: HttpListeners, app: Router, stop: watch::Rece
         tls: tls.is_some(),
         loopback,
     };
+    let served = Served {
+        app,
+        limits,
+        stalled,
+    };
     loops.spawn(accept(
         Acceptor::Tcp(tcp, tls),
         transport,
-        app.clone(),
-        limits,
+        served.clone(),
         stop.clone(),
     ));
     if let Some(unix) = unix {
-        loops.spawn(accept(
-            Acceptor::Unix(unix),
-            Transport::Unix,
-            app,
-            limits,
-            stop,
-        ));
+        loops.spawn(accept(Acceptor::Unix(unix), Transport::Unix, served, stop));
     }
     while loops.join_next().await.is_some() {}
 }
@@ -239,15 +249,24 @@ enum Acceptor {
     Unix(UnixListener),
 }
 
+/// What every connection is served with.
+#[derive(Clone)]
+struct Served {
+    app: Router,
+    limits: HttpLimits,
+    /// Connections closed because the peer stopped reading (`send_timeout`).
+    stalled: Arc<AtomicU64>,
+}
+
 /// One listener's accept loop. Dropping it (when the daemon gives up waiting at shutdown) aborts
 /// its connections with it.
 async fn accept(
     acceptor: Acceptor,
     transport: Transport,
-    app: Router,
-    limits: HttpLimits,
+    served: Served,
     mut stop: watch::Receiver<bool>,
 ) {
+    let limits = served.limits;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let peers = Peers::default();
     let mut connections = JoinSet::new();
@@ -280,24 +299,22 @@ async fn accept(
             ));
             continue;
         };
-        let app = app.clone();
+        let served = served.clone();
         let stop = stop.clone();
         connections.spawn(async move {
             let _permit = permit;
             let _peer_slot = peer_slot;
             match connection {
-                Connection::Tcp(stream, None, _) => {
-                    serve(stream, transport, app, limits, stop).await
-                }
+                Connection::Tcp(stream, None, _) => serve(stream, transport, served, stop).await,
                 Connection::Tcp(stream, Some(tls), _) => {
                     let handshake = tls.accept(stream);
                     match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
-                        Ok(Ok(stream)) => serve(stream, transport, app, limits, stop).await,
+                        Ok(Ok(stream)) => serve(stream, transport, served, stop).await,
                         Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
                 }
-                Connection::Unix(stream) => serve(stream, transport, app, limits, stop).await,
+                Connection::Unix(stream) => serve(stream, transport, served, stop).await,
             }
         });
     }
@@ -408,15 +425,15 @@ async fn next_connection(acceptor: &Acceptor) -> std::io::Result<Connection> {
 }
 
 /// Serve one connection until it closes, times out, or the daemon stops.
-async fn serve<I>(
-    io: I,
-    transport: Transport,
-    app: Router,
-    limits: HttpLimits,
-    mut stop: watch::Receiver<bool>,
-) where
+async fn serve<I>(io: I, transport: Transport, served: Served, mut stop: watch::Receiver<bool>)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Served {
+        app,
+        limits,
+        stalled,
+    } = served;
     let activity = Arc::new(Activity::new());
     let io = ConnIo::new(io, Arc::clone(&activity));
     let service = {
@@ -440,10 +457,14 @@ async fn serve<I>(
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        // Both: the buffer bound alone stops only a head still incomplete when the buffer fills,
+        // and a whole head read at once may be up to twice it (the buffer over-allocates).
         .max_buf_size(MAX_HEAD)
+        .max_header_size(MAX_HEAD)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let tick = (limits.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let tick = (limits.idle_timeout.min(limits.send_timeout) / 4)
+        .clamp(Duration::from_millis(10), Duration::from_secs(1));
     let mut ticks = tokio::time::interval(tick);
     let mut stopping = false;
     loop {
@@ -459,6 +480,13 @@ async fn serve<I>(
                 connection.as_mut().graceful_shutdown();
             }
             _ = ticks.tick() => {
+                if activity.is_stalled_for(limits.send_timeout) {
+                    // Nothing was read of what waits to be written: no graceful end is possible
+                    // (it would wait on that write). Dropping the connection closes it.
+                    stalled.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("closing an HTTP connection whose peer stopped reading");
+                    return;
+                }
                 if activity.is_idle_for(limits.idle_timeout) {
                     // Closes at once: no request is in progress.
                     connection.as_mut().graceful_shutdown();

@@ -51,9 +51,24 @@ pub(super) async fn login(State(http): State<AppState>, request: Request) -> Res
         request.extensions().get::<Transport>(),
         Some(Transport::Tcp { tls: true, .. })
     );
-    let body = match RawBody::from_request(request, &()).await {
-        Ok(RawBody(body)) => body,
-        Err(error) => return error.into_response(),
+    // Before any credential: the body (at most 4 KiB) has the head's time limit, so a peer
+    // trickling it cannot hold a connection slot.
+    let within = http.shared.config.http_limits.header_timeout;
+    let body = match tokio::time::timeout(within, RawBody::from_request(request, &())).await {
+        Ok(Ok(RawBody(body))) => body,
+        Ok(Err(error)) => return error.into_response(),
+        Err(_) => {
+            let mut response = ApiError::request_timeout(format!(
+                "the login body did not arrive within {} s",
+                within.as_secs()
+            ))
+            .into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+            return response;
+        }
     };
     // JSON when the body is JSON (whatever its Content-Type: `curl -d` says form), else the
     // form field.

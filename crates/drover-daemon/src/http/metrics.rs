@@ -25,7 +25,7 @@ pub(super) async fn render(State(http): State<AppState>) -> Result<Response, Api
         let _ = writeln!(out, "drover_agents{{state=\"{}\"}} {n}", state.as_str());
     }
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    let single: [(&str, &str, &str, u64); 13] = [
+    let single: [(&str, &str, &str, u64); 14] = [
         (
             "drover_agents_live",
             "gauge",
@@ -61,6 +61,12 @@ pub(super) async fn render(State(http): State<AppState>) -> Result<Response, Api
             "gauge",
             "Open SSE event streams.",
             load(&http.event_followers),
+        ),
+        (
+            "drover_http_stalled_total",
+            "counter",
+            "HTTP connections closed because the peer read nothing of a response for 30 s.",
+            load(&http.stalled),
         ),
         (
             "drover_replies_dropped_total",

@@ -62,6 +62,8 @@ pub(crate) struct Http {
     pub(crate) stop: watch::Receiver<bool>,
     /// Open `/v1/events` streams (log followers are `shared.counters.followers`).
     pub(crate) event_followers: AtomicU64,
+    /// Connections closed because the peer read nothing for `HttpLimits::send_timeout`.
+    pub(crate) stalled: Arc<AtomicU64>,
     /// The bearer tokens, re-read when their file changes.
     pub(crate) tokens: TokenTable,
     /// Browser sessions started by `POST /login`.
@@ -144,8 +146,10 @@ pub(crate) async fn serve(
         shared,
         stop: stop.clone(),
         event_followers: AtomicU64::new(0),
+        stalled: Arc::default(),
     });
-    listen::run(listeners, app(http), stop).await;
+    let stalled = Arc::clone(&http.stalled);
+    listen::run(listeners, app(http), stalled, stop).await;
 }
 
 /// A wire error as an HTTP response: the code's status (or the one given) and
@@ -174,6 +178,14 @@ impl ApiError {
 
     pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(ErrorCode::BadRequest, message)
+    }
+
+    /// `408 timeout`: the request itself did not arrive in time.
+    pub(crate) fn request_timeout(message: impl Into<String>) -> ApiError {
+        ApiError(
+            ErrorBody::new(ErrorCode::Timeout, message),
+            Some(StatusCode::REQUEST_TIMEOUT),
+        )
     }
 }
 

@@ -12,13 +12,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::MAX_HEAD;
 
-/// When a connection last moved bytes, and how many requests on it are in progress.
+/// When a connection last moved bytes, how many requests on it are in progress, and since when
+/// a write has waited for the peer to read.
 #[derive(Debug)]
 pub(crate) struct Activity {
     start: Instant,
     /// Milliseconds since `start` of the last read or write.
     last: AtomicU64,
     in_progress: AtomicUsize,
+    /// 1 + milliseconds since `start` when a write found the peer's window full and nothing has
+    /// been written since; 0 while writes go through.
+    blocked_since: AtomicU64,
 }
 
 impl Activity {
@@ -27,12 +31,38 @@ impl Activity {
             start: Instant::now(),
             last: AtomicU64::new(0),
             in_progress: AtomicUsize::new(0),
+            blocked_since: AtomicU64::new(0),
         }
     }
 
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
     fn touch(&self) {
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::Relaxed);
+        self.last.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// Note how a write went: blocked (the peer is not reading), or through.
+    fn wrote<T>(&self, poll: &Poll<T>) {
+        if poll.is_pending() {
+            if self.blocked_since.load(Ordering::Relaxed) == 0 {
+                self.blocked_since.store(self.now() + 1, Ordering::Relaxed);
+            }
+        } else {
+            self.blocked_since.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A write has waited `limit` or more for the peer to read anything.
+    pub(crate) fn is_stalled_for(&self, limit: Duration) -> bool {
+        match self.blocked_since.load(Ordering::Relaxed) {
+            0 => false,
+            since => {
+                let since = Duration::from_millis(since - 1);
+                self.start.elapsed().saturating_sub(since) >= limit
+            }
+        }
     }
 
     /// A request begins; it ends when the guard is dropped.
@@ -128,8 +158,9 @@ impl<I: AsyncWrite + Unpin> ConnIo<I> {
     /// Write what is left of a replacement answer.
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while self.written < self.pending.len() {
-            let n =
-                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.written..]))?;
+            let poll = Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.written..]);
+            self.activity.wrote(&poll);
+            let n = ready!(poll)?;
             if n == 0 {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
@@ -169,7 +200,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ConnIo<I> {
             self.written = 0;
             return Poll::Ready(Ok(buf.len()));
         }
-        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.wrote(&poll);
+        let n = ready!(poll)?;
         self.activity.touch();
         Poll::Ready(Ok(n))
     }
@@ -192,7 +225,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ConnIo<I> {
                 }
             }
         }
-        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.wrote(&poll);
+        let n = ready!(poll)?;
         self.activity.touch();
         Poll::Ready(Ok(n))
     }
@@ -203,7 +238,10 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ConnIo<I> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         ready!(self.poll_pending(cx))?;
-        Pin::new(&mut self.inner).poll_flush(cx)
+        // A TLS stream writes its buffered records here.
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.activity.wrote(&poll);
+        poll
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
