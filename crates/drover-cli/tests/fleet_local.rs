@@ -276,3 +276,39 @@ fn json_over_a_fleet_is_one_document_with_each_agents_host() {
         .collect();
     assert_eq!(hosts, ["a", "b"]);
 }
+
+#[test]
+fn a_named_context_beats_an_endpoint_left_in_the_environment() {
+    let fleet = Fleet::start();
+    let daemon_id = |cmd: Command| -> String {
+        let health: serde_json::Value = serde_json::from_str(&ok(output_of(cmd))).unwrap();
+        health["daemon"].as_str().unwrap().to_owned()
+    };
+    let id_a = daemon_id(fleet.command(&["--context", "a", "--json", "health"]));
+    let id_b = daemon_id(fleet.command(&["--context", "b", "--json", "health"]));
+    assert_ne!(id_a, id_b);
+    // `DROVER_CONTROL` exported for A: a command naming B goes to B, by flag or variable.
+    let mut flag = fleet.command(&["--context", "b", "--json", "health"]);
+    flag.env("DROVER_CONTROL", &fleet.a.control);
+    assert_eq!(daemon_id(flag), id_b);
+    let mut variable = fleet.command(&["--json", "health"]);
+    variable
+        .env("DROVER_CONTROL", &fleet.a.control)
+        .env("DROVER_CONTEXT", "b");
+    assert_eq!(daemon_id(variable), id_b);
+    // With no context named, the variable is the endpoint; as a flag it applies even to a
+    // named context (a one-off endpoint for it).
+    let mut alone = fleet.command(&["--json", "health"]);
+    alone.env("DROVER_CONTROL", &fleet.a.control);
+    assert_eq!(daemon_id(alone), id_a);
+    let control_a = fleet.a.control.clone();
+    let both = fleet.command(&[
+        "--context",
+        "b",
+        "--control",
+        &control_a,
+        "--json",
+        "health",
+    ]);
+    assert_eq!(daemon_id(both), id_a);
+}

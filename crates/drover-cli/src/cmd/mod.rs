@@ -51,8 +51,10 @@ Agents are named by id, handle, unique id prefix or name. `drover COMMAND --help
 pub(crate) struct Cli {
     /// The daemon's control endpoint, overriding the context's (`ipc://PATH` or
     /// `tcp://HOST:PORT`). For `serve`, the endpoint to bind [default: tcp://127.0.0.1:7710;
-    /// port 0 picks a free port].
-    #[arg(long, global = true, env = "DROVER_CONTROL")]
+    /// port 0 picks a free port]. From the environment (`DROVER_CONTROL`) it gives way to a
+    /// context named by `--context` or `DROVER_CONTEXT`; given as a flag it applies to that
+    /// context.
+    #[arg(long, global = true)]
     control: Option<String>,
     /// The context (named daemon) to talk to [default: the current one, else `local`, the
     /// local daemon's ipc socket]. See `drover context`. A comma list (`a,b,c`) or a fleet's
@@ -388,14 +390,20 @@ macro_rules! per_host {
 
 /// Run the parsed command line; returns the process exit status.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let control_env = std::env::var("DROVER_CONTROL")
+        .ok()
+        .filter(|value| !value.is_empty());
     match cli.command {
-        Command::Serve(args) => return serve::run(cli.control, args).await,
+        Command::Serve(args) => return serve::run(cli.control.or(control_env), args).await,
         Command::Completions(args) => return completions::completions(&args),
         Command::Man => return completions::man(),
         _ => {}
     }
+    // A context named for this command beats an endpoint left in the environment (a
+    // `DROVER_CONTROL` exported for another daemon must never redirect `--context prod`).
+    let named = cli.context.is_some() || cli.all_contexts;
     let ctx = Ctx {
-        control: cli.control,
+        control: cli.control.or(control_env.filter(|_| !named)),
         context: cli.context,
         all_contexts: cli.all_contexts,
         json: cli.json,
