@@ -312,3 +312,34 @@ fn a_named_context_beats_an_endpoint_left_in_the_environment() {
     ]);
     assert_eq!(daemon_id(both), id_a);
 }
+
+#[test]
+fn auth_refuses_to_act_here_for_a_command_that_names_another_daemon() {
+    let fleet = Fleet::start();
+    let state_a = fleet.a.state_dir.to_str().unwrap().to_owned();
+    let server_key_a = std::fs::read_to_string(fleet.a.state_dir.join("server.key.pub")).unwrap();
+    for args in [
+        vec!["--context", "a", "auth", "server-key"],
+        vec!["--context", "b", "auth", "token", "ls"],
+        vec!["--control", &fleet.b.control, "auth", "revoke", "laptop"],
+    ] {
+        let refused = fleet.run(&args);
+        assert_eq!(refused.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("run `drover auth` on that daemon's host"),
+            "{stderr}"
+        );
+    }
+    // The current context counts too.
+    ok(fleet.run(&["context", "use", "b"]));
+    let refused = fleet.run(&["auth", "server-key"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("names context b"));
+    // A state directory named outright is this host's: served, whatever the context.
+    let shown = ok(fleet.run(&["auth", "--state-dir", &state_a, "server-key"]));
+    assert_eq!(shown.trim(), server_key_a.trim());
+    // A keypair of the user's own belongs to no daemon.
+    let key = fleet.config.join("mine.key");
+    ok(fleet.run(&["auth", "keygen", "--out", key.to_str().unwrap()]));
+    assert!(key.exists());
+}

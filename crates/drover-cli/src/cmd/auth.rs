@@ -110,6 +110,9 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
+    if args.state_dir.is_none() && !matches!(args.command, Command::Keygen { .. }) {
+        refuse_another_daemon(ctx)?;
+    }
     let state_dir = match args.state_dir {
         Some(dir) => context::absolute(dir)?,
         None => context::default_state_dir()?,
@@ -257,6 +260,37 @@ fn token_command(
             }
             outln!("revoked {removed} token(s)")?;
         }
+    }
+    Ok(())
+}
+
+/// `drover auth` works on a state directory on this host. A command that names another daemon
+/// (`--context`, `DROVER_CONTEXT`, the current context, `--control`) would otherwise print or
+/// change the local daemon's keys while seeming to act on that one: refused, saying how to
+/// reach the right one. `--state-dir` names the directory outright, and `keygen` makes the
+/// user's own keypair, which belongs to no daemon.
+fn refuse_another_daemon(ctx: &Ctx) -> anyhow::Result<()> {
+    let named = if ctx.all_contexts {
+        Some("--all-contexts".to_owned())
+    } else if ctx.control_flag {
+        Some(format!(
+            "--control {}",
+            ctx.control.as_deref().unwrap_or("")
+        ))
+    } else {
+        let contexts = context::Contexts::load()?;
+        let name = match &ctx.context {
+            Some(name) => name.clone(),
+            None => contexts.current_name().to_owned(),
+        };
+        (name != context::LOCAL).then(|| format!("context {name}"))
+    };
+    if let Some(named) = named {
+        bail!(
+            "drover auth manages the keys and tokens of a daemon on this host (its state \
+             directory), and this command names {named}: run `drover auth` on that daemon's host, \
+             or pass --context local or --state-dir DIR for one here"
+        );
     }
     Ok(())
 }

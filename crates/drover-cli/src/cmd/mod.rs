@@ -184,8 +184,11 @@ enum Command {
 /// Connection settings shared by every client subcommand.
 #[derive(Clone, Debug)]
 pub(crate) struct Ctx {
-    /// `--control`: overrides the context's endpoint.
+    /// `--control` (or `DROVER_CONTROL` when no context is named): overrides the context's
+    /// endpoint.
     control: Option<String>,
+    /// `--control` was given as a flag.
+    control_flag: bool,
     /// `--context`: which named daemon, or several (a comma list or a fleet).
     context: Option<String>,
     /// `--all-contexts`.
@@ -284,6 +287,7 @@ impl Ctx {
     pub(crate) fn on(&self, host: &str, labelled: bool) -> Ctx {
         Ctx {
             control: None,
+            control_flag: false,
             context: Some(host.to_owned()),
             all_contexts: false,
             json: self.json,
@@ -403,6 +407,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
     // `DROVER_CONTROL` exported for another daemon must never redirect `--context prod`).
     let named = cli.context.is_some() || cli.all_contexts;
     let ctx = Ctx {
+        control_flag: cli.control.is_some(),
         control: cli.control.or(control_env.filter(|_| !named)),
         context: cli.context,
         all_contexts: cli.all_contexts,
