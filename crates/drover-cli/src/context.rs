@@ -139,18 +139,53 @@ impl Contexts {
             .context("the contexts file has no directory")?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let text = toml::to_string_pretty(self).context("encoding the contexts")?;
-        let temp = dir.join(".contexts.toml.tmp");
-        let mut file = std::fs::OpenOptions::new()
+        // A file of this process's own: two writers sharing one would rename each other's
+        // half-written file into place.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let temp = dir.join(format!(".contexts.toml.{}.{nanos}.tmp", std::process::id()));
+        let written = (|| -> anyhow::Result<()> {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp)
+                .with_context(|| format!("writing {}", temp.display()))?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temp, path).with_context(|| format!("replacing {}", path.display()))
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        written?;
+        // The rename itself lasts only once the directory is synced.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))
+    }
+
+    /// Hold the contexts file's lock (`contexts.toml.lock`, `flock`) for a read-modify-write:
+    /// concurrent `drover context` commands then apply one after the other, none losing
+    /// another's change. Released when the returned guard is dropped.
+    pub(crate) fn lock() -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+        let path = Self::path()?;
+        let dir = path
+            .parent()
+            .context("the contexts file has no directory")?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let lock_path = dir.join("contexts.toml.lock");
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .mode(0o600)
-            .open(&temp)
-            .with_context(|| format!("writing {}", temp.display()))?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path).with_context(|| format!("replacing {}", path.display()))
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| anyhow::anyhow!("locking {}: {errno}", lock_path.display()))
     }
 
     /// The context called `name` (`local` is built in).

@@ -343,3 +343,59 @@ fn auth_refuses_to_act_here_for_a_command_that_names_another_daemon() {
     ok(fleet.run(&["auth", "keygen", "--out", key.to_str().unwrap()]));
     assert!(key.exists());
 }
+
+#[test]
+fn concurrent_context_commands_each_apply_and_none_loses_another() {
+    let config = tempfile::tempdir().unwrap();
+    let endpoint = |i: usize| format!("ipc:///nowhere/{i}/control.sock");
+    ok(output_of(command(
+        config.path(),
+        &["context", "add", "kept", "--control", &endpoint(99)],
+    )));
+    for round in 0..3 {
+        let children: Vec<(String, Child)> = (0..8)
+            .map(|i| {
+                let name = format!("r{round}c{i}");
+                let child = command(
+                    config.path(),
+                    &["context", "add", &name, "--control", &endpoint(i)],
+                )
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+                (name, child)
+            })
+            .collect();
+        for (name, child) in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let listed: serde_json::Value = serde_json::from_str(&ok(output_of(command(
+        config.path(),
+        &["--json", "context", "ls"],
+    ))))
+    .unwrap();
+    let text = listed.to_string();
+    for name in std::iter::once("kept".to_owned())
+        .chain((0..3).flat_map(|r| (0..8).map(move |i| format!("r{r}c{i}"))))
+    {
+        assert!(
+            text.contains(&format!("\"{name}\"")),
+            "{name} missing: {text}"
+        );
+    }
+    // No writer's temporary file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(config.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert_eq!(leftovers, Vec::<String>::new());
+}

@@ -97,6 +97,8 @@ struct AddArgs {
 }
 
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
+    // Every subcommand reads, and most then write: one at a time.
+    let _lock = Contexts::lock()?;
     let mut contexts = Contexts::load()?;
     match args.command {
         Command::Add(add) => {
