@@ -614,3 +614,76 @@ fn spawn_takes_context_as_the_daemon_and_agent_context_as_the_agents_text() {
         "nothing spawned here"
     );
 }
+
+/// `get`s the daemon has served: a wait looks each agent up by id before waiting on it.
+fn gets_served(daemon: &Daemon) -> u64 {
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(daemon.drover(&["--json", "stats"]))).unwrap();
+    stats["requests"]["get"].as_u64().unwrap_or(0)
+}
+
+/// `count` agents named `{prefix}{i}`, labelled `job={prefix}`, that run until killed.
+fn sleepers(daemon: &Daemon, prefix: &str, count: usize) {
+    for i in 0..count {
+        let name = format!("{prefix}{i}");
+        let label = format!("job={prefix}");
+        ok(daemon.drover(&[
+            "spawn", "--name", &name, "-l", &label, "--", "sleep", "1000",
+        ]));
+    }
+}
+
+#[test]
+fn wait_takes_more_agents_than_one_connection_may_have_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    // Every end, over 80 agents (a connection has 64 requests in flight at most).
+    sleepers(&daemon, "m", 80);
+    let before = gets_served(&daemon);
+    let mut all = daemon
+        .command(&["wait", "-l", "job=m"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the wait to look up its 80 agents", || {
+        (gets_served(&daemon) >= before + 80).then_some(())
+    });
+    ok(daemon.drover(&["kill", "-l", "job=m"]));
+    let status = wait_child(&mut all);
+    let out = all.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 80, "{stdout}");
+
+    // The first end among 70, whichever of them it is.
+    sleepers(&daemon, "y", 70);
+    let before = gets_served(&daemon);
+    let mut any = daemon
+        .command(&["wait", "--any", "-l", "job=y"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the wait to look up its 70 agents", || {
+        (gets_served(&daemon) >= before + 70).then_some(())
+    });
+    ok(daemon.drover(&["kill", "y5"]));
+    let status = wait_child(&mut any);
+    let out = any.wait_with_output().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("y5 "), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1);
+    ok(daemon.drover(&["kill", "-l", "job=y"]));
+}

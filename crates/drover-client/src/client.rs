@@ -110,6 +110,9 @@ impl Client {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = drover_proto::encode_request(&rmpv::Value::from(id), &request)?;
         let connection = self.current();
+        // Past the daemon's per-connection bound the request waits here, not for a refusal; the
+        // deadline runs from its send.
+        let _slot = connection.slot().await;
         let reply = match tokio::time::timeout(deadline, connection.request(id, body)).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(error)) => {

@@ -42,6 +42,9 @@ pub(crate) struct Connection {
     reader: tokio::sync::Mutex<()>,
     /// Set when a sender found a reply waiting that the descriptor may not announce.
     readable: Notify,
+    /// One per request the daemon lets this connection have in flight: a caller past them waits
+    /// its turn here rather than being refused with `limit_reached`.
+    slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Connection {
@@ -112,7 +115,15 @@ impl Connection {
             pending: Pending::default(),
             reader: tokio::sync::Mutex::new(()),
             readable: Notify::new(),
+            slots: tokio::sync::Semaphore::new(drover_proto::limits::MAX_IN_FLIGHT_PER_CLIENT),
         })
+    }
+
+    /// Wait for room for one more request in flight (held until its reply or its give-up).
+    /// Waiting is bounded by the requests in flight, each of which has its own deadline.
+    /// (`None` only if the semaphore were closed, which it never is.)
+    pub(crate) async fn slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.slots.acquire().await.ok()
     }
 
     /// Send one request body under `id` and wait for its reply frame.

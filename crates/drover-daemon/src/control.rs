@@ -39,7 +39,7 @@ use crate::handler::{self, Reply};
 /// Requests served at once on one control socket; more are refused with `limit_reached`.
 const MAX_IN_FLIGHT: usize = 1024;
 /// Requests one client may have in flight at once (until libzmq accepts the reply).
-pub(crate) const PER_CLIENT_IN_FLIGHT: usize = 64;
+pub(crate) const PER_CLIENT_IN_FLIGHT: usize = drover_proto::limits::MAX_IN_FLIGHT_PER_CLIENT;
 /// Requests one CURVE key may have in flight at once over all its connections: a quarter of
 /// the socket's, so one key (a `read` one, say, with 16 connections of long `wait`s) cannot
 /// take every slot from the other keys.

@@ -339,3 +339,24 @@ async fn timeout_stops_the_agent_gracefully() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_client_with_more_requests_than_it_may_have_in_flight_queues_them_unrefused() {
+    within(async {
+        let daemon = TestDaemon::start().await;
+        let client = daemon.client().await;
+        let agent = client.spawn(sh("exec sleep 1000")).await.unwrap();
+        let id = agent.id.to_string();
+        // 100 long requests at once on one connection, which the daemon serves 64 at a time.
+        let waits = (0..100).map(|_| client.wait(&id, Some(Duration::from_millis(300))));
+        let codes: Vec<ErrorCode> = futures::future::join_all(waits)
+            .await
+            .into_iter()
+            .map(code)
+            .collect();
+        assert_eq!(codes, vec![ErrorCode::Timeout; 100]);
+        client.kill(&id).await.unwrap();
+        daemon.shutdown().await;
+    })
+    .await
+}

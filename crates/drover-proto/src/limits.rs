@@ -8,6 +8,10 @@ pub const DEFAULT_MAX_FRAME: usize = 10 * 1024 * 1024;
 /// flagged `partial`.
 pub const DEFAULT_MAX_RECORD: usize = 64 * 1024;
 
+/// Requests one client connection may have in flight on a control socket; the daemon answers
+/// more with `limit_reached`, and the Rust client queues its own past this many instead.
+pub const MAX_IN_FLIGHT_PER_CLIENT: usize = 64;
+
 /// Largest `limit` a `read_logs` may ask for; larger values are clamped.
 pub const MAX_READ_LIMIT: u32 = 10_000;
 

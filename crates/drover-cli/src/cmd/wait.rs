@@ -74,7 +74,8 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         .flat_map(|host| host.agents.iter().map(move |agent| (host, agent)))
         .map(|(host, agent)| {
             Box::pin(async move {
-                let ended = host.client.wait(&agent.reference, args.timeout).await;
+                let crowded = host.agents.len() >= CROWDED;
+                let ended = wait_one(&host.client, &agent.reference, args.timeout, crowded).await;
                 match (&host.ctx.host, ended) {
                     (_, Ok(info)) => Ok((host, info)),
                     (None, Err(error)) => Err(anyhow::Error::new(error)),
@@ -106,6 +107,41 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         .map(|(_, agent)| agent_exit_status(agent))
         .find(|code| *code != 0);
     Ok(agents.unwrap_or(status))
+}
+
+/// Agents on one host from which their waits take turns: a connection has at most
+/// `MAX_IN_FLIGHT_PER_CLIENT` (64) requests in flight, and the rest queue in the client, so
+/// long waits would leave the queued ones unasked (an end among them unseen by `--any`) for a
+/// whole 30 s round.
+const CROWDED: usize = drover_proto::limits::MAX_IN_FLIGHT_PER_CLIENT;
+
+/// A wait of one round when crowded: every queued wait gets its turn within a few seconds.
+const CROWDED_ROUND: Duration = Duration::from_secs(2);
+
+/// Until `agent` ends (or `timeout` passes): one unbounded wait, or, when `crowded`, rounds of
+/// [`CROWDED_ROUND`] that free their slot for the next waiter in between.
+async fn wait_one(
+    client: &Client,
+    agent: &str,
+    timeout: Option<Duration>,
+    crowded: bool,
+) -> Result<AgentInfo, drover_client::ClientError> {
+    if !crowded {
+        return client.wait(agent, timeout).await;
+    }
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    // By id, as an unbounded wait does: a name may pass to a newer agent between rounds.
+    let id = client.get(agent).await?.id.to_string();
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let round = left.map_or(CROWDED_ROUND, |left| left.min(CROWDED_ROUND));
+        match client.wait(&id, Some(round)).await {
+            Err(error)
+                if error.code() == Some(drover_proto::ErrorCode::Timeout)
+                    && left.is_none_or(|left| left > round) => {}
+            other => return other,
+        }
+    }
 }
 
 /// Connect to one share's host and resolve its agents (within [`HOST_DEADLINE`] when it is one
