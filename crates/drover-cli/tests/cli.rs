@@ -687,3 +687,30 @@ fn wait_takes_more_agents_than_one_connection_may_have_requests_in_flight() {
     assert_eq!(stdout.lines().count(), 1);
     ok(daemon.drover(&["kill", "-l", "job=y"]));
 }
+
+#[test]
+fn send_from_stdin_waits_for_a_slow_reader_instead_of_giving_up_on_a_full_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    // Reads nothing for a second: 12 MB is three times what its stdin queue holds.
+    ok(daemon.drover(&[
+        "spawn",
+        "-i",
+        "--name",
+        "slow",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1; wc -c",
+    ]));
+    let input = vec![b'x'; 12_000_000];
+    let sent = daemon.drover_with_stdin(&["send", "slow", "-", "--close"], Some(&input));
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    ok(daemon.drover(&["wait", "slow"]));
+    let counted = ok(daemon.drover(&["logs", "slow"]));
+    assert_eq!(counted.trim(), "12000000");
+}

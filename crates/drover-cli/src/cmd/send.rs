@@ -32,9 +32,9 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                 if n == 0 {
                     break;
                 }
-                written += client
-                    .write_stdin(&args.agent, buffer[..n].to_vec())
-                    .await?;
+                // As patient as the text form and `run -i`: a full queue means the agent reads
+                // slower than we send, not that it stopped.
+                written += write_patiently(&client, &args.agent, &buffer[..n], written).await?;
             }
         }
         Some(text) => {
