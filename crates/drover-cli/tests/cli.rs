@@ -714,3 +714,44 @@ fn send_from_stdin_waits_for_a_slow_reader_instead_of_giving_up_on_a_full_queue(
     let counted = ok(daemon.drover(&["logs", "slow"]));
     assert_eq!(counted.trim(), "12000000");
 }
+
+#[test]
+fn resume_and_pause_by_selector_pick_the_agents_they_can_act_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    for name in ["r1", "r2", "r3"] {
+        ok(daemon.drover(&["spawn", "--name", name, "-l", "t=a", "--", "sleep", "1000"]));
+    }
+    ok(daemon.drover(&["pause", "r1"]));
+    // Only the paused one is resumed; the running ones are not errors.
+    let resumed = daemon.drover(&["resume", "-l", "t=a"]);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&resumed.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("resumed r1"), "{lines:?}");
+    // And pause skips the one already paused.
+    ok(daemon.drover(&["pause", "r2"]));
+    let paused = daemon.drover(&["pause", "--all"]);
+    assert_eq!(
+        paused.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&paused.stderr)
+    );
+    let text = String::from_utf8_lossy(&paused.stdout).into_owned();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(!text.contains("r2"), "{text}");
+    // A named agent is still acted on, and refused when it cannot be.
+    ok(daemon.drover(&["resume", "r1", "r2"]));
+    let refused = daemon.drover(&["resume", "r1"]);
+    assert_eq!(refused.status.code(), Some(4), "invalid_state");
+    ok(daemon.drover(&["kill", "-l", "t=a"]));
+}

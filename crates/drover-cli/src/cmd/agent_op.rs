@@ -58,7 +58,11 @@ pub(crate) async fn run(ctx: &Ctx, op: Op, args: Many) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
     // A restarting agent has no process to pause or resume; a kill cancels its restart.
     let applies = match op {
-        Op::Pause | Op::Resume => Applies::Running,
+        // A selector picks the agents the verb can act on: `resume --all` resumes the paused
+        // ones and says nothing of the running ones (named agents are still acted on, and
+        // refused with `invalid_state` when they cannot be).
+        Op::Pause => Applies::Pausable,
+        Op::Resume => Applies::Resumable,
         _ => Applies::Live,
     };
     let agents = args.targets.resolve(&client, applies).await?;

@@ -66,8 +66,12 @@ pub(crate) struct Picked {
 pub(crate) enum Applies {
     /// Agents still running (stop, kill, wait...), or waiting to restart.
     Live,
-    /// Agents with a process now (pause, resume, signal): live, but not waiting to restart.
+    /// Agents with a process now (signal): live, but not waiting to restart.
     Running,
+    /// Agents that can be paused: running (pause).
+    Pausable,
+    /// Agents that can be resumed: paused (resume).
+    Resumable,
     /// Ended agents (rm, prune).
     Ended,
     /// Any agent.
@@ -79,6 +83,8 @@ impl Applies {
         match self {
             Applies::Live => !state.is_terminal(),
             Applies::Running => !state.is_terminal() && state != AgentState::Restarting,
+            Applies::Pausable => state == AgentState::Running,
+            Applies::Resumable => state == AgentState::Paused,
             Applies::Ended => state.is_terminal(),
             Applies::Any => true,
         }
