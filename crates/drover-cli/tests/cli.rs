@@ -755,3 +755,48 @@ fn resume_and_pause_by_selector_pick_the_agents_they_can_act_on() {
     assert_eq!(refused.status.code(), Some(4), "invalid_state");
     ok(daemon.drover(&["kill", "-l", "t=a"]));
 }
+
+#[test]
+fn run_stops_the_agent_it_started_when_its_output_cannot_be_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    // A context whose PUB endpoint nothing listens on.
+    ok(daemon.drover(&[
+        "context",
+        "add",
+        "badpub",
+        "--control",
+        &daemon.control,
+        "--pub",
+        "tcp://127.0.0.1:1",
+    ]));
+    let run = daemon.drover(&[
+        "--context",
+        "badpub",
+        "run",
+        "--name",
+        "unseen",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    assert_ne!(run.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("its output cannot be followed; stopped agent"),
+        "{stderr}"
+    );
+    // Ended by the stop's SIGTERM: 128 + 15.
+    let waited = daemon.drover(&["wait", "unseen"]);
+    assert_eq!(waited.status.code(), Some(143), "{waited:?}");
+}
+
+#[test]
+fn logs_refuses_all_with_a_selector_rather_than_ignoring_the_selector() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let both = daemon.drover(&["logs", "--all", "-l", "team=a"]);
+    assert_eq!(both.status.code(), Some(1), "a usage error");
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}

@@ -22,7 +22,7 @@ pub(crate) struct Args {
     #[arg(long, short)]
     pub(crate) follow: bool,
     /// Every agent, including ones spawned later (with -f).
-    #[arg(long, conflicts_with = "agents")]
+    #[arg(long, conflicts_with_all = ["agents", "selector"])]
     all: bool,
     /// Agents whose labels match (repeatable): k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k,
     /// !k. With -f and only k=v terms, also agents spawned later.

@@ -66,9 +66,26 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         until_exit: true,
         ..FollowOptions::default()
     };
-    let mut follower = client
+    let mut follower = match client
         .follow(Selection::Agents(vec![id.clone()]), options)
-        .await?;
+        .await
+    {
+        Ok(follower) => follower,
+        Err(error) => {
+            // Spawned but not watchable (a PUB endpoint out of reach, say): an agent `run`
+            // cannot show is not left behind unreported, nor started twice by a retry.
+            let grace = Some(std::time::Duration::from_secs(2));
+            let outcome = match client.stop(&id, grace).await {
+                Ok(_) => format!("stopped agent {id}"),
+                Err(stop) => {
+                    format!("agent {id} may still be running (stopping it failed: {stop})")
+                }
+            };
+            return Err(anyhow::Error::new(error).context(format!(
+                "the agent started, but its output cannot be followed; {outcome}"
+            )));
+        }
+    };
     let printer = Printer {
         pretty: None,
         timestamps: args.timestamps,
