@@ -184,8 +184,13 @@ fn wait_over_a_fleet_returns_at_the_first_end_or_every_end_on_any_host() {
     assert!(err.starts_with("drover: gone: unreachable: "), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 
-    // Nothing live matches on any host.
-    let none = fleet.run(&["--context", "a,b", "wait", "-l", "job=w"]);
+    // Agents that already ended count for a selector: reported at once, their codes kept.
+    let ended = fleet.run(&["--context", "a,b", "wait", "-l", "job=w"]);
+    assert_eq!(stderr(&ended), "");
+    assert_eq!(ended.status.code(), Some(3));
+    assert_eq!(stdout(&ended), "a/w exited code 0\nb/w exited code 3\n");
+    // Nothing matches on any host.
+    let none = fleet.run(&["--context", "a,b", "wait", "-l", "job=nothing"]);
     assert_eq!(none.status.code(), Some(0));
     assert_eq!(stderr(&none), "drover: no agent matches\n");
 }

@@ -17,7 +17,8 @@ use crate::output;
 #[command(after_help = "Examples:
   drover wait s                     until s ends; exit with its code
   drover wait a b c                 until all three end; exit 0 only if all exited 0
-  drover wait --any -l team=a       until the first agent labelled team=a ends
+  drover wait -l job=ci             every agent labelled job=ci, ended ones included
+  drover wait --any -l team=a       until the first agent labelled team=a ends (or has)
   drover wait --all                 until every live agent has ended
   drover wait s --timeout 30s       give up after 30 s (exit 9, timeout)
   drover wait b1/fix c2/fix         agents on two hosts (contexts b1 and c2)
@@ -162,7 +163,15 @@ async fn pick(
         } else {
             ctx.client().await?
         };
-        let resolving = targets.pick(&client, Applies::Live);
+        // A selector counts the agents that already ended too (their end is reported at once,
+        // as for named agents and `kubectl wait -l`): a script's failed job is never dropped
+        // for having failed before `wait` started. `--all` means the live ones.
+        let applies = if targets.selector.is_empty() {
+            Applies::Live
+        } else {
+            Applies::Any
+        };
+        let resolving = targets.pick(&client, applies);
         let agents = if several {
             match tokio::time::timeout(HOST_DEADLINE, resolving).await {
                 Ok(agents) => agents?,
