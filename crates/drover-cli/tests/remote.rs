@@ -291,7 +291,7 @@ fn a_remote_daemon_is_reached_only_with_an_allowed_key_and_its_traffic_is_encryp
     // A key the daemon never allowed is refused at the handshake, promptly, and said so.
     let started = Instant::now();
     let stranger = on_a(&a, config.path(), &["--context", "stranger", "health"]);
-    assert!(!stranger.status.success());
+    assert_eq!(stranger.status.code(), Some(6), "unauthorized's exit status");
     assert!(
         stderr(&stranger).contains("this key is not allowed by that daemon"),
         "{}",
@@ -575,6 +575,7 @@ fn auth_and_context_commands_manage_keys_tokens_and_contexts() {
     );
     // The key is not allowed (it was revoked above): the daemon says so, through the context.
     let refused = local(cfg, &["ls"]);
+    assert_eq!(refused.status.code(), Some(6), "unauthorized's exit status");
     assert!(
         stderr(&refused).contains("this key is not allowed by that daemon"),
         "{}",

@@ -60,15 +60,17 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// The wire error code, for remote errors (and `timeout` for client deadlines).
+    /// The wire error code, for remote errors (and `timeout` for client deadlines, `unauthorized`
+    /// for a key the daemon refused at the handshake).
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Remote(body) => Some(body.code),
             ClientError::Timeout { .. } => Some(ErrorCode::Timeout),
             ClientError::Proto(e) => Some(e.code()),
+            // The daemon's ZAP handler said no to the key: the handshake's `unauthorized`.
+            ClientError::Refused { .. } => Some(ErrorCode::Unauthorized),
             ClientError::Connect { .. }
             | ClientError::NoDaemon { .. }
-            | ClientError::Refused { .. }
             | ClientError::Handshake { .. }
             | ClientError::Keys(_)
             | ClientError::Disconnected(_) => None,
