@@ -96,9 +96,14 @@ pub(crate) fn absolute(dir: PathBuf) -> anyhow::Result<PathBuf> {
     Ok(cwd.join(dir))
 }
 
-/// The built-in context: the local daemon's ipc socket.
+/// The built-in context: the local daemon's ipc socket, in `DROVER_STATE_DIR` when that is set
+/// (as `drover serve` and `drover auth` take it), else in the default state directory.
 pub(crate) fn local() -> anyhow::Result<Context> {
-    let socket = default_state_dir()?.join("control.sock");
+    let dir = match std::env::var_os("DROVER_STATE_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => absolute(PathBuf::from(dir))?,
+        None => default_state_dir()?,
+    };
+    let socket = dir.join("control.sock");
     Ok(Context {
         control: format!("ipc://{}", socket.display()),
         server_key: None,

@@ -800,3 +800,31 @@ fn logs_refuses_all_with_a_selector_rather_than_ignoring_the_selector() {
     let stderr = String::from_utf8_lossy(&both.stderr);
     assert!(stderr.contains("cannot be used with"), "{stderr}");
 }
+
+#[test]
+fn the_local_context_follows_drover_state_dir_as_serve_and_auth_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let elsewhere = tempfile::tempdir().unwrap();
+    let health = |state_dir: Option<&std::path::Path>| {
+        let mut command = daemon.command(&["--json", "health"]);
+        command
+            .env_remove("DROVER_CONTROL")
+            .env("XDG_DATA_HOME", elsewhere.path());
+        match state_dir {
+            Some(dir) => command.env("DROVER_STATE_DIR", dir),
+            None => command.env_remove("DROVER_STATE_DIR"),
+        };
+        command.stdin(Stdio::null()).output().unwrap()
+    };
+    let reached = health(Some(&daemon.state_dir));
+    assert!(
+        reached.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reached.stderr)
+    );
+    // Without it, the default state directory (here, one with no daemon).
+    let missed = health(None);
+    assert!(!missed.status.success());
+    assert!(String::from_utf8_lossy(&missed.stderr).contains("no daemon at"));
+}

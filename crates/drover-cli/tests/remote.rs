@@ -291,7 +291,11 @@ fn a_remote_daemon_is_reached_only_with_an_allowed_key_and_its_traffic_is_encryp
     // A key the daemon never allowed is refused at the handshake, promptly, and said so.
     let started = Instant::now();
     let stranger = on_a(&a, config.path(), &["--context", "stranger", "health"]);
-    assert_eq!(stranger.status.code(), Some(6), "unauthorized's exit status");
+    assert_eq!(
+        stranger.status.code(),
+        Some(6),
+        "unauthorized's exit status"
+    );
     assert!(
         stderr(&stranger).contains("this key is not allowed by that daemon"),
         "{}",
