@@ -43,6 +43,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Limits on HTTP connections.
     pub http_limits: crate::HttpLimits,
+    /// `Host` values (`name` or `name:port`) a loopback HTTP listener accepts besides loopback
+    /// names: a reverse proxy's public name, passed through as the proxy forwards. Anything else
+    /// is refused (DNS rebinding).
+    pub http_public_hosts: Vec<String>,
     /// Also bind `ipc://<state_dir>/control.sock`.
     pub ipc: bool,
     /// Most agents live at once; more spawns get `limit_reached`.
@@ -97,6 +101,7 @@ impl Config {
             tls_cert: None,
             tls_key: None,
             http_limits: crate::HttpLimits::default(),
+            http_public_hosts: Vec::new(),
             ipc: true,
             max_agents: 256,
             max_ended_agents: 10_000,
@@ -268,6 +273,7 @@ struct ConfigFile {
     tls_key: Option<PathBuf>,
     http_max_connections: Option<usize>,
     http_max_per_peer: Option<usize>,
+    http_public_hosts: Option<Vec<String>>,
     ipc: Option<bool>,
     max_agents: Option<usize>,
     max_ended_agents: Option<usize>,
@@ -295,6 +301,7 @@ impl ConfigFile {
             tls_key,
             http_max_connections,
             http_max_per_peer,
+            http_public_hosts,
             ipc,
             max_agents,
             max_ended_agents,
@@ -321,6 +328,7 @@ impl ConfigFile {
             http_max_connections,
         );
         set(&mut config.http_limits.max_per_peer, http_max_per_peer);
+        set(&mut config.http_public_hosts, http_public_hosts);
         set(&mut config.ipc, ipc);
         set(&mut config.max_agents, max_agents);
         set(&mut config.max_ended_agents, max_ended_agents);
@@ -357,7 +365,7 @@ mod tests {
     use super::*;
 
     /// Every key of the config file, as README.md's "Configuration" must show them.
-    const KEYS: [&str; 22] = [
+    const KEYS: [&str; 23] = [
         "control",
         "publish",
         "http",
@@ -366,6 +374,7 @@ mod tests {
         "tls_key",
         "http_max_connections",
         "http_max_per_peer",
+        "http_public_hosts",
         "ipc",
         "max_agents",
         "max_ended_agents",

@@ -104,3 +104,48 @@ async fn streams_beyond_the_maximum_are_refused_and_slots_come_back() {
     })
     .await
 }
+
+/// `GET /v1/health` with the token, this `Host` and `Origin`: the status.
+async fn health_as(daemon: &Daemon, host: &str, origin: Option<&str>) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(daemon.addr).await.expect("connect");
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    let head = format!(
+        "GET /v1/health HTTP/1.1\r\nHost: {host}\r\n{origin}Authorization: Bearer {}\r\n\
+         Connection: close\r\n\r\n",
+        daemon.token
+    );
+    stream.write_all(head.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    support::parse_head(&raw).expect("a response").0
+}
+
+#[tokio::test]
+async fn a_reverse_proxy_by_its_public_name_or_terminating_tls_is_served() {
+    within(async {
+        let daemon = Daemon::start_with(|config| {
+            config.http_public_hosts = vec!["drover.example.com".into()];
+        })
+        .await;
+        // The proxy's public name, passed through as Host, and the page's origin on it.
+        let public = "drover.example.com";
+        assert_eq!(health_as(&daemon, public, None).await, 200);
+        let origin = "https://drover.example.com";
+        assert_eq!(health_as(&daemon, public, Some(origin)).await, 200);
+        // Other names are still refused; so is a public name given with another port.
+        assert_eq!(health_as(&daemon, "evil.example", None).await, 401);
+        assert_eq!(
+            health_as(&daemon, "drover.example.com:8080", None).await,
+            401
+        );
+        // A proxy terminating TLS in front of the plain listener: an https origin on the
+        // request's own Host is the page's own.
+        let local = format!("localhost:{}", daemon.addr.port());
+        let https = format!("https://{local}");
+        assert_eq!(health_as(&daemon, &local, Some(&https)).await, 200);
+        let other_port = format!("https://localhost:{}", daemon.addr.port() + 1);
+        assert_eq!(health_as(&daemon, &local, Some(&other_port)).await, 401);
+        daemon.stop().await;
+    })
+    .await
+}

@@ -14,7 +14,7 @@
 //! there needs a token or the cookie, which a rebound name never carries (cookies belong to the
 //! name they were set for).
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -23,7 +23,7 @@ use drover_proto::ErrorCode;
 
 use super::auth::unauthenticated;
 use super::listen::Transport;
-use super::ApiError;
+use super::{ApiError, AppState};
 
 /// Longest request URI (path and query).
 pub(crate) const MAX_URI: usize = 8 * 1024;
@@ -47,7 +47,11 @@ pub(crate) async fn short_uri(request: Request, next: Next) -> Response {
 }
 
 /// Refuse a foreign `Host` (on loopback listeners) and any `Origin` but the daemon's own.
-pub(crate) async fn same_origin(request: Request, next: Next) -> Response {
+pub(crate) async fn same_origin(
+    State(http): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let transport = request.extensions().get::<Transport>().copied();
     let headers = request.headers();
     let host = headers.get(HOST).map(|h| h.to_str().unwrap_or(""));
@@ -55,20 +59,24 @@ pub(crate) async fn same_origin(request: Request, next: Next) -> Response {
     // the daemon cannot know.
     let check_host = matches!(transport, Some(Transport::Tcp { loopback: true, .. }));
     if let (Some(host), true) = (host, check_host) {
-        if !is_loopback_authority(host) {
-            return unauthenticated(&format!("Host {host:?} is not a loopback address"));
+        let public = &http.shared.config.http_public_hosts;
+        if !is_loopback_authority(host) && !public.iter().any(|p| p.eq_ignore_ascii_case(host)) {
+            return unauthenticated(&format!(
+                "Host {host:?} is not a loopback address (a reverse proxy's public name goes in \
+                 the config key http_public_hosts)"
+            ));
         }
     }
     if let Some(origin) = headers.get(ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
-        let scheme = match transport {
-            Some(Transport::Tcp { tls: true, .. }) => "https://",
-            _ => "http://",
-        };
+        // Either scheme: the page's own server is whatever answered at `Host`, the daemon or a
+        // proxy in front of it that terminates TLS.
         let own = host.is_some_and(|host| {
-            origin
-                .strip_prefix(scheme)
-                .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
+            ["http://", "https://"].iter().any(|scheme| {
+                origin
+                    .strip_prefix(scheme)
+                    .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
+            })
         });
         if !own {
             return unauthenticated(&format!(

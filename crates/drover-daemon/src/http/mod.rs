@@ -119,7 +119,10 @@ pub(crate) fn app(http: AppState) -> Router {
             Arc::clone(&http),
             auth::authenticate,
         ))
-        .layer(middleware::from_fn(guard::same_origin))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&http),
+            guard::same_origin,
+        ))
         // Agent output is served as text: never let a browser sniff it into HTML or script.
         .layer(middleware::map_response(nosniff))
         .layer(middleware::from_fn(guard::short_uri))
