@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -43,6 +43,20 @@ struct Session {
     /// The id of the token the login presented (its entry in the token file).
     token_id: String,
     started: Instant,
+    /// The wall-clock start too: the monotonic clock stops while the machine sleeps, and a
+    /// session must not outlive [`TTL`] of real time on a laptop that was suspended.
+    started_wall: SystemTime,
+}
+
+impl Session {
+    /// Past [`TTL`] by either clock: the monotonic one (immune to the wall clock being set
+    /// back) or the wall clock (which counts a suspend).
+    fn is_expired(&self) -> bool {
+        let wall = SystemTime::now()
+            .duration_since(self.started_wall)
+            .unwrap_or(Duration::ZERO);
+        self.started.elapsed() >= TTL || wall >= TTL
+    }
 }
 
 impl Sessions {
@@ -55,7 +69,7 @@ impl Sessions {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
         );
         let mut live = self.lock();
-        live.retain(|_, session| session.started.elapsed() < TTL);
+        live.retain(|_, session| !session.is_expired());
         let oldest = |live: &HashMap<[u8; 32], Session>, of_token: Option<&str>| {
             live.iter()
                 .filter(|(_, s)| of_token.is_none_or(|t| s.token_id == t))
@@ -78,6 +92,7 @@ impl Sessions {
             Session {
                 token_id,
                 started: Instant::now(),
+                started_wall: SystemTime::now(),
             },
         );
         Ok(secret)
@@ -91,7 +106,7 @@ impl Sessions {
         let key = digest(secret);
         let mut live = self.lock();
         let session = live.get(&key)?;
-        if session.started.elapsed() >= TTL {
+        if session.is_expired() {
             live.remove(&key);
             return None;
         }
@@ -131,6 +146,23 @@ mod tests {
         assert_eq!(sessions.token_of(&two).as_deref(), Some("tok1"));
         assert_eq!(sessions.token_of("drs_not-a-session"), None);
         assert_eq!(sessions.token_of("drv_a-token-is-not-a-session"), None);
+    }
+
+    #[test]
+    fn a_session_ends_after_its_ttl_of_wall_time_though_the_monotonic_clock_slept() {
+        let sessions = Sessions::default();
+        let id = sessions.start("tok".into()).unwrap();
+        // As after a suspend: little monotonic time, the whole TTL of wall time.
+        for session in sessions.lock().values_mut() {
+            session.started_wall = SystemTime::now() - TTL;
+        }
+        assert_eq!(sessions.token_of(&id), None);
+        // A wall clock set back alone does not end one early, nor keep one alive.
+        let id = sessions.start("tok".into()).unwrap();
+        for session in sessions.lock().values_mut() {
+            session.started_wall = SystemTime::now() + TTL;
+        }
+        assert_eq!(sessions.token_of(&id).as_deref(), Some("tok"));
     }
 
     #[test]
