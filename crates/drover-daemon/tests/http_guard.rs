@@ -107,7 +107,9 @@ async fn streams_beyond_the_maximum_are_refused_and_slots_come_back() {
 
 /// `GET /v1/health` with the token, this `Host` and `Origin`: the status.
 async fn health_as(daemon: &Daemon, host: &str, origin: Option<&str>) -> u16 {
-    let mut stream = tokio::net::TcpStream::connect(daemon.addr).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(daemon.addr)
+        .await
+        .expect("connect");
     let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
     let head = format!(
         "GET /v1/health HTTP/1.1\r\nHost: {host}\r\n{origin}Authorization: Bearer {}\r\n\
