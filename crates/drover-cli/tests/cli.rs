@@ -8,6 +8,7 @@ mod habits;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::*;
 
@@ -673,8 +674,13 @@ fn wait_takes_more_agents_than_one_connection_may_have_requests_in_flight() {
     wait_for("the wait to look up its 70 agents", || {
         (gets_served(&daemon) >= before + 70).then_some(())
     });
-    ok(daemon.drover(&["kill", "y5"]));
-    let status = wait_child(&mut any);
+    // The newest: its wait is among those queued past the connection's 64 in flight, so only
+    // the rounds that give each queued wait its turn see its end in time.
+    ok(daemon.drover(&["kill", "y69"]));
+    // Well within one 30 s round: a queued wait is asked in its turn (2 s rounds).
+    let status = wait_for_within(Duration::from_secs(15), "wait --any to see y69 end", || {
+        any.try_wait().expect("try_wait")
+    });
     let out = any.wait_with_output().unwrap();
     assert_eq!(
         status.code(),
@@ -683,7 +689,7 @@ fn wait_takes_more_agents_than_one_connection_may_have_requests_in_flight() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with("y5 "), "{stdout}");
+    assert!(stdout.starts_with("y69 "), "{stdout}");
     assert_eq!(stdout.lines().count(), 1);
     ok(daemon.drover(&["kill", "-l", "job=y"]));
 }

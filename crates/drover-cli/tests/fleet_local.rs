@@ -336,6 +336,12 @@ fn auth_refuses_to_act_here_for_a_command_that_names_another_daemon() {
             "{stderr}"
         );
     }
+    // A state directory from the environment does not override the refusal.
+    let mut env_dir = fleet.command(&["--context", "b", "auth", "ls"]);
+    env_dir.env("DROVER_STATE_DIR", &state_a);
+    let refused = output_of(env_dir);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("names context b"));
     // The current context counts too.
     ok(fleet.run(&["context", "use", "b"]));
     let refused = fleet.run(&["auth", "server-key"]);
@@ -395,6 +401,10 @@ fn concurrent_context_commands_each_apply_and_none_loses_another() {
             "{name} missing: {text}"
         );
     }
+    // Reading takes no lock (a read-only config directory can still be listed).
+    let reader = tempfile::tempdir().unwrap();
+    ok(output_of(command(reader.path(), &["context", "ls"])));
+    assert!(!reader.path().join("contexts.toml.lock").exists());
     // No writer's temporary file is left behind.
     let leftovers: Vec<_> = std::fs::read_dir(config.path())
         .unwrap()

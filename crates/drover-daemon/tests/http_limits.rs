@@ -491,22 +491,39 @@ async fn a_login_body_that_trickles_is_cut_off_at_the_header_timeout() {
 #[tokio::test]
 async fn a_peer_that_stops_reading_a_stream_loses_its_connection() {
     within(async {
-        let daemon = Daemon::start_with(limits(|l| l.send_timeout = Duration::from_secs(1))).await;
+        let daemon = Daemon::start_with(limits(|l| l.send_timeout = Duration::from_secs(2))).await;
         // 24 MB of stored output: more than any socket buffers hold.
         let script = format!("yes {} | head -n 300000", "7".repeat(79));
         let agent = daemon.spawn(&["sh", "-c", &script]).await;
         daemon.wait_exit(&agent).await;
-        assert_eq!(daemon.metric("drover_http_stalled_total").await, 0);
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-        socket
-            .set_recv_buffer_size(4096)
-            .expect("small receive buffer");
-        let mut stream = socket.connect(daemon.addr).await.expect("connect");
         let head = format!(
             "GET /v1/agents/{agent}/logs?follow=true HTTP/1.1\r\nHost: {}\r\n\
              Accept: text/event-stream\r\nAuthorization: Bearer {}\r\n\r\n",
             daemon.addr, daemon.token
         );
+        // A slow reader (about 160 KB/s, far behind the stream) is still reading: never cut off,
+        // though the daemon's writes wait on it for three send timeouts.
+        let mut slow = TcpStream::connect(daemon.addr).await.expect("connect");
+        slow.write_all(head.as_bytes()).await.expect("send");
+        let mut buf = vec![0u8; 16 * 1024];
+        let started = std::time::Instant::now();
+        let mut taken = 0usize;
+        while started.elapsed() < Duration::from_secs(6) {
+            let n = slow.read(&mut buf).await.expect("read");
+            assert!(
+                n > 0,
+                "the slow reader's stream was cut after {taken} bytes"
+            );
+            taken += n;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(daemon.metric("drover_http_stalled_total").await, 0);
+        drop(slow);
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .set_recv_buffer_size(4096)
+            .expect("small receive buffer");
+        let mut stream = socket.connect(daemon.addr).await.expect("connect");
         stream.write_all(head.as_bytes()).await.expect("send");
         // Read nothing until the daemon has given up on this peer.
         support::wait_for("the stalled stream to be closed", || async {

@@ -226,3 +226,45 @@ async fn make_cert(cert: &Path, key: &Path) {
         String::from_utf8_lossy(&made.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_tls_listener_takes_only_https_origins_as_its_own() {
+    within(async {
+        let daemon = Daemon::start_with(|config| config.http = "0.0.0.0:0".into()).await;
+        let port = daemon.addr.port();
+        let cert = daemon.state_dir.join("tls/cert.pem");
+        let cert = cert.to_str().expect("utf-8 path");
+        let auth = format!("Authorization: Bearer {}", daemon.token);
+        let url = format!("https://127.0.0.1:{port}/v1/health");
+        let status = |origin: String| {
+            let (cert, auth, url) = (cert.to_owned(), auth.clone(), url.clone());
+            async move {
+                let header = format!("Origin: {origin}");
+                let out = run(
+                    "curl",
+                    &[
+                        "-sS",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                        "--cacert",
+                        &cert,
+                        "-H",
+                        &auth,
+                        "-H",
+                        &header,
+                        &url,
+                    ],
+                )
+                .await;
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+        };
+        assert_eq!(status(format!("https://127.0.0.1:{port}")).await, "200");
+        // A plain-HTTP page of the same name is anyone's who can answer on port 80 there.
+        assert_eq!(status(format!("http://127.0.0.1:{port}")).await, "401");
+        daemon.stop().await;
+    })
+    .await
+}

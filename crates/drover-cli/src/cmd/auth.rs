@@ -25,8 +25,10 @@ use crate::output;
   drover auth token create --role control --comment ci   # prints the token once
   curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:7712/v1/agents")]
 pub(crate) struct Args {
-    /// The daemon's state directory [default: $XDG_DATA_HOME/drover].
-    #[arg(long, global = true, env = "DROVER_STATE_DIR")]
+    /// The daemon's state directory [default: `DROVER_STATE_DIR`, else $XDG_DATA_HOME/drover].
+    /// Given as a flag it is this host's, whatever context is named; from the environment it
+    /// gives way to a refusal when the command names another daemon.
+    #[arg(long, global = true)]
     state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -113,7 +115,10 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     if args.state_dir.is_none() && !matches!(args.command, Command::Keygen { .. }) {
         refuse_another_daemon(ctx)?;
     }
-    let state_dir = match args.state_dir {
+    let from_env = std::env::var_os("DROVER_STATE_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let state_dir = match args.state_dir.or(from_env) {
         Some(dir) => context::absolute(dir)?,
         None => context::default_state_dir()?,
     };

@@ -97,8 +97,17 @@ struct AddArgs {
 }
 
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
-    // Every subcommand reads, and most then write: one at a time.
-    let _lock = Contexts::lock()?;
+    // Writers one at a time (readers see whole files either way: each write is a rename), so
+    // `ls` and `show` still work with a read-only config directory.
+    let writes = !matches!(
+        args.command,
+        Command::Ls | Command::Show { .. } | Command::Fleet(FleetCommand::Ls)
+    );
+    let _lock = if writes {
+        Some(Contexts::lock()?)
+    } else {
+        None
+    };
     let mut contexts = Contexts::load()?;
     match args.command {
         Command::Add(add) => {

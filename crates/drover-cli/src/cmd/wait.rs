@@ -136,7 +136,18 @@ async fn wait_one(
     loop {
         let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
         let round = left.map_or(CROWDED_ROUND, |left| left.min(CROWDED_ROUND));
-        match client.wait(&id, Some(round)).await {
+        // The wait for a slot in the client counts against `--timeout` too.
+        let asked = client.wait(&id, Some(round));
+        let answer = match left {
+            Some(left) => tokio::time::timeout(left, asked).await.unwrap_or(Err(
+                drover_client::ClientError::Timeout {
+                    op: "wait",
+                    after: timeout.unwrap_or(left),
+                },
+            )),
+            None => asked.await,
+        };
+        match answer {
             Err(error)
                 if error.code() == Some(drover_proto::ErrorCode::Timeout)
                     && left.is_none_or(|left| left > round) => {}

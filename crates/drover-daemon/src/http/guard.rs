@@ -69,10 +69,15 @@ pub(crate) async fn same_origin(
     }
     if let Some(origin) = headers.get(ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
-        // Either scheme: the page's own server is whatever answered at `Host`, the daemon or a
-        // proxy in front of it that terminates TLS.
+        // The page's own server is whatever answered at `Host`: on a plain listener that may be
+        // a proxy in front of it that terminates TLS, so `https://` too; a TLS listener's own
+        // pages are only ever `https://` (a plain-HTTP page at the same name is anyone's).
+        let schemes: &[&str] = match transport {
+            Some(Transport::Tcp { tls: true, .. }) => &["https://"],
+            _ => &["http://", "https://"],
+        };
         let own = host.is_some_and(|host| {
-            ["http://", "https://"].iter().any(|scheme| {
+            schemes.iter().any(|scheme| {
                 origin
                     .strip_prefix(scheme)
                     .is_some_and(|authority| authority.eq_ignore_ascii_case(host))

@@ -51,6 +51,9 @@ use io::{Activity, ConnIo};
 /// Largest request head (request line and headers); beyond it, 431.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 
+/// `TCP_NOTSENT_LOWAT` of every HTTP connection: unsent bytes the kernel keeps for one.
+const NOTSENT_LOWAT: u32 = 128 * 1024;
+
 /// Limits on HTTP connections (see the module documentation and docs/HTTP.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -418,6 +421,11 @@ async fn next_connection(acceptor: &Acceptor) -> std::io::Result<Connection> {
         Acceptor::Tcp(listener, tls) => {
             let (stream, peer) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
+            // At most this much unsent data waits in the kernel, and a blocked write is woken
+            // once half of it has gone: the send-stall clock then measures a peer's reading in
+            // steps of 64 KiB, not a third of a send buffer autotuned up to 4 MiB (a reader
+            // taking 30 KB/s looked stalled). Also bounds the kernel memory a stalled peer holds.
+            let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
             Ok(Connection::Tcp(stream, tls.clone(), peer))
         }
         Acceptor::Unix(listener) => Ok(Connection::Unix(listener.accept().await?.0)),
