@@ -266,16 +266,47 @@ impl Client {
     ) -> Result<AgentInfo, ClientError> {
         let Some(timeout) = timeout else {
             // Unbounded: a loop of bounded waits, so a daemon restart or a lost reply costs
-            // one round, never the whole wait. By id: a name may pass to a newer agent.
+            // one round, never the whole wait. By id: a name may pass to a newer agent. A
+            // client that wants answers sooner than a round gets shorter rounds.
             let id = self.get(agent).await?.id.to_string();
+            let round = WAIT_ROUND.min(self.options.request_timeout.max(Duration::from_secs(1)));
             loop {
-                match self.wait_once(&id, WAIT_ROUND).await {
-                    Err(error) if error.code() == Some(drover_proto::ErrorCode::Timeout) => {}
+                match self.wait_once(&id, round).await {
+                    // The daemon's own "not yet".
+                    Err(ClientError::Remote(body))
+                        if body.code == drover_proto::ErrorCode::Timeout => {}
+                    // No answer at all: a daemon restarting answers again soon; one gone for
+                    // good ends the wait rather than leaving it to loop forever.
+                    Err(error) if error.is_unanswered() => {
+                        if !self.answers_within(DAEMON_GONE).await {
+                            return Err(ClientError::Disconnected(format!(
+                                "no daemon at {} answered for {} s while waiting for {agent} \
+                                 ({error})",
+                                self.endpoint,
+                                DAEMON_GONE.as_secs()
+                            )));
+                        }
+                    }
                     other => return other,
                 }
             }
         };
         self.wait_once(agent, timeout).await
+    }
+
+    /// Whether the daemon answers a `health` within `limit` (probing once a second or so).
+    pub async fn answers_within(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let probe = tokio::time::timeout(Duration::from_secs(1), self.health()).await;
+            if matches!(probe, Ok(Ok(_))) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     async fn wait_once(&self, agent: &str, timeout: Duration) -> Result<AgentInfo, ClientError> {
@@ -368,3 +399,7 @@ fn extra_wait(request: &Request) -> Duration {
 
 /// One round of an unbounded `wait`.
 const WAIT_ROUND: Duration = Duration::from_secs(30);
+
+/// How long an unbounded `wait` whose round went unanswered keeps asking for a daemon before it
+/// gives up (a restart takes well under a second).
+pub const DAEMON_GONE: Duration = Duration::from_secs(10);

@@ -60,6 +60,18 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// No answer came at all (the request's deadline passed, or the connection failed or could
+    /// not be made), as opposed to an answer that is an error.
+    pub fn is_unanswered(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Timeout { .. }
+                | ClientError::Disconnected(_)
+                | ClientError::NoDaemon { .. }
+                | ClientError::Connect { .. }
+        )
+    }
+
     /// The wire error code, for remote errors (and `timeout` for client deadlines, `unauthorized`
     /// for a key the daemon refused at the handshake).
     pub fn code(&self) -> Option<ErrorCode> {

@@ -827,3 +827,69 @@ async fn a_state_changed_while_the_daemon_was_away_is_recorded_on_reattach() {
     })
     .await
 }
+
+#[tokio::test]
+async fn an_unbounded_wait_goes_on_through_a_restart_and_ends_when_the_daemon_is_gone() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let ipc = |daemon: &TestDaemon| daemon.addresses.ipc.clone().expect("ipc");
+        let options = drover_client::ClientOptions {
+            // Short rounds, so that an unanswered one shows within seconds.
+            request_timeout: Duration::from_secs(1),
+            ..drover_client::ClientOptions::default()
+        };
+        let daemon = leaving(dir.path(), |config| config.ipc = true).await;
+        let endpoint = ipc(&daemon);
+        let waiter = std::sync::Arc::new(
+            drover_client::Client::connect_with(&endpoint, options.clone())
+                .await
+                .unwrap(),
+        );
+        let client = daemon.client().await;
+        let waits =
+            |stats: drover_proto::op::StatsResult| stats.requests.get("wait").copied().unwrap_or(0);
+        let first = client.spawn(sh("exec sleep 1000")).await.unwrap();
+        let first_id = first.id.to_string();
+        let waiting = tokio::spawn({
+            let waiter = std::sync::Arc::clone(&waiter);
+            let id = first_id.clone();
+            async move { waiter.wait(&id, None).await }
+        });
+        // Once it waits, a restart on the same socket: the wait goes on, and sees the end.
+        wait_for("the waiter's first round", || async {
+            (waits(client.stats().await.unwrap()) > 0).then_some(())
+        })
+        .await;
+        drop(client);
+        daemon.shutdown().await;
+        let daemon = leaving(dir.path(), |config| config.ipc = true).await;
+        let client = daemon.client().await;
+        client.kill(&first_id).await.unwrap();
+        let ended = waiting.await.unwrap().unwrap();
+        assert_eq!(ended.state(), AgentState::Killed);
+
+        // Gone for good: the wait ends with an error instead of asking forever.
+        let second = client.spawn(sh("exec sleep 1000")).await.unwrap();
+        let second_id = second.id.to_string();
+        let waits =
+            |stats: drover_proto::op::StatsResult| stats.requests.get("wait").copied().unwrap_or(0);
+        let before = waits(client.stats().await.unwrap());
+        let waiting = tokio::spawn({
+            let waiter = std::sync::Arc::clone(&waiter);
+            let id = second_id.clone();
+            async move { waiter.wait(&id, None).await }
+        });
+        // The wait has its agent's id before the daemon goes (it looks it up first).
+        wait_for("the waiter's first round", || async {
+            (waits(client.stats().await.unwrap()) > before).then_some(())
+        })
+        .await;
+        drop(client);
+        daemon.shutdown().await;
+        let error = waiting.await.unwrap().unwrap_err();
+        assert!(error.is_unanswered(), "{error}");
+        assert!(error.to_string().contains("answered for 10 s"), "{error}");
+        common::leftovers::kill_holders(dir.path());
+    })
+    .await
+}

@@ -147,10 +147,18 @@ async fn wait_one(
             )),
             None => asked.await,
         };
+        let more_time = left.is_none_or(|left| left > round);
         match answer {
-            Err(error)
-                if error.code() == Some(drover_proto::ErrorCode::Timeout)
-                    && left.is_none_or(|left| left > round) => {}
+            // The daemon's own "not yet".
+            Err(drover_client::ClientError::Remote(body))
+                if body.code == drover_proto::ErrorCode::Timeout && more_time => {}
+            // No answer: as an unbounded wait does, go on through a restart, not past a daemon
+            // gone for good.
+            Err(error) if error.is_unanswered() && more_time => {
+                if !client.answers_within(drover_client::DAEMON_GONE).await {
+                    return Err(error);
+                }
+            }
             other => return other,
         }
     }
