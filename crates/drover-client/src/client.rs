@@ -259,43 +259,74 @@ impl Client {
     }
 
     /// `wait`: until the agent is terminal, or `timeout` passes (error code `timeout`).
+    /// Without a timeout, a loop of rounds no longer than the request timeout (at most 30 s).
     pub async fn wait(
         &self,
         agent: &str,
         timeout: Option<Duration>,
     ) -> Result<AgentInfo, ClientError> {
-        let Some(timeout) = timeout else {
-            // Unbounded: a loop of bounded waits, so a daemon restart or a lost reply costs
-            // one round, never the whole wait. By id: a name may pass to a newer agent. A
-            // client that wants answers sooner than a round gets shorter rounds.
-            let id = self.get(agent).await?.id.to_string();
-            let round = WAIT_ROUND.min(self.options.request_timeout.max(Duration::from_secs(1)));
-            loop {
-                match self.wait_once(&id, round).await {
-                    // The daemon's own "not yet".
-                    Err(ClientError::Remote(body))
-                        if body.code == drover_proto::ErrorCode::Timeout => {}
-                    // No answer at all: a daemon restarting answers again soon; one gone for
-                    // good ends the wait rather than leaving it to loop forever.
-                    Err(error) if error.is_unanswered() => {
-                        if !self.answers_within(DAEMON_GONE).await {
-                            return Err(ClientError::Disconnected(format!(
-                                "no daemon at {} answered for {} s while waiting for {agent} \
-                                 ({error})",
-                                self.endpoint,
-                                DAEMON_GONE.as_secs()
-                            )));
-                        }
-                    }
-                    other => return other,
-                }
+        match timeout {
+            Some(timeout) => self.wait_once(agent, timeout).await,
+            None => {
+                let round =
+                    WAIT_ROUND.min(self.options.request_timeout.max(Duration::from_secs(1)));
+                self.wait_in_rounds(agent, None, round).await
             }
-        };
-        self.wait_once(agent, timeout).await
+        }
     }
 
-    /// Whether the daemon answers a `health` within `limit` (probing once a second or so).
-    pub async fn answers_within(&self, limit: Duration) -> bool {
+    /// `wait` as a loop of bounded rounds of `round`, until the agent is terminal or `timeout`
+    /// passes: a daemon restart or a lost reply costs one round, never the whole wait, and
+    /// between rounds the request's slot is free for the connection's other callers. By id: a
+    /// name may pass to a newer agent between rounds. A round that goes unanswered (no daemon)
+    /// is followed by 10 s of asking for one; a daemon gone for good ends the wait
+    /// with an error rather than leaving it to loop forever. The wait for a slot in the client
+    /// counts against `timeout` too.
+    pub async fn wait_in_rounds(
+        &self,
+        agent: &str,
+        timeout: Option<Duration>,
+        round: Duration,
+    ) -> Result<AgentInfo, ClientError> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let id = self.get(agent).await?.id.to_string();
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+            let this_round = left.map_or(round, |left| left.min(round));
+            let asked = self.wait_once(&id, this_round);
+            let answer =
+                match (left, timeout) {
+                    (Some(left), Some(timeout)) => tokio::time::timeout(left, asked)
+                        .await
+                        .unwrap_or(Err(ClientError::Timeout {
+                            op: "wait",
+                            after: timeout,
+                        })),
+                    _ => asked.await,
+                };
+            let more_time = left.is_none_or(|left| left > this_round);
+            match answer {
+                // The daemon's own "not yet".
+                Err(ClientError::Remote(body))
+                    if body.code == drover_proto::ErrorCode::Timeout && more_time => {}
+                // No answer at all: a daemon restarting answers again soon.
+                Err(error) if error.is_unanswered() && more_time => {
+                    if !self.answers_within(DAEMON_GONE).await {
+                        return Err(ClientError::Disconnected(format!(
+                            "no daemon at {} answered for {} s while waiting for {agent} \
+                             ({error})",
+                            self.endpoint,
+                            DAEMON_GONE.as_secs()
+                        )));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether the daemon answers a `health` within `limit` (probing about once a second).
+    async fn answers_within(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let probe = tokio::time::timeout(Duration::from_secs(1), self.health()).await;
@@ -402,4 +433,4 @@ const WAIT_ROUND: Duration = Duration::from_secs(30);
 
 /// How long an unbounded `wait` whose round went unanswered keeps asking for a daemon before it
 /// gives up (a restart takes well under a second).
-pub const DAEMON_GONE: Duration = Duration::from_secs(10);
+const DAEMON_GONE: Duration = Duration::from_secs(10);

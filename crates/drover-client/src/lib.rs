@@ -15,7 +15,7 @@ mod events;
 pub mod follow;
 mod keys;
 
-pub use client::{Client, ClientOptions, DAEMON_GONE};
+pub use client::{Client, ClientOptions};
 pub use error::ClientError;
 pub use events::EventFollower;
 pub use follow::{FollowEvent, FollowOptions, Follower, Selection};

@@ -119,7 +119,7 @@ const CROWDED: usize = drover_proto::limits::MAX_IN_FLIGHT_PER_CLIENT;
 /// A wait of one round when crowded: every queued wait gets its turn within a few seconds.
 const CROWDED_ROUND: Duration = Duration::from_secs(2);
 
-/// Until `agent` ends (or `timeout` passes): one unbounded wait, or, when `crowded`, rounds of
+/// Until `agent` ends (or `timeout` passes): one long wait, or, when `crowded`, rounds of
 /// [`CROWDED_ROUND`] that free their slot for the next waiter in between.
 async fn wait_one(
     client: &Client,
@@ -127,40 +127,10 @@ async fn wait_one(
     timeout: Option<Duration>,
     crowded: bool,
 ) -> Result<AgentInfo, drover_client::ClientError> {
-    if !crowded {
-        return client.wait(agent, timeout).await;
-    }
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
-    // By id, as an unbounded wait does: a name may pass to a newer agent between rounds.
-    let id = client.get(agent).await?.id.to_string();
-    loop {
-        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        let round = left.map_or(CROWDED_ROUND, |left| left.min(CROWDED_ROUND));
-        // The wait for a slot in the client counts against `--timeout` too.
-        let asked = client.wait(&id, Some(round));
-        let answer = match left {
-            Some(left) => tokio::time::timeout(left, asked).await.unwrap_or(Err(
-                drover_client::ClientError::Timeout {
-                    op: "wait",
-                    after: timeout.unwrap_or(left),
-                },
-            )),
-            None => asked.await,
-        };
-        let more_time = left.is_none_or(|left| left > round);
-        match answer {
-            // The daemon's own "not yet".
-            Err(drover_client::ClientError::Remote(body))
-                if body.code == drover_proto::ErrorCode::Timeout && more_time => {}
-            // No answer: as an unbounded wait does, go on through a restart, not past a daemon
-            // gone for good.
-            Err(error) if error.is_unanswered() && more_time => {
-                if !client.answers_within(drover_client::DAEMON_GONE).await {
-                    return Err(error);
-                }
-            }
-            other => return other,
-        }
+    if crowded {
+        client.wait_in_rounds(agent, timeout, CROWDED_ROUND).await
+    } else {
+        client.wait(agent, timeout).await
     }
 }
 
