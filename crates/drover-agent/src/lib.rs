@@ -19,11 +19,13 @@ mod gemini;
 mod kind;
 mod opencode;
 pub mod pretty;
+mod printable;
 mod reading;
 mod scan;
 mod summary;
 mod tracker;
 
 pub use kind::{ParserKind, UnknownParser};
+pub use printable::printable;
 pub use summary::{summarize_input, summarize_raw};
 pub use tracker::{Ending, Tracker, Update, MAX_LINE};

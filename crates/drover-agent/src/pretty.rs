@@ -65,7 +65,8 @@ impl Pretty {
         if self.open_text && !out.continues_text {
             text.push('\n');
         }
-        text.push_str(&out.text);
+        // Decoded JSON can hold live escapes; they are shown, not run.
+        text.push_str(&crate::printable(&out.text, true));
         if !out.continues_text {
             self.open_text = false;
         } else if !out.text.is_empty() {
@@ -442,13 +443,20 @@ fn opencode(v: &Value, out: &mut Out, steps: &mut Steps) -> bool {
         }
         "step_finish" => {
             let t = part.get("tokens").cloned().unwrap_or_default();
-            steps.input += u64_of(&t, "input");
-            steps.output += u64_of(&t, "output") + u64_of(&t, "reasoning");
-            steps.cached += t
-                .pointer("/cache/read")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            steps.cost += part.get("cost").and_then(Value::as_f64).unwrap_or(0.0);
+            // The numbers are the agent's: they saturate rather than overflow.
+            steps.input = steps.input.saturating_add(u64_of(&t, "input"));
+            steps.output = steps
+                .output
+                .saturating_add(u64_of(&t, "output").saturating_add(u64_of(&t, "reasoning")));
+            steps.cached = steps.cached.saturating_add(
+                t.pointer("/cache/read")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+            );
+            let cost = part.get("cost").and_then(Value::as_f64).unwrap_or(0.0);
+            if cost.is_finite() && cost >= 0.0 {
+                steps.cost += cost;
+            }
             if str_of(&part, "reason") != "tool-calls" {
                 let sum = std::mem::take(steps);
                 out.line(&format!(

@@ -6,6 +6,8 @@ use drover_proto::activity::{
 };
 use drover_proto::{Activity, Attention, AttentionReason, Phase, ToolCall};
 
+use crate::printable::without_controls;
+
 /// The part of an activity whose change is an event: phase, attention, final result.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Key {
@@ -65,13 +67,13 @@ impl Reading<'_> {
 
     pub(crate) fn session(&mut self, id: &str) {
         if !id.is_empty() && self.activity.session_id.as_deref() != Some(id) {
-            self.activity.session_id = Some(bounded(id, MAX_ACTIVITY_NAME));
+            self.activity.session_id = Some(bounded(&without_controls(id), MAX_ACTIVITY_NAME));
         }
     }
 
     pub(crate) fn model(&mut self, model: &str) {
         if !model.is_empty() && self.activity.model.as_deref() != Some(model) {
-            self.activity.model = Some(bounded(model, MAX_ACTIVITY_NAME));
+            self.activity.model = Some(bounded(&without_controls(model), MAX_ACTIVITY_NAME));
         }
     }
 
@@ -119,7 +121,7 @@ impl Reading<'_> {
             .take()
             .or_else(|| self.spare.take())
             .unwrap_or_default();
-        set_bounded(&mut call.name, name, MAX_ACTIVITY_NAME);
+        set_bounded(&mut call.name, &without_controls(name), MAX_ACTIVITY_NAME);
         call.summary.clear();
         summary(&mut call.summary);
         self.activity.current_tool = Some(call);
@@ -197,7 +199,8 @@ fn asks_a_question(text: &str) -> bool {
 /// past about `max` bytes.
 pub(crate) fn one_line_into(text: &str, max: usize, out: &mut String) {
     debug_assert!(max <= 4 * MAX_TOOL_SUMMARY);
-    for word in text.split_whitespace() {
+    for word in words(text) {
+        let word = &*word;
         if !out.is_empty() {
             out.push(' ');
         }
@@ -214,19 +217,27 @@ pub(crate) fn one_line_into(text: &str, max: usize, out: &mut String) {
     bound(out, max);
 }
 
-/// `text` on one line: runs of whitespace (newlines included) become one space.
+/// `text` on one line: runs of whitespace (newlines included) become one space, and other
+/// control characters go (a summary or a detail is printed on a terminal as it is).
 pub(crate) fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(256));
-    for word in text.split_whitespace() {
+    for word in words(text) {
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(word);
+        out.push_str(&word);
         if out.len() > 4 * MAX_TOOL_SUMMARY {
             break;
         }
     }
     out
+}
+
+/// The words of `text` without their control characters (a word of nothing else is none).
+fn words(text: &str) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
+    text.split_whitespace()
+        .map(without_controls)
+        .filter(|word| !word.is_empty())
 }
 
 #[cfg(test)]
@@ -247,6 +258,7 @@ mod tests {
             format!("{} ab", "y".repeat(MAX_TOOL_SUMMARY - 3)),
             "日本語のテキスト ".repeat(40),
             "z".repeat(5 * MAX_TOOL_SUMMARY),
+            "ls\u{1b}[2J -la \u{1b} \u{9b}1A\u{7} /tmp".to_owned(),
         ];
         let mut out = String::new();
         for text in &texts {
@@ -254,6 +266,7 @@ mod tests {
                 out.clear();
                 one_line_into(text, max, &mut out);
                 assert_eq!(out, bounded(&one_line(text), max), "{text:?} at {max}");
+                assert!(!out.chars().any(char::is_control), "{out:?}");
                 // The 2000-byte words are copied no further than the cut: the buffer, reused
                 // all along, stays near the largest `max`.
                 assert!(

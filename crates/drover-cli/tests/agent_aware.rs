@@ -232,6 +232,77 @@ fn garbage_in_the_output_changes_only_the_ignored_counter() {
     daemon.stop();
 }
 
+/// Text an agent's JSON decodes to can hold live terminal escapes (a model name, a tool, a
+/// file the agent read, its reply): `show`, `cost` and `logs --pretty` print them as visible
+/// escapes, never run them, and a newline in a name forges no row.
+#[test]
+fn escapes_in_what_an_agent_says_are_shown_not_run() {
+    let (dir, daemon, fake) = rig();
+    let clean = std::fs::read_to_string(transcript("claude-tool")).expect("transcript");
+    let mut hostile = clean.clone();
+    for (from, to) in [
+        (
+            r#""model":"claude-opus-4-8"#,
+            r#""model":"claude-opus-4-8\u001b]0;PWNED\u0007\nfake-row"#,
+        ),
+        (r#""name":"Bash""#, r#""name":"Bash\u001b[2J""#),
+        (
+            r#""command":"echo drover-tool-ran""#,
+            r#""command":"echo \u001b[1A\u001b[2Kdrover-tool-ran""#,
+        ),
+        (
+            r#""content":"drover-tool-ran""#,
+            r#""content":"\u001b[8mdrover-tool-ran""#,
+        ),
+        (
+            "The command printed drover-tool-ran.",
+            r"The command printed\r[x] spoofed \u001b]52;c;cHduZWQ=\u0007.",
+        ),
+    ] {
+        assert!(hostile.contains(from), "{from}");
+        hostile = hostile.replace(from, to);
+    }
+    let path = dir.path().join("hostile.jsonl");
+    std::fs::write(&path, &hostile).expect("write");
+    fake.spawn(&daemon, "claude", &path, &["--name", "esc"]);
+    ok(daemon.drover(&["wait", "esc"]));
+    let live = |text: &str| text.chars().any(|c| c.is_control() && c != '\n');
+
+    // The activity keeps names without controls; texts keep them (they are data).
+    let activity = json(&daemon, &["show", "esc"])["activity"].clone();
+    let model = activity["model"].as_str().expect("model");
+    assert!(model.contains("PWNED") && !live(model) && !model.contains('\n'));
+    assert!(activity["result"]
+        .as_str()
+        .expect("result")
+        .contains('\u{1b}'));
+
+    let show = ok(daemon.drover(&["show", "esc"]));
+    assert!(!live(&show), "{show:?}");
+    assert!(
+        show.contains(r"result   The command printed\u{d}[x] spoofed \u{1b}]52;c;cHduZWQ=\u{7}."),
+        "{show}"
+    );
+    assert!(!show.lines().any(|l| l.starts_with("fake-row")), "{show}");
+
+    let cost = ok(daemon.drover(&["cost", "--by", "model"]));
+    assert!(!live(&cost), "{cost:?}");
+    assert!(!cost.lines().any(|l| l.starts_with("fake-row")), "{cost}");
+    assert_eq!(
+        cost.lines().filter(|l| l.contains("PWNED")).count(),
+        1,
+        "{cost}"
+    );
+
+    let pretty = ok(daemon.drover(&["logs", "--pretty", "esc"]));
+    assert!(!live(&pretty), "{pretty:?}");
+    assert!(pretty.contains(r"← \u{1b}[8mdrover-tool-ran"), "{pretty}");
+    assert!(pretty.contains(r"printed\u{d}[x] spoofed"), "{pretty}");
+    // The stored bytes are the agent's, unchanged.
+    assert_eq!(ok(daemon.drover(&["logs", "esc"])), hostile);
+    daemon.stop();
+}
+
 #[test]
 fn every_backend_is_accepted_by_its_cli_and_read() {
     let (_dir, daemon, fake) = rig();

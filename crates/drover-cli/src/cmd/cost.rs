@@ -61,8 +61,11 @@ fn key(agent: &AgentInfo, by: &Group) -> String {
         Group::Model => agent
             .activity
             .as_ref()
-            .and_then(|a| a.model.clone())
-            .unwrap_or_else(|| "-".into()),
+            .and_then(|a| a.model.as_deref())
+            .map_or_else(
+                || "-".into(),
+                |model| drover_agent::printable(model, false).into_owned(),
+            ),
         Group::Day => super::logs::rfc3339(agent.created_at)[..10].to_owned(),
         Group::Label(key) => agent.labels.get(key).cloned().unwrap_or_else(|| "-".into()),
     }

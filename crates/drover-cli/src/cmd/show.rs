@@ -52,7 +52,7 @@ pub(crate) async fn run(ctx: &Ctx, args: One) -> anyhow::Result<i32> {
         lines.push(("argv", format!("{:?}", agent.spec.argv)));
     }
     if let Some(task) = &agent.spec.task {
-        lines.push(("task", task.clone()));
+        lines.push(("task", drover_agent::printable(task, true).into_owned()));
     }
     if let Some(model) = &agent.spec.model {
         lines.push(("model", model.clone()));
@@ -89,7 +89,12 @@ pub(crate) async fn run(ctx: &Ctx, args: One) -> anyhow::Result<i32> {
         lines.push(("parent", parent.to_string()));
     }
     if let Some(activity) = &agent.activity {
-        lines.extend(activity_lines(activity));
+        // What the agent's output said: shown, never run by the terminal.
+        lines.extend(
+            activity_lines(activity)
+                .into_iter()
+                .map(|(key, value)| (key, drover_agent::printable(&value, false).into_owned())),
+        );
     }
     for (key, value) in lines {
         crate::outln!("{key:<8} {value}")?;
