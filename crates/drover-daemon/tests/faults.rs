@@ -609,6 +609,78 @@ async fn a_holder_stopped_on_a_full_spool_goes_on_once_the_store_recovers() {
     .await
 }
 
+/// The whole state directory on the disk that fills (the default layout): the holder's spool
+/// and its `holder.log` are refused too. The holder must hold the agent's output back, not end:
+/// before, its report of the refusal panicked on the full `holder.log` (`eprintln!`), the holder
+/// exited and the daemon marked the agent `lost`, its output gone.
+#[tokio::test]
+async fn a_holder_whose_spool_and_log_are_on_the_full_disk_holds_the_agent_back() {
+    within(async {
+        let disk = Tmpfs::mount();
+        let daemon = TestDaemon::start_in(disk.path.clone(), |_| {}).await;
+        let client = daemon.client().await;
+        let outside = tempfile::tempdir().unwrap();
+        let progress = outside.path().join("progress");
+        let n = 6000;
+        let script = format!(
+            "echo ready; read go; i=1; while [ $i -le {n} ]; do printf '%s %0100d\\n' $i 0; echo $i > {}; i=$((i+1)); done",
+            progress.display()
+        );
+        let spec = drover_proto::AgentSpec {
+            stdin: StdinMode::Pipe,
+            ..sh(&script)
+        };
+        let agent = client.spawn(spec).await.unwrap();
+        wait_ready(&client, &agent).await;
+        let filler = disk.fill();
+        let pid = agent.status.pid().unwrap();
+        std::fs::write(format!("/proc/{pid}/fd/0"), b"go\n").unwrap();
+        // The holder stops reading once its spool refuses: the agent, past what its pipe holds
+        // (64 KiB, about 640 lines), stays blocked writing. A holder that ended would have
+        // ended the agent with it.
+        let id = agent.id.to_string();
+        let seen = std::cell::Cell::new((0u32, 0u32));
+        let state = wait_for("the agent held back, or its end", || async {
+            let state = client.get(&id).await.unwrap().state();
+            if state.is_terminal() {
+                return Some(state);
+            }
+            let (last, same) = seen.get();
+            // (A read can catch the file being rewritten, empty.)
+            let printed: u32 = std::fs::read_to_string(&progress)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(last);
+            let blocked = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+                .is_ok_and(|w| w.ends_with("pipe_write"));
+            let same = if blocked && printed == last && printed >= 640 {
+                same + 1
+            } else {
+                0
+            };
+            seen.set((printed, same));
+            (same >= 20).then_some(state)
+        })
+        .await;
+        assert_eq!(state, AgentState::Running, "held back, not ended");
+        free(&filler);
+        let end = client.wait(&id, Some(TIMEOUT)).await.unwrap();
+        assert_eq!(
+            (end.state(), end.status.exit_code()),
+            (AgentState::Exited, Some(0))
+        );
+        let lines: Vec<u32> = all_records(&client, &agent)
+            .await
+            .iter()
+            .filter_map(|r| std::str::from_utf8(&r.data).ok()?.split_whitespace().next()?.parse().ok())
+            .collect();
+        assert_eq!(lines, (1..=n).collect::<Vec<_>>());
+        drop(client);
+        daemon.shutdown().await;
+    })
+    .await
+}
+
 /// A follower that missed the end of a burst live while the disk was full (those records wait
 /// in the daemon's backlog, not in the store) gets them once the disk has room, though the
 /// agent prints nothing more: while a heartbeat's log end shows it behind, it reads the store

@@ -72,7 +72,7 @@ pub(crate) fn fork_holder(
             let code = match std::panic::catch_unwind(run) {
                 Ok(Ok(())) => 0,
                 Ok(Err(error)) => {
-                    eprintln!("{}", crate::report(&error));
+                    say!("{}", crate::report(&error));
                     2
                 }
                 Err(_) => 101,

@@ -190,20 +190,20 @@ impl Holder {
             // A daemon that greeted us and keeps the connection open holds us ready for a
             // spawn to come (no timeout while it does; see `read_conn` for when it leaves).
             if self.waiting_for_a_greeting() && self.born.elapsed() > START_TIMEOUT {
-                eprintln!("drover-holder: no agent to start after {START_TIMEOUT:?}; exiting");
+                say!("drover-holder: no agent to start after {START_TIMEOUT:?}; exiting");
                 return;
             }
             if self.status.is_terminal()
                 && self.conn.is_none()
                 && !self.dir.join(crate::SOCKET).exists()
             {
-                eprintln!("drover-holder: my socket is gone and my agent has ended; exiting");
+                say!("drover-holder: my socket is gone and my agent has ended; exiting");
                 return;
             }
             let ready = match self.wait() {
                 Ok(ready) => ready,
                 Err(e) => {
-                    eprintln!("drover-holder: poll failed: {e}");
+                    say!("drover-holder: poll failed: {e}");
                     return;
                 }
             };
@@ -425,7 +425,7 @@ impl Holder {
                 Err(e)
                     if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
-                    eprintln!("drover-holder: reading the agent's output failed: {e}");
+                    say!("drover-holder: reading the agent's output failed: {e}");
                     closed.push(i);
                 }
             }
@@ -469,7 +469,7 @@ impl Holder {
                 // blocks on its output, nothing is dropped.
                 if !self.spool_failing {
                     self.spool_failing = true;
-                    eprintln!("drover-holder: the spool refuses records ({e}); holding the agent's output");
+                    say!("drover-holder: the spool refuses records ({e}); holding the agent's output");
                 }
             }
         }
@@ -572,7 +572,7 @@ impl Holder {
                 Ok(Some(message)) => self.handle(message),
                 Ok(None) => break,
                 Err(e) => {
-                    eprintln!("drover-holder: dropping a daemon connection: {e}");
+                    say!("drover-holder: dropping a daemon connection: {e}");
                     self.conn = None;
                     return;
                 }
@@ -700,7 +700,7 @@ impl Holder {
     fn recycle(&mut self) {
         if let Err(e) = self.spool.clear() {
             // A spool that cannot be emptied cannot serve another agent.
-            eprintln!("drover-holder: emptying the spool to be recycled failed: {e}");
+            say!("drover-holder: emptying the spool to be recycled failed: {e}");
             self.released = true;
             return;
         }
@@ -759,7 +759,7 @@ impl Holder {
         };
         if self.acked + 1 >= self.next_seq && conn.cursor >= self.spool.len() {
             if let Err(e) = self.spool.clear() {
-                eprintln!("drover-holder: emptying the spool failed: {e}");
+                say!("drover-holder: emptying the spool failed: {e}");
                 return;
             }
             conn.cursor = 0;
@@ -910,7 +910,7 @@ impl Holder {
         conn.cursor = self.spool.len();
         let first = records.partition_point(|r| r.seq < conn.resume_from);
         if let Err(e) = wire::encode_records(&records[first..], &mut conn.outbuf) {
-            eprintln!("drover-holder: encoding records failed: {e}");
+            say!("drover-holder: encoding records failed: {e}");
         }
     }
 
@@ -926,14 +926,14 @@ impl Holder {
             let (records, next) = match self.spool.read_at(conn.cursor, OUT_HIGH / 2) {
                 Ok(read) => read,
                 Err(e) => {
-                    eprintln!("drover-holder: reading the spool failed: {e}");
+                    say!("drover-holder: reading the spool failed: {e}");
                     return;
                 }
             };
             conn.cursor = next;
             let first = records.partition_point(|r| r.seq < conn.resume_from);
             if let Err(e) = wire::encode_records(&records[first..], &mut conn.outbuf) {
-                eprintln!("drover-holder: encoding records failed: {e}");
+                say!("drover-holder: encoding records failed: {e}");
             }
         }
         let caught_up = conn.cursor >= self.spool.len() && self.unspooled.is_empty();
@@ -950,7 +950,7 @@ impl Holder {
     fn send(&mut self, message: &FromHolder) {
         if let Some(conn) = self.conn.as_mut() {
             if let Err(e) = wire::encode(message, &mut conn.outbuf) {
-                eprintln!("drover-holder: encoding a message failed: {e}");
+                say!("drover-holder: encoding a message failed: {e}");
             }
         }
     }

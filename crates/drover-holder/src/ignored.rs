@@ -80,7 +80,7 @@ pub fn handle_ignored_without_runtime() {
     };
     let _guard = runtime.enter();
     drop(handle_ignored(|raw, error| {
-        eprintln!("drover-holder: signal {raw} stays ignored for agents: {error}");
+        say!("drover-holder: signal {raw} stays ignored for agents: {error}");
     }));
 }
 

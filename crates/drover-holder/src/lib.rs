@@ -19,6 +19,16 @@
 //! `pooled DIR` (holders executed by a spawner that cannot fork) ([`main`]). It is the
 //! `drover-holder` executable, or the `drover` executable's hidden `holder` subcommand.
 
+/// `eprintln!` that never panics. A holder's stderr is `holder.log` in the state directory: on
+/// a full disk the write fails, and `eprintln!` would then panic and end the holder (and with it
+/// the agent) at the moment it should only hold the agent's output back.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod agent;
 pub mod fork;
 pub mod hold;
@@ -76,7 +86,8 @@ pub fn main(prefix: &[OsString], args: &[OsString]) -> ExitCode {
         Some("hold") if args.len() == 2 => hold::run(&PathBuf::from(&args[1])),
         Some("pooled") if args.len() == 2 => hold::run_pooled(&PathBuf::from(&args[1])),
         Some("build") if args.len() == 1 => {
-            println!("{BUILD}");
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout(), "{BUILD}");
             Ok(())
         }
         _ => Err(HolderError::Usage("drover-holder".to_owned())),
@@ -84,7 +95,7 @@ pub fn main(prefix: &[OsString], args: &[OsString]) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("{}", report(&error));
+            say!("{}", report(&error));
             ExitCode::from(2)
         }
     }

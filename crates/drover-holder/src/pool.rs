@@ -148,7 +148,7 @@ impl Pool {
 
     /// Stop pooling, saying why once; the holders waiting go (their links close).
     fn turn_off(&mut self, why: &str) {
-        eprintln!("drover-holder spawner: no more holders started ahead: {why}");
+        say!("drover-holder spawner: no more holders started ahead: {why}");
         self.off = true;
         for pooled in self.waiting.drain(..) {
             let _ = std::fs::remove_dir_all(&pooled.dir);

@@ -102,7 +102,7 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<(), HolderError> {
             let (reader, link) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
                 Ok(pair) => pair,
                 Err(e) => {
-                    eprintln!("drover-holder spawner: no pipe for a pooled holder: {e}");
+                    say!("drover-holder spawner: no pipe for a pooled holder: {e}");
                     break;
                 }
             };
@@ -113,7 +113,7 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<(), HolderError> {
                     link: std::fs::File::from(link),
                 }),
                 Err(e) => {
-                    eprintln!("drover-holder spawner: starting a pooled holder: {e}");
+                    say!("drover-holder spawner: starting a pooled holder: {e}");
                     break;
                 }
             }
