@@ -344,7 +344,7 @@ impl AgentObserver {
             waiting.warned = Some(now);
             tracing::error!(
                 agent = %self.id,
-                %error,
+                error = %with_causes(error),
                 waiting_bytes = waiting.backlog.bytes(),
                 "the store refused records; keeping them to retry"
             );
@@ -374,6 +374,19 @@ impl AgentObserver {
     }
 }
 
+/// An error and each of its causes, `: `-separated (the store's errors keep the OS error as
+/// their source).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
+
 /// Run `action` on the agent's handle in a task of its own (observers must not wait).
 fn with_handle<F, Fut>(shared: &Shared, id: AgentId, action: F)
 where
@@ -399,6 +412,23 @@ async fn retry(id: AgentId, shared: Weak<Shared>, backlog: Arc<Mutex<Waiting>>) 
         let before = waiting.backlog.bytes();
         let flushed = waiting.backlog.retry(|r| shared.store.append(id, r));
         account(&shared, before, waiting.backlog.bytes());
+        if let Err(error) = &flushed {
+            // Still refused: said again at most every 10 s, with the cause (it may have changed
+            // since the first refusal, which alone was logged before).
+            let now = std::time::Instant::now();
+            if waiting
+                .warned
+                .is_none_or(|at| now.duration_since(at).as_secs() >= 10)
+            {
+                waiting.warned = Some(now);
+                tracing::error!(
+                    agent = %id,
+                    error = %with_causes(error),
+                    waiting_bytes = waiting.backlog.bytes(),
+                    "the store still refuses records; retrying"
+                );
+            }
+        }
         if flushed.is_ok() {
             waiting.retrying = false;
             if std::mem::take(&mut waiting.paused) {

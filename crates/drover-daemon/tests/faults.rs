@@ -471,12 +471,17 @@ async fn the_backlog_pause_is_logged_once_per_episode() {
         .await;
         // Batches that arrived between the pause and the `Paused` status did not warn again.
         assert_eq!(log_lines("pausing the agent", &id), 1);
+        // What waits is counted, and the refusal is logged with its cause.
+        let waiting = client.stats().await.unwrap().store_backlog_bytes;
+        assert!(waiting > 16 * 1024 * 1024, "{waiting}");
+        assert!(log_lines("No space left on device", &id) >= 1);
 
         client.kill(&id).await.unwrap();
         client.wait(&id, Some(TIMEOUT)).await.unwrap();
         free(&filler);
-        wait_for("the registry to take the agent's end", || async {
-            (client.stats().await.unwrap().registry_queued == 0).then_some(())
+        wait_for("the registry and the store to take what waited", || async {
+            let stats = client.stats().await.unwrap();
+            (stats.registry_queued == 0 && stats.store_backlog_bytes == 0).then_some(())
         })
         .await;
         assert_eq!(log_lines("pausing the agent", &id), 1);

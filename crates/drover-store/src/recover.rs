@@ -50,6 +50,7 @@ pub fn load(
     let mut segments = VecDeque::new();
     let mut nexts = Vec::new();
     let mut unsynced = Vec::new();
+    let mut resume_at = None;
     let count = files.len();
     for (i, (&first, &(raw, packed))) in files.iter().enumerate() {
         let recent = i + 2 >= count;
@@ -58,10 +59,21 @@ pub fn load(
             // Packed, renamed, but the raw file's removal did not happen: the pack is whole.
             fs::remove_file(&raw_path).map_err(|e| io("removing", &raw_path, e))?;
         }
-        let (seg, next) = if packed {
-            load_pack(dir, first)?
+        let loaded = if packed {
+            Some(load_pack(dir, first)?)
         } else {
             load_raw(&raw_path, first, recent, config)?
+        };
+        let Some((seg, next)) = loaded else {
+            // A damaged header that could not be written again (a full disk): the log goes on
+            // from `first` once it has room, and a newer file goes as after a tear.
+            resume_at = Some(first);
+            for (&later, _) in files.range(Seq(first.0 + 1)..) {
+                let path = dir.join(segment::file_name(later, Kind::Raw));
+                tracing::warn!(agent = %id, path = %path.display(), "dropping segment after a damaged one");
+                fs::remove_file(&path).map_err(|e| io("removing", &path, e))?;
+            }
+            break;
         };
         if recent && seg.kind == Kind::Raw && i + 1 < count {
             // The sealed one of the last two: what the last daemon appended to it may never
@@ -92,6 +104,8 @@ pub fn load(
         let last = active.index.offset_for_seq(Seq(u64::MAX));
         state.builder = Builder::sparse(last.map(|e| e.offset));
         state.next_seq = nexts[segments.len() - 1];
+    } else if let Some(first) = resume_at {
+        state.next_seq = first;
     } else if let Some(end) = read_end(dir) {
         // Every file of it went to retention: it goes on from its end.
         state.next_seq = end;
@@ -161,12 +175,14 @@ fn load_pack(dir: &Path, first: Seq) -> Result<Loaded, StoreError> {
 }
 
 /// Load a `.seg`: migrate format 1, scan format 2, reset a damaged header (recent segments).
+/// `None`: a recent segment's damaged header could not be written again (a full disk), and its
+/// file is gone.
 fn load_raw(
     path: &Path,
     first: Seq,
     recent: bool,
     config: &StoreConfig,
-) -> Result<Loaded, StoreError> {
+) -> Result<Option<Loaded>, StoreError> {
     let ctx = |what: &str| format!("{what} {}", path.display());
     let file = OpenOptions::new()
         .read(true)
@@ -194,14 +210,20 @@ fn load_raw(
                 pack_failed: false,
                 sealed_at,
             };
-            return Ok((seg, packed.end_seq));
+            return Ok(Some((seg, packed.end_seq)));
         }
         None if recent => {
             tracing::warn!(path = %path.display(), "segment header damaged; its records are dropped");
             drop(file);
             fs::remove_file(path).map_err(|e| StoreError::io(ctx("removing"), e))?;
-            drop(segment::create(path, first).map_err(|e| StoreError::io(ctx("recreating"), e))?);
-            return Ok((empty_raw(path, first, sealed_at), first));
+            return match segment::create(path, first) {
+                Ok(_) => Ok(Some((empty_raw(path, first, sealed_at), first))),
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                    tracing::warn!(path = %path.display(), error = %e, "segment not recreated; the log goes on once the disk has room");
+                    Ok(None)
+                }
+                Err(e) => Err(StoreError::io(ctx("recreating"), e)),
+            };
         }
         // An older segment with a damaged header: reads reaching it report `Corrupt`.
         None => {
@@ -210,7 +232,7 @@ fn load_raw(
             seg.len = meta.len();
             seg.end = meta.len();
             seg.pack_failed = true;
-            return Ok((seg, first));
+            return Ok(Some((seg, first)));
         }
         Some(Version::V2) => {}
     }
@@ -243,7 +265,7 @@ fn load_raw(
         pack_failed: scan.valid_len < len,
         sealed_at,
     };
-    Ok((seg, scan.next_seq))
+    Ok(Some((seg, scan.next_seq)))
 }
 
 fn empty_raw(path: &Path, first: Seq, sealed_at: SystemTime) -> Segment {

@@ -72,7 +72,9 @@ pub fn file_header(first: Seq) -> [u8; FILE_HEADER_LEN as usize] {
     header
 }
 
-/// Create a new raw segment file with its header; fails if it exists.
+/// Create a new raw segment file with its header; fails if it exists. A header that cannot be
+/// written (a full disk: the empty file needed no block) takes its file with it, so the next
+/// try, once the disk has room, does not find it in the way.
 pub fn create(path: &Path, first: Seq) -> io::Result<File> {
     let mut file = OpenOptions::new()
         .read(true)
@@ -80,7 +82,11 @@ pub fn create(path: &Path, first: Seq) -> io::Result<File> {
         .create_new(true)
         .mode(crate::PRIVATE_FILE)
         .open(path)?;
-    file.write_all(&file_header(first))?;
+    if let Err(e) = file.write_all(&file_header(first)) {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
     Ok(file)
 }
 

@@ -31,6 +31,18 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<i32> {
         stats.log_bytes
     )?;
     crate::outln!("events        {}", stats.events)?;
+    // Faults, shown even at zero: a full disk or a stalled client is seen here first.
+    crate::outln!(
+        "store         {} bytes waiting to be stored, {} registry changes queued, {} records lost",
+        stats.store_backlog_bytes,
+        stats.registry_queued,
+        stats.records_dropped
+    )?;
+    crate::outln!(
+        "dropped       {} publish messages (followers refill), {} replies to stalled clients",
+        stats.pub_dropped,
+        stats.replies_dropped
+    )?;
     for (op, n) in &stats.requests {
         crate::outln!("requests      {op:<12} {n}")?;
     }

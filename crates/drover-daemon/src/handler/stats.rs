@@ -41,5 +41,6 @@ pub(crate) fn handle(shared: &Shared) -> OpResult {
         records_dropped: shared.counters.records_dropped.load(Ordering::Relaxed),
         registry_queued: shared.events.queued() as u64,
         replies_dropped: shared.counters.replies_dropped.load(Ordering::Relaxed),
+        store_backlog_bytes: shared.counters.backlog_bytes.load(Ordering::Relaxed),
     }))
 }

@@ -25,7 +25,7 @@ pub(super) async fn render(State(http): State<AppState>) -> Result<Response, Api
         let _ = writeln!(out, "drover_agents{{state=\"{}\"}} {n}", state.as_str());
     }
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    let single: [(&str, &str, &str, u64); 14] = [
+    let single: [(&str, &str, &str, u64); 15] = [
         (
             "drover_agents_live",
             "gauge",
@@ -97,6 +97,12 @@ pub(super) async fn render(State(http): State<AppState>) -> Result<Response, Api
             "counter",
             "Log records lost for good: the agent ended while the store refused them.",
             load(&shared.counters.records_dropped),
+        ),
+        (
+            "drover_store_backlog_bytes",
+            "gauge",
+            "Bytes of captured output kept in memory because the store refused them (a full disk).",
+            load(&shared.counters.backlog_bytes),
         ),
         (
             "drover_registry_queued",

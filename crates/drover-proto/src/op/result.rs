@@ -165,4 +165,8 @@ pub struct StatsResult {
     /// documented stall time (10 s).
     #[serde(default)]
     pub replies_dropped: u64,
+    /// Bytes of captured output kept in memory because the store refused them (a full disk),
+    /// retried until stored; agents are paused while too much waits.
+    #[serde(default)]
+    pub store_backlog_bytes: u64,
 }
