@@ -255,6 +255,7 @@ fn reply_goldens() -> Vec<Golden> {
                 records_dropped: 100_000,
                 registry_queued: 2,
                 replies_dropped: 1,
+                store_backlog_bytes: 65_536,
             },
         ),
         error_reply(

@@ -457,6 +457,7 @@ fn stats() -> impl Strategy<Value = StatsResult> {
                 records_dropped: records,
                 registry_queued: bytes,
                 replies_dropped: records.wrapping_add(bytes),
+                store_backlog_bytes: bytes.rotate_left(3),
             },
         )
 }
