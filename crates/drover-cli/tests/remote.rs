@@ -77,6 +77,11 @@ struct Relay {
 
 impl Relay {
     fn start(listen: Ipv4Addr, target: SocketAddr) -> Relay {
+        Relay::throttled(listen, target, None)
+    }
+
+    /// With what the target sends forwarded at no more than `rate` bytes a second: a slow link.
+    fn throttled(listen: Ipv4Addr, target: SocketAddr, rate: Option<u64>) -> Relay {
         let listener = TcpListener::bind((listen, 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -87,12 +92,18 @@ impl Relay {
                 let Ok(server) = TcpStream::connect(target) else {
                     continue;
                 };
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
+                for (mut from, mut to, rate) in [
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        None,
+                    ),
+                    (server, client, rate),
                 ] {
                     let kept = Arc::clone(&kept);
                     std::thread::spawn(move || {
+                        let started = Instant::now();
+                        let mut sent = 0u64;
                         let mut buf = [0u8; 16 * 1024];
                         loop {
                             let n = match from.read(&mut buf) {
@@ -100,6 +111,14 @@ impl Relay {
                                 Ok(n) => n,
                             };
                             kept.lock().unwrap().extend_from_slice(&buf[..n]);
+                            if let Some(rate) = rate {
+                                // Pace the bytes: this one goes once the link had time for it.
+                                sent += n as u64;
+                                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                                    std::thread::sleep(wait);
+                                }
+                            }
                             if to.write_all(&buf[..n]).is_err() {
                                 break;
                             }
@@ -323,6 +342,67 @@ fn a_remote_daemon_is_reached_only_with_an_allowed_key_and_its_traffic_is_encryp
         );
     }
     drop(daemon);
+}
+
+/// A follow over a slow link (256 KB/s from the daemon) of an agent with 2 MB of output: its
+/// refill reads take seconds each. Before, the follow's one-second liveness check queued on
+/// the same connection behind them, took the daemon for gone, started the follow again from
+/// the same point, and never got further ("the daemon went away" every few seconds, nothing
+/// printed).
+#[test]
+fn a_follow_over_a_slow_link_is_not_taken_for_a_daemon_gone() {
+    let a = Host::new('a');
+    let b = Host::new('b');
+    let state = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(config.path(), "ops");
+    on_b_auth(state.path(), &["allow", &public, "--role", "control"]);
+    let server_key = on_b_auth(state.path(), &["server-key"]).trim().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let daemon = NetnsDaemon::start(&b.ns, b.there, state.path(), work.path());
+    let control = Relay::throttled(a.here, daemon.control, Some(256 * 1024));
+    let publish = Relay::start(a.here, daemon.publish);
+    ok(on_a(
+        &a,
+        config.path(),
+        &[
+            "context",
+            "add",
+            "slow",
+            "--control",
+            &format!("tcp://{}", control.addr),
+            "--pub",
+            &format!("tcp://{}", publish.addr),
+            "--server-key",
+            &server_key,
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    ));
+    ok(on_a(&a, config.path(), &["context", "use", "slow"]));
+    // 2,000 lines of 1 KiB: a refill page is all of them.
+    let lines = 2000;
+    let script = format!(
+        "i=1; while [ $i -le {lines} ]; do printf '%05d %01018d\\n' $i 0; i=$((i+1)); done"
+    );
+    ok(on_a(
+        &a,
+        config.path(),
+        &["spawn", "--name", "big", "--", "sh", "-c", &script],
+    ));
+    ok(on_a(&a, config.path(), &["wait", "big"]));
+    let output = on_a(&a, config.path(), &["logs", "-f", "--no-prefix", "big"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("went away"),
+        "a slow daemon is not a gone one: {}",
+        stderr(&output)
+    );
+    let printed: Vec<usize> = stdout(&output)
+        .lines()
+        .map(|l| l[..5].parse().unwrap())
+        .collect();
+    assert_eq!(printed, (1..=lines).collect::<Vec<_>>());
 }
 
 #[test]

@@ -165,16 +165,21 @@ pub(crate) async fn follow_across_restarts(
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let mut daemon = client.health().await?.daemon;
+    // Whether the daemon is still there is asked on a connection of its own: on a slow link a
+    // refill's large reads hold every later reply on the follow's connection behind them, and
+    // a check queued there took a daemon busy sending for one that was gone (and the follow,
+    // started again, asked for the same reads: it never got further).
+    let mut probe = ctx.client().await?;
     let mut ended = HashSet::new();
     loop {
         let mut follower = client.follow(selection.clone(), options.clone()).await?;
         let finished = tokio::select! {
             result = follow(&mut follower, printer, &mut ended) => match result {
                 Ok(()) => true,
-                Err(_) if !reconnect::is_there(&client, daemon).await => false,
+                Err(_) if !reconnect::is_there(&probe, daemon).await => false,
                 Err(error) => return Err(error),
             },
-            () = reconnect::gone(&client, daemon) => false,
+            () = reconnect::gone(&probe, daemon) => false,
         };
         if finished {
             return Ok(());
@@ -197,6 +202,7 @@ pub(crate) async fn follow_across_restarts(
         }
         options.resume.extend(resume);
         (client, daemon) = reconnect::wait_for_daemon(ctx).await?;
+        probe = ctx.client().await?;
         if let Selection::Agents(ids) = &selection {
             let kept = still_there(&client, ids).await?;
             if kept.is_empty() {
