@@ -44,6 +44,19 @@ const QUESTION_TOOLS: [&str; 1] = ["AskUserQuestion"];
 /// calls a handful at once).
 const MAX_PENDING: usize = 64;
 
+/// Bytes of an id kept (real ones are about 30): a longer id is known by its first
+/// `MAX_ID` bytes, so 64 pending calls pin at most 8 KiB however long the ids an agent prints.
+const MAX_ID: usize = 128;
+
+/// The part of `id` that is kept and compared.
+fn id_key(id: &str) -> &str {
+    let mut end = id.len().min(MAX_ID);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    &id[..end]
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct State {
     /// The API message being read and the usage counted for it so far.
@@ -59,6 +72,16 @@ pub(crate) struct State {
     /// The person interrupted the run (SIGINT, which `stop` sends): its error result is what
     /// they asked for, not a reason to call them.
     interrupted: bool,
+}
+
+#[cfg(test)]
+impl State {
+    /// Bytes of ids kept: pending calls, spare buffers and the current message's id.
+    pub(crate) fn id_bytes(&self) -> usize {
+        let ids = self.pending.iter().chain(&self.spare_ids);
+        ids.map(String::capacity).sum::<usize>()
+            + self.message.as_ref().map_or(0, |(id, _)| id.capacity())
+    }
 }
 
 /// What Claude Code writes as a user message when SIGINT interrupts it.
@@ -263,7 +286,7 @@ fn assistant(state: &mut State, reading: &mut Reading<'_>, message: Message<'_>)
     if let Some(model) = message.model.as_deref().filter(|m| !m.starts_with('<')) {
         reading.model(model);
     }
-    let id = message.id.as_deref().unwrap_or_default();
+    let id = id_key(message.id.as_deref().unwrap_or_default());
     let usage = message.usage.map(Usage::tokens).unwrap_or_default();
     match &mut state.message {
         Some((current, counted)) if current == id => *counted = usage,
@@ -297,7 +320,7 @@ fn assistant(state: &mut State, reading: &mut Reading<'_>, message: Message<'_>)
             }
             "tool_use" => {
                 let name = block.name.as_deref().unwrap_or_default();
-                let id = block.id.as_deref().unwrap_or_default();
+                let id = id_key(block.id.as_deref().unwrap_or_default());
                 if state.pending.len() < MAX_PENDING && !state.pending.iter().any(|p| p == id) {
                     let mut pending = state.spare_ids.pop().unwrap_or_default();
                     pending.push_str(id);
@@ -330,11 +353,11 @@ fn tool_results(state: &mut State, reading: &mut Reading<'_>, message: Message<'
             continue;
         }
         any = true;
-        if let Some(id) = &block.tool_use_id {
+        if let Some(id) = block.tool_use_id.as_deref().map(id_key) {
             if let Some(at) = state.pending.iter().position(|p| p == id) {
                 let mut done = state.pending.swap_remove(at);
-                // Kept for the next id, unless it is far longer than an id is.
-                if done.capacity() <= 128 {
+                // Kept for the next id.
+                if done.capacity() <= MAX_ID {
                     done.clear();
                     state.spare_ids.push(done);
                 }

@@ -131,6 +131,13 @@ pub(crate) fn line(state: &mut State, reading: &mut Reading<'_>, bytes: &[u8]) -
                 reading.activity.tokens = tokens;
             }
             state.running = 0;
+            // A top-level `error` is also how codex reports a retry it then got past
+            // ("Reconnecting... 1/5": its `StreamError`); a turn that completes was not failed
+            // by it, and asks nobody for anything.
+            reading
+                .activity
+                .attention
+                .retain(|a| a.reason != AttentionReason::Error);
             let result = state.last_message.take();
             reading.finished(true, result.as_deref());
         }

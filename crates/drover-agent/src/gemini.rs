@@ -32,6 +32,9 @@ pub(crate) struct State {
     reply: String,
     /// The last event was assistant text: more text continues the same reply.
     in_reply: bool,
+    /// The reply outgrew its bound: it ends with `…`, and later text is not joined to it (it
+    /// would read as if nothing were between).
+    reply_cut: bool,
     /// Tool calls without a result yet.
     running: usize,
 }
@@ -103,14 +106,21 @@ pub(crate) fn line(state: &mut State, reading: &mut Reading<'_>, bytes: &[u8]) -
                 let text = line.content.unwrap_or_default();
                 if !was_reply {
                     state.reply.clear();
+                    state.reply_cut = false;
                     reading.activity.turns = reading.activity.turns.saturating_add(1);
                 }
                 if line.delta == Some(true) {
-                    if state.reply.len() + text.len() <= 2 * MAX_ACTIVITY_TEXT {
+                    if state.reply_cut {
+                        // Cut already: nothing joins it.
+                    } else if state.reply.len() + text.len() <= 2 * MAX_ACTIVITY_TEXT {
                         state.reply.push_str(&text);
+                    } else {
+                        state.reply_cut = true;
+                        state.reply.push('…');
                     }
                 } else {
                     state.reply = text;
+                    state.reply_cut = false;
                 }
                 state.in_reply = true;
                 if reading.activity.phase != drover_proto::Phase::Tool {

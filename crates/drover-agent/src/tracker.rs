@@ -215,3 +215,28 @@ impl Tracker {
         update
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 64 calls whose ids (and message ids) are 100 KB each pin at most 128 bytes per id:
+    /// before, each kept its whole id, up to a 4 MiB line, until a result came.
+    #[test]
+    fn ids_an_agent_makes_long_are_kept_short() {
+        let mut tracker = Tracker::new(ParserKind::ClaudeStreamJson, false);
+        let mut update = Update::default();
+        for i in 0..64 {
+            let id = format!("{i:03}{}", "x".repeat(100_000));
+            let line = format!(
+                r#"{{"type":"assistant","message":{{"id":"m{id}","model":"m","content":[{{"type":"tool_use","id":"t{id}","name":"Bash","input":{{}}}}]}}}}"#
+            );
+            tracker.feed(line.as_bytes(), false, &mut update);
+        }
+        assert_eq!(tracker.activity().turns, 64);
+        let Format::Claude(state) = &tracker.format else {
+            unreachable!("a claude tracker")
+        };
+        assert!(state.id_bytes() <= 65 * 128, "{}", state.id_bytes());
+    }
+}

@@ -374,3 +374,75 @@ fn an_interactive_turn_ends_waiting() {
     assert_eq!(tracker.activity().phase, Phase::Done);
     assert_eq!(end.events.len(), 1);
 }
+
+/// Tool ids are the agent's to choose: one of 100 KB is kept by its first 128 bytes (64 pending
+/// calls pinned up to 64 lines' worth before), and its result still ends the call.
+#[test]
+fn claude_tool_ids_of_any_length_are_kept_bounded_and_still_paired() {
+    let long = |tag: char| format!("toolu_{tag}{}", "x".repeat(100_000));
+    let call = |id: &str| {
+        format!(
+            r#"{{"type":"assistant","message":{{"id":"msg_{}","model":"m","content":[{{"type":"tool_use","id":"{id}","name":"Bash","input":{{"command":"ls"}}}}]}}}}"#,
+            &id[..7]
+        )
+    };
+    let result = |id: &str| {
+        format!(
+            r#"{{"type":"user","message":{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"{id}","content":"ok"}}]}}}}"#
+        )
+    };
+    let (a, b) = (long('a'), long('b'));
+    let lines = [call(&a), call(&b), result(&a), result(&b)];
+    let records: Vec<(&[u8], bool)> = lines.iter().map(|l| (l.as_bytes(), false)).collect();
+    let mut tracker = Tracker::new(ParserKind::ClaudeStreamJson, false);
+    let mut update = Update::default();
+    for (i, (data, partial)) in records.iter().enumerate() {
+        tracker.feed(data, *partial, &mut update);
+        let expected = if i < 3 { Tool } else { Working };
+        assert_eq!(tracker.activity().phase, expected, "after line {i}");
+    }
+}
+
+/// codex reports a stream retry it then gets past as a top-level `error` ("Reconnecting...
+/// 1/5", its `StreamError`): a turn that completes after it is done and asks nobody for
+/// anything. One that fails keeps it (`codex_api_error_fails_with_attention`).
+#[test]
+fn codex_a_retried_stream_error_is_forgotten_when_the_turn_completes() {
+    let clean = fixture("codex-tool");
+    let mut bytes = Vec::new();
+    for line in lines(&clean) {
+        bytes.extend_from_slice(line);
+        if line.starts_with(br#"{"type":"turn.started"}"#) {
+            bytes.extend_from_slice(
+                b"{\"type\":\"error\",\"message\":\"Reconnecting... 1/5 (stream disconnected before completion)\"}\n",
+            );
+        }
+    }
+    let (activity, phases) = run(ParserKind::CodexJson, &whole(&bytes), Ending::Exited(0));
+    assert_eq!(phases, [Working, Working, Tool, Working, Done]);
+    assert!(activity.attention.is_empty(), "{:?}", activity.attention);
+    assert!(!activity.is_error);
+    assert_eq!(
+        activity.result.as_deref(),
+        Some("The command printed drover-tool-ran.")
+    );
+}
+
+/// A gemini reply whose streamed text outgrew its bound ends with `…`; text after the cut is
+/// not joined to it as if nothing were between.
+#[test]
+fn gemini_a_reply_cut_short_says_so() {
+    let delta = |text: &str| {
+        format!(r#"{{"type":"message","role":"assistant","content":"{text}","delta":true}}"#)
+    };
+    let lines = [
+        r#"{"type":"init","session_id":"s","model":"gemini-2.5-pro"}"#.to_owned(),
+        delta("Hello "),
+        delta(&"x".repeat(4200)),
+        delta("Bye."),
+        r#"{"type":"result","status":"success","stats":{}}"#.to_owned(),
+    ];
+    let records: Vec<(&[u8], bool)> = lines.iter().map(|l| (l.as_bytes(), false)).collect();
+    let (activity, _) = run(ParserKind::GeminiStreamJson, &records, Ending::Exited(0));
+    assert_eq!(activity.result.as_deref(), Some("Hello …"));
+}

@@ -11,7 +11,7 @@ pub const MAX_ACTIVITY_TEXT: usize = 2048;
 pub const MAX_TOOL_SUMMARY: usize = 160;
 /// Longest `session_id`, `model` and tool name, in bytes: they come from the agent's output.
 pub const MAX_ACTIVITY_NAME: usize = 256;
-/// Most attention reasons kept; later ones replace the newest.
+/// Most attention reasons kept; past it a new one pushes out the oldest.
 pub const MAX_ATTENTION: usize = 8;
 
 /// Where an agent is in its work.
