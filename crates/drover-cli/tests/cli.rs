@@ -834,3 +834,38 @@ fn the_local_context_follows_drover_state_dir_as_serve_and_auth_do() {
     assert!(!missed.status.success());
     assert!(String::from_utf8_lossy(&missed.stderr).contains("no daemon at"));
 }
+
+/// Records the store lost for good (here, as the registry recorded them after a full disk)
+/// are said on stderr by a plain `drover logs`, which prints the rest: before, it printed what
+/// was kept and nothing about the hole.
+#[test]
+fn logs_says_which_records_were_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let id = ok(daemon.drover(&["spawn", "--name", "holed", "--", "seq", "1", "5"]));
+    let id = id.trim().to_owned();
+    ok(daemon.drover(&["wait", "holed"]));
+    daemon.stop();
+    // What the daemon writes when an agent ends with records it could not store.
+    let registry = dir.path().join("registry.sqlite3");
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3; c = sqlite3.connect('{}'); \
+             c.execute(\"INSERT INTO log_gaps (agent_id, from_seq, to_seq) VALUES ('{id}', 6, 8)\"); \
+             c.commit()",
+            registry.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let daemon = Daemon::start(dir.path());
+    let output = daemon.drover(&["logs", "holed"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "1\n2\n3\n4\n5\n");
+    assert_eq!(
+        stderr(&output),
+        "drover: holed: records 6 to 8 were lost: the daemon could not store them\n"
+    );
+    daemon.stop();
+}

@@ -316,6 +316,7 @@ pub(crate) async fn history(
         }
         let (records, reached) = before(&read.records, args.until);
         printer.records(agent.id, &name, records)?;
+        say_lost(&name, read.dropped);
         if reached {
             continue;
         }
@@ -339,6 +340,7 @@ pub(crate) async fn history(
             }
             let (records, reached) = before(&read.records, args.until);
             printer.records(agent.id, &name, records)?;
+            say_lost(&name, read.dropped);
             if reached || read.next_seq <= next {
                 break;
             }
@@ -346,6 +348,16 @@ pub(crate) async fn history(
         }
     }
     Ok(0)
+}
+
+/// Say on stderr that the records of `dropped` (which a read passed) were lost for good.
+fn say_lost(name: &str, dropped: Option<drover_proto::SeqRange>) {
+    if let Some(range) = dropped {
+        eprintln!(
+            "drover: {name}: records {} to {} were lost: the daemon could not store them",
+            range.from, range.to
+        );
+    }
 }
 
 /// The records captured before `until` (all without it), and whether one at or after it was
