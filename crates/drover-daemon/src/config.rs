@@ -11,6 +11,10 @@ use serde::Deserialize;
 
 use crate::DaemonError;
 
+/// The smallest log budget, an agent's (`log_budget`) or the daemon's (`agent_log_budget`,
+/// `global_log_budget`): 64 KiB.
+pub(crate) const MIN_LOG_BUDGET: u64 = 64 * 1024;
+
 /// What the daemon does with running agents when it shuts down.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -162,6 +166,26 @@ impl Config {
         if self.max_agents == 0 {
             return invalid("max_agents must be at least 1".into());
         }
+        // An ended agent is kept until its end has been read: with none kept, `run` and `wait`
+        // could not learn how the agents they started ended.
+        if self.max_ended_agents == 0 {
+            return invalid("max_ended_agents must be at least 1".into());
+        }
+        let sync = self.store.sync_interval;
+        if sync < Duration::from_millis(1) || sync > Duration::from_secs(10) {
+            return invalid("sync_interval_ms must be 1 to 10000".into());
+        }
+        for (key, budget) in [
+            ("agent_log_budget", self.store.agent_budget),
+            ("global_log_budget", self.store.global_budget),
+        ] {
+            if budget < MIN_LOG_BUDGET {
+                return invalid(format!(
+                    "{key} must be at least {MIN_LOG_BUDGET} bytes (64 KiB, the smallest an \
+                     agent's log_budget may be)"
+                ));
+            }
+        }
         if let Some(dir) = &self.work_dir {
             if !dir.is_absolute() {
                 return invalid(format!(
@@ -173,6 +197,19 @@ impl Config {
         for (name, template) in &self.backends {
             crate::placeholder::check(name, template)
                 .map_err(|reason| DaemonError::Config { reason })?;
+        }
+        if let Some(allowed) = &self.allowed_backends {
+            let known = drover_supervisor::BackendTable::builtin();
+            if let Some(unknown) = allowed
+                .iter()
+                .find(|name| known.get(name).is_none() && !self.backends.contains_key(*name))
+            {
+                return invalid(format!(
+                    "allowed_backends names {unknown:?}, which is no backend (built in: {}; \
+                     or one of [backends])",
+                    known.names().collect::<Vec<_>>().join(", ")
+                ));
+            }
         }
         if self.http_limits.max_connections == 0 {
             return invalid("http_max_connections must be at least 1".into());
@@ -416,6 +453,55 @@ mod tests {
         let mut config = Config::new("/tmp/unused");
         parsed.apply(&mut config);
         assert_eq!(config.work_dir, Some(PathBuf::from("/srv/agents")));
+    }
+
+    /// Values that would break the daemon quietly are refused at start, each naming its key
+    /// (`max_ended_agents = 0` made every `run` fail with `not_found`, `sync_interval_ms = 0`
+    /// spun a core, a global budget of 0 removed every log at its end, a misspelt backend key
+    /// was ignored and a bad `stop_signal` blamed each spawn's client).
+    #[test]
+    fn values_that_would_break_the_daemon_quietly_are_refused_naming_their_key() {
+        let backend = |extra: &str| format!("[backends.mytool]\nargv = [\"mytool\"]\n{extra}\n");
+        let cases = [
+            ("max_ended_agents = 0\n".to_owned(), "max_ended_agents"),
+            ("sync_interval_ms = 0\n".to_owned(), "sync_interval_ms"),
+            ("sync_interval_ms = 60000\n".to_owned(), "sync_interval_ms"),
+            ("agent_log_budget = 0\n".to_owned(), "agent_log_budget"),
+            ("global_log_budget = 1024\n".to_owned(), "global_log_budget"),
+            ("allowed_backends = [\"cladue\"]\n".to_owned(), "\"cladue\""),
+            (backend("stop_signal = \"INTT\""), "stop_signal \"INTT\""),
+        ];
+        for (text, named) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("drover.toml");
+            std::fs::write(&path, &text).unwrap();
+            let mut config = Config::new(dir.path());
+            config.apply_file(&path).unwrap();
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(named), "{text}: {error}");
+        }
+        // A misspelt backend key is an error when the file is read, not a key ignored.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drover.toml");
+        std::fs::write(&path, backend("stop_sginal = \"INT\"")).unwrap();
+        let error = Config::new(dir.path())
+            .apply_file(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("stop_sginal"), "{error}");
+        // What is allowed still is.
+        std::fs::write(
+            &path,
+            format!(
+                "allowed_backends = [\"claude\", \"mytool\"]\nsync_interval_ms = 1\n\
+                 agent_log_budget = 65536\n{}",
+                backend("stop_signal = \"INT\"")
+            ),
+        )
+        .unwrap();
+        let mut config = Config::new(dir.path());
+        config.apply_file(&path).unwrap();
+        config.validate().unwrap();
     }
 
     #[test]

@@ -23,6 +23,13 @@ pub(crate) fn check(name: &str, template: &BackendTemplate) -> Result<(), String
             ));
         }
     }
+    if let Some(signal) = &template.stop_signal {
+        if drover_supervisor::parse_signal(signal).is_none() {
+            return Err(format!(
+                "backend {name:?}: stop_signal {signal:?} is not a signal name or number"
+            ));
+        }
+    }
     if let Some(parser) = &template.parser {
         parser
             .parse::<drover_agent::ParserKind>()

@@ -15,6 +15,7 @@ use crate::StdinMode;
 
 /// One backend: its argv template and the stdin mode it wants (if it has an opinion).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BackendTemplate {
     pub argv: Vec<ArgTemplate>,
     #[serde(default)]

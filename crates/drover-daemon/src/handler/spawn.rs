@@ -22,7 +22,7 @@ use crate::daemon::Shared;
 use crate::error::store_error;
 
 /// Smallest per-agent log budget: a few records.
-const MIN_LOG_BUDGET: u64 = 64 * 1024;
+use crate::config::MIN_LOG_BUDGET;
 /// Longest session id a spec may resume.
 const MAX_SESSION_LEN: usize = 256;
 /// Largest per-agent log budget the registry can record.
