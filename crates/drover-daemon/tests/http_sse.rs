@@ -473,3 +473,41 @@ async fn a_last_event_id_beyond_the_log_is_refused_not_followed_silently() {
     })
     .await;
 }
+
+/// An agent removed after its end but before its log stream wrote the final event (the stream's
+/// reader was behind: here it reads nothing until then). The exit event says how the agent
+/// ended, never the `running` the stream started with: before, a removed agent's exit event
+/// fell back to the snapshot taken when the stream opened (seen with `rm`, `prune` and a small
+/// `max_ended_agents` racing an agent's end).
+#[tokio::test]
+async fn the_exit_event_says_how_an_agent_ended_though_it_was_removed_before_it() {
+    within(async {
+        let daemon = Daemon::start().await;
+        let gate = tempfile::tempdir().unwrap();
+        let go = gate.path().join("go");
+        let script = format!(
+            "while [ ! -e {} ]; do sleep 0.01; done; seq -f 'line %g' 1 600000",
+            go.display()
+        );
+        let id = daemon.spawn(&["sh", "-c", &script]).await;
+        // Opened while the agent runs; not read until the agent is gone.
+        let mut stream = SseClient::connect(
+            daemon.addr,
+            &format!("/v1/agents/{id}/logs?follow=true"),
+            &[],
+        )
+        .await;
+        std::fs::write(&go, b"").unwrap();
+        assert_eq!(daemon.wait_exit(&id).await["state"], "exited");
+        let removed =
+            support::request(daemon.addr, "DELETE", &format!("/v1/agents/{id}"), &[], b"").await;
+        assert_eq!(removed.status, 200, "{}", removed.text());
+        let events = stream.collect().await;
+        let last = events.last().expect("some events");
+        assert_eq!(last.event, "exit", "{last:?}");
+        assert_eq!(last.json()["state"], "exited", "{last:?}");
+        assert_eq!(last.json()["exit_code"], 0, "{last:?}");
+        daemon.stop().await;
+    })
+    .await;
+}

@@ -69,10 +69,12 @@ pub(super) fn start(
         started.elapsed(),
         result.as_ref().err().map(|e| e.0.code.as_str()),
     );
+    let live = shared.live(agent.id).map(|live| live.info.clone());
     let source = LogSource {
         follower: result?,
         stream: from.stream,
         agent,
+        live,
         done: false,
         counted,
     };
@@ -144,6 +146,9 @@ struct LogSource {
     stream: Option<StreamKind>,
     /// The agent as resolved at the start; the exit event reads it afresh.
     agent: AgentInfo,
+    /// A live agent's record as its observer keeps it: its last value is how it ended, even
+    /// once the agent was removed (`rm`, `prune`, `max_ended_agents`) before the exit event.
+    live: Option<tokio::sync::watch::Receiver<AgentInfo>>,
     done: bool,
     /// Also the way to the daemon's state.
     counted: FollowerGuard,
@@ -219,7 +224,9 @@ impl LogSource {
     fn push_exit(&self, out: &mut Vec<u8>) {
         let shared = &self.counted.0;
         let now = shared.store.agent(self.agent.id).ok().flatten();
-        let agent = now.as_ref().unwrap_or(&self.agent);
+        // Removed meanwhile: never the snapshot from the start (it said `running`).
+        let last = self.live.as_ref().map(|live| live.borrow().clone());
+        let agent = now.as_ref().or(last.as_ref()).unwrap_or(&self.agent);
         let exit = Exit {
             state: agent.state().as_str(),
             exit_code: agent.status.exit_code(),
