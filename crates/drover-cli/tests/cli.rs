@@ -869,3 +869,41 @@ fn logs_says_which_records_were_lost() {
     );
     daemon.stop();
 }
+
+/// Followed together, agents' lines stay whole and each starts with its agent's prefix: one
+/// agent's partial line ("building...") is ended before another's line is printed, and its
+/// continuation comes on a line of its own, prefixed again. Before, the other agent's line was
+/// glued on ("[a] building...[b] b1") and a grep for "^[b]" missed it.
+#[test]
+fn merged_follows_never_print_a_line_under_another_agents_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let gates = tempfile::tempdir().unwrap();
+    let gate = |name: &str| gates.path().join(name).display().to_string();
+    let wait = |name: &str| format!("while [ ! -e {} ]; do sleep 0.01; done", gate(name));
+    let a = format!("printf 'building...'; {}; printf ' ok\\n'", wait("a"));
+    let b = format!("{}; echo b1; {}", wait("b"), wait("end"));
+    ok(daemon.drover(&["spawn", "--name", "a", "--", "sh", "-c", &a]));
+    ok(daemon.drover(&["spawn", "--name", "b", "--", "sh", "-c", &b]));
+    let follow = daemon
+        .command(&["logs", "-f", "a", "b"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // One step at a time, each stored before the next starts.
+    wait_for("a's partial line", || {
+        (ok(daemon.drover(&["logs", "a"])) == "building...").then_some(())
+    });
+    std::fs::write(gate("b"), b"").unwrap();
+    wait_for("b's line", || {
+        (ok(daemon.drover(&["logs", "b"])) == "b1\n").then_some(())
+    });
+    std::fs::write(gate("a"), b"").unwrap();
+    ok(daemon.drover(&["wait", "a"]));
+    std::fs::write(gate("end"), b"").unwrap();
+    let output = wait_output(follow);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "[a] building...\n[b] b1\n[a]  ok\n");
+    daemon.stop();
+}

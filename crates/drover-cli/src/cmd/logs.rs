@@ -391,12 +391,16 @@ pub(crate) struct Printer {
     pub(crate) host: Option<String>,
 }
 
+/// Whose line is open (printed without its newline yet) on stdout and on stderr: an agent, on
+/// a host when several are followed. Shared by every printer of the process (one per host), as
+/// they share the two streams.
+type OpenLine = Option<(Option<String>, AgentId)>;
+static OPEN_LINES: std::sync::Mutex<[OpenLine; 2]> = std::sync::Mutex::new([None, None]);
+
 /// One agent's transcript rendering.
 pub(crate) struct Transcript {
     pretty: Pretty,
     partial: Vec<u8>,
-    /// The last rendered text ended its line (streamed text may not have).
-    line_start: bool,
 }
 
 impl Printer {
@@ -418,7 +422,6 @@ impl Printer {
             Transcript {
                 pretty: Pretty::new(kind),
                 partial: Vec::new(),
-                line_start: true,
             },
         );
     }
@@ -427,21 +430,6 @@ impl Printer {
     pub(crate) fn forget(&self, id: AgentId) {
         if let Some(pretty) = &self.pretty {
             pretty.borrow_mut().remove(&id);
-        }
-    }
-
-    fn at_line_start(&self, id: AgentId) -> bool {
-        self.pretty
-            .as_ref()
-            .and_then(|p| p.borrow().get(&id).map(|t| t.line_start))
-            .unwrap_or(true)
-    }
-
-    fn set_line_start(&self, id: AgentId, at_start: bool) {
-        if let Some(pretty) = &self.pretty {
-            if let Some(transcript) = pretty.borrow_mut().get_mut(&id) {
-                transcript.line_start = at_start;
-            }
         }
     }
 
@@ -490,6 +478,11 @@ impl Printer {
         let stderr = std::io::stderr();
         let mut out = std::io::BufWriter::with_capacity(OUT_BUFFER, stdout.lock());
         let mut err = std::io::BufWriter::with_capacity(OUT_BUFFER, stderr.lock());
+        let mut open_lines = OPEN_LINES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let decorated = self.prefix || self.timestamps;
+        let me = Some((self.host.clone(), id));
         let mut last = StreamKind::Stdout;
         for record in records {
             if record.stream != last {
@@ -538,8 +531,15 @@ impl Printer {
             } else {
                 vec![data]
             };
+            let open = &mut open_lines[usize::from(record.stream == StreamKind::Stderr)];
             for piece in pieces {
-                if rendered.is_none() || self.at_line_start(id) {
+                // A line goes on where it stopped (a partial record, streamed text): its prefix
+                // was written. Another's open line is ended first, so that every line printed
+                // starts with the prefix of the agent it is from.
+                if *open != me {
+                    if decorated && open.take().is_some() {
+                        sink.write_all(b"\n")?;
+                    }
                     match (&self.host, self.prefix) {
                         (Some(host), true) => write!(sink, "[{host}/{name}] ")?,
                         (None, true) => write!(sink, "[{name}] ")?,
@@ -550,9 +550,11 @@ impl Printer {
                     }
                 }
                 sink.write_all(piece)?;
-                if rendered.is_some() {
-                    self.set_line_start(id, piece.ends_with(b"\n"));
-                }
+                *open = if piece.ends_with(b"\n") {
+                    None
+                } else {
+                    me.clone()
+                };
             }
         }
         out.flush()?;
