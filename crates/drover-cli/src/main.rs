@@ -70,9 +70,10 @@ fn main() -> ExitCode {
             if is_broken_pipe(&error) {
                 return exit(0);
             }
-            let mut message = format!("drover: error: {error}");
+            // A daemon's message (a remote one's too) is shown, never run by the terminal.
+            let mut message = format!("drover: error: {}", output::shown(&error));
             for cause in error.chain().skip(1) {
-                message.push_str(&format!("\n  caused by: {cause}"));
+                message.push_str(&format!("\n  caused by: {}", output::shown(cause)));
             }
             eprintln!("{message}");
             exit(output::exit_code(&error))

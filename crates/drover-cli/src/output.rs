@@ -175,6 +175,12 @@ pub(crate) fn signal_label(text: &str) -> String {
     }
 }
 
+/// Text a daemon sent (an error's message, an agent's name from another host) as it is shown
+/// on a terminal: control characters become visible escapes (`drover_agent::printable`).
+pub(crate) fn shown(text: impl std::fmt::Display) -> String {
+    drover_agent::printable(&text.to_string(), false).into_owned()
+}
+
 /// Print rows as an aligned table with a header.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

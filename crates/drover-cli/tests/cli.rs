@@ -907,3 +907,23 @@ fn merged_follows_never_print_a_line_under_another_agents_prefix() {
     assert_eq!(stdout(&output), "[a] building...\n[b] b1\n[a]  ok\n");
     daemon.stop();
 }
+
+/// What the CLI says about an agent is shown, never run by the terminal: here a name given with
+/// an escape sequence in it, in `show`'s error (the daemon's message) and in the per-agent
+/// report of `stop` (a remote daemon's names and messages could say anything).
+#[test]
+fn reports_reach_the_terminal_without_live_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    for verb in ["show", "stop"] {
+        let output = daemon.drover(&[verb, "x\u{1b}]0;TITLE\u{7}"]);
+        assert_eq!(output.status.code(), Some(3), "{verb}: not_found");
+        let said = stderr(&output);
+        assert!(
+            !said.contains('\u{1b}') && !said.contains('\u{7}'),
+            "{verb}: {said:?}"
+        );
+        assert!(said.contains(r"x\u{1b}]0;TITLE\u{7}"), "{verb}: {said}");
+    }
+    daemon.stop();
+}

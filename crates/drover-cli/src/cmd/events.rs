@@ -61,7 +61,10 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                 Ok(code) => code,
                 Err(error) => {
                     let host = share.host.as_deref().unwrap_or("?");
-                    eprintln!("drover: {host}: {error:#}");
+                    eprintln!(
+                        "drover: {host}: {}",
+                        crate::output::shown(format_args!("{error:#}"))
+                    );
                     crate::output::exit_code(&error)
                 }
             }
@@ -78,7 +81,10 @@ async fn run_one(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         // One host of several, followed: wait for it as for one that goes away later.
         Err(error) if args.follow && ctx.host.is_some() => {
             let host = ctx.host.as_deref().unwrap_or("?");
-            eprintln!("drover: {host}: unreachable: {error:#}");
+            eprintln!(
+                "drover: {host}: unreachable: {}",
+                crate::output::shown(format_args!("{error:#}"))
+            );
             reconnect::wait_for_daemon(ctx).await?.0
         }
         Err(error) => return Err(error),

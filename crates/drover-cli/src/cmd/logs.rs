@@ -540,9 +540,14 @@ impl Printer {
                     if decorated && open.take().is_some() {
                         sink.write_all(b"\n")?;
                     }
+                    // The name is a daemon's (another host's, perhaps): shown, never run.
                     match (&self.host, self.prefix) {
-                        (Some(host), true) => write!(sink, "[{host}/{name}] ")?,
-                        (None, true) => write!(sink, "[{name}] ")?,
+                        (Some(host), true) => {
+                            write!(sink, "[{host}/{}] ", drover_agent::printable(name, false))?
+                        }
+                        (None, true) => {
+                            write!(sink, "[{}] ", drover_agent::printable(name, false))?
+                        }
                         (_, false) => {}
                     }
                     if self.timestamps {

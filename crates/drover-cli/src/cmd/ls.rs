@@ -220,7 +220,10 @@ async fn gather(
                 agent,
             })),
             Err(error) => {
-                eprintln!("drover: {host}: unreachable: {error:#}");
+                eprintln!(
+                    "drover: {host}: unreachable: {}",
+                    crate::output::shown(format_args!("{error:#}"))
+                );
                 if status == 0 {
                     status = output::exit_code(&error);
                 }

@@ -239,7 +239,11 @@ impl Outcome {
         code: drover_proto::ErrorCode,
         message: &str,
     ) {
-        eprintln!("drover: {}: {code}: {message}", ctx.qualify(agent));
+        eprintln!(
+            "drover: {}: {code}: {}",
+            crate::output::shown(ctx.qualify(agent)),
+            crate::output::shown(message)
+        );
         if ctx.json {
             self.items.push(serde_json::json!({
                 "agent": agent,
@@ -273,7 +277,11 @@ impl Outcome {
         error: &drover_client::ClientError,
     ) {
         let code = error.code().unwrap_or(drover_proto::ErrorCode::Internal);
-        eprintln!("drover: {}: {error}", ctx.qualify(agent));
+        eprintln!(
+            "drover: {}: {}",
+            crate::output::shown(ctx.qualify(agent)),
+            crate::output::shown(error)
+        );
         if ctx.json {
             self.items.push(serde_json::json!({
                 "agent": agent,

@@ -46,7 +46,10 @@ async fn follow_on(share: &Share, args: &Args) -> i32 {
         let client = match connect(ctx).await {
             Ok(client) => client,
             Err(error) => {
-                eprintln!("drover: {host}: unreachable: {error:#}");
+                eprintln!(
+                    "drover: {host}: unreachable: {}",
+                    crate::output::shown(format_args!("{error:#}"))
+                );
                 reconnect::wait_for_daemon(ctx).await?.0
             }
         };
@@ -60,7 +63,10 @@ async fn follow_on(share: &Share, args: &Args) -> i32 {
     match result {
         Ok(()) => 0,
         Err(error) => {
-            eprintln!("drover: {host}: {error:#}");
+            eprintln!(
+                "drover: {host}: {}",
+                crate::output::shown(format_args!("{error:#}"))
+            );
             crate::output::exit_code(&error)
         }
     }

@@ -144,7 +144,11 @@ pub(crate) fn fold(
     let code = match result {
         Ok(code) => code,
         Err(error) if several => {
-            eprintln!("drover: {}: {error:#}", host.unwrap_or("?"));
+            eprintln!(
+                "drover: {}: {}",
+                host.unwrap_or("?"),
+                crate::output::shown(format_args!("{error:#}"))
+            );
             crate::output::exit_code(&error)
         }
         Err(error) => return Err(error),
