@@ -234,6 +234,34 @@ fn one_fleet_over_two_hosts_lists_follows_and_survives_outages() {
         assert_eq!(seen, &expected, "{agent}");
     }
 
+    // A host whose context is wrong (c's address with b's server key: the handshake fails) is
+    // reported and left, not retried for ever: the follow ends with the other host's agent.
+    ok(cli.run(&[
+        "context",
+        "add",
+        "wrong",
+        "--control",
+        &format!("tcp://{}", remote_c.daemon.control),
+        "--server-key",
+        &key_b,
+        "--key",
+        key.to_str().unwrap(),
+    ]));
+    let follow = cli.spawn(&["logs", "-f", "b/p1", "wrong/p1"]);
+    let (code, out, err) = follow.finish();
+    assert_ne!(
+        code,
+        Some(0),
+        "the wrong host's failure is the status: {err}"
+    );
+    assert_eq!(sequences(&out)["[b/p1]"], expected);
+    assert!(
+        err.contains("drover: wrong: ") && err.contains("handshake"),
+        "{err}"
+    );
+    assert!(!err.contains("back; following on"), "{err}");
+    ok(cli.run(&["context", "rm", "wrong"]));
+
     // Merged `ls`: a HOST column first, both hosts' agents, newest first.
     let listed = ok(cli.run(&["--context", "bc", "ls", "-l", "job=p"]));
     let rows: Vec<Vec<&str>> = listed

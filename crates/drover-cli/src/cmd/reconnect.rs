@@ -11,8 +11,23 @@ use super::Ctx;
 
 /// How often the daemon is asked whether it is still there, and how long it has to answer.
 const CHECK: Duration = Duration::from_secs(1);
-/// Between attempts to reach a daemon that went away.
+/// Between attempts to reach a daemon that went away: the first wait, doubled after each
+/// attempt up to `RETRY_AT_MOST`.
 const RETRY: Duration = Duration::from_millis(200);
+const RETRY_AT_MOST: Duration = Duration::from_secs(5);
+
+/// Whether connecting failed for a reason waiting will not mend: the daemon refused this key,
+/// or the key files are unusable. With `first`, a failed handshake too (a wrong server key in
+/// the context): a daemon that answered before and fails its handshake now may be one being
+/// replaced, and is waited for.
+pub(crate) fn is_permanent(error: &anyhow::Error, first: bool) -> bool {
+    use drover_client::ClientError;
+    match error.chain().find_map(|c| c.downcast_ref::<ClientError>()) {
+        Some(ClientError::Refused { .. } | ClientError::Keys(_)) => true,
+        Some(ClientError::Handshake { .. }) => first,
+        Some(_) | None => false,
+    }
+}
 
 /// Resolves once `daemon` stops answering, or another daemon answers in its place.
 pub(crate) async fn gone(client: &Client, daemon: DaemonId) {
@@ -43,16 +58,22 @@ pub(crate) async fn wait_for_daemon(ctx: &Ctx) -> anyhow::Result<(Client, Daemon
         ),
         None => eprintln!("drover: the daemon went away; waiting for it to come back"),
     }
+    let mut retry = RETRY;
     loop {
-        if let Ok(Ok(client)) = tokio::time::timeout(CHECK, ctx.client()).await {
-            if let Ok(Ok(health)) = tokio::time::timeout(CHECK, client.health()).await {
-                match &ctx.host {
-                    Some(host) => eprintln!("drover: {host}: back; following on"),
-                    None => eprintln!("drover: the daemon is back; following on"),
+        match tokio::time::timeout(CHECK, ctx.client()).await {
+            Ok(Ok(client)) => {
+                if let Ok(Ok(health)) = tokio::time::timeout(CHECK, client.health()).await {
+                    match &ctx.host {
+                        Some(host) => eprintln!("drover: {host}: back; following on"),
+                        None => eprintln!("drover: the daemon is back; following on"),
+                    }
+                    return Ok((client, health.daemon));
                 }
-                return Ok((client, health.daemon));
             }
+            Ok(Err(error)) if is_permanent(&error, false) => return Err(error),
+            Ok(Err(_)) | Err(_) => {}
         }
-        tokio::time::sleep(RETRY).await;
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(RETRY_AT_MOST);
     }
 }

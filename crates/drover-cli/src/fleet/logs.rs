@@ -45,6 +45,8 @@ async fn follow_on(share: &Share, args: &Args) -> i32 {
     let result = async {
         let client = match connect(ctx).await {
             Ok(client) => client,
+            // Misconfigured, not away: waiting would never end (the others go on).
+            Err(error) if reconnect::is_permanent(&error, true) => return Err(error),
             Err(error) => {
                 eprintln!(
                     "drover: {host}: unreachable: {}",
