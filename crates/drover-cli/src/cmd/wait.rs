@@ -79,9 +79,12 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                 let ended = wait_one(&host.client, &agent.reference, args.timeout, crowded).await;
                 match (&host.ctx.host, ended) {
                     (_, Ok(info)) => Ok((host, info)),
-                    (None, Err(error)) => Err(anyhow::Error::new(error)),
-                    (Some(_), Err(error)) => Err(anyhow::Error::new(error)
-                        .context(format!("waiting for {}", host.ctx.qualify(&agent.label)))),
+                    (None, Err(error)) => Err((host, anyhow::Error::new(error))),
+                    (Some(_), Err(error)) => Err((
+                        host,
+                        anyhow::Error::new(error)
+                            .context(format!("waiting for {}", host.ctx.qualify(&agent.label))),
+                    )),
                 }
             })
         })
@@ -93,14 +96,22 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         }
         return Ok(status);
     }
+    // A host that fails while others' agents run (its daemon died, its link went) is
+    // reported as `drover: HOST: ...` and its status kept; the others are still waited for.
+    let mut fold = |host: &Host, error| {
+        fleet::fold(&mut status, several, host.ctx.host.as_deref(), Err(error))
+    };
     let ended: Vec<(&Host, AgentInfo)> = if args.any {
-        let (first, _, _) = select_all(waits).await;
-        vec![first?]
+        first_ended(waits, &mut fold).await?.into_iter().collect()
     } else {
-        join_all(waits)
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?
+        let mut ended = Vec::new();
+        for result in join_all(waits).await {
+            match result {
+                Ok(end) => ended.push(end),
+                Err((host, error)) => fold(host, error)?,
+            }
+        }
+        ended
     };
     report(&args, &ended)?;
     let agents = ended
@@ -108,6 +119,27 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         .map(|(_, agent)| agent_exit_status(agent))
         .find(|code| *code != 0);
     Ok(agents.unwrap_or(status))
+}
+
+/// The first of `waits` to end well; each that fails first goes to `failed` (which may end the
+/// whole wait with its error), and the rest are still waited for. `None` when every one failed.
+async fn first_ended<H, T, F>(
+    waits: Vec<F>,
+    failed: &mut impl FnMut(H, anyhow::Error) -> anyhow::Result<()>,
+) -> anyhow::Result<Option<T>>
+where
+    F: std::future::Future<Output = Result<T, (H, anyhow::Error)>> + Unpin,
+{
+    let mut waits = waits;
+    while !waits.is_empty() {
+        let (result, _, rest) = select_all(waits).await;
+        match result {
+            Ok(end) => return Ok(Some(end)),
+            Err((host, error)) => failed(host, error)?,
+        }
+        waits = rest;
+    }
+    Ok(None)
 }
 
 /// Agents on one host from which their waits take turns: a connection has at most
@@ -230,5 +262,49 @@ impl Refs for Args {
     }
     fn set_refs(&mut self, refs: Vec<String>) {
         self.targets.set_refs(refs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::future::{ready, Ready};
+
+    type Wait = Ready<Result<u32, (&'static str, anyhow::Error)>>;
+
+    fn failing(host: &'static str) -> Wait {
+        ready(Err((host, anyhow::anyhow!("{host} went away"))))
+    }
+
+    /// `wait --any` over a fleet: a host that fails first is reported and the others are still
+    /// waited for (before, the first wait to finish decided, even with an error).
+    #[tokio::test]
+    async fn a_failed_host_is_reported_and_the_first_good_end_still_wins() {
+        let mut reported = Vec::new();
+        let mut failed = |host: &'static str, _error: anyhow::Error| {
+            reported.push(host);
+            Ok(())
+        };
+        let waits = vec![failing("b"), ready(Ok(7)), failing("c")];
+        let first = first_ended(waits, &mut failed).await.unwrap();
+        assert_eq!(first, Some(7));
+        assert!(reported.len() <= 2 && !reported.is_empty(), "{reported:?}");
+
+        let mut reported = Vec::new();
+        let mut failed = |host: &'static str, _error: anyhow::Error| {
+            reported.push(host);
+            Ok(())
+        };
+        let none = first_ended(vec![failing("b"), failing("c")], &mut failed)
+            .await
+            .unwrap();
+        assert_eq!(none, None);
+        reported.sort_unstable();
+        assert_eq!(reported, ["b", "c"]);
+
+        // One host alone: its failure is the command's error, as before.
+        let mut fatal = |_: &'static str, error: anyhow::Error| Err(error);
+        let error = first_ended(vec![failing("b"), ready(Ok(1))], &mut fatal).await;
+        assert!(error.is_err_and(|e| e.to_string() == "b went away"));
     }
 }
