@@ -93,6 +93,12 @@ impl Tracker {
         }
     }
 
+    /// Carry what the agent's earlier runs used (a restart): this run's reading counts only its
+    /// own, and reports theirs beside it.
+    pub fn set_earlier_runs(&mut self, earlier: drover_proto::EarlierRuns) {
+        self.activity.earlier_runs = earlier;
+    }
+
     /// The activity read so far.
     pub fn activity(&self) -> &Activity {
         &self.activity

@@ -699,6 +699,14 @@ fn a_second_runs_activity_survives_a_daemon_restart_without_the_first_runs() {
     assert_eq!(activity["phase"], "tool", "{activity}");
     assert_eq!(activity["turns"], 1, "{activity}");
     assert_eq!(activity["tokens"]["input"], 100, "{activity}");
+    // Run 1's use is kept beside run 2's, across the restart too.
+    let run_one = serde_json::json!({
+        "runs": 1,
+        "turns": 2,
+        "tokens": {"input": 200, "output": 40, "cache_read": 0, "cache_write": 0},
+        "cost_usd": 0.002
+    });
+    assert_eq!(activity["earlier_runs"], run_one, "{activity}");
     // The rest of run 2 is read on top of that reading: each change it records counts run 2
     // alone, up to the result's totals.
     std::fs::write(dir.path().join("gate"), b"").expect("open the gate");
@@ -726,6 +734,22 @@ fn a_second_runs_activity_survives_a_daemon_restart_without_the_first_runs() {
         .map(|(p, t, i)| ((*p).to_owned(), *t, *i))
         .collect();
     assert_eq!(run_two, expected);
+    // `cost` and `/metrics` count both runs: the restart started a new reading, not a new
+    // bill (before, run 1's spend was gone from both).
+    let info = json(&daemon, &["show", "twice"]);
+    assert_eq!(info["activity"]["earlier_runs"], run_one);
+    let cost = json(&daemon, &["cost"]);
+    assert_eq!(cost["claude"]["agents"], 1);
+    assert_eq!(cost["claude"]["cost_usd"], 0.004);
+    assert_eq!(cost["claude"]["turns"], 4);
+    assert_eq!(cost["claude"]["tokens"]["input"], 400);
+    let shown = ok(daemon.drover(&["show", "twice"]));
+    assert!(
+        shown.contains(
+            "earlier  1 runs: 2 turns, 200 in, 40 out, 0 cache read, 0 cache write, $0.0020"
+        ),
+        "{shown}"
+    );
     daemon.stop();
 }
 

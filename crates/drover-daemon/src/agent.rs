@@ -845,8 +845,13 @@ impl AgentObserver {
         let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
         info.restarts = info.restarts.saturating_add(1);
         info.status = AgentStatus::Starting;
-        if let (Some(reader), Some(tracker)) = (&self.reader, tracker) {
+        if let (Some(reader), Some(mut tracker)) = (&self.reader, tracker) {
             let mut reader = lock_reader(reader);
+            // The run that ended joins the earlier ones: a restart starts a new reading, not a
+            // new bill.
+            if let Some(ended) = &info.activity {
+                tracker.set_earlier_runs(ended.earlier_runs.and(ended));
+            }
             info.activity = Some(tracker.activity().clone());
             *reader = Reader::new(tracker, reader.recorded.clone());
         }

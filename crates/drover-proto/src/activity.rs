@@ -213,6 +213,69 @@ pub struct Activity {
     pub attention: Vec<Attention>,
     /// Lines of stdout the parser did not understand (plain text, truncated or unknown JSON).
     pub ignored_lines: u64,
+    /// What the agent's earlier runs (a restart policy's) used; `turns`, `tokens` and
+    /// `cost_usd` above count the current run. Absent for an agent's first run.
+    #[serde(skip_serializing_if = "EarlierRuns::is_none")]
+    pub earlier_runs: EarlierRuns,
+}
+
+/// Turns, tokens and cost of an agent's earlier runs, summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EarlierRuns {
+    /// How many runs.
+    pub runs: u32,
+    pub turns: u64,
+    pub tokens: Tokens,
+    /// Their cost, when the CLI reported one.
+    pub cost_usd: Option<Usd>,
+}
+
+impl EarlierRuns {
+    /// No earlier run (nothing to say).
+    pub fn is_none(&self) -> bool {
+        *self == EarlierRuns::default()
+    }
+
+    /// These runs and the one `ended` (its own counts, not its earlier runs).
+    pub fn and(self, ended: &Activity) -> EarlierRuns {
+        let mut tokens = self.tokens;
+        tokens.add(&ended.tokens);
+        EarlierRuns {
+            runs: self.runs.saturating_add(1),
+            turns: self.turns.saturating_add(u64::from(ended.turns)),
+            tokens,
+            cost_usd: add_cost(self.cost_usd, ended.cost_usd),
+        }
+    }
+}
+
+fn add_cost(a: Option<Usd>, b: Option<Usd>) -> Option<Usd> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.saturating_add(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Activity {
+    /// Turns of every run so far.
+    pub fn all_turns(&self) -> u64 {
+        self.earlier_runs
+            .turns
+            .saturating_add(u64::from(self.turns))
+    }
+
+    /// Tokens of every run so far.
+    pub fn all_tokens(&self) -> Tokens {
+        let mut tokens = self.earlier_runs.tokens;
+        tokens.add(&self.tokens);
+        tokens
+    }
+
+    /// Cost of every run so far, when a CLI reported one.
+    pub fn all_cost(&self) -> Option<Usd> {
+        add_cost(self.earlier_runs.cost_usd, self.cost_usd)
+    }
 }
 
 impl Activity {

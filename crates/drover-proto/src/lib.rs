@@ -25,7 +25,9 @@ mod spec;
 pub mod time;
 pub mod topic;
 
-pub use activity::{Activity, Attention, AttentionReason, Phase, Tokens, ToolCall, Usd};
+pub use activity::{
+    Activity, Attention, AttentionReason, EarlierRuns, Phase, Tokens, ToolCall, Usd,
+};
 pub use agent::{AgentInfo, AgentState, AgentStatus, Runs};
 pub use batch::{
     decode_batch, decode_read_logs_reply, encode_batch, encode_read_logs_reply, peek_batch,

@@ -255,6 +255,16 @@ fn activity() -> impl Strategy<Value = drover_proto::Activity> {
                     detail: "3".to_owned(),
                 }],
                 ignored_lines: u64::from(turns),
+                // Absent on a first run (half of them here), present after a restart.
+                earlier_runs: drover_proto::EarlierRuns {
+                    runs: turns % 2,
+                    turns: u64::from(turns % 2) * 3,
+                    tokens: drover_proto::Tokens {
+                        input: t[3],
+                        ..Default::default()
+                    },
+                    cost_usd: cost.map(|c| drover_proto::Usd(c % (1 << 30))),
+                },
             }
         })
 }

@@ -82,12 +82,13 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         };
         let sum = sums.entry(key(agent, &args.by)).or_default();
         sum.agents += 1;
-        if let Some(cost) = activity.cost_usd {
+        // Every run of a restart policy's agent, not only the last.
+        if let Some(cost) = activity.all_cost() {
             sum.priced += 1;
             sum.cost_usd = sum.cost_usd.saturating_add(cost);
         }
-        sum.turns += u64::from(activity.turns);
-        sum.tokens.add(&activity.tokens);
+        sum.turns = sum.turns.saturating_add(activity.all_turns());
+        sum.tokens.add(&activity.all_tokens());
     }
     if ctx.json {
         return output::json(&sums).map(|()| 0);

@@ -123,6 +123,20 @@ fn activity_lines(a: &drover_proto::Activity) -> Vec<(&'static str, String)> {
     if let Some(cost) = a.cost_usd {
         lines.push(("cost", format!("${:.4}", cost.dollars())));
     }
+    let earlier = &a.earlier_runs;
+    if !earlier.is_none() {
+        let t = &earlier.tokens;
+        let cost = earlier
+            .cost_usd
+            .map_or_else(String::new, |c| format!(", ${:.4}", c.dollars()));
+        lines.push((
+            "earlier",
+            format!(
+                "{} runs: {} turns, {} in, {} out, {} cache read, {} cache write{cost}",
+                earlier.runs, earlier.turns, t.input, t.output, t.cache_read, t.cache_write
+            ),
+        ));
+    }
     if let Some(tool) = &a.current_tool {
         lines.push(("tool", format!("{}: {}", tool.name, tool.summary)));
     }

@@ -319,6 +319,10 @@ pub(crate) fn tracker_for(shared: &Shared, agent: &AgentInfo) -> Option<Tracker>
         }
         query.since_seq = Some(read.next_seq);
     }
+    // A re-attached agent of a restart policy: its earlier runs, as recorded.
+    if let Some(recorded) = &agent.activity {
+        tracker.set_earlier_runs(recorded.earlier_runs);
+    }
     Some(tracker)
 }
 

@@ -35,11 +35,12 @@ pub(super) fn render(shared: &Shared, out: &mut String) -> Result<(), drover_sto
         *phases.entry(activity.phase.as_str()).or_default() += 1;
         let model = activity.model.clone().unwrap_or_default();
         let sum = sums.entry((info.backend, model)).or_default();
+        // Every run of a restart policy's agent, not only the last.
         sum.cost = sum
             .cost
-            .saturating_add(activity.cost_usd.unwrap_or_default());
-        sum.turns += u64::from(activity.turns);
-        sum.tokens.add(&activity.tokens);
+            .saturating_add(activity.all_cost().unwrap_or_default());
+        sum.turns = sum.turns.saturating_add(activity.all_turns());
+        sum.tokens.add(&activity.all_tokens());
         true
     })?;
     out.push_str(
