@@ -99,6 +99,32 @@ impl Tracker {
         self.activity.earlier_runs = earlier;
     }
 
+    /// Take up `recorded`, the reading the registry kept, after reading the log again (a daemon
+    /// restart): what the log no longer has (a budget removed its start: codex's thread id,
+    /// claude's model, the turns and tokens counted there) is not lost. The session and model
+    /// are kept when the log's rest does not say them again, the counters never go below the
+    /// recorded ones, and the earlier runs are the recorded ones.
+    pub fn resume(&mut self, recorded: &Activity) {
+        let activity = &mut self.activity;
+        if activity.session_id.is_none() {
+            activity.session_id.clone_from(&recorded.session_id);
+        }
+        if activity.model.is_none() {
+            activity.model.clone_from(&recorded.model);
+        }
+        activity.turns = activity.turns.max(recorded.turns);
+        let (t, r) = (&mut activity.tokens, &recorded.tokens);
+        t.input = t.input.max(r.input);
+        t.output = t.output.max(r.output);
+        t.cache_read = t.cache_read.max(r.cache_read);
+        t.cache_write = t.cache_write.max(r.cache_write);
+        activity.cost_usd = match (activity.cost_usd, recorded.cost_usd) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        activity.earlier_runs = recorded.earlier_runs;
+    }
+
     /// The activity read so far.
     pub fn activity(&self) -> &Activity {
         &self.activity

@@ -794,3 +794,77 @@ fn a_kill_nobody_asked_for_asks_for_a_person() {
     );
     daemon.stop();
 }
+
+/// A codex agent whose log budget removed the start of its log (the `thread.started` line with
+/// its thread id, the first turns), re-attached by a new daemon: its reading keeps the thread
+/// (what `continue` resumes) and its counts. Before, the reading was rebuilt from what the log
+/// kept alone: no session, and the turns and tokens of the kept part only.
+#[test]
+fn a_reattached_agent_whose_log_was_trimmed_keeps_its_session_and_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let daemon = Daemon::start_with(&state, &["--leave-agents"]);
+    let fake = Fake::new(dir.path());
+    let turns = 100;
+    let padding = "x".repeat(1400);
+    let mut transcript =
+        String::from("{\"type\":\"thread.started\",\"thread_id\":\"thread-kept\"}\n");
+    for i in 0..turns {
+        transcript.push_str("{\"type\":\"turn.started\"}\n");
+        transcript.push_str(&format!(
+            "{{\"type\":\"item.completed\",\"item\":{{\"id\":\"item_{i}\",\"type\":\"agent_message\",\"text\":\"{padding}\"}}}}\n"
+        ));
+        transcript.push_str(
+            "{\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}\n",
+        );
+    }
+    let path = dir.path().join("long.jsonl");
+    std::fs::write(&path, &transcript).expect("transcript");
+    let gate = format!("DROVER_FAKE_GATE={}", dir.path().join("gate").display());
+    // The last turn waits: it is read by the new daemon, on top of what it rebuilt.
+    let after = format!("DROVER_FAKE_GATE_AFTER={}", 1 + 3 * (turns - 1));
+    let id = fake.spawn(
+        &daemon,
+        "codex",
+        &path,
+        &[
+            "--name",
+            "long",
+            "--log-budget",
+            "65536",
+            "-e",
+            "DROVER_FAKE_PACE_MS=0",
+            "-e",
+            &gate,
+            "-e",
+            &after,
+        ],
+    );
+    wait_for("the budget to remove the log's start", || {
+        let logs = ok(daemon.drover(&["logs", "long"]));
+        (!logs.contains("thread.started") && logs.matches("turn.completed").count() > 0)
+            .then_some(())
+    });
+    // The registry has the reading of every turn so far (its last `activity` event).
+    wait_for("the activity event of the turns so far", || {
+        let out = ok(daemon.drover(&["--json", "events"]));
+        let last = out
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("event"))
+            .filter(|e| e["agent"] == id.as_str() && e["kind"] == "activity")
+            .last()?;
+        (last["activity"]["turns"] == turns - 1).then_some(())
+    });
+    daemon.stop();
+    let daemon = Daemon::start(&state);
+    let activity = json(&daemon, &["show", "long"])["activity"].clone();
+    assert_eq!(activity["session_id"], "thread-kept", "{activity}");
+    assert_eq!(activity["turns"], turns - 1, "{activity}");
+    std::fs::write(dir.path().join("gate"), b"").expect("open the gate");
+    ok(daemon.drover(&["wait", "long"]));
+    let ended = json(&daemon, &["show", "long"])["activity"].clone();
+    assert_eq!(ended["session_id"], "thread-kept", "{ended}");
+    assert_eq!(ended["turns"], turns, "{ended}");
+    assert_eq!(ended["tokens"]["input"], 10 * turns, "{ended}");
+    daemon.stop();
+}

@@ -224,9 +224,14 @@ const RETRY_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
 impl AgentObserver {
     pub(crate) fn new(
         shared: &Arc<Shared>,
-        info: AgentInfo,
+        mut info: AgentInfo,
         tracker: Option<Tracker>,
     ) -> (Arc<AgentObserver>, LiveAgent) {
+        // Re-attached: the reading just rebuilt is newer than the registry's last `activity`
+        // event, which `ls` and `show` would otherwise show until the agent prints again.
+        if let (Some(tracker), Some(_)) = (&tracker, &info.activity) {
+            info.activity = Some(tracker.activity().clone());
+        }
         let reader = tracker.map(|tracker| Mutex::new(Reader::new(tracker, info.activity.clone())));
         let (watch, receiver) = watch::channel(info.clone());
         let (ended, ended_receiver) = watch::channel(false);

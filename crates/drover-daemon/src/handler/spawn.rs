@@ -319,9 +319,9 @@ pub(crate) fn tracker_for(shared: &Shared, agent: &AgentInfo) -> Option<Tracker>
         }
         query.since_seq = Some(read.next_seq);
     }
-    // A re-attached agent of a restart policy: its earlier runs, as recorded.
+    // Re-attached: what the registry kept stands where the log no longer says it.
     if let Some(recorded) = &agent.activity {
-        tracker.set_earlier_runs(recorded.earlier_runs);
+        tracker.resume(recorded);
     }
     Some(tracker)
 }
