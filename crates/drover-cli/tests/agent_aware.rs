@@ -850,9 +850,9 @@ fn a_reattached_agent_whose_log_was_trimmed_keeps_its_session_and_counts() {
         let out = ok(daemon.drover(&["--json", "events"]));
         let last = out
             .lines()
+            .rev()
             .map(|l| serde_json::from_str::<Value>(l).expect("event"))
-            .filter(|e| e["agent"] == id.as_str() && e["kind"] == "activity")
-            .last()?;
+            .find(|e| e["agent"] == id.as_str() && e["kind"] == "activity")?;
         (last["activity"]["turns"] == turns - 1).then_some(())
     });
     daemon.stop();
