@@ -96,6 +96,28 @@ impl LiveAgent {
         self.handle_set.notify_waiters();
     }
 
+    /// Set the handle of run `restarts + 1` found by re-attaching, unless the agent moved on
+    /// meanwhile: the end its holder replayed armed the restart policy (which forgot the
+    /// handle: a `stop` must then cancel the restart, not act on the ended run), or the next
+    /// run started. Under the handle's lock, which [`crate::restarting::arm`] takes after
+    /// arming, so one of the two always sees the other.
+    pub(crate) fn set_attached_handle(&self, handle: Handle, restarts: u32) {
+        let mut slot = self.handle.lock().unwrap_or_else(|p| p.into_inner());
+        let armed = self
+            .restart
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        let info = self.info.borrow();
+        if armed || info.restarts != restarts || info.state() == drover_proto::AgentState::Restarting {
+            return;
+        }
+        drop(info);
+        *slot = Some(handle);
+        drop(slot);
+        self.handle_set.notify_waiters();
+    }
+
     /// Forget the last run's handle while the next run starts.
     pub(crate) fn clear_handle(&self) {
         *self.handle.lock().unwrap_or_else(|p| p.into_inner()) = None;

@@ -103,7 +103,7 @@ pub(crate) async fn reattach(shared: &Arc<Shared>) -> Result<(), DaemonError> {
                 {
                     live.ask_end();
                 }
-                live.set_handle(found.handle);
+                live.set_attached_handle(found.handle, agent.restarts);
                 attached += 1;
             }
             Err(error) => {

@@ -19,9 +19,11 @@ use crate::daemon::Shared;
 /// `kill` takes the sender (see [`LiveAgent::cancel_restart`]). The ended run's handle is
 /// forgotten, so nothing acts on it any more.
 pub(crate) fn arm(live: &LiveAgent) -> tokio::sync::oneshot::Receiver<()> {
-    live.clear_handle();
     let (cancel, cancelled) = tokio::sync::oneshot::channel();
     *live.restart.lock().unwrap_or_else(|p| p.into_inner()) = Some(cancel);
+    // Armed first: a re-attach setting the handle concurrently either sees the restart armed
+    // or sets the handle before this clears it (`LiveAgent::set_attached_handle`).
+    live.clear_handle();
     cancelled
 }
 
