@@ -927,3 +927,23 @@ fn reports_reach_the_terminal_without_live_escapes() {
     }
     daemon.stop();
 }
+
+/// The daemon raises its own open-files soft limit to the hard one; its agents get the limit
+/// it was started with (as systemd gives services' children 1024), not that. Before, a daemon
+/// started with 1024 gave its agents the hard limit (about a million in many containers).
+#[test]
+fn agents_get_the_open_files_limit_the_daemon_was_started_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = ["prlimit".to_owned(), "--nofile=1024:".to_owned()];
+    let daemon = Daemon::start_wrapped(dir.path(), &[], &wrapper);
+    let raised: u64 = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid()))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        .unwrap();
+    assert!(raised > 1024, "the daemon raised its own: {raised}");
+    let shown = ok(daemon.drover(&["run", "--", "sh", "-c", "ulimit -Sn"]));
+    assert_eq!(shown, "1024\n");
+    daemon.stop();
+}

@@ -75,6 +75,9 @@ pub fn raise() -> Result<FdLimit, DaemonError> {
     };
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
         .map_err(|e| io("reading the open-files limit (RLIMIT_NOFILE)", e))?;
+    // Agents get the limit the daemon was started with (the first one seen: a second raise
+    // finds it raised already).
+    drover_supervisor::set_agent_open_files(soft);
     let ceiling = if hard == nix::sys::resource::RLIM_INFINITY {
         nr_open().unwrap_or(soft)
     } else {

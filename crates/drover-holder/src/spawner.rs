@@ -48,6 +48,7 @@ pub struct SpawnReply {
 /// [`crate::fork`]), or, if it were not single-threaded, started as `program args.. hold DIR`,
 /// pooled ones as `program args.. pooled DIR`.
 pub fn run(program: &Path, args: &[OsString]) -> Result<(), HolderError> {
+    restore_open_files_limit();
     // Through duplicates of stdin and stdout (close-on-exec), not std's locks: a lock held at a
     // fork would stay held in every forked holder (std's stdin lock is not re-entrant).
     let duplicate = |fd: std::os::fd::BorrowedFd<'_>, what| {
@@ -198,6 +199,32 @@ fn exec(
         .map(|child| child.id())
         .map_err(|e| format!("starting holder {}: {e}", program.display()))
 }
+
+/// The daemon raises its soft open-files limit to the hard one (it may hold thousands of
+/// descriptors); agents get the limit the daemon was started with, as under systemd, rather
+/// than one a `select()`-based program or a close-every-descriptor loop cannot live with. The
+/// daemon names it in [`AGENT_NOFILE`]; the spawner lowers its own soft limit to it (it needs
+/// few descriptors), and holders and their agents inherit that. Not inherited itself: the
+/// variable is removed here, before any thread exists.
+fn restore_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Some(value) = std::env::var_os(AGENT_NOFILE) else {
+        return;
+    };
+    std::env::remove_var(AGENT_NOFILE);
+    let Some(soft) = value.to_str().and_then(|v| v.parse::<u64>().ok()) else {
+        return;
+    };
+    if let Ok((current, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < current {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard);
+        }
+    }
+}
+
+/// The environment variable in which the daemon tells the spawner the open-files soft limit
+/// agents get.
+pub const AGENT_NOFILE: &str = "DROVER_AGENT_NOFILE";
 
 #[cfg(test)]
 mod tests {

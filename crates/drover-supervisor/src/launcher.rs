@@ -402,6 +402,16 @@ fn ready_dir(root: &Path) -> PathBuf {
     root.with_file_name(name)
 }
 
+/// The open-files soft limit agents start with (the daemon's own, before it raised it).
+static AGENT_NOFILE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Give agents `soft` as their open-files soft limit, whatever the daemon raises its own to:
+/// passed to the spawner, which holders and agents inherit it from. Set once, before the
+/// spawner starts.
+pub fn set_agent_open_files(soft: u64) {
+    let _ = AGENT_NOFILE.set(soft);
+}
+
 /// A running spawner process and its pipes.
 #[derive(Debug)]
 struct Spawner {
@@ -412,7 +422,11 @@ struct Spawner {
 
 impl Spawner {
     fn start(program: &HolderProgram) -> std::io::Result<Spawner> {
-        let mut child = tokio::process::Command::new(&program.program)
+        let mut command = tokio::process::Command::new(&program.program);
+        if let Some(soft) = AGENT_NOFILE.get() {
+            command.env(drover_holder::spawner::AGENT_NOFILE, soft.to_string());
+        }
+        let mut child = command
             .args(&program.args)
             .arg("spawner")
             .stdin(Stdio::piped())

@@ -56,7 +56,7 @@ pub use backend::{ArgTemplate, BackendError, BackendTable, BackendTemplate, Rend
 pub use command::{Command, StdinMode, SupervisorConfig};
 pub use error::SupervisorError;
 pub use handle::{spawn, Handle};
-pub use launcher::{HolderProgram, Launcher, READY, READY_MAX};
+pub use launcher::{set_agent_open_files, HolderProgram, Launcher, READY, READY_MAX};
 pub use observer::{CapturedRecord, Observer, Stream};
 pub use remote::{attach, holder_dir, release, spawn_held, AttachError, Attached};
 pub use signal::{parse_signal, signal_name};

@@ -138,6 +138,11 @@ impl Daemon {
         wait_output(child)
     }
 
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn stop(mut self) {
         self.ended = true;
