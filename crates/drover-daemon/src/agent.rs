@@ -109,7 +109,10 @@ impl LiveAgent {
             .unwrap_or_else(|p| p.into_inner())
             .is_some();
         let info = self.info.borrow();
-        if armed || info.restarts != restarts || info.state() == drover_proto::AgentState::Restarting {
+        if armed
+            || info.restarts != restarts
+            || info.state() == drover_proto::AgentState::Restarting
+        {
             return;
         }
         drop(info);
