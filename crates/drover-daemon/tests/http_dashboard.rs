@@ -2,17 +2,24 @@
 //! `playwright-core` from `tests/browser/dashboard.mjs`, against this daemon. The script logs in
 //! with a control token and with a read token and asserts every step (see the script); this
 //! test also checks the page's headers and that the page and its assets need no credential
-//! while every data route still does.
+//! while every data route still does. `tests/browser/session.mjs` takes the page through network
+//! outages and ended sessions.
 //!
 //! `scripts/setup-test-env` installs Chromium, Node.js and `playwright-core` (`npm ci` in
 //! `tests/browser`); without them this test fails, saying so: it is never skipped.
 
 mod support;
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{request_without_token, start_front, within, Daemon};
+use support::{request_without_token, start_front, wait_for, within, Daemon};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Lines the followed agent prints before the page opens its log.
@@ -193,4 +200,137 @@ async fn the_dashboard_shows_what_ai_agents_do_in_chromium() {
     tokio::time::timeout(Duration::from_secs(180), test)
         .await
         .expect("the agents dashboard test finished within 180 s");
+}
+
+/// The page through outages and ended sessions (`tests/browser/session.mjs`): an outage before
+/// any event reached the page, resumed without a listing; a logout in another tab, and a session
+/// ended during an outage, each bringing the login form back, after which logging in makes the
+/// table live again; and the "Log out" button, after which the daemon refuses the cookie.
+#[tokio::test]
+async fn the_dashboard_rides_out_outages_and_returns_to_login_when_its_session_ends_in_chromium() {
+    let browser_dir = browser();
+    let test = async {
+        let daemon = Daemon::start().await;
+        // Running before the page opens, so no event reaches the page before the first outage.
+        let victim = daemon.spawn(&["sleep", "1000"]).await;
+        wait_for("the victim to run", || async {
+            daemon.get(&format!("/v1/agents/{victim}")).await.json()["agent"]["state"] == "running"
+        })
+        .await;
+        let front = start_switched_front(daemon.addr).await;
+        let args = [
+            format!("http://{front}"),
+            daemon.http_url.clone(),
+            daemon.token.clone(),
+            victim.clone(),
+        ];
+        run_script(&browser_dir, "session.mjs", &args, Duration::from_secs(150)).await;
+        daemon.stop().await;
+    };
+    tokio::time::timeout(Duration::from_secs(180), test)
+        .await
+        .expect("the session dashboard test finished within 180 s");
+}
+
+/// A log pane whose stream drops and resumes past retention says once which records are gone,
+/// not also that they are missing (`tests/browser/retention.mjs`).
+#[tokio::test]
+async fn a_log_pane_resumed_past_retention_says_once_what_is_gone_in_chromium() {
+    let browser_dir = browser();
+    let test = async {
+        let daemon = Daemon::start_with(|config| {
+            config.store.segment_bytes = 1024;
+            // The smallest budget a daemon takes; the agent prints about 73 KB.
+            config.store.agent_budget = 64 * 1024;
+        })
+        .await;
+        let front = start_switched_front(daemon.addr).await;
+        let args = [
+            format!("http://{front}"),
+            daemon.http_url.clone(),
+            daemon.token.clone(),
+        ];
+        run_script(
+            &browser_dir,
+            "retention.mjs",
+            &args,
+            Duration::from_secs(90),
+        )
+        .await;
+        daemon.stop().await;
+    };
+    tokio::time::timeout(Duration::from_secs(120), test)
+        .await
+        .expect("the retention dashboard test finished within 120 s");
+}
+
+/// A relay in front of `daemon` whose network can be switched off: `POST /__down` drops every
+/// connection relayed so far and, until `POST /__up`, closes every new one as soon as its
+/// request arrives, as a dead network would. The page is served through it (same origin as the
+/// API); the switches answer 204. Returns its address.
+async fn start_switched_front(daemon: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind front");
+    let addr = listener.local_addr().expect("front address");
+    let down = Arc::new(AtomicBool::new(false));
+    let relays: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let relay = tokio::spawn(switched_relay(
+                client,
+                daemon,
+                Arc::clone(&down),
+                Arc::clone(&relays),
+            ));
+            let mut relays = relays.lock().unwrap_or_else(|p| p.into_inner());
+            relays.retain(|relay| !relay.is_finished());
+            relays.push(relay.abort_handle());
+        }
+    });
+    addr
+}
+
+async fn switched_relay(
+    mut client: TcpStream,
+    daemon: SocketAddr,
+    down: Arc<AtomicBool>,
+    relays: Arc<Mutex<Vec<AbortHandle>>>,
+) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match client.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let switch_to = if head.starts_with(b"POST /__down ") {
+        Some(true)
+    } else if head.starts_with(b"POST /__up ") {
+        Some(false)
+    } else {
+        None
+    };
+    if let Some(is_down) = switch_to {
+        down.store(is_down, Ordering::SeqCst);
+        let _ = client
+            .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            .await;
+        if is_down {
+            // After answering: this relay is in the list too.
+            let cut = std::mem::take(&mut *relays.lock().unwrap_or_else(|p| p.into_inner()));
+            for relay in cut {
+                relay.abort();
+            }
+        }
+        return;
+    }
+    if down.load(Ordering::SeqCst) {
+        return;
+    }
+    let Ok(mut upstream) = TcpStream::connect(daemon).await else {
+        return;
+    };
+    if upstream.write_all(&head).await.is_ok() {
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    }
 }

@@ -1,5 +1,6 @@
 //! `GET /v1/events`: lifecycle events as Server-Sent Events, replayed from the store and then
-//! live, resumable through `Last-Event-ID`, with no gap and no duplicate.
+//! live, resumable through `Last-Event-ID`, with no gap and no duplicate. Every stream opens with
+//! a bare `id:` frame, so a client that drops before any event still resumes exactly.
 
 mod support;
 
@@ -18,6 +19,17 @@ async fn read_through(client: &mut SseClient, last: u64) -> Vec<SseEvent> {
     }
 }
 
+/// The stream's opening frame, which must be a bare `id:` (no event, no data); its id.
+async fn opening(client: &mut SseClient) -> u64 {
+    let first = client.next().await.expect("the opening frame");
+    assert_eq!(
+        first.event, "message",
+        "a bare id frame names no event: {first:?}"
+    );
+    assert_eq!(first.data, "", "a bare id frame has no data: {first:?}");
+    first.seq()
+}
+
 fn seqs(events: &[SseEvent]) -> Vec<u64> {
     events.iter().map(SseEvent::seq).collect()
 }
@@ -34,6 +46,7 @@ async fn replay_then_live_then_resume_by_last_event_id() {
         // Everything stored, from the start.
         let mut client = SseClient::connect(daemon.addr, "/v1/events?since=0", &[]).await;
         assert_eq!(client.header("content-type"), Some("text/event-stream"));
+        assert_eq!(opening(&mut client).await, 0);
         let replayed = read_through(&mut client, total).await;
         assert_eq!(seqs(&replayed), (1..=total).collect::<Vec<_>>());
         assert_eq!(replayed[0].event, "spawned");
@@ -59,6 +72,7 @@ async fn replay_then_live_then_resume_by_last_event_id() {
         // Resume after event 1: exactly 2..=now.
         let mut resumed =
             SseClient::connect(daemon.addr, "/v1/events", &[("Last-Event-ID", "1")]).await;
+        assert_eq!(opening(&mut resumed).await, 1);
         assert_eq!(
             seqs(&read_through(&mut resumed, now).await),
             (2..=now).collect::<Vec<_>>()
@@ -76,6 +90,7 @@ async fn without_since_only_new_events_arrive() {
         daemon.wait_exit(&old).await;
         let before = daemon.metric("drover_events_total").await;
         let mut client = SseClient::connect(daemon.addr, "/v1/events", &[]).await;
+        assert_eq!(opening(&mut client).await, before);
         support::wait_for("the event stream to be counted", || async {
             daemon.metric("drover_event_followers").await == 1
         })
@@ -103,6 +118,7 @@ async fn agent_filter_and_bad_requests() {
         let now = daemon.metric("drover_events_total").await;
         let mut client =
             SseClient::connect(daemon.addr, &format!("/v1/events?since=0&agent={b}"), &[]).await;
+        assert_eq!(opening(&mut client).await, 0);
         let mut events = Vec::new();
         while events.last().is_none_or(|e: &SseEvent| e.event != "exit") {
             events.push(client.next().await.expect("open"));
@@ -153,10 +169,57 @@ async fn a_since_past_the_last_event_is_refused_and_the_last_one_itself_goes_on_
         // The last event's own number: nothing replayed, the next event live.
         let mut client =
             SseClient::connect(daemon.addr, &format!("/v1/events?since={last}"), &[]).await;
+        assert_eq!(opening(&mut client).await, last);
         let b = daemon.spawn(&["true"]).await;
         let next = client.next().await.expect("the stream stays open");
         assert_eq!(next.seq(), last + 1);
         assert_eq!(next.json()["agent"], b.as_str());
+        daemon.stop().await;
+    })
+    .await;
+}
+
+/// A stream opened without `since` says at once where it stands, before any event: an
+/// `EventSource` that drops then reconnects with that `Last-Event-ID` and gets exactly the events
+/// of the outage, where a stream starting at "now" again would lose them all.
+#[tokio::test]
+async fn a_stream_opens_with_the_newest_id_so_a_reconnect_before_any_event_misses_nothing() {
+    within(async {
+        let daemon = Daemon::start().await;
+        let old = daemon.spawn(&["true"]).await;
+        daemon.wait_exit(&old).await;
+        let newest = daemon.metric("drover_events_total").await;
+        assert!(newest >= 2, "spawned and exit at least");
+
+        // Nothing happens while it is open: the id frame alone arrives.
+        let mut client = SseClient::connect(daemon.addr, "/v1/events", &[]).await;
+        let resume = opening(&mut client).await;
+        assert_eq!(resume, newest);
+        drop(client);
+
+        // The outage: events the dropped client has not seen.
+        let missed = daemon.spawn(&["sh", "-c", "exit 3"]).await;
+        daemon.wait_exit(&missed).await;
+        let now = daemon.metric("drover_events_total").await;
+        assert!(now > newest);
+
+        let id = resume.to_string();
+        let mut resumed =
+            SseClient::connect(daemon.addr, "/v1/events", &[("Last-Event-ID", &id)]).await;
+        assert_eq!(opening(&mut resumed).await, newest);
+        let events = read_through(&mut resumed, now).await;
+        assert_eq!(seqs(&events), (newest + 1..=now).collect::<Vec<_>>());
+        assert!(events.iter().all(|e| e.json()["agent"] == missed.as_str()));
+        assert_eq!(events[0].event, "spawned");
+        let exit = events.last().expect("events");
+        assert_eq!(exit.event, "exit");
+        assert_eq!(exit.json()["exit_code"], 3);
+
+        // Then live, with no duplicate of the replay.
+        let after = daemon.spawn(&["true"]).await;
+        let next = resumed.next().await.expect("the stream stays open");
+        assert_eq!(next.seq(), now + 1);
+        assert_eq!(next.json()["agent"], after.as_str());
         daemon.stop().await;
     })
     .await;

@@ -1,6 +1,7 @@
 // The Drover dashboard: a fleet table kept live by /v1/events, and an agent pane following its
 // log over SSE. Everything comes from the documented HTTP API under the login cookie; the page
-// holds no token. No framework, no build step: this file is served as is.
+// holds no token, and shows the login form again whenever the session ends. No framework, no
+// build step: this file is served as is.
 
 import { transcriptOf } from "./transcript.js";
 
@@ -53,32 +54,115 @@ async function api(method, path, body) {
   } catch {
     json = { error: { code: "internal", message: `HTTP ${response.status}: ${text.slice(0, 200)}` } };
   }
-  if (!response.ok) throw new ApiError(response.status, json);
+  if (!response.ok) {
+    // To this page every 401 means its login session is over (it expired, its token was
+    // revoked, it logged out in another tab, the daemon restarted); at /login, a wrong token.
+    if (response.status === 401 && path !== "/login") sessionEnded();
+    throw new ApiError(response.status, json);
+  }
   return json;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Login
+// Session: logged in, the page holds one events feed and polls health. The session ends on any
+// 401, on the feed's `unauthorized` event or at "Log out": the login form comes back, and logging
+// in lists and subscribes afresh. A feed refused for another reason (400, 429, a broken
+// response) and a failed listing are retried, waiting twice as long each time.
+
+const FIRST_RETRY_MS = 1000;
+const LAST_RETRY_MS = 30_000;
+const HEALTH_MS = 5000;
+
+const session = {
+  generation: 0, // bumped at every connect and disconnect: work begun before stops at its next step
+  feed: null, // the events feed
+  health: 0, // the health poll's interval
+  retry: 0, // the pending retry's timer
+  delay: 0, // the next retry's wait; 0 after a good start
+};
 
 async function start() {
+  const generation = disconnect();
+  let role;
   try {
-    const session = await api("GET", "/v1/session");
-    state.role = session.role;
+    ({ role } = await api("GET", "/v1/session"));
   } catch (error) {
-    if (error.status === 401) return showLogin();
-    throw error;
+    // A 401 has shown the login form already.
+    if (error.status !== 401 && generation === session.generation) retryLater(error);
+    return;
   }
+  if (generation !== session.generation) return;
+  state.role = role;
   $("login").hidden = true;
   $("app").hidden = false;
-  document.body.classList.toggle("can-control", state.role === "control");
-  $("role").textContent = `role: ${state.role}`;
-  // Subscribe before listing, so nothing that happens during the listing is missed; events
-  // that arrive meanwhile are applied once the listing is in.
-  const events = followEvents();
-  await loadAgents();
-  events.flush();
+  $("logout").hidden = false;
+  document.body.classList.toggle("can-control", role === "control");
+  $("role").textContent = `role: ${role}`;
   refreshHealth();
-  setInterval(refreshHealth, 5000);
+  session.health = setInterval(refreshHealth, HEALTH_MS);
+  await connect(generation);
+}
+
+// Open the events feed, and list once it is open: the daemon subscribes a stream before it
+// answers, so no event after the listing can be missed, and those the feed brings during the
+// listing are applied after it. After a network drop the feed resumes by itself with
+// Last-Event-ID (the daemon's opening `id:` frame gives it one even before the first event).
+async function connect(generation) {
+  const feed = followEvents();
+  session.feed = feed;
+  if (!(await feed.opened) || generation !== session.generation) return;
+  try {
+    await feed.list();
+  } catch (error) {
+    if (error.status !== 401 && generation === session.generation) retryLater(error);
+    return;
+  }
+  session.delay = 0;
+  $("fleet-error").textContent = "";
+}
+
+// Stop the feed, the health poll and any pending retry; the new generation.
+function disconnect() {
+  session.feed?.close();
+  session.feed = null;
+  clearInterval(session.health);
+  clearTimeout(session.retry);
+  return ++session.generation;
+}
+
+// Start again later; the fleet table stays as it was meanwhile.
+function retryLater(error) {
+  disconnect();
+  session.delay = Math.min(LAST_RETRY_MS, session.delay * 2 || FIRST_RETRY_MS);
+  $("feed").textContent = `${error.message}; retrying in ${session.delay / 1000} s`;
+  session.retry = setTimeout(start, session.delay);
+}
+
+// The daemon refused a stream: a 401 to this question ends the session (in `api`); anything
+// else is retried.
+async function refused(what) {
+  const generation = session.generation;
+  try {
+    await api("GET", "/v1/session");
+  } catch (error) {
+    if (error.status === 401) return;
+  }
+  if (generation === session.generation) retryLater(new Error(`${what} was refused`));
+}
+
+// The session is over: back to the login form, keeping nothing of the fleet.
+function sessionEnded() {
+  disconnect();
+  session.delay = 0;
+  closeAgent();
+  if ($("spawn").open) $("spawn").close();
+  state.role = null;
+  state.agents = new Map();
+  $("agents").replaceChildren();
+  for (const id of ["role", "feed", "health", "counts", "fleet-error"]) $(id).textContent = "";
+  $("logout").hidden = true;
+  document.body.classList.remove("can-control");
+  showLogin();
 }
 
 function showLogin() {
@@ -99,39 +183,60 @@ $("login-form").addEventListener("submit", async (event) => {
   }
 });
 
+// Ends the session on the daemon too, so a copied cookie is worthless from now on.
+$("logout").addEventListener("click", async () => {
+  try {
+    await api("POST", "/logout");
+  } catch (error) {
+    $("health").textContent = `logging out failed (${error.message})`;
+    return;
+  }
+  sessionEnded();
+});
+
 async function refreshHealth() {
+  const generation = session.generation;
+  let text;
   try {
     const health = await api("GET", "/v1/health");
     const up = Math.round(health.uptime_ms / 1000);
-    $("health").textContent = `v${health.version} · up ${duration(up)}`;
+    text = `v${health.version} · up ${duration(up)}`;
   } catch (error) {
-    $("health").textContent = `daemon unreachable (${error.message})`;
+    text = `daemon unreachable (${error.message})`;
   }
+  if (generation === session.generation) $("health").textContent = text;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Fleet
 
-async function loadAgents() {
+// Every agent, page after page.
+async function listAgents() {
+  const agents = new Map();
   let cursor = null;
-  state.agents.clear();
   do {
     const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
     const page = await api("GET", `/v1/agents${query}`);
-    for (const agent of page.agents) state.agents.set(agent.id, agent);
+    for (const agent of page.agents) agents.set(agent.id, agent);
     cursor = page.next_cursor;
   } while (cursor);
-  renderFleet();
+  return agents;
 }
 
-// Lifecycle events keep the table current; EventSource resumes with Last-Event-ID on its own.
-// An event carries the agent's state, exit code and signal, applied at once in `event_seq`
-// order per agent; only an agent the table does not know yet is fetched, and a fetched reply
-// never overrides a newer event.
+// Lifecycle events keep the table current. An event carries the agent's state, exit code and
+// signal, applied at once in `event_seq` order per agent; only an agent the table does not know
+// yet is fetched, and a fetched reply never overrides a newer event. Events are held back while
+// the fleet is listed (`list`) and applied after it.
 function followEvents() {
   const events = new EventSource("/v1/events");
+  let closed = false;
+  let settle;
+  const opened = new Promise((resolve) => (settle = resolve)); // true once open, false if not
   const latest = new Map(); // agent id → the newest event seen for it
-  let waiting = []; // events received before the listing was in
+  let waiting = []; // events held back until the listing is in; null once applied as they come
+  let listings = 0; // listings under way
+  let newest = 0; // the listing started last
+  $("feed").textContent = "connecting…";
   const apply = (data) => {
     const seen = latest.get(data.agent);
     if (seen && seen.event_seq >= data.event_seq) return;
@@ -155,6 +260,7 @@ function followEvents() {
   const fetchAgent = async (data) => {
     try {
       const { agent } = await api("GET", `/v1/agents/${data.agent}`);
+      if (closed) return;
       const newest = latest.get(agent.id);
       if (newest && newest.kind === "removed") return;
       // The reply is at least as new as the event that asked for it, not as later ones.
@@ -165,30 +271,79 @@ function followEvents() {
       state.agents.set(agent.id, agent);
       renderFleet();
     } catch (error) {
-      if (error.status !== 404) $("fleet-error").textContent = error.message;
+      if (error.status !== 404 && !closed) $("fleet-error").textContent = error.message;
     }
   };
   const receive = (event) => {
+    if (closed) return;
     const data = JSON.parse(event.data);
     if (waiting) waiting.push(data);
     else apply(data);
+  };
+  const flush = () => {
+    const pending = waiting || [];
+    waiting = null;
+    if (!closed) for (const data of pending) apply(data);
+  };
+  // List the fleet, holding events back meanwhile. Whether it succeeds or fails, the events held
+  // are applied once no listing is under way, so the table never stops following.
+  const list = async () => {
+    waiting = waiting || [];
+    listings += 1;
+    const mine = ++newest;
+    try {
+      const agents = await listAgents();
+      // An older listing finishing late must not replace a newer one.
+      if (!closed && mine === newest) {
+        state.agents = agents;
+        renderFleet();
+      }
+    } finally {
+      listings -= 1;
+      if (listings === 0) flush();
+    }
+  };
+  const close = () => {
+    closed = true;
+    events.close();
+    settle(false);
   };
   const kinds = ["spawned", "state", "exit", "lost", "removed", "log_dropped", "activity", "restarted"];
   for (const kind of kinds) {
     events.addEventListener(kind, receive);
   }
+  events.addEventListener("open", () => {
+    $("feed").textContent = "live";
+    settle(true);
+  });
+  events.addEventListener("error", () => {
+    if (closed) return;
+    // A network drop: the browser reconnects on its own, resuming after the last id.
+    if (events.readyState === EventSource.CONNECTING) {
+      $("feed").textContent = "reconnecting…";
+      return;
+    }
+    // Refused: the browser gives up for good (401, 400, 429, a broken response).
+    close();
+    refused("the events stream");
+  });
+  // The session ended (or its role changed) while the stream ran.
+  events.addEventListener("unauthorized", () => {
+    if (closed) return;
+    close();
+    refused("the events stream");
+  });
   // Numbers no longer stored: list again, applying what arrives meanwhile afterwards.
   events.addEventListener("gap", async () => {
-    waiting = waiting || [];
-    await loadAgents();
-    flush();
+    if (closed) return;
+    try {
+      await list();
+      $("fleet-error").textContent = "";
+    } catch (error) {
+      if (!closed) $("fleet-error").textContent = `listing the agents again failed: ${error.message}`;
+    }
   });
-  const flush = () => {
-    const pending = waiting || [];
-    waiting = null;
-    for (const data of pending) apply(data);
-  };
-  return { flush };
+  return { opened, list, close };
 }
 
 const needsAttention = (agent) => (agent.activity?.attention?.length ?? 0) > 0;
@@ -380,9 +535,18 @@ function follow(pane, id, prefix) {
   source.addEventListener("open", () => live("live"));
   source.addEventListener("error", () => {
     if (ended) return;
-    // Refused (401 after a revocation, a limit): EventSource gives up for good.
-    if (source.readyState === EventSource.CLOSED) live("closed by the daemon; reopen to retry");
-    else live("reconnecting…");
+    if (source.readyState !== EventSource.CLOSED) return live("reconnecting…");
+    // Refused (a 401 once the session ended, a limit): EventSource gives up for good. Asking
+    // the session brings the login form back if that is why.
+    live("closed by the daemon; reopen to retry");
+    api("GET", "/v1/session").catch(() => {});
+  });
+  // The session ended while the stream ran (the events feed hears it too).
+  source.addEventListener("unauthorized", () => {
+    ended = true;
+    source.close();
+    live("the login session ended");
+    api("GET", "/v1/session").catch(() => {});
   });
   source.addEventListener("log", (event) => {
     const record = JSON.parse(event.data);
@@ -411,9 +575,11 @@ function follow(pane, id, prefix) {
     last = Math.max(last, gap.to);
     notice(`records ${gap.from}..${gap.to} were removed by retention before they could be read`);
   });
+  // Said once: the record after the cut follows `last` then, so it is not also "missing".
   source.addEventListener("truncated", (event) => {
     const cut = JSON.parse(event.data);
-    notice(`records before ${cut.first_available} were removed by retention`);
+    notice(`records ${cut.requested}..${cut.first_available - 1} were removed by retention`);
+    last = Math.max(last, cut.first_available - 1);
   });
   source.addEventListener("exit", (event) => {
     ended = true;

@@ -5,6 +5,11 @@
 //! the store, so the replayed part and the live part meet with no gap; events are de-duplicated
 //! by `event_seq`. A subscriber that lags the bounded bus refills from the store, and a range
 //! that is no longer stored is announced as `event: gap` with `{from, to}`.
+//!
+//! Every stream opens with a bare `id: <event_seq>` frame: the number it continues after (the
+//! newest event when opened without `since`). An SSE frame with only an `id` dispatches nothing
+//! but sets the client's last event id, so an `EventSource` that drops before the first event
+//! arrived still reconnects with `Last-Event-ID` and misses nothing of the outage.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -98,6 +103,7 @@ async fn open(
         counted,
         live,
         last,
+        opening: true,
         backlog,
         held: None,
         agent,
@@ -130,6 +136,8 @@ struct EventSource {
     live: broadcast::Receiver<Event>,
     /// The last `event_seq` accounted for (sent, filtered out, or announced as a gap).
     last: EventSeq,
+    /// The bare `id: <last>` frame that opens the stream is still to be sent.
+    opening: bool,
     /// Events after `last` are to be read from the store before the live feed.
     backlog: bool,
     /// A live event that arrived ahead of `last + 1`; sent after the store fills the gap.
@@ -146,6 +154,10 @@ struct Gap {
 
 impl Source for EventSource {
     async fn next_frames(&mut self) -> Option<Vec<u8>> {
+        if std::mem::take(&mut self.opening) {
+            // At once, not with the first event: the client has a resume point from the start.
+            return Some(format!("id: {}\n\n", self.last.0).into_bytes());
+        }
         loop {
             let mut out = Vec::new();
             if self.backlog {
