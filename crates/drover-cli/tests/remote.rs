@@ -164,6 +164,34 @@ fn on_b_auth(daemon_state: &Path, args: &[&str]) -> String {
     ok(output)
 }
 
+/// `drover context add NAME` on host A for the daemon behind the `control` and `publish` relays.
+fn add_context(
+    a: &Host,
+    config: &Path,
+    name: &str,
+    (control, publish): (&Relay, &Relay),
+    server_key: &str,
+    key: &Path,
+) {
+    ok(on_a(
+        a,
+        config,
+        &[
+            "context",
+            "add",
+            name,
+            "--control",
+            &format!("tcp://{}", control.addr),
+            "--pub",
+            &format!("tcp://{}", publish.addr),
+            "--server-key",
+            server_key,
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    ));
+}
+
 /// Make a keypair in `config` under `name` and return its public key.
 fn keygen(config: &Path, name: &str) -> (PathBuf, String) {
     let file = config.join(format!("{name}.key"));
@@ -224,23 +252,14 @@ fn a_remote_daemon_is_reached_only_with_an_allowed_key_and_its_traffic_is_encryp
         ("watcher", &read_key),
         ("stranger", &stranger_key),
     ] {
-        ok(on_a(
+        add_context(
             &a,
             config.path(),
-            &[
-                "context",
-                "add",
-                name,
-                "--control",
-                &format!("tcp://{}", control.addr),
-                "--pub",
-                &format!("tcp://{}", publish.addr),
-                "--server-key",
-                &server_key,
-                "--key",
-                key.to_str().unwrap(),
-            ],
-        ));
+            name,
+            (&control, &publish),
+            &server_key,
+            key,
+        );
     }
     ok(on_a(&a, config.path(), &["context", "use", "ops"]));
 
@@ -362,23 +381,14 @@ fn a_follow_over_a_slow_link_is_not_taken_for_a_daemon_gone() {
     let daemon = NetnsDaemon::start(&b.ns, b.there, state.path(), work.path());
     let control = Relay::throttled(a.here, daemon.control, Some(256 * 1024));
     let publish = Relay::start(a.here, daemon.publish);
-    ok(on_a(
+    add_context(
         &a,
         config.path(),
-        &[
-            "context",
-            "add",
-            "slow",
-            "--control",
-            &format!("tcp://{}", control.addr),
-            "--pub",
-            &format!("tcp://{}", publish.addr),
-            "--server-key",
-            &server_key,
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    ));
+        "slow",
+        (&control, &publish),
+        &server_key,
+        &key,
+    );
     ok(on_a(&a, config.path(), &["context", "use", "slow"]));
     // 2,000 lines of 1 KiB: a refill page is all of them.
     let lines = 2000;

@@ -18,7 +18,9 @@ use common::*;
 use drover_client::follow::Selection;
 use drover_client::{Client, FollowEvent, FollowOptions};
 use drover_proto::op::{AgentRef, ListArgs, ReadLogsArgs};
-use drover_proto::{AgentState, ErrorCode, Event, EventKind, EventSeq, SeqRange, StdinMode};
+use drover_proto::{
+    AgentInfo, AgentState, ErrorCode, Event, EventKind, EventSeq, SeqRange, StdinMode,
+};
 
 /// These tests are about the daemon's own answer to a store that refuses records (its backlog,
 /// the pause, the reported `log_dropped` range), so the agents run in-process: under a holder
@@ -594,20 +596,7 @@ async fn a_holder_stopped_on_a_full_spool_goes_on_once_the_store_recovers() {
             "blocked on its output, not ended"
         );
         free(&filler);
-        let end = client
-            .wait(&agent.id.to_string(), Some(TIMEOUT))
-            .await
-            .unwrap();
-        assert_eq!(
-            (end.state(), end.status.exit_code()),
-            (AgentState::Exited, Some(0))
-        );
-        let lines: Vec<u32> = all_records(&client, &agent)
-            .await
-            .iter()
-            .filter_map(|r| std::str::from_utf8(&r.data).ok()?.split_whitespace().next()?.parse().ok())
-            .collect();
-        assert_eq!(lines, (1..=n).collect::<Vec<_>>());
+        assert_exits_having_printed_every_line(&client, &agent, n).await;
         drop(client);
         daemon.shutdown().await;
     })
@@ -669,21 +658,37 @@ async fn a_holder_whose_spool_and_log_are_on_the_full_disk_holds_the_agent_back(
         .await;
         assert_eq!(state, AgentState::Running, "held back, not ended");
         free(&filler);
-        let end = client.wait(&id, Some(TIMEOUT)).await.unwrap();
-        assert_eq!(
-            (end.state(), end.status.exit_code()),
-            (AgentState::Exited, Some(0))
-        );
-        let lines: Vec<u32> = all_records(&client, &agent)
-            .await
-            .iter()
-            .filter_map(|r| std::str::from_utf8(&r.data).ok()?.split_whitespace().next()?.parse().ok())
-            .collect();
-        assert_eq!(lines, (1..=n).collect::<Vec<_>>());
+        assert_exits_having_printed_every_line(&client, &agent, n).await;
         drop(client);
         daemon.shutdown().await;
     })
     .await
+}
+
+/// The agent, held back by a full disk, ends by itself (exit 0) once it has room, and its log
+/// has every line it printed, `1..=n` (each line starts with its number), in order.
+async fn assert_exits_having_printed_every_line(client: &Client, agent: &AgentInfo, n: u32) {
+    let end = client
+        .wait(&agent.id.to_string(), Some(TIMEOUT))
+        .await
+        .unwrap();
+    assert_eq!(
+        (end.state(), end.status.exit_code()),
+        (AgentState::Exited, Some(0))
+    );
+    let lines: Vec<u32> = all_records(client, agent)
+        .await
+        .iter()
+        .filter_map(|r| {
+            std::str::from_utf8(&r.data)
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(lines, (1..=n).collect::<Vec<_>>());
 }
 
 /// A follower that missed the end of a burst live while the disk was full (those records wait
