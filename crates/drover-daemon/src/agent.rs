@@ -514,8 +514,12 @@ impl AgentObserver {
         if update.coalesced > 0 {
             reader.held = true;
         }
-        info.activity = Some(reader.tracker.activity().clone());
-        self.watch.send_replace(info.clone());
+        let activity = reader.tracker.activity().clone();
+        info.activity = Some(activity.clone());
+        // Only the reading changed: the rest of what lookups see (the spec, up to a 1 MiB task)
+        // is not copied again at every batch of output.
+        self.watch
+            .send_modify(|shown| shown.activity = Some(activity));
     }
 
     /// Whether a change is held back by the event budget. Called by the reader thread.
