@@ -298,11 +298,11 @@ pub(crate) fn tracker_for(shared: &Shared, agent: &AgentInfo) -> Option<Tracker>
     let end = shared.store.log_bounds(agent.id).ok()?.next_seq;
     let mut query = drover_store::LogQuery {
         stream: Some(drover_proto::StreamKind::Stdout),
-        since: if agent.restarts > 0 {
-            agent.status.started_at()
-        } else {
-            None
-        },
+        // A restart policy's run N reads run N's output only. Recorded as `starting` (the
+        // last daemon went between recording the restart and the run's start), it has no start
+        // time: rather than count every earlier run's output into it, it reads none of it, and
+        // takes up the recorded reading (`Tracker::resume` below) and what it prints next.
+        since: (agent.restarts > 0).then(|| agent.status.started_at().unwrap_or(i64::MAX)),
         limit: drover_proto::limits::MAX_READ_LIMIT,
         ..drover_store::LogQuery::default()
     };
