@@ -3,7 +3,8 @@
 //! with a control token and with a read token and asserts every step (see the script); this
 //! test also checks the page's headers and that the page and its assets need no credential
 //! while every data route still does. `tests/browser/session.mjs` takes the page through network
-//! outages and ended sessions.
+//! outages and ended sessions; `tests/browser/bounds.mjs` takes the fleet table through a burst
+//! of agents and a log pane past its byte bound.
 //!
 //! `scripts/setup-test-env` installs Chromium, Node.js and `playwright-core` (`npm ci` in
 //! `tests/browser`); without them this test fails, saying so: it is never skipped.
@@ -59,6 +60,8 @@ async fn run_script(browser_dir: &Path, script: &str, args: &[String], limit: Du
         "{script} failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
+    // Its figures, for `--nocapture`.
+    print!("{stdout}");
 }
 
 #[tokio::test]
@@ -262,6 +265,29 @@ async fn a_log_pane_resumed_past_retention_says_once_what_is_gone_in_chromium() 
     tokio::time::timeout(Duration::from_secs(120), test)
         .await
         .expect("the retention dashboard test finished within 120 s");
+}
+
+/// The page's bounds under load (`tests/browser/bounds.mjs`): a burst of 100 agents while the
+/// table shows 1,000 renders the table far fewer times than events arrive and builds rows only
+/// for the new agents, ending exactly as the daemon's listing; a log pane following 16 KB lines
+/// past its 32 MiB bound keeps only the newest lines within it and says how many it let go.
+#[tokio::test]
+async fn the_dashboard_coalesces_table_renders_and_bounds_a_log_pane_by_bytes_in_chromium() {
+    let browser_dir = browser();
+    let test = async {
+        let daemon = Daemon::start().await;
+        let front = start_front(daemon.addr, None).await;
+        let args = [
+            format!("http://{front}"),
+            daemon.http_url.clone(),
+            daemon.token.clone(),
+        ];
+        run_script(&browser_dir, "bounds.mjs", &args, Duration::from_secs(200)).await;
+        daemon.stop().await;
+    };
+    tokio::time::timeout(Duration::from_secs(240), test)
+        .await
+        .expect("the bounds dashboard test finished within 240 s");
 }
 
 /// A relay in front of `daemon` whose network can be switched off: `POST /__down` drops every

@@ -7,7 +7,13 @@ import { transcriptOf } from "./transcript.js";
 
 const $ = (id) => document.getElementById(id);
 
-// Lines an agent pane keeps in memory; beyond, the oldest go (the log stays in the daemon).
+// What an agent pane keeps in memory, its raw lines and its transcript together: at most
+// MAX_BYTES of text (string lengths), and at most MAX_LINES lines in each (which bounds the
+// per-line overhead of short lines). Beyond, the oldest go in chunks, down to TRIM_BYTES or
+// MAX_LINES - TRIM lines, so a trim runs once per few MiB, not once per line; the log stays in
+// the daemon. Long lines or short, a pane holds about the same memory.
+const MAX_BYTES = 32 * 1024 * 1024;
+const TRIM_BYTES = MAX_BYTES - MAX_BYTES / 8;
 const MAX_LINES = 1_000_000;
 const TRIM = 10_000;
 // Longest line the transcript assembles from pieces (the parsers' `MAX_LINE`).
@@ -158,6 +164,7 @@ function sessionEnded() {
   if ($("spawn").open) $("spawn").close();
   state.role = null;
   state.agents = new Map();
+  fleet.rows = new Map();
   $("agents").replaceChildren();
   for (const id of ["role", "feed", "health", "counts", "fleet-error"]) $(id).textContent = "";
   $("logout").hidden = true;
@@ -244,14 +251,14 @@ function followEvents() {
     if (data.kind === "removed") {
       state.agents.delete(data.agent);
       if (state.pane && state.pane.id === data.agent) closeAgent();
-      renderFleet();
+      scheduleFleet();
       return;
     }
     const known = state.agents.get(data.agent);
     if (known) {
       Object.assign(known, { state: data.state, exit_code: data.exit_code, signal: data.signal });
       if (data.activity) known.activity = data.activity;
-      renderFleet();
+      scheduleFleet();
       if (state.pane && state.pane.id === known.id) showAgentState(known);
       return;
     }
@@ -269,7 +276,7 @@ function followEvents() {
         if (newest.activity) agent.activity = newest.activity;
       }
       state.agents.set(agent.id, agent);
-      renderFleet();
+      scheduleFleet();
     } catch (error) {
       if (error.status !== 404 && !closed) $("fleet-error").textContent = error.message;
     }
@@ -296,7 +303,7 @@ function followEvents() {
       // An older listing finishing late must not replace a newer one.
       if (!closed && mine === newest) {
         state.agents = agents;
-        renderFleet();
+        scheduleFleet();
       }
     } finally {
       listings -= 1;
@@ -371,58 +378,103 @@ function matches(agent, text, wanted) {
   return haystack.toLowerCase().includes(text.toLowerCase());
 }
 
+// The table is rendered at most once per animation frame however many events arrive: events mark
+// it dirty (`scheduleFleet`), and the frame renders it. A render filters and sorts every agent
+// (cheap) but builds rows only for agents new to the table and rewrites only the rows whose cells
+// changed; the rows are moved only when the order changed. `document.body.dataset.fleetRenders`
+// counts renders (the browser tests read it).
+const fleet = {
+  pending: false, // a frame is asked for
+  rows: new Map(), // agent id → its row, for the agents shown
+  renders: 0,
+};
+
+function scheduleFleet() {
+  if (fleet.pending) return;
+  fleet.pending = true;
+  requestAnimationFrame(() => {
+    if (fleet.pending) renderFleet();
+  });
+}
+
+// The cells of an agent's row, as text.
+function cellsOf(agent) {
+  const exit = agent.exit_code ?? (agent.signal ? signalName(agent.signal) : "");
+  const labels = Object.entries(agent.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ");
+  return [
+    agent.name || agent.id.slice(-12),
+    agent.state,
+    agent.backend,
+    duration(Math.round((Date.now() * 1e6 - agent.created_at) / 1e9)),
+    labels,
+    String(exit),
+    phaseCell(agent),
+    agent.activity ? String(agent.activity.turns) : "",
+    agent.activity?.cost_usd != null ? `$${agent.activity.cost_usd.toFixed(4)}` : "",
+  ];
+}
+
+function newRow(id) {
+  const row = document.createElement("tr");
+  row.dataset.id = id;
+  row.tabIndex = 0;
+  for (let i = 0; i < 9; i++) row.append(document.createElement("td"));
+  const open = () => openAgent(id);
+  row.addEventListener("click", open);
+  row.addEventListener("keydown", (event) => event.key === "Enter" && open());
+  return row;
+}
+
+// Bring a row up to date with its agent, touching the DOM only where something changed.
+function fillRow(row, agent) {
+  const attention = needsAttention(agent);
+  const className = `state-${agent.state}${attention ? " attention" : ""}`;
+  if (row.className !== className) row.className = className;
+  const values = cellsOf(agent);
+  for (let i = 0; i < values.length; i++) {
+    const cell = row.children[i];
+    if (cell.textContent !== values[i]) cell.textContent = values[i];
+  }
+  const title = attention ? agent.activity.attention.map((a) => `${a.reason}: ${a.detail}`).join("\n") : "";
+  if (row.title !== title) row.title = title;
+}
+
 function renderFleet() {
+  fleet.pending = false;
+  fleet.renders += 1;
+  document.body.dataset.fleetRenders = String(fleet.renders);
   const text = $("filter").value.trim();
   const wanted = $("state-filter").value;
   const counts = {};
   for (const agent of state.agents.values()) counts[agent.state] = (counts[agent.state] || 0) + 1;
-  $("counts").textContent = Object.entries(counts)
+  const summary = Object.entries(counts)
     .map(([name, n]) => `${n} ${name}`)
     .join(" · ");
+  if ($("counts").textContent !== summary) $("counts").textContent = summary;
   const { key, desc } = state.sort;
-  const rows = [...state.agents.values()]
+  const attentionFirst = $("attention-first").checked;
+  const agents = [...state.agents.values()]
     .filter((agent) => matches(agent, text, wanted))
     .sort((a, b) => {
-      if ($("attention-first").checked && needsAttention(a) !== needsAttention(b)) {
+      if (attentionFirst && needsAttention(a) !== needsAttention(b)) {
         return needsAttention(a) ? -1 : 1;
       }
       const x = sortValue(a, key);
       const y = sortValue(b, key);
       return (x < y ? -1 : x > y ? 1 : 0) * (desc ? -1 : 1);
     });
+  const rows = new Map();
+  const ordered = agents.map((agent) => {
+    const row = fleet.rows.get(agent.id) ?? newRow(agent.id);
+    fillRow(row, agent);
+    rows.set(agent.id, row);
+    return row;
+  });
+  fleet.rows = rows;
   const body = $("agents");
-  body.replaceChildren(
-    ...rows.map((agent) => {
-      const row = document.createElement("tr");
-      row.dataset.id = agent.id;
-      row.tabIndex = 0;
-      row.className = `state-${agent.state}${needsAttention(agent) ? " attention" : ""}`;
-      const exit = agent.exit_code ?? (agent.signal ? signalName(agent.signal) : "");
-      const labels = Object.entries(agent.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ");
-      for (const value of [
-        agent.name || agent.id.slice(-12),
-        agent.state,
-        agent.backend,
-        duration(Math.round((Date.now() * 1e6 - agent.created_at) / 1e9)),
-        labels,
-        exit,
-        phaseCell(agent),
-        agent.activity ? String(agent.activity.turns) : "",
-        agent.activity?.cost_usd != null ? `$${agent.activity.cost_usd.toFixed(4)}` : "",
-      ]) {
-        const cell = document.createElement("td");
-        cell.textContent = value;
-        row.append(cell);
-      }
-      if (needsAttention(agent)) {
-        row.title = agent.activity.attention.map((a) => `${a.reason}: ${a.detail}`).join("\n");
-      }
-      const open = () => openAgent(agent.id);
-      row.addEventListener("click", open);
-      row.addEventListener("keydown", (event) => event.key === "Enter" && open());
-      return row;
-    }),
-  );
+  const children = body.children;
+  const same = children.length === ordered.length && ordered.every((row, i) => children[i] === row);
+  if (!same) body.replaceChildren(...ordered);
 }
 
 $("filter").addEventListener("input", renderFleet);
@@ -476,7 +528,8 @@ function openPane(ids) {
     lines: [], // {seq, ts, stream, text, prefix}
     tlines: [], // the same as a transcript, kept only when an agent's backend has a parser
     transcript: ids.some((id) => state.agents.get(id)?.activity?.parser),
-    dropped: 0, // lines let go beyond MAX_LINES
+    bytes: 0, // the text kept in `lines` and `tlines`, as string lengths
+    dropped: 0, // raw lines let go beyond MAX_BYTES or MAX_LINES
     sources: [],
     pending: false,
     match: -1,
@@ -503,8 +556,9 @@ function follow(pane, id, prefix) {
   let ended = false;
   const notice = (text) => {
     const line = { seq: 0, ts: 0, stream: "notice", text, prefix };
-    pane.lines.push(line);
-    if (pane.transcript) pane.tlines.push(line);
+    keep(pane, line);
+    if (pane.transcript) keepRow(pane, line);
+    trim(pane);
     scheduleRender(pane);
   };
   const reader = transcriptOf(state.agents.get(id)?.activity?.parser);
@@ -512,14 +566,14 @@ function follow(pane, id, prefix) {
   const transcribe = (record, text) => {
     if (!pane.transcript) return;
     if (record.stream !== "stdout") {
-      pane.tlines.push({ seq: record.seq, ts: record.ts, stream: record.stream, text, prefix });
+      keepRow(pane, { seq: record.seq, ts: record.ts, stream: record.stream, text, prefix });
       return;
     }
     if (record.partial) {
       partial += text;
       // As the parsers do: a line past 4 MiB is shown as it is, in pieces, not kept whole.
       if (partial.length > MAX_PARTIAL) {
-        pane.tlines.push({ seq: record.seq, ts: record.ts, stream: "stdout", text: partial, prefix });
+        keepRow(pane, { seq: record.seq, ts: record.ts, stream: "stdout", text: partial, prefix });
         partial = "";
       }
       return;
@@ -528,7 +582,7 @@ function follow(pane, id, prefix) {
     partial = "";
     const rows = reader.line(whole) ?? [whole];
     for (const row of rows) {
-      pane.tlines.push({ seq: record.seq, ts: record.ts, stream: "stdout", text: row, prefix });
+      keepRow(pane, { seq: record.seq, ts: record.ts, stream: "stdout", text: row, prefix });
     }
   };
   const live = (text) => state.pane === pane && ($("stream-state").textContent = text);
@@ -559,15 +613,9 @@ function follow(pane, id, prefix) {
     last = record.seq;
     pane.records += 1;
     const text = record.text ?? atob(record.data_b64);
-    pane.lines.push({ seq: record.seq, ts: record.ts, stream: record.stream, text, prefix });
+    keep(pane, { seq: record.seq, ts: record.ts, stream: record.stream, text, prefix });
     transcribe(record, text);
-    if (pane.tlines.length > MAX_LINES + TRIM) pane.tlines.splice(0, TRIM);
-    if (pane.lines.length > MAX_LINES + TRIM) {
-      // In chunks: one splice per TRIM lines, not one per line.
-      pane.lines.splice(0, TRIM);
-      pane.dropped += TRIM;
-      pane.match = Math.max(-1, pane.match - TRIM);
-    }
+    trim(pane);
     scheduleRender(pane);
   });
   source.addEventListener("gap", (event) => {
@@ -586,7 +634,7 @@ function follow(pane, id, prefix) {
     source.close();
     if (pane.transcript) {
       for (const row of reader.flush()) {
-        pane.tlines.push({ seq: last, ts: 0, stream: "stdout", text: row, prefix });
+        keepRow(pane, { seq: last, ts: 0, stream: "stdout", text: row, prefix });
       }
     }
     pane.ended += 1;
@@ -596,6 +644,45 @@ function follow(pane, id, prefix) {
       end.exit_code !== null ? `code ${end.exit_code}` : end.signal ? signalName(end.signal) : "";
     notice(`— ${end.state} ${how} —`);
   });
+}
+
+// A raw line kept in the pane.
+function keep(pane, line) {
+  pane.lines.push(line);
+  pane.bytes += line.text.length;
+}
+
+// A transcript row kept in the pane, marked with the raw line it came from (the newest), so it
+// is let go with that line.
+function keepRow(pane, row) {
+  row.at = pane.dropped + pane.lines.length - 1;
+  pane.tlines.push(row);
+  pane.bytes += row.text.length;
+}
+
+// Let go of the oldest raw lines, and of the transcript rows made from them, once the pane holds
+// more than its bounds; the newest line always stays.
+function trim(pane) {
+  const { lines, tlines } = pane;
+  if (pane.bytes <= MAX_BYTES && lines.length <= MAX_LINES && tlines.length <= MAX_LINES) return;
+  let i = 0; // raw lines let go
+  let j = 0; // transcript rows let go
+  const over = () =>
+    pane.bytes > TRIM_BYTES || lines.length - i > MAX_LINES - TRIM || tlines.length - j > MAX_LINES - TRIM;
+  while (i < lines.length - 1 && over()) {
+    pane.bytes -= lines[i].text.length;
+    const at = pane.dropped + i;
+    i += 1;
+    while (j < tlines.length && tlines[j].at <= at) pane.bytes -= tlines[j++].text.length;
+  }
+  // Rows from lines that stay (a transcript longer than its log): the oldest of them go too.
+  while (j < tlines.length - 1 && over()) pane.bytes -= tlines[j++].text.length;
+  // One splice per chunk, not one per line.
+  lines.splice(0, i);
+  tlines.splice(0, j);
+  pane.dropped += i;
+  const gone = shown(pane) === tlines ? j : i;
+  pane.match = pane.match < gone ? -1 : pane.match - gone;
 }
 
 function closeAgent() {
@@ -716,6 +803,8 @@ function renderLog(pane) {
   }
   const dropped = pane.dropped ? ` (${pane.dropped} older lines let go)` : "";
   $("line-count").textContent = `${pane.records} lines${dropped}`;
+  // What the pane holds, for the browser tests.
+  view.dataset.bytes = String(pane.bytes);
 }
 
 // SGR colours and bold as spans; every other escape sequence is dropped. Text is never HTML.
