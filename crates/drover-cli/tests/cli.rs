@@ -885,26 +885,43 @@ fn merged_follows_never_print_a_line_under_another_agents_prefix() {
     let b = format!("{}; echo b1; {}", wait("b"), wait("end"));
     ok(daemon.drover(&["spawn", "--name", "a", "--", "sh", "-c", &a]));
     ok(daemon.drover(&["spawn", "--name", "b", "--", "sh", "-c", &b]));
-    let follow = daemon
+    let mut follow = daemon
         .command(&["logs", "-f", "a", "b"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // One step at a time, each stored before the next starts.
-    wait_for("a's partial line", || {
-        (ok(daemon.drover(&["logs", "a"])) == "building...").then_some(())
+    // What the follow has printed so far, read as it comes.
+    let printed = Arc::new(Mutex::new(Vec::new()));
+    let mut pipe = follow.stdout.take().unwrap();
+    let kept = Arc::clone(&printed);
+    let reader = std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut pipe, &mut chunk) {
+            if n == 0 {
+                break;
+            }
+            kept.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
     });
+    let shows = |text: &str| {
+        let printed = printed.lock().unwrap();
+        (String::from_utf8_lossy(&printed) == text).then_some(())
+    };
+    // One step at a time, each printed by the follow before the next starts.
+    wait_for("a's partial line", || shows("[a] building..."));
     std::fs::write(gate("b"), b"").unwrap();
-    wait_for("b's line", || {
-        (ok(daemon.drover(&["logs", "b"])) == "b1\n").then_some(())
-    });
+    wait_for("b's line", || shows("[a] building...\n[b] b1\n"));
     std::fs::write(gate("a"), b"").unwrap();
     ok(daemon.drover(&["wait", "a"]));
     std::fs::write(gate("end"), b"").unwrap();
     let output = wait_output(follow);
+    reader.join().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(stdout(&output), "[a] building...\n[b] b1\n[a]  ok\n");
+    assert_eq!(
+        String::from_utf8_lossy(&printed.lock().unwrap()),
+        "[a] building...\n[b] b1\n[a]  ok\n"
+    );
     daemon.stop();
 }
 

@@ -80,14 +80,14 @@ async fn run_one(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         Ok(client) => client,
         // One host of several, followed: wait for it as for one that goes away later.
         Err(error)
-            if args.follow && ctx.host.is_some() && !reconnect::is_permanent(&error, true) =>
+            if args.follow && ctx.host.is_some() && !reconnect::is_permanent(&error) =>
         {
             let host = ctx.host.as_deref().unwrap_or("?");
             eprintln!(
                 "drover: {host}: unreachable: {}",
                 crate::output::shown(format_args!("{error:#}"))
             );
-            reconnect::wait_for_daemon(ctx).await?.0
+            reconnect::wait_for_daemon(ctx, true).await?.0
         }
         Err(error) => return Err(error),
     };
@@ -148,7 +148,7 @@ async fn run_one(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                 }
             }
         }
-        (client, daemon) = reconnect::wait_for_daemon(ctx).await?;
+        (client, daemon) = reconnect::wait_for_daemon(ctx, false).await?;
     }
 }
 

@@ -169,17 +169,19 @@ pub(crate) async fn follow_across_restarts(
     // refill's large reads hold every later reply on the follow's connection behind them, and
     // a check queued there took a daemon busy sending for one that was gone (and the follow,
     // started again, asked for the same reads: it never got further).
-    let mut probe = ctx.client().await?;
+    let mut probe = ctx.client().await.ok();
     let mut ended = HashSet::new();
     loop {
         let mut follower = client.follow(selection.clone(), options.clone()).await?;
         let finished = tokio::select! {
             result = follow(&mut follower, printer, &mut ended) => match result {
                 Ok(()) => true,
-                Err(_) if !reconnect::is_there(&probe, daemon).await => false,
+                Err(_) if !reconnect::is_there(probe.as_ref().unwrap_or(&client), daemon).await => {
+                    false
+                }
                 Err(error) => return Err(error),
             },
-            () = reconnect::gone(&probe, daemon) => false,
+            () = reconnect::gone(probe.as_ref().unwrap_or(&client), daemon) => false,
         };
         if finished {
             return Ok(());
@@ -201,8 +203,10 @@ pub(crate) async fn follow_across_restarts(
             selection = Selection::Agents(left);
         }
         options.resume.extend(resume);
-        (client, daemon) = reconnect::wait_for_daemon(ctx).await?;
-        probe = ctx.client().await?;
+        (client, daemon) = reconnect::wait_for_daemon(ctx, false).await?;
+        // Without a connection of its own (the daemon went again), liveness is asked on the
+        // follow's, as before: the next check notices.
+        probe = ctx.client().await.ok();
         if let Selection::Agents(ids) = &selection {
             let kept = still_there(&client, ids).await?;
             if kept.is_empty() {
@@ -391,11 +395,11 @@ pub(crate) struct Printer {
     pub(crate) host: Option<String>,
 }
 
-/// Whose line is open (printed without its newline yet) on stdout and on stderr: an agent, on
-/// a host when several are followed. Shared by every printer of the process (one per host), as
-/// they share the two streams.
-type OpenLine = Option<(Option<String>, AgentId)>;
-static OPEN_LINES: std::sync::Mutex<[OpenLine; 2]> = std::sync::Mutex::new([None, None]);
+/// Whose line is open (printed without its newline yet), on which stream (0 stdout, 1 stderr):
+/// an agent, on a host when several are followed. One for both streams, as a terminal shows
+/// them together; shared by every printer of the process (one per host).
+type OpenLine = Option<(usize, Option<String>, AgentId)>;
+static OPEN_LINE: std::sync::Mutex<OpenLine> = std::sync::Mutex::new(None);
 
 /// One agent's transcript rendering.
 pub(crate) struct Transcript {
@@ -478,11 +482,10 @@ impl Printer {
         let stderr = std::io::stderr();
         let mut out = std::io::BufWriter::with_capacity(OUT_BUFFER, stdout.lock());
         let mut err = std::io::BufWriter::with_capacity(OUT_BUFFER, stderr.lock());
-        let mut open_lines = OPEN_LINES
+        let mut open = OPEN_LINE
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let decorated = self.prefix || self.timestamps;
-        let me = Some((self.host.clone(), id));
         let mut last = StreamKind::Stdout;
         for record in records {
             if record.stream != last {
@@ -515,10 +518,8 @@ impl Printer {
                 writeln!(out, "{line}")?;
                 continue;
             }
-            let sink: &mut dyn Write = match record.stream {
-                StreamKind::Stdout => &mut out,
-                StreamKind::Stderr => &mut err,
-            };
+            let stream = usize::from(record.stream == StreamKind::Stderr);
+            let me = Some((stream, self.host.clone(), id));
             let rendered = self.render(id, record);
             let data = rendered.as_deref().unwrap_or(&record.data);
             if data.is_empty() {
@@ -531,15 +532,24 @@ impl Printer {
             } else {
                 vec![data]
             };
-            let open = &mut open_lines[usize::from(record.stream == StreamKind::Stderr)];
             for piece in pieces {
                 // A line goes on where it stopped (a partial record, streamed text): its prefix
-                // was written. Another's open line is ended first, so that every line printed
-                // starts with the prefix of the agent it is from.
-                if *open != me {
-                    if decorated && open.take().is_some() {
-                        sink.write_all(b"\n")?;
+                // was written. Another's open line (on either stream) is ended first, so that
+                // every line printed starts with the prefix of the agent it is from.
+                if decorated && *open != me {
+                    // A rendered newline that only ends this agent's text, which another's
+                    // line ended already.
+                    if rendered.is_some() && piece == b"\n" {
+                        continue;
                     }
+                    if let Some((other, ..)) = open.take() {
+                        let ended: &mut dyn Write = if other == 0 { &mut out } else { &mut err };
+                        ended.write_all(b"\n")?;
+                        ended.flush()?;
+                    }
+                }
+                let sink: &mut dyn Write = if stream == 0 { &mut out } else { &mut err };
+                if *open != me {
                     // The name is a daemon's (another host's, perhaps): shown, never run.
                     match (&self.host, self.prefix) {
                         (Some(host), true) => {

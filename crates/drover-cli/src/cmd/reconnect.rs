@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use drover_client::Client;
+use drover_client::{Client, ClientError};
 use drover_proto::DaemonId;
 
 use super::Ctx;
@@ -17,17 +17,23 @@ const RETRY: Duration = Duration::from_millis(200);
 const RETRY_AT_MOST: Duration = Duration::from_secs(5);
 
 /// Whether connecting failed for a reason waiting will not mend: the daemon refused this key,
-/// or the key files are unusable. With `first`, a failed handshake too (a wrong server key in
-/// the context): a daemon that answered before and fails its handshake now may be one being
-/// replaced, and is waited for.
-pub(crate) fn is_permanent(error: &anyhow::Error, first: bool) -> bool {
-    use drover_client::ClientError;
-    match error.chain().find_map(|c| c.downcast_ref::<ClientError>()) {
-        Some(ClientError::Refused { .. } | ClientError::Keys(_)) => true,
-        Some(ClientError::Handshake { .. }) => first,
-        Some(_) | None => false,
-    }
+/// or the key files are unusable. A failed handshake (a wrong server key in the context, but
+/// also a tunnel whose far end is down) is judged by [`wait_for_daemon`] from its repeats.
+pub(crate) fn is_permanent(error: &anyhow::Error) -> bool {
+    matches!(
+        client_error(error),
+        Some(ClientError::Refused { .. } | ClientError::Keys(_))
+    )
 }
+
+fn client_error(error: &anyhow::Error) -> Option<&ClientError> {
+    error.chain().find_map(|c| c.downcast_ref::<ClientError>())
+}
+
+/// Handshakes that fail in a row, from the start, before a daemon that never answered is given
+/// up: its context is most likely wrong (its server key). One that answered before is waited
+/// for whatever its handshakes do (it may be being replaced).
+const HANDSHAKES_AT_MOST: u32 = 3;
 
 /// Resolves once `daemon` stops answering, or another daemon answers in its place.
 pub(crate) async fn gone(client: &Client, daemon: DaemonId) {
@@ -49,7 +55,11 @@ pub(crate) async fn is_there(client: &Client, daemon: DaemonId) -> bool {
 
 /// Say that the daemon went away, wait until one answers (indefinitely: Ctrl-C ends the
 /// wait), say so, and return a client for it with its id.
-pub(crate) async fn wait_for_daemon(ctx: &Ctx) -> anyhow::Result<(Client, DaemonId)> {
+/// `first`: the daemon never answered this command yet (see [`HANDSHAKES_AT_MOST`]).
+pub(crate) async fn wait_for_daemon(
+    ctx: &Ctx,
+    first: bool,
+) -> anyhow::Result<(Client, DaemonId)> {
     match &ctx.host {
         // One host of several: the others go on meanwhile.
         Some(host) => eprintln!(
@@ -59,6 +69,7 @@ pub(crate) async fn wait_for_daemon(ctx: &Ctx) -> anyhow::Result<(Client, Daemon
         None => eprintln!("drover: the daemon went away; waiting for it to come back"),
     }
     let mut retry = RETRY;
+    let mut handshakes = 0;
     loop {
         match tokio::time::timeout(CHECK, ctx.client()).await {
             Ok(Ok(client)) => {
@@ -70,8 +81,14 @@ pub(crate) async fn wait_for_daemon(ctx: &Ctx) -> anyhow::Result<(Client, Daemon
                     return Ok((client, health.daemon));
                 }
             }
-            Ok(Err(error)) if is_permanent(&error, false) => return Err(error),
-            Ok(Err(_)) | Err(_) => {}
+            Ok(Err(error)) if is_permanent(&error) => return Err(error),
+            Ok(Err(error)) if matches!(client_error(&error), Some(ClientError::Handshake { .. })) => {
+                handshakes += 1;
+                if first && handshakes >= HANDSHAKES_AT_MOST {
+                    return Err(error);
+                }
+            }
+            Ok(Err(_)) | Err(_) => handshakes = 0,
         }
         tokio::time::sleep(retry).await;
         retry = (retry * 2).min(RETRY_AT_MOST);

@@ -98,7 +98,17 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     }
     // A host that fails while others' agents run (its daemon died, its link went) is
     // reported as `drover: HOST: ...` and its status kept; the others are still waited for.
-    let mut fold = |host: &Host, error| {
+    // What a daemon answered (its `timeout`, `not_found`) is the command's error, as before.
+    let mut fold = |host: &Host, error: anyhow::Error| {
+        let answered = error.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<drover_client::ClientError>(),
+                Some(drover_client::ClientError::Remote(_))
+            )
+        });
+        if answered {
+            return Err(error);
+        }
         fleet::fold(&mut status, several, host.ctx.host.as_deref(), Err(error))
     };
     let ended: Vec<(&Host, AgentInfo)> = if args.any {

@@ -46,13 +46,13 @@ async fn follow_on(share: &Share, args: &Args) -> i32 {
         let client = match connect(ctx).await {
             Ok(client) => client,
             // Misconfigured, not away: waiting would never end (the others go on).
-            Err(error) if reconnect::is_permanent(&error, true) => return Err(error),
+            Err(error) if reconnect::is_permanent(&error) => return Err(error),
             Err(error) => {
                 eprintln!(
                     "drover: {host}: unreachable: {}",
                     crate::output::shown(format_args!("{error:#}"))
                 );
-                reconnect::wait_for_daemon(ctx).await?.0
+                reconnect::wait_for_daemon(ctx, true).await?.0
             }
         };
         let Some(selection) = selection(&client, args, &share.refs).await? else {
