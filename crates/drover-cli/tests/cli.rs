@@ -942,6 +942,25 @@ fn reports_reach_the_terminal_without_live_escapes() {
         );
         assert!(said.contains(r"x\u{1b}]0;TITLE\u{7}"), "{verb}: {said}");
     }
+    // A label's value is the spawner's to choose: `ls` and `show` show it, never run it.
+    ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "lab",
+        "-l",
+        "k=v\u{1b}]0;TITLE\u{7}",
+        "--",
+        "true",
+    ]));
+    ok(daemon.drover(&["wait", "lab"]));
+    for args in [&["ls", "--wide"][..], &["show", "lab"][..]] {
+        let said = ok(daemon.drover(args));
+        assert!(
+            !said.contains('\u{1b}') && !said.contains('\u{7}'),
+            "{args:?}: {said:?}"
+        );
+        assert!(said.contains(r"k=v\u{1b}]0;TITLE\u{7}"), "{args:?}: {said}");
+    }
     daemon.stop();
 }
 

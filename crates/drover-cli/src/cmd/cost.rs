@@ -67,7 +67,7 @@ fn key(agent: &AgentInfo, by: &Group) -> String {
                 |model| drover_agent::printable(model, false).into_owned(),
             ),
         Group::Day => super::logs::rfc3339(agent.created_at)[..10].to_owned(),
-        Group::Label(key) => agent.labels.get(key).cloned().unwrap_or_else(|| "-".into()),
+        Group::Label(key) => output::shown(agent.labels.get(key).map_or("-", String::as_str)),
     }
 }
 

@@ -358,8 +358,10 @@ pub(crate) async fn history(
 fn say_lost(name: &str, dropped: Option<drover_proto::SeqRange>) {
     if let Some(range) = dropped {
         eprintln!(
-            "drover: {name}: records {} to {} were lost: the daemon could not store them",
-            range.from, range.to
+            "drover: {}: records {} to {} were lost: the daemon could not store them",
+            crate::output::shown(name),
+            range.from,
+            range.to
         );
     }
 }

@@ -144,12 +144,13 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         .map(|listed| {
             let agent = &listed.agent;
             let mut row: Vec<String> = listed.host.iter().cloned().collect();
+            // Text a daemon (another host's, perhaps) or a spawner chose is shown, never run.
             row.extend([
                 agent.id.handle(),
-                agent.name.clone().unwrap_or_else(|| "-".into()),
-                agent.backend.clone(),
+                output::shown(agent.name.as_deref().unwrap_or("-")),
+                output::shown(&agent.backend),
                 output::state(agent.state(), colour),
-                output::status_detail(agent),
+                output::shown(output::status_detail(agent)),
                 output::ago(agent.created_at),
             ]);
             if aware {
@@ -163,10 +164,10 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
                         .map_or_else(|| "-".into(), |pid| pid.to_string()),
                 );
                 row.push(agent.restarts.to_string());
-                row.push(labels(agent));
-                row.push(agent.spec.cwd.clone().unwrap_or_else(|| "-".into()));
+                row.push(output::shown(labels(agent)));
+                row.push(output::shown(agent.spec.cwd.as_deref().unwrap_or("-")));
             }
-            row.push(command_line(agent));
+            row.push(output::shown(command_line(agent)));
             row
         })
         .collect();
@@ -249,11 +250,12 @@ fn activity_cells(agent: &AgentInfo) -> [String; 3] {
         return ["-".into(), "-".into(), "-".into()];
     };
     let mark = if activity.needs_attention() { "!" } else { "" };
+    // Every run of a restart policy's agent, as `cost` counts them.
     [
         format!("{}{mark}", activity.phase.as_str()),
-        activity.turns.to_string(),
+        activity.all_turns().to_string(),
         activity
-            .cost_usd
+            .all_cost()
             .map_or_else(|| "-".into(), |c| format!("${:.4}", c.dollars())),
     ]
 }

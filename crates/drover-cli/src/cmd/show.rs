@@ -97,7 +97,13 @@ pub(crate) async fn run(ctx: &Ctx, args: One) -> anyhow::Result<i32> {
         );
     }
     for (key, value) in lines {
-        crate::outln!("{key:<8} {value}")?;
+        // What a daemon or a spawner chose (a label, a model, a path) is shown, never run; the
+        // state is ours, in colour, and the task keeps its lines (made printable above).
+        if key == "state" || key == "task" {
+            crate::outln!("{key:<8} {value}")?;
+        } else {
+            crate::outln!("{key:<8} {}", output::shown(&value))?;
+        }
     }
     Ok(0)
 }
