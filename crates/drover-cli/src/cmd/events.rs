@@ -79,9 +79,7 @@ async fn run_one(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let client = match ctx.client().await {
         Ok(client) => client,
         // One host of several, followed: wait for it as for one that goes away later.
-        Err(error)
-            if args.follow && ctx.host.is_some() && !reconnect::is_permanent(&error) =>
-        {
+        Err(error) if args.follow && ctx.host.is_some() && !reconnect::is_permanent(&error) => {
             let host = ctx.host.as_deref().unwrap_or("?");
             eprintln!(
                 "drover: {host}: unreachable: {}",

@@ -56,10 +56,7 @@ pub(crate) async fn is_there(client: &Client, daemon: DaemonId) -> bool {
 /// Say that the daemon went away, wait until one answers (indefinitely: Ctrl-C ends the
 /// wait), say so, and return a client for it with its id.
 /// `first`: the daemon never answered this command yet (see [`HANDSHAKES_AT_MOST`]).
-pub(crate) async fn wait_for_daemon(
-    ctx: &Ctx,
-    first: bool,
-) -> anyhow::Result<(Client, DaemonId)> {
+pub(crate) async fn wait_for_daemon(ctx: &Ctx, first: bool) -> anyhow::Result<(Client, DaemonId)> {
     match &ctx.host {
         // One host of several: the others go on meanwhile.
         Some(host) => eprintln!(
@@ -82,7 +79,9 @@ pub(crate) async fn wait_for_daemon(
                 }
             }
             Ok(Err(error)) if is_permanent(&error) => return Err(error),
-            Ok(Err(error)) if matches!(client_error(&error), Some(ClientError::Handshake { .. })) => {
+            Ok(Err(error))
+                if matches!(client_error(&error), Some(ClientError::Handshake { .. })) =>
+            {
                 handshakes += 1;
                 if first && handshakes >= HANDSHAKES_AT_MOST {
                     return Err(error);
