@@ -190,7 +190,8 @@ async fn print(ctx: &Ctx, client: &Client, names: &mut Names, event: &Event) -> 
     }
     drop(out);
     // A removed agent shows its handle.
-    let who = ctx.qualify(&names.of(client, event.agent).await);
+    // A daemon's name for the agent (another host's, perhaps): shown, never run.
+    let who = crate::output::shown(ctx.qualify(&names.of(client, event.agent).await));
     let mut line = format!(
         "{:>6}  {}  {:<12} {:<8} {}",
         event.event_seq,

@@ -240,11 +240,12 @@ fn report(args: &Args, ended: &[(&Host, AgentInfo)]) -> anyhow::Result<()> {
     }
     let many = ended.len() > 1 || !args.targets.is_one();
     for (host, agent) in ended {
-        let detail = output::status_detail(agent);
+        // A daemon's name and message (another host's, perhaps): shown, never run.
+        let detail = output::shown(output::status_detail(agent));
         if many {
             crate::outln!(
                 "{} {} {detail}",
-                host.ctx.label(agent),
+                output::shown(host.ctx.label(agent)),
                 agent.state().as_str()
             )?;
         } else {

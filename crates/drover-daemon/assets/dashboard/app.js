@@ -355,12 +355,21 @@ function followEvents() {
 
 const needsAttention = (agent) => (agent.activity?.attention?.length ?? 0) > 0;
 
+// Turns and cost of every run of a restart policy's agent (`earlier_runs` and the current one),
+// as `drover cost`, `drover ls` and /metrics count them; cost is null when no run reported one.
+const allTurns = (a) => a.turns + (a.earlier_runs?.turns ?? 0);
+function allCost(a) {
+  const earlier = a.earlier_runs?.cost_usd;
+  if (a.cost_usd == null && earlier == null) return null;
+  return (a.cost_usd ?? 0) + (earlier ?? 0);
+}
+
 // What a column sorts by: the agent's own field, or its activity's.
 function sortValue(agent, key) {
   const a = agent.activity;
   if (key === "phase") return a ? a.phase : "";
-  if (key === "turns") return a ? a.turns : -1;
-  if (key === "cost") return a ? a.cost_usd ?? -1 : -2;
+  if (key === "turns") return a ? allTurns(a) : -1;
+  if (key === "cost") return a ? allCost(a) ?? -1 : -2;
   return agent[key] ?? "";
 }
 
@@ -409,8 +418,10 @@ function cellsOf(agent) {
     labels,
     String(exit),
     phaseCell(agent),
-    agent.activity ? String(agent.activity.turns) : "",
-    agent.activity?.cost_usd != null ? `$${agent.activity.cost_usd.toFixed(4)}` : "",
+    agent.activity ? String(allTurns(agent.activity)) : "",
+    agent.activity && allCost(agent.activity) != null
+      ? `$${allCost(agent.activity).toFixed(4)}`
+      : "",
   ];
 }
 
@@ -725,6 +736,11 @@ function showActivity(agent) {
   if (a.cost_usd != null) parts.push(`$${a.cost_usd.toFixed(4)}`);
   if (a.current_tool) parts.push(`tool ${a.current_tool.name}: ${a.current_tool.summary}`);
   if (a.session_id) parts.push(`session ${a.session_id}`);
+  const earlier = a.earlier_runs;
+  if (earlier?.runs) {
+    const cost = earlier.cost_usd != null ? `, $${earlier.cost_usd.toFixed(4)}` : "";
+    parts.push(`earlier runs: ${earlier.runs}, ${earlier.turns} turns${cost}`);
+  }
   $("activity-summary").textContent = parts.join(" · ");
   $("activity-attention").textContent = (a.attention ?? [])
     .map((x) => `needs a person: ${x.reason.replace("_", " ")}: ${x.detail}`)

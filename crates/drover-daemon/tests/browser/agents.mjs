@@ -120,6 +120,36 @@ try {
   assert.equal(next.spec.task, "now say goodbye");
   console.log("ok: continue starts an agent resuming the session");
 
+  // A restart policy's agent: run 1 replays the whole session and exits 1, run 2 the same and
+  // exits 0. The table counts both runs (4 turns, $0.0040), as `drover cost` does; the pane says
+  // what the earlier run used beside the current run's counts.
+  const marker = `${shots}/first-run-done`;
+  const { agent: twice } = await api("POST", "/v1/agents", {
+    spec: {
+      name: "twice",
+      backend: "claude",
+      task: "Run the scripted step.",
+      restart: { policy: "on-failure", backoff_ms: 10 },
+      env: {
+        PATH: `${bin}:${process.env.PATH}`,
+        DROVER_FAKE_TRANSCRIPT: `${transcripts}/claude-tool.jsonl`,
+        DROVER_FAKE_FIRST_RUN: marker,
+      },
+    },
+  });
+  await row(twice.id).locator("td:nth-child(2)", { hasText: /^exited$/ }).waitFor({ timeout: TIMEOUT });
+  await row(twice.id).locator("td:nth-child(7)", { hasText: /^done/ }).waitFor({ timeout: TIMEOUT });
+  assert.deepEqual(await cells(twice.id), ["done", "4", "$0.0040"]);
+  await row(twice.id).click();
+  await page
+    .locator("#activity-summary", { hasText: "earlier runs: 1, 2 turns, $0.0020" })
+    .waitFor({ timeout: TIMEOUT });
+  assert.match(
+    await page.locator("#activity-summary").textContent(),
+    /^done · claude-opus-4-8 · 2 turns · 200 in · 40 out · \$0\.0020/,
+  );
+  console.log("ok: a restarted agent's runs are all counted");
+
   assert.deepEqual(errors, []);
   console.log("every step passed");
 } finally {
