@@ -11,16 +11,10 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::{request_without_token, start_front, wait_for, within, Daemon};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::AbortHandle;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Lines the followed agent prints before the page opens its log.
@@ -220,7 +214,7 @@ async fn the_dashboard_rides_out_outages_and_returns_to_login_when_its_session_e
             daemon.get(&format!("/v1/agents/{victim}")).await.json()["agent"]["state"] == "running"
         })
         .await;
-        let front = start_switched_front(daemon.addr).await;
+        let front = start_front(daemon.addr, None).await;
         let args = [
             format!("http://{front}"),
             daemon.http_url.clone(),
@@ -247,7 +241,7 @@ async fn a_log_pane_resumed_past_retention_says_once_what_is_gone_in_chromium() 
             config.store.agent_budget = 64 * 1024;
         })
         .await;
-        let front = start_switched_front(daemon.addr).await;
+        let front = start_front(daemon.addr, None).await;
         let args = [
             format!("http://{front}"),
             daemon.http_url.clone(),
@@ -288,75 +282,4 @@ async fn the_dashboard_coalesces_table_renders_and_bounds_a_log_pane_by_bytes_in
     tokio::time::timeout(Duration::from_secs(240), test)
         .await
         .expect("the bounds dashboard test finished within 240 s");
-}
-
-/// A relay in front of `daemon` whose network can be switched off: `POST /__down` drops every
-/// connection relayed so far and, until `POST /__up`, closes every new one as soon as its
-/// request arrives, as a dead network would. The page is served through it (same origin as the
-/// API); the switches answer 204. Returns its address.
-async fn start_switched_front(daemon: SocketAddr) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind front");
-    let addr = listener.local_addr().expect("front address");
-    let down = Arc::new(AtomicBool::new(false));
-    let relays: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let relay = tokio::spawn(switched_relay(
-                client,
-                daemon,
-                Arc::clone(&down),
-                Arc::clone(&relays),
-            ));
-            let mut relays = relays.lock().unwrap_or_else(|p| p.into_inner());
-            relays.retain(|relay| !relay.is_finished());
-            relays.push(relay.abort_handle());
-        }
-    });
-    addr
-}
-
-async fn switched_relay(
-    mut client: TcpStream,
-    daemon: SocketAddr,
-    down: Arc<AtomicBool>,
-    relays: Arc<Mutex<Vec<AbortHandle>>>,
-) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match client.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let switch_to = if head.starts_with(b"POST /__down ") {
-        Some(true)
-    } else if head.starts_with(b"POST /__up ") {
-        Some(false)
-    } else {
-        None
-    };
-    if let Some(is_down) = switch_to {
-        down.store(is_down, Ordering::SeqCst);
-        let _ = client
-            .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-            .await;
-        if is_down {
-            // After answering: this relay is in the list too.
-            let cut = std::mem::take(&mut *relays.lock().unwrap_or_else(|p| p.into_inner()));
-            for relay in cut {
-                relay.abort();
-            }
-        }
-        return;
-    }
-    if down.load(Ordering::SeqCst) {
-        return;
-    }
-    let Ok(mut upstream) = TcpStream::connect(daemon).await else {
-        return;
-    };
-    if upstream.write_all(&head).await.is_ok() {
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-    }
 }

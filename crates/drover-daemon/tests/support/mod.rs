@@ -583,9 +583,11 @@ pub fn log_seqs(events: &[SseEvent]) -> Vec<u64> {
 
 /// A relay in front of `daemon` for browser tests: a page served from the relay has the same
 /// origin as everything it relays, since the daemon sends no CORS headers. Every connection is
-/// relayed byte for byte, except `GET <page path>`, answered with the page itself, and
-/// `POST /__cut`, which drops every connection relayed so far (as a network failure would) and
-/// answers 204. Returns the relay's address.
+/// relayed byte for byte, except `GET <page path>`, answered with the page itself, and three
+/// switches, each answered 204: `POST /__cut` drops every connection relayed so far (as a
+/// network failure would); `POST /__down` does too and, until `POST /__up`, closes every new
+/// connection as soon as its request arrives, as a dead network would. Returns the relay's
+/// address.
 pub async fn start_front(
     daemon: SocketAddr,
     page: Option<(&'static str, &'static str)>,
@@ -593,14 +595,19 @@ pub async fn start_front(
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind front");
     let addr = listener.local_addr().expect("front address");
     let relays: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
-            let relays_of = Arc::clone(&relays);
-            let relay = tokio::spawn(relay(client, daemon, page, relays_of));
-            relays
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(relay.abort_handle());
+            let relay = tokio::spawn(relay(
+                client,
+                daemon,
+                page,
+                Arc::clone(&relays),
+                Arc::clone(&down),
+            ));
+            let mut relays = relays.lock().unwrap_or_else(|p| p.into_inner());
+            relays.retain(|relay| !relay.is_finished());
+            relays.push(relay.abort_handle());
         }
     });
     addr
@@ -611,7 +618,9 @@ async fn relay(
     daemon: SocketAddr,
     page: Option<(&'static str, &'static str)>,
     relays: Arc<Mutex<Vec<AbortHandle>>>,
+    down: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    use std::sync::atomic::Ordering;
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -633,14 +642,24 @@ async fn relay(
             return;
         }
     }
-    if head.starts_with(b"POST /__cut ") {
-        let cut = std::mem::take(&mut *relays.lock().unwrap_or_else(|p| p.into_inner()));
-        for relay in cut {
-            relay.abort();
-        }
+    let switch = [b"POST /__cut ".as_slice(), b"POST /__down ", b"POST /__up "]
+        .iter()
+        .position(|switch| head.starts_with(switch));
+    if let Some(switch) = switch {
+        down.store(switch == 1, Ordering::SeqCst);
         let _ = client
             .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
             .await;
+        if switch < 2 {
+            // After answering: this relay is in the list too.
+            let cut = std::mem::take(&mut *relays.lock().unwrap_or_else(|p| p.into_inner()));
+            for relay in cut {
+                relay.abort();
+            }
+        }
+        return;
+    }
+    if down.load(Ordering::SeqCst) {
         return;
     }
     let Ok(mut upstream) = TcpStream::connect(daemon).await else {
