@@ -26,6 +26,9 @@ The shell tool is found among the tools the request offers (Bash, shell, exec_co
 run_shell_command, bash, ...) and its required string/array arguments are filled from the schema,
 so the CLI itself executes the command. Requests without tools (titles, classifiers) get a short
 fixed answer and take no turn. When the script is exhausted the answer says so, so a test sees it.
+A client error (an "error" turn with a 4xx status) ends the script: every later main request gets
+the same error, as a real API refuses a conversation it found invalid however it is retried
+(claude 2.1.332 retries a 400 without its experimental betas, then with features turned off).
 Every request is appended to the --log file as one JSON line: {"n", "method", "path", "body"};
 when the answer to POST request n has been written out to its end, {"answered": n} follows (a
 test waits on it to know a slow stream is over on the mock's side).
@@ -53,13 +56,20 @@ class Script:
         self.lock = threading.Lock()
         self.taken = 0
         self.logged = 0
+        # The 4xx error turn that ended the script, if one did.
+        self.refused = None
 
     def next_turn(self):
         with self.lock:
+            if self.refused is not None:
+                return self.refused
             if self.taken >= len(self.turns):
                 return {"text": "mock: script exhausted"}
             self.taken += 1
-            return self.turns[self.taken - 1]
+            turn = self.turns[self.taken - 1]
+            if 400 <= turn.get("error", {}).get("status", 0) < 500:
+                self.refused = turn
+            return turn
 
     def record(self, method, path, body):
         """Logs a request; returns its number."""

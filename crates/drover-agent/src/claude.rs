@@ -4,7 +4,7 @@
 //! (<https://docs.claude.com/en/docs/claude-code/headless>, "Streaming JSON output") and the
 //! Agent SDK's message types (`SDKMessage`: `system`/`init`, `assistant`, `user`, `result`,
 //! `stream_event`), checked against transcripts recorded from `@anthropic-ai/claude-code`
-//! 2.1.197 (`tests/fixtures/real/`). One JSON object per line:
+//! 2.1.332 (`tests/fixtures/real/`; 2.1.197 before). One JSON object per line:
 //! - `{"type":"system","subtype":"init","session_id","model","tools",...}` first;
 //! - `{"type":"assistant","message":{"id","model","content":[text | tool_use | thinking],
 //!   "usage"},"session_id"}`: with `--verbose` each content block of one API message comes as
@@ -396,12 +396,14 @@ fn result_text(raw: Json<'_>) -> String {
 
 /// Claude Code answers a tool it may not use with "Claude requested permissions to use Bash,
 /// but you haven't granted it yet." (other versions: "...permission to use..."; 2.1.197, for a
-/// write outside the allowed directories: "touch in '...' was blocked."). The result's
-/// `permission_denials` is the final word.
+/// write outside the allowed directories: "touch in '...' was blocked."; 2.1.332, for a write
+/// inside them: "touch in '...' needs approval."). The result's `permission_denials` is the
+/// final word.
 fn is_permission_refusal(text: &str) -> bool {
     text.contains("requested permissions")
         || text.contains("permission to use")
         || text.contains("was blocked")
+        || text.contains("needs approval")
 }
 
 fn result(state: &mut State, reading: &mut Reading<'_>, line: Line<'_>) {

@@ -98,11 +98,12 @@ fn claude_tool_session() {
         |a, phases, session| {
             assert_eq!(phases, [Working, Tool, Working, Done]);
             assert_eq!(a.session_id.as_deref(), Some(session));
-            // The model the API answered as (the init line says `claude-opus-4-8[1m]`).
-            assert_eq!(a.model.as_deref(), Some("claude-opus-4-8"));
+            // The model the API answered as (2.1.197's init line said `claude-opus-4-8[1m]` and
+            // its API calls `claude-opus-4-8`; 2.1.332 says `claude-opus-5-5` in both).
+            assert_eq!(a.model.as_deref(), Some("claude-opus-5-5"));
             assert_eq!(a.turns, 2);
             assert_eq!(a.tokens, tokens(200, 40));
-            assert_eq!(a.cost_usd, Some(Usd::from_dollars(0.002)));
+            assert_eq!(a.cost_usd, Some(Usd::from_dollars(0.0016)));
             assert_eq!(
                 a.result.as_deref(),
                 Some("The command printed drover-tool-ran.")
@@ -135,6 +136,31 @@ fn claude_permission_denial_asks_for_attention() {
     );
 }
 
+/// The refusal asks for attention when the refused tool's result arrives, not only with the
+/// run's result line (which may come long after, if the agent goes on).
+#[test]
+fn claude_permission_refusal_asks_for_attention_before_the_run_ends() {
+    let bytes = fixture("claude-permission-denial");
+    let lines = lines(&bytes);
+    let refused = lines
+        .iter()
+        .position(|l| {
+            let text = String::from_utf8_lossy(l);
+            text.contains(r#""is_error":true"#) && text.contains("tool_result")
+        })
+        .expect("a refused tool's result");
+    let before_result: Vec<(&[u8], bool)> = lines[..=refused].iter().map(|l| (*l, false)).collect();
+    let mut tracker = Tracker::new(ParserKind::ClaudeStreamJson, false);
+    let mut update = Update::default();
+    for (data, partial) in &before_result {
+        tracker.feed(data, *partial, &mut update);
+    }
+    let attention = &tracker.activity().attention;
+    assert_eq!(attention.len(), 1, "{attention:?}");
+    assert_eq!(attention[0].reason, AttentionReason::PermissionDenied);
+    assert_eq!(attention[0].detail, "Bash: touch drover-out.txt");
+}
+
 #[test]
 fn claude_max_turns_fails_with_attention() {
     check(
@@ -146,7 +172,7 @@ fn claude_max_turns_fails_with_attention() {
             assert_eq!(a.turns, 2);
             assert!(a.is_error);
             assert_eq!(a.attention[0].reason, AttentionReason::MaxTurns);
-            assert_eq!(a.cost_usd, Some(Usd::from_dollars(0.001)));
+            assert_eq!(a.cost_usd, Some(Usd::from_dollars(0.0008)));
         },
     );
 }
@@ -162,7 +188,7 @@ fn claude_api_error_fails_with_attention() {
             assert!(a.is_error);
             assert_eq!(
                 a.model.as_deref(),
-                Some("claude-opus-4-8[1m]"),
+                Some("claude-opus-5-5"),
                 "not <synthetic>"
             );
             assert_eq!(a.attention[0].reason, AttentionReason::Error);

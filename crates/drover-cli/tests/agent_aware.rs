@@ -133,7 +133,7 @@ fn a_claude_agent_is_read_live_rendered_continued_and_costed() {
     assert_eq!(activity["turns"], 2);
     assert_eq!(activity["tokens"]["input"], 200);
     assert_eq!(activity["tokens"]["output"], 40);
-    assert_eq!(activity["cost_usd"], 0.002);
+    assert_eq!(activity["cost_usd"], 0.0016);
     assert_eq!(activity["result"], "The command printed drover-tool-ran.");
     assert_eq!(activity["attention"], serde_json::json!([]));
     assert_eq!(activity["ignored_lines"], 0);
@@ -168,10 +168,10 @@ fn a_claude_agent_is_read_live_rendered_continued_and_costed() {
     for column in ["PHASE", "TURNS", "COST"] {
         assert!(header.contains(column), "{header}");
     }
-    assert!(table.contains("$0.0020"), "{table}");
+    assert!(table.contains("$0.0016"), "{table}");
     let cost = json(&daemon, &["cost"]);
     assert_eq!(cost["claude"]["agents"], 2);
-    assert_eq!(cost["claude"]["cost_usd"], 0.004);
+    assert_eq!(cost["claude"]["cost_usd"], 0.0032);
     assert_eq!(cost["claude"]["turns"], 4);
     assert_eq!(cost["claude"]["tokens"]["input"], 400);
 
@@ -184,10 +184,10 @@ fn a_claude_agent_is_read_live_rendered_continued_and_costed() {
         .output()
         .expect("curl");
     let metrics = String::from_utf8_lossy(&metrics.stdout);
-    let labels = "backend=\"claude\",model=\"claude-opus-4-8\"";
+    let labels = "backend=\"claude\",model=\"claude-opus-5-5\"";
     for line in [
         "drover_agent_phase{phase=\"done\"} 2".to_owned(),
-        format!("drover_agent_cost_usd{{{labels}}} 0.004"),
+        format!("drover_agent_cost_usd{{{labels}}} 0.0032"),
         format!("drover_agent_turns{{{labels}}} 4"),
         format!("drover_agent_tokens{{{labels},kind=\"output\"}} 80"),
     ] {
@@ -242,8 +242,8 @@ fn escapes_in_what_an_agent_says_are_shown_not_run() {
     let mut hostile = clean.clone();
     for (from, to) in [
         (
-            r#""model":"claude-opus-4-8"#,
-            r#""model":"claude-opus-4-8\u001b]0;PWNED\u0007\nfake-row"#,
+            r#""model":"claude-opus-5-5"#,
+            r#""model":"claude-opus-5-5\u001b]0;PWNED\u0007\nfake-row"#,
         ),
         (r#""name":"Bash""#, r#""name":"Bash\u001b[2J""#),
         (
@@ -639,7 +639,7 @@ fn the_activity_survives_a_daemon_crash_mid_session() {
     assert_eq!(activity["phase"], "done");
     assert_eq!(activity["turns"], 2);
     assert_eq!(activity["tokens"]["input"], 200);
-    assert_eq!(activity["cost_usd"], 0.002);
+    assert_eq!(activity["cost_usd"], 0.0016);
     assert_eq!(
         activity_phases(&daemon, &id),
         ["working", "tool", "working", "done"]
@@ -704,7 +704,7 @@ fn a_second_runs_activity_survives_a_daemon_restart_without_the_first_runs() {
         "runs": 1,
         "turns": 2,
         "tokens": {"input": 200, "output": 40, "cache_read": 0, "cache_write": 0},
-        "cost_usd": 0.002
+        "cost_usd": 0.0016
     });
     assert_eq!(activity["earlier_runs"], run_one, "{activity}");
     // The rest of run 2 is read on top of that reading: each change it records counts run 2
@@ -740,13 +740,13 @@ fn a_second_runs_activity_survives_a_daemon_restart_without_the_first_runs() {
     assert_eq!(info["activity"]["earlier_runs"], run_one);
     let cost = json(&daemon, &["cost"]);
     assert_eq!(cost["claude"]["agents"], 1);
-    assert_eq!(cost["claude"]["cost_usd"], 0.004);
+    assert_eq!(cost["claude"]["cost_usd"], 0.0032);
     assert_eq!(cost["claude"]["turns"], 4);
     assert_eq!(cost["claude"]["tokens"]["input"], 400);
     let shown = ok(daemon.drover(&["show", "twice"]));
     assert!(
         shown.contains(
-            "earlier  1 runs: 2 turns, 200 in, 40 out, 0 cache read, 0 cache write, $0.0020"
+            "earlier  1 runs: 2 turns, 200 in, 40 out, 0 cache read, 0 cache write, $0.0016"
         ),
         "{shown}"
     );

@@ -64,8 +64,8 @@ try {
   for (const id of [tool.id, denied.id]) {
     await row(id).locator("td:nth-child(7)", { hasText: /^done/ }).waitFor({ timeout: TIMEOUT });
   }
-  assert.deepEqual(await cells(tool.id), ["done", "2", "$0.0020"]);
-  assert.deepEqual(await cells(denied.id), ["done !", "2", "$0.0020"]);
+  assert.deepEqual(await cells(tool.id), ["done", "2", "$0.0016"]);
+  assert.deepEqual(await cells(denied.id), ["done !", "2", "$0.0016"]);
   assert.match(await row(denied.id).getAttribute("title"), /permission_denied: Bash: touch drover-out.txt/);
   console.log("ok: the fleet shows phase, turns and cost; the denied agent is marked");
 
@@ -83,7 +83,7 @@ try {
   await row(tool.id).click();
   await page.locator("#activity").waitFor({ state: "visible", timeout: TIMEOUT });
   const summary = await page.locator("#activity-summary").textContent();
-  assert.match(summary, /^done · claude-opus-4-8 · 2 turns · 200 in · 40 out · \$0\.0020/);
+  assert.match(summary, /^done · claude-opus-5-5 · 2 turns · 200 in · 40 out · \$0\.0016/);
   assert.ok(summary.includes(`session ${sessionOf("claude-tool")}`), summary);
   await page.locator("#line-count", { hasText: /^5 lines/ }).waitFor({ timeout: TIMEOUT });
   await page.check("#transcript");
@@ -94,7 +94,7 @@ try {
     "→ Bash: echo drover-tool-ran",
     "  ← drover-tool-ran",
     "The command printed drover-tool-ran.",
-    "✓ done · 2 turns · 200 in · 40 out · $0.0020",
+    "✓ done · 2 turns · 200 in · 40 out · $0.0016",
   ]) {
     assert.ok(transcript.includes(expected), `${expected} not in ${JSON.stringify(transcript)}`);
   }
@@ -121,7 +121,7 @@ try {
   console.log("ok: continue starts an agent resuming the session");
 
   // A restart policy's agent: run 1 replays the whole session and exits 1, run 2 the same and
-  // exits 0. The table counts both runs (4 turns, $0.0040), as `drover cost` does; the pane says
+  // exits 0. The table counts both runs (4 turns, $0.0032), as `drover cost` does; the pane says
   // what the earlier run used beside the current run's counts.
   const marker = `${shots}/first-run-done`;
   const { agent: twice } = await api("POST", "/v1/agents", {
@@ -139,14 +139,14 @@ try {
   });
   await row(twice.id).locator("td:nth-child(2)", { hasText: /^exited$/ }).waitFor({ timeout: TIMEOUT });
   await row(twice.id).locator("td:nth-child(7)", { hasText: /^done/ }).waitFor({ timeout: TIMEOUT });
-  assert.deepEqual(await cells(twice.id), ["done", "4", "$0.0040"]);
+  assert.deepEqual(await cells(twice.id), ["done", "4", "$0.0032"]);
   await row(twice.id).click();
   await page
-    .locator("#activity-summary", { hasText: "earlier runs: 1, 2 turns, $0.0020" })
+    .locator("#activity-summary", { hasText: "earlier runs: 1, 2 turns, $0.0016" })
     .waitFor({ timeout: TIMEOUT });
   assert.match(
     await page.locator("#activity-summary").textContent(),
-    /^done · claude-opus-4-8 · 2 turns · 200 in · 40 out · \$0\.0020/,
+    /^done · claude-opus-5-5 · 2 turns · 200 in · 40 out · \$0\.0016/,
   );
   console.log("ok: a restarted agent's runs are all counted");
 
