@@ -26,7 +26,8 @@
 use drover_proto::{AttentionReason, Tokens, Usd};
 use std::borrow::Cow;
 
-use serde::de::{SeqAccess, Visitor};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -98,8 +99,12 @@ struct Line<'a> {
     session_id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     model: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    /// A message; on a `system` line (2.1.332's `permission_denied`) a string, read as none.
+    #[serde(default, borrow, deserialize_with = "message")]
     message: Option<Message<'a>>,
+    /// The tool a `system` `permission_denied` line refuses.
+    #[serde(default, borrow)]
+    tool_name: Option<Cow<'a, str>>,
     // `result` lines.
     #[serde(default)]
     is_error: Option<bool>,
@@ -163,6 +168,36 @@ impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         <&'a RawValue>::deserialize(d).map(|raw| Json(raw.get()))
     }
+}
+
+/// A line's `message`: a message object, or none for `null` or a string (the text of a
+/// `system` line).
+fn message<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Message<'de>>, D::Error> {
+    struct Either;
+    impl<'de> Visitor<'de> for Either {
+        type Value = Option<Message<'de>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a message or a string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            Message::deserialize(MapAccessDeserializer::new(map)).map(Some)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Message::deserialize(SeqAccessDeserializer::new(seq)).map(Some)
+        }
+    }
+    d.deserialize_any(Either)
 }
 
 /// A message's `content`: its blocks, parsed in the same pass as the line; a plain string
@@ -241,11 +276,27 @@ pub(crate) fn line(state: &mut State, reading: &mut Reading<'_>, bytes: &[u8]) -
     }
     match line.kind {
         "system" => {
-            if line.subtype == Some("init") {
-                if let Some(model) = &line.model {
-                    reading.model(model);
+            match line.subtype {
+                Some("init") => {
+                    if let Some(model) = &line.model {
+                        reading.model(model);
+                    }
+                    reading.working();
                 }
-                reading.working();
+                // 2.1.332 says so before the refused tool's result: the tool as it runs
+                // ("Bash: touch out.txt"), as the result's `permission_denials` will name it.
+                Some("permission_denied") => {
+                    let tool = match (&reading.activity.current_tool, &line.tool_name) {
+                        (Some(t), Some(name)) if t.name == name.as_ref() => {
+                            format!("{}: {}", t.name, t.summary)
+                        }
+                        (_, Some(name)) => name.clone().into_owned(),
+                        (Some(t), None) => format!("{}: {}", t.name, t.summary),
+                        (None, None) => "a tool".to_owned(),
+                    };
+                    reading.attention(AttentionReason::PermissionDenied, &tool);
+                }
+                _ => {}
             }
             true
         }

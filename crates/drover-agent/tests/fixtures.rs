@@ -127,7 +127,10 @@ fn claude_permission_denial_asks_for_attention() {
         ParserKind::ClaudeStreamJson,
         Ending::Exited(0),
         |a, phases, _| {
-            assert_eq!(phases, [Working, Tool, Working, Done]);
+            // The second `Tool` is the refusal (2.1.332's `permission_denied` line), while the
+            // refused tool still runs.
+            assert_eq!(phases, [Working, Tool, Tool, Working, Done]);
+            assert_eq!(a.ignored_lines, 0);
             assert_eq!(a.attention.len(), 1, "{:?}", a.attention);
             assert_eq!(a.attention[0].reason, AttentionReason::PermissionDenied);
             assert_eq!(a.attention[0].detail, "Bash: touch drover-out.txt");
@@ -136,29 +139,47 @@ fn claude_permission_denial_asks_for_attention() {
     );
 }
 
-/// The refusal asks for attention when the refused tool's result arrives, not only with the
-/// run's result line (which may come long after, if the agent goes on).
+/// The refusal asks for attention when it happens, not only with the run's result line (which
+/// may come long after, if the agent goes on): at 2.1.332's `system` `permission_denied` line,
+/// or, without that line (older versions), at the refused tool's result by its wording.
 #[test]
 fn claude_permission_refusal_asks_for_attention_before_the_run_ends() {
     let bytes = fixture("claude-permission-denial");
     let lines = lines(&bytes);
-    let refused = lines
+    let is = |line: &[u8], marks: &[&str]| {
+        let text = String::from_utf8_lossy(line);
+        marks.iter().all(|m| text.contains(m))
+    };
+    let attention_after = |lines: &[&[u8]], last: usize| {
+        let mut tracker = Tracker::new(ParserKind::ClaudeStreamJson, false);
+        let mut update = Update::default();
+        for line in &lines[..=last] {
+            tracker.feed(line, false, &mut update);
+        }
+        assert_eq!(tracker.activity().ignored_lines, 0);
+        tracker.activity().attention.clone()
+    };
+    let system = lines
         .iter()
-        .position(|l| {
-            let text = String::from_utf8_lossy(l);
-            text.contains(r#""is_error":true"#) && text.contains("tool_result")
-        })
-        .expect("a refused tool's result");
-    let before_result: Vec<(&[u8], bool)> = lines[..=refused].iter().map(|l| (*l, false)).collect();
-    let mut tracker = Tracker::new(ParserKind::ClaudeStreamJson, false);
-    let mut update = Update::default();
-    for (data, partial) in &before_result {
-        tracker.feed(data, *partial, &mut update);
-    }
-    let attention = &tracker.activity().attention;
+        .position(|l| is(l, &[r#""subtype":"permission_denied""#]))
+        .expect("a permission_denied line");
+    let attention = attention_after(&lines, system);
     assert_eq!(attention.len(), 1, "{attention:?}");
     assert_eq!(attention[0].reason, AttentionReason::PermissionDenied);
     assert_eq!(attention[0].detail, "Bash: touch drover-out.txt");
+
+    let older: Vec<&[u8]> = lines
+        .iter()
+        .copied()
+        .filter(|l| !is(l, &[r#""subtype":"permission_denied""#]))
+        .collect();
+    let refused = older
+        .iter()
+        .position(|l| is(l, &[r#""is_error":true"#, "tool_result"]))
+        .expect("a refused tool's result");
+    assert_eq!(attention_after(&older, refused), attention);
+    // The result line's `permission_denials` names the same refusal: still one.
+    assert_eq!(attention_after(&lines, lines.len() - 1), attention);
 }
 
 #[test]

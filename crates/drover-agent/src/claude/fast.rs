@@ -33,7 +33,7 @@ pub(super) fn line(bytes: &[u8]) -> Scan<Line<'_>> {
         }
         // Fields of `Line` this reading leaves to serde.
         "subtype" | "model" | "is_error" | "num_turns" | "result" | "total_cost_usd" | "usage"
-        | "permission_denials" | "errors" => Err(Unsure),
+        | "permission_denials" | "errors" | "tool_name" => Err(Unsure),
         _ => cursor.value().map(drop),
     })?;
     cursor.end()?;
@@ -43,6 +43,7 @@ pub(super) fn line(bytes: &[u8]) -> Scan<Line<'_>> {
         session_id: session_id.flatten(),
         model: None,
         message: message.flatten(),
+        tool_name: None,
         is_error: None,
         num_turns: None,
         result: None,
