@@ -493,3 +493,30 @@ fn gemini_a_reply_cut_short_says_so() {
     let (activity, _) = run(ParserKind::GeminiStreamJson, &records, Ending::Exited(0));
     assert_eq!(activity.result.as_deref(), Some("Hello …"));
 }
+
+/// Every line each real CLI printed, in every recorded transcript, is one its parser reads: a
+/// line a new CLI version adds shows up here as ignored (claude 2.1.332's `permission_denied`
+/// line did) instead of going unnoticed.
+#[test]
+fn every_recorded_line_is_read() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some(stem) = name.strip_suffix(".jsonl") else {
+            continue;
+        };
+        let kind = match stem.split('-').next() {
+            Some("claude") => ParserKind::ClaudeStreamJson,
+            Some("codex") => ParserKind::CodexJson,
+            Some("gemini") => ParserKind::GeminiStreamJson,
+            Some("opencode") => ParserKind::OpencodeJson,
+            _ => panic!("{name}: which CLI?"),
+        };
+        let (activity, _) = run(kind, &whole(&fixture(stem)), Ending::Exited(0));
+        assert_eq!(activity.ignored_lines, 0, "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 30, "{checked} transcripts");
+}
