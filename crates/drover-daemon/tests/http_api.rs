@@ -4,7 +4,8 @@
 mod support;
 
 use serde_json::json;
-use support::{request, within, Daemon};
+use support::{dechunk, parse_head, request, wait_for, within, Daemon};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn health_answers_with_version_and_agent_counts() {
@@ -248,6 +249,172 @@ async fn log_history_as_json_ndjson_and_text() {
             .get(&format!("/v1/agents/{id}/logs?format=text&stream=stderr"))
             .await;
         assert_eq!(errors.text(), "oops\n");
+        daemon.stop().await;
+    })
+    .await;
+}
+
+/// `download=true` sends the whole kept log as one file, byte for byte (bytes that are not
+/// UTF-8 included), however many pages of 10,000 records it takes; `ndjson` keeps every seq.
+#[tokio::test]
+async fn a_download_is_the_whole_log_byte_for_byte() {
+    within(async {
+        let daemon = Daemon::start().await;
+        const N: usize = 25_000;
+        let id = daemon
+            .spawn_spec(json!({
+                "name": "build-7",
+                "argv": ["sh", "-c",
+                    "i=1; while [ $i -le 25000 ]; do printf 'line %d \\377\\n' $i; i=$((i+1)); done; \
+                     echo done >&2"],
+            }))
+            .await;
+        daemon.wait_exit(&id).await;
+        let mut expected = Vec::new();
+        for i in 1..=N {
+            expected.extend_from_slice(format!("line {i} ").as_bytes());
+            expected.extend_from_slice(b"\xff\n");
+        }
+
+        let file = daemon
+            .get("/v1/agents/build-7/logs?download=true&stream=stdout")
+            .await;
+        assert_eq!(file.status, 200, "{}", file.text());
+        assert_eq!(file.header("content-type"), Some("text/plain"));
+        assert_eq!(
+            file.header("content-disposition"),
+            Some("attachment; filename=\"build-7.log\"")
+        );
+        assert_eq!(file.header("x-drover-first-seq"), Some("1"));
+        assert_eq!(file.header("x-drover-next-seq"), Some("25002"));
+        assert_eq!(file.body.len(), expected.len());
+        assert!(file.body == expected, "the file differs from what the agent printed");
+
+        // Both streams, as records: every seq once, in order; named by id without a name.
+        let unnamed = daemon
+            .spawn(&["sh", "-c", "seq 1 12000; echo err >&2"])
+            .await;
+        daemon.wait_exit(&unnamed).await;
+        let records = daemon
+            .get(&format!("/v1/agents/{unnamed}/logs?download=true&format=ndjson"))
+            .await;
+        assert_eq!(records.status, 200);
+        assert_eq!(records.header("content-type"), Some("application/x-ndjson"));
+        assert_eq!(
+            records.header("content-disposition"),
+            Some(format!("attachment; filename=\"{unnamed}.ndjson\"").as_str())
+        );
+        let seqs: Vec<u64> = records
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("ndjson")["seq"]
+                .as_u64()
+                .expect("seq"))
+            .collect();
+        assert_eq!(seqs, (1..=12_001).collect::<Vec<u64>>());
+
+        // A range: since_seq and until_seq bound the file.
+        let part = daemon
+            .get(&format!("/v1/agents/{unnamed}/logs?download=true&since_seq=11999&until_seq=12001"))
+            .await;
+        assert_eq!(part.text(), "11999\n12000\n");
+
+        for (query, code) in [
+            ("download=true&format=json", "bad_request"),
+            ("download=true&limit=5", "bad_request"),
+            ("download=maybe", "bad_request"),
+        ] {
+            let refused = daemon
+                .get(&format!("/v1/agents/{unnamed}/logs?{query}"))
+                .await;
+            assert_eq!(refused.status, 400, "{query}");
+            assert_eq!(refused.error_code(), code, "{query}");
+        }
+        let unknown = daemon.get("/v1/agents/no-such-agent/logs?download=true").await;
+        assert_eq!(unknown.status, 404);
+        assert_eq!(unknown.error_code(), "not_found");
+        daemon.stop().await;
+    })
+    .await;
+}
+
+/// A download that can no longer be whole (retention removed records it had not sent yet) is
+/// cut off: the client sees the transfer end without its last chunk, never a file with a hole.
+#[tokio::test]
+async fn a_download_overtaken_by_retention_is_aborted_not_holed() {
+    within(async {
+        let daemon = Daemon::start().await;
+        let gate = daemon.state_dir.join("gate");
+        let line = "x".repeat(99);
+        // 40,000 lines of 100 bytes kept (4 pages) under a 4 MiB budget; once the gate opens,
+        // 200,000 more push every one of them out.
+        let script = format!(
+            "yes {line} | head -n 40000; while [ ! -e {gate} ]; do sleep 0.05; done; \
+             yes {line} | head -n 200000; exec sleep 1000",
+            gate = gate.display()
+        );
+        let id = daemon
+            .spawn_spec(json!({"argv": ["sh", "-c", script], "log_budget": 4 << 20}))
+            .await;
+        let stored = |n: u64| {
+            let daemon = &daemon;
+            let id = id.clone();
+            async move { daemon.stored(&id).await >= n }
+        };
+        wait_for("40,000 lines stored", || stored(40_000)).await;
+
+        // A small receive buffer (no autotuning), so the kernels hold well under the file.
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+        let mut socket = socket.connect(daemon.addr).await.expect("connect");
+        let head = format!(
+            "GET /v1/agents/{id}/logs?download=true HTTP/1.1\r\nHost: {}\r\n\
+             Authorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            daemon.addr, daemon.token
+        );
+        socket.write_all(head.as_bytes()).await.expect("request");
+        let mut raw = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let (status, _, body_at) = loop {
+            let n = socket.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the response ended before its head");
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(head) = parse_head(&raw) {
+                break head;
+            }
+        };
+        assert_eq!(status, 200);
+        let first_seq: u64 = {
+            let head = String::from_utf8_lossy(&raw[..body_at]).to_lowercase();
+            head.lines()
+                .find_map(|l| l.strip_prefix("x-drover-first-seq: "))
+                .expect("first seq")
+                .trim()
+                .parse()
+                .expect("number")
+        };
+        // Stop reading; let the agent write until the whole range is gone from the log.
+        std::fs::write(&gate, b"").expect("open the gate");
+        let gone = first_seq + 40_000;
+        wait_for("the download's range removed by retention", || {
+            let daemon = &daemon;
+            let id = id.clone();
+            async move {
+                let bounds = daemon
+                    .get(&format!("/v1/agents/{id}/logs?tail=0"))
+                    .await
+                    .json();
+                bounds["first_seq"].as_u64().unwrap_or(0) > gone
+            }
+        })
+        .await;
+        // Read on to the end: it comes without the last chunk, and short.
+        let mut rest = raw.split_off(body_at);
+        socket.read_to_end(&mut rest).await.ok();
+        let mut body = Vec::new();
+        let complete = dechunk(&mut rest, &mut body);
+        assert!(!complete, "a download with a hole ended as if whole");
+        assert!(body.len() < 40_000 * 100, "{} bytes", body.len());
         daemon.stop().await;
     })
     .await;

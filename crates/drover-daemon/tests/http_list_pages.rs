@@ -50,6 +50,10 @@ async fn agents_are_listed_page_by_page_with_specs_on_request() {
         let with_specs = daemon.get("/v1/agents?specs=true").await.json();
         assert_eq!(ids(&with_specs), spawned);
         assert_eq!(with_specs["agents"][4]["spec"]["argv"], json!(["true"]));
+        // A limit of 0 counts as 1: an empty page with no cursor would say there are none.
+        let one = daemon.get("/v1/agents?limit=0").await.json();
+        assert_eq!(ids(&one), spawned[..1]);
+        assert!(one["next_cursor"].is_string(), "{one}");
         let bad = daemon.get("/v1/agents?cursor=nonsense").await;
         assert_eq!(bad.status, 400);
         assert_eq!(bad.error_code(), "bad_request");

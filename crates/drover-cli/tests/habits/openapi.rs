@@ -44,3 +44,43 @@ fn openapi_yaml_is_valid_and_lists_every_served_route() {
         .unwrap_or_else(|| panic!("{said}"));
     assert!(count.parse::<u32>().unwrap() >= 19, "{said}");
 }
+
+/// What the daemon answers matches what docs/openapi.yaml says it answers, field for field: a
+/// field it sends that the document lacks, a `null` the document does not allow, or a status
+/// the document does not give all fail (`openapi_responses.py`).
+#[test]
+fn the_daemons_answers_match_openapi_yaml() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let id = ok(daemon.drover(&[
+        "spawn",
+        "--name",
+        "done",
+        "--",
+        "sh",
+        "-c",
+        "echo one; echo two >&2",
+    ]));
+    let id = id.trim();
+    ok(daemon.drover(&["wait", id]));
+    let output = Command::new(python())
+        .arg(root.join("crates/drover-cli/tests/python/openapi_responses.py"))
+        .arg(root.join("docs/openapi.yaml"))
+        .arg(daemon.state_dir.join("http.sock"))
+        .arg(id)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(
+        stdout(&output).contains("answers match"),
+        "{}",
+        stdout(&output)
+    );
+    daemon.stop();
+}

@@ -889,11 +889,20 @@ $("search").addEventListener("keydown", (event) => {
 $("download").addEventListener("click", () => {
   const pane = state.pane;
   if (!pane) return;
+  const link = document.createElement("a");
+  if (!pane.multi) {
+    // One agent: the daemon sends its whole kept log, byte for byte, straight to a file (the
+    // pane holds only what it shows, as text).
+    link.href = `/v1/agents/${encodeURIComponent(pane.id)}/logs?download=true`;
+    link.download = "";
+    link.click();
+    return;
+  }
+  // Several agents merged: what the pane shows, each line with its agent's prefix.
   const text = pane.lines
     .filter((l) => l.seq)
     .map((l) => (l.prefix ? `${l.prefix} | ${l.text}` : l.text))
     .join("");
-  const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
   link.download = `${pane.id ?? "agents"}.log`;
   link.click();

@@ -25,7 +25,11 @@ pub(crate) fn handle(shared: &Shared, args: ListArgs) -> OpResult {
         ));
     }
     let after = args.cursor.as_deref().map(parse_cursor).transpose()?;
-    let limit = args.limit.unwrap_or(MAX_LIST_LIMIT).min(MAX_LIST_LIMIT);
+    // 0 counts as 1, as in `read_logs`: an empty page would end the listing (no cursor).
+    let limit = args
+        .limit
+        .unwrap_or(MAX_LIST_LIMIT)
+        .clamp(1, MAX_LIST_LIMIT);
     let budget = page_budget(shared.config.max_frame);
     let filter = ListFilter {
         state: args.state,

@@ -181,8 +181,16 @@ pub(crate) async fn authenticate(
             tokio::select! {
                 biased;
                 () = &mut cut => {
-                    // An SSE client learns why its stream ended; any other body just ends.
-                    sse.then(|| (Ok(bytes::Bytes::from_static(REVOKED_EVENT)), (data, cut, true)))
+                    // An SSE client learns why its stream ended; any other body (a download)
+                    // is aborted, so it cannot pass for a complete one.
+                    let last = if sse {
+                        Ok(bytes::Bytes::from_static(REVOKED_EVENT))
+                    } else {
+                        Err(axum::Error::new(std::io::Error::other(
+                            "the credential was revoked",
+                        )))
+                    };
+                    Some((last, (data, cut, true)))
                 }
                 item = data.next() => item.map(|item| (item, (data, cut, false))),
             }

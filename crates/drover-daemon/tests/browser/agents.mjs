@@ -109,6 +109,20 @@ try {
   assert.ok(raw[0].startsWith('{"type":"system"'), "the raw log starts with claude's system line");
   console.log("ok: the pane shows the activity and the transcript");
 
+  // Download: the daemon sends the agent's whole log to a file, byte for byte (not the pane's
+  // text).
+  const [download] = await Promise.all([
+    page.waitForEvent("download", { timeout: TIMEOUT }),
+    page.click("#download"),
+  ]);
+  assert.equal(download.suggestedFilename(), "tool.log");
+  const saved = readFileSync(await download.path());
+  assert.ok(
+    saved.equals(readFileSync(`${transcripts}/claude-tool.jsonl`)),
+    `the download is the agent's output byte for byte: ${saved.length} bytes`,
+  );
+  console.log("ok: Download saves the agent's whole log");
+
   // Continue the session.
   await page.fill("#continue-prompt", "now say goodbye");
   await page.click("#continue-form button[type=submit]");
