@@ -70,10 +70,11 @@ fn main() -> ExitCode {
             if is_broken_pipe(&error) {
                 return exit(0);
             }
-            // A daemon's message (a remote one's too) is shown, never run by the terminal.
-            let mut message = format!("drover: error: {}", output::shown(&error));
+            // A daemon's message (a remote one's too) is shown, never run by the terminal; its
+            // lines stay lines (a configuration error points at the line it cannot read).
+            let mut message = format!("drover: error: {}", output::shown_lines(&error));
             for cause in error.chain().skip(1) {
-                message.push_str(&format!("\n  caused by: {}", output::shown(cause)));
+                message.push_str(&format!("\n  caused by: {}", output::shown_lines(cause)));
             }
             eprintln!("{message}");
             exit(output::exit_code(&error))

@@ -181,6 +181,11 @@ pub(crate) fn shown(text: impl std::fmt::Display) -> String {
     drover_agent::printable(&text.to_string(), false).into_owned()
 }
 
+/// [`shown`], with its line breaks kept (a message of several lines).
+pub(crate) fn shown_lines(text: impl std::fmt::Display) -> String {
+    drover_agent::printable(&text.to_string(), true).into_owned()
+}
+
 /// Print rows as an aligned table with a header.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

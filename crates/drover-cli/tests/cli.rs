@@ -239,7 +239,12 @@ fn a_daemon_killed_with_sigkill_comes_back_and_reattaches_its_running_agents() {
         ok(daemon.drover(&["stop", "a", "--grace", "1s"])).trim(),
         "stopped a (killed)"
     );
-    ok(daemon.drover(&["kill", "b"]));
+    // Answered once SIGKILL is sent: never "killed b (running)".
+    let killed = ok(daemon.drover(&["kill", "b"]));
+    assert!(
+        killed == "sent SIGKILL to b (running)\n" || killed == "killed b (killed)\n",
+        "{killed}"
+    );
     wait_for("b to end", || {
         (json(&daemon, &["show", "b"])["state"] == "killed").then_some(())
     });
@@ -261,6 +266,30 @@ fn serve_refuses_a_wildcard_bind_with_a_clear_message() {
             && stderr(&output).contains("is a wildcard"),
         "{}",
         stderr(&output)
+    );
+}
+
+/// A configuration the daemon cannot read is reported with the lines of its parser's message
+/// (the line and a caret under the key), not as one line of `\u{a}` escapes.
+#[test]
+fn serve_reports_a_bad_config_file_on_its_own_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("drover.toml");
+    std::fs::write(&config, "max_agents = 5\nmax_agent = 5\n").unwrap();
+    let output = std::process::Command::new(drover_bin())
+        .args(["serve", "--control", "tcp://127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(!said.contains("\\u{a}"), "{said}");
+    assert!(said.contains("TOML parse error at line 2"), "{said}");
+    assert!(
+        said.lines().any(|l| l.starts_with("2 | max_agent = 5")),
+        "{said}"
     );
 }
 

@@ -257,3 +257,119 @@ fn a_reattached_agent_still_takes_stdin() {
     assert_eq!(ok(daemon.drover(&["logs", "c"])), "before\nafter\n");
     assert_eq!(holders_left(dir.path()), 0);
 }
+
+/// Everything a child prints on one of its pipes, as it comes.
+fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut text = sink.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    text
+}
+
+/// `drover run` and `drover wait` started before a daemon restart (agents left running) go on
+/// with the daemon that replaces it: `run` prints every line once and exits with the agent's
+/// code, `wait` reports the end. A `run` whose daemon is gone still leaves at a second Ctrl-C.
+#[test]
+fn run_and_wait_ride_out_a_daemon_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(dir.path(), &["--leave-agents"]);
+    let gate = dir.path().join("gate");
+    let script = format!(
+        "echo r1; while [ ! -e {} ]; do sleep 0.05; done; echo r2; echo r3; exit 3",
+        gate.display()
+    );
+    let mut run = daemon
+        .command(&["run", "--name", "rr", "--", "sh", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let printed = collect(run.stdout.take().unwrap());
+    let said = collect(run.stderr.take().unwrap());
+    wait_for("run prints r1", || {
+        (printed.lock().unwrap().as_str() == "r1\n").then_some(())
+    });
+    let healths = |daemon: &Daemon| {
+        json(daemon, &["stats"])["requests"]["health"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = healths(&daemon);
+    let waiting = daemon
+        .command(&["wait", "rr"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `wait` asks for the agent, then which daemon answers, then waits.
+    wait_for("wait is waiting", || {
+        (healths(&daemon) > before).then_some(())
+    });
+    daemon.stop();
+    let daemon = Daemon::start_with(dir.path(), &["--leave-agents"]);
+    std::fs::write(&gate, b"").unwrap();
+    let status = wait_child(&mut run);
+    assert_eq!(status.code(), Some(3), "{}", said.lock().unwrap());
+    assert_eq!(printed.lock().unwrap().as_str(), "r1\nr2\nr3\n");
+    let said = said.lock().unwrap().clone();
+    assert!(said.contains("the daemon went away"), "{said}");
+    assert!(said.contains("the daemon is back"), "{said}");
+    let waited = wait_output(waiting);
+    assert_eq!(waited.status.code(), Some(3), "{}", stderr(&waited));
+    assert!(
+        stdout(&waited).contains("exited code 3"),
+        "{}",
+        stdout(&waited)
+    );
+
+    // The daemon goes and does not come back: the first Ctrl-C asks for a stop nobody
+    // answers, the second leaves.
+    let mut run = daemon
+        .command(&[
+            "run",
+            "--name",
+            "r2",
+            "--",
+            "sh",
+            "-c",
+            "echo up; exec sleep 1000",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let printed = collect(run.stdout.take().unwrap());
+    let said = collect(run.stderr.take().unwrap());
+    wait_for("run prints up", || {
+        (printed.lock().unwrap().as_str() == "up\n").then_some(())
+    });
+    let state_dir = daemon.state_dir.clone();
+    daemon.stop();
+    wait_for("run notices", || {
+        said.lock()
+            .unwrap()
+            .contains("the daemon went away")
+            .then_some(())
+    });
+    signal(run.id(), "INT");
+    wait_for("run asks for a stop", || {
+        said.lock().unwrap().contains("stopping").then_some(())
+    });
+    signal(run.id(), "INT");
+    assert_eq!(wait_child(&mut run).code(), Some(130));
+    // Clean up the agent left running.
+    let daemon = Daemon::start(&state_dir);
+    ok(daemon.drover(&["kill", "r2"]));
+    assert_eq!(daemon.drover(&["wait", "r2"]).status.code(), Some(137));
+}

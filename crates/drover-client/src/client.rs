@@ -10,7 +10,7 @@ use drover_proto::op::{
     SignalSpec, SpawnArgs, StatsResult, StopArgs, StreamInfoArgs, StreamInfoResult, WaitArgs,
     WriteStdinArgs, WriteStdinResult,
 };
-use drover_proto::{limits, AgentInfo, AgentSpec, EventSeq, Request};
+use drover_proto::{limits, AgentInfo, AgentSpec, DaemonId, EventSeq, Request};
 use serde::de::DeserializeOwned;
 
 use crate::connection::Connection;
@@ -169,6 +169,18 @@ impl Client {
         self.call(Request::Health(NoArgs {})).await
     }
 
+    /// `health` given `limit` to answer. Past it the connection is taken for dead and the next
+    /// call opens a fresh one: a connection whose daemon went away is never answered again,
+    /// whoever answers at its endpoint now.
+    async fn health_within(&self, limit: Duration) -> Result<HealthResult, ClientError> {
+        self.call_within(
+            Request::Health(NoArgs {}),
+            limit,
+            drover_proto::decode_reply::<HealthResult>,
+        )
+        .await
+    }
+
     /// `stats`.
     pub async fn stats(&self) -> Result<StatsResult, ClientError> {
         self.call(Request::Stats(NoArgs {})).await
@@ -290,11 +302,23 @@ impl Client {
     ) -> Result<AgentInfo, ClientError> {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let id = self.get(agent).await?.id.to_string();
+        // A round in flight when the daemon goes is never answered: the daemon is asked each
+        // second whether it is still the same one while a long round runs, and a round it lost
+        // is asked again at once rather than after its own deadline (a minute). Short rounds
+        // (many agents waited for on one connection, [`Client::wait_in_rounds`] with a round of
+        // seconds) are not probed: each probe would take one of the connection's 64 requests
+        // in flight from the waits, and a lost short round costs its deadline only.
+        let probed = round >= PROBED_ROUND;
+        let mut daemon = if probed {
+            Some(self.health().await?.daemon)
+        } else {
+            None
+        };
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
             let this_round = left.map_or(round, |left| left.min(round));
-            let asked = self.wait_once(&id, this_round);
-            let answer =
+            let asked = async {
+                let asked = self.wait_once(&id, this_round);
                 match (left, timeout) {
                     (Some(left), Some(timeout)) => tokio::time::timeout(left, asked)
                         .await
@@ -303,7 +327,32 @@ impl Client {
                             after: timeout,
                         })),
                     _ => asked.await,
-                };
+                }
+            };
+            let answer = tokio::select! {
+                answer = asked => answer,
+                moved = async {
+                    match daemon {
+                        Some(daemon) => self.moved(daemon, PROBE_EVERY).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match moved {
+                        Some(replaced) => daemon = Some(replaced),
+                        None => {
+                            if !self.answers_within(DAEMON_GONE).await {
+                                return Err(ClientError::Disconnected(format!(
+                                    "no daemon at {} answered for {} s while waiting for {agent}",
+                                    self.endpoint,
+                                    DAEMON_GONE.as_secs()
+                                )));
+                            }
+                            daemon = self.health().await.map(|h| h.daemon).ok().or(daemon);
+                        }
+                    }
+                    continue;
+                }
+            };
             let more_time = left.is_none_or(|left| left > this_round);
             match answer {
                 // The daemon's own "not yet".
@@ -325,12 +374,24 @@ impl Client {
         }
     }
 
+    /// Resolves when `daemon` is no longer the one answering (asked every `every`): with the
+    /// one that answers instead, or `None` when none answers within a second.
+    async fn moved(&self, daemon: DaemonId, every: Duration) -> Option<DaemonId> {
+        loop {
+            tokio::time::sleep(every).await;
+            match self.health_within(Duration::from_secs(1)).await {
+                Ok(health) if health.daemon == daemon => {}
+                Ok(health) => return Some(health.daemon),
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// Whether the daemon answers a `health` within `limit` (probing about once a second).
     async fn answers_within(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let probe = tokio::time::timeout(Duration::from_secs(1), self.health()).await;
-            if matches!(probe, Ok(Ok(_))) {
+            if self.health_within(Duration::from_secs(1)).await.is_ok() {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -434,3 +495,6 @@ const WAIT_ROUND: Duration = Duration::from_secs(30);
 /// How long an unbounded `wait` whose round went unanswered keeps asking for a daemon before it
 /// gives up (a restart takes well under a second).
 const DAEMON_GONE: Duration = Duration::from_secs(10);
+/// `wait` rounds at least this long are probed for a daemon that went (every [`PROBE_EVERY`]).
+const PROBED_ROUND: Duration = Duration::from_secs(10);
+const PROBE_EVERY: Duration = Duration::from_secs(1);

@@ -223,9 +223,10 @@ impl Store {
         Ok(id)
     }
 
-    /// Find an agent by exact id; else by its short handle (8 hex digits); else by a unique id prefix of at least [`MIN_PREFIX`] hex
-    /// characters (or '-'); else by name (the newest agent with it). A prefix matching several
-    /// agents is `Ambiguous` unless the reference is also exactly some agent's name.
+    /// Find an agent by exact id; else by name (the newest agent with it), as docker resolves
+    /// a name before an id; else by its short handle (the id's last 8 hex digits, what `ls`
+    /// shows); else by a unique start of a handle, or of an id, of at least [`MIN_PREFIX`] hex
+    /// characters (or '-' for an id). A start matching several agents is `Ambiguous`.
     pub fn resolve(&self, reference: &str) -> Result<AgentInfo, StoreError> {
         self.resolve_row(reference).map(|info| self.current(info))
     }
@@ -237,33 +238,42 @@ impl Store {
                 return Ok(info);
             }
         }
+        if let Some(info) = reg.by_name(reference)? {
+            return Ok(info);
+        }
         let lower = reference.to_ascii_lowercase();
-        // A short handle is exact and unique: it wins over an id prefix that happens to be the
-        // same 8 digits.
-        if lower.len() == HANDLE_LEN && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let hex = lower.bytes().all(|b| b.is_ascii_hexdigit());
+        if hex && lower.len() == HANDLE_LEN {
             if let Some(info) = reg.by_handle(&lower)? {
                 return Ok(info);
             }
         }
-        let is_prefix =
-            lower.len() >= MIN_PREFIX && lower.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
-        if is_prefix {
-            let (info, count) = reg.by_prefix(&lower)?;
+        let mut matches = 0;
+        // The start of what `ls` shows, then the start of the full id: ids made close in time
+        // share their first digits, so the handle's are the ones that tell agents apart.
+        if hex && (MIN_PREFIX..HANDLE_LEN).contains(&lower.len()) {
+            let (info, count) = reg.by_handle_prefix(&lower)?;
             if let Some(info) = info {
                 return Ok(info);
             }
-            if count > 1 {
-                return match reg.by_name(reference)? {
-                    Some(info) => Ok(info),
-                    None => Err(StoreError::Ambiguous {
-                        reference: reference.to_owned(),
-                        count,
-                    }),
-                };
-            }
+            matches += count;
         }
-        reg.by_name(reference)?
-            .ok_or_else(|| StoreError::NotFound(reference.to_owned()))
+        if lower.len() >= MIN_PREFIX && lower.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            let (info, count) = reg.by_prefix(&lower)?;
+            if let Some(info) = info {
+                if matches == 0 {
+                    return Ok(info);
+                }
+            }
+            matches += count;
+        }
+        if matches > 1 {
+            return Err(StoreError::Ambiguous {
+                reference: reference.to_owned(),
+                count: matches,
+            });
+        }
+        Err(StoreError::NotFound(reference.to_owned()))
     }
 
     /// Agents matching `filter`, oldest first (creation time, then id).

@@ -126,7 +126,8 @@ fn registry_survives_reopen_with_filters_order_and_resolve() {
     // the full random tail is unique.
     assert_eq!(store.resolve(&full[..30]).expect("by prefix").id, ids[4]);
     match store.resolve(&full[..4]) {
-        Err(StoreError::Ambiguous { count, .. }) => assert_eq!(count, 6),
+        // (At least: a random handle may start with the same 4 digits too.)
+        Err(StoreError::Ambiguous { count, .. }) => assert!(count >= 6, "{count}"),
         other => panic!("expected ambiguous, got {other:?}"),
     }
     assert_eq!(store.resolve("agent-5").expect("by name").id, ids[5]);
@@ -249,6 +250,30 @@ fn short_handles_resolve_and_are_unique() {
     assert_eq!(store.resolve("0BADF00D").expect("any case").id, second.id);
     // The shared prefix alone is ambiguous, as before.
     assert!(store.resolve("01a23676").is_err());
+    // The start of a handle (what `ls` shows) is enough when it is unique.
+    assert_eq!(store.resolve("dead").expect("handle start").id, first.id);
+    assert_eq!(store.resolve("0BADF").expect("any case").id, second.id);
+    let mut third = agent_info(None, 4, AgentStatus::Starting);
+    third.id = "01a23676-5003-7000-8000-0000deadf00d"
+        .parse()
+        .expect("uuid");
+    store.insert_agent(&third).expect("insert");
+    match store.resolve("dead") {
+        Err(StoreError::Ambiguous { count, .. }) => assert_eq!(count, 2),
+        other => panic!("expected ambiguous, got {other:?}"),
+    }
+    assert_eq!(store.resolve("deadf").expect("longer").id, third.id);
+    // A name is resolved before a handle, as docker resolves a name before an id.
+    let mut named = agent_info(Some("deadbeef"), 5, AgentStatus::Starting);
+    named.id = "01a23676-5004-7000-8000-000000c0ffee"
+        .parse()
+        .expect("uuid");
+    store.insert_agent(&named).expect("insert");
+    assert_eq!(store.resolve("deadbeef").expect("by name").id, named.id);
+    assert_eq!(
+        store.resolve(&first.id.to_string()).expect("by id").id,
+        first.id
+    );
     // A third agent with a handle already taken is refused by the registry.
     let mut clash = agent_info(None, 3, AgentStatus::Starting);
     clash.id = "01a23676-5002-7000-8000-0000deadbeef"

@@ -81,6 +81,13 @@ pub(crate) fn report(ctx: &Ctx, verb: &str, agent: &AgentInfo) -> anyhow::Result
     if ctx.json {
         return output::json(agent);
     }
-    crate::outln!("{verb} {} ({})", ctx.label(agent), agent.state().as_str())?;
+    let state = agent.state();
+    if verb == "killed" && !state.is_terminal() {
+        // The daemon answers once SIGKILL is sent, before the agent is reaped: "killed k1
+        // (running)" would say two things at once.
+        crate::outln!("sent SIGKILL to {} ({})", ctx.label(agent), state.as_str())?;
+        return Ok(());
+    }
+    crate::outln!("{verb} {} ({})", ctx.label(agent), state.as_str())?;
     Ok(())
 }

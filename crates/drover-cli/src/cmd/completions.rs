@@ -1,6 +1,8 @@
 //! `drover completions SHELL` and `drover man`: generated from the clap definitions, so they
 //! never drift from the real flags.
 
+use std::io::Write;
+
 use clap::CommandFactory;
 
 use super::Cli;
@@ -18,8 +20,11 @@ pub(crate) struct Args {
 /// Print the completion script for a shell.
 pub(crate) fn completions(args: &Args) -> anyhow::Result<i32> {
     let mut command = Cli::command();
-    let mut out = std::io::stdout().lock();
-    clap_complete::generate(args.shell, &mut command, "drover", &mut out);
+    // Generated into memory and written here: clap_complete panics on a failed write (a closed
+    // pipe, `| head`), where this reports it like every other command.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "drover", &mut script);
+    std::io::stdout().lock().write_all(&script)?;
     Ok(0)
 }
 

@@ -152,7 +152,8 @@ pub(crate) fn follow_options(args: &Args) -> FollowOptions {
 }
 
 /// Follow until the selection ends; when the daemon goes away, wait for it and go on from the
-/// first record not yet printed of each agent (nothing missed, nothing twice).
+/// first record not yet printed of each agent (nothing missed, nothing twice). Returns the
+/// client of the daemon the follow ended on.
 ///
 /// Agents named on the command line are followed by id after the first connection: a name
 /// may belong to a new agent by then. Those whose end was printed are done, and one removed
@@ -163,7 +164,7 @@ pub(crate) async fn follow_across_restarts(
     mut selection: Selection,
     mut options: FollowOptions,
     printer: &Printer,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<drover_client::Client> {
     let mut daemon = client.health().await?.daemon;
     // Whether the daemon is still there is asked on a connection of its own: on a slow link a
     // refill's large reads hold every later reply on the follow's connection behind them, and
@@ -184,7 +185,8 @@ pub(crate) async fn follow_across_restarts(
             () = reconnect::gone(probe.as_ref().unwrap_or(&client), daemon) => false,
         };
         if finished {
-            return Ok(());
+            drop(follower);
+            return Ok(client);
         }
         // Agents not followed yet (spawned meanwhile, on an open selection) are new: all of
         // their output is.
@@ -198,7 +200,7 @@ pub(crate) async fn follow_across_restarts(
                 .map(ToString::to_string)
                 .collect();
             if left.is_empty() {
-                return Ok(());
+                return Ok(client);
             }
             selection = Selection::Agents(left);
         }
@@ -210,7 +212,7 @@ pub(crate) async fn follow_across_restarts(
         if let Selection::Agents(ids) = &selection {
             let kept = still_there(&client, ids).await?;
             if kept.is_empty() {
-                return Ok(());
+                return Ok(client);
             }
             selection = Selection::Agents(kept);
         }

@@ -172,7 +172,8 @@ enum Command {
     Context(context::Args),
     /// Keys, allowed client keys and HTTP tokens of a daemon on this host.
     Auth(auth::Args),
-    /// Shell completions for bash, zsh or fish, generated from these definitions.
+    /// Shell completions for bash, zsh, fish, elvish or powershell, generated from these
+    /// definitions.
     Completions(completions::Args),
     /// The man page (roff), generated from these definitions.
     #[command(after_help = "Examples:

@@ -8,7 +8,9 @@ use drover_client::FollowOptions;
 use drover_proto::Seq;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use super::logs::{follow, Printer};
+use std::future::Future;
+
+use super::logs::{follow_across_restarts, Printer};
 use super::spawn::SpecArgs;
 use super::wait::agent_exit_status;
 use super::Ctx;
@@ -66,26 +68,19 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         until_exit: true,
         ..FollowOptions::default()
     };
-    let mut follower = match client
-        .follow(Selection::Agents(vec![id.clone()]), options)
-        .await
-    {
-        Ok(follower) => follower,
-        Err(error) => {
-            // Spawned but not watchable (a PUB endpoint out of reach, say): an agent `run`
-            // cannot show is not left behind unreported, nor started twice by a retry.
-            let grace = Some(std::time::Duration::from_secs(2));
-            let outcome = match client.stop(&id, grace).await {
-                Ok(_) => format!("stopped agent {id}"),
-                Err(stop) => {
-                    format!("agent {id} may still be running (stopping it failed: {stop})")
-                }
-            };
-            return Err(anyhow::Error::new(error).context(format!(
-                "the agent started, but its output cannot be followed; {outcome}"
-            )));
-        }
-    };
+    let selection = Selection::Agents(vec![id.clone()]);
+    if let Err(error) = client.follow(selection.clone(), options.clone()).await {
+        // Spawned but not watchable (a PUB endpoint out of reach, say): an agent `run` cannot
+        // show is not left behind unreported, nor started twice by a retry.
+        let grace = Some(std::time::Duration::from_secs(2));
+        let outcome = match client.stop(&id, grace).await {
+            Ok(_) => format!("stopped agent {id}"),
+            Err(stop) => format!("agent {id} may still be running (stopping it failed: {stop})"),
+        };
+        return Err(anyhow::Error::new(error).context(format!(
+            "the agent started, but its output cannot be followed; {outcome}"
+        )));
+    }
     let printer = Printer {
         pretty: None,
         timestamps: args.timestamps,
@@ -93,42 +88,62 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
         json: ctx.json,
         host: None,
     };
+    // The output is followed as `logs -f` follows it: across a daemon restart (agents left
+    // running), from the first line not yet printed, saying that the daemon went and came back.
+    let mut streaming = std::pin::pin!(follow_across_restarts(
+        ctx,
+        ctx.client().await?,
+        selection,
+        options,
+        &printer
+    ));
+    let mut forwarding = std::pin::pin!(super::stdin::forward(&client, &id));
+    let mut forwarded = !interactive;
     // Ctrl-C (or SIGTERM, SIGHUP) stops the agent gracefully, like `docker run` proxies it, and
-    // keeps streaming its last words; a second one leaves at once (the agent goes on stopping).
-    let mut ended = std::collections::HashSet::new();
-    let streamed = {
-        let mut streaming = std::pin::pin!(follow(&mut follower, &printer, &mut ended));
-        let mut forwarding = std::pin::pin!(super::stdin::forward(&client, &id));
-        let mut forwarded = !interactive;
-        loop {
-            tokio::select! {
-                streamed = &mut streaming => break Some(streamed),
-                _ = interrupts.next() => break None,
-                result = &mut forwarding, if !forwarded => {
-                    forwarded = true;
-                    if let Err(error) = result {
-                        eprintln!("drover: forwarding stdin to {id}: {error:#}");
-                    }
+    // keeps streaming its last words; a second one leaves at once (the agent goes on stopping),
+    // even while the stop is still being asked (a daemon that does not answer).
+    let mut stopping: Option<std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + '_>>> =
+        None;
+    let mut interrupted = false;
+    let client = loop {
+        tokio::select! {
+            streamed = &mut streaming => break streamed?,
+            _ = interrupts.next() => {
+                if interrupted {
+                    return Ok(130);
+                }
+                interrupted = true;
+                eprintln!("drover: stopping {id} (Ctrl-C again to leave it)");
+                stopping = Some(Box::pin(stop(ctx, &id)));
+            }
+            stopped = async { stopping.as_mut().expect("a stop in progress").await },
+                if stopping.is_some() =>
+            {
+                stopping = None;
+                if let Err(error) = stopped {
+                    eprintln!("drover: stopping {id}: {error:#}");
+                }
+            }
+            result = &mut forwarding, if !forwarded => {
+                forwarded = true;
+                if let Err(error) = result {
+                    eprintln!("drover: forwarding stdin to {id}: {error:#}");
                 }
             }
         }
     };
-    match streamed {
-        Some(result) => result?,
-        None => {
-            eprintln!("drover: stopping {id} (Ctrl-C again to leave it)");
-            match client.stop(&id, None).await {
-                Ok(_) => {}
-                // It ended on its own meanwhile; drain and report that.
-                Err(e) if e.code() == Some(drover_proto::ErrorCode::InvalidState) => {}
-                Err(e) => return Err(e.into()),
-            }
-            tokio::select! {
-                streamed = follow(&mut follower, &printer, &mut ended) => streamed?,
-                _ = interrupts.next() => return Ok(130),
-            }
-        }
-    }
+    // Asked of the daemon the follow ended on (after a restart, not the first one).
     let agent = client.get(&id).await?;
     Ok(agent_exit_status(&agent))
+}
+
+/// Ask the daemon that answers now to stop `id` with its grace; one that ended meanwhile is
+/// fine (its end is streamed and reported).
+async fn stop(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    let client = ctx.client().await?;
+    match client.stop(id, None).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(drover_proto::ErrorCode::InvalidState) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -59,7 +59,9 @@ async fn follow_on(share: &Share, args: &Args) -> i32 {
             return Ok(());
         };
         let printer = printer(ctx, args, true);
-        follow_across_restarts(ctx, client, selection, follow_options(args), &printer).await
+        follow_across_restarts(ctx, client, selection, follow_options(args), &printer)
+            .await
+            .map(drop)
     }
     .await;
     match result {

@@ -48,6 +48,13 @@ fn agents_made_together_get_unique_handles_accepted_everywhere() {
         format!("paused {} (paused)", handle(first))
     );
     ok(daemon.drover(&["resume", handle(first)]));
+    // The start of a handle, as docker takes the start of an id: the shortest start no other
+    // handle shares (4 digits at least) names the agent; one all six share would not.
+    let unique = (4..=8)
+        .map(|n| &handle(first)[..n])
+        .find(|start| handles.iter().filter(|h| h.starts_with(start)).count() == 1)
+        .unwrap();
+    assert_eq!(json(&daemon, &["show", unique])["id"], first.as_str());
     ok(daemon.drover(&["signal", "KILL", handle(first)]));
     let waited = daemon.drover(&["wait", handle(first)]);
     assert_eq!(waited.status.code(), Some(137), "{}", stderr(&waited));

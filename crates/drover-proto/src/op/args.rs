@@ -100,8 +100,8 @@ pub struct WriteStdinArgs {
     pub data: Vec<u8>,
 }
 
-/// `read_logs` arguments. Start is `since_seq`, else the last `tail` records, else `since` a
-/// time, else the first record kept.
+/// `read_logs` arguments. The start is the latest of those given: `since_seq`, the first of the
+/// last `tail` records, the first record at or after `since`; else the first record kept.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadLogsArgs {
     /// The agent.
