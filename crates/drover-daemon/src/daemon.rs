@@ -241,9 +241,28 @@ pub async fn run(
         let _gate = shared.spawn_gate.lock().unwrap_or_else(|p| p.into_inner());
         shared.shutting_down.store(true, Ordering::SeqCst);
     }
+    let live = shared.live_agents().len();
     match shared.config.on_shutdown {
-        ShutdownPolicy::Stop => stop_all(&shared).await,
-        ShutdownPolicy::Leave => detach_all(&shared).await,
+        ShutdownPolicy::Stop => {
+            if live > 0 {
+                // Said, so that agents found `killed` afterwards are not a mystery.
+                tracing::warn!(
+                    agents = live,
+                    "stopping the running agents (on_shutdown = \"stop\"; \"leave\", or \
+                     --leave-agents, keeps them running for the next daemon)"
+                );
+            }
+            stop_all(&shared).await;
+        }
+        ShutdownPolicy::Leave => {
+            if live > 0 {
+                tracing::info!(
+                    agents = live,
+                    "leaving the running agents to their holders for the next daemon"
+                );
+            }
+            detach_all(&shared).await;
+        }
     }
     let _ = stop_tx.send(true);
     // Every step is bounded: requests in flight and open streams get a moment to finish.

@@ -235,6 +235,23 @@ async fn limits_and_backend_allow_list() {
             ..AgentSpec::default()
         };
         assert_eq!(code(client.spawn(claude).await), ErrorCode::Unauthorized);
+        // A backend that does not exist is a typo, said as such, not a refusal.
+        let typo = AgentSpec {
+            backend: Some("cladue".into()),
+            task: Some("hello".into()),
+            ..AgentSpec::default()
+        };
+        match client.spawn(typo).await {
+            Err(drover_client::ClientError::Remote(e)) => {
+                assert_eq!(e.code, ErrorCode::BadRequest);
+                assert!(
+                    e.message.contains("unknown backend \"cladue\""),
+                    "{}",
+                    e.message
+                );
+            }
+            other => panic!("expected bad_request, got {other:?}"),
+        }
         daemon.shutdown().await;
     })
     .await

@@ -15,7 +15,7 @@ pub enum SupervisorError {
     #[error("stdin queue is full: the agent is not reading its input")]
     StdinFull,
     /// Stdin was never piped, was closed, or the child has exited.
-    #[error("stdin is closed")]
+    #[error("stdin is closed, or was never a pipe (an agent takes input only when spawned with stdin \"pipe\": `drover spawn -i`)")]
     StdinClosed,
     /// Not a signal number this platform knows.
     #[error("invalid signal number {0}")]

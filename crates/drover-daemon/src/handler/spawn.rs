@@ -348,6 +348,14 @@ fn libc_sigterm() -> i32 {
 
 fn render(shared: &Shared, spec: &AgentSpec) -> Result<Command, ErrorBody> {
     let backend = spec.backend_name();
+    // A name that is no backend at all is a mistake to correct, not a permission to ask for.
+    let Some(template) = shared.backends.get(backend) else {
+        let known: Vec<&str> = shared.backends.names().collect();
+        return Err(bad(format!(
+            "unknown backend {backend:?} (this daemon has: {})",
+            known.join(", ")
+        )));
+    };
     if let Some(allowed) = &shared.config.allowed_backends {
         if !allowed.iter().any(|name| name == backend) {
             return Err(ErrorBody::new(
@@ -359,10 +367,6 @@ fn render(shared: &Shared, spec: &AgentSpec) -> Result<Command, ErrorBody> {
             ));
         }
     }
-    let template = shared
-        .backends
-        .get(backend)
-        .ok_or_else(|| bad(format!("unknown backend {backend:?}")))?;
     if spec.resume.is_some() && !template.resumes() {
         return Err(bad(format!(
             "backend {backend:?} has no way to resume a session (its command line has no \
