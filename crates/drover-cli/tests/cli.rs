@@ -293,6 +293,23 @@ fn serve_reports_a_bad_config_file_on_its_own_lines() {
     );
 }
 
+/// The command may follow the options without `--`, as with `docker run IMAGE CMD...`; from
+/// the command on, every word is its own (flags included), and `--` still works.
+#[test]
+fn run_and_spawn_take_the_command_without_a_double_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let printed = daemon.drover(&["run", "--name", "e", "echo", "-n", "hi"]);
+    assert_eq!(printed.status.code(), Some(0), "{}", stderr(&printed));
+    assert_eq!(stdout(&printed), "hi");
+    let failed = daemon.drover(&["run", "sh", "-c", "exit 4"]);
+    assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
+    let id = ok(daemon.drover(&["spawn", "--", "echo", "--name", "x"]));
+    ok(daemon.drover(&["wait", id.trim()]));
+    assert_eq!(ok(daemon.drover(&["logs", id.trim()])), "--name x\n");
+    daemon.stop();
+}
+
 #[test]
 fn serve_refuses_a_shared_state_dir() {
     let output = std::process::Command::new(drover_bin())

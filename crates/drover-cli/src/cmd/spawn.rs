@@ -69,8 +69,10 @@ pub(crate) struct SpecArgs {
     /// The longest wait before a restart [default: 60s].
     #[arg(long, value_parser = crate::duration::parse, requires = "restart")]
     restart_max_delay: Option<Duration>,
-    /// The command and its arguments (for the command backend), after `--`.
-    #[arg(last = true)]
+    /// The command and its arguments (for the command backend): after the options, as with
+    /// `docker run IMAGE CMD...`, or after `--`. Everything from the command on is its own,
+    /// flags included (`drover run echo -n hi`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     argv: Vec<String>,
 }
 
