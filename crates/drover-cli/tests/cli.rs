@@ -307,6 +307,11 @@ fn run_and_spawn_take_the_command_without_a_double_dash() {
     let id = ok(daemon.drover(&["spawn", "--", "echo", "--name", "x"]));
     ok(daemon.drover(&["wait", id.trim()]));
     assert_eq!(ok(daemon.drover(&["logs", id.trim()])), "--name x\n");
+    // docker's names for listing and showing.
+    let (ps, ls) = (ok(daemon.drover(&["ps"])), ok(daemon.drover(&["ls"])));
+    assert_eq!(ps.lines().next(), ls.lines().next(), "{ps}");
+    assert_eq!(ps.lines().count(), ls.lines().count(), "{ps}");
+    assert_eq!(json(&daemon, &["inspect", "e"])["name"], "e");
     daemon.stop();
 }
 

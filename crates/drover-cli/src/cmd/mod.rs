@@ -88,19 +88,23 @@ enum Command {
     Spawn(spawn::Args),
     /// Start an agent, stream its output, and exit with its exit code.
     #[command(after_help = "Examples:
-  drover run -- echo hi                          exit status is the agent's
+  drover run echo hi                             exit status is the agent's
+  drover run -- echo hi                          the same (`--` ends drover's options)
   echo x | drover run -i -- cat                  stdin forwarded, end-of-file included
   drover run -b codex -t 'add a test' --timeout 10m
   (Ctrl-C, SIGTERM or SIGHUP stop the agent; a second Ctrl-C leaves it running)")]
     Run(run::Args),
-    /// List agents.
-    #[command(alias = "list")]
+    /// List agents (also `ps`, as in docker).
+    #[command(alias = "list", alias = "ps")]
     Ls(ls::Args),
-    /// Show one agent in detail.
-    #[command(after_help = "Examples:
+    /// Show one agent in detail (also `inspect`, as in docker).
+    #[command(
+        alias = "inspect",
+        after_help = "Examples:
   drover show s                                  by name
   drover show 456789ab                           by handle (the ID column of ls)
-  drover --json show s | jq .status")]
+  drover --json show s | jq .status"
+    )]
     Show(agent_op::One),
     /// Print an agent's logs (`-f` to follow live).
     #[command(after_help = "Examples:
