@@ -9,10 +9,11 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// `text` with every control character a terminal acts on shown as an escape (`\u{1b}`)
-/// instead: the C0 controls but tab (and newline, when `lines`), DEL and the C1 controls. With
+/// instead: the C0 controls but tab (and newline, when `lines`), DEL, the C1 controls, and the
+/// bidirectional controls that reorder a line. With
 /// `lines`, a `\r\n` line end is kept as `\n` (a lone `\r` would overwrite the line).
 pub fn printable(text: &str, lines: bool) -> Cow<'_, str> {
-    let acts = |c: char| c.is_control() && c != '\t' && !(lines && c == '\n');
+    let acts = |c: char| (c.is_control() && c != '\t' && !(lines && c == '\n')) || is_bidi(c);
     if !text.chars().any(acts) {
         return Cow::Borrowed(text);
     }
@@ -29,6 +30,12 @@ pub fn printable(text: &str, lines: bool) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// The bidirectional embedding, override and isolate controls: they reorder what follows on
+/// the line, so text can show other than what it holds ("Trojan Source").
+fn is_bidi(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `text` without control characters: for names (a session id, a model, a tool), which have
@@ -65,6 +72,11 @@ mod tests {
             printable("plain text, é 日本", true),
             Cow::Borrowed(_)
         ));
+        // A right-to-left override would show "txt.exe" as "exe.txt".
+        assert_eq!(
+            printable("a\u{202e}b\u{2066}c", true),
+            "a\\u{202e}b\\u{2066}c"
+        );
     }
 
     #[test]

@@ -181,9 +181,11 @@ pub(crate) fn shown(text: impl std::fmt::Display) -> String {
     drover_agent::printable(&text.to_string(), false).into_owned()
 }
 
-/// [`shown`], with its line breaks kept (a message of several lines).
+/// [`shown`], with its line breaks kept (a message of several lines), every line after the
+/// first indented: a message (a remote daemon's, or an argv it echoes) cannot print a line that
+/// looks like one of ours (`drover: error: ...`).
 pub(crate) fn shown_lines(text: impl std::fmt::Display) -> String {
-    drover_agent::printable(&text.to_string(), true).into_owned()
+    drover_agent::printable(&text.to_string(), true).replace('\n', "\n  ")
 }
 
 /// Print rows as an aligned table with a header.

@@ -288,7 +288,7 @@ fn serve_reports_a_bad_config_file_on_its_own_lines() {
     assert!(!said.contains("\\u{a}"), "{said}");
     assert!(said.contains("TOML parse error at line 2"), "{said}");
     assert!(
-        said.lines().any(|l| l.starts_with("2 | max_agent = 5")),
+        said.lines().any(|l| l.starts_with("  2 | max_agent = 5")),
         "{said}"
     );
 }
@@ -307,6 +307,18 @@ fn run_and_spawn_take_the_command_without_a_double_dash() {
     let id = ok(daemon.drover(&["spawn", "--", "echo", "--name", "x"]));
     ok(daemon.drover(&["wait", id.trim()]));
     assert_eq!(ok(daemon.drover(&["logs", id.trim()])), "--name x\n");
+    // A mistyped option is a usage error, not the start of the command.
+    let typo = daemon.drover(&["run", "--timout", "5s", "--", "echo", "hi"]);
+    assert_eq!(typo.status.code(), Some(1), "{}", stderr(&typo));
+    assert!(stderr(&typo).contains("--timeout"), "{}", stderr(&typo));
+    // A name of 8 hex digits would read as a handle: refused.
+    let hex = daemon.drover(&["spawn", "--name", "deadBEEF", "--", "true"]);
+    assert_eq!(hex.status.code(), Some(2), "{}", stderr(&hex));
+    assert!(
+        stderr(&hex).contains("the form of an agent's handle"),
+        "{}",
+        stderr(&hex)
+    );
     // docker's names for listing and showing.
     let (ps, ls) = (ok(daemon.drover(&["ps"])), ok(daemon.drover(&["ls"])));
     assert_eq!(ps.lines().next(), ls.lines().next(), "{ps}");

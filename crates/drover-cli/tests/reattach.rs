@@ -274,68 +274,88 @@ fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
     text
 }
 
-/// `drover run` and `drover wait` started before a daemon restart (agents left running) go on
-/// with the daemon that replaces it: `run` prints every line once and exits with the agent's
-/// code, `wait` reports the end. A `run` whose daemon is gone still leaves at a second Ctrl-C.
-#[test]
-fn run_and_wait_ride_out_a_daemon_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_with(dir.path(), &["--leave-agents"]);
-    let gate = dir.path().join("gate");
-    let script = format!(
-        "echo r1; while [ ! -e {} ]; do sleep 0.05; done; echo r2; echo r3; exit 3",
-        gate.display()
-    );
-    let mut run = daemon
-        .command(&["run", "--name", "rr", "--", "sh", "-c", &script])
+/// A `drover` child whose stdout and stderr are collected as they come.
+fn started(
+    daemon: &Daemon,
+    args: &[&str],
+) -> (std::process::Child, Arc<Mutex<String>>, Arc<Mutex<String>>) {
+    let mut child = daemon
+        .command(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let printed = collect(run.stdout.take().unwrap());
-    let said = collect(run.stderr.take().unwrap());
-    wait_for("run prints r1", || {
-        (printed.lock().unwrap().as_str() == "r1\n").then_some(())
-    });
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    (child, out, err)
+}
+
+fn says(text: &Arc<Mutex<String>>, what: &str) -> Option<()> {
+    text.lock().unwrap().contains(what).then_some(())
+}
+
+/// `drover wait` and `drover run` started before a daemon restart (agents left running) go on
+/// with the daemon that replaces it: `wait` reports the end, `run` prints every line once and
+/// exits with the agent's code. A Ctrl-C while the daemon is away stops the agent once it is
+/// back; a second one leaves at once.
+#[test]
+fn run_and_wait_ride_out_a_daemon_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let leave = ["--leave-agents"];
+    let gate = |name: &str| dir.path().join(name);
+    let gated = |name: &str, code: u8| {
+        format!(
+            "echo r1; while [ ! -e {} ]; do sleep 0.05; done; echo r2; echo r3; exit {code}",
+            gate(name).display()
+        )
+    };
+
+    // wait: its round is in flight when the daemon goes. Nothing else asks `health` meanwhile,
+    // so one more `health` served is the wait's (it asks which daemon answers, then waits).
+    let daemon = Daemon::start_with(dir.path(), &leave);
+    ok(daemon.drover(&["spawn", "--name", "ww", "--", "sh", "-c", &gated("g1", 5)]));
     let healths = |daemon: &Daemon| {
         json(daemon, &["stats"])["requests"]["health"]
             .as_u64()
             .unwrap_or(0)
     };
     let before = healths(&daemon);
-    let waiting = daemon
-        .command(&["wait", "rr"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // `wait` asks for the agent, then which daemon answers, then waits.
+    let (waiting, printed, said) = started(&daemon, &["wait", "ww"]);
     wait_for("wait is waiting", || {
         (healths(&daemon) > before).then_some(())
     });
     daemon.stop();
-    let daemon = Daemon::start_with(dir.path(), &["--leave-agents"]);
-    std::fs::write(&gate, b"").unwrap();
+    let daemon = Daemon::start_with(dir.path(), &leave);
+    std::fs::write(gate("g1"), b"").unwrap();
+    let waited = wait_output(waiting);
+    assert_eq!(waited.status.code(), Some(5), "{}", said.lock().unwrap());
+    assert!(
+        says(&printed, "exited code 5").is_some(),
+        "{}",
+        printed.lock().unwrap()
+    );
+
+    // run: every line once, across the restart, and the agent's code.
+    let (mut run, printed, said) = started(
+        &daemon,
+        &["run", "--name", "rr", "--", "sh", "-c", &gated("g2", 3)],
+    );
+    wait_for("run prints r1", || says(&printed, "r1"));
+    daemon.stop();
+    let daemon = Daemon::start_with(dir.path(), &leave);
+    std::fs::write(gate("g2"), b"").unwrap();
     let status = wait_child(&mut run);
     assert_eq!(status.code(), Some(3), "{}", said.lock().unwrap());
     assert_eq!(printed.lock().unwrap().as_str(), "r1\nr2\nr3\n");
-    let said = said.lock().unwrap().clone();
-    assert!(said.contains("the daemon went away"), "{said}");
-    assert!(said.contains("the daemon is back"), "{said}");
-    let waited = wait_output(waiting);
-    assert_eq!(waited.status.code(), Some(3), "{}", stderr(&waited));
-    assert!(
-        stdout(&waited).contains("exited code 3"),
-        "{}",
-        stdout(&waited)
-    );
+    let told = said.lock().unwrap().clone();
+    assert!(told.contains("the daemon went away"), "{told}");
+    assert!(told.contains("the daemon is back"), "{told}");
 
-    // The daemon goes and does not come back: the first Ctrl-C asks for a stop nobody
-    // answers, the second leaves.
-    let mut run = daemon
-        .command(&[
+    // Ctrl-C while the daemon is away: the agent is stopped once it is back (SIGTERM: 143).
+    let (mut run, printed, said) = started(
+        &daemon,
+        &[
             "run",
             "--name",
             "r2",
@@ -343,33 +363,48 @@ fn run_and_wait_ride_out_a_daemon_restart() {
             "sh",
             "-c",
             "echo up; exec sleep 1000",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let printed = collect(run.stdout.take().unwrap());
-    let said = collect(run.stderr.take().unwrap());
-    wait_for("run prints up", || {
-        (printed.lock().unwrap().as_str() == "up\n").then_some(())
-    });
-    let state_dir = daemon.state_dir.clone();
+        ],
+    );
+    wait_for("run prints up", || says(&printed, "up"));
     daemon.stop();
-    wait_for("run notices", || {
-        said.lock()
-            .unwrap()
-            .contains("the daemon went away")
-            .then_some(())
-    });
+    wait_for("run notices", || says(&said, "the daemon went away"));
     signal(run.id(), "INT");
-    wait_for("run asks for a stop", || {
-        said.lock().unwrap().contains("stopping").then_some(())
+    wait_for("run holds the stop", || {
+        says(&said, "will be stopped when it is back")
+    });
+    let daemon = Daemon::start_with(dir.path(), &leave);
+    assert_eq!(
+        wait_child(&mut run).code(),
+        Some(143),
+        "{}",
+        said.lock().unwrap()
+    );
+    assert_eq!(json(&daemon, &["show", "r2"])["state"], "killed");
+
+    // ...and a second Ctrl-C leaves at once, the agent still running.
+    let (mut run, printed, said) = started(
+        &daemon,
+        &[
+            "run",
+            "--name",
+            "r3",
+            "--",
+            "sh",
+            "-c",
+            "echo up; exec sleep 1000",
+        ],
+    );
+    wait_for("run prints up", || says(&printed, "up"));
+    daemon.stop();
+    wait_for("run notices", || says(&said, "the daemon went away"));
+    signal(run.id(), "INT");
+    wait_for("run holds the stop", || {
+        says(&said, "will be stopped when it is back")
     });
     signal(run.id(), "INT");
     assert_eq!(wait_child(&mut run).code(), Some(130));
-    // Clean up the agent left running.
-    let daemon = Daemon::start(&state_dir);
-    ok(daemon.drover(&["kill", "r2"]));
-    assert_eq!(daemon.drover(&["wait", "r2"]).status.code(), Some(137));
+    let daemon = Daemon::start(dir.path());
+    assert_eq!(json(&daemon, &["show", "r3"])["state"], "running");
+    ok(daemon.drover(&["kill", "r3"]));
+    assert_eq!(daemon.drover(&["wait", "r3"]).status.code(), Some(137));
 }

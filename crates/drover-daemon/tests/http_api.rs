@@ -323,6 +323,7 @@ async fn a_download_is_the_whole_log_byte_for_byte() {
             ("download=true&format=json", "bad_request"),
             ("download=true&limit=5", "bad_request"),
             ("download=maybe", "bad_request"),
+            ("download=true&follow=true", "bad_request"),
         ] {
             let refused = daemon
                 .get(&format!("/v1/agents/{unnamed}/logs?{query}"))

@@ -20,6 +20,11 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// Lines the followed agent prints before the page opens its log.
 const LINES: u64 = 200_000;
 
+/// One browser test at a time. Run together, the six headless Chromiums and their daemons
+/// shared two cores, and the 200,000-line follow once took longer than its 90 s (CI, twice):
+/// each test's bounds are for its own browser, not for six. Taken before a test's clock starts.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The browser scripts' directory, once Chromium and playwright-core are known to be there.
 fn browser() -> std::path::PathBuf {
     assert!(
@@ -108,6 +113,7 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy_and_no_data() {
 
 #[tokio::test]
 async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium() {
+    let _one = ONE_BROWSER.lock().await;
     let browser_dir = browser();
     // Its own bound, longer than `within`'s: a browser starts and reads 200,000 lines.
     let test = async {
@@ -163,6 +169,7 @@ async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium()
 /// "Continue" starts an agent resuming the same session. `tests/browser/agents.mjs` drives it.
 #[tokio::test]
 async fn the_dashboard_shows_what_ai_agents_do_in_chromium() {
+    let _one = ONE_BROWSER.lock().await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let browser_dir = browser();
     let test = async {
@@ -205,6 +212,7 @@ async fn the_dashboard_shows_what_ai_agents_do_in_chromium() {
 /// table live again; and the "Log out" button, after which the daemon refuses the cookie.
 #[tokio::test]
 async fn the_dashboard_rides_out_outages_and_returns_to_login_when_its_session_ends_in_chromium() {
+    let _one = ONE_BROWSER.lock().await;
     let browser_dir = browser();
     let test = async {
         let daemon = Daemon::start().await;
@@ -233,6 +241,7 @@ async fn the_dashboard_rides_out_outages_and_returns_to_login_when_its_session_e
 /// not also that they are missing (`tests/browser/retention.mjs`).
 #[tokio::test]
 async fn a_log_pane_resumed_past_retention_says_once_what_is_gone_in_chromium() {
+    let _one = ONE_BROWSER.lock().await;
     let browser_dir = browser();
     let test = async {
         let daemon = Daemon::start_with(|config| {
@@ -267,6 +276,7 @@ async fn a_log_pane_resumed_past_retention_says_once_what_is_gone_in_chromium() 
 /// past its 32 MiB bound keeps only the newest lines within it and says how many it let go.
 #[tokio::test]
 async fn the_dashboard_coalesces_table_renders_and_bounds_a_log_pane_by_bytes_in_chromium() {
+    let _one = ONE_BROWSER.lock().await;
     let browser_dir = browser();
     let test = async {
         let daemon = Daemon::start().await;

@@ -223,10 +223,11 @@ impl Store {
         Ok(id)
     }
 
-    /// Find an agent by exact id; else by name (the newest agent with it), as docker resolves
-    /// a name before an id; else by its short handle (the id's last 8 hex digits, what `ls`
-    /// shows); else by a unique start of a handle, or of an id, of at least [`MIN_PREFIX`] hex
-    /// characters (or '-' for an id). A start matching several agents is `Ambiguous`.
+    /// Find an agent by exact id; else by its short handle (the id's last 8 hex digits, what
+    /// `ls` shows); else by name (the newest agent with it), before any shorter form, as docker
+    /// resolves a name before an id prefix; else by a unique start of a handle, or of an id, of
+    /// at least [`MIN_PREFIX`] hex characters (or '-' for an id). A start matching several
+    /// agents is `Ambiguous`.
     pub fn resolve(&self, reference: &str) -> Result<AgentInfo, StoreError> {
         self.resolve_row(reference).map(|info| self.current(info))
     }
@@ -238,15 +239,17 @@ impl Store {
                 return Ok(info);
             }
         }
-        if let Some(info) = reg.by_name(reference)? {
-            return Ok(info);
-        }
         let lower = reference.to_ascii_lowercase();
         let hex = lower.bytes().all(|b| b.is_ascii_hexdigit());
+        // A whole handle first: `ls` shows it, so it must name that agent (a spawn refuses a
+        // name of this form, and an older name of it is reached by id).
         if hex && lower.len() == HANDLE_LEN {
             if let Some(info) = reg.by_handle(&lower)? {
                 return Ok(info);
             }
+        }
+        if let Some(info) = reg.by_name(reference)? {
+            return Ok(info);
         }
         let mut matches = 0;
         // The start of what `ls` shows, then the start of the full id: ids made close in time

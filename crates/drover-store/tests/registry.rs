@@ -263,13 +263,21 @@ fn short_handles_resolve_and_are_unique() {
         other => panic!("expected ambiguous, got {other:?}"),
     }
     assert_eq!(store.resolve("deadf").expect("longer").id, third.id);
-    // A name is resolved before a handle, as docker resolves a name before an id.
+    // A whole handle wins over a name (a spawn refuses such names; the store may hold one from
+    // before); a name wins over the start of a handle, as docker resolves a name before an id
+    // prefix.
     let mut named = agent_info(Some("deadbeef"), 5, AgentStatus::Starting);
     named.id = "01a23676-5004-7000-8000-000000c0ffee"
         .parse()
         .expect("uuid");
     store.insert_agent(&named).expect("insert");
-    assert_eq!(store.resolve("deadbeef").expect("by name").id, named.id);
+    assert_eq!(store.resolve("deadbeef").expect("by handle").id, first.id);
+    let mut short = agent_info(Some("dead"), 6, AgentStatus::Starting);
+    short.id = "01a23676-5005-7000-8000-000000c0fffe"
+        .parse()
+        .expect("uuid");
+    store.insert_agent(&short).expect("insert");
+    assert_eq!(store.resolve("dead").expect("by name").id, short.id);
     assert_eq!(
         store.resolve(&first.id.to_string()).expect("by id").id,
         first.id

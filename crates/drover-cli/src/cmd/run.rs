@@ -137,13 +137,30 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     Ok(agent_exit_status(&agent))
 }
 
-/// Ask the daemon that answers now to stop `id` with its grace; one that ended meanwhile is
-/// fine (its end is streamed and reported).
+/// Ask the daemon to stop `id` with its grace; one that ended meanwhile is fine (its end is
+/// streamed and reported). A daemon that is away (restarting) is asked again until one answers:
+/// the stop is not lost to the outage, and a second Ctrl-C still leaves meanwhile.
 async fn stop(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
-    let client = ctx.client().await?;
-    match client.stop(id, None).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.code() == Some(drover_proto::ErrorCode::InvalidState) => Ok(()),
-        Err(e) => Err(e.into()),
+    let mut said = false;
+    loop {
+        let answered = match ctx.client().await {
+            Ok(client) => match client.stop(id, None).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == Some(drover_proto::ErrorCode::InvalidState) => return Ok(()),
+                // The daemon's own refusal stands; anything else is no answer.
+                Err(e @ drover_client::ClientError::Remote(_)) => return Err(e.into()),
+                Err(_) => false,
+            },
+            Err(error) if super::reconnect::is_permanent(&error) => return Err(error),
+            Err(_) => false,
+        };
+        if !answered && !said {
+            said = true;
+            eprintln!("drover: the daemon is away; {id} will be stopped when it is back");
+        }
+        tokio::time::sleep(STOP_RETRY).await;
     }
 }
+
+/// Between attempts to ask a daemon that is away to stop the agent.
+const STOP_RETRY: std::time::Duration = std::time::Duration::from_millis(500);

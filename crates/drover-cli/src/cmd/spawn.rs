@@ -72,7 +72,7 @@ pub(crate) struct SpecArgs {
     /// The command and its arguments (for the command backend): after the options, as with
     /// `docker run IMAGE CMD...`, or after `--`. Everything from the command on is its own,
     /// flags included (`drover run echo -n hi`).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(trailing_var_arg = true)]
     argv: Vec<String>,
 }
 

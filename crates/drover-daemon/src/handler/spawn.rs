@@ -168,6 +168,12 @@ fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
         if name == "." || name == ".." {
             return Err(bad(format!("name {name:?} is reserved")));
         }
+        // A handle (what `ls` shows) is looked up before a name: this name could never be used.
+        if name.len() == drover_proto::HANDLE_LEN && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad(format!(
+                "name {name:?} is 8 hex digits, the form of an agent's handle; choose another"
+            )));
+        }
     }
     for (key, value) in &spec.env {
         if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
@@ -350,9 +356,20 @@ fn render(shared: &Shared, spec: &AgentSpec) -> Result<Command, ErrorBody> {
     let backend = spec.backend_name();
     // A name that is no backend at all is a mistake to correct, not a permission to ask for.
     let Some(template) = shared.backends.get(backend) else {
-        let known: Vec<&str> = shared.backends.names().collect();
+        // Those this daemon lets clients use, not every one it has.
+        let known: Vec<&str> = shared
+            .backends
+            .names()
+            .filter(|name| {
+                shared
+                    .config
+                    .allowed_backends
+                    .as_ref()
+                    .is_none_or(|allowed| allowed.iter().any(|a| a == name))
+            })
+            .collect();
         return Err(bad(format!(
-            "unknown backend {backend:?} (this daemon has: {})",
+            "unknown backend {backend:?} (this daemon offers: {})",
             known.join(", ")
         )));
     };

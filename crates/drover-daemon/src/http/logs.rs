@@ -73,6 +73,11 @@ pub(super) async fn get(
         }
     };
     if params.flag("follow")? {
+        if params.flag("download")? {
+            return Err(ApiError::bad_request(
+                "follow=true and download=true do not go together: a download ends",
+            ));
+        }
         if !sse::is_accepted(&headers) {
             return Err(ApiError::bad_request(
                 "follow=true answers with text/event-stream; send Accept: text/event-stream",
@@ -280,7 +285,8 @@ fn set_bounds(headers: &mut HeaderMap, read: &ReadLogsResult) {
 /// and `_` (anything else becomes `_`), so the header needs no quoting rules.
 fn file_name(info: &AgentInfo) -> String {
     let base = info.name.clone().unwrap_or_else(|| info.id.to_string());
-    base.chars()
+    let base = base
+        .chars()
         .take(128)
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
@@ -289,9 +295,12 @@ fn file_name(info: &AgentInfo) -> String {
                 '_'
             }
         })
-        .collect::<String>()
-        .trim_start_matches('.')
-        .to_owned()
+        .collect::<String>();
+    // No hidden file (`...` is a valid name).
+    match base.trim_start_matches('.') {
+        "" => info.id.to_string(),
+        rest => rest.to_owned(),
+    }
 }
 
 /// A page's records as NDJSON lines or their bytes (JSON is rendered whole by [`render`]).
