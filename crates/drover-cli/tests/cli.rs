@@ -319,6 +319,10 @@ fn run_and_spawn_take_the_command_without_a_double_dash() {
         "{}",
         stderr(&hex)
     );
+    // A selector that matches nothing says so (and is no failure).
+    let none = daemon.drover(&["stop", "-l", "team=nobody"]);
+    assert_eq!(none.status.code(), Some(0), "{}", stderr(&none));
+    assert_eq!(stderr(&none), "drover: no agent matches\n");
     // docker's names for listing and showing.
     let (ps, ls) = (ok(daemon.drover(&["ps"])), ok(daemon.drover(&["ls"])));
     assert_eq!(ps.lines().next(), ls.lines().next(), "{ps}");

@@ -66,6 +66,7 @@ pub(crate) async fn run(ctx: &Ctx, op: Op, args: Many) -> anyhow::Result<i32> {
         _ => Applies::Live,
     };
     let agents = args.targets.resolve(&client, applies).await?;
+    many::say_if_none(ctx, &agents);
     let mut outcome = Outcome::default();
     for item in many::batch(&client, op, &agents, BTreeMap::new()).await? {
         match &item.info {

@@ -314,3 +314,11 @@ impl Outcome {
         Ok(self.status)
     }
 }
+
+/// A selector that matched nothing is said on stderr, as `kubectl` says "No resources found":
+/// silence reads like success on something. (On one host of several, the fleet view says it.)
+pub(crate) fn say_if_none(ctx: &Ctx, agents: &[String]) {
+    if agents.is_empty() && !ctx.json && ctx.host.is_none() {
+        eprintln!("drover: no agent matches");
+    }
+}

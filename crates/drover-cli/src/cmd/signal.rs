@@ -25,6 +25,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
     let agents = args.targets.resolve(&client, Applies::Running).await?;
+    super::many::say_if_none(ctx, &agents);
     let signal = match args.signal.parse::<i64>() {
         Ok(number) => rmpv::Value::from(number),
         Err(_) => rmpv::Value::from(args.signal.as_str()),

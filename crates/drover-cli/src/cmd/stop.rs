@@ -28,6 +28,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<i32> {
     let client = ctx.client().await?;
     let agents = args.targets.resolve(&client, Applies::Live).await?;
+    super::many::say_if_none(ctx, &agents);
     let mut batch_args = BTreeMap::new();
     if let Some(grace) = args.grace {
         let ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
