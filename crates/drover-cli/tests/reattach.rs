@@ -353,25 +353,7 @@ fn run_and_wait_ride_out_a_daemon_restart() {
     assert!(told.contains("the daemon is back"), "{told}");
 
     // Ctrl-C while the daemon is away: the agent is stopped once it is back (SIGTERM: 143).
-    let (mut run, printed, said) = started(
-        &daemon,
-        &[
-            "run",
-            "--name",
-            "r2",
-            "--",
-            "sh",
-            "-c",
-            "echo up; exec sleep 1000",
-        ],
-    );
-    wait_for("run prints up", || says(&printed, "up"));
-    daemon.stop();
-    wait_for("run notices", || says(&said, "the daemon went away"));
-    signal(run.id(), "INT");
-    wait_for("run holds the stop", || {
-        says(&said, "will be stopped when it is back")
-    });
+    let (mut run, said) = interrupted_while_away(daemon, "r2");
     let daemon = Daemon::start_with(dir.path(), &leave);
     assert_eq!(
         wait_child(&mut run).code(),
@@ -382,18 +364,20 @@ fn run_and_wait_ride_out_a_daemon_restart() {
     assert_eq!(json(&daemon, &["show", "r2"])["state"], "killed");
 
     // ...and a second Ctrl-C leaves at once, the agent still running.
-    let (mut run, printed, said) = started(
-        &daemon,
-        &[
-            "run",
-            "--name",
-            "r3",
-            "--",
-            "sh",
-            "-c",
-            "echo up; exec sleep 1000",
-        ],
-    );
+    let (mut run, _) = interrupted_while_away(daemon, "r3");
+    signal(run.id(), "INT");
+    assert_eq!(wait_child(&mut run).code(), Some(130));
+    let daemon = Daemon::start(dir.path());
+    assert_eq!(json(&daemon, &["show", "r3"])["state"], "running");
+    ok(daemon.drover(&["kill", "r3"]));
+    assert_eq!(daemon.drover(&["wait", "r3"]).status.code(), Some(137));
+}
+
+/// A `drover run --name NAME` of an agent that runs on, whose daemon is stopped (leaving it
+/// running) and which is then interrupted once: it holds the stop until a daemon answers.
+fn interrupted_while_away(daemon: Daemon, name: &str) -> (std::process::Child, Arc<Mutex<String>>) {
+    let script = "echo up; exec sleep 1000";
+    let (run, printed, said) = started(&daemon, &["run", "--name", name, "--", "sh", "-c", script]);
     wait_for("run prints up", || says(&printed, "up"));
     daemon.stop();
     wait_for("run notices", || says(&said, "the daemon went away"));
@@ -401,10 +385,5 @@ fn run_and_wait_ride_out_a_daemon_restart() {
     wait_for("run holds the stop", || {
         says(&said, "will be stopped when it is back")
     });
-    signal(run.id(), "INT");
-    assert_eq!(wait_child(&mut run).code(), Some(130));
-    let daemon = Daemon::start(dir.path());
-    assert_eq!(json(&daemon, &["show", "r3"])["state"], "running");
-    ok(daemon.drover(&["kill", "r3"]));
-    assert_eq!(daemon.drover(&["wait", "r3"]).status.code(), Some(137));
+    (run, said)
 }

@@ -282,43 +282,31 @@ impl Registry {
     /// The agent whose short handle starts with `prefix` (shorter than a handle), if exactly
     /// one does, and how many do.
     pub fn by_handle_prefix(&self, prefix: &str) -> Result<(Option<AgentInfo>, u64), StoreError> {
-        let ctx = || format!("resolving handle prefix {prefix:?}");
         // A range on the `agents_handle` index's expression.
-        let upper = format!("{prefix}\u{7f}");
-        let conn = self.lock();
-        let count: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM agents WHERE substr(id, 29) >= ?1 AND substr(id, 29) < ?2",
-                params![prefix, upper],
-                |r| r.get(0),
-            )
-            .map_err(|e| StoreError::sqlite(ctx(), e))?;
-        let count = count.max(0) as u64;
-        if count != 1 {
-            return Ok((None, count));
-        }
-        let raw = conn
-            .query_row(
-                &format!(
-                    "SELECT {COLS} FROM agents WHERE substr(id, 29) >= ?1 AND substr(id, 29) < ?2"
-                ),
-                params![prefix, upper],
-                raw_row,
-            )
-            .map_err(|e| StoreError::sqlite(ctx(), e))?;
-        Ok((Some(raw.into_info()?), 1))
+        self.unique_start("substr(id, 29)", prefix, "handle")
     }
 
-    /// Agents whose id starts with `prefix` (at most 2: enough to tell unique from ambiguous),
-    /// and how many there are.
+    /// The agent whose id starts with `prefix`, if exactly one does, and how many do.
     pub fn by_prefix(&self, prefix: &str) -> Result<(Option<AgentInfo>, u64), StoreError> {
-        let ctx = || format!("resolving id prefix {prefix:?}");
         // Ids are lowercase hex and '-', so a range scan on the primary key finds the prefix.
+        self.unique_start("id", prefix, "id")
+    }
+
+    /// The agent whose `column` (an indexed expression of ours, never input) starts with
+    /// `prefix`, if exactly one does, and how many do: a range scan, counted first.
+    fn unique_start(
+        &self,
+        column: &str,
+        prefix: &str,
+        what: &str,
+    ) -> Result<(Option<AgentInfo>, u64), StoreError> {
+        let ctx = || format!("resolving {what} prefix {prefix:?}");
         let upper = format!("{prefix}\u{7f}");
+        let range = format!("FROM agents WHERE {column} >= ?1 AND {column} < ?2");
         let conn = self.lock();
         let count: i64 = conn
             .query_row(
-                "SELECT count(*) FROM agents WHERE id >= ?1 AND id < ?2",
+                &format!("SELECT count(*) {range}"),
                 params![prefix, upper],
                 |r| r.get(0),
             )
@@ -329,7 +317,7 @@ impl Registry {
         }
         let raw = conn
             .query_row(
-                &format!("SELECT {COLS} FROM agents WHERE id >= ?1 AND id < ?2"),
+                &format!("SELECT {COLS} {range}"),
                 params![prefix, upper],
                 raw_row,
             )

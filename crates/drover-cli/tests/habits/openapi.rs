@@ -13,8 +13,8 @@ fn python() -> PathBuf {
     }
 }
 
-#[test]
-fn openapi_yaml_is_valid_and_lists_every_served_route() {
+/// Run one of the Python checks (`tests/python/SCRIPT`) with `args`; its stdout once it passed.
+fn check(script: &str, args: &[&Path]) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = python();
     assert!(
@@ -24,9 +24,9 @@ fn openapi_yaml_is_valid_and_lists_every_served_route() {
         python.display()
     );
     let output = Command::new(&python)
-        .arg(root.join("crates/drover-cli/tests/python/openapi_check.py"))
+        .arg(root.join("crates/drover-cli/tests/python").join(script))
         .arg(root.join("docs/openapi.yaml"))
-        .arg(root.join("crates/drover-daemon/src/http/mod.rs"))
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -35,8 +35,17 @@ fn openapi_yaml_is_valid_and_lists_every_served_route() {
         stdout(&output),
         stderr(&output)
     );
+    stdout(&output)
+}
+
+#[test]
+fn openapi_yaml_is_valid_and_lists_every_served_route() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let said = check(
+        "openapi_check.py",
+        &[&root.join("crates/drover-daemon/src/http/mod.rs")],
+    );
     // "valid; N routes, all documented", N counted from the router's source.
-    let said = stdout(&output);
     let count = said
         .trim()
         .strip_prefix("valid; ")
@@ -50,7 +59,6 @@ fn openapi_yaml_is_valid_and_lists_every_served_route() {
 /// the document does not give all fail (`openapi_responses.py`).
 #[test]
 fn the_daemons_answers_match_openapi_yaml() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());
     let id = ok(daemon.drover(&[
@@ -64,23 +72,10 @@ fn the_daemons_answers_match_openapi_yaml() {
     ]));
     let id = id.trim();
     ok(daemon.drover(&["wait", id]));
-    let output = Command::new(python())
-        .arg(root.join("crates/drover-cli/tests/python/openapi_responses.py"))
-        .arg(root.join("docs/openapi.yaml"))
-        .arg(daemon.state_dir.join("http.sock"))
-        .arg(id)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
+    let said = check(
+        "openapi_responses.py",
+        &[&daemon.state_dir.join("http.sock"), Path::new(id)],
     );
-    assert!(
-        stdout(&output).contains("answers match"),
-        "{}",
-        stdout(&output)
-    );
+    assert!(said.contains("answers match"), "{said}");
     daemon.stop();
 }
