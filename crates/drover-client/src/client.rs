@@ -172,7 +172,7 @@ impl Client {
     /// `health` given `limit` to answer. Past it the connection is taken for dead and the next
     /// call opens a fresh one: a connection whose daemon went away is never answered again,
     /// whoever answers at its endpoint now.
-    async fn health_within(&self, limit: Duration) -> Result<HealthResult, ClientError> {
+    pub async fn health_within(&self, limit: Duration) -> Result<HealthResult, ClientError> {
         self.call_within(
             Request::Health(NoArgs {}),
             limit,
@@ -374,9 +374,10 @@ impl Client {
         }
     }
 
-    /// Resolves when `daemon` is no longer the one answering (asked every `every`): with the
-    /// one that answers instead, or `None` when none answers within a second.
-    async fn moved(&self, daemon: DaemonId, every: Duration) -> Option<DaemonId> {
+    /// Resolves when `daemon` is no longer the one answering (asked every `every`, each given a
+    /// second): with the one that answers instead, or `None` when none answers. What a long
+    /// `wait` and the CLI's follows watch to notice a daemon that went away.
+    pub async fn moved(&self, daemon: DaemonId, every: Duration) -> Option<DaemonId> {
         loop {
             tokio::time::sleep(every).await;
             match self.health_within(Duration::from_secs(1)).await {

@@ -11,7 +11,8 @@
 
 mod support;
 
-use std::path::Path;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::{request_without_token, start_front, wait_for, within, Daemon};
@@ -26,7 +27,7 @@ const LINES: u64 = 200_000;
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The browser scripts' directory, once Chromium and playwright-core are known to be there.
-fn browser() -> std::path::PathBuf {
+fn browser() -> PathBuf {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: install Debian's chromium package; scripts/setup-test-env does"
@@ -38,6 +39,47 @@ fn browser() -> std::path::PathBuf {
         browser_dir.display()
     );
     browser_dir
+}
+
+/// Run one browser test: alone ([`ONE_BROWSER`], taken before its clock starts), with Chromium
+/// and playwright-core checked, within `limit`. `test` gets the browser scripts' directory.
+async fn browser_test<F, Fut>(limit: Duration, test: F)
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let _one = ONE_BROWSER.lock().await;
+    let browser_dir = browser();
+    tokio::time::timeout(limit, test(browser_dir))
+        .await
+        .unwrap_or_else(|_| panic!("the browser test finished within {limit:?}"));
+}
+
+/// The arguments every page script starts with: the page's address (a relay in front of the
+/// daemon, with the switches `/__cut`, `/__down`, `/__up`), the daemon's own, and its control
+/// token.
+async fn page_args(daemon: &Daemon) -> Vec<String> {
+    let front = start_front(daemon.addr, None).await;
+    vec![
+        format!("http://{front}"),
+        daemon.http_url.clone(),
+        daemon.token.clone(),
+    ]
+}
+
+/// The screenshots a script took are there (non-empty); with `DROVER_SCREENSHOTS=docs` they
+/// replace the committed ones.
+fn keep_shots(dir: &Path, shots: &[&str]) {
+    for shot in shots {
+        let path = dir.join(shot);
+        assert!(
+            path.metadata().map(|m| m.len() > 1000).unwrap_or(false),
+            "{shot}"
+        );
+        if let Ok(target) = std::env::var("DROVER_SCREENSHOTS") {
+            std::fs::copy(&path, Path::new(&target).join(shot)).expect("copy screenshot");
+        }
+    }
 }
 
 /// Run a browser script with `node` and require it to end saying "every step passed".
@@ -113,10 +155,8 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy_and_no_data() {
 
 #[tokio::test]
 async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium() {
-    let _one = ONE_BROWSER.lock().await;
-    let browser_dir = browser();
     // Its own bound, longer than `within`'s: a browser starts and reads 200,000 lines.
-    let test = async {
+    browser_test(Duration::from_secs(240), |browser_dir| async move {
         let daemon = Daemon::start().await;
         let id = daemon
             .spawn(&[
@@ -126,17 +166,14 @@ async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium()
             ])
             .await;
         let read = daemon.token(drover_proto::Role::Read, "dashboard reader");
-        let front = start_front(daemon.addr, None).await;
         let shots = tempfile::tempdir().expect("screenshots dir");
-        let args = [
-            format!("http://{front}"),
-            daemon.http_url.clone(),
-            daemon.token.clone(),
-            read.clone(),
-            id.clone(),
+        let mut args = page_args(&daemon).await;
+        args.extend([
+            read,
+            id,
             LINES.to_string(),
             shots.path().display().to_string(),
-        ];
+        ]);
         run_script(
             &browser_dir,
             "dashboard.mjs",
@@ -144,22 +181,13 @@ async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium()
             Duration::from_secs(200),
         )
         .await;
-        for shot in ["dashboard-fleet.png", "dashboard-agent.png"] {
-            let path = shots.path().join(shot);
-            assert!(
-                path.metadata().map(|m| m.len() > 1000).unwrap_or(false),
-                "{shot}"
-            );
-            // DROVER_SCREENSHOTS=docs refreshes the committed screenshots.
-            if let Ok(dir) = std::env::var("DROVER_SCREENSHOTS") {
-                std::fs::copy(&path, Path::new(&dir).join(shot)).expect("copy screenshot");
-            }
-        }
+        keep_shots(
+            shots.path(),
+            &["dashboard-fleet.png", "dashboard-agent.png"],
+        );
         daemon.stop().await;
-    };
-    tokio::time::timeout(Duration::from_secs(240), test)
-        .await
-        .expect("the dashboard test finished within 240 s");
+    })
+    .await;
 }
 
 /// What AI agents do, in the browser: agents of the `claude` backend (the fake agent CLI of
@@ -169,10 +197,8 @@ async fn the_dashboard_follows_acts_and_hides_actions_from_readers_in_chromium()
 /// "Continue" starts an agent resuming the same session. `tests/browser/agents.mjs` drives it.
 #[tokio::test]
 async fn the_dashboard_shows_what_ai_agents_do_in_chromium() {
-    let _one = ONE_BROWSER.lock().await;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let browser_dir = browser();
-    let test = async {
+    browser_test(Duration::from_secs(180), |browser_dir| async move {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let bin = tempfile::tempdir().expect("bin dir");
         std::os::unix::fs::symlink(
             root.join("tests/agents/fake-agent"),
@@ -180,30 +206,20 @@ async fn the_dashboard_shows_what_ai_agents_do_in_chromium() {
         )
         .expect("symlink");
         let daemon = Daemon::start().await;
-        let front = start_front(daemon.addr, None).await;
         let shots = tempfile::tempdir().expect("screenshots dir");
-        let args = [
-            format!("http://{front}"),
-            daemon.http_url.clone(),
-            daemon.token.clone(),
+        let mut args = page_args(&daemon).await;
+        args.extend([
             bin.path().display().to_string(),
             root.join("crates/drover-agent/tests/fixtures/real")
                 .display()
                 .to_string(),
             shots.path().display().to_string(),
-        ];
+        ]);
         run_script(&browser_dir, "agents.mjs", &args, Duration::from_secs(120)).await;
-        let shot = shots.path().join("dashboard-activity.png");
-        assert!(shot.metadata().map(|m| m.len() > 1000).unwrap_or(false));
-        if let Ok(dir) = std::env::var("DROVER_SCREENSHOTS") {
-            std::fs::copy(&shot, Path::new(&dir).join("dashboard-activity.png"))
-                .expect("copy screenshot");
-        }
+        keep_shots(shots.path(), &["dashboard-activity.png"]);
         daemon.stop().await;
-    };
-    tokio::time::timeout(Duration::from_secs(180), test)
-        .await
-        .expect("the agents dashboard test finished within 180 s");
+    })
+    .await;
 }
 
 /// The page through outages and ended sessions (`tests/browser/session.mjs`): an outage before
@@ -212,9 +228,7 @@ async fn the_dashboard_shows_what_ai_agents_do_in_chromium() {
 /// table live again; and the "Log out" button, after which the daemon refuses the cookie.
 #[tokio::test]
 async fn the_dashboard_rides_out_outages_and_returns_to_login_when_its_session_ends_in_chromium() {
-    let _one = ONE_BROWSER.lock().await;
-    let browser_dir = browser();
-    let test = async {
+    browser_test(Duration::from_secs(180), |browser_dir| async move {
         let daemon = Daemon::start().await;
         // Running before the page opens, so no event reaches the page before the first outage.
         let victim = daemon.spawn(&["sleep", "1000"]).await;
@@ -222,40 +236,26 @@ async fn the_dashboard_rides_out_outages_and_returns_to_login_when_its_session_e
             daemon.get(&format!("/v1/agents/{victim}")).await.json()["agent"]["state"] == "running"
         })
         .await;
-        let front = start_front(daemon.addr, None).await;
-        let args = [
-            format!("http://{front}"),
-            daemon.http_url.clone(),
-            daemon.token.clone(),
-            victim.clone(),
-        ];
+        let mut args = page_args(&daemon).await;
+        args.push(victim);
         run_script(&browser_dir, "session.mjs", &args, Duration::from_secs(150)).await;
         daemon.stop().await;
-    };
-    tokio::time::timeout(Duration::from_secs(180), test)
-        .await
-        .expect("the session dashboard test finished within 180 s");
+    })
+    .await;
 }
 
 /// A log pane whose stream drops and resumes past retention says once which records are gone,
 /// not also that they are missing (`tests/browser/retention.mjs`).
 #[tokio::test]
 async fn a_log_pane_resumed_past_retention_says_once_what_is_gone_in_chromium() {
-    let _one = ONE_BROWSER.lock().await;
-    let browser_dir = browser();
-    let test = async {
+    browser_test(Duration::from_secs(120), |browser_dir| async move {
         let daemon = Daemon::start_with(|config| {
             config.store.segment_bytes = 1024;
             // The smallest budget a daemon takes; the agent prints about 73 KB.
             config.store.agent_budget = 64 * 1024;
         })
         .await;
-        let front = start_front(daemon.addr, None).await;
-        let args = [
-            format!("http://{front}"),
-            daemon.http_url.clone(),
-            daemon.token.clone(),
-        ];
+        let args = page_args(&daemon).await;
         run_script(
             &browser_dir,
             "retention.mjs",
@@ -264,10 +264,8 @@ async fn a_log_pane_resumed_past_retention_says_once_what_is_gone_in_chromium() 
         )
         .await;
         daemon.stop().await;
-    };
-    tokio::time::timeout(Duration::from_secs(120), test)
-        .await
-        .expect("the retention dashboard test finished within 120 s");
+    })
+    .await;
 }
 
 /// The page's bounds under load (`tests/browser/bounds.mjs`): a burst of 100 agents while the
@@ -276,20 +274,11 @@ async fn a_log_pane_resumed_past_retention_says_once_what_is_gone_in_chromium() 
 /// past its 32 MiB bound keeps only the newest lines within it and says how many it let go.
 #[tokio::test]
 async fn the_dashboard_coalesces_table_renders_and_bounds_a_log_pane_by_bytes_in_chromium() {
-    let _one = ONE_BROWSER.lock().await;
-    let browser_dir = browser();
-    let test = async {
+    browser_test(Duration::from_secs(240), |browser_dir| async move {
         let daemon = Daemon::start().await;
-        let front = start_front(daemon.addr, None).await;
-        let args = [
-            format!("http://{front}"),
-            daemon.http_url.clone(),
-            daemon.token.clone(),
-        ];
+        let args = page_args(&daemon).await;
         run_script(&browser_dir, "bounds.mjs", &args, Duration::from_secs(200)).await;
         daemon.stop().await;
-    };
-    tokio::time::timeout(Duration::from_secs(240), test)
-        .await
-        .expect("the bounds dashboard test finished within 240 s");
+    })
+    .await;
 }

@@ -37,20 +37,12 @@ const HANDSHAKES_AT_MOST: u32 = 3;
 
 /// Resolves once `daemon` stops answering, or another daemon answers in its place.
 pub(crate) async fn gone(client: &Client, daemon: DaemonId) {
-    loop {
-        tokio::time::sleep(CHECK).await;
-        if !is_there(client, daemon).await {
-            return;
-        }
-    }
+    client.moved(daemon, CHECK).await;
 }
 
-/// Whether `daemon` answers right now.
+/// Whether `daemon` answers right now (within [`CHECK`]).
 pub(crate) async fn is_there(client: &Client, daemon: DaemonId) -> bool {
-    matches!(
-        tokio::time::timeout(CHECK, client.health()).await,
-        Ok(Ok(health)) if health.daemon == daemon
-    )
+    matches!(client.health_within(CHECK).await, Ok(health) if health.daemon == daemon)
 }
 
 /// Say that the daemon went away, wait until one answers (indefinitely: Ctrl-C ends the

@@ -258,7 +258,10 @@ impl Pages {
             )));
         }
         if read.next_seq <= since {
-            return None;
+            // Short of the end and no further: ending here would pass a short file for whole.
+            return Some(Err(std::io::Error::other(
+                "the log read stopped short of the download's end",
+            )));
         }
         self.args.since_seq = Some(read.next_seq);
         Some(Ok(Bytes::from(body_bytes(self.format, &read))))

@@ -6,21 +6,12 @@
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { launch, logIn, strictApi } from "./page.mjs";
 
 const [base, daemon, token, bin, transcripts, shots] = process.argv.slice(2);
 const TIMEOUT = 30_000;
 
-async function api(method, path, body) {
-  const response = await fetch(`${daemon}${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await response.json();
-  assert.ok(response.ok, `${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
-  return json;
-}
+const api = strictApi(daemon, token);
 
 const spawn = async (name, transcript) =>
   (
@@ -40,20 +31,14 @@ const spawn = async (name, transcript) =>
 const sessionOf = (transcript) =>
   JSON.parse(readFileSync(`${transcripts}/${transcript}.jsonl`, "utf8").split("\n")[0]).session_id;
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
+const browser = await launch();
 
 try {
   const context = await browser.newContext({ viewport: { width: 1400, height: 800 } });
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
-  await page.goto(`${base}/`);
-  await page.fill("#login-token", token);
-  await page.click("#login-form button[type=submit]");
-  await page.locator("#app").waitFor({ state: "visible", timeout: TIMEOUT });
+  await logIn(page, base, token, TIMEOUT);
 
   // Spawned after the page listed the fleet: their activity arrives as `activity` events.
   const tool = await spawn("tool", "claude-tool");

@@ -8,7 +8,7 @@
 // Every step asserts; any failure exits non-zero with the reason, and the Rust test prints it.
 
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { launch, logIn, strictApi } from "./page.mjs";
 
 const [base, daemon, token] = process.argv.slice(2);
 const TIMEOUT = 60_000;
@@ -20,16 +20,7 @@ const MAX_BYTES = 32 * 1024 * 1024;
 const LONG_LINES = 3000;
 const LONG = 16_000;
 
-async function api(method, path, body) {
-  const response = await fetch(`${daemon}${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await response.json();
-  assert.ok(response.ok, `${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
-  return json;
-}
+const api = strictApi(daemon, token);
 
 const spawn = async (argv, labels) => (await api("POST", "/v1/agents", { spec: { argv, labels } })).agent.id;
 
@@ -75,10 +66,7 @@ async function until(what, probe) {
   }
 }
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
+const browser = await launch();
 
 try {
   // --- a large table, then a burst ------------------------------------------------------------
@@ -92,9 +80,7 @@ try {
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
-  await page.goto(`${base}/`);
-  await page.fill("#login-token", token);
-  await page.click("#login-form button[type=submit]");
+  await logIn(page, base, token, TIMEOUT);
   await page.locator("#counts", { hasText: new RegExp(`^${TABLE} exited$`) }).waitFor({ timeout: TIMEOUT });
   assert.equal(await page.locator("#agents tr").count(), TABLE);
 

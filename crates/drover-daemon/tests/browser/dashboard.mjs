@@ -8,16 +8,13 @@
 // exits non-zero with the reason, and the Rust test prints it.
 
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { launch, logIn, watch } from "./page.mjs";
 
 const [base, daemon, controlToken, readToken, agentId, linesArg, shots] = process.argv.slice(2);
 const lines = Number(linesArg);
 const TIMEOUT = 30_000;
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
+const browser = await launch();
 
 async function api(method, path, token, body) {
   const response = await fetch(`${daemon}${path}`, {
@@ -32,21 +29,8 @@ async function loggedIn(token) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   const errors = [];
-  page.on("pageerror", (error) => errors.push(String(error)));
-  // Refused requests (401 before login, a refused action) are logged by the browser as failed
-  // loads; those are the API answering, not the page failing.
-  page.on(
-    "console",
-    (message) =>
-      message.type() === "error" &&
-      !message.text().startsWith("Failed to load resource") &&
-      errors.push(message.text()),
-  );
-  await page.goto(`${base}/`);
-  await page.locator("#login-token").waitFor({ timeout: TIMEOUT });
-  await page.fill("#login-token", token);
-  await page.click("#login-form button[type=submit]");
-  await page.locator("#app").waitFor({ state: "visible", timeout: TIMEOUT });
+  watch(page, errors);
+  await logIn(page, base, token, TIMEOUT);
   return { context, page, errors };
 }
 

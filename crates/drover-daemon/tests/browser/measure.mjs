@@ -5,7 +5,7 @@
 // 10,000/s, each once it reads `go` on stdin (so every line measured is live); million-agent
 // prints 1,000,000 short lines. Prints one JSON object of figures.
 
-import { chromium } from "playwright-core";
+import { launch, logIn } from "./page.mjs";
 
 const [base, token, pacedA, pacedB, fast, million] = process.argv.slice(2);
 
@@ -19,16 +19,10 @@ async function go(agent) {
 }
 const TIMEOUT = 120_000;
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
+const browser = await launch();
 const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
 const page = await context.newPage();
-await page.goto(`${base}/`);
-await page.fill("#login-token", token);
-await page.click("#login-form button[type=submit]");
-await page.locator("#app").waitFor({ state: "visible", timeout: TIMEOUT });
+await logIn(page, base, token, TIMEOUT);
 
 // `page.waitForFunction` evaluates a string, which the page's CSP (rightly) forbids: poll.
 async function until(predicate, arg) {

@@ -6,16 +6,13 @@
 // refuses new ones until `POST /__up`; this script's own API calls go straight to <daemon-url>.
 
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { launch, logIn } from "./page.mjs";
 
 const [base, daemon, token] = process.argv.slice(2);
 const TIMEOUT = 30_000;
 const LINES = 8000;
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
+const browser = await launch();
 
 async function api(method, path, body) {
   const response = await fetch(`${daemon}${path}`, {
@@ -44,11 +41,7 @@ try {
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
-  await page.goto(`${base}/`);
-  await page.locator("#login-token").waitFor({ timeout: TIMEOUT });
-  await page.fill("#login-token", token);
-  await page.click("#login-form button[type=submit]");
-  await page.locator("#app").waitFor({ state: "visible", timeout: TIMEOUT });
+  await logIn(page, base, token, TIMEOUT);
 
   // Two lines, then, once told, many small appends: retention removes the oldest as it goes.
   const script =

@@ -8,15 +8,12 @@
 // waits on a condition; any failure exits non-zero with the reason, and the Rust test prints it.
 
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { launch, watch } from "./page.mjs";
 
 const [base, daemon, token, victim] = process.argv.slice(2);
 const TIMEOUT = 30_000;
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
+const browser = await launch();
 
 async function api(method, path, headers = { Authorization: `Bearer ${token}` }, body) {
   const response = await fetch(`${daemon}${path}`, {
@@ -50,19 +47,6 @@ async function sessionCookie(context) {
 
 // Whether the page's own credential still works, asked from the page.
 const sessionStatus = (page) => page.evaluate(() => fetch("/v1/session").then((r) => r.status));
-
-function watch(page, errors) {
-  page.on("pageerror", (error) => errors.push(String(error)));
-  // Refused requests and dropped connections are logged by the browser as failed loads: those
-  // are the network and the API answering, not the page failing.
-  page.on(
-    "console",
-    (message) =>
-      message.type() === "error" &&
-      !message.text().startsWith("Failed to load resource") &&
-      errors.push(message.text()),
-  );
-}
 
 async function logIn(page) {
   await page.locator("#login").waitFor({ state: "visible", timeout: TIMEOUT });
